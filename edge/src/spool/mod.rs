@@ -1,0 +1,1 @@
+//! The crash-safe disk spool (being written; see `ARCHITECTURE.md`).

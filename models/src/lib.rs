@@ -1,0 +1,3 @@
+//! `fieldpulse-models`: streaming anomaly detectors, failure and RUL models and
+//! the model artifact format. Training code sits behind the `train` feature so
+//! that scoring never compiles it.
