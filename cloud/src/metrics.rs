@@ -1,0 +1,130 @@
+//! Prometheus metrics of the cloud process (`fieldpulse_cloud_*`).
+//!
+//! Plain atomics rendered in the text exposition format: counted per batch,
+//! never per reading inside a hot loop; labels come from closed enums.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a batch request was rejected (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Missing, unknown or mismatched bearer token.
+    Unauthorized,
+    /// Unsupported or corrupt content encoding.
+    Encoding,
+    /// The body is not a `Batch`.
+    Decode,
+    /// A `Batch` that breaks the contract (seq 0, bad key, bad series).
+    Malformed,
+    /// The decoded batch exceeds the size limit.
+    TooLarge,
+    /// The sink could not commit; the gateway retries.
+    Unavailable,
+}
+
+impl RejectReason {
+    const ALL: [Self; 6] = [
+        Self::Unauthorized,
+        Self::Encoding,
+        Self::Decode,
+        Self::Malformed,
+        Self::TooLarge,
+        Self::Unavailable,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Encoding => "encoding",
+            Self::Decode => "decode",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The cloud's counters.
+#[derive(Debug, Default)]
+pub struct CloudMetrics {
+    /// Batches committed on first delivery.
+    pub batches_committed: AtomicU64,
+    /// Readings in committed batches.
+    pub readings_ingested: AtomicU64,
+    /// Readings in committed batches marked historical.
+    pub readings_historical: AtomicU64,
+    /// Re-deliveries of committed batches.
+    pub duplicate_batches: AtomicU64,
+    rejected: [AtomicU64; RejectReason::ALL.len()],
+}
+
+impl CloudMetrics {
+    /// Counts one rejected request.
+    pub fn count_rejected(&self, reason: RejectReason) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rejections for one reason.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Rejections for all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            &mut out,
+            "fieldpulse_cloud_batches_committed_total",
+            "Batches durably committed on first delivery.",
+            self.batches_committed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "fieldpulse_cloud_readings_ingested_total",
+            "Readings in committed batches.",
+            self.readings_ingested.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "fieldpulse_cloud_readings_historical_total",
+            "Readings in committed batches marked historical (backfill).",
+            self.readings_historical.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "fieldpulse_cloud_duplicate_batches_total",
+            "Deliveries of already committed batches, acknowledged again.",
+            self.duplicate_batches.load(Ordering::Relaxed),
+        );
+        let name = "fieldpulse_cloud_batches_rejected_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Batch requests rejected, by reason.\n# TYPE {name} counter"
+        );
+        for reason in RejectReason::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.rejected(reason)
+            );
+        }
+        out
+    }
+}
