@@ -1,0 +1,615 @@
+//! [`FleetFeatures`]: the streaming state of every feature for a fleet, and the
+//! one update kernel that defines the features.
+//!
+//! # Layout
+//! One flat `Vec<f64>`; asset `i` owns the block `[i * stride, (i + 1) * stride)`.
+//! A block is a small header (timestamps, decay cache, weight sums, trend time
+//! moments) followed by one lane array per field (`mean_h0[0..S]`, `mean_h1[..]`,
+//! …, `median[..]`, `mad[..]`, …). Readings arrive one row (one asset) at a
+//! time, so the row's whole working set is one contiguous block — a handful of
+//! cache lines the prefetcher streams in — and within it every field is a
+//! struct-of-arrays over sensors, so the per-sensor loops vectorise. (A
+//! struct-of-arrays *over assets* would only pay off if every asset were
+//! updated at every step, as the numpy peer does; a stream is row at a time.)
+//!
+//! # Time-aware decay (irregular sampling)
+//! Half-lives are in readings at the asset's *nominal interval*, a
+//! stochastic-approximation median of its sampling intervals (regular sampling
+//! never moves it). A row `dt` after the previous one decays state by
+//! `2^(-min(dt / nominal, max_gap_ratio) / half_life)`, so a missed reading
+//! counts as a reading's worth of forgetting, and an outage longer than
+//! `max_gap_ratio` intervals forgets no more than that (the machine is compared
+//! with its old baseline when it comes back). The decay factors are cached per
+//! asset and recomputed only when `dt / nominal` changes: regular streams pay
+//! no `exp` per row.
+//!
+//! EWMAs are *debiased*: each horizon keeps the weight sum `W = decay * W + 1`
+//! and updates with `a = 1 / W`, so early values are exact weighted means (the
+//! first reading is the mean, not a blend with zero) and converge to the
+//! classical `a = 1 - decay` once `W` saturates. Variance uses the exact
+//! weighted recursion `v = (1 - a) (v + a d^2)`.
+//!
+//! # Invalid input (defined behaviour, counted)
+//! - A value that is NaN, ±inf or beyond ±1e100 is *missing*: its sensor's
+//!   state is left untouched (the update weight is masked to zero, no branch),
+//!   its z-features are 0, and [`FeatureCounters::missing_values`] counts it.
+//! - A row whose timestamp equals the asset's last one is a *duplicate*, an
+//!   earlier one is *out of order*: the row's z-features are computed against
+//!   the current state but the state does not learn from it (no decay with a
+//!   negative `dt`, no double weight), and the row is counted.
+//!
+//! # Warm-up
+//! While a sensor has at most `warmup_readings` valid values its robust
+//! location/scale are its running mean and `0.6745 * std` (Gaussian
+//! equivalence), its residual scale is not winsorised, and its EWMAs use
+//! `max(a, 1 / n_valid)` so a sensor that joins late starts from its own
+//! values. Afterwards the median moves by `median_step * MAD * sign(x - med)`
+//! and the MAD by `mad_step * MAD * sign(|x - med| - MAD)` (stochastic
+//! approximation of the 0.5 quantiles; equal up and down steps make them
+//! converge to the medians).
+
+use crate::params::FeatureError;
+use crate::spec::{
+    field, n_sensor_fields, FeatureSpec, H_DT_NOM, H_FIRST_TS, H_LAST_TS, H_MT, H_N_ROWS, H_N_WARM,
+    H_RATIO, H_VTT, H_W,
+};
+
+/// Gaussian consistency factor: `sigma = MAD * 1.4826`.
+pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
+/// Gaussian consistency factor: `sigma = mean(|r|) * 1.2533`.
+pub const MEAN_ABS_TO_SIGMA: f64 = 1.253_314_137_315_500_3;
+/// Values with a larger magnitude are treated as missing (they overflow squares).
+pub const MAX_ABS_VALUE: f64 = 1e100;
+
+/// What happened to one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowStatus {
+    /// The asset's first row: state initialised from it.
+    First,
+    /// A row later than the asset's previous one: state learned from it.
+    InOrder,
+    /// Same timestamp as the asset's previous row: scored, not learned.
+    Duplicate,
+    /// Earlier than the asset's previous row: scored, not learned.
+    OutOfOrder,
+}
+
+impl RowStatus {
+    /// Whether the state learned from the row.
+    pub fn learned(self) -> bool {
+        matches!(self, Self::First | Self::InOrder)
+    }
+}
+
+/// Counts of rows and values the state treated specially.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeatureCounters {
+    /// Rows seen.
+    pub rows: u64,
+    /// Rows with the same timestamp as the asset's previous row.
+    pub duplicate_rows: u64,
+    /// Rows earlier than the asset's previous row.
+    pub out_of_order_rows: u64,
+    /// Values that were NaN, infinite or out of range.
+    pub missing_values: u64,
+}
+
+/// Per-row scratch the kernel writes and detectors read: the row's normalised
+/// innovations, computed against the state *before* the row (no look-ahead,
+/// and an anomaly does not dampen its own score). Allocate once, reuse.
+#[derive(Debug, Clone)]
+pub struct RowScratch {
+    /// 1.0 where the value was valid, 0.0 where missing.
+    pub valid: Vec<f64>,
+    /// `(x - local level) / residual scale` (0 for missing values and a sensor's first value).
+    pub resid_z: Vec<f64>,
+    /// `(x - robust median) / (1.4826 * MAD)` (0 for missing values and a sensor's first value).
+    pub robust_z: Vec<f64>,
+    /// Seconds since the asset's previous row (0 for its first row; negative when out of order).
+    pub dt_s: f64,
+    /// Number of sensors still in warm-up after this row.
+    pub n_warm: usize,
+    xv: Vec<f64>,
+    resid: Vec<f64>,
+    a: Vec<f64>,
+}
+
+impl RowScratch {
+    /// Scratch sized for `spec`.
+    pub fn new(spec: &FeatureSpec) -> Self {
+        let n = spec.n_sensors();
+        Self {
+            valid: vec![0.0; n],
+            resid_z: vec![0.0; n],
+            robust_z: vec![0.0; n],
+            dt_s: 0.0,
+            n_warm: n,
+            xv: vec![0.0; n],
+            resid: vec![0.0; n],
+            a: vec![0.0; spec.n_horizons()],
+        }
+    }
+}
+
+/// Parameters precomputed for the kernel.
+#[derive(Debug, Clone)]
+struct Kernel {
+    n_h: usize,
+    header_len: usize,
+    trend: usize,
+    /// `ln 2 / half_life` per horizon.
+    ln2_over_hl: Vec<f64>,
+    median_step: f64,
+    mad_step: f64,
+    warmup: f64,
+    resid_clip: f64,
+    max_gap_ratio: f64,
+    interval_step: f64,
+    floor_rel: f64,
+    floor_abs: f64,
+}
+
+/// Streaming feature state for a fleet of assets that share one [`FeatureSpec`].
+#[derive(Debug, Clone)]
+pub struct FleetFeatures {
+    spec: FeatureSpec,
+    kernel: Kernel,
+    data: Vec<f64>,
+    n_assets: usize,
+    counters: FeatureCounters,
+}
+
+impl FleetFeatures {
+    /// State for `n_assets` assets (indexes `0..n_assets`); more can be added.
+    pub fn new(spec: FeatureSpec, n_assets: usize) -> Self {
+        let p = spec.params();
+        let kernel = Kernel {
+            n_h: p.half_lives.len(),
+            header_len: spec.header_len,
+            trend: p.trend_horizon,
+            ln2_over_hl: p
+                .half_lives
+                .iter()
+                .map(|hl| std::f64::consts::LN_2 / hl)
+                .collect(),
+            median_step: p.median_step,
+            mad_step: p.mad_step,
+            warmup: f64::from(p.warmup_readings),
+            resid_clip: p.resid_clip,
+            max_gap_ratio: p.max_gap_ratio,
+            interval_step: p.interval_step,
+            floor_rel: p.scale_floor_rel,
+            floor_abs: p.scale_floor_abs,
+        };
+        let mut res = Self {
+            spec,
+            kernel,
+            data: Vec::new(),
+            n_assets: 0,
+            counters: FeatureCounters::default(),
+        };
+        for _ in 0..n_assets {
+            res.add_asset();
+        }
+        res
+    }
+
+    /// Adds one asset with empty state and returns its index.
+    pub fn add_asset(&mut self) -> usize {
+        let stride = self.spec.stride;
+        let start = self.data.len();
+        self.data.resize(start + stride, 0.0);
+        let n = self.spec.n_sensors();
+        let blk = &mut self.data[start..];
+        blk[H_RATIO] = f64::NAN; // forces the first decay computation
+        blk[H_N_WARM] = n as f64;
+        self.n_assets += 1;
+        self.n_assets - 1
+    }
+
+    /// The spec this state was built for.
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.spec
+    }
+
+    /// Number of assets.
+    pub fn n_assets(&self) -> usize {
+        self.n_assets
+    }
+
+    /// Counters of rows and values handled specially so far.
+    pub fn counters(&self) -> FeatureCounters {
+        self.counters
+    }
+
+    /// Bytes of state per asset.
+    pub fn state_bytes_per_asset(&self) -> usize {
+        self.spec.state_bytes_per_asset()
+    }
+
+    /// Number of rows the asset has learned from.
+    ///
+    /// # Panics
+    /// If `asset` is not an index returned by [`Self::add_asset`] or below `n_assets`.
+    pub fn rows_learned(&self, asset: usize) -> u64 {
+        self.block(asset)[H_N_ROWS] as u64
+    }
+
+    /// Number of valid values the asset's sensor has learned from.
+    ///
+    /// # Panics
+    /// If `asset` or `sensor` is out of range.
+    pub fn valid_count(&self, asset: usize, sensor: usize) -> u64 {
+        self.lane(asset, field::n_valid(self.kernel.n_h))[sensor] as u64
+    }
+
+    /// Updates `asset` with the row `(ts_ms, values)` and writes the row's
+    /// normalised innovations into `scratch`. `values.len()` must equal the
+    /// number of sensors and `asset < n_assets()`.
+    ///
+    /// # Panics
+    /// If `asset` is out of range or `values`/`scratch` do not match the spec
+    /// (caller bugs, not input data: data problems are counted, never panic).
+    #[inline]
+    pub fn update(
+        &mut self,
+        asset: usize,
+        ts_ms: i64,
+        values: &[f64],
+        scratch: &mut RowScratch,
+    ) -> RowStatus {
+        let n = self.spec.n_sensors();
+        assert_eq!(
+            values.len(),
+            n,
+            "values per row must match the number of sensors"
+        );
+        let stride = self.spec.stride;
+        let blk = &mut self.data[asset * stride..(asset + 1) * stride];
+        let ts = ts_ms as f64;
+        let status = if blk[H_N_ROWS] == 0.0 {
+            RowStatus::First
+        } else if ts > blk[H_LAST_TS] {
+            RowStatus::InOrder
+        } else if ts == blk[H_LAST_TS] {
+            RowStatus::Duplicate
+        } else {
+            RowStatus::OutOfOrder
+        };
+        let k = &self.kernel;
+        let warm = blk[H_N_WARM] > 0.0;
+        // Constant-propagate the common lane count so the lane loops unroll.
+        match (status.learned(), warm, n) {
+            (true, false, 8) => update_block::<true, false>(k, blk, 8, ts, values, scratch),
+            (true, false, _) => update_block::<true, false>(k, blk, n, ts, values, scratch),
+            (true, true, _) => update_block::<true, true>(k, blk, n, ts, values, scratch),
+            (false, _, _) => update_block::<false, true>(k, blk, n, ts, values, scratch),
+        }
+        let c = &mut self.counters;
+        c.rows += 1;
+        c.duplicate_rows += u64::from(status == RowStatus::Duplicate);
+        c.out_of_order_rows += u64::from(status == RowStatus::OutOfOrder);
+        let n_valid: f64 = scratch.valid.iter().sum();
+        c.missing_values += (n as f64 - n_valid) as u64;
+        status
+    }
+
+    /// Writes the asset's features (in [`FeatureSpec::names`] order) after the
+    /// row whose innovations are in `scratch`.
+    ///
+    /// # Errors
+    /// [`FeatureError::ShapeMismatch`] when `out` is not `n_features()` long.
+    ///
+    /// # Panics
+    /// If `asset` is out of range.
+    pub fn write_features(
+        &self,
+        asset: usize,
+        scratch: &RowScratch,
+        out: &mut [f64],
+    ) -> Result<(), FeatureError> {
+        let nf = self.spec.n_features();
+        if out.len() != nf {
+            return Err(FeatureError::ShapeMismatch {
+                what: "feature row",
+                expected: nf,
+                actual: out.len(),
+            });
+        }
+        let n = self.spec.n_sensors();
+        let n_h = self.kernel.n_h;
+        let blk = self.block(asset);
+        let lanes = &blk[self.kernel.header_len..];
+        let lane = |f: usize, s: usize| lanes[f * n + s];
+        let vtt = blk[H_VTT];
+        let last_ts = blk[H_LAST_TS];
+        out[0] = scratch.dt_s;
+        let per = self.spec.n_features_per_sensor();
+        for s in 0..n {
+            let o = &mut out[1 + s * per..1 + (s + 1) * per];
+            for h in 0..n_h {
+                o[2 * h] = lane(field::mean(h), s);
+                o[2 * h + 1] = lane(field::var(n_h, h), s).max(0.0).sqrt();
+            }
+            let t = &mut o[2 * n_h..];
+            t[0] = lane(field::med(n_h), s);
+            t[1] = MAD_TO_SIGMA * lane(field::mad(n_h), s);
+            t[2] = MEAN_ABS_TO_SIGMA * lane(field::rs(n_h), s);
+            t[3] = if vtt > 0.0 {
+                lane(field::ctx(n_h), s) / vtt
+            } else {
+                0.0
+            };
+            t[4] = scratch.resid_z[s];
+            t[5] = scratch.robust_z[s];
+            let seen_at = if lane(field::n_valid(n_h), s) > 0.0 {
+                lane(field::last_valid(n_h), s)
+            } else {
+                blk[H_FIRST_TS]
+            };
+            t[6] = (last_ts - seen_at) / 1000.0;
+        }
+        Ok(())
+    }
+
+    /// Convenience: [`Self::update`] then [`Self::write_features`].
+    ///
+    /// # Errors
+    /// [`FeatureError::ShapeMismatch`] when `values` or `out` have the wrong length.
+    pub fn update_features(
+        &mut self,
+        asset: usize,
+        ts_ms: i64,
+        values: &[f64],
+        scratch: &mut RowScratch,
+        out: &mut [f64],
+    ) -> Result<RowStatus, FeatureError> {
+        let n = self.spec.n_sensors();
+        if values.len() != n {
+            return Err(FeatureError::ShapeMismatch {
+                what: "values per row",
+                expected: n,
+                actual: values.len(),
+            });
+        }
+        let status = self.update(asset, ts_ms, values, scratch);
+        self.write_features(asset, scratch, out)?;
+        Ok(status)
+    }
+
+    /// Read access to one field's lanes for an asset (used by detectors).
+    pub fn view(&self, asset: usize) -> AssetView<'_> {
+        AssetView {
+            blk: self.block(asset),
+            n: self.spec.n_sensors(),
+            n_h: self.kernel.n_h,
+            header_len: self.kernel.header_len,
+        }
+    }
+
+    fn block(&self, asset: usize) -> &[f64] {
+        let stride = self.spec.stride;
+        &self.data[asset * stride..(asset + 1) * stride]
+    }
+
+    fn lane(&self, asset: usize, f: usize) -> &[f64] {
+        let n = self.spec.n_sensors();
+        let off = self.kernel.header_len + f * n;
+        &self.block(asset)[off..off + n]
+    }
+}
+
+/// Read-only view of one asset's state lanes, for detectors built on the features.
+#[derive(Debug, Clone, Copy)]
+pub struct AssetView<'a> {
+    blk: &'a [f64],
+    n: usize,
+    n_h: usize,
+    header_len: usize,
+}
+
+impl<'a> AssetView<'a> {
+    fn lane(&self, f: usize) -> &'a [f64] {
+        let off = self.header_len + f * self.n;
+        &self.blk[off..off + self.n]
+    }
+    /// EWMA means at horizon `h`.
+    pub fn mean(&self, h: usize) -> &'a [f64] {
+        self.lane(field::mean(h))
+    }
+    /// EWMA variances at horizon `h`.
+    pub fn var(&self, h: usize) -> &'a [f64] {
+        self.lane(field::var(self.n_h, h))
+    }
+    /// Robust medians.
+    pub fn median(&self) -> &'a [f64] {
+        self.lane(field::med(self.n_h))
+    }
+    /// Robust MADs (multiply by [`MAD_TO_SIGMA`] for a sigma).
+    pub fn mad(&self) -> &'a [f64] {
+        self.lane(field::mad(self.n_h))
+    }
+    /// Valid-value counts.
+    pub fn n_valid(&self) -> &'a [f64] {
+        self.lane(field::n_valid(self.n_h))
+    }
+    /// Rows learned by the asset.
+    pub fn n_rows(&self) -> f64 {
+        self.blk[H_N_ROWS]
+    }
+}
+
+#[inline(always)]
+fn sign(x: f64) -> f64 {
+    f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0))
+}
+
+/// The one definition of every streaming feature. `LEARN = false` only computes
+/// the row's innovations; `WARM = false` is the steady-state fast path, valid
+/// when no sensor of the asset is in warm-up.
+#[inline(always)]
+fn update_block<const LEARN: bool, const WARM: bool>(
+    k: &Kernel,
+    blk: &mut [f64],
+    n: usize,
+    ts: f64,
+    x: &[f64],
+    sc: &mut RowScratch,
+) {
+    let n_h = k.n_h;
+    let (hdr, lanes) = blk.split_at_mut(k.header_len);
+    let lanes = &mut lanes[..n_sensor_fields(n_h) * n];
+    let x = &x[..n];
+    let first = hdr[H_N_ROWS] == 0.0;
+    let dt_ms = if first { 0.0 } else { ts - hdr[H_LAST_TS] };
+    sc.dt_s = dt_ms / 1000.0;
+    sc.n_warm = hdr[H_N_WARM] as usize;
+
+    // Innovations against the state before this row.
+    {
+        let (means, rest) = lanes.split_at_mut(n_h * n);
+        let m0 = &means[..n];
+        let rest = &rest[n_h * n..];
+        let med = &rest[..n];
+        let mad = &rest[n..2 * n];
+        let rs = &rest[2 * n..3 * n];
+        let nvalid = &rest[4 * n..5 * n];
+        let (valid, xv, resid) = (&mut sc.valid[..n], &mut sc.xv[..n], &mut sc.resid[..n]);
+        let (rz, uz) = (&mut sc.resid_z[..n], &mut sc.robust_z[..n]);
+        for s in 0..n {
+            let ok = x[s].abs() <= MAX_ABS_VALUE;
+            let vf = f64::from(u8::from(ok));
+            let seen = f64::from(u8::from(nvalid[s] > 0.0));
+            let xs = if ok { x[s] } else { m0[s] };
+            let floor = k.floor_abs.max(k.floor_rel * med[s].abs());
+            let r = (xs - m0[s]) * seen;
+            valid[s] = vf;
+            xv[s] = xs;
+            resid[s] = r;
+            rz[s] = r / (MEAN_ABS_TO_SIGMA * rs[s]).max(floor);
+            uz[s] = (xs - med[s]) * (seen * vf) / (MAD_TO_SIGMA * mad[s]).max(floor);
+        }
+    }
+    if !LEARN {
+        return;
+    }
+
+    // Time: nominal interval, cached decay, debiased weights, trend time moments.
+    if first {
+        hdr[H_FIRST_TS] = ts;
+    } else {
+        let nom = hdr[H_DT_NOM];
+        if nom > 0.0 {
+            hdr[H_DT_NOM] = nom + k.interval_step * nom * sign(dt_ms - nom);
+        } else {
+            hdr[H_DT_NOM] = dt_ms;
+        }
+    }
+    let nom = hdr[H_DT_NOM];
+    let ratio = if first {
+        0.0
+    } else {
+        (dt_ms / nom).min(k.max_gap_ratio)
+    };
+    if ratio != hdr[H_RATIO] {
+        hdr[H_RATIO] = ratio;
+        for h in 0..n_h {
+            hdr[H_W + n_h + h] = (-ratio * k.ln2_over_hl[h]).exp();
+        }
+    }
+    for h in 0..n_h {
+        let w = hdr[H_W + n_h + h] * hdr[H_W + h] + 1.0;
+        hdr[H_W + h] = w;
+        sc.a[h] = 1.0 / w;
+    }
+    hdr[H_LAST_TS] = ts;
+    hdr[H_N_ROWS] += 1.0;
+    let t = (ts - hdr[H_FIRST_TS]) / 1000.0;
+    let a_t = sc.a[k.trend];
+    let dtm = t - hdr[H_MT];
+    hdr[H_MT] += a_t * dtm;
+    hdr[H_VTT] = (1.0 - a_t) * (hdr[H_VTT] + a_t * dtm * dtm);
+
+    let (means, rest) = lanes.split_at_mut(n_h * n);
+    let (vars, rest) = rest.split_at_mut(n_h * n);
+    let (med, rest) = rest.split_at_mut(n);
+    let (mad, rest) = rest.split_at_mut(n);
+    let (rs, rest) = rest.split_at_mut(n);
+    let (ctx, rest) = rest.split_at_mut(n);
+    let (nvalid, last_valid) = rest.split_at_mut(n);
+    let last_valid = &mut last_valid[..n];
+    let valid = &sc.valid[..n];
+    let xv = &sc.xv[..n];
+    let resid = &sc.resid[..n];
+
+    // Valid counts first: warm-up weights use the count including this row.
+    for s in 0..n {
+        nvalid[s] += valid[s];
+        last_valid[s] = if valid[s] > 0.0 { ts } else { last_valid[s] };
+    }
+    // Per-sensor weight: the asset's debiased weight, or 1/n_valid while the
+    // sensor warms up (a late-joining sensor starts from its own values).
+    let weight = |a: f64, s: usize| -> f64 {
+        let a = if WARM && nvalid[s] <= k.warmup {
+            a.max(1.0 / nvalid[s].max(1.0))
+        } else {
+            a
+        };
+        a * valid[s]
+    };
+
+    // Trend cross-moment uses the trend mean before this row.
+    {
+        let m_t = &means[k.trend * n..(k.trend + 1) * n];
+        for s in 0..n {
+            let a = weight(a_t, s);
+            let dx = xv[s] - m_t[s];
+            ctx[s] = (1.0 - a) * (ctx[s] + a * dtm * dx);
+        }
+    }
+    for h in 0..n_h {
+        let m = &mut means[h * n..(h + 1) * n];
+        let v = &mut vars[h * n..(h + 1) * n];
+        let ah = sc.a[h];
+        for s in 0..n {
+            let a = weight(ah, s);
+            let d = xv[s] - m[s];
+            m[s] += a * d;
+            v[s] = (1.0 - a) * (v[s] + a * d * d);
+        }
+    }
+
+    // Robust location/scale and the winsorised residual scale.
+    let long = n_h - 1;
+    let m_long = &means[long * n..(long + 1) * n];
+    let v_long = &vars[long * n..(long + 1) * n];
+    let a_long = sc.a[long];
+    let mut n_warm = 0.0;
+    for s in 0..n {
+        let warm = WARM && nvalid[s] <= k.warmup;
+        let floor = k.floor_abs.max(k.floor_rel * med[s].abs());
+        let madf = mad[s].max(floor);
+        let d = xv[s] - med[s];
+        let (new_med, new_mad) = if warm {
+            (m_long[s], v_long[s].max(0.0).sqrt() / MAD_TO_SIGMA)
+        } else {
+            (
+                med[s] + k.median_step * madf * sign(d),
+                mad[s] + k.mad_step * madf * sign(d.abs() - mad[s]),
+            )
+        };
+        let ok = valid[s] > 0.0;
+        med[s] = if ok { new_med } else { med[s] };
+        mad[s] = if ok { new_mad } else { mad[s] };
+        let clip = if warm {
+            f64::INFINITY
+        } else {
+            k.resid_clip * rs[s]
+        };
+        let target = resid[s].abs().min(clip);
+        rs[s] += weight(a_long, s) * (target - rs[s]);
+        n_warm += f64::from(u8::from(WARM && nvalid[s] <= k.warmup));
+    }
+    hdr[H_N_WARM] = n_warm;
+    sc.n_warm = n_warm as usize;
+}

@@ -1,0 +1,347 @@
+//! Integration tests of `fieldpulse-features`: online == offline, the recursions
+//! against closed-form weighted sums, robust statistics, and the defined
+//! behaviour for missing values, duplicates, out-of-order rows and gaps.
+
+use fieldpulse_features::{
+    compute_offline, FeatureMatrix, FeatureParams, FeatureSpec, FleetFeatures, ParamGuard,
+    RowScratch, RowStatus,
+};
+use proptest::prelude::*;
+
+const T0: i64 = 1_767_225_600_000;
+const STEP: i64 = 60_000;
+
+fn spec(n_sensors: usize) -> FeatureSpec {
+    let names = (0..n_sensors).map(|i| format!("s{i}")).collect();
+    FeatureSpec::new(FeatureParams::default().check().unwrap(), names).unwrap()
+}
+
+fn col(spec: &FeatureSpec, name: &str) -> usize {
+    spec.names()
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no feature {name}"))
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Deterministic normal deviates (SplitMix64 + Box–Muller) for tests.
+struct Gauss(u64);
+impl Gauss {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// Closed-form reference: explicit decay weights per row (replaying the
+/// documented nominal-interval rule), then weighted mean, variance and slope.
+struct Reference {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    slope: f64,
+}
+
+fn reference(
+    ts: &[i64],
+    xs: &[f64],
+    half_lives: &[f64],
+    trend: usize,
+    max_gap: f64,
+) -> Vec<Reference> {
+    let mut ratios = vec![0.0];
+    let mut nom = 0.0f64;
+    for w in ts.windows(2) {
+        let dt = (w[1] - w[0]) as f64;
+        nom = if nom > 0.0 {
+            nom + 0.01 * nom * (dt - nom).signum() * f64::from(u8::from(dt != nom))
+        } else {
+            dt
+        };
+        ratios.push((dt / nom).min(max_gap));
+    }
+    let mut out = Vec::new();
+    for k in 0..xs.len() {
+        let mut mean = Vec::new();
+        let mut std = Vec::new();
+        let mut slope = 0.0;
+        for (h, hl) in half_lives.iter().enumerate() {
+            // weight of row i at row k = prod_{j=i+1..=k} 2^(-ratio_j / hl)
+            let mut w = vec![0.0; k + 1];
+            let mut acc = 1.0;
+            for i in (0..=k).rev() {
+                w[i] = acc;
+                acc *= (-ratios[i] * std::f64::consts::LN_2 / hl).exp();
+            }
+            let sw: f64 = w.iter().sum();
+            let m = (0..=k).map(|i| w[i] * xs[i]).sum::<f64>() / sw;
+            let v = (0..=k).map(|i| w[i] * (xs[i] - m).powi(2)).sum::<f64>() / sw;
+            mean.push(m);
+            std.push(v.sqrt());
+            if h == trend {
+                let t: Vec<f64> = ts[..=k]
+                    .iter()
+                    .map(|t| (t - ts[0]) as f64 / 1000.0)
+                    .collect();
+                let mt = (0..=k).map(|i| w[i] * t[i]).sum::<f64>() / sw;
+                let vtt = (0..=k).map(|i| w[i] * (t[i] - mt).powi(2)).sum::<f64>() / sw;
+                let ctx = (0..=k)
+                    .map(|i| w[i] * (t[i] - mt) * (xs[i] - m))
+                    .sum::<f64>()
+                    / sw;
+                slope = if vtt > 0.0 { ctx / vtt } else { 0.0 };
+            }
+        }
+        out.push(Reference { mean, std, slope });
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// EWMA means, standard deviations and the rolling slope equal their
+    /// closed-form weighted definitions to 1e-9 relative, irregular gaps included.
+    #[test]
+    fn streaming_recursions_equal_closed_form_weighted_sums(
+        gaps in prop::collection::vec(1i64..=4, 1..160),
+        level in -1e3f64..1e3,
+        seed in any::<u64>(),
+    ) {
+        let spec = spec(1);
+        let mut ts = vec![T0];
+        for g in &gaps { ts.push(ts.last().unwrap() + g * STEP); }
+        let mut rng = Gauss(seed);
+        let xs: Vec<f64> = (0..ts.len()).map(|i| level + 3.0 * rng.normal() + 0.01 * i as f64).collect();
+        let m = compute_offline(&spec, &ts, &xs).unwrap();
+        let p = spec.params();
+        let refs = reference(&ts, &xs, p.half_lives(), p.trend_horizon(), 8.0);
+        for (k, r) in refs.iter().enumerate() {
+            for (h, hl) in p.half_lives().iter().enumerate() {
+                let got_m = m.row(k)[col(&spec, &format!("s0.ewma_mean_hl{hl}"))];
+                let got_s = m.row(k)[col(&spec, &format!("s0.ewma_std_hl{hl}"))];
+                prop_assert!(close(got_m, r.mean[h], 1e-9), "row {k} h {h}: mean {got_m} vs {}", r.mean[h]);
+                prop_assert!(close(got_s, r.std[h], 1e-9), "row {k} h {h}: std {got_s} vs {}", r.std[h]);
+            }
+            let got = m.row(k)[col(&spec, "s0.slope_per_s")];
+            prop_assert!(close(got, r.slope, 1e-9), "row {k}: slope {got} vs {}", r.slope);
+        }
+    }
+
+    /// Feeding three assets interleaved, one reading at a time, gives the same
+    /// features (to 1e-9 relative; in fact bit for bit) as computing each
+    /// asset's history offline, with missing values and duplicates mixed in.
+    #[test]
+    fn online_interleaved_fleet_equals_offline_per_asset(
+        lens in prop::collection::vec(1usize..120, 3),
+        order_seed in any::<u64>(),
+        missing_every in 3usize..17,
+        dup_every in 5usize..29,
+    ) {
+        let n_s = 4;
+        let spec = spec(n_s);
+        let mut rng = Gauss(order_seed);
+        let mut series: Vec<(Vec<i64>, Vec<f64>)> = Vec::new();
+        for (a, &len) in lens.iter().enumerate() {
+            let mut ts = Vec::new();
+            let mut vals = Vec::new();
+            let mut t = T0 + a as i64 * 1000;
+            for i in 0..len {
+                if i % dup_every != 1 { t += STEP * (1 + (i % 3 == 0) as i64); }
+                ts.push(t);
+                for s in 0..n_s {
+                    let v = if (i * n_s + s) % missing_every == 0 { f64::NAN } else { 10.0 * s as f64 + rng.normal() };
+                    vals.push(v);
+                }
+            }
+            series.push((ts, vals));
+        }
+        let offline: Vec<FeatureMatrix> = series.iter().map(|(ts, v)| compute_offline(&spec, ts, v).unwrap()).collect();
+        let mut online = FleetFeatures::new(spec.clone(), 3);
+        let mut scratch = RowScratch::new(&spec);
+        let mut out = vec![0.0; spec.n_features()];
+        let mut next = [0usize; 3];
+        while next.iter().zip(&lens).any(|(n, l)| n < l) {
+            let a = (rng.uniform() * 3.0) as usize % 3;
+            if next[a] >= lens[a] { continue; }
+            let i = next[a];
+            let (ts, vals) = &series[a];
+            online.update_features(a, ts[i], &vals[i * n_s..(i + 1) * n_s], &mut scratch, &mut out).unwrap();
+            for (j, (got, want)) in out.iter().zip(offline[a].row(i)).enumerate() {
+                prop_assert!(close(*got, *want, 1e-9), "asset {a} row {i} feature {}: {got} vs {want}", spec.names()[j]);
+            }
+            next[a] += 1;
+        }
+    }
+}
+
+#[test]
+fn streaming_median_and_mad_converge_on_a_stationary_signal() {
+    let spec = spec(1);
+    let mut rng = Gauss(7);
+    let ts: Vec<i64> = (0..6000).map(|i| T0 + i * STEP).collect();
+    // Heavy-ish contamination: 5 % of readings are +50 outliers; a mean would move by 2.5.
+    let xs: Vec<f64> = (0..6000)
+        .map(|i| 10.0 + 2.0 * rng.normal() + if i % 20 == 7 { 50.0 } else { 0.0 })
+        .collect();
+    let m = compute_offline(&spec, &ts, &xs).unwrap();
+    let last = m.row(5999);
+    let med = last[col(&spec, "s0.median")];
+    let scale = last[col(&spec, "s0.robust_scale")];
+    assert!((med - 10.0).abs() < 0.35, "median {med}");
+    assert!((scale - 2.0).abs() < 0.4, "robust scale {scale}");
+}
+
+#[test]
+fn missing_values_leave_the_sensor_state_untouched_and_are_counted() {
+    let spec = spec(2);
+    let mut fleet = FleetFeatures::new(spec.clone(), 1);
+    let mut sc = RowScratch::new(&spec);
+    let mut before = vec![0.0; spec.n_features()];
+    let mut after = vec![0.0; spec.n_features()];
+    for i in 0..50 {
+        fleet
+            .update_features(
+                0,
+                T0 + i * STEP,
+                &[1.0 + i as f64, 5.0],
+                &mut sc,
+                &mut before,
+            )
+            .unwrap();
+    }
+    for (i, bad) in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e200]
+        .into_iter()
+        .enumerate()
+    {
+        fleet
+            .update_features(
+                0,
+                T0 + (50 + i as i64) * STEP,
+                &[bad, 5.0],
+                &mut sc,
+                &mut after,
+            )
+            .unwrap();
+        assert_eq!(sc.valid, vec![0.0, 1.0]);
+        assert_eq!(sc.resid_z[0], 0.0);
+        assert_eq!(sc.robust_z[0], 0.0);
+    }
+    let s0: Vec<usize> = spec
+        .names()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.starts_with("s0."))
+        .map(|(i, _)| i)
+        .collect();
+    for i in s0 {
+        let name = &spec.names()[i];
+        if name.ends_with("slope_per_s") || name.ends_with("age_s") || name.ends_with("_z") {
+            continue; // slope shares the asset's time moments; age grows by design
+        }
+        assert_eq!(before[i], after[i], "{name} changed on a missing value");
+    }
+    assert_eq!(after[col(&spec, "s0.age_s")], 4.0 * 60.0);
+    assert_eq!(fleet.counters().missing_values, 4);
+    assert_eq!(fleet.valid_count(0, 0), 50);
+    assert!(after.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn duplicate_and_out_of_order_rows_are_scored_but_not_learned() {
+    let spec = spec(1);
+    let mut fleet = FleetFeatures::new(spec.clone(), 1);
+    let mut sc = RowScratch::new(&spec);
+    let mut out = vec![0.0; spec.n_features()];
+    for i in 0..40 {
+        fleet
+            .update_features(0, T0 + i * STEP, &[(i % 5) as f64], &mut sc, &mut out)
+            .unwrap();
+    }
+    let snapshot = fleet.clone();
+    let dup = fleet
+        .update_features(0, T0 + 39 * STEP, &[100.0], &mut sc, &mut out)
+        .unwrap();
+    assert_eq!(dup, RowStatus::Duplicate);
+    assert!(
+        sc.resid_z[0] > 10.0,
+        "the duplicate is still scored: {}",
+        sc.resid_z[0]
+    );
+    let ooo = fleet
+        .update_features(0, T0, &[100.0], &mut sc, &mut out)
+        .unwrap();
+    assert_eq!(ooo, RowStatus::OutOfOrder);
+    assert!(sc.dt_s < 0.0);
+    assert_eq!(fleet.rows_learned(0), 40);
+    let mut a = vec![0.0; spec.n_features()];
+    let mut b = vec![0.0; spec.n_features()];
+    let mut sa = RowScratch::new(&spec);
+    let mut sb = RowScratch::new(&spec);
+    let mut snapshot = snapshot;
+    snapshot
+        .update_features(0, T0 + 40 * STEP, &[2.0], &mut sa, &mut a)
+        .unwrap();
+    fleet
+        .update_features(0, T0 + 40 * STEP, &[2.0], &mut sb, &mut b)
+        .unwrap();
+    assert_eq!(a, b, "state after rejected rows equals state without them");
+    let c = fleet.counters();
+    assert_eq!((c.duplicate_rows, c.out_of_order_rows, c.rows), (1, 1, 43));
+}
+
+#[test]
+fn an_outage_decays_state_no_more_than_the_gap_cap() {
+    let spec = spec(1);
+    let run = |gap_steps: i64| {
+        let mut ts: Vec<i64> = (0..300).map(|i| T0 + i * STEP).collect();
+        ts.push(T0 + (299 + gap_steps) * STEP);
+        let mut xs = vec![0.0; 300];
+        xs.push(1.0);
+        compute_offline(&spec, &ts, &xs).unwrap().row(300)[col(&spec, "s0.ewma_mean_hl4")]
+    };
+    let one = run(1);
+    let eight = run(8);
+    // hl 4: one interval leaves weight 1/(1 + d/(1 - d)) = 0.159 on the new value;
+    // eight intervals decay the old weight by d^8 = 1/4 first.
+    assert!(
+        eight > one * 2.0,
+        "a longer gap forgets more: {one} vs {eight}"
+    );
+    assert_eq!(
+        run(1000),
+        run(20),
+        "gaps beyond max_gap_ratio (8) forget no more than it"
+    );
+}
+
+#[test]
+fn rolling_slope_recovers_a_linear_trend_in_units_per_second() {
+    let spec = spec(1);
+    let ts: Vec<i64> = (0..200).map(|i| T0 + i * STEP).collect();
+    let xs: Vec<f64> = (0..200).map(|i| 3.0 + 0.5 * (i as f64 * 60.0)).collect();
+    let m = compute_offline(&spec, &ts, &xs).unwrap();
+    assert!(close(m.row(199)[col(&spec, "s0.slope_per_s")], 0.5, 1e-9));
+}
+
+#[test]
+fn shape_errors_are_reported_not_panicked() {
+    let spec = spec(2);
+    assert!(compute_offline(&spec, &[T0, T0 + STEP], &[1.0, 2.0, 3.0]).is_err());
+    let mut fleet = FleetFeatures::new(spec.clone(), 1);
+    let mut sc = RowScratch::new(&spec);
+    let mut out = vec![0.0; 3];
+    assert!(fleet
+        .update_features(0, T0, &[1.0], &mut sc, &mut out)
+        .is_err());
+}
