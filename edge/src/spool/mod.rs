@@ -1,1 +1,192 @@
-//! The crash-safe disk spool (being written; see `ARCHITECTURE.md`).
+//! # The crash-safe disk spool
+//!
+//! Every reading the edge acknowledges to the MQTT broker is first made durable
+//! here, and stays here until the cloud acknowledges the batch that carried it.
+//! The spool is a synchronous, single-owner state machine plus file IO: the agent
+//! owns one [`Spool`] and calls its blocking methods from a dedicated thread or
+//! `spawn_blocking`. Payloads are opaque bytes; the spool only knows each record's
+//! reading count, for accounting.
+//!
+//! ```no_run
+//! use fieldpulse_edge::spool::{Lane, Spool, SpoolConfig};
+//! # fn main() -> Result<(), fieldpulse_edge::spool::SpoolError> {
+//! let (mut spool, recovery) = Spool::open("/var/lib/fieldpulse/spool".as_ref(), SpoolConfig::default())?;
+//! println!("recovered: {recovery}");
+//! spool.append(b"encoded readings", 8)?;
+//! spool.sync()?; // now PUBACK the MQTT message(s)
+//! if let Some(batch) = spool.cut(Lane::Live, 1000, 256 * 1024)? {
+//!     // ... POST it with Idempotency-Key <gateway>/<batch.seq>, then on BatchAck:
+//!     spool.ack(batch.seq)?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Deliberately absent: compression (the forwarder compresses batches), any
+//! notion of topics or readings beyond a count, threads or async.
+//!
+//! ## Files
+//!
+//! One directory per spool:
+//!
+//! | file | what |
+//! |---|---|
+//! | `00000000000000000001.seg` ... | segment files, named by a 20-digit segment id so names sort by id |
+//! | `ledger.log` | batch cuts and acks, the seq counter |
+//! | `ledger.log.tmp` | a ledger compaction in progress (deleted on open) |
+//! | anything else | foreign: reported, never touched |
+//!
+//! ### Segment file
+//!
+//! A 48-byte header, then record frames back to back. All integers little endian.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `FPSPOOL\0` |
+//! | 8 | 4 | format version (1) |
+//! | 12 | 4 | reserved, 0 |
+//! | 16 | 8 | segment id |
+//! | 24 | 8 | id of the first record written to this segment |
+//! | 32 | 8 | seq hint: the next batch seq when the segment was created |
+//! | 40 | 4 | CRC-32 (IEEE, `crc32fast`) of bytes 0..40 |
+//! | 44 | 4 | reserved, 0 |
+//!
+//! ### Record frame
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | sync marker `FA 5E C0 DE` |
+//! | 4 | 4 | payload length `n` |
+//! | 8 | 8 | record id |
+//! | 16 | 4 | reading count |
+//! | 20 | 4 | CRC-32 of bytes 4..20 and the payload |
+//! | 24 | n | payload |
+//!
+//! ### Ledger
+//!
+//! The same frames, where the id field numbers the entry within the file and the
+//! reading-count field holds the entry kind: a *snapshot* (next seq, next record
+//! id, acked id ranges, pending cuts) always first, then *cut* (seq, lane, id
+//! ranges) and *ack* (seq) entries. Once the log outgrows 64 KiB and twice its
+//! snapshot it is compacted: a new snapshot is written to `ledger.log.tmp`,
+//! fsynced, renamed over `ledger.log`, and the directory fsynced (entry bodies
+//! are documented in `ledger.rs`).
+//!
+//! ## Invariants
+//!
+//! - Record ids are assigned by `append`, start at 1, increase by one per record
+//!   and are never reused for a record that was synced or cut. Within a segment ids
+//!   are consecutive; across segments they increase.
+//! - A segment holds at most `segment_bytes` bytes, where `segment_bytes =
+//!   min(config.segment_bytes, max_bytes / 8)`; a record's payload must fit in one
+//!   segment. Only the newest segment (the active one) is ever written; recovery
+//!   always starts a new active segment rather than append after data it did not
+//!   write in this process.
+//! - A record is in exactly one state: unsynced, uncut, pending (in one cut batch)
+//!   or acked. Uncut and acked records are tracked as id range sets.
+//! - Batch seqs start at 1, increase by one per cut, and are never reused: a cut is
+//!   fsynced to the ledger before its seq is returned, so a seq that was handed out
+//!   is always found again on recovery, which continues at `max(seq seen) + 1`. A
+//!   cut entry torn by a crash was never fsynced, so `cut` never returned it and its
+//!   seq may be used again. Seqs can have gaps (a batch whose records were all
+//!   evicted is never acked), so the cloud must not expect them to be dense.
+//! - A sealed segment is deleted as soon as none of its records is uncut or pending
+//!   (all acked, or it had no valid record). The active segment is never deleted.
+//!
+//! ## Durability
+//!
+//! `append` only encodes the frame into a reused buffer (written out, without
+//! fsync, every 256 KiB). `sync` writes the buffer, `fdatasync`s the active
+//! segment and, if a segment was created or deleted since, fsyncs the directory.
+//! After `sync` returns `Ok`, every record appended before it survives power loss;
+//! this is when the agent acknowledges the MQTT messages. `cut` and `ack` append
+//! to the ledger and fsync it before returning. A segment is only deleted after
+//! the ack that finished it is durable.
+//!
+//! Records written out but not yet synced when the process dies may survive (the
+//! page cache outlives a killed process); they are recovered like any other
+//! record. The broker will also redeliver their unacknowledged messages, so such
+//! readings can be delivered twice: the spool is at-least-once for them.
+//!
+//! After any write error the spool is *poisoned*: memory and disk may disagree
+//! (a partial write, an fsync that failed and left the page cache in an unknown
+//! state), so every further call returns [`SpoolError::Poisoned`] and the agent
+//! must reopen the spool, which runs recovery.
+//!
+//! ## Recovery (on open)
+//!
+//! Opening never fails because of bad data, never needs a human, and never
+//! crash-loops; only IO errors (such as permission denied, naming the path) fail.
+//! Everything below is counted in the [`RecoveryReport`] and logged.
+//!
+//! - **Torn tail** (bytes after the last valid frame of a segment, from a write cut
+//!   short by a crash, or zeros from a file extended without its data): skipped and
+//!   the file truncated to its last valid frame. Those records were never synced.
+//! - **Corrupt record in the middle** (bad checksum, impossible length): the scanner
+//!   resynchronises by searching for the next sync marker that starts a frame with a
+//!   valid checksum and a larger id, so later records are kept. Lost records are
+//!   counted from the gap in the consecutive ids.
+//! - **Damaged segment header**: the frames are scanned anyway (they carry their
+//!   own ids and checksums). A segment with a newer format version is left
+//!   untouched and reported.
+//! - **Missing segment** (deleted by hand): its records are gone; pending batches
+//!   shrink to the records that remain, and a batch with none left is dropped (its
+//!   seq is never reused).
+//! - **Ledger**: replayed up to damage; a damaged entry in the middle is skipped
+//!   and later entries kept. A lost cut only makes its records uncut again (they are
+//!   re-sent under a new seq: duplicates, never loss); a lost ack only makes a batch
+//!   pending again (re-sent under the same seq, which the cloud deduplicates). If the
+//!   snapshot is lost or the ledger is missing while segments exist, the seq counter
+//!   jumps past every seq that can have been used (the newest segment header's seq
+//!   hint plus the next record id) so that no seq is ever reused.
+//! - A fresh ledger snapshot is written on every open, and segments with no record
+//!   left to send are deleted.
+//!
+//! ## Byte cap and policies
+//!
+//! The cap counts segment files (including buffered bytes) and the ledger. When an
+//! append would exceed it:
+//!
+//! - [`FullPolicy::DropOldest`] deletes the oldest whole segment(s). Every record in
+//!   them that was not acked is counted as dropped (records, readings, payload
+//!   bytes) in the returned [`Dropped`] and in [`SpoolStats`]. Pending batches that
+//!   referenced evicted records shrink to the records that remain; a batch left
+//!   empty disappears from `pending()` and a later `ack` of it is a no-op. A
+//!   shrunken batch re-sent under its seq carries fewer readings than its first
+//!   attempt; the cloud keeps whichever attempt it committed first.
+//! - [`FullPolicy::Backpressure`] refuses the append with [`SpoolError::Full`] and
+//!   drops nothing; the agent stops acknowledging the broker, which then holds the
+//!   messages up to its own limits (for mosquitto, `max_queued_messages` and
+//!   `max_queued_bytes` per client; the operator must size them for the outage the
+//!   gateway must ride out, or the broker drops messages silently).
+//!
+//! ## Lanes
+//!
+//! [`Lane::Live`] cuts the newest synced, uncut records, [`Lane::Backfill`] the
+//! oldest. After an outage, live data goes first while the backlog drains.
+
+mod config;
+mod error;
+pub mod fs;
+mod inspect;
+mod ledger;
+mod ranges;
+mod record;
+mod recovery;
+mod report;
+mod segment;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::{
+    config::{
+        FullPolicy, Lane, SpoolConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, MIN_MAX_BYTES,
+        MIN_SEGMENT_BYTES,
+    },
+    error::SpoolError,
+    fs::{FileLayer, StdFileLayer},
+    inspect::{inspect, InspectReport, LedgerInspect, PendingInspect, SegmentInspect},
+    report::{AckReport, Appended, CutBatch, Dropped, RecoveryReport, SpoolRecord, SpoolStats},
+    store::Spool,
+};

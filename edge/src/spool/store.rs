@@ -1,0 +1,670 @@
+//! [`Spool`]: the single-owner state machine over segment files and the ledger.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tracing::warn;
+
+use super::{
+    fs::{AppendFile, FileLayer, StdFileLayer},
+    ledger::{CutEntry, Entry, Ledger, LedgerState},
+    ranges::{ids_to_ranges, RangeSet},
+    record,
+    segment::{self, HeaderState, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
+    AckReport, Appended, CutBatch, Dropped, FullPolicy, Lane, RecoveryReport, SpoolConfig,
+    SpoolError, SpoolRecord, SpoolStats,
+};
+
+/// Buffered frames are written out (without fsync) once they reach this size, so
+/// appends without a sync keep memory bounded.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// The crash-safe disk spool. See the [module docs](super) for the format and the
+/// guarantees.
+#[derive(Debug)]
+pub struct Spool {
+    fs: Arc<dyn FileLayer>,
+    dir: PathBuf,
+    cfg: SpoolConfig,
+    segment_bytes: u64,
+    /// Ascending by id (and so by record id); the last one is the active segment.
+    segments: VecDeque<Segment>,
+    /// Sum of `Segment::len`.
+    segments_len: u64,
+    active_file: Box<dyn AppendFile>,
+    active_path: PathBuf,
+    /// Frames appended to the active segment and not yet written to its file.
+    write_buf: Vec<u8>,
+    /// Bytes written to the active file since its last fsync.
+    active_dirty: bool,
+    /// A file was created or removed since the last directory fsync.
+    dir_dirty: bool,
+    /// First record id not yet fsynced; `next_record_id` when everything is synced.
+    unsynced_from: u64,
+    next_record_id: u64,
+    next_seq: u64,
+    /// Synced records not cut into a batch.
+    uncut: RangeSet,
+    /// Acked records whose segment file may still exist.
+    acked: RangeSet,
+    pending: BTreeMap<u64, PendingBatch>,
+    ledger: Ledger,
+    dropped_total: Totals,
+    poisoned: bool,
+}
+
+/// A batch cut and not yet acked.
+#[derive(Debug, Clone)]
+pub(super) struct PendingBatch {
+    /// The lane it was cut for.
+    pub(super) lane: Lane,
+    /// Its record ids, ascending (shrunk when segments are evicted).
+    pub(super) ranges: Vec<Range<u64>>,
+    /// Its totals per segment id.
+    pub(super) per_segment: Vec<(u64, Totals)>,
+}
+
+impl PendingBatch {
+    fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for (_, part) in &self.per_segment {
+            totals.add(*part);
+        }
+        totals
+    }
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir` and recovers it.
+    ///
+    /// # Errors
+    ///
+    /// Only IO errors (naming the path) and an invalid config; damaged data on
+    /// disk is skipped and counted in the [`RecoveryReport`].
+    pub fn open(dir: &Path, cfg: SpoolConfig) -> Result<(Spool, RecoveryReport), SpoolError> {
+        Self::open_with(Arc::new(StdFileLayer), dir, cfg)
+    }
+
+    /// Same as [`Spool::open`] over an injectable file layer.
+    ///
+    /// # Errors
+    ///
+    /// As [`Spool::open`].
+    pub fn open_with(
+        fs: Arc<dyn FileLayer>,
+        dir: &Path,
+        cfg: SpoolConfig,
+    ) -> Result<(Spool, RecoveryReport), SpoolError> {
+        cfg.validate()?;
+        super::recovery::recover(fs, dir, cfg)
+    }
+
+    /// Assembles a spool from recovered parts (used by recovery).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn from_recovered(
+        fs: Arc<dyn FileLayer>,
+        dir: &Path,
+        cfg: SpoolConfig,
+        segments: VecDeque<Segment>,
+        active_file: Box<dyn AppendFile>,
+        next_record_id: u64,
+        next_seq: u64,
+        uncut: RangeSet,
+        acked: RangeSet,
+        pending: BTreeMap<u64, PendingBatch>,
+        ledger: Ledger,
+    ) -> Spool {
+        let active_id = segments
+            .back()
+            .expect("recovery always creates an active segment")
+            .id;
+        let segments_len = segments.iter().map(|s| s.len).sum();
+        Spool {
+            active_path: dir.join(segment::file_name(active_id)),
+            fs,
+            dir: dir.to_path_buf(),
+            segment_bytes: cfg.effective_segment_bytes(),
+            cfg,
+            segments,
+            segments_len,
+            active_file,
+            write_buf: Vec::with_capacity(FLUSH_BYTES),
+            active_dirty: false,
+            dir_dirty: false,
+            unsynced_from: next_record_id,
+            next_record_id,
+            next_seq,
+            uncut,
+            acked,
+            pending,
+            ledger,
+            dropped_total: Totals::default(),
+            poisoned: false,
+        }
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> SpoolConfig {
+        self.cfg
+    }
+
+    /// Buffers one record (not durable until [`Spool::sync`]).
+    ///
+    /// With `DropOldest`, evicts the oldest segment(s) when the cap would be
+    /// exceeded and reports exactly what was dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`SpoolError::Full`] under `Backpressure` when the cap is reached (nothing
+    /// was changed; retry after acks), [`SpoolError::RecordTooLarge`], IO errors
+    /// (after which the spool is poisoned).
+    pub fn append(&mut self, payload: &[u8], n_readings: u32) -> Result<Appended, SpoolError> {
+        self.check_poisoned()?;
+        let max = self.cfg.max_payload_bytes();
+        if payload.len() > max {
+            return Err(SpoolError::RecordTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let frame_len = record::frame_len(payload.len()) as u64;
+        let active = self
+            .segments
+            .back()
+            .expect("an active segment always exists");
+        let roll = active.end_id > active.first_id && active.len + frame_len > self.segment_bytes;
+        let needed = frame_len + if roll { SEGMENT_HEADER_LEN as u64 } else { 0 };
+        let mut dropped = Dropped::default();
+        while self.bytes_on_disk() + needed > self.cfg.max_bytes {
+            if self.cfg.policy == FullPolicy::Backpressure || self.segments.len() < 2 {
+                return Err(SpoolError::Full {
+                    needed,
+                    bytes_on_disk: self.bytes_on_disk(),
+                    max_bytes: self.cfg.max_bytes,
+                });
+            }
+            self.evict_oldest(&mut dropped)?;
+        }
+        if roll {
+            self.roll()?;
+        }
+        let id = self.next_record_id;
+        let active = self
+            .segments
+            .back_mut()
+            .expect("an active segment always exists");
+        active.note_record(id, active.len);
+        active.len += frame_len;
+        active.uncut.add(Totals::one(n_readings, payload.len()));
+        self.segments_len += frame_len;
+        record::encode(&mut self.write_buf, id, n_readings, payload);
+        self.next_record_id += 1;
+        if self.write_buf.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(Appended { id, dropped })
+    }
+
+    /// Group commit: writes and fsyncs everything appended so far. After `Ok`,
+    /// every appended record survives power loss.
+    ///
+    /// # Errors
+    ///
+    /// IO errors, after which the spool is poisoned and must be reopened.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.check_poisoned()?;
+        self.flush()?;
+        if self.active_dirty {
+            let res = self.active_file.sync_data();
+            self.poison_on_err(res, "syncing segment", self.active_path.clone())?;
+            self.active_dirty = false;
+        }
+        if self.dir_dirty {
+            let res = self.fs.sync_dir(&self.dir);
+            self.poison_on_err(res, "syncing directory", self.dir.clone())?;
+            self.dir_dirty = false;
+        }
+        self.uncut.insert(self.unsynced_from..self.next_record_id);
+        self.unsynced_from = self.next_record_id;
+        Ok(())
+    }
+
+    /// Cuts the next batch of at most `max_records` records and `max_bytes` payload
+    /// bytes (at least one record) from synced, uncut records, and persists the cut
+    /// (fsync) before returning. `Live` takes the newest records, `Backfill` the oldest.
+    ///
+    /// # Errors
+    ///
+    /// IO errors reading segments (nothing changed) or writing the ledger (poisoned).
+    pub fn cut(
+        &mut self,
+        lane: Lane,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<CutBatch>, SpoolError> {
+        self.check_poisoned()?;
+        if self.uncut.is_empty() || max_records == 0 {
+            return Ok(None);
+        }
+        let wanted = match lane {
+            Lane::Live => self.uncut.highest(max_records as u64),
+            Lane::Backfill => self.uncut.lowest(max_records as u64),
+        };
+        let mut records = self.read_ranges(&wanted)?;
+        self.forget_unreadable(&wanted, &records);
+        trim_to_bytes(&mut records, lane, max_bytes);
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let seq = self.next_seq;
+        let ranges = ids_to_ranges(records.iter().map(|r| r.id));
+        let entry = Entry::Cut(CutEntry {
+            seq,
+            lane,
+            ranges: ranges.clone(),
+        });
+        let res = self.ledger.append(&entry);
+        self.poison_on_err_spool(res)?;
+        self.next_seq += 1;
+        let mut per_segment: Vec<(u64, Totals)> = Vec::new();
+        for rec in &records {
+            let one = Totals::one(rec.n_readings, rec.payload.len());
+            let seg = self
+                .segment_of_mut(rec.id)
+                .expect("cut records come from live segments");
+            seg.uncut.sub(one);
+            seg.pending.add(one);
+            let seg_id = seg.id;
+            match per_segment.last_mut() {
+                Some((id, totals)) if *id == seg_id => totals.add(one),
+                _ => per_segment.push((seg_id, one)),
+            }
+        }
+        for range in &ranges {
+            self.uncut.remove(range.clone());
+        }
+        self.pending.insert(
+            seq,
+            PendingBatch {
+                lane,
+                ranges,
+                per_segment,
+            },
+        );
+        self.maybe_compact()?;
+        Ok(Some(CutBatch { seq, lane, records }))
+    }
+
+    /// Batches cut but not yet acked, oldest seq first, with payloads re-read from disk.
+    ///
+    /// # Errors
+    ///
+    /// IO errors reading segments.
+    pub fn pending(&self) -> Result<Vec<CutBatch>, SpoolError> {
+        self.check_poisoned()?;
+        let mut out = Vec::with_capacity(self.pending.len());
+        for (&seq, batch) in &self.pending {
+            out.push(CutBatch {
+                seq,
+                lane: batch.lane,
+                records: self.read_ranges(&batch.ranges)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Seqs of the batches cut but not yet acked, ascending.
+    pub fn pending_seqs(&self) -> Vec<u64> {
+        self.pending.keys().copied().collect()
+    }
+
+    /// The cloud acknowledged `seq`: persists the ack (fsync) and deletes segment
+    /// files none of whose records is still needed. Unknown or repeated seqs are
+    /// a no-op with `known: false`.
+    ///
+    /// # Errors
+    ///
+    /// IO errors, after which the spool is poisoned.
+    pub fn ack(&mut self, seq: u64) -> Result<AckReport, SpoolError> {
+        self.check_poisoned()?;
+        if !self.pending.contains_key(&seq) {
+            return Ok(AckReport {
+                seq,
+                ..AckReport::default()
+            });
+        }
+        let res = self.ledger.append(&Entry::Ack(seq));
+        self.poison_on_err_spool(res)?;
+        let batch = self.pending.remove(&seq).expect("checked above");
+        let totals = batch.totals();
+        for range in &batch.ranges {
+            self.acked.insert(range.clone());
+        }
+        for (seg_id, part) in &batch.per_segment {
+            if let Some(seg) = self.segments.iter_mut().find(|s| s.id == *seg_id) {
+                seg.pending.sub(*part);
+            }
+        }
+        let (segments_deleted, bytes_freed) = self.delete_done_segments()?;
+        self.maybe_compact()?;
+        Ok(AckReport {
+            seq,
+            known: true,
+            records: totals.records,
+            readings: totals.readings,
+            segments_deleted,
+            bytes_freed,
+        })
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> SpoolStats {
+        let mut uncut = Totals::default();
+        let mut pending = Totals::default();
+        for seg in &self.segments {
+            uncut.add(seg.uncut);
+            pending.add(seg.pending);
+        }
+        SpoolStats {
+            bytes_on_disk: self.bytes_on_disk(),
+            max_bytes: self.cfg.max_bytes,
+            segments: self.segments.len() as u64,
+            unsynced_records: self.next_record_id - self.unsynced_from,
+            uncut_records: uncut.records,
+            uncut_readings: uncut.readings,
+            uncut_bytes: uncut.bytes,
+            pending_batches: self.pending.len() as u64,
+            pending_records: pending.records,
+            pending_readings: pending.readings,
+            dropped_records_total: self.dropped_total.records,
+            dropped_readings_total: self.dropped_total.readings,
+            dropped_bytes_total: self.dropped_total.bytes,
+            next_seq: self.next_seq,
+        }
+    }
+
+    fn bytes_on_disk(&self) -> u64 {
+        self.segments_len + self.ledger.len()
+    }
+
+    fn check_poisoned(&self) -> Result<(), SpoolError> {
+        if self.poisoned {
+            return Err(SpoolError::Poisoned {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks the spool poisoned if `res` is an error: after a failed write the
+    /// files may hold a partial write that memory does not know about, and the
+    /// only safe way on is recovery (reopen).
+    fn poison_on_err<T>(
+        &mut self,
+        res: std::io::Result<T>,
+        op: &'static str,
+        path: PathBuf,
+    ) -> Result<T, SpoolError> {
+        res.map_err(|source| {
+            self.poisoned = true;
+            SpoolError::Io { op, path, source }
+        })
+    }
+
+    fn poison_on_err_spool<T>(&mut self, res: Result<T, SpoolError>) -> Result<T, SpoolError> {
+        if res.is_err() {
+            self.poisoned = true;
+        }
+        res
+    }
+
+    /// Writes buffered frames to the active file (no fsync).
+    fn flush(&mut self) -> Result<(), SpoolError> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        let res = self.active_file.write_all(&self.write_buf);
+        self.poison_on_err(res, "writing segment", self.active_path.clone())?;
+        self.write_buf.clear();
+        self.active_dirty = true;
+        Ok(())
+    }
+
+    /// Seals the active segment (write + fsync, so its records are committed) and
+    /// starts a new one.
+    fn roll(&mut self) -> Result<(), SpoolError> {
+        self.sync()?;
+        let segment_id = self.segments.back().expect("active segment").id + 1;
+        let path = self.dir.join(segment::file_name(segment_id));
+        let res = self.fs.create_new(&path);
+        let file = self.poison_on_err(res, "creating segment", path.clone())?;
+        segment::encode_header(
+            &mut self.write_buf,
+            SegmentHeader {
+                segment_id,
+                first_record_id: self.next_record_id,
+                seq_hint: self.next_seq,
+            },
+        );
+        self.active_file = file;
+        self.active_path = path;
+        self.dir_dirty = true;
+        self.segments.push_back(Segment::new(
+            segment_id,
+            self.next_record_id,
+            SEGMENT_HEADER_LEN as u64,
+        ));
+        self.segments_len += SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// Deletes the oldest (sealed) segment, counting its unacked records as
+    /// dropped and removing them from uncut records and pending batches.
+    fn evict_oldest(&mut self, dropped: &mut Dropped) -> Result<(), SpoolError> {
+        let seg = self
+            .segments
+            .pop_front()
+            .expect("caller checked there are two segments");
+        let ids = seg.first_id..seg.end_id;
+        let mut lost = seg.uncut;
+        lost.add(seg.pending);
+        dropped.records += lost.records;
+        dropped.readings += lost.readings;
+        dropped.bytes += lost.bytes;
+        dropped.segments += 1;
+        dropped.below_id = dropped.below_id.max(seg.end_id);
+        self.dropped_total.add(lost);
+        self.uncut.remove(ids.clone());
+        self.acked.remove(ids.clone());
+        for batch in self.pending.values_mut() {
+            batch.ranges = batch
+                .ranges
+                .iter()
+                .filter_map(|r| {
+                    let start = r.start.max(ids.end);
+                    (start < r.end).then_some(start..r.end)
+                })
+                .collect();
+            batch.per_segment.retain(|(id, _)| *id != seg.id);
+        }
+        self.pending.retain(|_, batch| !batch.ranges.is_empty());
+        self.segments_len -= seg.len;
+        warn!(
+            segment = seg.id,
+            records = lost.records,
+            readings = lost.readings,
+            "Spool full; dropped the oldest segment."
+        );
+        let path = self.dir.join(segment::file_name(seg.id));
+        let res = self.fs.remove_file(&path);
+        self.poison_on_err(res, "removing segment", path)?;
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Deletes sealed segments with no uncut or pending record; returns how many
+    /// and their bytes.
+    fn delete_done_segments(&mut self) -> Result<(u64, u64), SpoolError> {
+        let n_sealed = self.segments.len() - 1;
+        let done: Vec<u64> = self
+            .segments
+            .iter()
+            .take(n_sealed)
+            .filter(|s| s.is_done())
+            .map(|s| s.id)
+            .collect();
+        if done.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut bytes = 0;
+        for seg_id in &done {
+            let path = self.dir.join(segment::file_name(*seg_id));
+            let res = self.fs.remove_file(&path);
+            self.poison_on_err(res, "removing segment", path)?;
+            let idx = self
+                .segments
+                .iter()
+                .position(|s| s.id == *seg_id)
+                .expect("collected above");
+            let seg = self.segments.remove(idx).expect("index from position");
+            self.segments_len -= seg.len;
+            bytes += seg.len;
+        }
+        let res = self.fs.sync_dir(&self.dir);
+        self.poison_on_err(res, "syncing directory", self.dir.clone())?;
+        let oldest = self
+            .segments
+            .front()
+            .expect("the active segment remains")
+            .first_id;
+        self.acked.remove_below(oldest);
+        Ok((done.len() as u64, bytes))
+    }
+
+    /// Rewrites the ledger as one snapshot when it has grown.
+    fn maybe_compact(&mut self) -> Result<(), SpoolError> {
+        if !self.ledger.wants_compaction() {
+            return Ok(());
+        }
+        let res = Ledger::create(self.fs.as_ref(), &self.dir, &self.ledger_state());
+        self.ledger = self.poison_on_err_spool(res)?;
+        Ok(())
+    }
+
+    /// The state a ledger snapshot records.
+    fn ledger_state(&self) -> LedgerState {
+        LedgerState {
+            next_seq: self.next_seq,
+            next_record_id: self.next_record_id,
+            acked: self.acked.clone(),
+            pending: self
+                .pending
+                .iter()
+                .map(|(&seq, batch)| {
+                    (
+                        seq,
+                        CutEntry {
+                            seq,
+                            lane: batch.lane,
+                            ranges: batch.ranges.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn segment_of_mut(&mut self, id: u64) -> Option<&mut Segment> {
+        let idx = self.segments.partition_point(|s| s.first_id <= id);
+        let seg = self.segments.get_mut(idx.checked_sub(1)?)?;
+        seg.holds(id).then_some(seg)
+    }
+
+    /// Reads the records of `ranges` (ascending) from their segments.
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<SpoolRecord>, SpoolError> {
+        let mut out = Vec::new();
+        for range in ranges {
+            for seg in &self.segments {
+                let start = range.start.max(seg.first_id);
+                let end = range.end.min(seg.end_id);
+                if start >= end {
+                    continue;
+                }
+                let path = self.dir.join(segment::file_name(seg.id));
+                seg.read_records(self.fs.as_ref(), &path, start..end, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops uncut ids that could not be read back (a file damaged after open):
+    /// they would otherwise block their segment's deletion forever.
+    fn forget_unreadable(&mut self, wanted: &[Range<u64>], got: &[SpoolRecord]) {
+        let wanted_n: u64 = wanted.iter().map(|r| r.end - r.start).sum();
+        if wanted_n == got.len() as u64 {
+            return;
+        }
+        let mut got_ids = got.iter().map(|r| r.id).peekable();
+        let mut missing = Vec::new();
+        for id in wanted.iter().flat_map(|r| r.clone()) {
+            if got_ids.peek() == Some(&id) {
+                got_ids.next();
+            } else {
+                missing.push(id);
+            }
+        }
+        warn!(
+            records = missing.len(),
+            "Spool records became unreadable after open; skipping them."
+        );
+        for id in missing {
+            self.uncut.remove(id..id + 1);
+            if let Some(seg) = self.segment_of_mut(id) {
+                // Their sizes are unknown now; the record count stays exact.
+                seg.uncut.records = seg.uncut.records.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Keeps at most `max_bytes` of payload (but at least one record): the oldest
+/// records for `Backfill`, the newest for `Live`.
+fn trim_to_bytes(records: &mut Vec<SpoolRecord>, lane: Lane, max_bytes: usize) {
+    let mut total = 0usize;
+    let mut keep = 0usize;
+    let sizes: Box<dyn Iterator<Item = usize> + '_> = match lane {
+        Lane::Backfill => Box::new(records.iter().map(|r| r.payload.len())),
+        Lane::Live => Box::new(records.iter().rev().map(|r| r.payload.len())),
+    };
+    for size in sizes {
+        if keep > 0 && total + size > max_bytes {
+            break;
+        }
+        total += size;
+        keep += 1;
+    }
+    match lane {
+        Lane::Backfill => records.truncate(keep),
+        Lane::Live => {
+            let skip = records.len() - keep;
+            records.drain(..skip);
+        }
+    }
+}
+
+/// Records recovery saw in a header, used to compute floors.
+pub(super) fn header_of(state: &HeaderState) -> Option<SegmentHeader> {
+    match state {
+        HeaderState::Valid(header) => Some(*header),
+        _ => None,
+    }
+}

@@ -1,0 +1,517 @@
+//! Unit tests of the spool over the real file system: the API contract, framing
+//! and recovery from damaged files. The model-based property test and the
+//! power-cut simulation live in `model_tests.rs` and `power_cut_tests.rs`.
+
+use std::{fs, path::Path};
+
+use super::{
+    record, segment, FullPolicy, Lane, Spool, SpoolConfig, SpoolError, DEFAULT_SEGMENT_BYTES,
+    MIN_MAX_BYTES,
+};
+
+fn small_config(policy: FullPolicy) -> SpoolConfig {
+    SpoolConfig {
+        max_bytes: MIN_MAX_BYTES,
+        segment_bytes: DEFAULT_SEGMENT_BYTES,
+        policy,
+    }
+}
+
+fn open(dir: &Path) -> Spool {
+    Spool::open(dir, SpoolConfig::default())
+        .expect("open spool")
+        .0
+}
+
+fn payload(i: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("list dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Appends `n` records of 20 bytes, syncs, and closes the spool; returns the one
+/// segment file holding them and the offsets where each frame starts.
+fn write_one_segment(dir: &Path, n: u64) -> (String, Vec<usize>) {
+    let mut spool = open(dir);
+    for i in 0..n {
+        spool.append(&payload(i, 20), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    drop(spool);
+    let name = segment_files(dir).pop().expect("a segment");
+    let offsets = (0..n as usize)
+        .map(|i| segment::SEGMENT_HEADER_LEN + i * record::frame_len(20))
+        .collect();
+    (name, offsets)
+}
+
+fn cut_all(spool: &mut Spool) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while let Some(batch) = spool.cut(Lane::Backfill, 1000, usize::MAX).expect("cut") {
+        ids.extend(batch.records.iter().map(|r| r.id));
+    }
+    ids
+}
+
+#[test]
+fn spool_round_trips_records_through_sync_cut_and_ack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    let first = spool.append(b"alpha", 1).expect("append");
+    let second = spool.append(b"beta", 3).expect("append");
+    assert_eq!((first.id, second.id), (1, 2));
+    assert!(first.dropped.is_empty());
+    assert_eq!(
+        spool.cut(Lane::Live, 10, 1024).expect("cut"),
+        None,
+        "unsynced records are not cut"
+    );
+    spool.sync().expect("sync");
+    let batch = spool
+        .cut(Lane::Backfill, 10, 1024)
+        .expect("cut")
+        .expect("a batch");
+    assert_eq!(batch.seq, 1);
+    assert_eq!(batch.records.len(), 2);
+    assert_eq!(batch.records[0].payload, b"alpha");
+    assert_eq!(batch.records[1].n_readings, 3);
+    assert_eq!(batch.n_readings(), 4);
+    assert_eq!(spool.stats().pending_batches, 1);
+    let ack = spool.ack(1).expect("ack");
+    assert!(ack.known);
+    assert_eq!((ack.records, ack.readings), (2, 4));
+    assert!(
+        !spool.ack(1).expect("second ack").known,
+        "a repeated ack is a no-op"
+    );
+    assert!(!spool.ack(99).expect("unknown ack").known);
+    let stats = spool.stats();
+    assert_eq!((stats.pending_batches, stats.uncut_records), (0, 0));
+}
+
+#[test]
+fn spool_replays_unacked_batches_with_the_same_seq_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    for i in 0..10 {
+        spool.append(&payload(i, 16), 2).expect("append");
+    }
+    spool.sync().expect("sync");
+    let first = spool
+        .cut(Lane::Backfill, 4, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    let second = spool
+        .cut(Lane::Backfill, 4, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    spool.ack(first.seq).expect("ack");
+    drop(spool);
+
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("reopen");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.batches_pending, 1);
+    let pending = spool.pending().expect("pending");
+    assert_eq!(pending, vec![second.clone()]);
+    assert_eq!(cut_all(&mut spool), vec![9, 10]);
+    let stats = spool.stats();
+    assert_eq!(stats.next_seq, 4);
+}
+
+#[test]
+fn seq_is_never_reused_after_everything_was_acked_and_the_spool_restarted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut seqs = Vec::new();
+    for round in 0..3 {
+        let mut spool = open(dir.path());
+        spool.append(&payload(round, 8), 1).expect("append");
+        spool.sync().expect("sync");
+        let batch = spool
+            .cut(Lane::Live, 10, 1024)
+            .expect("cut")
+            .expect("batch");
+        spool.ack(batch.seq).expect("ack");
+        seqs.push(batch.seq);
+        seqs.push(batch.records[0].id);
+    }
+    assert_eq!(
+        seqs,
+        vec![1, 1, 2, 2, 3, 3],
+        "seqs and record ids keep counting"
+    );
+}
+
+#[test]
+fn live_lane_cuts_the_newest_records_and_backfill_the_oldest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    for i in 0..10 {
+        spool.append(&payload(i, 10), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    let live = spool
+        .cut(Lane::Live, 3, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    assert_eq!(
+        live.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
+    let backfill = spool
+        .cut(Lane::Backfill, 3, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    assert_eq!(
+        backfill.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    // Byte limit: 25 bytes fit two 10-byte payloads; at least one record is always cut.
+    let live = spool.cut(Lane::Live, 10, 25).expect("cut").expect("batch");
+    assert_eq!(
+        live.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![6, 7]
+    );
+    let backfill = spool
+        .cut(Lane::Backfill, 10, 1)
+        .expect("cut")
+        .expect("batch");
+    assert_eq!(
+        backfill.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![4]
+    );
+    assert_eq!(spool.stats().uncut_records, 1);
+}
+
+#[test]
+fn a_torn_tail_at_every_byte_of_the_last_record_loses_only_that_record() {
+    let source = tempfile::tempdir().expect("tempdir");
+    let (name, offsets) = write_one_segment(source.path(), 4);
+    let bytes = fs::read(source.path().join(&name)).expect("read segment");
+    let ledger = fs::read(source.path().join("ledger.log")).expect("read ledger");
+    let last = *offsets.last().expect("offsets");
+    for cut_at in last..bytes.len() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(&name), &bytes[..cut_at]).expect("write segment");
+        fs::write(dir.path().join("ledger.log"), &ledger).expect("write ledger");
+        let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+        assert_eq!(report.records, 3, "cut at {cut_at}");
+        assert_eq!(
+            report.torn_tails,
+            u64::from(cut_at > last),
+            "cut at {cut_at}"
+        );
+        assert_eq!(report.torn_tail_bytes, (cut_at - last) as u64);
+        assert_eq!(cut_all(&mut spool), vec![1, 2, 3]);
+        let truncated = fs::metadata(dir.path().join(&name)).expect("stat").len();
+        assert_eq!(truncated, last as u64, "the torn tail is truncated away");
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_a_middle_record_loses_only_that_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (name, offsets) = write_one_segment(dir.path(), 5);
+    let path = dir.path().join(&name);
+    let mut bytes = fs::read(&path).expect("read");
+    // One bit in the payload of record 3, and one in the length field of record 4
+    // would both be caught; flip the payload one.
+    bytes[offsets[2] + record::FRAME_HEADER_LEN + 7] ^= 0x10;
+    fs::write(&path, &bytes).expect("write");
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!(report.corrupt_regions, 1);
+    assert_eq!(report.records_lost, 1);
+    assert_eq!(report.corrupt_bytes, record::frame_len(20) as u64);
+    assert_eq!(report.torn_tails, 0);
+    assert_eq!(cut_all(&mut spool), vec![1, 2, 4, 5]);
+}
+
+#[test]
+fn a_corrupt_length_field_is_skipped_by_resynchronising_on_the_next_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (name, offsets) = write_one_segment(dir.path(), 5);
+    let path = dir.path().join(&name);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[offsets[1] + 5] = 0x7F; // length becomes ~32 KiB, past the end of the file
+    fs::write(&path, &bytes).expect("write");
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!((report.corrupt_regions, report.records_lost), (1, 1));
+    assert_eq!(cut_all(&mut spool), vec![1, 3, 4, 5]);
+}
+
+#[test]
+fn a_zero_filled_tail_is_treated_as_torn_and_every_record_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (name, _) = write_one_segment(dir.path(), 3);
+    let path = dir.path().join(&name);
+    let mut bytes = fs::read(&path).expect("read");
+    let len = bytes.len();
+    bytes.resize(len + 4096, 0);
+    fs::write(&path, &bytes).expect("write");
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!((report.torn_tails, report.torn_tail_bytes), (1, 4096));
+    assert_eq!(cut_all(&mut spool), vec![1, 2, 3]);
+}
+
+#[test]
+fn an_empty_segment_file_and_a_stray_file_do_not_stop_the_spool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_one_segment(dir.path(), 2);
+    let empty = segment::file_name(7);
+    fs::write(dir.path().join(&empty), b"").expect("write empty segment");
+    fs::write(dir.path().join("notes.txt"), b"operator notes").expect("write stray file");
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!(report.foreign_files, vec!["notes.txt".to_owned()]);
+    assert_eq!(report.segments_removed, 1, "the empty segment");
+    assert!(!dir.path().join(&empty).exists());
+    assert_eq!(
+        fs::read(dir.path().join("notes.txt")).expect("stray file kept"),
+        b"operator notes"
+    );
+    assert_eq!(cut_all(&mut spool), vec![1, 2]);
+    // New records continue after the highest segment id seen.
+    spool.append(b"x", 1).expect("append");
+    spool.sync().expect("sync");
+    assert!(segment_files(dir.path()).contains(&segment::file_name(8)));
+}
+
+#[test]
+fn a_garbage_file_named_like_a_segment_is_scanned_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = segment::file_name(3);
+    fs::write(dir.path().join(&name), vec![0xAB; 1000]).expect("write garbage");
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!(report.damaged_headers, 1);
+    assert_eq!(report.records, 0);
+    assert!(!dir.path().join(&name).exists());
+    assert!(cut_all(&mut spool).is_empty());
+}
+
+#[test]
+fn backpressure_refuses_appends_at_the_cap_and_drops_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) =
+        Spool::open(dir.path(), small_config(FullPolicy::Backpressure)).expect("open");
+    let mut appended = 0u64;
+    let err = loop {
+        match spool.append(&payload(appended, 1000), 4) {
+            Ok(res) => {
+                assert!(res.dropped.is_empty());
+                appended += 1;
+            }
+            Err(err) => break err,
+        }
+        assert!(appended < 10_000, "the cap must stop appends");
+    };
+    assert!(err.is_full(), "{err}");
+    spool.sync().expect("sync");
+    let stats = spool.stats();
+    assert!(stats.bytes_on_disk <= MIN_MAX_BYTES, "{stats:?}");
+    assert_eq!(
+        (stats.uncut_records, stats.dropped_records_total),
+        (appended, 0)
+    );
+    // Acking the oldest segments' worth of records frees room again.
+    while let Some(batch) = spool.cut(Lane::Backfill, 200, usize::MAX).expect("cut") {
+        spool.ack(batch.seq).expect("ack");
+        if spool.append(b"after ack", 1).is_ok() {
+            return;
+        }
+    }
+    panic!("acking everything must make room");
+}
+
+#[test]
+fn drop_oldest_evicts_whole_segments_and_counts_exactly_what_was_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) =
+        Spool::open(dir.path(), small_config(FullPolicy::DropOldest)).expect("open");
+    let mut next = 0u64;
+    let mut append = |spool: &mut Spool| {
+        next += 1;
+        spool
+            .append(&payload(next, 1000), (next % 5) as u32 + 1)
+            .expect("append")
+    };
+    // Fill a few segments, cut a batch from the oldest and ack part of it.
+    for _ in 0..300 {
+        append(&mut spool);
+    }
+    spool.sync().expect("sync");
+    let acked = spool
+        .cut(Lane::Backfill, 10, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    spool.ack(acked.seq).expect("ack");
+    let pending = spool
+        .cut(Lane::Backfill, 10, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    let mut dropped = super::Dropped::default();
+    while dropped.is_empty() {
+        dropped = append(&mut spool).dropped;
+    }
+    // The first segment held records 1..below_id; 1..=10 were acked, 11..=20 pending.
+    let lost_ids = 21..dropped.below_id;
+    let expected_readings: u64 = (1..dropped.below_id)
+        .filter(|id| *id > 10)
+        .map(|id| (id % 5) + 1)
+        .sum();
+    assert_eq!(dropped.segments, 1);
+    assert_eq!(dropped.records, lost_ids.end - 11);
+    assert_eq!(dropped.readings, expected_readings);
+    assert_eq!(dropped.bytes, dropped.records * 1000);
+    let stats = spool.stats();
+    assert_eq!(stats.dropped_records_total, dropped.records);
+    assert!(stats.bytes_on_disk <= MIN_MAX_BYTES);
+    // The pending batch lived in the evicted segment: it is gone, and acking it is a no-op.
+    assert!(spool.pending_seqs().is_empty());
+    assert!(!spool.ack(pending.seq).expect("ack").known);
+    spool.sync().expect("sync");
+    let remaining = cut_all(&mut spool);
+    assert_eq!(remaining.first(), Some(&dropped.below_id));
+}
+
+#[test]
+fn segments_whose_records_are_all_acked_are_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = SpoolConfig {
+        max_bytes: 64 * MIN_MAX_BYTES,
+        segment_bytes: 64 * 1024,
+        policy: FullPolicy::Backpressure,
+    };
+    let (mut spool, _) = Spool::open(dir.path(), cfg).expect("open");
+    for i in 0..400 {
+        spool.append(&payload(i, 1000), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    let before = spool.stats();
+    assert!(before.segments >= 6, "{before:?}");
+    let mut deleted = 0;
+    while let Some(batch) = spool.cut(Lane::Backfill, 50, usize::MAX).expect("cut") {
+        deleted += spool.ack(batch.seq).expect("ack").segments_deleted;
+    }
+    let after = spool.stats();
+    assert_eq!(after.segments, 1, "only the active segment is left");
+    assert_eq!(deleted, before.segments - 1);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert!(after.bytes_on_disk < 64 * 1024);
+}
+
+#[test]
+fn a_missing_ledger_makes_seq_jump_past_every_seq_that_can_have_been_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    for i in 0..5 {
+        spool.append(&payload(i, 8), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    let batch = spool
+        .cut(Lane::Live, 2, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    drop(spool);
+    fs::remove_file(dir.path().join("ledger.log")).expect("remove ledger");
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert!(report.ledger_missing && report.seq_jumped, "{report}");
+    let again = spool
+        .cut(Lane::Live, 100, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    assert!(again.seq > batch.seq);
+    assert_eq!(
+        again.records.len(),
+        5,
+        "unknown cuts are re-sent (duplicates, never loss)"
+    );
+}
+
+#[test]
+fn a_record_larger_than_a_segment_is_refused_and_a_tiny_cap_is_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) =
+        Spool::open(dir.path(), small_config(FullPolicy::DropOldest)).expect("open");
+    let max = spool.config().max_payload_bytes();
+    assert!(matches!(
+        spool.append(&vec![0; max + 1], 1),
+        Err(SpoolError::RecordTooLarge { .. })
+    ));
+    spool
+        .append(&vec![0; max], 1)
+        .expect("the largest record fits");
+    let bad = SpoolConfig {
+        max_bytes: 1000,
+        ..SpoolConfig::default()
+    };
+    let err = Spool::open(dir.path(), bad).expect_err("tiny cap");
+    assert!(err.to_string().starts_with("spool.max_bytes:"), "{err}");
+}
+
+#[test]
+fn opening_a_path_that_is_a_file_fails_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, b"x").expect("write");
+    let err = Spool::open(&file, SpoolConfig::default()).expect_err("a file is not a spool dir");
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
+
+#[test]
+fn inspect_reports_damage_without_modifying_the_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (name, offsets) = write_one_segment(dir.path(), 4);
+    let path = dir.path().join(&name);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[offsets[1] + record::FRAME_HEADER_LEN] ^= 1;
+    bytes.extend_from_slice(&[0; 10]);
+    fs::write(&path, &bytes).expect("write");
+    fs::write(dir.path().join("stray.bin"), b"?").expect("write");
+    let listing = |dir: &Path| {
+        let mut all: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
+            .expect("list")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).expect("read"),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = listing(dir.path());
+    let report = super::inspect(dir.path()).expect("inspect");
+    assert_eq!(listing(dir.path()), before, "inspect is read-only");
+    assert!(report.damaged);
+    let seg = report
+        .segments
+        .iter()
+        .find(|s| s.file == name)
+        .expect("segment listed");
+    assert_eq!(
+        (
+            seg.records,
+            seg.corrupt_regions,
+            seg.records_lost,
+            seg.torn_tail_bytes
+        ),
+        (3, 1, 1, 10)
+    );
+    assert_eq!(report.foreign_files, vec!["stray.bin".to_owned()]);
+    let text = report.to_string();
+    assert!(
+        text.contains(&name) && text.contains("DAMAGE FOUND"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["segments"][0]["header"], "ok");
+    assert!(super::inspect(&dir.path().join("missing")).is_err());
+}
