@@ -1,5 +1,218 @@
-//! The `fieldpulse-edge` binary.
+//! The `fieldpulse-edge` binary: `run`, `validate`, `spool inspect`, `print-config`.
+//!
+//! All logic lives in the library; this file parses flags, sets up logging and signals, and maps
+//! errors to exit codes (`anyhow` ends here).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("fieldpulse-edge: agent not yet wired")
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fieldpulse_edge::config::{RawEdgeConfig, EXAMPLE_TOML};
+use fieldpulse_edge::{Agent, EdgeConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// fieldpulse-edge: the gateway agent (MQTT in, crash-safe spool, batches to fieldpulse cloud).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log filter (`RUST_LOG` syntax), e.g. `info` or `fieldpulse_edge=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "FIELDPULSE_EDGE_LOG",
+        default_value = "info"
+    )]
+    log: String,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    ///
+    /// Example: `fieldpulse-edge run --config /etc/fieldpulse/edge.toml`
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file; exits non-zero naming the file and key on error.
+    ///
+    /// Example: `fieldpulse-edge validate --config edge.toml`
+    Validate {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Inspect the spool.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+    /// Print the effective configuration: the defaults, or a file with defaults filled in.
+    ///
+    /// Example: `fieldpulse-edge print-config > edge.toml`
+    PrintConfig {
+        /// A configuration file to complete with defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the annotated example file instead.
+        #[arg(long, conflicts_with = "config")]
+        example: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpoolCommand {
+    /// Print segments, records, bytes and corruption found (read-only).
+    ///
+    /// Example: `fieldpulse-edge spool inspect /var/lib/fieldpulse-edge/spool --json`
+    Inspect {
+        /// The spool directory.
+        dir: PathBuf,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = EdgeConfig::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            runtime.block_on(run_agent(config))
+        }
+        Command::Validate { config } => {
+            let cfg = EdgeConfig::load(&config)?;
+            println!(
+                "{}: ok (gateway {}, {} subscriptions, spool {} bytes in {}, cloud {})",
+                config.display(),
+                cfg.gateway_id,
+                cfg.subscriptions.len(),
+                cfg.spool.spool.max_bytes,
+                cfg.spool.dir.display(),
+                cfg.forward.batches_url
+            );
+            Ok(())
+        }
+        Command::Spool {
+            command: SpoolCommand::Inspect { dir, json },
+        } => {
+            let report = fieldpulse_edge::spool::inspect(&dir)
+                .with_context(|| format!("inspecting spool {}", dir.display()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).context("rendering JSON")?
+                );
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Command::PrintConfig { config, example } => {
+            if example {
+                print!("{EXAMPLE_TOML}");
+                return Ok(());
+            }
+            let raw = match config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    toml::from_str::<RawEdgeConfig>(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?
+                }
+                None => RawEdgeConfig::default(),
+            };
+            print!("{}", raw.to_toml_string().context("rendering TOML")?);
+            Ok(())
+        }
+    }
+}
+
+async fn run_agent(config: EdgeConfig) -> anyhow::Result<()> {
+    let origin = config.origin.clone();
+    let agent = Agent::start(config)
+        .await
+        .with_context(|| format!("starting the agent ({origin})"))?;
+    if let Some(addr) = agent.http_addr() {
+        info!(%addr, "Serving /metrics and /healthz.");
+    }
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    let agent_run = agent.run(shutdown.clone());
+    let signal_wait = async move {
+        wait_for_signal().await;
+        info!("Signal received.");
+        signals.cancel();
+    };
+    tokio::pin!(agent_run);
+    let summary = tokio::select! {
+        res = &mut agent_run => res,
+        () = signal_wait => agent_run.await,
+    }?;
+    info!(
+        received = summary.metrics.readings_received,
+        spooled = summary.metrics.readings_spooled,
+        forwarded = summary.metrics.readings_forwarded,
+        "Exiting."
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

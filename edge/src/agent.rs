@@ -1,0 +1,398 @@
+//! The agent: opens the spool, wires the tasks, and runs the shutdown sequence.
+//!
+//! ```text
+//! mqtt task ──mpsc (mqtt.channel_capacity)──▶ writer ──watch(commits)──▶ forwarder (live + backfill)
+//!     ▲                                         │   ▲                        │
+//!     └────────── try_ack (after fsync) ────────┘   └──── Notify(space) ─────┘
+//! http (/metrics, /healthz) reads the shared atomics.
+//! ```
+//!
+//! Every task is spawned on a [`TaskTracker`] inside [`Agent::run`] and awaited before it returns:
+//! the library leaves nothing running behind. Shutdown (the caller cancels the token; the binary
+//! does so on SIGTERM/SIGINT), all within `shutdown.grace`:
+//! 1. stop taking MQTT messages (unacknowledged ones stay with the broker);
+//! 2. the writer drains the channel into the spool, fsyncs, acknowledges, sends DISCONNECT;
+//! 3. the live lane forwards what is left; the backfill lane stops (the backlog stays on disk);
+//! 4. at the deadline anything still running is stopped: a batch in flight stays pending and is
+//!    re-sent with the same seq next start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::EdgeConfig;
+use crate::forwarder::{Forwarder, ForwarderError};
+use crate::intake::{self, IntakeError, MqttTask, RecentMessages, Writer, WriterCore};
+use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot};
+use crate::quarantine::{Quarantine, QuarantineError};
+use crate::spool::{RecoveryReport, Spool, SpoolError};
+
+/// Why the agent could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The spool could not be opened (IO, permissions).
+    #[error("opening the spool in {dir}")]
+    SpoolOpen {
+        /// The spool directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: SpoolError,
+    },
+    /// The metrics endpoint could not bind.
+    #[error("binding the metrics endpoint on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The quarantine file could not be opened.
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    /// Intake stopped on a spool error.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    /// The forwarder stopped on an error.
+    #[error(transparent)]
+    Forwarder(#[from] ForwarderError),
+    /// A task panicked.
+    #[error("agent task {task} stopped unexpectedly")]
+    Task {
+        /// Which task.
+        task: &'static str,
+        /// The cause.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The metrics at exit.
+    pub metrics: MetricsSnapshot,
+    /// What opening the spool found.
+    pub recovery: RecoveryReport,
+    /// True when every task finished within the grace period (nothing was cut short).
+    pub finished_in_grace: bool,
+}
+
+/// A started agent: spool open, endpoint bound, ready to [`Agent::run`].
+pub struct Agent {
+    config: Arc<EdgeConfig>,
+    spool: Arc<Mutex<Spool>>,
+    recovery: RecoveryReport,
+    recent: RecentMessages,
+    quarantine: Option<Quarantine>,
+    metrics: MetricsHandle,
+    http_listener: Option<TcpListener>,
+    started_ms: i64,
+}
+
+impl Agent {
+    /// Opens (and recovers) the spool, opens the quarantine file and binds `/metrics`.
+    ///
+    /// # Errors
+    /// [`AgentError`] naming the directory, file or address that failed.
+    pub async fn start(config: EdgeConfig) -> Result<Self, AgentError> {
+        let config = Arc::new(config);
+        let dir = config.spool.dir.clone();
+        let spool_cfg = config.spool.spool;
+        let open_dir = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let (spool, recovery) = Spool::open(&open_dir, spool_cfg)?;
+            let recent = RecentMessages::from_spool_tail(&spool)?;
+            Ok::<_, SpoolError>((spool, recovery, recent))
+        })
+        .await
+        .map_err(|source| AgentError::Task {
+            task: "spool open",
+            source,
+        })?;
+        let (spool, recovery, recent) = opened.map_err(|source| AgentError::SpoolOpen {
+            dir: dir.clone(),
+            source,
+        })?;
+        if recovery.is_clean() {
+            info!(dir = %dir.display(), %recovery, "Spool opened.");
+        } else {
+            warn!(dir = %dir.display(), %recovery, "Spool opened after repairing damage.");
+        }
+        let metrics = MetricsHandle::default();
+        if recovery.records_lost > 0 {
+            // The spool cannot know how many readings a lost record held: count records.
+            metrics
+                .inner()
+                .add_dropped(DropReason::SpoolCorrupt, recovery.records_lost);
+            metrics
+                .inner()
+                .records_dropped
+                .fetch_add(recovery.records_lost, Ordering::Relaxed);
+        }
+        intake::publish_spool_gauges(&spool, &metrics);
+
+        let quarantine = match &config.validation.quarantine_file {
+            Some(path) => Some(Quarantine::open(
+                path,
+                config.validation.quarantine_max_bytes,
+            )?),
+            None => None,
+        };
+        let http_listener = match config.http_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AgentError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            spool: Arc::new(Mutex::new(spool)),
+            recovery,
+            recent,
+            quarantine,
+            metrics,
+            http_listener,
+            started_ms: crate::clock::now_ms(),
+        })
+    }
+
+    /// A handle on the live metrics (cheap to clone, usable while the agent runs).
+    pub fn metrics(&self) -> MetricsHandle {
+        self.metrics.clone()
+    }
+
+    /// The bound address of `/metrics` and `/healthz`, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// What opening the spool found.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Runs until `shutdown` is cancelled (or a task fails), then shuts down in order.
+    ///
+    /// # Errors
+    /// The first task error ([`AgentError`]); the shutdown sequence still runs.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<RunSummary, AgentError> {
+        let Agent {
+            config,
+            spool,
+            recovery,
+            recent,
+            quarantine,
+            metrics,
+            http_listener,
+            started_ms,
+        } = self;
+        let tracker = TaskTracker::new();
+        let stop_intake = CancellationToken::new();
+        let drain = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let http_stop = CancellationToken::new();
+
+        let (client, eventloop) = intake::mqtt_connection(&config);
+        let (tx, rx) = mpsc::channel(config.mqtt.channel_capacity);
+        let (committed_tx, committed_rx) = watch::channel(0u64);
+        let space_freed = Arc::new(Notify::new());
+
+        let forwarder = Forwarder::new(
+            Arc::clone(&spool),
+            config.forward.clone(),
+            config.gateway_id.clone(),
+            metrics.clone(),
+            committed_rx,
+            Arc::clone(&space_freed),
+        )?;
+        let mqtt_task = MqttTask {
+            eventloop,
+            client: client.clone(),
+            filters: config
+                .subscriptions
+                .iter()
+                .map(|s| s.pattern.filter().to_string())
+                .collect(),
+            tx,
+            metrics: metrics.clone(),
+            reconnect_delay: config.mqtt.reconnect_delay,
+        };
+        let writer = Writer {
+            core: WriterCore::new(
+                Arc::clone(&spool),
+                Arc::clone(&config),
+                quarantine,
+                recent,
+                metrics.clone(),
+            ),
+            rx,
+            client,
+            committed: committed_tx,
+            space_freed,
+            commit_interval: config.spool.commit_interval,
+            commit_max_messages: config.spool.commit_max_messages,
+        };
+        info!(
+            gateway_id = %config.gateway_id,
+            broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
+            cloud = %config.forward.batches_url,
+            "Agent running."
+        );
+
+        let mqtt_stop = (stop_intake.clone(), hard_stop.clone());
+        let mut mqtt_handle = tracker.spawn(async move {
+            mqtt_task.run(mqtt_stop.0, mqtt_stop.1).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let mut writer_handle = Some(tracker.spawn(writer.run(hard_stop.clone())));
+        let mut forwarder_handle =
+            Some(tracker.spawn(forwarder.run(drain.clone(), hard_stop.clone())));
+        let http_handle = http_listener.map(|listener| {
+            tracker.spawn(crate::http::serve(
+                listener,
+                metrics.clone(),
+                config.health.clone(),
+                started_ms,
+                http_stop.clone(),
+            ))
+        });
+        tracker.close();
+
+        let mut first_error: Option<AgentError> = None;
+        // Phase 1: run until asked to stop or until a task ends (which only happens on error).
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => info!("Shutting down: stopping intake."),
+            res = writer_handle.as_mut().expect("writer handle is set") => {
+                writer_handle = None;
+                record(&mut first_error, flatten(res, "writer"));
+                // The spool failed: acknowledge nothing more, stop at once.
+                hard_stop.cancel();
+            }
+            res = forwarder_handle.as_mut().expect("forwarder handle is set") => {
+                forwarder_handle = None;
+                record(&mut first_error, flatten(res, "forwarder"));
+            }
+        }
+        let deadline = Instant::now() + config.shutdown_grace;
+        let mut finished_in_grace = true;
+        stop_intake.cancel();
+
+        // Phase 2: the writer drains, fsyncs, acks and disconnects; the mqtt task flushes.
+        if let Some(handle) = writer_handle.as_mut() {
+            finished_in_grace &=
+                await_until(handle, deadline, "writer", &hard_stop, &mut first_error).await;
+        }
+        finished_in_grace &= await_until(
+            &mut mqtt_handle,
+            deadline,
+            "mqtt",
+            &hard_stop,
+            &mut first_error,
+        )
+        .await;
+
+        // Phase 3: forward what is left within the grace period.
+        drain.cancel();
+        if let Some(handle) = forwarder_handle.as_mut() {
+            finished_in_grace &=
+                await_until(handle, deadline, "forwarder", &hard_stop, &mut first_error).await;
+        }
+        hard_stop.cancel();
+        http_stop.cancel();
+        if let Some(handle) = http_handle {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => warn!(error = %err, "Metrics endpoint stopped with an error."),
+                Err(err) => warn!(error = %err, "Metrics endpoint task failed."),
+            }
+        }
+        tracker.wait().await;
+        {
+            let spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+            intake::publish_spool_gauges(&spool, &metrics);
+        }
+        let summary = RunSummary {
+            metrics: metrics.snapshot(),
+            recovery,
+            finished_in_grace,
+        };
+        info!(
+            spooled = summary.metrics.readings_spooled,
+            forwarded = summary.metrics.readings_forwarded,
+            finished_in_grace,
+            "Agent stopped."
+        );
+        match first_error {
+            Some(err) => {
+                error!(error = %err, "Agent stopped on an error.");
+                Err(err)
+            }
+            None => Ok(summary),
+        }
+    }
+}
+
+/// Awaits a task until `deadline`; past it, cancels `hard_stop` and awaits the (now quick) end.
+/// Returns false when the deadline cut the task short.
+async fn await_until<E: Into<AgentError>>(
+    handle: &mut JoinHandle<Result<(), E>>,
+    deadline: Instant,
+    task: &'static str,
+    hard_stop: &CancellationToken,
+    first_error: &mut Option<AgentError>,
+) -> bool {
+    match tokio::time::timeout_at(deadline, &mut *handle).await {
+        Ok(res) => {
+            record(first_error, flatten(res, task));
+            true
+        }
+        Err(_) => {
+            warn!(task, "Shutdown grace period elapsed; stopping the task.");
+            hard_stop.cancel();
+            record(first_error, flatten(handle.await, task));
+            false
+        }
+    }
+}
+
+fn flatten<E: Into<AgentError>>(
+    res: Result<Result<(), E>, tokio::task::JoinError>,
+    task: &'static str,
+) -> Result<(), AgentError> {
+    match res {
+        Ok(inner) => inner.map_err(Into::into),
+        Err(source) => Err(AgentError::Task { task, source }),
+    }
+}
+
+fn record(first_error: &mut Option<AgentError>, res: Result<(), AgentError>) {
+    if let Err(err) = res {
+        if first_error.is_none() {
+            *first_error = Some(err);
+        } else {
+            error!(error = %err, "Further agent error during shutdown.");
+        }
+    }
+}
+
+impl From<std::convert::Infallible> for AgentError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}

@@ -1,0 +1,641 @@
+//! The forwarder: cuts batches from the spool, POSTs them to the cloud, frees them on `BatchAck`.
+//!
+//! Two lanes run side by side, each with at most one batch in flight:
+//! - **live** cuts the newest committed records (`Lane::Live`) when a full batch is ready or the
+//!   oldest waiting record is `batch_max_age` old;
+//! - **backfill** drains the backlog, oldest first (`Lane::Backfill`), at `backfill_rate`
+//!   readings per second, and its batches are marked `historical`.
+//!
+//! The backlog is a count of the oldest uncut records that live must leave alone. It is set when
+//! the uplink recovers from an outage (every record that piled up meanwhile) and at startup (the
+//! uncut records found on disk, when more than one batch's worth). Batches already cut before a
+//! crash are re-sent first, with their seq and lane ([`Spool::pending`]).
+//!
+//! Every POST has a timeout. Failures are classified like vector's `RetryLogic`: transport
+//! errors, timeouts, 408, 429, 5xx and the configuration errors 401/403/404 (an operator fixes
+//! them; dropping data would not) are retried with capped exponential backoff and jitter; other
+//! 4xx are permanent: the batch body goes to the dead-letter directory, its readings are counted
+//! as dropped (`dead_letter`) and the batch is acked locally so the spool does not wedge.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use fieldpulse_proto::v1::BatchAck;
+use prost::Message;
+use rand::Rng;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, instrument, warn};
+
+use crate::batch::{BatchBuilder, EncodedBatch};
+use crate::config::ForwardConfig;
+use crate::intake::publish_spool_gauges;
+use crate::metrics::{DropReason, MetricsHandle};
+use crate::spool::{CutBatch, Lane, Spool, SpoolError};
+
+/// Why a POST failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The request did not complete (connect, TLS, timeout, reset).
+    #[error("sending batch {seq}")]
+    Transport {
+        /// The batch.
+        seq: u64,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The cloud answered with an error status.
+    #[error("cloud answered batch {seq} with HTTP {status}")]
+    Status {
+        /// The batch.
+        seq: u64,
+        /// HTTP status.
+        status: u16,
+    },
+    /// A 2xx whose body is not a `BatchAck` for this seq.
+    #[error("cloud acknowledged batch {seq} with an unusable reply ({detail})")]
+    BadAck {
+        /// The batch.
+        seq: u64,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl ForwardError {
+    /// True when retrying can succeed (see the module docs for the classification).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::BadAck { .. } => true,
+            Self::Status { status, .. } => {
+                matches!(status, 401 | 403 | 404 | 408 | 429) || *status >= 500
+            }
+        }
+    }
+}
+
+/// Why the forwarder stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwarderError {
+    /// The spool failed.
+    #[error("spool operation failed in the forwarder")]
+    Spool(#[source] SpoolError),
+    /// A blocking spool call panicked.
+    #[error("spool thread stopped unexpectedly")]
+    Thread(#[source] tokio::task::JoinError),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Capped exponential backoff with full jitter: attempt 0 waits up to `initial`.
+pub fn backoff(initial: Duration, max: Duration, attempt: u32, rng: &mut impl Rng) -> Duration {
+    let factor = 1u64 << attempt.min(20);
+    let ceiling = initial.saturating_mul(factor as u32).min(max);
+    let millis = u64::try_from(ceiling.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    // Half fixed, half random: never a zero wait, never a synchronized retry storm.
+    Duration::from_millis(millis / 2 + rng.gen_range(0..=millis / 2))
+}
+
+/// State shared by both lanes.
+struct Shared {
+    spool: Arc<Mutex<Spool>>,
+    cfg: ForwardConfig,
+    gateway_id: String,
+    http: reqwest::Client,
+    metrics: MetricsHandle,
+    /// Oldest uncut records reserved for the backfill lane.
+    backlog: AtomicU64,
+    /// A send failed retriably since the last success.
+    outage: AtomicBool,
+    /// Wakes the backfill lane.
+    backlog_changed: Notify,
+    /// Wakes the writer when space was freed.
+    space_freed: Arc<Notify>,
+}
+
+/// How a batch's life ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Acked,
+    DeadLettered,
+    Stopped,
+}
+
+/// The forwarder task.
+pub struct Forwarder {
+    shared: Arc<Shared>,
+    committed: watch::Receiver<u64>,
+}
+
+impl Forwarder {
+    /// Builds the forwarder.
+    ///
+    /// # Errors
+    /// [`ForwarderError::Client`] when the HTTP client cannot be built (TLS setup).
+    pub fn new(
+        spool: Arc<Mutex<Spool>>,
+        cfg: ForwardConfig,
+        gateway_id: String,
+        metrics: MetricsHandle,
+        committed: watch::Receiver<u64>,
+        space_freed: Arc<Notify>,
+    ) -> Result<Self, ForwarderError> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(ForwarderError::Client)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                spool,
+                cfg,
+                gateway_id,
+                http,
+                metrics,
+                backlog: AtomicU64::new(0),
+                outage: AtomicBool::new(false),
+                backlog_changed: Notify::new(),
+                space_freed,
+            }),
+            committed,
+        })
+    }
+
+    /// Runs both lanes. After `drain` is cancelled, the live lane sends what is left and returns
+    /// when nothing remains; the backfill lane stops. `hard_stop` ends everything at once (the
+    /// in-flight batch stays pending and is re-sent next start).
+    ///
+    /// # Errors
+    /// [`ForwarderError`] when the spool fails.
+    pub async fn run(
+        self,
+        drain: CancellationToken,
+        hard_stop: CancellationToken,
+    ) -> Result<(), ForwarderError> {
+        let shared = self.shared;
+        // Startup: pending batches first, then reserve an on-disk backlog for the backfill lane.
+        let pending = blocking(&shared, |spool| spool.pending()).await?;
+        let (live_pending, backfill_pending): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|batch| batch.lane == Lane::Live);
+        let backlog = blocking(&shared, |spool| Ok(spool.stats().uncut_records)).await?;
+        if backlog > shared.cfg.batch_max_records as u64 {
+            info!(
+                records = backlog,
+                "Found a backlog on disk; it drains in the backfill lane."
+            );
+            shared.backlog.store(backlog, Ordering::Relaxed);
+            shared
+                .metrics
+                .inner()
+                .backlog_records
+                .store(backlog, Ordering::Relaxed);
+        }
+        let live = live_lane(
+            Arc::clone(&shared),
+            live_pending,
+            self.committed,
+            drain.clone(),
+            hard_stop.clone(),
+        );
+        let backfill = backfill_lane(Arc::clone(&shared), backfill_pending, drain, hard_stop);
+        let (live_res, backfill_res) = tokio::join!(live, backfill);
+        live_res.and(backfill_res)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, ForwarderError> {
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || {
+        let mut spool = shared.spool.lock().unwrap_or_else(PoisonError::into_inner);
+        let res = op(&mut spool);
+        publish_spool_gauges(&spool, &shared.metrics);
+        res
+    })
+    .await
+    .map_err(ForwarderError::Thread)?
+    .map_err(ForwarderError::Spool)
+}
+
+/// What the live lane found when it looked at the spool.
+enum LiveCut {
+    Batch(CutBatch),
+    /// Records are waiting but fewer than a batch and not yet old enough.
+    NotYet,
+    Empty,
+}
+
+async fn live_lane(
+    shared: Arc<Shared>,
+    pending: Vec<CutBatch>,
+    mut committed: watch::Receiver<u64>,
+    drain: CancellationToken,
+    hard_stop: CancellationToken,
+) -> Result<(), ForwarderError> {
+    for batch in pending {
+        if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+            return Ok(());
+        }
+    }
+    let max_age = shared.cfg.batch_max_age;
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        let draining = drain.is_cancelled();
+        let force = draining || waiting_since.is_some_and(|since| since.elapsed() >= max_age);
+        let max_records = shared.cfg.batch_max_records;
+        let max_bytes = shared.cfg.batch_max_bytes;
+        let shared_for_cut = Arc::clone(&shared);
+        let cut = blocking(&shared, move |spool| {
+            let stats = spool.stats();
+            let uncut = stats.uncut_records.saturating_sub(stats.unsynced_records);
+            let backlog = shared_for_cut.backlog.load(Ordering::Relaxed).min(uncut);
+            let eligible = uncut - backlog;
+            if eligible == 0 {
+                return Ok(LiveCut::Empty);
+            }
+            if !force && eligible < max_records as u64 {
+                return Ok(LiveCut::NotYet);
+            }
+            let n = (eligible as usize).min(max_records);
+            Ok(match spool.cut(Lane::Live, n, max_bytes)? {
+                Some(batch) => LiveCut::Batch(batch),
+                None => LiveCut::Empty,
+            })
+        })
+        .await?;
+        match cut {
+            LiveCut::Batch(batch) => {
+                if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+                    return Ok(());
+                }
+                // Whatever is left has waited at least as long as this batch: keep forcing.
+                continue;
+            }
+            LiveCut::NotYet => {
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                tokio::select! {
+                    biased;
+                    _ = hard_stop.cancelled() => return Ok(()),
+                    _ = drain.cancelled(), if !draining => {}
+                    _ = tokio::time::sleep_until(since + max_age) => {}
+                    res = committed.changed() => {
+                        if res.is_err() && writer_gone(&drain, &hard_stop).await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            LiveCut::Empty => {
+                waiting_since = None;
+                if draining {
+                    return Ok(());
+                }
+                tokio::select! {
+                    biased;
+                    _ = hard_stop.cancelled() => return Ok(()),
+                    _ = drain.cancelled() => {}
+                    res = committed.changed() => {
+                        if res.is_err() && writer_gone(&drain, &hard_stop).await {
+                            return Ok(());
+                        }
+                        waiting_since = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The writer dropped its commit counter: nothing new will arrive. Waits for the drain (then
+/// flushes) or the hard stop (true: stop now).
+async fn writer_gone(drain: &CancellationToken, hard_stop: &CancellationToken) -> bool {
+    tokio::select! {
+        biased;
+        _ = hard_stop.cancelled() => true,
+        _ = drain.cancelled() => false,
+    }
+}
+
+async fn backfill_lane(
+    shared: Arc<Shared>,
+    pending: Vec<CutBatch>,
+    drain: CancellationToken,
+    hard_stop: CancellationToken,
+) -> Result<(), ForwarderError> {
+    let rate = f64::from(shared.cfg.backfill_rate);
+    for batch in pending {
+        if drain.is_cancelled() {
+            return Ok(());
+        }
+        let n_readings = batch.n_readings();
+        if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+            return Ok(());
+        }
+        if pause(n_readings, rate, &drain, &hard_stop).await {
+            return Ok(());
+        }
+    }
+    loop {
+        if drain.is_cancelled() {
+            return Ok(());
+        }
+        let max_records = shared
+            .cfg
+            .batch_max_records
+            .min(shared.cfg.backfill_rate as usize)
+            .max(1);
+        let max_bytes = shared.cfg.batch_max_bytes;
+        let shared_for_cut = Arc::clone(&shared);
+        let cut = blocking(&shared, move |spool| {
+            let stats = spool.stats();
+            let uncut = stats.uncut_records.saturating_sub(stats.unsynced_records);
+            let backlog = shared_for_cut.backlog.load(Ordering::Relaxed).min(uncut);
+            if backlog == 0 {
+                shared_for_cut.backlog.store(0, Ordering::Relaxed);
+                return Ok(None);
+            }
+            let n = (backlog as usize).min(max_records);
+            let cut = spool.cut(Lane::Backfill, n, max_bytes)?;
+            let taken = cut
+                .as_ref()
+                .map_or(backlog, |batch| batch.records.len() as u64);
+            shared_for_cut
+                .backlog
+                .store(backlog - taken.min(backlog), Ordering::Relaxed);
+            Ok(cut)
+        })
+        .await?;
+        shared
+            .metrics
+            .inner()
+            .backlog_records
+            .store(shared.backlog.load(Ordering::Relaxed), Ordering::Relaxed);
+        match cut {
+            Some(batch) => {
+                let n_readings = batch.n_readings();
+                if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+                    return Ok(());
+                }
+                if pause(n_readings, rate, &drain, &hard_stop).await {
+                    return Ok(());
+                }
+            }
+            None => {
+                tokio::select! {
+                    biased;
+                    _ = hard_stop.cancelled() => return Ok(()),
+                    _ = drain.cancelled() => return Ok(()),
+                    _ = shared.backlog_changed.notified() => {}
+                    // Backstop against a missed notification.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Waits `n_readings / rate` seconds; true when the lane should stop.
+async fn pause(
+    n_readings: u64,
+    rate: f64,
+    drain: &CancellationToken,
+    hard_stop: &CancellationToken,
+) -> bool {
+    let wait = Duration::from_secs_f64(n_readings as f64 / rate);
+    tokio::select! {
+        biased;
+        _ = hard_stop.cancelled() => true,
+        _ = drain.cancelled() => true,
+        _ = tokio::time::sleep(wait) => false,
+    }
+}
+
+/// Encodes, sends until acknowledged (or dead-lettered), then acks the spool.
+#[instrument(skip_all, fields(seq = batch.seq, lane = ?batch.lane))]
+async fn send_cut(
+    shared: &Arc<Shared>,
+    batch: CutBatch,
+    hard_stop: &CancellationToken,
+) -> Result<Sent, ForwarderError> {
+    let seq = batch.seq;
+    let historical = batch.lane == Lane::Backfill;
+    let gateway_id = shared.gateway_id.clone();
+    let level = shared.cfg.zstd_level;
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut builder = BatchBuilder::new(&gateway_id, batch.seq, historical, crate::clock::now_ms());
+        for record in &batch.records {
+            if let Err(err) = builder.add_record(&record.payload) {
+                error!(record = record.id, error = %err, "Unreadable spool record; its readings are lost.");
+            }
+        }
+        builder.encode(level)
+    })
+    .await
+    .map_err(ForwarderError::Thread)?;
+    let encoded = match encoded {
+        Ok(encoded) => encoded,
+        Err(err) => {
+            // zstd only fails on allocation failure or a bad level (validated): treat as fatal IO.
+            return Err(ForwarderError::Spool(SpoolError::Io {
+                op: "compressing batch",
+                path: std::path::PathBuf::from(format!("seq {seq}")),
+                source: err,
+            }));
+        }
+    };
+    let metrics = shared.metrics.inner();
+    if encoded.n_corrupt_records > 0 {
+        metrics
+            .records_dropped
+            .fetch_add(encoded.n_corrupt_records, Ordering::Relaxed);
+        metrics.add_dropped(DropReason::RecordCorrupt, encoded.n_corrupt_records);
+    }
+    let mut attempt = 0u32;
+    let outcome = loop {
+        let res = tokio::select! {
+            biased;
+            _ = hard_stop.cancelled() => return Ok(Sent::Stopped),
+            res = post(shared, &encoded) => res,
+        };
+        match res {
+            Ok(()) => break Sent::Acked,
+            Err(err) if err.is_retriable() => {
+                metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+                shared.outage.store(true, Ordering::Relaxed);
+                let wait = backoff(
+                    shared.cfg.retry_initial,
+                    shared.cfg.retry_max,
+                    attempt,
+                    &mut rand::thread_rng(),
+                );
+                if matches!(
+                    err,
+                    ForwardError::Status {
+                        status: 401 | 403 | 404,
+                        ..
+                    }
+                ) {
+                    error!(error = %err, "The cloud refuses this gateway's requests; check forward.url and the token.");
+                } else {
+                    warn!(error = %err, attempt, ?wait, "Batch not delivered; retrying.");
+                }
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    biased;
+                    _ = hard_stop.cancelled() => return Ok(Sent::Stopped),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(err) => {
+                error!(error = %err, readings = encoded.n_readings, "Cloud rejected the batch permanently; moving it to the dead-letter directory.");
+                write_dead_letter(&shared.cfg, &encoded, &err);
+                metrics.batches_dead_letter.fetch_add(1, Ordering::Relaxed);
+                metrics.add_dropped(DropReason::DeadLetter, encoded.n_readings);
+                break Sent::DeadLettered;
+            }
+        }
+    };
+    let was_outage = shared.outage.swap(false, Ordering::Relaxed);
+    let shared_for_ack = Arc::clone(shared);
+    let report = blocking(shared, move |spool| {
+        let report = spool.ack(seq)?;
+        if was_outage {
+            // Everything that piled up during the outage is backlog; live takes newer data only.
+            let stats = spool.stats();
+            let uncut = stats.uncut_records.saturating_sub(stats.unsynced_records);
+            shared_for_ack.backlog.fetch_max(uncut, Ordering::Relaxed);
+        }
+        Ok(report)
+    })
+    .await?;
+    if was_outage {
+        let backlog = shared.backlog.load(Ordering::Relaxed);
+        metrics.backlog_records.store(backlog, Ordering::Relaxed);
+        info!(
+            backlog_records = backlog,
+            "Uplink recovered; draining the backlog in the backfill lane."
+        );
+        shared.backlog_changed.notify_one();
+    }
+    if !report.known {
+        debug!("Acked a batch the spool no longer had pending.");
+    }
+    if outcome == Sent::Acked {
+        metrics.batches_acked.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .readings_forwarded
+            .fetch_add(encoded.n_readings, Ordering::Relaxed);
+        metrics
+            .wire_bytes
+            .fetch_add(encoded.body.len() as u64, Ordering::Relaxed);
+        if encoded.historical {
+            metrics.batches_historical.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    shared.space_freed.notify_one();
+    Ok(outcome)
+}
+
+async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<(), ForwardError> {
+    let seq = batch.seq;
+    let mut request = shared
+        .http
+        .post(&shared.cfg.batches_url)
+        .header(CONTENT_TYPE, "application/x-protobuf")
+        .header(CONTENT_ENCODING, "zstd")
+        .header("Idempotency-Key", format!("{}/{}", shared.gateway_id, seq))
+        .body(batch.body.clone());
+    if let Some(token) = &shared.cfg.token {
+        request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|source| ForwardError::Transport { seq, source })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ForwardError::Status {
+            seq,
+            status: status.as_u16(),
+        });
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| ForwardError::Transport { seq, source })?;
+    let ack = BatchAck::decode(body.as_ref()).map_err(|err| ForwardError::BadAck {
+        seq,
+        detail: err.to_string(),
+    })?;
+    if ack.seq != seq {
+        return Err(ForwardError::BadAck {
+            seq,
+            detail: format!("it echoes seq {}", ack.seq),
+        });
+    }
+    Ok(())
+}
+
+fn write_dead_letter(cfg: &ForwardConfig, batch: &EncodedBatch, err: &ForwardError) {
+    let status = match err {
+        ForwardError::Status { status, .. } => *status,
+        _ => 0,
+    };
+    let path = cfg
+        .dead_letter_dir
+        .join(format!("batch-{:020}-http-{status}.pb.zst", batch.seq));
+    let res = std::fs::create_dir_all(&cfg.dead_letter_dir)
+        .and_then(|()| std::fs::write(&path, &batch.body));
+    if let Err(io_err) = res {
+        error!(path = %path.display(), error = %io_err, "Cannot write the dead-letter file; the batch is lost.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap_with_jitter() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for attempt in 0..30 {
+            let ceiling = (initial * 2u32.pow(attempt.min(20))).min(max);
+            let wait = backoff(initial, max, attempt, &mut rng);
+            assert!(
+                wait <= ceiling && wait >= ceiling / 2,
+                "attempt {attempt}: {wait:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_errors_retry_and_client_errors_are_permanent() {
+        let status = |status| ForwardError::Status { seq: 1, status };
+        for retriable in [500, 502, 503, 504, 408, 429, 401, 403, 404] {
+            assert!(status(retriable).is_retriable(), "{retriable}");
+        }
+        for permanent in [400, 409, 413, 415, 422] {
+            assert!(!status(permanent).is_retriable(), "{permanent}");
+        }
+        assert!(ForwardError::BadAck {
+            seq: 1,
+            detail: String::new()
+        }
+        .is_retriable());
+    }
+}

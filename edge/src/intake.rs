@@ -1,0 +1,659 @@
+//! MQTT intake: the broker connection task and the spool writer.
+//!
+//! ```text
+//! broker ──▶ [mqtt task: EventLoop::poll] ──bounded mpsc──▶ [writer: decode, validate,
+//!                    ▲                                        append, group fsync]
+//!                    └──────── client.try_ack (request channel) ◀─┘  PUBACK after sync, in order
+//! ```
+//!
+//! Rules that keep this deadlock-free and lossless (rumqttc issues #1025 and #910):
+//! - The mqtt task does nothing but poll the event loop and hand publishes to the writer. It never
+//!   acknowledges and never awaits the client.
+//! - The writer acknowledges with the non-blocking `try_ack`; an ack the request channel cannot
+//!   take yet is queued locally (in order) and retried, so the writer never waits on the mqtt task.
+//! - A message is acknowledged only after `Spool::sync` returned Ok for its record (or after it
+//!   was rejected or recognised as a redelivery of a synced record), in receive order.
+//! - Backpressure: when the spool is full (policy `backpressure`), the writer stops taking
+//!   messages; the channel fills, the mqtt task stops polling, and the broker holds further
+//!   messages (up to its `max_queued_messages`) because they are not acknowledged.
+//! - Redeliveries: after a reconnect or restart the broker re-sends unacknowledged messages with
+//!   DUP set and the same packet id. The writer remembers (packet id, hash of topic + payload) of
+//!   the newest [`RECENT_MESSAGES`] spooled messages (rebuilt from the spool tail at startup) and
+//!   acknowledges such a redelivery without spooling it twice.
+//!
+//! Shutdown: the mqtt task stops handing over messages (unacknowledged ones are redelivered by
+//! the broker next session), the writer drains the channel, fsyncs, acknowledges, then sends
+//! DISCONNECT; the mqtt task keeps polling until the DISCONNECT went out, so every ack is flushed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode,
+};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::EdgeConfig;
+use crate::envelope;
+use crate::metrics::{DropReason, MetricsHandle};
+use crate::payload::{self, DecodeLimits, NameSource};
+use crate::quarantine::Quarantine;
+use crate::reject::{RejectCounts, RejectReason};
+use crate::spool::{Spool, SpoolError};
+use crate::validate::{ValidReading, Validator};
+
+/// Spooled messages remembered for redelivery detection.
+pub const RECENT_MESSAGES: usize = 8192;
+
+/// How often a rejection is logged per topic.
+const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why intake stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The spool failed (IO): acknowledging further messages would be a lie.
+    #[error("spool write failed")]
+    Spool(#[source] SpoolError),
+    /// The blocking writer thread panicked or was cancelled.
+    #[error("spool writer thread stopped unexpectedly")]
+    WriterThread(#[source] tokio::task::JoinError),
+}
+
+/// A publish with its receive time.
+#[derive(Debug)]
+pub struct Received {
+    /// The MQTT publish.
+    pub publish: Publish,
+    /// Gateway receive time, ms since epoch.
+    pub recv_ms: i64,
+}
+
+/// Builds the rumqttc client and event loop from the config.
+pub fn mqtt_connection(cfg: &EdgeConfig) -> (AsyncClient, EventLoop) {
+    let mqtt = &cfg.mqtt;
+    let mut options = MqttOptions::new(mqtt.client_id.clone(), mqtt.host.clone(), mqtt.port);
+    options
+        .set_keep_alive(mqtt.keep_alive)
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(mqtt.max_packet_bytes, 64 * 1024);
+    if let Some((user, password)) = &mqtt.credentials {
+        options.set_credentials(user.clone(), password.expose().to_string());
+    }
+    // The request channel carries acks: large enough that `try_ack` rarely finds it full.
+    let capacity = mqtt.channel_capacity + cfg.spool.commit_max_messages + 64;
+    AsyncClient::new(options, capacity)
+}
+
+/// The broker connection task: polls the event loop, hands publishes to the writer.
+pub struct MqttTask {
+    /// Event loop (owned: only this task polls it).
+    pub eventloop: EventLoop,
+    /// Client, used only for non-blocking subscribes.
+    pub client: AsyncClient,
+    /// Subscription filters.
+    pub filters: Vec<String>,
+    /// To the writer.
+    pub tx: mpsc::Sender<Received>,
+    /// Metrics.
+    pub metrics: MetricsHandle,
+    /// Delay between reconnect attempts.
+    pub reconnect_delay: Duration,
+}
+
+impl MqttTask {
+    /// Runs until `stop_intake` is cancelled, then keeps polling (without taking new messages)
+    /// until the writer's DISCONNECT went out or `hard_stop` is cancelled.
+    pub async fn run(self, stop_intake: CancellationToken, hard_stop: CancellationToken) {
+        let MqttTask {
+            mut eventloop,
+            client,
+            filters,
+            tx,
+            metrics,
+            reconnect_delay,
+        } = self;
+        let metrics = metrics.inner();
+        let mut tx = Some(tx);
+        let mut need_subscribe = false;
+        loop {
+            if stop_intake.is_cancelled() && tx.is_some() {
+                info!("Stopping MQTT intake.");
+                // Dropping the sender lets the writer drain and finish.
+                tx = None;
+            }
+            if need_subscribe {
+                let subs = filters
+                    .iter()
+                    .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                match client.try_subscribe_many(subs) {
+                    Ok(()) => need_subscribe = false,
+                    Err(err) => debug!(%err, "Subscribe request deferred."),
+                }
+            }
+            let event = tokio::select! {
+                biased;
+                _ = hard_stop.cancelled() => break,
+                // Cancelling `poll` at shutdown may lose a half-read packet; that message was not
+                // acknowledged, so the broker redelivers it next session.
+                _ = stop_intake.cancelled(), if tx.is_some() => continue,
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                    let Some(sender) = tx.as_ref() else {
+                        // Shutting down: not acknowledged, the broker keeps it for next session.
+                        continue;
+                    };
+                    let received = Received {
+                        publish,
+                        recv_ms: crate::clock::now_ms(),
+                    };
+                    metrics
+                        .last_message_ms
+                        .store(received.recv_ms, Ordering::Relaxed);
+                    // Backpressure point: waiting here stops polling, so TCP and then the broker
+                    // hold further messages. Cancel-safe: a message lost here was not acked.
+                    tokio::select! {
+                        biased;
+                        _ = stop_intake.cancelled() => {}
+                        res = sender.send(received) => {
+                            if res.is_err() {
+                                // The writer is gone (fatal error); stop taking messages.
+                                tx = None;
+                            }
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Incoming::ConnAck(connack))) => {
+                    info!(
+                        session_present = connack.session_present,
+                        "Connected to the MQTT broker."
+                    );
+                    metrics.mqtt_connects.fetch_add(1, Ordering::Relaxed);
+                    // Always (re)subscribe: a broker restarted without persistence forgot us.
+                    need_subscribe = true;
+                }
+                Ok(Event::Incoming(Incoming::SubAck(suback))) => {
+                    let failed = suback
+                        .return_codes
+                        .iter()
+                        .filter(|code| matches!(code, SubscribeReasonCode::Failure))
+                        .count();
+                    if failed > 0 {
+                        error!(failed, "The broker refused subscriptions; check its ACLs.");
+                    }
+                    metrics.mqtt_connected.store(true, Ordering::Relaxed);
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    debug!("Sent DISCONNECT; all acknowledgements are flushed.");
+                    break;
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    metrics.mqtt_connected.store(false, Ordering::Relaxed);
+                    if stop_intake.is_cancelled() && tx.is_none() && client_is_done(&err) {
+                        break;
+                    }
+                    warn!(%err, "MQTT connection failed; reconnecting.");
+                    tokio::select! {
+                        biased;
+                        _ = hard_stop.cancelled() => break,
+                        _ = tokio::time::sleep(reconnect_delay) => {}
+                    }
+                }
+            }
+        }
+        metrics.mqtt_connected.store(false, Ordering::Relaxed);
+    }
+}
+
+fn client_is_done(err: &rumqttc::ConnectionError) -> bool {
+    matches!(err, rumqttc::ConnectionError::RequestsDone)
+}
+
+/// Remembers recently spooled messages to recognise broker redeliveries.
+#[derive(Debug, Default)]
+pub struct RecentMessages {
+    set: HashSet<(u16, u64)>,
+    order: VecDeque<(u16, u64)>,
+}
+
+impl RecentMessages {
+    /// Remembers one spooled message.
+    pub fn insert(&mut self, pkid: u16, msg_hash: u64) {
+        if self.set.insert((pkid, msg_hash)) {
+            self.order.push_back((pkid, msg_hash));
+            if self.order.len() > RECENT_MESSAGES {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// True when a message with this packet id and hash was spooled recently.
+    pub fn contains(&self, pkid: u16, msg_hash: u64) -> bool {
+        self.set.contains(&(pkid, msg_hash))
+    }
+
+    /// Rebuilds the filter from the newest spool records.
+    pub fn from_spool_tail(spool: &Spool) -> Result<Self, SpoolError> {
+        let mut recent = Self::default();
+        // Records of batches cut but not acknowledged; uncut records are not readable through
+        // the spool API yet (requested as `Spool::tail`).
+        let records = spool.pending()?.into_iter().flat_map(|batch| batch.records);
+        for record in records {
+            if let Ok(header) = envelope::parse_header(&record.payload) {
+                recent.insert(header.pkid, header.msg_hash);
+            }
+        }
+        Ok(recent)
+    }
+}
+
+/// What the writer decided for one message before touching the spool.
+#[derive(Debug)]
+enum Prepared {
+    /// A redelivery of a spooled message: acknowledge only.
+    Duplicate,
+    /// Nothing to spool (all rejected): acknowledge.
+    Rejected {
+        n_received: u64,
+        rejected: RejectCounts,
+    },
+    /// Append this record, then acknowledge after sync.
+    Record {
+        bytes: Vec<u8>,
+        n_readings: u32,
+        msg_hash: u64,
+        rejected: RejectCounts,
+    },
+}
+
+/// The writer's synchronous core: decoding, validation and spool appends. Runs on a blocking
+/// thread (it fsyncs).
+pub struct WriterCore {
+    spool: Arc<Mutex<Spool>>,
+    config: Arc<EdgeConfig>,
+    limits: DecodeLimits,
+    validator: Validator,
+    quarantine: Option<Quarantine>,
+    recent: RecentMessages,
+    metrics: MetricsHandle,
+    last_reject_log: HashMap<String, Instant>,
+    valid: Vec<ValidReading>,
+}
+
+/// Result of one group commit.
+#[derive(Debug, Default)]
+pub struct GroupOutcome {
+    /// Publishes to acknowledge, in receive order.
+    pub acks: Vec<Publish>,
+    /// True when the spool refused an append (backpressure): the rest of the group is waiting.
+    pub full: bool,
+    /// Records made durable by this commit.
+    pub n_committed: u64,
+}
+
+impl WriterCore {
+    /// Builds the core; `recent` comes from [`RecentMessages::from_spool_tail`].
+    pub fn new(
+        spool: Arc<Mutex<Spool>>,
+        config: Arc<EdgeConfig>,
+        quarantine: Option<Quarantine>,
+        recent: RecentMessages,
+        metrics: MetricsHandle,
+    ) -> Self {
+        Self {
+            limits: DecodeLimits {
+                max_payload_bytes: config.mqtt.max_payload_bytes,
+                max_json_depth: config.validation.max_json_depth,
+                max_readings: config.validation.max_readings_per_message,
+            },
+            validator: Validator::new(&config.validation),
+            spool,
+            config,
+            quarantine,
+            recent,
+            metrics,
+            last_reject_log: HashMap::new(),
+            valid: Vec::new(),
+        }
+    }
+
+    fn prepare(&mut self, received: &Received) -> Prepared {
+        let publish = &received.publish;
+        let msg_hash = envelope::message_hash(&publish.topic, &publish.payload);
+        if publish.dup && self.recent.contains(publish.pkid, msg_hash) {
+            return Prepared::Duplicate;
+        }
+        let Some(sub) = self.config.subscriptions.iter().find_map(|sub| {
+            sub.pattern
+                .extract(&publish.topic)
+                .map(|fields| (sub, fields))
+        }) else {
+            let mut rejected = RejectCounts::default();
+            rejected.add(RejectReason::UnmatchedTopic, 1);
+            return Prepared::Rejected {
+                n_received: 1,
+                rejected,
+            };
+        };
+        let (sub, fields) = sub;
+        let names = NameSource {
+            topic: fields,
+            default_sensor: sub.sensor.as_deref(),
+        };
+        let decoded = payload::decode(&publish.payload, sub.format, names, &self.limits);
+        let mut rejected = decoded.rejected;
+        let n_received = decoded.readings.len() as u64 + rejected.total();
+        self.valid.clear();
+        self.validator.validate(
+            decoded.readings,
+            received.recv_ms,
+            &mut self.valid,
+            &mut rejected,
+        );
+        if self.valid.is_empty() {
+            return Prepared::Rejected {
+                n_received,
+                rejected,
+            };
+        }
+        let mut bytes = Vec::new();
+        envelope::encode(
+            publish.pkid,
+            msg_hash,
+            received.recv_ms,
+            &self.valid,
+            &mut bytes,
+        );
+        Prepared::Record {
+            bytes,
+            n_readings: self.valid.len() as u32,
+            msg_hash,
+            rejected,
+        }
+    }
+
+    fn note_rejected(&mut self, received: &Received, rejected: &RejectCounts) {
+        let Some(reason) = rejected.first() else {
+            return;
+        };
+        let metrics = self.metrics.inner();
+        metrics.add_rejected(rejected);
+        let topic = &received.publish.topic;
+        let now = Instant::now();
+        let due = self
+            .last_reject_log
+            .get(topic.as_str())
+            .is_none_or(|last| now.duration_since(*last) >= REJECT_LOG_INTERVAL);
+        if due {
+            if self.last_reject_log.len() > 10_000 {
+                self.last_reject_log.clear();
+            }
+            self.last_reject_log.insert(topic.clone(), now);
+            warn!(%topic, reason = reason.as_str(), n = rejected.total(), "Rejected readings.");
+        }
+        if let Some(quarantine) = self.quarantine.as_mut() {
+            if let Err(err) =
+                quarantine.record(received.recv_ms, topic, reason, &received.publish.payload)
+            {
+                warn!(error = %err, "Quarantine write failed; disabling the quarantine file.");
+                self.quarantine = None;
+            }
+        }
+    }
+
+    /// Processes messages from the front of `group` until it is empty or the spool is full,
+    /// then fsyncs once. Consumed messages are removed from `group` and listed for acking.
+    ///
+    /// # Errors
+    /// The spool's IO error; nothing of this group may be acknowledged then.
+    fn commit_group(
+        &mut self,
+        group: &mut VecDeque<(Received, Option<Prepared>)>,
+    ) -> Result<GroupOutcome, SpoolError> {
+        let mut outcome = GroupOutcome::default();
+        for (received, prepared) in group.iter_mut() {
+            if prepared.is_none() {
+                *prepared = Some(self.prepare(received));
+            }
+        }
+        let spool = Arc::clone(&self.spool);
+        let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+        let metrics = self.metrics.clone();
+        let metrics = metrics.inner();
+        let mut n_spooled_readings = 0u64;
+        while let Some((received, prepared)) = group.pop_front() {
+            let prepared = match prepared {
+                Some(prepared) => prepared,
+                None => self.prepare(&received),
+            };
+            match prepared {
+                Prepared::Duplicate => {
+                    metrics.messages_duplicate.fetch_add(1, Ordering::Relaxed);
+                }
+                Prepared::Rejected {
+                    n_received,
+                    rejected,
+                } => {
+                    metrics
+                        .readings_received
+                        .fetch_add(n_received, Ordering::Relaxed);
+                    self.note_rejected(&received, &rejected);
+                }
+                Prepared::Record {
+                    bytes,
+                    n_readings,
+                    msg_hash,
+                    rejected,
+                } => match spool.append(&bytes, n_readings) {
+                    Ok(appended) => {
+                        if !appended.dropped.is_empty() {
+                            metrics.add_dropped(DropReason::SpoolFull, appended.dropped.readings);
+                            metrics
+                                .records_dropped
+                                .fetch_add(appended.dropped.records, Ordering::Relaxed);
+                            warn!(
+                                records = appended.dropped.records,
+                                readings = appended.dropped.readings,
+                                "Spool full: dropped the oldest records (policy drop_oldest)."
+                            );
+                        }
+                        self.recent.insert(received.publish.pkid, msg_hash);
+                        n_spooled_readings += u64::from(n_readings);
+                        outcome.n_committed += 1;
+                        metrics
+                            .readings_received
+                            .fetch_add(u64::from(n_readings) + rejected.total(), Ordering::Relaxed);
+                        self.note_rejected(&received, &rejected);
+                    }
+                    Err(err) if err.is_full() => {
+                        let prepared = Prepared::Record {
+                            bytes,
+                            n_readings,
+                            msg_hash,
+                            rejected,
+                        };
+                        group.push_front((received, Some(prepared)));
+                        outcome.full = true;
+                        break;
+                    }
+                    Err(SpoolError::RecordTooLarge { .. }) => {
+                        let mut rejected = rejected;
+                        rejected.add(RejectReason::TooLarge, u64::from(n_readings));
+                        metrics
+                            .readings_received
+                            .fetch_add(rejected.total(), Ordering::Relaxed);
+                        self.note_rejected(&received, &rejected);
+                    }
+                    Err(err) => return Err(err),
+                },
+            }
+            metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+            outcome.acks.push(received.publish);
+        }
+        if outcome.n_committed > 0 {
+            spool.sync()?;
+            metrics.commits.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .readings_spooled
+                .fetch_add(n_spooled_readings, Ordering::Relaxed);
+        }
+        publish_spool_gauges(&spool, &self.metrics);
+        Ok(outcome)
+    }
+}
+
+/// Copies the spool's stats into the metrics gauges.
+pub fn publish_spool_gauges(spool: &Spool, metrics: &MetricsHandle) {
+    let stats = spool.stats();
+    let m = metrics.inner();
+    m.spool_bytes.store(stats.bytes_on_disk, Ordering::Relaxed);
+    m.spool_max_bytes.store(stats.max_bytes, Ordering::Relaxed);
+    m.spool_records_uncut
+        .store(stats.uncut_records, Ordering::Relaxed);
+    m.spool_batches_pending
+        .store(stats.pending_batches, Ordering::Relaxed);
+}
+
+/// The async side of the writer: gathers groups, runs [`WriterCore::commit_group`] on a blocking
+/// thread, acknowledges, and waits for space under backpressure.
+pub struct Writer {
+    /// The synchronous core (moved to a blocking thread per group).
+    pub core: WriterCore,
+    /// From the mqtt task.
+    pub rx: mpsc::Receiver<Received>,
+    /// For acks and the final DISCONNECT.
+    pub client: AsyncClient,
+    /// Bumped after every commit (the forwarder watches it).
+    pub committed: watch::Sender<u64>,
+    /// Notified by the forwarder when acks freed spool space.
+    pub space_freed: Arc<Notify>,
+    /// Group commit window.
+    pub commit_interval: Duration,
+    /// Group size cap.
+    pub commit_max_messages: usize,
+}
+
+impl Writer {
+    /// Runs until the mqtt task closes the channel; then acks everything and disconnects.
+    ///
+    /// # Errors
+    /// [`IntakeError`] when the spool fails; no further message is acknowledged.
+    pub async fn run(self, hard_stop: CancellationToken) -> Result<(), IntakeError> {
+        let Writer {
+            mut core,
+            mut rx,
+            client,
+            committed,
+            space_freed,
+            commit_interval,
+            commit_max_messages,
+        } = self;
+        let mut group: VecDeque<(Received, Option<Prepared>)> = VecDeque::new();
+        let mut unsent_acks: VecDeque<Publish> = VecDeque::new();
+        let mut open = true;
+        let metrics = core.metrics.clone();
+        loop {
+            // Gather: the first message (or leftovers), then whatever arrives within the window.
+            if group.is_empty() {
+                if !open {
+                    break;
+                }
+                match rx.recv().await {
+                    Some(received) => group.push_back((received, None)),
+                    None => {
+                        open = false;
+                        continue;
+                    }
+                }
+            }
+            let deadline = tokio::time::Instant::now() + commit_interval;
+            while open && group.len() < commit_max_messages {
+                match rx.try_recv() {
+                    Ok(received) => group.push_back((received, None)),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(received)) => group.push_back((received, None)),
+                            Ok(None) => open = false,
+                            Err(_) => break,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+
+            let (returned_core, returned_group, res) = tokio::task::spawn_blocking(move || {
+                let res = core.commit_group(&mut group);
+                (core, group, res)
+            })
+            .await
+            .map_err(IntakeError::WriterThread)?;
+            core = returned_core;
+            group = returned_group;
+            let outcome = res.map_err(|err| {
+                error!(error = %err, "Spool write failed; stopping intake without acknowledging.");
+                IntakeError::Spool(err)
+            })?;
+            if outcome.n_committed > 0 {
+                committed.send_modify(|n| *n += outcome.n_committed);
+            }
+            unsent_acks.extend(outcome.acks);
+            flush_acks(&client, &mut unsent_acks);
+
+            if outcome.full {
+                metrics
+                    .inner()
+                    .backpressure_waits
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(
+                    waiting = group.len(),
+                    "Spool full; waiting for acknowledged batches to free space."
+                );
+                tokio::select! {
+                    biased;
+                    _ = hard_stop.cancelled() => break,
+                    _ = space_freed.notified() => {}
+                    // Re-check periodically: a notification may race with the failed append.
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                flush_acks(&client, &mut unsent_acks);
+            }
+        }
+        // Channel closed: every consumed message is durable. Hand the remaining acks to the event
+        // loop (still polled by the mqtt task), then DISCONNECT behind them.
+        while let Some(publish) = unsent_acks.pop_front() {
+            tokio::select! {
+                biased;
+                _ = hard_stop.cancelled() => return Ok(()),
+                res = client.ack(&publish) => if res.is_err() { return Ok(()) },
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = hard_stop.cancelled() => {}
+            _ = client.disconnect() => {}
+        }
+        Ok(())
+    }
+}
+
+/// Hands queued acks to the event loop without waiting; stops at the first that does not fit.
+fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
+    while let Some(publish) = unsent.front() {
+        match client.try_ack(publish) {
+            Ok(()) => {
+                unsent.pop_front();
+            }
+            Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => break,
+        }
+    }
+}

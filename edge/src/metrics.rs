@@ -1,0 +1,370 @@
+//! The agent's counters and gauges, and their Prometheus text rendering.
+//!
+//! Plain atomics, updated per group commit or per batch (never per reading in a hot loop), read
+//! by `/metrics`, `/healthz` and in-process callers through [`MetricsHandle::snapshot`]. Names
+//! follow DESIGN.md: `fieldpulse_edge_<what>_total` for counters, labels from closed sets only.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::reject::{RejectCounts, RejectReason};
+
+/// Why readings were dropped after the agent had accepted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Evicted by the `drop_oldest` policy at the spool's byte cap.
+    SpoolFull,
+    /// In a batch the cloud rejected permanently (written to the dead-letter directory).
+    DeadLetter,
+    /// Records the spool found corrupt at startup and skipped.
+    SpoolCorrupt,
+    /// A spool record whose payload could not be read when building a batch.
+    RecordCorrupt,
+}
+
+impl DropReason {
+    /// Every reason, in rendering order.
+    pub const ALL: [DropReason; 4] = [
+        Self::SpoolFull,
+        Self::DeadLetter,
+        Self::SpoolCorrupt,
+        Self::RecordCorrupt,
+    ];
+
+    /// The metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SpoolFull => "spool_full",
+            Self::DeadLetter => "dead_letter",
+            Self::SpoolCorrupt => "spool_corrupt",
+            Self::RecordCorrupt => "record_corrupt",
+        }
+    }
+}
+
+/// The live counters. Shared by every task of one agent.
+#[derive(Debug, Default)]
+pub struct EdgeMetrics {
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) messages_duplicate: AtomicU64,
+    pub(crate) readings_received: AtomicU64,
+    pub(crate) readings_spooled: AtomicU64,
+    pub(crate) readings_forwarded: AtomicU64,
+    pub(crate) rejected: [AtomicU64; RejectReason::ALL.len()],
+    pub(crate) dropped: [AtomicU64; DropReason::ALL.len()],
+    pub(crate) records_dropped: AtomicU64,
+    pub(crate) batches_acked: AtomicU64,
+    pub(crate) batches_historical: AtomicU64,
+    pub(crate) batches_dead_letter: AtomicU64,
+    pub(crate) send_failures: AtomicU64,
+    pub(crate) wire_bytes: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) backpressure_waits: AtomicU64,
+    pub(crate) mqtt_connected: AtomicBool,
+    pub(crate) mqtt_connects: AtomicU64,
+    pub(crate) last_message_ms: AtomicI64,
+    pub(crate) spool_bytes: AtomicU64,
+    pub(crate) spool_max_bytes: AtomicU64,
+    pub(crate) spool_records_uncut: AtomicU64,
+    pub(crate) spool_batches_pending: AtomicU64,
+    pub(crate) backlog_records: AtomicU64,
+}
+
+/// A cheap, clonable handle on an agent's metrics.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsHandle(pub(crate) Arc<EdgeMetrics>);
+
+/// A point-in-time copy of every metric.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// MQTT messages received (including rejected and duplicate ones).
+    pub messages_received: u64,
+    /// Broker redeliveries of messages already spooled, acknowledged without spooling again.
+    pub messages_duplicate: u64,
+    /// Readings decoded or rejected from received messages.
+    pub readings_received: u64,
+    /// Readings made durable in the spool.
+    pub readings_spooled: u64,
+    /// Readings acknowledged by the cloud.
+    pub readings_forwarded: u64,
+    /// Rejected readings by reason.
+    pub rejected: RejectCounts,
+    /// Dropped readings by reason (`DropReason::ALL` order).
+    pub dropped: [u64; DropReason::ALL.len()],
+    /// Spool records dropped (all reasons).
+    pub records_dropped: u64,
+    /// Batches acknowledged by the cloud.
+    pub batches_acked: u64,
+    /// Of those, backfill (historical) batches.
+    pub batches_historical: u64,
+    /// Batches written to the dead-letter directory.
+    pub batches_dead_letter: u64,
+    /// Failed POST attempts (each retried).
+    pub send_failures: u64,
+    /// Compressed body bytes of acknowledged batches.
+    pub wire_bytes: u64,
+    /// Group commits (fsyncs) done.
+    pub commits: u64,
+    /// Times intake waited for spool space (backpressure policy).
+    pub backpressure_waits: u64,
+    /// Whether the broker connection is up.
+    pub mqtt_connected: bool,
+    /// Successful broker connections (first one included).
+    pub mqtt_connects: u64,
+    /// Receive time of the last MQTT message (ms since epoch; 0 = none yet).
+    pub last_message_ms: i64,
+    /// Spool bytes on disk.
+    pub spool_bytes: u64,
+    /// Spool byte cap.
+    pub spool_max_bytes: u64,
+    /// Committed records not yet in a batch.
+    pub spool_records_uncut: u64,
+    /// Batches cut and not yet acknowledged.
+    pub spool_batches_pending: u64,
+    /// Records waiting for the backfill lane.
+    pub backlog_records: u64,
+}
+
+impl MetricsSnapshot {
+    /// Dropped readings for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize]
+    }
+
+    /// Dropped readings, all reasons.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+impl EdgeMetrics {
+    pub(crate) fn add_rejected(&self, counts: &RejectCounts) {
+        for (reason, n) in counts.iter() {
+            self.rejected[reason.index()].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn add_dropped(&self, reason: DropReason, n_readings: u64) {
+        self.dropped[reason as usize].fetch_add(n_readings, Ordering::Relaxed);
+    }
+}
+
+impl MetricsHandle {
+    pub(crate) fn inner(&self) -> &EdgeMetrics {
+        &self.0
+    }
+
+    /// Copies every metric.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let m = &self.0;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut rejected = RejectCounts::default();
+        for reason in RejectReason::ALL {
+            rejected.add(reason, load(&m.rejected[reason.index()]));
+        }
+        MetricsSnapshot {
+            messages_received: load(&m.messages_received),
+            messages_duplicate: load(&m.messages_duplicate),
+            readings_received: load(&m.readings_received),
+            readings_spooled: load(&m.readings_spooled),
+            readings_forwarded: load(&m.readings_forwarded),
+            rejected,
+            dropped: std::array::from_fn(|idx| load(&m.dropped[idx])),
+            records_dropped: load(&m.records_dropped),
+            batches_acked: load(&m.batches_acked),
+            batches_historical: load(&m.batches_historical),
+            batches_dead_letter: load(&m.batches_dead_letter),
+            send_failures: load(&m.send_failures),
+            wire_bytes: load(&m.wire_bytes),
+            commits: load(&m.commits),
+            backpressure_waits: load(&m.backpressure_waits),
+            mqtt_connected: m.mqtt_connected.load(Ordering::Relaxed),
+            mqtt_connects: load(&m.mqtt_connects),
+            last_message_ms: m.last_message_ms.load(Ordering::Relaxed),
+            spool_bytes: load(&m.spool_bytes),
+            spool_max_bytes: load(&m.spool_max_bytes),
+            spool_records_uncut: load(&m.spool_records_uncut),
+            spool_batches_pending: load(&m.spool_batches_pending),
+            backlog_records: load(&m.backlog_records),
+        }
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render_prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::with_capacity(4096);
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "fieldpulse_edge_mqtt_messages_received_total",
+            "MQTT messages received.",
+            s.messages_received,
+        );
+        counter(
+            "fieldpulse_edge_mqtt_messages_duplicate_total",
+            "Broker redeliveries of already spooled messages, acknowledged without spooling again.",
+            s.messages_duplicate,
+        );
+        counter(
+            "fieldpulse_edge_mqtt_connects_total",
+            "Successful broker connections.",
+            s.mqtt_connects,
+        );
+        counter(
+            "fieldpulse_edge_readings_received_total",
+            "Readings received (accepted or rejected).",
+            s.readings_received,
+        );
+        counter(
+            "fieldpulse_edge_readings_spooled_total",
+            "Readings made durable in the spool.",
+            s.readings_spooled,
+        );
+        counter(
+            "fieldpulse_edge_readings_forwarded_total",
+            "Readings acknowledged by the cloud.",
+            s.readings_forwarded,
+        );
+        counter(
+            "fieldpulse_edge_spool_commits_total",
+            "Group commits (fsync) of the spool.",
+            s.commits,
+        );
+        counter(
+            "fieldpulse_edge_backpressure_waits_total",
+            "Times intake stopped acknowledging the broker because the spool was full.",
+            s.backpressure_waits,
+        );
+        counter(
+            "fieldpulse_edge_batches_acked_total",
+            "Batches acknowledged by the cloud.",
+            s.batches_acked,
+        );
+        counter(
+            "fieldpulse_edge_batches_historical_total",
+            "Backfill batches acknowledged by the cloud.",
+            s.batches_historical,
+        );
+        counter(
+            "fieldpulse_edge_batches_dead_letter_total",
+            "Batches the cloud rejected permanently, kept in the dead-letter directory.",
+            s.batches_dead_letter,
+        );
+        counter(
+            "fieldpulse_edge_send_failures_total",
+            "Failed batch POST attempts (retried).",
+            s.send_failures,
+        );
+        counter(
+            "fieldpulse_edge_wire_bytes_total",
+            "Compressed bytes of acknowledged batch bodies.",
+            s.wire_bytes,
+        );
+        counter(
+            "fieldpulse_edge_spool_records_dropped_total",
+            "Spool records dropped.",
+            s.records_dropped,
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP fieldpulse_edge_readings_rejected_total Readings rejected at the door, by reason.\n\
+             # TYPE fieldpulse_edge_readings_rejected_total counter"
+        );
+        for reason in RejectReason::ALL {
+            let _ = writeln!(
+                out,
+                "fieldpulse_edge_readings_rejected_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                s.rejected.get(reason)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fieldpulse_edge_readings_dropped_total Accepted readings lost, by reason.\n\
+             # TYPE fieldpulse_edge_readings_dropped_total counter"
+        );
+        for reason in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "fieldpulse_edge_readings_dropped_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                s.dropped(reason)
+            );
+        }
+        let mut gauge = |name: &str, help: &str, value: i128| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "fieldpulse_edge_spool_bytes",
+            "Spool bytes on disk.",
+            s.spool_bytes.into(),
+        );
+        gauge(
+            "fieldpulse_edge_spool_max_bytes",
+            "Spool byte cap.",
+            s.spool_max_bytes.into(),
+        );
+        gauge(
+            "fieldpulse_edge_spool_records_uncut",
+            "Committed records not yet in a batch.",
+            s.spool_records_uncut.into(),
+        );
+        gauge(
+            "fieldpulse_edge_spool_batches_pending",
+            "Batches sent or being sent and not yet acknowledged.",
+            s.spool_batches_pending.into(),
+        );
+        gauge(
+            "fieldpulse_edge_backlog_records",
+            "Records waiting for the backfill lane.",
+            s.backlog_records.into(),
+        );
+        gauge(
+            "fieldpulse_edge_mqtt_connected",
+            "1 while subscribed to the broker.",
+            i128::from(s.mqtt_connected),
+        );
+        gauge(
+            "fieldpulse_edge_last_message_timestamp_ms",
+            "Receive time of the last MQTT message.",
+            s.last_message_ms.into(),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_lists_every_reason_with_its_count() {
+        let handle = MetricsHandle::default();
+        let mut counts = RejectCounts::default();
+        counts.add(RejectReason::TooOld, 3);
+        handle.inner().add_rejected(&counts);
+        handle.inner().add_dropped(DropReason::SpoolFull, 5);
+        handle
+            .inner()
+            .readings_spooled
+            .fetch_add(11, Ordering::Relaxed);
+        let text = handle.render_prometheus();
+        assert!(text.contains("fieldpulse_edge_readings_rejected_total{reason=\"too_old\"} 3\n"));
+        assert!(text.contains("fieldpulse_edge_readings_rejected_total{reason=\"non_finite\"} 0\n"));
+        assert!(text.contains("fieldpulse_edge_readings_dropped_total{reason=\"spool_full\"} 5\n"));
+        assert!(text.contains("fieldpulse_edge_readings_spooled_total 11\n"));
+        assert!(text.contains("# TYPE fieldpulse_edge_spool_bytes gauge\n"));
+        let snapshot = handle.snapshot();
+        assert_eq!(snapshot.dropped(DropReason::SpoolFull), 5);
+        assert_eq!(snapshot.rejected.get(RejectReason::TooOld), 3);
+    }
+}
