@@ -1,0 +1,147 @@
+//! Integration tests of the emulator's schema, SOQL and state handling that
+//! need no HTTP client. The HTTP behaviour is tested through the real client
+//! in `crates/salesforce/tests` (conformance checklist).
+
+use fieldpulse_sf_emulator::schema::{FieldType, Schema};
+use fieldpulse_sf_emulator::{soql, Emulator, EmulatorConfig, Fixture};
+
+#[test]
+fn embedded_metadata_defines_custom_objects_and_fields() {
+    let schema = Schema::with_embedded_metadata().expect("embedded metadata loads");
+    let alert = &schema.objects[schema
+        .object_idx("Asset_Alert__c")
+        .expect("Asset_Alert__c exists")];
+    assert_eq!(alert.key_prefix, "a01");
+    let key = &alert.fields[alert.field_idx("FieldPulse_Key__c").expect("key field")];
+    assert!(key.external_id && key.unique && key.case_sensitive);
+    let priority = &alert.fields[alert.field_idx("Priority__c").expect("priority")];
+    match &priority.ty {
+        FieldType::Picklist(p) => {
+            assert!(p.restricted);
+            assert_eq!(p.values, ["Low", "Medium", "High", "Critical"]);
+        }
+        other => panic!("Priority__c should be a picklist, got {other:?}"),
+    }
+    let asset_lookup = &alert.fields[alert.field_idx("Asset__c").expect("asset lookup")];
+    assert!(asset_lookup.required_on_create());
+    assert_eq!(asset_lookup.relationship_name.as_deref(), Some("Asset__r"));
+    for object in [
+        "Case",
+        "MaintenancePlan",
+        "MaintenanceAsset",
+        "AI_Insight__c",
+    ] {
+        let o = &schema.objects[schema.object_idx(object).expect("object exists")];
+        assert!(
+            o.field_idx("FieldPulse_Key__c").is_some(),
+            "{object} lacks FieldPulse_Key__c"
+        );
+    }
+    let asset = &schema.objects[schema.object_idx("Asset").expect("Asset")];
+    assert!(asset.field_idx("FieldPulse_Health__c").is_some());
+}
+
+#[test]
+fn metadata_directory_matches_embedded_metadata() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../salesforce");
+    let from_dir = Schema::with_metadata_dir(&dir).expect("directory metadata loads");
+    let embedded = Schema::with_embedded_metadata().expect("embedded metadata loads");
+    assert_eq!(from_dir.objects.len(), embedded.objects.len());
+    for (a, b) in from_dir.objects.iter().zip(&embedded.objects) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.fields.len(), b.fields.len(), "{}", a.name);
+    }
+}
+
+#[test]
+fn soql_rejects_unsupported_syntax_with_salesforce_codes() {
+    let schema = Schema::with_embedded_metadata().expect("schema");
+    let err = soql::compile(&schema, "SELECT Id FORM Case", 20_000).expect_err("FORM is a typo");
+    assert_eq!(err.code, "MALFORMED_QUERY");
+    assert!(
+        err.message.contains("ERROR at Row:1:Column:11"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        soql::compile(&schema, "SELECT Foo__c FROM Case", 0)
+            .expect_err("unknown field")
+            .code,
+        "INVALID_FIELD"
+    );
+    assert_eq!(
+        soql::compile(&schema, "SELECT Id FROM Nope__c", 0)
+            .expect_err("unknown object")
+            .code,
+        "INVALID_TYPE"
+    );
+    assert_eq!(
+        soql::compile(
+            &schema,
+            "SELECT Id FROM Case WHERE Subject = 'a' AND Status = 'New' OR Priority = 'High'",
+            0
+        )
+        .expect_err("mixed AND/OR")
+        .code,
+        "MALFORMED_QUERY"
+    );
+    assert_eq!(
+        soql::compile(&schema, "SELECT COUNT(Id) FROM Case", 0)
+            .expect_err("aggregate function")
+            .code,
+        "MALFORMED_QUERY"
+    );
+    assert_eq!(
+        soql::compile(
+            &schema,
+            "SELECT Id FROM WorkOrder WHERE CreatedDate > 2026-01-01",
+            0
+        )
+        .expect_err("date for datetime")
+        .code,
+        "INVALID_FIELD"
+    );
+    soql::compile(
+        &schema,
+        "SELECT Id, Asset.Product2.Name FROM WorkOrder WHERE (Status IN ('New','Completed') OR Subject LIKE 'Pump%') AND CreatedDate = LAST_N_DAYS:30 AND SystemModstamp > 2026-01-01T00:00:00Z ORDER BY SystemModstamp DESC NULLS LAST, Id LIMIT 10 OFFSET 5",
+        20_000,
+    )
+    .expect("supported query compiles");
+}
+
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emulator =
+        Emulator::new(EmulatorConfig::default(), Some(dir.path().to_path_buf())).expect("emulator");
+    let fixture: Fixture = serde_json::from_value(serde_json::json!({"objects": [
+        {"type": "Account", "records": [{"@ref": "acme", "Name": "Acme"}]},
+        {"type": "Asset", "records": [{"Name": "Pump P-104", "AccountId": "@acme", "InstallDate": "2021-03-01"}]}
+    ]}))
+    .expect("fixture parses");
+    emulator.seed(&fixture).expect("fixture seeds");
+    emulator.save_if_dirty().await.expect("state written");
+    let restarted = Emulator::new(EmulatorConfig::default(), Some(dir.path().to_path_buf()))
+        .expect("restarted emulator");
+    assert_eq!(restarted.live_count("Asset"), 1);
+    let asset = &restarted.records("Asset")[0];
+    assert_eq!(asset["Name"], "Pump P-104");
+    assert_eq!(asset["InstallDate"], "2021-03-01");
+    assert_eq!(restarted.records("Account")[0]["Id"], asset["AccountId"]);
+}
+
+#[test]
+fn fixtures_are_validated_like_api_writes() {
+    let emulator = Emulator::new(EmulatorConfig::default(), None).expect("emulator");
+    let fixture: Fixture = serde_json::from_value(serde_json::json!({"objects": [
+        {"type": "Asset", "records": [{"Name": "Orphan pump"}]}
+    ]}))
+    .expect("fixture parses");
+    let err = emulator
+        .seed(&fixture)
+        .expect_err("an asset needs an account or contact");
+    assert!(
+        err.to_string().contains("FIELD_INTEGRITY_EXCEPTION"),
+        "{err}"
+    );
+}
