@@ -1,37 +1,50 @@
-//! Window features per engine cycle for the C-MAPSS protocol.
+//! Window features per engine cycle for the C-MAPSS protocol, computed by
+//! `fieldpulse-features` (the same streaming code the cloud runs).
 //!
-//! For every informative sensor (z-scored per operating condition): the last
-//! value, exponentially weighted means at two spans, and the least-squares
-//! slope over the last `slope_window` cycles; plus a one-dimensional health
-//! index (informative sensors, sign-aligned with wear, averaged) with the same
-//! statistics, and the cycle count. Every value at cycle `t` depends only on
-//! cycles `≤ t`, which is what lets training use every cycle as a sample and
-//! test use the last one.
+//! An engine is one asset and a cycle one reading (timestamps one second
+//! apart, so `slope_per_s` is a slope per cycle). The channels fed to the
+//! streaming state are the informative sensors z-scored per operating
+//! condition, plus a health index (those sensors sign-aligned with wear and
+//! averaged). From the stream's output we keep, per channel, the EWMA means at
+//! every half-life, the robust median and the rolling slope; we add the
+//! channel's current value and the cycle count. Every value at cycle `t`
+//! depends only on cycles `≤ t` (the streaming state cannot look ahead),
+//! which is what lets training use every cycle as a sample and test use the
+//! last one.
+
+use fieldpulse_features::{compute_offline, FeatureError, FeatureParams, FeatureSpec, ParamGuard};
 
 use super::conditions::ConditionNormalizer;
 use super::{Engine, N_SENSORS};
 
 /// Which sensors and windows to use; learned from training engines only.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FeatureSpec {
+pub struct WindowFeatures {
     /// Indexes (0-based) of the sensors kept.
     pub sensors: Vec<usize>,
     /// +1 when a sensor rises with wear, −1 when it falls (health index).
     pub signs: Vec<f64>,
-    /// EWMA spans in cycles (`alpha = 2 / (span + 1)`).
-    pub ewma_spans: [f64; 2],
-    /// Window of the rolling slope, in cycles.
-    pub slope_window: usize,
+    stream: FeatureSpec,
+    columns: Vec<usize>,
+    names: Vec<String>,
 }
 
 /// Minimum |correlation| with life fraction for a sensor to be kept.
 const MIN_ABS_CORRELATION: f64 = 0.1;
 
-impl FeatureSpec {
+/// EWMA half-lives in cycles: ~ a week of flights, a month, a season.
+pub const HALF_LIVES: [f64; 3] = [4.0, 16.0, 48.0];
+/// Index of the half-life the rolling slope uses.
+pub const TREND_HORIZON: usize = 2;
+
+impl WindowFeatures {
     /// Chooses informative sensors: not constant in training, and correlated
     /// with the fraction of life consumed (`cycle / last cycle`) by at least
     /// [`MIN_ABS_CORRELATION`] in absolute value.
-    pub fn fit(train: &[Engine], norm: &ConditionNormalizer) -> Self {
+    ///
+    /// # Errors
+    /// Never with the built-in half-lives; kept for parameter changes.
+    pub fn fit(train: &[Engine], norm: &ConditionNormalizer) -> Result<Self, FeatureError> {
         let mut sx = [0.0; N_SENSORS];
         let mut sxx = [0.0; N_SENSORS];
         let mut sxy = [0.0; N_SENSORS];
@@ -53,6 +66,7 @@ impl FeatureSpec {
         }
         let mut sensors = Vec::new();
         let mut signs = Vec::new();
+        let n = f64::max(n, 1.0);
         let var_y = syy / n - (sy / n).powi(2);
         for j in 0..N_SENSORS {
             if norm.constant[j] {
@@ -66,136 +80,152 @@ impl FeatureSpec {
                 signs.push(corr.signum());
             }
         }
-        Self {
+        Self::new(sensors, signs)
+    }
+
+    /// Builds the feature set for the given sensors and wear signs.
+    ///
+    /// # Errors
+    /// [`FeatureError`] when the stream spec rejects the channels.
+    pub fn new(sensors: Vec<usize>, signs: Vec<f64>) -> Result<Self, FeatureError> {
+        let channels: Vec<String> = sensors
+            .iter()
+            .map(|j| format!("s{}", j + 1))
+            .chain(std::iter::once("health".to_string()))
+            .collect();
+        let params = FeatureParams::default()
+            .half_lives(HALF_LIVES.to_vec())
+            .trend_horizon(TREND_HORIZON)
+            .check()?;
+        let stream = FeatureSpec::new(params, channels.clone())?;
+        let mut wanted: Vec<String> = Vec::new();
+        for ch in &channels {
+            for hl in HALF_LIVES {
+                wanted.push(format!("{ch}.ewma_mean_hl{hl}"));
+            }
+            wanted.push(format!("{ch}.median"));
+            wanted.push(format!("{ch}.slope_per_s"));
+        }
+        let columns: Vec<usize> = wanted
+            .iter()
+            .filter_map(|w| stream.names().iter().position(|n| n == w))
+            .collect();
+        let mut names: Vec<String> = channels.iter().map(|c| format!("{c}.value")).collect();
+        names.extend(columns.iter().map(|&c| stream.names()[c].clone()));
+        names.push("cycle".to_string());
+        Ok(Self {
             sensors,
             signs,
-            ewma_spans: [10.0, 30.0],
-            slope_window: 20,
-        }
+            stream,
+            columns,
+            names,
+        })
     }
 
     /// Number of features per cycle.
     pub fn n_features(&self) -> usize {
-        (self.sensors.len() + 1) * 4 + 1
+        self.names.len()
     }
 
     /// Feature names, in column order.
-    pub fn names(&self) -> Vec<String> {
-        let mut names = Vec::with_capacity(self.n_features());
-        let channels = self
-            .sensors
-            .iter()
-            .map(|j| format!("s{}", j + 1))
-            .chain(std::iter::once("health".to_string()));
-        for ch in channels {
-            names.push(format!("{ch}_last"));
-            names.push(format!("{ch}_ewma{}", self.ewma_spans[0]));
-            names.push(format!("{ch}_ewma{}", self.ewma_spans[1]));
-            names.push(format!("{ch}_slope{}", self.slope_window));
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The channel values fed to the stream for one cycle.
+    fn channels(&self, z: &[f64; N_SENSORS], out: &mut Vec<f64>) {
+        let mut health = 0.0;
+        for (&j, &sign) in self.sensors.iter().zip(&self.signs) {
+            out.push(z[j]);
+            health += sign * z[j];
         }
-        names.push("cycle".to_string());
-        names
+        out.push(health / self.sensors.len().max(1) as f64);
     }
 
     /// Row-major features for every cycle of `engine`.
-    pub fn engine_features(&self, engine: &Engine, norm: &ConditionNormalizer) -> Vec<f64> {
+    ///
+    /// # Errors
+    /// [`FeatureError`] on a shape mismatch (a bug, reported rather than
+    /// panicking).
+    pub fn engine_features(
+        &self,
+        engine: &Engine,
+        norm: &ConditionNormalizer,
+    ) -> Result<Vec<f64>, FeatureError> {
         let n_ch = self.sensors.len() + 1;
+        let mut values = Vec::with_capacity(engine.len() * n_ch);
+        for (s, x) in engine.settings.iter().zip(&engine.sensors) {
+            self.channels(&norm.normalize(s, x), &mut values);
+        }
+        let ts: Vec<i64> = (1..=engine.len() as i64).map(|c| c * 1000).collect();
+        let stream = compute_offline(&self.stream, &ts, &values)?;
         let nf = self.n_features();
         let mut out = Vec::with_capacity(engine.len() * nf);
-        let alphas = self.ewma_spans.map(|s| 2.0 / (s + 1.0));
-        let mut ewma = vec![[0.0f64; 2]; n_ch];
-        // Ring of the last `slope_window` channel values for the slope.
-        let w = self.slope_window.max(2);
-        let mut ring = vec![0.0f64; w * n_ch];
-        let mut values = vec![0.0; n_ch];
-        for (t, (s, x)) in engine.settings.iter().zip(&engine.sensors).enumerate() {
-            let z = norm.normalize(s, x);
-            let mut health = 0.0;
-            for (k, (&j, &sign)) in self.sensors.iter().zip(&self.signs).enumerate() {
-                values[k] = z[j];
-                health += sign * z[j];
-            }
-            values[n_ch - 1] = health / self.sensors.len().max(1) as f64;
-            let slot = t % w;
-            let filled = (t + 1).min(w);
-            for (ch, &v) in values.iter().enumerate() {
-                for (e, a) in ewma[ch].iter_mut().zip(alphas) {
-                    *e = if t == 0 { v } else { *e + a * (v - *e) };
-                }
-                ring[ch * w + slot] = v;
-                let slope = window_slope(&ring[ch * w..(ch + 1) * w], slot, filled);
-                out.extend([v, ewma[ch][0], ewma[ch][1], slope]);
-            }
+        for t in 0..engine.len() {
+            out.extend_from_slice(&values[t * n_ch..(t + 1) * n_ch]);
+            let row = stream.row(t);
+            out.extend(self.columns.iter().map(|&c| row[c]));
             out.push((t + 1) as f64);
         }
-        out
+        Ok(out)
     }
-}
-
-/// Least-squares slope per cycle of the last `filled` values of a ring whose
-/// newest value sits at `newest`.
-fn window_slope(ring: &[f64], newest: usize, filled: usize) -> f64 {
-    if filled < 2 {
-        return 0.0;
-    }
-    let w = ring.len();
-    let n = filled as f64;
-    let mean_x = (n - 1.0) / 2.0;
-    let mut mean_y = 0.0;
-    for i in 0..filled {
-        mean_y += ring[(newest + w - i) % w];
-    }
-    mean_y /= n;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for i in 0..filled {
-        // x runs 0..filled-1 from oldest to newest.
-        let x = (filled - 1 - i) as f64 - mean_x;
-        sxy += x * (ring[(newest + w - i) % w] - mean_y);
-        sxx += x * x;
-    }
-    sxy / sxx
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn slope_of_a_line_is_its_gradient_even_when_the_window_wraps() {
-        let mut ring = [0.0; 4];
-        for t in 0..10 {
-            ring[t % 4] = 3.0 * t as f64 + 1.0;
-            if t >= 1 {
-                let s = window_slope(&ring, t % 4, (t + 1).min(4));
-                assert!((s - 3.0).abs() < 1e-12, "t={t} slope={s}");
-            }
+    fn synthetic_engine(n: usize) -> Engine {
+        Engine {
+            unit: 1,
+            settings: vec![[0.0, 0.0, 100.0]; n],
+            sensors: (0..n)
+                .map(|t| {
+                    let mut row = [0.0; N_SENSORS];
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
+                        *v = 100.0
+                            + j as f64
+                            + (t as f64 * 0.1) * sign
+                            + ((t * 7 + j) % 5) as f64 * 0.01;
+                    }
+                    row
+                })
+                .collect(),
         }
     }
 
     #[test]
     fn features_at_a_cycle_do_not_depend_on_later_cycles() {
-        let engine = Engine {
-            unit: 1,
-            settings: vec![[0.0, 0.0, 100.0]; 50],
-            sensors: (0..50)
-                .map(|t| {
-                    let mut row = [0.0; N_SENSORS];
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = 100.0
-                            + j as f64
-                            + (t as f64 * 0.1) * if j % 2 == 0 { 1.0 } else { -1.0 };
-                    }
-                    row
-                })
-                .collect(),
-        };
+        let engine = synthetic_engine(50);
         let norm = ConditionNormalizer::fit(std::slice::from_ref(&engine));
-        let spec = FeatureSpec::fit(std::slice::from_ref(&engine), &norm);
+        let spec = WindowFeatures::fit(std::slice::from_ref(&engine), &norm).expect("spec");
         assert_eq!(spec.sensors.len(), N_SENSORS);
-        let full = spec.engine_features(&engine, &norm);
-        let part = spec.engine_features(&engine.truncated(20), &norm);
+        let full = spec.engine_features(&engine, &norm).expect("features");
+        let part = spec
+            .engine_features(&engine.truncated(20), &norm)
+            .expect("features");
         assert_eq!(&full[..part.len()], &part[..]);
-        assert_eq!(spec.names().len(), spec.n_features());
         assert_eq!(full.len(), 50 * spec.n_features());
+        // value, 3 EWMAs, median and slope per channel, plus the cycle.
+        assert_eq!(spec.n_features(), (N_SENSORS + 1) * 6 + 1);
+    }
+
+    #[test]
+    fn slope_feature_tracks_a_linear_trend_per_cycle() {
+        let engine = synthetic_engine(200);
+        let norm = ConditionNormalizer::fit(std::slice::from_ref(&engine));
+        let spec = WindowFeatures::fit(std::slice::from_ref(&engine), &norm).expect("spec");
+        let x = spec.engine_features(&engine, &norm).expect("features");
+        let nf = spec.n_features();
+        let col = spec
+            .names()
+            .iter()
+            .position(|n| n == "s1.slope_per_s")
+            .expect("slope column");
+        let slope = x[199 * nf + col];
+        // Sensor 1 rises 0.1 per cycle; z-scored by its std over 200 cycles.
+        let std = norm.std[0][0];
+        assert!((slope * std - 0.1).abs() < 0.01, "slope {slope} std {std}");
     }
 }

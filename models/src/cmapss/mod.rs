@@ -385,6 +385,61 @@ mod tests {
         assert_eq!(Subset::parse("FD005"), None);
     }
 
+    /// The real NASA files, as distributed in `../shared/data/cmapss` beside
+    /// the project root. Needs that directory; fails loudly without it.
+    fn real_data_dir() -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss");
+        assert!(
+            dir.join("train_FD001.txt.gz").is_file(),
+            "C-MAPSS data missing at {}: this test needs ../shared/data",
+            dir.display()
+        );
+        dir
+    }
+
+    /// Needs `../shared/data/cmapss` (see [`real_data_dir`]).
+    #[test]
+    fn real_files_parse_with_the_published_engine_and_row_counts() {
+        let dir = real_data_dir();
+        // (train engines, test engines, train rows, test rows) from the data README.
+        let expected = [
+            (Subset::Fd001, 100, 100, 20_631, 13_096),
+            (Subset::Fd002, 260, 259, 53_759, 33_991),
+            (Subset::Fd003, 100, 100, 24_720, 16_596),
+            (Subset::Fd004, 249, 248, 61_249, 41_214),
+        ];
+        for (subset, n_train, n_test, train_rows, test_rows) in expected {
+            let data = load_subset(&dir, subset).expect("load");
+            assert_eq!(data.train.len(), n_train, "{subset} train engines");
+            assert_eq!(data.test.len(), n_test, "{subset} test engines");
+            assert_eq!(
+                data.train.iter().map(Engine::len).sum::<usize>(),
+                train_rows
+            );
+            assert_eq!(data.test.iter().map(Engine::len).sum::<usize>(), test_rows);
+            assert_eq!(data.test_rul.len(), n_test);
+        }
+    }
+
+    /// Needs `../shared/data/cmapss`. A small, fast model must already beat
+    /// the MLP and SVR rows of the published table on FD001.
+    #[test]
+    fn quick_fd001_fit_predicts_last_cycle_rul_within_a_sane_error() {
+        let data = load_subset(&real_data_dir(), Subset::Fd001).expect("load");
+        let params = crate::gbdt::GbdtParams {
+            n_trees: 60,
+            learning_rate: 0.15,
+            max_depth: 4,
+            subsample: 0.5,
+            ..crate::gbdt::GbdtParams::default()
+        };
+        let res = protocol::evaluate_subset(&data, &params).expect("protocol");
+        assert_eq!(res.n_test_engines, 100);
+        assert_eq!(res.n_conditions, 1);
+        assert!(res.rmse < 18.0, "FD001 RMSE {}", res.rmse);
+        assert!(res.score < 1500.0, "FD001 score {}", res.score);
+    }
+
     #[test]
     fn missing_directory_names_the_file_it_looked_for() {
         let err = load_subset(Path::new("/nonexistent/cmapss"), Subset::Fd001).unwrap_err();

@@ -12,11 +12,25 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::conditions::ConditionNormalizer;
-use super::features::FeatureSpec;
+use super::features::WindowFeatures;
 use super::{Engine, SubsetData};
+use fieldpulse_features::FeatureError;
+use thiserror::Error;
+
 use crate::gbdt::{Gbdt, GbdtError, GbdtParams};
 use crate::metrics::{phm08_score, rmse};
 use crate::rng::SplitMix64;
+
+/// Why the protocol could not run.
+#[derive(Debug, Error)]
+pub enum ProtocolError {
+    /// Invalid booster parameters or data.
+    #[error(transparent)]
+    Booster(#[from] GbdtError),
+    /// The feature code rejected its input.
+    #[error("feature computation failed: {0}")]
+    Features(#[from] FeatureError),
+}
 
 /// The piece-wise linear target cap of Heimes (2008).
 pub const RUL_CAP: f64 = 125.0;
@@ -27,7 +41,7 @@ pub struct RulModel {
     /// Operating conditions and sensor statistics.
     pub normalizer: ConditionNormalizer,
     /// Sensors and windows.
-    pub spec: FeatureSpec,
+    pub spec: WindowFeatures,
     /// The boosted regressor.
     pub booster: Gbdt,
 }
@@ -37,10 +51,10 @@ impl RulModel {
     ///
     /// # Errors
     /// Invalid booster parameters.
-    pub fn fit(train: &[Engine], params: &GbdtParams) -> Result<Self, GbdtError> {
+    pub fn fit(train: &[Engine], params: &GbdtParams) -> Result<Self, ProtocolError> {
         let normalizer = ConditionNormalizer::fit(train);
-        let spec = FeatureSpec::fit(train, &normalizer);
-        let (x, y) = training_matrix(train, &normalizer, &spec);
+        let spec = WindowFeatures::fit(train, &normalizer)?;
+        let (x, y) = training_matrix(train, &normalizer, &spec)?;
         let booster = params.fit(&x, spec.n_features(), &y, None)?;
         Ok(Self {
             normalizer,
@@ -50,11 +64,17 @@ impl RulModel {
     }
 
     /// RUL predicted at the last cycle of `engine` (clamped to `[0, cap]`).
-    pub fn predict_last(&self, engine: &Engine) -> f64 {
+    ///
+    /// # Errors
+    /// The feature code rejected the engine (a bug, reported).
+    pub fn predict_last(&self, engine: &Engine) -> Result<f64, ProtocolError> {
         let nf = self.spec.n_features();
-        let x = self.spec.engine_features(engine, &self.normalizer);
+        let x = self.spec.engine_features(engine, &self.normalizer)?;
+        if x.len() < nf {
+            return Ok(RUL_CAP);
+        }
         let last = &x[x.len() - nf..];
-        self.booster.predict_row(last).clamp(0.0, RUL_CAP)
+        Ok(self.booster.predict_row(last).clamp(0.0, RUL_CAP))
     }
 }
 
@@ -62,16 +82,16 @@ impl RulModel {
 fn training_matrix(
     engines: &[Engine],
     norm: &ConditionNormalizer,
-    spec: &FeatureSpec,
-) -> (Vec<f64>, Vec<f64>) {
+    spec: &WindowFeatures,
+) -> Result<(Vec<f64>, Vec<f64>), FeatureError> {
     let mut x = Vec::new();
     let mut y = Vec::new();
     for engine in engines {
-        x.extend(spec.engine_features(engine, norm));
+        x.extend(spec.engine_features(engine, norm)?);
         let life = engine.len();
         y.extend((1..=life).map(|t| ((life - t) as f64).min(RUL_CAP)));
     }
-    (x, y)
+    Ok((x, y))
 }
 
 /// Outcome of the protocol on one subset.
@@ -83,6 +103,9 @@ pub struct SubsetResult {
     pub rmse: f64,
     /// PHM08 score (sum over test engines).
     pub score: f64,
+    /// RMSE against the true RUL capped at 125 (what many papers report;
+    /// not the official number, shown for comparability).
+    pub rmse_capped_truth: f64,
     /// Test engines scored.
     pub n_test_engines: usize,
     /// Training engines.
@@ -109,17 +132,32 @@ pub struct SubsetResult {
 ///
 /// # Errors
 /// Invalid booster parameters.
-pub fn evaluate_subset(data: &SubsetData, params: &GbdtParams) -> Result<SubsetResult, GbdtError> {
+pub fn evaluate_subset(
+    data: &SubsetData,
+    params: &GbdtParams,
+) -> Result<SubsetResult, ProtocolError> {
     let started = Instant::now();
     let model = RulModel::fit(&data.train, params)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let predicted: Vec<f64> = data.test.iter().map(|e| model.predict_last(e)).collect();
+    let predicted = data
+        .test
+        .iter()
+        .map(|e| model.predict_last(e))
+        .collect::<Result<Vec<f64>, _>>()?;
     let predict_seconds = started.elapsed().as_secs_f64();
     Ok(SubsetResult {
         subset: data.subset.name().to_string(),
         rmse: rmse(&predicted, &data.test_rul),
         score: phm08_score(&predicted, &data.test_rul),
+        rmse_capped_truth: rmse(
+            &predicted,
+            &data
+                .test_rul
+                .iter()
+                .map(|t| t.min(RUL_CAP))
+                .collect::<Vec<_>>(),
+        ),
         n_test_engines: data.test.len(),
         n_train_engines: data.train.len(),
         n_train_rows: data.train.iter().map(Engine::len).sum(),
@@ -160,7 +198,7 @@ pub fn tune(
     tree_checkpoints: &[usize],
     n_folds: usize,
     seed: u64,
-) -> Result<Vec<CvResult>, GbdtError> {
+) -> Result<Vec<CvResult>, ProtocolError> {
     let n_folds = n_folds.clamp(2, train.len().max(2));
     let mut order: Vec<usize> = (0..train.len()).collect();
     SplitMix64::new(seed).shuffle(&mut order);
@@ -182,9 +220,9 @@ pub fn tune(
             }
         }
         let norm = ConditionNormalizer::fit(&kept);
-        let spec = FeatureSpec::fit(&kept, &norm);
-        let (x, y) = training_matrix(&kept, &norm, &spec);
-        let (xv, yv) = training_matrix(&held, &norm, &spec);
+        let spec = WindowFeatures::fit(&kept, &norm)?;
+        let (x, y) = training_matrix(&kept, &norm, &spec)?;
+        let (xv, yv) = training_matrix(&held, &norm, &spec)?;
         folds.push((spec.n_features(), x, y, xv, yv));
     }
     let mut results = Vec::new();
