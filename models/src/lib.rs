@@ -7,3 +7,5 @@ pub mod cmapss;
 pub mod gbdt;
 pub mod metrics;
 pub mod rng;
+pub mod anomaly;
+pub mod wide_csv;

@@ -43,10 +43,12 @@
 //! location/scale are its running mean and `0.6745 * std` (Gaussian
 //! equivalence), its residual scale is not winsorised, and its EWMAs use
 //! `max(a, 1 / n_valid)` so a sensor that joins late starts from its own
-//! values. Afterwards the median moves by `median_step * MAD * sign(x - med)`
-//! and the MAD by `mad_step * MAD * sign(|x - med| - MAD)` (stochastic
-//! approximation of the 0.5 quantiles; equal up and down steps make them
-//! converge to the medians).
+//! values. Afterwards the median moves by `eta * MAD * sign(x - med)` and the
+//! MAD by `eta' * MAD * sign(|x - med| - MAD)` (stochastic approximation of the
+//! 0.5 quantiles; equal up and down steps make them converge to the medians),
+//! with Robbins–Monro steps `eta = max(median_step, 1 / n_rows)` and
+//! `eta' = max(mad_step, 1 / n_rows)`: fast while the asset is young, then
+//! the slow floors.
 
 use crate::params::FeatureError;
 use crate::spec::{
@@ -584,6 +586,12 @@ fn update_block<const LEARN: bool, const WARM: bool>(
     let m_long = &means[long * n..(long + 1) * n];
     let v_long = &vars[long * n..(long + 1) * n];
     let a_long = sc.a[long];
+    // Robbins–Monro burn-in: the steps start at 1/n and decay to their floors,
+    // so a scale seeded from a short warm-up (which misses slow excursions)
+    // catches up in tens of readings, not hundreds.
+    let burn_in = 1.0 / hdr[H_N_ROWS];
+    let median_step = k.median_step.max(burn_in);
+    let mad_step = k.mad_step.max(burn_in);
     let mut n_warm = 0.0;
     for s in 0..n {
         let warm = WARM && nvalid[s] <= k.warmup;
@@ -594,8 +602,8 @@ fn update_block<const LEARN: bool, const WARM: bool>(
             (m_long[s], v_long[s].max(0.0).sqrt() / MAD_TO_SIGMA)
         } else {
             (
-                med[s] + k.median_step * madf * sign(d),
-                mad[s] + k.mad_step * madf * sign(d.abs() - mad[s]),
+                med[s] + median_step * madf * sign(d),
+                mad[s] + mad_step * madf * sign(d.abs() - mad[s]),
             )
         };
         let ok = valid[s] > 0.0;

@@ -1,0 +1,151 @@
+//! The multivariate part's amortised step: turning an asset's covariance of
+//! robust z-scores into a shrunk precision matrix (Cholesky, then the inverse
+//! from the triangular factor). Runs every `mv_refresh` readings, so its O(S^3)
+//! cost is spread over them; the per-reading work is two S×S elementwise passes.
+
+/// Recomputes `precision` (row-major `n × n`, f32) from `cov` shrunk towards its
+/// diagonal by `shrinkage`. `work` must hold `2 * n * n` f64. Returns `false` and
+/// leaves `precision` unchanged when the matrix is not positive definite even
+/// after a ridge (for example a sensor that never varied).
+pub(crate) fn refresh_precision(
+    cov: &[f32],
+    precision: &mut [f32],
+    n: usize,
+    shrinkage: f64,
+    work: &mut [f64],
+) -> bool {
+    let (l, inv) = work.split_at_mut(n * n);
+    let trace: f64 = (0..n).map(|i| f64::from(cov[i * n + i])).sum();
+    if !(trace.is_finite() && trace > 0.0) {
+        return false;
+    }
+    let mut ridge = 1e-6 * trace / n as f64 + 1e-12;
+    for _attempt in 0..4 {
+        for i in 0..n {
+            for j in 0..n {
+                let c = f64::from(cov[i * n + j]);
+                l[i * n + j] = if i == j {
+                    c + ridge
+                } else {
+                    (1.0 - shrinkage) * c
+                };
+            }
+        }
+        if cholesky_in_place(l, n) {
+            invert_from_cholesky(l, inv, n);
+            for (p, v) in precision.iter_mut().zip(inv.iter()) {
+                *p = *v as f32;
+            }
+            return true;
+        }
+        ridge *= 100.0;
+    }
+    false
+}
+
+/// Lower Cholesky factor in place (upper triangle zeroed). `false` if not SPD.
+fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if !(d > 0.0 && d.is_finite()) {
+            return false;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+        for k in j + 1..n {
+            a[j * n + k] = 0.0;
+        }
+    }
+    true
+}
+
+/// `out = (L L^T)^-1` from the lower factor `l`.
+fn invert_from_cholesky(l: &mut [f64], out: &mut [f64], n: usize) {
+    // Invert L in place (lower triangular).
+    for i in 0..n {
+        l[i * n + i] = 1.0 / l[i * n + i];
+        for j in 0..i {
+            let mut s = 0.0;
+            for k in j..i {
+                s -= l[i * n + k] * l[k * n + j];
+            }
+            l[i * n + j] = s * l[i * n + i];
+        }
+    }
+    // P = L^-T L^-1: P_ij = sum_{k >= max(i, j)} Linv_ki Linv_kj.
+    for i in 0..n {
+        for j in 0..=i {
+            let mut s = 0.0;
+            for k in i..n {
+                s += l[k * n + i] * l[k * n + j];
+            }
+            out[i * n + j] = s;
+            out[j * n + i] = s;
+        }
+    }
+}
+
+/// Wilson–Hilferty approximation of the chi-square quantile with `k` degrees of
+/// freedom at the one-sided normal level `z`.
+pub(crate) fn chi2_quantile(k: usize, z: f64) -> f64 {
+    let k = k as f64;
+    let c = 2.0 / (9.0 * k);
+    k * (1.0 - c + z * c.sqrt()).powi(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_times_covariance_is_the_identity_without_shrinkage() {
+        let n = 3;
+        let cov: Vec<f32> = vec![4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
+        let mut p = vec![0.0f32; 9];
+        let mut work = vec![0.0; 18];
+        assert!(refresh_precision(&cov, &mut p, n, 0.0, &mut work));
+        for i in 0..n {
+            for j in 0..n {
+                let v: f64 = (0..n)
+                    .map(|k| f64::from(p[i * n + k]) * f64::from(cov[k * n + j]))
+                    .sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((v - want).abs() < 1e-4, "({i},{j}) = {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_covariance_is_refused_and_leaves_the_precision_alone() {
+        let cov = vec![0.0f32; 4];
+        let mut p = vec![7.0f32; 4];
+        let mut work = vec![0.0; 8];
+        assert!(!refresh_precision(&cov, &mut p, 2, 0.1, &mut work));
+        assert_eq!(p, vec![7.0; 4]);
+    }
+
+    #[test]
+    fn wilson_hilferty_matches_tabulated_chi_square_quantiles() {
+        // chi2(8) 0.9999 quantile is 31.83; chi2(1) 0.99 quantile is 6.63 (z = 2.326).
+        assert!(
+            (chi2_quantile(8, 3.719) - 31.83).abs() < 0.5,
+            "{}",
+            chi2_quantile(8, 3.719)
+        );
+        assert!(
+            (chi2_quantile(1, 2.326) - 6.63).abs() < 0.3,
+            "{}",
+            chi2_quantile(1, 2.326)
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Detector hyperparameters: unchecked [`DetectorParams`] (builder), checked
+//! [`DetectorValidParams`], and the reasoning behind every default. Every
+//! detector statistic is normalised so that 1.0 is its *nominal alarm level*;
+//! the combined raw score is the largest of them, and calibration turns it
+//! into a probability-like score in [0, 1].
+
+use fieldpulse_features::{FeatureError, FeatureParams, FeatureValidParams, ParamGuard};
+
+/// Why anomaly detection could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AnomalyError {
+    /// A detector hyperparameter is out of range.
+    #[error("detector parameter {name} = {value}: expected {expected}")]
+    InvalidParam {
+        /// Parameter name, as spelled in [`DetectorParams`].
+        name: &'static str,
+        /// The offending value, rendered.
+        value: String,
+        /// The valid range.
+        expected: &'static str,
+    },
+    /// The feature parameters or sensor list were rejected.
+    #[error("features")]
+    Features(#[from] FeatureError),
+    /// An input slice had the wrong length.
+    #[error("{what}: expected length {expected}, got {actual}")]
+    ShapeMismatch {
+        /// What was checked.
+        what: &'static str,
+        /// Required length.
+        expected: usize,
+        /// Given length.
+        actual: usize,
+    },
+}
+
+/// Checked detector hyperparameters; only [`ParamGuard::check`] on
+/// [`DetectorParams`] builds one. `Default` holds the documented defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorValidParams {
+    pub(crate) features: FeatureValidParams,
+    pub(crate) warmup_readings: u32,
+    pub(crate) spike_z: f64,
+    pub(crate) cusum_k: f64,
+    pub(crate) cusum_h: f64,
+    pub(crate) cusum_clip: f64,
+    pub(crate) cusum_cap: f64,
+    pub(crate) drift_z: f64,
+    pub(crate) mv_enabled: bool,
+    pub(crate) mv_max_sensors: usize,
+    pub(crate) mv_half_life: f64,
+    pub(crate) mv_refresh: u32,
+    pub(crate) mv_shrinkage: f64,
+    pub(crate) mv_tail_z: f64,
+    pub(crate) mv_cusum_z: f64,
+    pub(crate) mv_cusum_h: f64,
+    pub(crate) calib_half_life: f64,
+    pub(crate) calib_winsor: f64,
+    pub(crate) calib_min_beta: f64,
+    pub(crate) threshold: f64,
+}
+
+impl Default for DetectorValidParams {
+    fn default() -> Self {
+        Self {
+            features: FeatureValidParams::default(),
+            warmup_readings: 128,
+            spike_z: 6.0,
+            cusum_k: 3.0,
+            cusum_h: 12.0,
+            cusum_clip: 8.0,
+            cusum_cap: 4.0,
+            drift_z: 3.0,
+            mv_enabled: true,
+            mv_max_sensors: 64,
+            mv_half_life: 256.0,
+            mv_refresh: 32,
+            mv_shrinkage: 0.1,
+            mv_tail_z: 3.719,
+            mv_cusum_z: 2.326,
+            mv_cusum_h: 20.0,
+            calib_half_life: 512.0,
+            calib_winsor: 1.0,
+            calib_min_beta: 0.02,
+            threshold: 0.9999,
+        }
+    }
+}
+
+impl DetectorValidParams {
+    /// The feature parameters the detectors run on.
+    pub fn features(&self) -> &FeatureValidParams {
+        &self.features
+    }
+    /// Readings per asset (and per sensor) before scores leave 0.
+    pub fn warmup_readings(&self) -> u32 {
+        self.warmup_readings
+    }
+    /// Default `is_anomaly` threshold on the calibrated score.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+}
+
+/// Unchecked detector hyperparameters (builder). Defaults, and why:
+///
+/// - `warmup_readings` 128: scores are 0 until an asset has 128 readings —
+///   four times the feature warm-up, so the robust scale has had ~100
+///   Robbins–Monro steps to catch slow excursions a 32-reading seed misses,
+///   and the calibration has seen ~100 raw scores (measured: half that
+///   doubles the false alarms of the first few hundred readings).
+/// - `spike_z` 6: a residual of 6 sigma against the local level is the nominal
+///   spike level (Gaussian two-sided tail 2e-9; real residuals are heavier-tailed).
+/// - `cusum_k` 1.5, `cusum_h` 12: two-sided CUSUM on the robust z of each value
+///   against its slow median. k = 1.5 robust sigma is above what a periodic
+///   cycle reaches (a sinusoid's peak is ~1 MAD-sigma of itself), so cycles do
+///   not accumulate; a 5-sigma level shift crosses h in 4 readings, a 2-sigma
+///   one in 24.
+/// - `cusum_clip` 6: each value adds at most 6 - k to the sum, so one spike
+///   cannot push the CUSUM over h on its own (spikes are the spike detector's).
+/// - `cusum_cap` 4: the sums stop at 4 h so the alarm clears within
+///   ~3 h / k readings after the signal returns.
+/// - `drift_z` 3: the middle-horizon level more than 3 robust sigma away from
+///   the slow median is a drift, whatever its speed.
+/// - `mv_*`: Mahalanobis distance of the robust z vector with a covariance
+///   shrunk 10 % towards its diagonal (half-life 256 readings, precision
+///   refreshed every 32 readings — the expensive part is amortised), nominal
+///   level the chi-square quantile at z = 3.719 (one-sided 1e-4) via
+///   Wilson–Hilferty; disabled above 64 sensors (quadratic cost). A CUSUM on
+///   `d^2 / S` (mean 1 when the covariance model holds), with its reference
+///   at the 99 % chi-square point (`mv_cusum_z` 2.326: k = 2.5 for 8 sensors,
+///   4.6 for 2) and `mv_cusum_h` 20, catches breaks that triple the typical
+///   distance for tens of readings.
+/// - `calib_half_life` 512: the calibration tracks the asset's recent raw-score
+///   distribution over ~a thousand readings; `calib_winsor` 1 caps what one
+///   reading contributes at the nominal alarm level, so anomalies do not teach
+///   the calibration that anomalies are normal; `calib_min_beta` 0.02 bounds
+///   the Gumbel scale from below for near-constant assets.
+/// - `threshold` 0.999: `is_anomaly` when the reading is above the 99.9 %
+///   point of the asset's recent score distribution (and every detector
+///   statistic feeds that distribution, so it is one threshold for all).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DetectorParams(DetectorValidParams);
+
+macro_rules! setter {
+    ($(#[$doc:meta] $name:ident: $ty:ty),* $(,)?) => {
+        $(#[$doc] pub fn $name(mut self, v: $ty) -> Self { self.0.$name = v; self })*
+    };
+}
+
+impl DetectorParams {
+    /// Sets the feature parameters (checked together with the detector ones).
+    pub fn features(mut self, features: FeatureParams) -> Result<Self, AnomalyError> {
+        self.0.features = features.check()?;
+        Ok(self)
+    }
+
+    setter! {
+        /// Sets the warm-up length in readings (>= the feature warm-up).
+        warmup_readings: u32,
+        /// Sets the nominal spike level in residual sigma (> 0).
+        spike_z: f64,
+        /// Sets the CUSUM reference value in robust sigma (>= 0).
+        cusum_k: f64,
+        /// Sets the CUSUM decision level (> 0).
+        cusum_h: f64,
+        /// Sets the per-value CUSUM clip in robust sigma (> cusum_k).
+        cusum_clip: f64,
+        /// Sets the CUSUM cap as a multiple of the decision level (>= 1).
+        cusum_cap: f64,
+        /// Sets the nominal drift level in robust sigma (> 0).
+        drift_z: f64,
+        /// Turns the multivariate detector on or off.
+        mv_enabled: bool,
+        /// Sets the most sensors the multivariate detector handles (2..=256).
+        mv_max_sensors: usize,
+        /// Sets the covariance half-life in readings (>= 8).
+        mv_half_life: f64,
+        /// Sets how often (readings) the precision matrix is refreshed (>= 1).
+        mv_refresh: u32,
+        /// Sets the covariance shrinkage towards its diagonal (in [0, 1]).
+        mv_shrinkage: f64,
+        /// Sets the multivariate nominal level as a one-sided normal z (> 0).
+        mv_tail_z: f64,
+        /// Sets the multivariate CUSUM reference as a one-sided normal z of the chi-square (> 0).
+        mv_cusum_z: f64,
+        /// Sets the multivariate CUSUM decision level (> 0).
+        mv_cusum_h: f64,
+        /// Sets the calibration half-life in readings (>= 8).
+        calib_half_life: f64,
+        /// Sets the largest raw score one reading feeds the calibration (> 0).
+        calib_winsor: f64,
+        /// Sets the smallest Gumbel scale of the calibration (> 0).
+        calib_min_beta: f64,
+        /// Sets the default `is_anomaly` threshold (in (0, 1)).
+        threshold: f64,
+    }
+
+    fn validate(&self) -> Result<(), AnomalyError> {
+        let p = &self.0;
+        let bad = |name: &'static str, value: String, expected: &'static str| {
+            Err(AnomalyError::InvalidParam {
+                name,
+                value,
+                expected,
+            })
+        };
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        if p.warmup_readings < p.features.warmup_readings() {
+            return bad(
+                "warmup_readings",
+                p.warmup_readings.to_string(),
+                ">= the feature warm-up",
+            );
+        }
+        for (name, v) in [
+            ("spike_z", p.spike_z),
+            ("cusum_h", p.cusum_h),
+            ("drift_z", p.drift_z),
+            ("mv_tail_z", p.mv_tail_z),
+            ("mv_cusum_z", p.mv_cusum_z),
+            ("mv_cusum_h", p.mv_cusum_h),
+            ("calib_winsor", p.calib_winsor),
+            ("calib_min_beta", p.calib_min_beta),
+        ] {
+            if !pos(v) {
+                return bad(name, v.to_string(), "finite and > 0");
+            }
+        }
+        if !(p.cusum_k.is_finite() && p.cusum_k >= 0.0) {
+            return bad("cusum_k", p.cusum_k.to_string(), "finite and >= 0");
+        }
+        if !(p.cusum_clip.is_finite() && p.cusum_clip > p.cusum_k) {
+            return bad(
+                "cusum_clip",
+                p.cusum_clip.to_string(),
+                "finite and > cusum_k",
+            );
+        }
+        if !(p.cusum_cap.is_finite() && p.cusum_cap >= 1.0) {
+            return bad("cusum_cap", p.cusum_cap.to_string(), "finite and >= 1");
+        }
+        if !(2..=256).contains(&p.mv_max_sensors) {
+            return bad("mv_max_sensors", p.mv_max_sensors.to_string(), "in 2..=256");
+        }
+        for (name, v) in [
+            ("mv_half_life", p.mv_half_life),
+            ("calib_half_life", p.calib_half_life),
+        ] {
+            if !(v.is_finite() && v >= 8.0) {
+                return bad(name, v.to_string(), "finite and >= 8 readings");
+            }
+        }
+        if p.mv_refresh == 0 {
+            return bad("mv_refresh", "0".into(), ">= 1");
+        }
+        if !(0.0..=1.0).contains(&p.mv_shrinkage) {
+            return bad("mv_shrinkage", p.mv_shrinkage.to_string(), "in [0, 1]");
+        }
+        if !(p.threshold > 0.0 && p.threshold < 1.0) {
+            return bad("threshold", p.threshold.to_string(), "in (0, 1)");
+        }
+        Ok(())
+    }
+}
+
+impl ParamGuard for DetectorParams {
+    type Checked = DetectorValidParams;
+    type Error = AnomalyError;
+
+    fn check_ref(&self) -> Result<&DetectorValidParams, AnomalyError> {
+        self.validate()?;
+        Ok(&self.0)
+    }
+
+    fn check(self) -> Result<DetectorValidParams, AnomalyError> {
+        self.validate()?;
+        Ok(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_detector_params_pass_the_check() {
+        assert!(DetectorParams::default().check().is_ok());
+    }
+
+    #[test]
+    fn invalid_detector_params_are_rejected_with_their_name() {
+        let cases = [
+            (DetectorParams::default().spike_z(0.0), "spike_z"),
+            (DetectorParams::default().cusum_clip(1.0), "cusum_clip"),
+            (DetectorParams::default().threshold(1.0), "threshold"),
+            (
+                DetectorParams::default().warmup_readings(4),
+                "warmup_readings",
+            ),
+            (DetectorParams::default().mv_shrinkage(1.5), "mv_shrinkage"),
+            (DetectorParams::default().mv_refresh(0), "mv_refresh"),
+            (
+                DetectorParams::default().calib_half_life(f64::NAN),
+                "calib_half_life",
+            ),
+        ];
+        for (p, name) in cases {
+            let err = p.check().unwrap_err().to_string();
+            assert!(err.contains(name), "{err} should name {name}");
+        }
+    }
+
+    #[test]
+    fn bad_feature_params_surface_through_the_detector_builder() {
+        let res = DetectorParams::default().features(FeatureParams::default().median_step(2.0));
+        assert!(matches!(res, Err(AnomalyError::Features(_))));
+    }
+}

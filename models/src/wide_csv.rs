@@ -1,0 +1,729 @@
+//! The wide telemetry CSV layout shared by `fieldpulse detect`, `score`,
+//! `simulate` and `bench scoring`: a header row, `,` or `;` separated, one time
+//! column (epoch milliseconds, epoch seconds or ISO 8601), an optional asset
+//! column, and one numeric column per sensor.
+//!
+//! Detection rules (all overridable):
+//! - delimiter: whichever of `;` and `,` occurs more often in the header;
+//! - time column: `--time-col`, else the first header named `timestamp`,
+//!   `datetime`, `ts` or `time` (case-insensitive);
+//! - asset column: `--asset-col`, else a header named `asset` or `asset_id`;
+//! - sensors: every other column not excluded whose non-empty values in the
+//!   first `sniff_rows` rows mostly (≥ 50 %) parse as numbers;
+//! - time format, from the first non-empty time value: a number ≥ 1e11 is
+//!   epoch milliseconds, a smaller number epoch seconds (fractions allowed),
+//!   anything else ISO 8601 (`YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH[:MM]]`, no
+//!   offset means UTC).
+//!
+//! Bad input is data: a row with the wrong number of fields or an unreadable
+//! time is *rejected* (counted by reason, never scored); an empty or
+//! non-numeric sensor value is *missing* (NaN, counted). Quoted fields
+//! (`"a;b"`, `""` escapes) are understood; quoted newlines are not.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::BufRead;
+
+/// Why a wide CSV could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum WideCsvError {
+    /// Reading failed.
+    #[error("reading the CSV")]
+    Io(#[from] std::io::Error),
+    /// The input has no header row.
+    #[error("the CSV is empty (no header row)")]
+    Empty,
+    /// No time column was given or found.
+    #[error("no time column: none of timestamp, datetime, ts, time in the header ({available}); pass --time-col")]
+    NoTimeColumn {
+        /// The header, comma-joined.
+        available: String,
+    },
+    /// A column named on the command line is not in the header.
+    #[error("no column {name:?} for {role} in the header ({available})")]
+    UnknownColumn {
+        /// The requested name.
+        name: String,
+        /// What it was requested for (`--time-col`, `--asset-col`, `--exclude`).
+        role: &'static str,
+        /// The header, comma-joined.
+        available: String,
+    },
+    /// No numeric column is left to use as a sensor.
+    #[error("no numeric sensor columns besides time/asset/excluded ones ({available})")]
+    NoSensorColumns {
+        /// The header, comma-joined.
+        available: String,
+    },
+}
+
+/// How to read a wide CSV.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WideCsvOptions {
+    /// Asset column name (default: `asset` or `asset_id` if present).
+    pub asset_col: Option<String>,
+    /// Time column name (default: detected).
+    pub time_col: Option<String>,
+    /// Columns never used as sensors.
+    pub exclude: Vec<String>,
+    /// Rows inspected to decide which columns are numeric (0 means 1,000).
+    pub sniff_rows: usize,
+}
+
+/// How time values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// Integer or fractional epoch milliseconds.
+    EpochMillis,
+    /// Integer or fractional epoch seconds.
+    EpochSeconds,
+    /// ISO 8601 date-time.
+    Iso8601,
+}
+
+/// The detected layout of a wide CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WideCsvLayout {
+    /// Field separator.
+    pub delimiter: u8,
+    /// Header names.
+    pub columns: Vec<String>,
+    /// Index of the time column.
+    pub time_col: usize,
+    /// Index of the asset column, if any.
+    pub asset_col: Option<usize>,
+    /// Indexes of the sensor columns, in header order.
+    pub sensor_cols: Vec<usize>,
+    /// Time format, detected from the first time value (None if no rows).
+    pub time_format: Option<TimeFormat>,
+}
+
+impl WideCsvLayout {
+    /// Sensor names in lane order.
+    pub fn sensor_names(&self) -> Vec<String> {
+        self.sensor_cols
+            .iter()
+            .map(|&c| self.columns[c].clone())
+            .collect()
+    }
+    /// Name of the time column.
+    pub fn time_name(&self) -> &str {
+        &self.columns[self.time_col]
+    }
+    /// Name of the asset column, if any.
+    pub fn asset_name(&self) -> Option<&str> {
+        self.asset_col.map(|c| self.columns[c].as_str())
+    }
+}
+
+/// Why a row was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// More or fewer fields than the header.
+    FieldCount,
+    /// The time value is empty or unreadable.
+    BadTime,
+}
+
+impl RejectReason {
+    /// Snake-case name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FieldCount => "field_count",
+            Self::BadTime => "bad_time",
+        }
+    }
+}
+
+/// Counts of rejected rows and missing values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RejectCounts {
+    /// Rows with the wrong number of fields.
+    pub field_count: u64,
+    /// Rows with an unreadable time.
+    pub bad_time: u64,
+    /// Sensor values that were empty or not numbers (kept as NaN).
+    pub missing_values: u64,
+    /// Rows with at least one missing value.
+    pub rows_with_missing: u64,
+}
+
+impl RejectCounts {
+    /// Total rejected rows.
+    pub fn rejected_rows(&self) -> u64 {
+        self.field_count + self.bad_time
+    }
+}
+
+/// One data row: the raw line, field spans, and the parsed time and values.
+#[derive(Debug, Clone, Default)]
+pub struct WideRecord {
+    /// 1-based line number (the header is line 1).
+    pub line_no: u64,
+    /// The raw line without its line ending.
+    pub line: String,
+    spans: Vec<(usize, usize)>,
+    unquoted: Vec<Option<String>>,
+    /// Parsed time in epoch milliseconds (None when rejected for time).
+    pub ts_ms: Option<i64>,
+    /// Sensor values in lane order (NaN when missing).
+    pub values: Vec<f64>,
+    /// Why the row was rejected, if it was.
+    pub reject: Option<RejectReason>,
+    /// Number of missing sensor values in the row.
+    pub n_missing: usize,
+}
+
+impl WideRecord {
+    /// The text of field `idx` (quotes removed), or "" if the row is short.
+    pub fn field(&self, idx: usize) -> &str {
+        match (self.unquoted.get(idx), self.spans.get(idx)) {
+            (Some(Some(s)), _) => s,
+            (_, Some(&(a, b))) => &self.line[a..b],
+            _ => "",
+        }
+    }
+    /// Number of fields found.
+    pub fn n_fields(&self) -> usize {
+        self.spans.len()
+    }
+}
+
+/// Streaming reader of a wide CSV: the header and up to `sniff_rows` rows are
+/// read ahead to detect the layout, then rows are handed out one at a time.
+pub struct WideCsvReader<R> {
+    input: R,
+    layout: WideCsvLayout,
+    ahead: VecDeque<(u64, String)>,
+    line_no: u64,
+    counts: RejectCounts,
+}
+
+impl<R: BufRead> WideCsvReader<R> {
+    /// Reads the header (and a sample of rows) and detects the layout.
+    ///
+    /// # Errors
+    /// IO errors, an empty input, or a header without a time column, a named
+    /// column, or any numeric sensor column.
+    pub fn new(mut input: R, opts: &WideCsvOptions) -> Result<Self, WideCsvError> {
+        let mut header = String::new();
+        if input.read_line(&mut header)? == 0 {
+            return Err(WideCsvError::Empty);
+        }
+        let header = header
+            .trim_start_matches('\u{feff}')
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        let delimiter = if header.matches(';').count() > header.matches(',').count() {
+            b';'
+        } else {
+            b','
+        };
+        let mut spans = Vec::new();
+        let mut unq = Vec::new();
+        split_fields(&header, delimiter, &mut spans, &mut unq);
+        let columns: Vec<String> = (0..spans.len())
+            .map(|i| {
+                unq[i]
+                    .clone()
+                    .unwrap_or_else(|| header[spans[i].0..spans[i].1].to_string())
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        let available = columns.join(",");
+        let find = |name: &str| columns.iter().position(|c| c.eq_ignore_ascii_case(name));
+        let named = |name: &String, role: &'static str| {
+            find(name).ok_or_else(|| WideCsvError::UnknownColumn {
+                name: name.clone(),
+                role,
+                available: available.clone(),
+            })
+        };
+        let time_col = match &opts.time_col {
+            Some(name) => named(name, "--time-col")?,
+            None => ["timestamp", "datetime", "ts", "time"]
+                .iter()
+                .find_map(|n| find(n))
+                .ok_or_else(|| WideCsvError::NoTimeColumn {
+                    available: available.clone(),
+                })?,
+        };
+        let asset_col = match &opts.asset_col {
+            Some(name) => Some(named(name, "--asset-col")?),
+            None => ["asset", "asset_id"]
+                .iter()
+                .find_map(|n| find(n))
+                .filter(|c| *c != time_col),
+        };
+        let mut excluded = vec![false; columns.len()];
+        for name in &opts.exclude {
+            excluded[named(name, "--exclude")?] = true;
+        }
+        // Read ahead to decide which columns are numeric.
+        let sniff = if opts.sniff_rows == 0 {
+            1000
+        } else {
+            opts.sniff_rows
+        };
+        let mut ahead = VecDeque::new();
+        let mut line_no = 1;
+        let (mut numeric, mut non_empty) =
+            (vec![0usize; columns.len()], vec![0usize; columns.len()]);
+        let mut time_format = None;
+        while ahead.len() < sniff {
+            let mut line = String::new();
+            if input.read_line(&mut line)? == 0 {
+                break;
+            }
+            line_no += 1;
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            if line.trim().is_empty() {
+                continue;
+            }
+            split_fields(&line, delimiter, &mut spans, &mut unq);
+            for i in 0..spans.len().min(columns.len()) {
+                let text = unq[i]
+                    .as_deref()
+                    .unwrap_or(&line[spans[i].0..spans[i].1])
+                    .trim();
+                if text.is_empty() {
+                    continue;
+                }
+                non_empty[i] += 1;
+                numeric[i] += usize::from(text.parse::<f64>().is_ok());
+                if i == time_col && time_format.is_none() {
+                    time_format = Some(detect_time_format(text));
+                }
+            }
+            ahead.push_back((line_no, line));
+        }
+        let sensor_cols: Vec<usize> = (0..columns.len())
+            .filter(|&c| c != time_col && Some(c) != asset_col && !excluded[c])
+            .filter(|&c| numeric[c] > 0 && numeric[c] * 2 >= non_empty[c])
+            .collect();
+        if sensor_cols.is_empty() {
+            return Err(WideCsvError::NoSensorColumns { available });
+        }
+        let layout = WideCsvLayout {
+            delimiter,
+            columns,
+            time_col,
+            asset_col,
+            sensor_cols,
+            time_format,
+        };
+        Ok(Self {
+            input,
+            layout,
+            ahead,
+            line_no,
+            counts: RejectCounts::default(),
+        })
+    }
+
+    /// The detected layout.
+    pub fn layout(&self) -> &WideCsvLayout {
+        &self.layout
+    }
+
+    /// Counts of rejected rows and missing values so far.
+    pub fn counts(&self) -> RejectCounts {
+        self.counts
+    }
+
+    /// Reads the next non-blank row into `rec`; `false` at the end of input.
+    /// Rejected rows are returned too (with `rec.reject` set) so callers can
+    /// keep the input's row order.
+    ///
+    /// # Errors
+    /// IO errors only; bad rows are data.
+    pub fn next_record(&mut self, rec: &mut WideRecord) -> Result<bool, WideCsvError> {
+        loop {
+            if let Some((no, line)) = self.ahead.pop_front() {
+                rec.line_no = no;
+                rec.line = line;
+            } else {
+                rec.line.clear();
+                if self.input.read_line(&mut rec.line)? == 0 {
+                    return Ok(false);
+                }
+                self.line_no += 1;
+                rec.line_no = self.line_no;
+                let len = rec.line.trim_end_matches(['\r', '\n']).len();
+                rec.line.truncate(len);
+            }
+            if !rec.line.trim().is_empty() {
+                break;
+            }
+        }
+        self.parse(rec);
+        Ok(true)
+    }
+
+    fn parse(&mut self, rec: &mut WideRecord) {
+        split_fields(
+            &rec.line,
+            self.layout.delimiter,
+            &mut rec.spans,
+            &mut rec.unquoted,
+        );
+        rec.values.clear();
+        rec.reject = None;
+        rec.ts_ms = None;
+        rec.n_missing = 0;
+        if rec.spans.len() != self.layout.columns.len() {
+            rec.reject = Some(RejectReason::FieldCount);
+            self.counts.field_count += 1;
+            return;
+        }
+        let time_col = self.layout.time_col;
+        let fmt = *self
+            .layout
+            .time_format
+            .get_or_insert_with(|| detect_time_format(rec.field(time_col).trim()));
+        let l = &self.layout;
+        rec.ts_ms = parse_time(rec.field(l.time_col).trim(), fmt);
+        if rec.ts_ms.is_none() {
+            rec.reject = Some(RejectReason::BadTime);
+            self.counts.bad_time += 1;
+            return;
+        }
+        for &c in &l.sensor_cols {
+            let v = rec.field(c).trim().parse::<f64>().unwrap_or(f64::NAN);
+            rec.n_missing += usize::from(v.is_nan());
+            rec.values.push(v);
+        }
+        self.counts.missing_values += rec.n_missing as u64;
+        self.counts.rows_with_missing += u64::from(rec.n_missing > 0);
+    }
+}
+
+/// A whole wide CSV in columns, asset names resolved to dense indexes once.
+#[derive(Debug, Clone)]
+pub struct WideTable {
+    /// The detected layout.
+    pub layout: WideCsvLayout,
+    /// Asset names by index (one unnamed asset `""` without an asset column).
+    pub asset_names: Vec<String>,
+    /// Asset index per accepted row.
+    pub asset_idx: Vec<u32>,
+    /// Epoch milliseconds per accepted row.
+    pub ts_ms: Vec<i64>,
+    /// Row-major sensor values, NaN where missing.
+    pub values: Vec<f64>,
+    /// Rejections and missing values.
+    pub counts: RejectCounts,
+}
+
+impl WideTable {
+    /// Reads every row of `input`; rejected rows are counted and left out.
+    ///
+    /// # Errors
+    /// As [`WideCsvReader::new`] and IO errors.
+    pub fn read(input: impl BufRead, opts: &WideCsvOptions) -> Result<Self, WideCsvError> {
+        let mut reader = WideCsvReader::new(input, opts)?;
+        let layout = reader.layout().clone();
+        let mut names: HashMap<String, u32> = HashMap::new();
+        let mut asset_names = Vec::new();
+        let (mut asset_idx, mut ts_ms, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rec = WideRecord::default();
+        while reader.next_record(&mut rec)? {
+            let Some(ts) = rec.ts_ms else { continue };
+            if rec.reject.is_some() {
+                continue;
+            }
+            let name = layout.asset_col.map_or("", |c| rec.field(c));
+            let idx = match names.get(name) {
+                Some(i) => *i,
+                None => {
+                    let i = asset_names.len() as u32;
+                    names.insert(name.to_string(), i);
+                    asset_names.push(name.to_string());
+                    i
+                }
+            };
+            asset_idx.push(idx);
+            ts_ms.push(ts);
+            values.extend_from_slice(&rec.values);
+        }
+        let counts = reader.counts();
+        let layout = WideCsvLayout {
+            time_format: reader.layout().time_format,
+            ..layout
+        };
+        Ok(Self {
+            layout,
+            asset_names,
+            asset_idx,
+            ts_ms,
+            values,
+            counts,
+        })
+    }
+
+    /// Number of accepted rows.
+    pub fn n_rows(&self) -> usize {
+        self.ts_ms.len()
+    }
+}
+
+/// Splits `line` at `delim` outside double quotes. `unquoted[i]` holds the
+/// unescaped text of quoted fields (None for plain ones, read via the span).
+fn split_fields(
+    line: &str,
+    delim: u8,
+    spans: &mut Vec<(usize, usize)>,
+    unquoted: &mut Vec<Option<String>>,
+) {
+    spans.clear();
+    unquoted.clear();
+    let b = line.as_bytes();
+    let mut i = 0;
+    loop {
+        let start = i;
+        if i < b.len() && b[i] == b'"' {
+            let mut text = String::new();
+            let mut j = i + 1;
+            let mut seg = j;
+            while j < b.len() {
+                if b[j] == b'"' {
+                    text.push_str(&line[seg..j]);
+                    if j + 1 < b.len() && b[j + 1] == b'"' {
+                        text.push('"');
+                        j += 2;
+                        seg = j;
+                        continue;
+                    }
+                    j += 1;
+                    seg = j;
+                    break;
+                }
+                j += 1;
+            }
+            if seg < j {
+                text.push_str(&line[seg..j]); // unterminated quote: keep the rest
+            }
+            while j < b.len() && b[j] != delim {
+                j += 1;
+            }
+            spans.push((start, j));
+            unquoted.push(Some(text));
+            i = j;
+        } else {
+            while i < b.len() && b[i] != delim {
+                i += 1;
+            }
+            spans.push((start, i));
+            unquoted.push(None);
+        }
+        if i >= b.len() {
+            break;
+        }
+        i += 1; // skip the delimiter
+    }
+}
+
+fn detect_time_format(text: &str) -> TimeFormat {
+    match text.parse::<f64>() {
+        Ok(v) if v.abs() >= 1e11 => TimeFormat::EpochMillis,
+        Ok(_) => TimeFormat::EpochSeconds,
+        Err(_) => TimeFormat::Iso8601,
+    }
+}
+
+/// Parses a time value in `fmt` to epoch milliseconds.
+pub fn parse_time(text: &str, fmt: TimeFormat) -> Option<i64> {
+    match fmt {
+        TimeFormat::EpochMillis => text
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && v.abs() < 9e15)
+            .map(|v| v.round() as i64),
+        TimeFormat::EpochSeconds => text
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && v.abs() < 9e12)
+            .map(|v| (v * 1000.0).round() as i64),
+        TimeFormat::Iso8601 => parse_iso8601(text),
+    }
+}
+
+/// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|±HH[:MM]]` to epoch milliseconds.
+pub fn parse_iso8601(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |s: &[u8]| -> Option<i64> {
+        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(s).ok()?.parse().ok()
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut ms = days_from_civil(y, mo, d) * 86_400_000;
+    let mut rest = &b[10..];
+    if rest.is_empty() {
+        return Some(ms);
+    }
+    if rest[0] != b'T' && rest[0] != b't' && rest[0] != b' ' {
+        return None;
+    }
+    rest = &rest[1..];
+    if rest.len() < 5 || rest[2] != b':' {
+        return None;
+    }
+    let (h, mi) = (num(&rest[0..2])?, num(&rest[3..5])?);
+    if h > 23 || mi > 59 {
+        return None;
+    }
+    ms += (h * 3600 + mi * 60) * 1000;
+    rest = &rest[5..];
+    if rest.first() == Some(&b':') {
+        if rest.len() < 3 {
+            return None;
+        }
+        let s = num(&rest[1..3])?;
+        if s > 60 {
+            return None;
+        }
+        ms += s * 1000;
+        rest = &rest[3..];
+        if matches!(rest.first(), Some(b'.') | Some(b',')) {
+            let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return None;
+            }
+            let frac = &rest[1..1 + digits];
+            let mut v = 0i64;
+            for (i, c) in frac.iter().take(3).enumerate() {
+                v += i64::from(c - b'0') * 10i64.pow(2 - i as u32);
+            }
+            ms += v;
+            rest = &rest[1 + digits..];
+        }
+    }
+    match rest {
+        [] | [b'Z'] | [b'z'] => Some(ms),
+        [sign @ (b'+' | b'-'), tz @ ..] => {
+            let (oh, om) = match tz.len() {
+                2 => (num(tz)?, 0),
+                4 => (num(&tz[0..2])?, num(&tz[2..4])?),
+                5 if tz[2] == b':' => (num(&tz[0..2])?, num(&tz[3..5])?),
+                _ => return None,
+            };
+            let off = (oh * 60 + om) * 60_000;
+            Some(if *sign == b'+' { ms - off } else { ms + off })
+        }
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, opts: &WideCsvOptions) -> Result<WideTable, WideCsvError> {
+        WideTable::read(text.as_bytes(), opts)
+    }
+
+    #[test]
+    fn iso_8601_variants_parse_to_the_same_instant() {
+        let want = 1_767_225_600_000 + 3_723_000; // 2026-01-01T01:02:03Z
+        for s in [
+            "2026-01-01T01:02:03Z",
+            "2026-01-01 01:02:03",
+            "2026-01-01T02:02:03+01:00",
+            "2026-01-01T00:02:03-0100",
+        ] {
+            assert_eq!(parse_iso8601(s), Some(want), "{s}");
+        }
+        assert_eq!(parse_iso8601("2026-01-01T01:02:03.250Z"), Some(want + 250));
+        assert_eq!(parse_iso8601("2026-01-01"), Some(1_767_225_600_000));
+        for bad in [
+            "2026-13-01",
+            "yesterday",
+            "2026-01-01T25:00",
+            "2026-01-01T01:02:03+1",
+        ] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn semicolon_files_with_epoch_seconds_and_an_asset_column_are_detected() {
+        let t = read(
+            "asset;ts;temp;note\na1;1767225600;70.5;x\na2;1767225660;71,0;y\n",
+            &WideCsvOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(t.layout.delimiter, b';');
+        assert_eq!(t.layout.time_format, Some(TimeFormat::EpochSeconds));
+        assert_eq!(t.layout.sensor_names(), vec!["temp"]);
+        assert_eq!(t.asset_names, vec!["a1", "a2"]);
+        assert_eq!(t.ts_ms, vec![1_767_225_600_000, 1_767_225_660_000]);
+        assert!(
+            t.values[1].is_nan(),
+            "a decimal comma is not a number here: counted missing"
+        );
+        assert_eq!(t.counts.missing_values, 1);
+    }
+
+    #[test]
+    fn bad_rows_are_counted_not_fatal() {
+        let text =
+            "timestamp,a,b\n1767225600000,1,2\n1767225660000,1\nnot-a-time,1,2\n1767225720000,,3\n";
+        let t = read(text, &WideCsvOptions::default()).unwrap();
+        assert_eq!(t.n_rows(), 2);
+        assert_eq!(
+            (
+                t.counts.field_count,
+                t.counts.bad_time,
+                t.counts.missing_values
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn named_and_excluded_columns_must_exist_and_quoted_fields_are_unescaped() {
+        let text = "\"time\",\"site, name\",x,y\n2026-01-01T00:00:00Z,\"A, \"\"north\"\"\",1,2\n";
+        let opts = WideCsvOptions {
+            exclude: vec!["y".into()],
+            ..Default::default()
+        };
+        let t = read(text, &opts).unwrap();
+        assert_eq!(t.layout.sensor_names(), vec!["x"]);
+        let mut r = WideCsvReader::new(text.as_bytes(), &WideCsvOptions::default()).unwrap();
+        let mut rec = WideRecord::default();
+        assert!(r.next_record(&mut rec).unwrap());
+        assert_eq!(rec.field(1), "A, \"north\"");
+        let err = read(
+            text,
+            &WideCsvOptions {
+                asset_col: Some("unit".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("\"unit\""), "{err}");
+        assert!(matches!(
+            read("a,b\n1,2\n", &WideCsvOptions::default()),
+            Err(WideCsvError::NoTimeColumn { .. })
+        ));
+    }
+}
