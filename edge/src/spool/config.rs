@@ -8,10 +8,10 @@ use super::SpoolError;
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Default target size of one segment file (4 MiB).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
-/// Smallest accepted cap (1 MiB).
-pub const MIN_MAX_BYTES: u64 = 1024 * 1024;
-/// Smallest accepted segment size (64 KiB).
-pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
+/// Smallest accepted cap (256 KiB; tests use it, gateways should use several MiB).
+pub const MIN_MAX_BYTES: u64 = 256 * 1024;
+/// Smallest accepted segment size (16 KiB).
+pub const MIN_SEGMENT_BYTES: u64 = 16 * 1024;
 
 /// How the spool is sized and what it does when the cap is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,8 +32,9 @@ use super::{
 pub const LEDGER_FILE: &str = "ledger.log";
 /// File name a compaction writes before renaming it over [`LEDGER_FILE`].
 pub const LEDGER_TMP_FILE: &str = "ledger.log.tmp";
-/// The ledger is compacted once it exceeds this size and twice its last snapshot.
-const COMPACT_BYTES: u64 = 64 * 1024;
+/// The ledger is compacted once it exceeds `max_bytes / 32`, clamped to this
+/// range, and twice its last snapshot.
+const COMPACT_BYTES: std::ops::RangeInclusive<u64> = 4 * 1024..=64 * 1024;
 
 const KIND_SNAPSHOT: u32 = 1;
 const KIND_CUT: u32 = 2;
@@ -103,6 +104,7 @@ pub struct Ledger {
     len: u64,
     next_entry: u64,
     snapshot_len: u64,
+    compact_bytes: u64,
     buf: Vec<u8>,
 }
 
@@ -130,11 +132,13 @@ impl Ledger {
     }
 
     /// Writes `state` as a fresh ledger (new file, fsync, rename, fsync dir) and
-    /// opens it for appending.
+    /// opens it for appending. `max_bytes` is the spool's cap, which sizes the
+    /// compaction threshold.
     pub fn create(
         fs: &dyn FileLayer,
         dir: &Path,
         state: &LedgerState,
+        max_bytes: u64,
     ) -> Result<Ledger, SpoolError> {
         let path = dir.join(LEDGER_FILE);
         let tmp = dir.join(LEDGER_TMP_FILE);
@@ -162,6 +166,7 @@ impl Ledger {
             len,
             next_entry: 2,
             snapshot_len: len,
+            compact_bytes: (max_bytes / 32).clamp(*COMPACT_BYTES.start(), *COMPACT_BYTES.end()),
             buf,
         })
     }
@@ -181,7 +186,13 @@ impl Ledger {
 
     /// True when the log has grown enough that [`Ledger::create`] should compact it.
     pub fn wants_compaction(&self) -> bool {
-        self.len > COMPACT_BYTES && self.len > 2 * self.snapshot_len
+        self.len > self.compact_bytes && self.len > 2 * self.snapshot_len
+    }
+
+    /// Bytes the byte cap sets aside for the ledger: its size, or the size it may
+    /// grow to before the next compaction, whichever is larger.
+    pub fn reserved(&self) -> u64 {
+        self.len.max(self.compact_bytes)
     }
 
     /// Bytes of the ledger file.

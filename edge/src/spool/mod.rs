@@ -177,6 +177,12 @@ mod segment;
 mod store;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod power_cut_tests;
+#[cfg(test)]
+mod sim_fs;
+#[cfg(test)]
 mod tests;
 
 pub use self::{

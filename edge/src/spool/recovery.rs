@@ -273,7 +273,7 @@ pub(super) fn recover(
             })
             .collect(),
     };
-    let ledger = Ledger::create(fs.as_ref(), dir, &ledger_state)?;
+    let ledger = Ledger::create(fs.as_ref(), dir, &ledger_state, cfg.max_bytes)?;
 
     for &(segment_id, _) in &finished {
         let path = dir.join(segment::file_name(segment_id));

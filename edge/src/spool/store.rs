@@ -184,7 +184,7 @@ impl Spool {
         let roll = active.end_id > active.first_id && active.len + frame_len > self.segment_bytes;
         let needed = frame_len + if roll { SEGMENT_HEADER_LEN as u64 } else { 0 };
         let mut dropped = Dropped::default();
-        while self.bytes_on_disk() + needed > self.cfg.max_bytes {
+        while self.bytes_reserved() + needed > self.cfg.max_bytes {
             if self.cfg.policy == FullPolicy::Backpressure || self.segments.len() < 2 {
                 return Err(SpoolError::Full {
                     needed,
@@ -366,6 +366,13 @@ impl Spool {
         })
     }
 
+    /// Every synced, uncut record (for tests that compare the spool with a model).
+    #[cfg(test)]
+    pub(super) fn read_uncut(&self) -> Result<Vec<SpoolRecord>, SpoolError> {
+        let ranges: Vec<Range<u64>> = self.uncut.iter().collect();
+        self.read_ranges(&ranges)
+    }
+
     /// Current counters.
     pub fn stats(&self) -> SpoolStats {
         let mut uncut = Totals::default();
@@ -394,6 +401,12 @@ impl Spool {
 
     fn bytes_on_disk(&self) -> u64 {
         self.segments_len + self.ledger.len()
+    }
+
+    /// Bytes on disk with the ledger counted at the size it may grow to, so that
+    /// cuts and acks between appends cannot push the spool over its cap.
+    fn bytes_reserved(&self) -> u64 {
+        self.segments_len + self.ledger.reserved()
     }
 
     fn check_poisoned(&self) -> Result<(), SpoolError> {
@@ -446,15 +459,21 @@ impl Spool {
         let segment_id = self.segments.back().expect("active segment").id + 1;
         let path = self.dir.join(segment::file_name(segment_id));
         let res = self.fs.create_new(&path);
-        let file = self.poison_on_err(res, "creating segment", path.clone())?;
+        let mut file = self.poison_on_err(res, "creating segment", path.clone())?;
+        // The header goes to the file at once (not via the buffer) so that even a
+        // segment whose records never reached the file records its first id.
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
         segment::encode_header(
-            &mut self.write_buf,
+            &mut header,
             SegmentHeader {
                 segment_id,
                 first_record_id: self.next_record_id,
                 seq_hint: self.next_seq,
             },
         );
+        let res = file.write_all(&header);
+        self.poison_on_err(res, "writing segment", path.clone())?;
+        self.active_dirty = true;
         self.active_file = file;
         self.active_path = path;
         self.dir_dirty = true;
@@ -507,7 +526,10 @@ impl Spool {
         let path = self.dir.join(segment::file_name(seg.id));
         let res = self.fs.remove_file(&path);
         self.poison_on_err(res, "removing segment", path)?;
-        self.dir_dirty = true;
+        // Make the removal durable now: a segment that came back after a crash
+        // would resurrect acked records whose ack state was just forgotten.
+        let res = self.fs.sync_dir(&self.dir);
+        self.poison_on_err(res, "syncing directory", self.dir.clone())?;
         Ok(())
     }
 
@@ -555,7 +577,12 @@ impl Spool {
         if !self.ledger.wants_compaction() {
             return Ok(());
         }
-        let res = Ledger::create(self.fs.as_ref(), &self.dir, &self.ledger_state());
+        let res = Ledger::create(
+            self.fs.as_ref(),
+            &self.dir,
+            &self.ledger_state(),
+            self.cfg.max_bytes,
+        );
         self.ledger = self.poison_on_err_spool(res)?;
         Ok(())
     }

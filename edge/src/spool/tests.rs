@@ -6,12 +6,14 @@ use std::{fs, path::Path};
 
 use super::{
     record, segment, FullPolicy, Lane, Spool, SpoolConfig, SpoolError, DEFAULT_SEGMENT_BYTES,
-    MIN_MAX_BYTES,
 };
+
+/// A 1 MiB cap: 128 KiB segments of about 127 records of 1000 bytes.
+const CAP: u64 = 1024 * 1024;
 
 fn small_config(policy: FullPolicy) -> SpoolConfig {
     SpoolConfig {
-        max_bytes: MIN_MAX_BYTES,
+        max_bytes: CAP,
         segment_bytes: DEFAULT_SEGMENT_BYTES,
         policy,
     }
@@ -313,7 +315,7 @@ fn backpressure_refuses_appends_at_the_cap_and_drops_nothing() {
     assert!(err.is_full(), "{err}");
     spool.sync().expect("sync");
     let stats = spool.stats();
-    assert!(stats.bytes_on_disk <= MIN_MAX_BYTES, "{stats:?}");
+    assert!(stats.bytes_on_disk <= CAP, "{stats:?}");
     assert_eq!(
         (stats.uncut_records, stats.dropped_records_total),
         (appended, 0)
@@ -370,7 +372,7 @@ fn drop_oldest_evicts_whole_segments_and_counts_exactly_what_was_lost() {
     assert_eq!(dropped.bytes, dropped.records * 1000);
     let stats = spool.stats();
     assert_eq!(stats.dropped_records_total, dropped.records);
-    assert!(stats.bytes_on_disk <= MIN_MAX_BYTES);
+    assert!(stats.bytes_on_disk <= CAP);
     // The pending batch lived in the evicted segment: it is gone, and acking it is a no-op.
     assert!(spool.pending_seqs().is_empty());
     assert!(!spool.ack(pending.seq).expect("ack").known);
@@ -383,7 +385,7 @@ fn drop_oldest_evicts_whole_segments_and_counts_exactly_what_was_lost() {
 fn segments_whose_records_are_all_acked_are_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = SpoolConfig {
-        max_bytes: 64 * MIN_MAX_BYTES,
+        max_bytes: 64 * CAP,
         segment_bytes: 64 * 1024,
         policy: FullPolicy::Backpressure,
     };
