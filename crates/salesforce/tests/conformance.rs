@@ -1,0 +1,589 @@
+//! Conformance checklist items (reference §8), each through the client.
+
+use fieldpulse_salesforce::{
+    root_cause, ErrorClass, QueryOptions, RecordOutcome, SfError, Subrequest,
+};
+use futures_util::TryStreamExt;
+use serde_json::json;
+
+use crate::support::{
+    account_and_asset, codes, emulator_config, fast_client, jwt_auth, map, start, CLIENT_SECRET,
+};
+
+#[tokio::test]
+async fn jwt_and_client_credentials_flows_issue_tokens_and_bad_assertions_are_refused() {
+    let h = start().await;
+    h.client
+        .authenticate()
+        .await
+        .expect("jwt bearer flow works");
+    let cc = fast_client(fieldpulse_salesforce::AuthConfig::ClientCredentials {
+        token_url: h.base.clone(),
+        client_id: h.config.consumer_key.clone(),
+        client_secret: CLIENT_SECRET.to_string().into(),
+    });
+    cc.limits().await.expect("client credentials flow works");
+    let wrong_secret = fast_client(fieldpulse_salesforce::AuthConfig::ClientCredentials {
+        token_url: h.base.clone(),
+        client_id: h.config.consumer_key.clone(),
+        client_secret: "nope".to_string().into(),
+    });
+    match wrong_secret.authenticate().await {
+        Err(SfError::Auth {
+            status: 400, error, ..
+        }) => assert_eq!(error, "invalid_client"),
+        other => panic!("expected invalid_client, got {other:?}"),
+    }
+    let mut wrong_user = emulator_config();
+    wrong_user.username = "someone-else@example.com".into();
+    match fast_client(jwt_auth(&h.base, &wrong_user))
+        .authenticate()
+        .await
+    {
+        Err(SfError::Auth {
+            error, description, ..
+        }) => assert_eq!(
+            (error.as_str(), description.as_str()),
+            ("invalid_grant", "user hasn't approved this consumer")
+        ),
+        other => panic!("expected invalid_grant, got {other:?}"),
+    }
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/services/oauth2/token", h.base))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "u"),
+            ("password", "p"),
+        ])
+        .send()
+        .await
+        .expect("token call");
+    assert_eq!(res.status().as_u16(), 400);
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.bytes().await.expect("body")).expect("json");
+    assert_eq!(body["error"], "unsupported_grant_type");
+}
+
+#[tokio::test]
+async fn missing_or_expired_sessions_get_the_real_401_body_and_versions_need_no_auth() {
+    let h = start().await;
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("{}/services/data/v66.0/limits", h.base))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(res.status().as_u16(), 401);
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.bytes().await.expect("body")).expect("json");
+    assert_eq!(
+        body,
+        json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}])
+    );
+    let versions = http
+        .get(format!("{}/services/data/", h.base))
+        .send()
+        .await
+        .expect("versions");
+    assert_eq!(versions.status().as_u16(), 200);
+    assert!(versions.headers().get("sforce-limit-info").is_none());
+    let list: serde_json::Value =
+        serde_json::from_slice(&versions.bytes().await.expect("body")).expect("json");
+    assert!(list
+        .as_array()
+        .expect("array")
+        .iter()
+        .any(|v| v["version"] == "66.0" && v["label"] == "Spring '26"));
+    let old = http
+        .get(format!("{}/services/data/v30.0/", h.base))
+        .send()
+        .await
+        .expect("old version");
+    assert_eq!(old.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_reauthenticated_once_and_the_request_replayed() {
+    let h = start().await;
+    let (account, _) = account_and_asset(&h).await;
+    let before = h.client.stats();
+    h.emulator.expire_sessions();
+    let record = h
+        .client
+        .get("Account", &account, Some(&["Name"]))
+        .await
+        .expect("replayed after re-auth");
+    assert_eq!(record["Name"], "Acme Water");
+    let after = h.client.stats();
+    assert_eq!(after.reauths - before.reauths, 1);
+    assert_eq!(after.token_requests - before.token_requests, 1);
+}
+
+#[tokio::test]
+async fn records_are_created_read_updated_and_deleted_with_real_status_codes() {
+    let h = start().await;
+    let (account, asset) = account_and_asset(&h).await;
+    assert_eq!(account.len(), 18);
+    assert!(account.starts_with("001") && asset.starts_with("02i"));
+    let case_id = h
+        .client
+        .create(
+            "Case",
+            &map(
+                json!({"Subject": "Bearing temperature rising", "AssetId": asset, "Origin": "IoT"}),
+            ),
+        )
+        .await
+        .expect("unrestricted picklist accepts IoT");
+    let case = h.client.get("Case", &case_id, None).await.expect("get");
+    assert_eq!(case["attributes"]["type"], "Case");
+    assert_eq!(case["Status"], "New", "Status defaults to New");
+    assert_eq!(case["Priority"], "Medium");
+    assert_eq!(case["CaseNumber"].as_str().map(str::len), Some(8));
+    assert_eq!(case["IsClosed"], false);
+    h.client
+        .update("Case", &case_id, &map(json!({"Status": "Closed"})))
+        .await
+        .expect("update");
+    let closed = h
+        .client
+        .get("Case", &case_id[..15], Some(&["IsClosed", "ClosedDate"]))
+        .await
+        .expect("15-char id accepted");
+    assert_eq!(closed["IsClosed"], true);
+    assert!(closed["ClosedDate"]
+        .as_str()
+        .is_some_and(|d| d.ends_with("+0000")));
+    h.client.delete("Case", &case_id).await.expect("delete");
+    let err = h
+        .client
+        .get("Case", &case_id, None)
+        .await
+        .expect_err("deleted");
+    assert_eq!(codes(&err), ["ENTITY_IS_DELETED"]);
+    let err = h
+        .client
+        .get("Case", "500xx0000000000AAB", None)
+        .await
+        .expect_err("bad checksum in url");
+    assert_eq!(codes(&err), ["NOT_FOUND"]);
+    assert!(err.api_errors()[0]
+        .message
+        .contains("Provided external ID field does not exist"));
+    let err = h
+        .client
+        .get("Nope__c", &case_id, None)
+        .await
+        .expect_err("unknown object");
+    assert!(matches!(err, SfError::Api { status: 404, .. }));
+}
+
+#[tokio::test]
+async fn validation_rejects_what_salesforce_rejects_with_the_real_codes() {
+    let h = start().await;
+    let (account, asset) = account_and_asset(&h).await;
+    let err = h
+        .client
+        .create(
+            "Asset_Alert__c",
+            &map(json!({"Asset__c": asset, "Priority__c": "Urgent"})),
+        )
+        .await
+        .expect_err("restricted picklist");
+    assert_eq!(codes(&err), ["INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"]);
+    assert_eq!(err.api_errors()[0].fields, ["Priority__c"]);
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let err = h
+        .client
+        .create("Asset_Alert__c", &map(json!({"Score__c": 0.5})))
+        .await
+        .expect_err("missing required lookup");
+    assert_eq!(codes(&err), ["REQUIRED_FIELD_MISSING"]);
+    assert_eq!(err.api_errors()[0].fields, ["Asset__c"]);
+    let missing_asset = "02ixx0000009999AAA";
+    let err = h
+        .client
+        .create(
+            "Asset_Alert__c",
+            &map(json!({"Asset__c": fix_checksum(missing_asset)})),
+        )
+        .await
+        .expect_err("lookup to a missing record");
+    assert_eq!(codes(&err), ["INVALID_CROSS_REFERENCE_KEY"]);
+    let err = h
+        .client
+        .create("Asset_Alert__c", &map(json!({"Asset__c": account})))
+        .await
+        .expect_err("lookup to the wrong object");
+    assert_eq!(codes(&err), ["FIELD_INTEGRITY_EXCEPTION"]);
+    let err = h
+        .client
+        .create(
+            "Asset_Alert__c",
+            &map(json!({"Asset__c": "02ixx000000BAD"})),
+        )
+        .await
+        .expect_err("malformed id");
+    assert_eq!(codes(&err), ["MALFORMED_ID"]);
+    let err = h.client.create("Asset_Alert__c", &map(json!({"Asset__c": asset, "Score__c": 12.5, "Priority__c": "Urgent", "Bogus__c": 1}))).await.expect_err("several problems");
+    assert_eq!(
+        codes(&err),
+        [
+            "INVALID_FIELD",
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            "NUMBER_OUTSIDE_VALID_RANGE"
+        ],
+        "all errors of a record, in order"
+    );
+    let err = h
+        .client
+        .create("Asset", &map(json!({"Name": "Orphan"})))
+        .await
+        .expect_err("asset needs account or contact");
+    assert_eq!(codes(&err), ["FIELD_INTEGRITY_EXCEPTION"]);
+    let err = h
+        .client
+        .create("Case", &map(json!({"CaseNumber": "1"})))
+        .await
+        .expect_err("auto-number is read-only");
+    assert_eq!(codes(&err), ["INVALID_FIELD_FOR_INSERT_UPDATE"]);
+    h.client
+        .create(
+            "Case",
+            &map(json!({"Subject": "a", "FieldPulse_Key__c": "fp:case:dup"})),
+        )
+        .await
+        .expect("first key");
+    let err = h
+        .client
+        .create(
+            "Case",
+            &map(json!({"Subject": "b", "FieldPulse_Key__c": "fp:case:dup"})),
+        )
+        .await
+        .expect_err("duplicate unique key");
+    assert_eq!(codes(&err), ["DUPLICATE_VALUE"]);
+    let err = h
+        .client
+        .create("Case", &map(json!({"Subject": 42})))
+        .await
+        .expect_err("wrong json type");
+    assert_eq!(codes(&err), ["JSON_PARSER_ERROR"]);
+    let err = h
+        .client
+        .count("SELECT COUNT() FORM Case")
+        .await
+        .expect_err("malformed soql");
+    assert_eq!(codes(&err), ["MALFORMED_QUERY"]);
+    let err = h
+        .client
+        .count("SELECT COUNT() FROM Case WHERE Nope__c = 1")
+        .await
+        .expect_err("unknown field");
+    assert_eq!(codes(&err), ["INVALID_FIELD"]);
+    let err = h
+        .client
+        .count("SELECT COUNT() FROM Nope__c")
+        .await
+        .expect_err("unknown object");
+    assert_eq!(codes(&err), ["INVALID_TYPE"]);
+}
+
+/// Recomputes the checksum so the id is well-formed but unused.
+fn fix_checksum(id: &str) -> String {
+    fieldpulse_sf_emulator::id::to_id18(&id[..15])
+}
+
+#[tokio::test]
+async fn upsert_by_external_id_creates_updates_and_refuses_non_external_fields() {
+    let h = start().await;
+    let (_, asset) = account_and_asset(&h).await;
+    let key = "fp:alert:02i:bearing:7";
+    let first = h
+        .client
+        .upsert(
+            "Asset_Alert__c",
+            "FieldPulse_Key__c",
+            key,
+            &map(json!({"Asset__c": asset, "Score__c": 0.82, "Priority__c": "High"})),
+        )
+        .await
+        .expect("created");
+    assert!(first.created);
+    assert!(first.id.starts_with("a01"));
+    let second = h
+        .client
+        .upsert(
+            "Asset_Alert__c",
+            "FieldPulse_Key__c",
+            key,
+            &map(json!({"Score__c": 0.91})),
+        )
+        .await
+        .expect("updated");
+    assert_eq!(
+        (second.id.as_str(), second.created),
+        (first.id.as_str(), false)
+    );
+    let alert = h
+        .client
+        .get_by_external_id("Asset_Alert__c", "FieldPulse_Key__c", key)
+        .await
+        .expect("by external id");
+    assert_eq!(alert["Score__c"], 0.91);
+    assert_eq!(alert["Status__c"], "Open", "picklist default from metadata");
+    assert!(alert["Name"].as_str().is_some_and(|n| n.starts_with("AA-")));
+    let err = h
+        .client
+        .upsert("Asset_Alert__c", "Failure_Mode__c", "x", &map(json!({})))
+        .await
+        .expect_err("not an external id field");
+    assert!(matches!(err, SfError::Api { status: 404, .. }));
+    let err = h
+        .client
+        .upsert(
+            "Asset_Alert__c",
+            "FieldPulse_Key__c",
+            "fp:x",
+            &map(json!({"FieldPulse_Key__c": "fp:x", "Asset__c": asset})),
+        )
+        .await
+        .expect_err("key in body");
+    assert_eq!(codes(&err), ["INVALID_FIELD"]);
+    h.client
+        .check_external_id("Case", "FieldPulse_Key__c")
+        .await
+        .expect("deployed key field");
+    assert!(matches!(
+        h.client
+            .check_external_id("Account", "FieldPulse_Key__c")
+            .await,
+        Err(SfError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn collections_report_per_record_results_even_on_http_200() {
+    let h = start().await;
+    let (_, asset) = account_and_asset(&h).await;
+    let mut records: Vec<_> = (0..250).map(|i| map(json!({"FieldPulse_Key__c": format!("fp:alert:{i}"), "Asset__c": asset, "Score__c": 0.5}))).collect();
+    records[10] = map(
+        json!({"FieldPulse_Key__c": "fp:alert:10", "Asset__c": asset, "Priority__c": "Urgent"}),
+    );
+    records.push(map(
+        json!({"FieldPulse_Key__c": "fp:alert:0", "Asset__c": asset, "Score__c": 0.9}),
+    ));
+    let outcomes = h
+        .client
+        .upsert_collection("Asset_Alert__c", "FieldPulse_Key__c", &records)
+        .await
+        .expect("collections");
+    assert_eq!(outcomes.len(), 251);
+    match &outcomes[10] {
+        RecordOutcome::Failed(errors) => {
+            assert_eq!(errors[0].code, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
+        }
+        other => panic!("record 10 should fail, got {other:?}"),
+    }
+    assert!(matches!(outcomes[0], RecordOutcome::Created(_)));
+    assert_eq!(
+        outcomes[250],
+        RecordOutcome::Updated(outcomes[0].id().expect("id").to_string()),
+        "the later duplicate updates the first"
+    );
+    assert_eq!(h.emulator.live_count("Asset_Alert__c"), 249);
+    let alert0 = h
+        .client
+        .get_by_external_id("Asset_Alert__c", "FieldPulse_Key__c", "fp:alert:0")
+        .await
+        .expect("alert");
+    assert_eq!(alert0["Score__c"], 0.9);
+    // allOrNone: good records are rolled back and say so; statusCode, not errorCode.
+    let body = json!({"allOrNone": true, "records": [
+        {"attributes": {"type": "Asset_Alert__c"}, "FieldPulse_Key__c": "fp:aon:1", "Asset__c": asset},
+        {"attributes": {"type": "Asset_Alert__c"}, "FieldPulse_Key__c": "fp:aon:2", "Priority__c": "Nope", "Asset__c": asset}
+    ]});
+    let (status, results) = h
+        .client
+        .raw_json(
+            reqwest::Method::PATCH,
+            "/services/data/v66.0/composite/sobjects/Asset_Alert__c/FieldPulse_Key__c",
+            Some(body),
+        )
+        .await
+        .expect("collections call");
+    assert_eq!(status, 200);
+    assert_eq!(
+        results[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert_eq!(
+        results[1]["errors"][0]["statusCode"],
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    );
+    assert_eq!(
+        h.emulator.live_count("Asset_Alert__c"),
+        249,
+        "nothing from the allOrNone call was kept"
+    );
+    let too_many: Vec<_> = (0..201)
+        .map(|i| json!({"attributes": {"type": "Case"}, "FieldPulse_Key__c": format!("k{i}")}))
+        .collect();
+    let err = h
+        .client
+        .raw_json(
+            reqwest::Method::PATCH,
+            "/services/data/v66.0/composite/sobjects/Case/FieldPulse_Key__c",
+            Some(json!({"records": too_many})),
+        )
+        .await
+        .expect_err("over 200");
+    assert_eq!(codes(&err), ["EXCEEDED_ID_LIMIT"]);
+    let dup = json!({"records": [{"attributes": {"type": "Case"}, "FieldPulse_Key__c": "same"}, {"attributes": {"type": "Case"}, "FieldPulse_Key__c": "same"}]});
+    let (_, results) = h
+        .client
+        .raw_json(
+            reqwest::Method::PATCH,
+            "/services/data/v66.0/composite/sobjects/Case/FieldPulse_Key__c",
+            Some(dup),
+        )
+        .await
+        .expect("dup call");
+    assert_eq!(results[0]["errors"][0]["statusCode"], "DUPLICATE_VALUE");
+    assert_eq!(results[1]["errors"][0]["statusCode"], "DUPLICATE_VALUE");
+}
+
+#[tokio::test]
+async fn composite_resolves_references_and_rolls_back_with_processing_halted() {
+    let h = start().await;
+    let (_, asset) = account_and_asset(&h).await;
+    let ok = h
+        .client
+        .composite(true, &[
+            Subrequest { method: "PATCH".into(), url: "/services/data/v66.0/sobjects/Case/FieldPulse_Key__c/fp:case:1".into(), reference_id: "refCase".into(), body: Some(json!({"Subject": "Bearing failure predicted", "AssetId": asset})) },
+            Subrequest { method: "PATCH".into(), url: "/services/data/v66.0/sobjects/Asset_Alert__c/FieldPulse_Key__c/fp:alert:1".into(), reference_id: "refAlert".into(), body: Some(json!({"Case__c": "@{refCase.id}", "Asset__c": asset, "Priority__c": "High"})) },
+            Subrequest { method: "GET".into(), url: "/services/data/v66.0/sobjects/Asset_Alert__c/@{refAlert.id}?fields=Case__c".into(), reference_id: "readBack".into(), body: None },
+        ])
+        .await
+        .expect("composite");
+    assert_eq!(
+        ok.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [201, 201, 200]
+    );
+    assert_eq!(ok[2].body["Case__c"], ok[0].body["id"]);
+    let failed = h
+        .client
+        .composite(
+            true,
+            &[
+                Subrequest {
+                    method: "PATCH".into(),
+                    url: "/services/data/v66.0/sobjects/Case/FieldPulse_Key__c/fp:case:2".into(),
+                    reference_id: "refCase".into(),
+                    body: Some(json!({"Subject": "x"})),
+                },
+                Subrequest {
+                    method: "PATCH".into(),
+                    url:
+                        "/services/data/v66.0/sobjects/Asset_Alert__c/FieldPulse_Key__c/fp:alert:2"
+                            .into(),
+                    reference_id: "refAlert".into(),
+                    body: Some(
+                        json!({"Case__c": "@{refCase.id}", "Asset__c": asset, "Score__c": 12.5}),
+                    ),
+                },
+            ],
+        )
+        .await
+        .expect("composite call succeeds at HTTP level");
+    let cause = root_cause(&failed).expect("a root cause");
+    assert_eq!(cause.reference_id, "refAlert");
+    assert_eq!(cause.errors()[0].code, "NUMBER_OUTSIDE_VALID_RANGE");
+    assert_eq!(failed[0].status, 400);
+    assert_eq!(failed[0].errors()[0].code, "PROCESSING_HALTED");
+    let err = h
+        .client
+        .get_by_external_id("Case", "FieldPulse_Key__c", "fp:case:2")
+        .await
+        .expect_err("rolled back");
+    assert_eq!(codes(&err), ["NOT_FOUND"]);
+}
+
+#[tokio::test]
+async fn limit_header_is_tracked_and_the_daily_allocation_is_enforced() {
+    let h = start().await;
+    h.client.limits().await.expect("limits");
+    let usage = h.client.api_usage().expect("Sforce-Limit-Info seen");
+    assert_eq!(usage.max, 100_000);
+    assert!(usage.used >= 1);
+    h.emulator.set_api_usage(89_999, 100_000);
+    h.client.limits().await.expect("the call that reaches 90 %");
+    assert!(
+        matches!(
+            h.client.check_budget(),
+            Err(SfError::BudgetExhausted { .. })
+        ),
+        "budget guard trips at 90 %"
+    );
+    assert!(
+        h.client
+            .upsert("Case", "FieldPulse_Key__c", "fp:budget", &map(json!({})))
+            .await
+            .is_err(),
+        "writes are refused by the guard"
+    );
+    h.emulator.set_api_usage(100_000, 100_000);
+    let err = h
+        .client
+        .count("SELECT COUNT() FROM Case")
+        .await
+        .expect_err("daily limit");
+    assert_eq!(codes(&err), ["REQUEST_LIMIT_EXCEEDED"]);
+    assert_eq!(err.class(), ErrorClass::Budget);
+}
+
+#[tokio::test]
+async fn soql_returns_parent_fields_filters_and_orders() {
+    let h = start().await;
+    let (_, asset) = account_and_asset(&h).await;
+    for (i, status) in ["New", "Completed", "Completed"].iter().enumerate() {
+        h.client
+            .create(
+                "WorkOrder",
+                &map(
+                    json!({"AssetId": asset, "Status": status, "Subject": format!("Pump job {i}")}),
+                ),
+            )
+            .await
+            .expect("work order");
+    }
+    h.client
+        .create("WorkOrder", &map(json!({"Subject": "No asset"})))
+        .await
+        .expect("work order without asset");
+    let rows: Vec<serde_json::Value> = h
+        .client
+        .query("SELECT Id, Subject, Asset.Name, Asset.Account.Name, StatusCategory FROM WorkOrder WHERE (Status = 'completed' OR Subject LIKE '%asset') AND CreatedDate = LAST_N_DAYS:1 ORDER BY Subject DESC", QueryOptions::default())
+        .try_collect()
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["Subject"], "Pump job 2");
+    assert_eq!(rows[0]["Asset"]["Name"], "Pump P-104");
+    assert_eq!(rows[0]["Asset"]["Account"]["Name"], "Acme Water");
+    assert_eq!(rows[0]["Asset"]["attributes"]["type"], "Asset");
+    assert_eq!(rows[0]["StatusCategory"], "Completed");
+    assert_eq!(rows[2]["Subject"], "No asset");
+    assert!(
+        rows[2]["Asset"].is_null(),
+        "an empty lookup renders as null"
+    );
+    assert_eq!(
+        h.client
+            .count("SELECT COUNT() FROM WorkOrder WHERE AssetId != null AND Status NOT IN ('New')")
+            .await
+            .expect("count"),
+        2
+    );
+}
