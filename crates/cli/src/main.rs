@@ -5,15 +5,22 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_edge;
+mod bench_scoring;
+mod demo;
+mod detect;
+mod eval;
 mod logging;
+mod mosquitto;
 
 /// fieldpulse: sensor readings in, prioritized Salesforce Field Service work out.
 #[derive(Debug, Parser)]
 #[command(name = "fieldpulse", version, about, long_about = None)]
 struct Cli {
     /// Log filter (`RUST_LOG` syntax), e.g. `info` or `fieldpulse_edge=debug`.
-    #[arg(long, global = true, env = "FIELDPULSE_LOG", default_value = "warn")]
-    log: String,
+    /// Default: `warn` (`error` for `demo`, whose outage warnings are staged).
+    #[arg(long, global = true, env = "FIELDPULSE_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,13 +30,26 @@ enum Command {
     /// Measure fieldpulse's hot paths end to end.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the whole pipeline locally on embedded defaults and print a summary.
+    Demo(demo::DemoArgs),
+    /// Evaluate models: the NASA C-MAPSS benchmark, or a trained artifact.
+    Eval(eval::EvalArgs),
+    /// Score every row of a wide telemetry CSV for anomalies (no look-ahead).
+    Detect(detect::DetectArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli.log);
+    let default_log = match cli.command {
+        Command::Demo(_) => "error,rumqttd=off",
+        _ => "warn",
+    };
+    logging::init(cli.log.as_deref().unwrap_or(default_log));
     let res: anyhow::Result<()> = match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Demo(args) => demo::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Detect(args) => detect::run(args),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
