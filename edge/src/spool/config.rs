@@ -46,6 +46,25 @@ pub enum Lane {
     Backfill,
 }
 
+/// Which end of the uncut records a cut takes (see [`super::Spool::cut_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CutEnd {
+    /// The oldest uncut records.
+    Oldest,
+    /// The newest uncut records.
+    Newest,
+}
+
+impl CutEnd {
+    /// The end a lane cuts from by default: newest for `Live`, oldest for `Backfill`.
+    pub fn of_lane(lane: Lane) -> Self {
+        match lane {
+            Lane::Live => Self::Newest,
+            Lane::Backfill => Self::Oldest,
+        }
+    }
+}
+
 impl Default for SpoolConfig {
     fn default() -> Self {
         Self {

@@ -187,8 +187,8 @@ mod tests;
 
 pub use self::{
     config::{
-        FullPolicy, Lane, SpoolConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, MIN_MAX_BYTES,
-        MIN_SEGMENT_BYTES,
+        CutEnd, FullPolicy, Lane, SpoolConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
+        MIN_MAX_BYTES, MIN_SEGMENT_BYTES,
     },
     error::SpoolError,
     fs::{FileLayer, StdFileLayer},

@@ -15,7 +15,7 @@ use super::{
     ranges::{ids_to_ranges, RangeSet},
     record,
     segment::{self, HeaderState, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
-    AckReport, Appended, CutBatch, Dropped, FullPolicy, Lane, RecoveryReport, SpoolConfig,
+    AckReport, Appended, CutBatch, CutEnd, Dropped, FullPolicy, Lane, RecoveryReport, SpoolConfig,
     SpoolError, SpoolRecord, SpoolStats,
 };
 
@@ -251,17 +251,34 @@ impl Spool {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Option<CutBatch>, SpoolError> {
+        self.cut_from(lane, CutEnd::of_lane(lane), max_records, max_bytes)
+    }
+
+    /// Like [`Spool::cut`], but takes the records from `end` of the uncut records
+    /// while recording `lane` for the batch (a live lane that keeps up cuts the
+    /// oldest records so that streams stay in order).
+    ///
+    /// # Errors
+    ///
+    /// As [`Spool::cut`].
+    pub fn cut_from(
+        &mut self,
+        lane: Lane,
+        end: CutEnd,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<CutBatch>, SpoolError> {
         self.check_poisoned()?;
         if self.uncut.is_empty() || max_records == 0 {
             return Ok(None);
         }
-        let wanted = match lane {
-            Lane::Live => self.uncut.highest(max_records as u64),
-            Lane::Backfill => self.uncut.lowest(max_records as u64),
+        let wanted = match end {
+            CutEnd::Newest => self.uncut.highest(max_records as u64),
+            CutEnd::Oldest => self.uncut.lowest(max_records as u64),
         };
         let mut records = self.read_ranges(&wanted)?;
         self.forget_unreadable(&wanted, &records);
-        trim_to_bytes(&mut records, lane, max_bytes);
+        trim_to_bytes(&mut records, end, max_bytes);
         if records.is_empty() {
             return Ok(None);
         }
@@ -320,6 +337,35 @@ impl Spool {
             });
         }
         Ok(out)
+    }
+
+    /// The newest up to `max_records` synced records still on disk, whatever their
+    /// state (uncut, pending, or acked but not yet deleted), oldest first. Read-only.
+    ///
+    /// # Errors
+    ///
+    /// IO errors reading segments.
+    pub fn tail(&self, max_records: usize) -> Result<Vec<SpoolRecord>, SpoolError> {
+        self.check_poisoned()?;
+        let mut parts: Vec<Vec<SpoolRecord>> = Vec::new();
+        let mut left = max_records as u64;
+        for seg in self.segments.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            // Unsynced records may still be in the write buffer, not in the file.
+            let end = seg.end_id.min(self.unsynced_from);
+            let start = seg.first_id.max(end.saturating_sub(left));
+            if start >= end {
+                continue;
+            }
+            let mut part = Vec::new();
+            let path = self.dir.join(segment::file_name(seg.id));
+            seg.read_records(self.fs.as_ref(), &path, start..end, &mut part)?;
+            left = left.saturating_sub(part.len() as u64);
+            parts.push(part);
+        }
+        Ok(parts.into_iter().rev().flatten().collect())
     }
 
     /// Seqs of the batches cut but not yet acked, ascending.
@@ -663,14 +709,13 @@ impl Spool {
     }
 }
 
-/// Keeps at most `max_bytes` of payload (but at least one record): the oldest
-/// records for `Backfill`, the newest for `Live`.
-fn trim_to_bytes(records: &mut Vec<SpoolRecord>, lane: Lane, max_bytes: usize) {
+/// Keeps at most `max_bytes` of payload (but at least one record), at `end`.
+fn trim_to_bytes(records: &mut Vec<SpoolRecord>, end: CutEnd, max_bytes: usize) {
     let mut total = 0usize;
     let mut keep = 0usize;
-    let sizes: Box<dyn Iterator<Item = usize> + '_> = match lane {
-        Lane::Backfill => Box::new(records.iter().map(|r| r.payload.len())),
-        Lane::Live => Box::new(records.iter().rev().map(|r| r.payload.len())),
+    let sizes: Box<dyn Iterator<Item = usize> + '_> = match end {
+        CutEnd::Oldest => Box::new(records.iter().map(|r| r.payload.len())),
+        CutEnd::Newest => Box::new(records.iter().rev().map(|r| r.payload.len())),
     };
     for size in sizes {
         if keep > 0 && total + size > max_bytes {
@@ -679,9 +724,9 @@ fn trim_to_bytes(records: &mut Vec<SpoolRecord>, lane: Lane, max_bytes: usize) {
         total += size;
         keep += 1;
     }
-    match lane {
-        Lane::Backfill => records.truncate(keep),
-        Lane::Live => {
+    match end {
+        CutEnd::Oldest => records.truncate(keep),
+        CutEnd::Newest => {
             let skip = records.len() - keep;
             records.drain(..skip);
         }

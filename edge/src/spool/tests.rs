@@ -517,3 +517,81 @@ fn inspect_reports_damage_without_modifying_the_directory() {
     assert_eq!(json["segments"][0]["header"], "ok");
     assert!(super::inspect(&dir.path().join("missing")).is_err());
 }
+
+#[test]
+fn tail_returns_the_newest_synced_records_in_any_state_oldest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = SpoolConfig {
+        max_bytes: CAP,
+        segment_bytes: 16 * 1024,
+        policy: FullPolicy::Backpressure,
+    };
+    let (mut spool, _) = Spool::open(dir.path(), cfg).expect("open");
+    for i in 0..40 {
+        spool.append(&payload(i, 1000), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    let batch = spool
+        .cut(Lane::Live, 5, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    spool.ack(batch.seq).expect("ack");
+    spool.append(b"not synced", 1).expect("append");
+    let ids = |records: Vec<super::SpoolRecord>| records.iter().map(|r| r.id).collect::<Vec<_>>();
+    // Spans several 16 KiB segments; acked records still on disk are included.
+    assert_eq!(
+        ids(spool.tail(20).expect("tail")),
+        (21..=40).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(spool.tail(100).expect("tail")),
+        (1..=40).collect::<Vec<_>>()
+    );
+    assert!(spool.tail(0).expect("tail").is_empty());
+    let tail = spool.tail(1).expect("tail");
+    assert_eq!(tail[0].payload, payload(39, 1000));
+}
+
+#[test]
+fn cut_from_records_the_lane_but_takes_the_requested_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    for i in 0..10 {
+        spool.append(&payload(i, 10), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    let live_oldest = spool
+        .cut_from(Lane::Live, super::CutEnd::Oldest, 3, 25)
+        .expect("cut")
+        .expect("batch");
+    assert_eq!(live_oldest.lane, Lane::Live);
+    assert_eq!(
+        live_oldest.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let backfill_newest = spool
+        .cut_from(Lane::Backfill, super::CutEnd::Newest, 2, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    assert_eq!(
+        backfill_newest
+            .records
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        vec![9, 10]
+    );
+    drop(spool);
+    let pending = open(dir.path()).pending().expect("pending");
+    assert_eq!(
+        pending.iter().map(|b| (b.seq, b.lane)).collect::<Vec<_>>(),
+        vec![(1, Lane::Live), (2, Lane::Backfill)]
+    );
+}
+
+#[test]
+fn a_spool_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Spool>();
+    assert_send::<std::sync::Mutex<Spool>>();
+}
