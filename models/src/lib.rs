@@ -4,6 +4,8 @@
 
 #[cfg(feature = "train")]
 pub mod cmapss;
+pub mod calibration;
+pub mod failure;
 pub mod gbdt;
 pub mod metrics;
 pub mod rng;

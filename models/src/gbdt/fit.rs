@@ -462,8 +462,10 @@ impl Grower<'_> {
         let left = self.grow(left_rows, left_hist, lg, lh, depth + 1);
         let right = self.grow(right_rows, right_hist, g - lg, h - lh, depth + 1);
         let cuts = &self.binned.cuts[feature];
+        // Bin 0 holds only NaN: "NaN left, every number right". `f64::MIN`
+        // rather than −∞ keeps the model JSON-representable.
         let threshold = if split.bin == 0 {
-            f64::NEG_INFINITY
+            f64::MIN
         } else {
             cuts[split.bin as usize - 1]
         };
@@ -605,7 +607,7 @@ mod tests {
                         break node.value;
                     }
                     let b = binned.row(r)[node.feature as usize];
-                    let bin_of_threshold = if node.threshold == f64::NEG_INFINITY {
+                    let bin_of_threshold = if node.threshold == f64::MIN {
                         0
                     } else {
                         1 + binned.cuts[node.feature as usize]

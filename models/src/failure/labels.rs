@@ -1,0 +1,634 @@
+//! Maintenance events from Work Order history, and the labels they imply.
+//!
+//! Input is the Salesforce seed fixture the simulator writes (and the shape a
+//! SOQL export has): `records.Asset`, `records.WorkType`, `records.WorkOrder`
+//! (and optionally `records.Product2`) with standard field names.
+//!
+//! Classifying a Work Order (there is no standard failure-code field):
+//! - `Status` `Canceled`: ignored.
+//! - Work Type `Corrective - <Mode>`: a failure of that mode.
+//! - Work Type `Corrective` (or a Subject starting `[CODE]`): a failure whose
+//!   mode comes from the `[CODE]` prefix when present, otherwise *unknown*;
+//!   a Subject saying "no fault found" makes it not a failure.
+//! - Work Type `Preventive Maintenance` (or `IsGeneratedFromMaintenancePlan`):
+//!   preventive maintenance.
+//! - Anything else (inspection, installation): kept as history, not a label.
+//!
+//! A failure happened at the earliest of the Work Order's `CreatedDate` and
+//! `StartDate`. Corrective Work Orders of one asset whose windows overlap (or
+//! start within [`MERGE_GAP_MS`] of the previous one's end) are one failure:
+//! a second dispatch for the same breakdown must not count twice.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use thiserror::Error;
+
+/// Corrective Work Orders closer than this are the same breakdown.
+pub const MERGE_GAP_MS: i64 = 24 * 3_600_000;
+
+/// Milliseconds per day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// What a Work Order means for the models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// A failure; `None` when no failure code could be found.
+    Failure(Option<String>),
+    /// Preventive maintenance.
+    Preventive,
+    /// Other work (inspection, installation, no fault found).
+    Other,
+}
+
+/// One maintenance event of an asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// When it started (epoch ms).
+    pub start_ms: i64,
+    /// When the work ended (epoch ms, ≥ start).
+    pub end_ms: i64,
+    /// What it was.
+    pub kind: EventKind,
+}
+
+/// Everything known about one asset's maintenance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssetHistory {
+    /// Product name (Product2.Name, else ProductCode, else the Id).
+    pub product: Option<String>,
+    /// Install date (epoch ms).
+    pub install_ms: Option<i64>,
+    /// Failures (merged), in time order.
+    pub failures: Vec<Event>,
+    /// Preventive visits, in time order.
+    pub preventive: Vec<Event>,
+}
+
+/// Maintenance history of a fleet, keyed by Asset Name (the telemetry key).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetHistory {
+    /// Per asset name.
+    pub assets: BTreeMap<String, AssetHistory>,
+    /// Work Orders read.
+    pub n_work_orders: usize,
+    /// Work Orders ignored (canceled, or on an unknown asset).
+    pub n_ignored: usize,
+    /// Corrective Work Orders merged into an earlier failure.
+    pub n_merged: usize,
+    /// Failures without a failure code.
+    pub n_unknown_mode: usize,
+}
+
+/// Why the history could not be read.
+#[derive(Debug, Error)]
+pub enum HistoryError {
+    /// Not JSON.
+    #[error("work order history is not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Structure missing.
+    #[error("work order history: {0}")]
+    Shape(String),
+}
+
+/// Maps a failure code or Work Type suffix to a mode name.
+pub fn mode_from_code(code: &str) -> String {
+    match code.trim().to_ascii_uppercase().as_str() {
+        "BRG" | "BEARING" => "bearing".into(),
+        "FOUL" | "FOULING" => "fouling".into(),
+        "ELEC" | "ELECTRICAL" => "electrical".into(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
+/// Parses Salesforce date/datetime text (`2026-01-01`,
+/// `2026-01-01T06:30:00.000+0000`, `...Z`, `...+02:00`) to epoch ms.
+pub fn parse_sf_datetime(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let date = t.get(..10)?;
+    let mut parts = date.split('-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    let mut ms = days * DAY_MS;
+    let rest = &t[10..];
+    if rest.is_empty() {
+        return Some(ms);
+    }
+    let rest = rest.strip_prefix('T').or_else(|| rest.strip_prefix(' '))?;
+    let hh: i64 = rest.get(0..2)?.parse().ok()?;
+    let mm: i64 = rest.get(3..5)?.parse().ok()?;
+    let mut idx = 5;
+    let mut secs: f64 = 0.0;
+    if rest.get(5..6) == Some(":") {
+        let end = rest[6..]
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map_or(rest.len(), |p| p + 6);
+        secs = rest[6..end].parse().ok()?;
+        idx = end;
+    }
+    ms += hh * 3_600_000 + mm * 60_000 + (secs * 1000.0).round() as i64;
+    let tz = &rest[idx..];
+    if tz.is_empty() || tz == "Z" {
+        return Some(ms);
+    }
+    let sign = match tz.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits: String = tz[1..].chars().filter(char::is_ascii_digit).collect();
+    if digits.len() != 4 {
+        return None;
+    }
+    let off_h: i64 = digits[..2].parse().ok()?;
+    let off_m: i64 = digits[2..].parse().ok()?;
+    Some(ms - sign * (off_h * 3_600_000 + off_m * 60_000))
+}
+
+/// Epoch ms as ISO 8601 UTC text (`2026-01-01T06:00:00Z`).
+pub fn format_ms(ms: i64) -> String {
+    let days = ms.div_euclid(DAY_MS);
+    let secs = ms.rem_euclid(DAY_MS) / 1000;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn records<'a>(root: &'a Value, object: &str) -> &'a [Value] {
+    root.get("records")
+        .and_then(|r| r.get(object))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn text<'a>(rec: &'a Value, field: &str) -> Option<&'a str> {
+    rec.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Classifies one Work Order from its Work Type name, Subject and flags.
+pub fn classify(
+    work_type: Option<&str>,
+    subject: Option<&str>,
+    generated_by_plan: bool,
+) -> EventKind {
+    let wt = work_type.unwrap_or("").trim();
+    let subject = subject.unwrap_or("");
+    let code = subject
+        .trim_start()
+        .strip_prefix('[')
+        .and_then(|s| s.split_once(']'))
+        .map(|(c, _)| c.to_string());
+    let wt_lower = wt.to_ascii_lowercase();
+    if generated_by_plan || wt_lower.starts_with("preventive") {
+        return EventKind::Preventive;
+    }
+    if wt_lower.starts_with("corrective") || code.is_some() {
+        if subject.to_ascii_lowercase().contains("no fault found") {
+            return EventKind::Other;
+        }
+        let from_type = wt
+            .split_once('-')
+            .map(|(_, m)| m.trim())
+            .filter(|m| !m.is_empty());
+        let mode = from_type
+            .map(mode_from_code)
+            .or_else(|| code.as_deref().map(mode_from_code));
+        return EventKind::Failure(mode);
+    }
+    EventKind::Other
+}
+
+impl FleetHistory {
+    /// Reads the seed-fixture / export JSON.
+    ///
+    /// # Errors
+    /// Not JSON, or no `records.Asset` / `records.WorkOrder` arrays.
+    pub fn from_json(json: &str) -> Result<Self, HistoryError> {
+        let root: Value = serde_json::from_str(json)?;
+        if root
+            .get("records")
+            .and_then(|r| r.get("WorkOrder"))
+            .is_none()
+        {
+            return Err(HistoryError::Shape("no `records.WorkOrder` array".into()));
+        }
+        let products: BTreeMap<&str, &str> = records(&root, "Product2")
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    text(p, "Id")?,
+                    text(p, "Name").or_else(|| text(p, "ProductCode"))?,
+                ))
+            })
+            .collect();
+        let work_types: BTreeMap<&str, &str> = records(&root, "WorkType")
+            .iter()
+            .filter_map(|w| Some((text(w, "Id")?, text(w, "Name")?)))
+            .collect();
+        let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut out = FleetHistory::default();
+        for asset in records(&root, "Asset") {
+            let (Some(id), Some(name)) = (text(asset, "Id"), text(asset, "Name")) else {
+                continue;
+            };
+            names.insert(id, name);
+            let product = text(asset, "Product2Id")
+                .map(|p| products.get(p).copied().unwrap_or(p).to_string());
+            out.assets.insert(
+                name.to_string(),
+                AssetHistory {
+                    product,
+                    install_ms: text(asset, "InstallDate").and_then(parse_sf_datetime),
+                    ..AssetHistory::default()
+                },
+            );
+        }
+        let mut raw: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        for wo in records(&root, "WorkOrder") {
+            out.n_work_orders += 1;
+            let asset = text(wo, "AssetId").and_then(|id| names.get(id));
+            let canceled = text(wo, "Status").is_some_and(|s| s.eq_ignore_ascii_case("Canceled"));
+            let created = text(wo, "CreatedDate").and_then(parse_sf_datetime);
+            let started = text(wo, "StartDate").and_then(parse_sf_datetime);
+            let start = match (created, started) {
+                (Some(c), Some(s)) => Some(c.min(s)),
+                (c, s) => c.or(s),
+            };
+            let (Some(asset), false, Some(start_ms)) = (asset, canceled, start) else {
+                out.n_ignored += 1;
+                continue;
+            };
+            let end_ms = text(wo, "EndDate")
+                .and_then(parse_sf_datetime)
+                .unwrap_or(start_ms)
+                .max(start_ms);
+            let work_type = text(wo, "WorkTypeId").and_then(|id| work_types.get(id).copied());
+            let generated = wo
+                .get("IsGeneratedFromMaintenancePlan")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let kind = classify(work_type, text(wo, "Subject"), generated);
+            raw.entry(asset.to_string()).or_default().push(Event {
+                start_ms,
+                end_ms,
+                kind,
+            });
+        }
+        for (asset, mut events) in raw {
+            events.sort_by_key(|e| (e.start_ms, e.end_ms));
+            let hist = out.assets.entry(asset).or_default();
+            for event in events {
+                match &event.kind {
+                    EventKind::Failure(mode) => {
+                        if let Some(last) = hist.failures.last_mut() {
+                            if event.start_ms <= last.end_ms + MERGE_GAP_MS {
+                                last.end_ms = last.end_ms.max(event.end_ms);
+                                if last.kind == EventKind::Failure(None) && mode.is_some() {
+                                    last.kind = event.kind.clone();
+                                }
+                                out.n_merged += 1;
+                                continue;
+                            }
+                        }
+                        hist.failures.push(event);
+                    }
+                    EventKind::Preventive => hist.preventive.push(event),
+                    EventKind::Other => {}
+                }
+            }
+        }
+        out.n_unknown_mode = out
+            .assets
+            .values()
+            .flat_map(|a| &a.failures)
+            .filter(|f| f.kind == EventKind::Failure(None))
+            .count();
+        Ok(out)
+    }
+
+    /// Sorted distinct known failure modes.
+    pub fn modes(&self) -> Vec<String> {
+        let mut modes: Vec<String> = self
+            .assets
+            .values()
+            .flat_map(|a| &a.failures)
+            .filter_map(|f| match &f.kind {
+                EventKind::Failure(Some(m)) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        modes.sort();
+        modes.dedup();
+        modes
+    }
+
+    /// Sorted distinct product names.
+    pub fn products(&self) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .assets
+            .values()
+            .filter_map(|a| a.product.clone())
+            .collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+}
+
+/// Outcome of a label for one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// The event happens within the horizon.
+    Positive,
+    /// The horizon was fully observed and the event did not happen.
+    Negative,
+    /// Unknown: the horizon runs past the end of observation, or an
+    /// unlabelled failure makes the mode ambiguous.
+    Excluded,
+}
+
+/// Label "failure of `mode` (any mode when `None`) within `horizon_ms`
+/// after `t_ms`", using only failures strictly before `censor_ms`.
+pub fn failure_within(
+    hist: &AssetHistory,
+    t_ms: i64,
+    horizon_ms: i64,
+    mode: Option<&str>,
+    censor_ms: i64,
+) -> Label {
+    let window_end = t_ms + horizon_ms;
+    let mut ambiguous = false;
+    for f in &hist.failures {
+        if f.start_ms <= t_ms || f.start_ms >= censor_ms {
+            continue;
+        }
+        if f.start_ms > window_end {
+            break;
+        }
+        match (&f.kind, mode) {
+            (_, None) => return Label::Positive,
+            (EventKind::Failure(Some(m)), Some(want)) if m == want => return Label::Positive,
+            (EventKind::Failure(None), Some(_)) => ambiguous = true,
+            _ => {}
+        }
+    }
+    if ambiguous || window_end >= censor_ms {
+        Label::Excluded
+    } else {
+        Label::Negative
+    }
+}
+
+/// Remaining useful life in days to the next failure (any mode), capped at
+/// `cap_days`; `None` when censored (no failure seen before `censor_ms` and
+/// less than `cap_days` observed).
+pub fn rul_days(hist: &AssetHistory, t_ms: i64, cap_days: f64, censor_ms: i64) -> Option<f64> {
+    let next = hist
+        .failures
+        .iter()
+        .find(|f| f.start_ms > t_ms && f.start_ms < censor_ms);
+    match next {
+        Some(f) => Some(((f.start_ms - t_ms) as f64 / DAY_MS as f64).min(cap_days)),
+        None if (censor_ms - t_ms) as f64 >= cap_days * DAY_MS as f64 => Some(cap_days),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(work_orders: Vec<Value>) -> String {
+        json!({"records": {
+            "Product2": [{"Id": "01t1", "Name": "Pump"}],
+            "WorkType": [
+                {"Id": "08q1", "Name": "Corrective - Bearing"},
+                {"Id": "08q2", "Name": "Corrective"},
+                {"Id": "08q3", "Name": "Preventive Maintenance"},
+                {"Id": "08q4", "Name": "Installation"}
+            ],
+            "Asset": [{"Id": "02i1", "Name": "pump-0001", "Product2Id": "01t1", "InstallDate": "2025-06-01"}],
+            "WorkOrder": work_orders
+        }})
+        .to_string()
+    }
+
+    fn wo(wt: &str, subject: &str, created: &str, end: &str, status: &str) -> Value {
+        json!({"AssetId": "02i1", "WorkTypeId": wt, "Subject": subject, "Status": status,
+               "CreatedDate": created, "StartDate": created, "EndDate": end})
+    }
+
+    #[test]
+    fn salesforce_datetimes_parse_with_offsets() {
+        assert_eq!(parse_sf_datetime("1970-01-02"), Some(DAY_MS));
+        assert_eq!(
+            parse_sf_datetime("1970-01-01T01:00:00.000+0000"),
+            Some(3_600_000)
+        );
+        assert_eq!(parse_sf_datetime("1970-01-01T01:00:00Z"), Some(3_600_000));
+        assert_eq!(
+            parse_sf_datetime("1970-01-01T03:00:00+02:00"),
+            Some(3_600_000)
+        );
+        assert_eq!(parse_sf_datetime("yesterday"), None);
+        let t = parse_sf_datetime("2026-03-01T06:07:08Z").expect("date");
+        assert_eq!(format_ms(t), "2026-03-01T06:07:08Z");
+    }
+
+    #[test]
+    fn overlapping_corrective_work_orders_are_one_failure() {
+        let text = fixture(vec![
+            wo(
+                "08q1",
+                "[BRG] Bearing failure",
+                "2026-02-01T10:00:00.000+0000",
+                "2026-02-02T10:00:00.000+0000",
+                "Completed",
+            ),
+            wo(
+                "08q1",
+                "[BRG] parts visit",
+                "2026-02-01T15:00:00.000+0000",
+                "2026-02-02T08:00:00.000+0000",
+                "Closed",
+            ),
+            wo(
+                "08q1",
+                "[BRG] Bearing failure",
+                "2026-04-01T10:00:00.000+0000",
+                "2026-04-01T20:00:00.000+0000",
+                "Completed",
+            ),
+        ]);
+        let h = FleetHistory::from_json(&text).expect("history");
+        let a = &h.assets["pump-0001"];
+        assert_eq!(a.failures.len(), 2);
+        assert_eq!(h.n_merged, 1);
+        assert_eq!(
+            a.failures[0].kind,
+            EventKind::Failure(Some("bearing".into()))
+        );
+        assert_eq!(a.product.as_deref(), Some("Pump"));
+    }
+
+    #[test]
+    fn missing_failure_codes_canceled_and_no_fault_found_orders_are_handled() {
+        let text = fixture(vec![
+            wo(
+                "08q2",
+                "Breakdown repair",
+                "2026-02-01T10:00:00.000+0000",
+                "2026-02-01T12:00:00.000+0000",
+                "Completed",
+            ),
+            wo(
+                "08q2",
+                "[ELEC] trip",
+                "2026-03-01T10:00:00.000+0000",
+                "2026-03-01T12:00:00.000+0000",
+                "Canceled",
+            ),
+            wo(
+                "08q2",
+                "Noise complaint - no fault found",
+                "2026-03-05T10:00:00.000+0000",
+                "2026-03-05T11:00:00.000+0000",
+                "Closed",
+            ),
+            wo(
+                "08q2",
+                "[FOUL] clogged",
+                "2026-03-10T10:00:00.000+0000",
+                "2026-03-10T12:00:00.000+0000",
+                "Completed",
+            ),
+            json!({"AssetId": "02iUNKNOWN", "WorkTypeId": "08q1", "CreatedDate": "2026-03-01"}),
+        ]);
+        let h = FleetHistory::from_json(&text).expect("history");
+        let a = &h.assets["pump-0001"];
+        assert_eq!(a.failures.len(), 2);
+        assert_eq!(a.failures[0].kind, EventKind::Failure(None));
+        assert_eq!(
+            a.failures[1].kind,
+            EventKind::Failure(Some("fouling".into()))
+        );
+        assert_eq!(h.n_ignored, 2);
+        assert_eq!(h.n_unknown_mode, 1);
+        assert_eq!(h.modes(), vec!["fouling".to_string()]);
+        // An uncoded failure inside the horizon makes a per-mode label unknown,
+        // but it is a failure for the "any mode" label.
+        let t = parse_sf_datetime("2026-01-30").expect("date");
+        let censor = parse_sf_datetime("2026-12-31").expect("date");
+        assert_eq!(
+            failure_within(a, t, 7 * DAY_MS, Some("fouling"), censor),
+            Label::Excluded
+        );
+        assert_eq!(
+            failure_within(a, t, 7 * DAY_MS, None, censor),
+            Label::Positive
+        );
+    }
+
+    #[test]
+    fn work_orders_before_the_first_reading_count_as_history_only() {
+        let text = fixture(vec![
+            wo(
+                "08q4",
+                "Commissioning",
+                "2025-06-01T08:00:00.000+0000",
+                "2025-06-01T16:00:00.000+0000",
+                "Completed",
+            ),
+            wo(
+                "08q3",
+                "PM",
+                "2025-12-01T08:00:00.000+0000",
+                "2025-12-01T11:00:00.000+0000",
+                "Completed",
+            ),
+            wo(
+                "08q1",
+                "[BRG] old failure",
+                "2025-11-01T08:00:00.000+0000",
+                "2025-11-02T08:00:00.000+0000",
+                "Completed",
+            ),
+        ]);
+        let h = FleetHistory::from_json(&text).expect("history");
+        let a = &h.assets["pump-0001"];
+        assert_eq!(a.preventive.len(), 1);
+        assert_eq!(a.install_ms, parse_sf_datetime("2025-06-01"));
+        // Telemetry starts 2026-01-01: the old failure never labels a row after it.
+        let t = parse_sf_datetime("2026-01-01").expect("date");
+        let censor = parse_sf_datetime("2026-06-01").expect("date");
+        assert_eq!(
+            failure_within(a, t, 30 * DAY_MS, None, censor),
+            Label::Negative
+        );
+    }
+
+    #[test]
+    fn labels_are_censored_at_the_end_of_observation() {
+        let text = fixture(vec![wo(
+            "08q1",
+            "[BRG] x",
+            "2026-03-01T00:00:00.000+0000",
+            "2026-03-02T00:00:00.000+0000",
+            "Completed",
+        )]);
+        let h = FleetHistory::from_json(&text).expect("history");
+        let a = &h.assets["pump-0001"];
+        let fail = parse_sf_datetime("2026-03-01").expect("date");
+        let t = fail - 10 * DAY_MS;
+        assert_eq!(
+            failure_within(a, t, 14 * DAY_MS, Some("bearing"), fail + DAY_MS),
+            Label::Positive
+        );
+        // Censored before the failure: the horizon is not observed → excluded,
+        // never "healthy".
+        assert_eq!(
+            failure_within(a, t, 14 * DAY_MS, Some("bearing"), fail - DAY_MS),
+            Label::Excluded
+        );
+        assert_eq!(
+            failure_within(a, t, 7 * DAY_MS, Some("bearing"), fail + DAY_MS),
+            Label::Negative
+        );
+        assert_eq!(rul_days(a, t, 30.0, fail + DAY_MS), Some(10.0));
+        assert_eq!(rul_days(a, t, 30.0, fail - DAY_MS), None);
+        assert_eq!(
+            rul_days(a, t - 60 * DAY_MS, 30.0, fail - DAY_MS),
+            Some(30.0)
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! Failure and RUL models learned from Work Order history.
+//!
+//! - [`labels`]: Work Orders → failures / preventive visits per asset, and
+//!   the labels they imply (failure within H, RUL; censoring).
+//! - [`model`]: the artifact ([`FailureModel`]), its feature schema, loading
+//!   with schema validation, and the online [`FailureScorer`].
+//! - `dataset`, `train`, `evaluate`, `report` (feature `train`): feature rows
+//!   from telemetry, time-ordered asset-grouped splits, calibrated per-mode
+//!   classifiers, metrics and the HTML report.
+//!
+//! Scoring ([`model`]) depends only on the booster's inference code,
+//! `fieldpulse-features` and serde: the cloud never compiles training.
+
+pub mod labels;
+pub mod model;
+
+#[cfg(feature = "train")]
+pub mod dataset;
+#[cfg(feature = "train")]
+pub mod evaluate;
+#[cfg(feature = "train")]
+pub mod report;
+#[cfg(feature = "train")]
+pub mod train;
+
+#[cfg(all(test, feature = "train"))]
+mod tests;
+
+pub use labels::FleetHistory;
+pub use model::{ArtifactError, FailureModel, FailureScorer, FeatureSchema, Prediction};

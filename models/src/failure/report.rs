@@ -1,0 +1,296 @@
+//! `report.html` of a training run: one self-contained page with inline SVG
+//! plots (calibration, precision/recall, RUL predicted vs true, feature
+//! importance) and the headline metrics (feature `train`).
+
+use std::fmt::Write as _;
+
+use super::evaluate::{ClassifierMetrics, EvalReport};
+use super::train::TrainOutcome;
+
+const W: f64 = 360.0;
+const H: f64 = 260.0;
+const PAD: f64 = 40.0;
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
+];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// An SVG chart with linear axes over `[x0, x1] × [y0, y1]`.
+struct Chart {
+    svg: String,
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Chart {
+    fn new(title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64)) -> Self {
+        let mut svg = String::new();
+        let _ = write!(
+            svg,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11"><text x="{}" y="14" text-anchor="middle" font-weight="bold">{}</text><rect x="{PAD}" y="{PAD}" width="{}" height="{}" fill="none" stroke="#999"/><text x="{}" y="{}" text-anchor="middle">{}</text><text x="12" y="{}" text-anchor="middle" transform="rotate(-90 12 {})">{}</text><text x="{PAD}" y="{}" text-anchor="middle">{:.3}</text><text x="{}" y="{}" text-anchor="middle">{:.3}</text><text x="{}" y="{}" text-anchor="end">{:.3}</text><text x="{}" y="{}" text-anchor="end">{:.3}</text>"##,
+            W / 2.0,
+            esc(title),
+            W - 2.0 * PAD,
+            H - 2.0 * PAD,
+            W / 2.0,
+            H - 6.0,
+            esc(x_label),
+            H / 2.0,
+            H / 2.0,
+            esc(y_label),
+            H - PAD + 12.0,
+            x.0,
+            W - PAD,
+            H - PAD + 12.0,
+            x.1,
+            PAD - 3.0,
+            H - PAD,
+            y.0,
+            PAD - 3.0,
+            PAD + 4.0,
+            y.1,
+        );
+        Self { svg, x, y }
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        PAD + (x - self.x.0) / (self.x.1 - self.x.0).max(1e-12) * (W - 2.0 * PAD)
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        H - PAD - (y - self.y.0) / (self.y.1 - self.y.0).max(1e-12) * (H - 2.0 * PAD)
+    }
+
+    fn line(&mut self, pts: &[(f64, f64)], color: &str, dashed: bool) {
+        if pts.is_empty() {
+            return;
+        }
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", self.px(x), self.py(y)))
+            .collect();
+        let dash = if dashed {
+            r#" stroke-dasharray="4 3""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            self.svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5"{dash} points="{}"/>"#,
+            path.join(" ")
+        );
+    }
+
+    fn dots(&mut self, pts: &[(f64, f64)], color: &str, r: f64) {
+        for &(x, y) in pts {
+            let _ = write!(
+                self.svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="{r}" fill="{color}" fill-opacity="0.5"/>"#,
+                self.px(x),
+                self.py(y)
+            );
+        }
+    }
+
+    fn legend(&mut self, idx: usize, text: &str, color: &str) {
+        let y = PAD + 12.0 + idx as f64 * 13.0;
+        let _ = write!(
+            self.svg,
+            r#"<rect x="{}" y="{}" width="10" height="3" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+            W - PAD - 120.0,
+            y - 4.0,
+            W - PAD - 106.0,
+            y,
+            esc(text)
+        );
+    }
+
+    fn finish(mut self) -> String {
+        self.svg.push_str("</svg>");
+        self.svg
+    }
+}
+
+fn calibration_chart(classifiers: &[&ClassifierMetrics]) -> String {
+    let mut c = Chart::new(
+        "Calibration (test)",
+        "predicted probability",
+        "observed rate",
+        (0.0, 1.0),
+        (0.0, 1.0),
+    );
+    c.line(&[(0.0, 0.0), (1.0, 1.0)], "#999", true);
+    for (i, m) in classifiers.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts: Vec<(f64, f64)> = m
+            .calibration
+            .iter()
+            .map(|b| (b.mean_predicted, b.observed_rate))
+            .collect();
+        c.line(&pts, color, false);
+        c.dots(&pts, color, 2.5);
+        c.legend(i, &format!("{} {}d", m.mode, m.horizon_days), color);
+    }
+    c.finish()
+}
+
+fn pr_chart(classifiers: &[&ClassifierMetrics]) -> String {
+    let mut c = Chart::new(
+        "Precision / recall (test)",
+        "recall",
+        "precision",
+        (0.0, 1.0),
+        (0.0, 1.0),
+    );
+    for (i, m) in classifiers.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts: Vec<(f64, f64)> = m.pr_curve.iter().map(|p| (p.recall, p.precision)).collect();
+        c.line(&pts, color, false);
+        c.dots(&[(m.recall, m.precision)], color, 4.0);
+        c.legend(
+            i,
+            &format!(
+                "{} {}d (AP {:.2})",
+                m.mode, m.horizon_days, m.average_precision
+            ),
+            color,
+        );
+    }
+    c.finish()
+}
+
+fn rul_chart(report: &EvalReport, cap: f64) -> String {
+    let mut c = Chart::new(
+        &format!(
+            "RUL predicted vs true (test, RMSE {:.1} d)",
+            report.rul_rmse_days
+        ),
+        "true RUL (days)",
+        "predicted RUL (days)",
+        (0.0, cap),
+        (0.0, cap),
+    );
+    c.line(&[(0.0, 0.0), (cap, cap)], "#999", true);
+    c.dots(&report.rul_pairs, COLORS[0], 1.5);
+    c.finish()
+}
+
+fn importance_chart(names: &[String], importance: &[f64], title: &str) -> String {
+    let mut pairs: Vec<(usize, f64)> = importance.iter().copied().enumerate().collect();
+    pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    pairs.truncate(15);
+    let max = pairs.first().map_or(1.0, |p| p.1).max(1e-12);
+    let row_h = 15.0;
+    let height = 30.0 + row_h * pairs.len() as f64;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11"><text x="4" y="14" font-weight="bold">{}</text>"#,
+        W * 1.3,
+        esc(title)
+    );
+    for (k, (idx, v)) in pairs.iter().enumerate() {
+        let y = 24.0 + k as f64 * row_h;
+        let width = v / max * (W * 1.3 - 230.0);
+        let _ = write!(
+            svg,
+            r#"<text x="220" y="{}" text-anchor="end">{}</text><rect x="224" y="{}" width="{width:.1}" height="{}" fill="{}"/><text x="{}" y="{}">{:.1}%</text>"#,
+            y + 10.0,
+            esc(names.get(*idx).map_or("?", String::as_str)),
+            y + 2.0,
+            row_h - 4.0,
+            COLORS[0],
+            228.0 + width,
+            y + 10.0,
+            v * 100.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Renders the report page.
+pub fn render(outcome: &TrainOutcome, card: &serde_json::Value) -> String {
+    let model = &outcome.model;
+    let names = model.schema.names();
+    let any: Vec<&ClassifierMetrics> = outcome
+        .test
+        .classifiers
+        .iter()
+        .filter(|c| c.mode == "any")
+        .collect();
+    let mid_horizon = model
+        .classifiers
+        .iter()
+        .filter(|c| c.mode == "any")
+        .nth(1)
+        .or(model.classifiers.first());
+    let per_mode: Vec<&ClassifierMetrics> = outcome
+        .test
+        .classifiers
+        .iter()
+        .filter(|c| mid_horizon.is_some_and(|m| m.horizon_days == c.horizon_days))
+        .collect();
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>fieldpulse failure model {v}</title><style>body{{font-family:sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f4f4f4}}.plots svg{{margin:6px;border:1px solid #eee}}</style></head><body><h1>Failure model {v}</h1><p>Data fingerprint <code>{fp}</code>; {rows} sampled rows (stride {stride}); test = {n_test} held-out assets after {cal}.</p>",
+        v = esc(&model.model_version),
+        fp = esc(card["data_fingerprint"].as_str().unwrap_or("")),
+        rows = outcome.n_rows,
+        stride = outcome.stride,
+        n_test = outcome.split.test_assets.len(),
+        cal = esc(card["training_window"]["fit_until"].as_str().unwrap_or("")),
+    );
+    html.push_str("<h2>Test metrics</h2><table><tr><th>mode</th><th>horizon (d)</th><th>threshold</th><th>precision</th><th>recall</th><th>F1</th><th>AP</th><th>Brier</th><th>failures detected</th><th>median lead (d)</th><th>false alarms / asset-month</th></tr>");
+    for c in &outcome.test.classifiers {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.4}</td><td>{}/{}</td><td>{}</td><td>{:.2}</td></tr>",
+            esc(&c.mode),
+            c.horizon_days,
+            c.threshold,
+            c.precision,
+            c.recall,
+            c.f1,
+            c.average_precision,
+            c.brier,
+            c.n_failures_detected,
+            c.n_failures,
+            c.median_lead_days.map_or("–".to_string(), |d| format!("{d:.1}")),
+            c.false_alarms_per_asset_month
+        );
+    }
+    let _ = write!(
+        html,
+        "</table><p>RUL RMSE on test: {:.2} days over {} uncensored rows (cap {} days).</p><div class=\"plots\">",
+        outcome.test.rul_rmse_days, outcome.test.rul_rows, model.rul_cap_days
+    );
+    html.push_str(&calibration_chart(&any));
+    html.push_str(&pr_chart(&per_mode));
+    html.push_str(&rul_chart(&outcome.test, model.rul_cap_days));
+    if let Some(c) = mid_horizon {
+        html.push_str(&importance_chart(
+            &names,
+            &c.booster.normalized_importance(),
+            &format!(
+                "Feature importance: {} {}d classifier (gain)",
+                c.mode, c.horizon_days
+            ),
+        ));
+    }
+    html.push_str(&importance_chart(
+        &names,
+        &model.rul.normalized_importance(),
+        "Feature importance: RUL regressor (gain)",
+    ));
+    let _ = write!(
+        html,
+        "</div><h2>Model card</h2><pre>{}</pre></body></html>",
+        esc(&serde_json::to_string_pretty(card).unwrap_or_default())
+    );
+    html
+}

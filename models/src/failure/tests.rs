@@ -1,0 +1,244 @@
+//! Training-path tests on simulated fleets: artifact round trip, schema
+//! rejection, no leakage across the split, online/offline feature parity.
+
+use std::time::Duration;
+
+use fieldpulse_simulator::{product::PRODUCTS, telemetry, Fleet, FleetConfig};
+
+use super::dataset::{classifier_labels, feature_rows, rul_targets, Telemetry};
+use super::labels::FleetHistory;
+use super::model::{ArtifactError, FailureModel, FailureScorer, FeatureSchema};
+use super::train::{split_rows, train, TrainConfig};
+use crate::gbdt::GbdtParams;
+
+/// Telemetry CSV text and fixture JSON of a small, fast-wearing fleet.
+fn simulate(n_assets: usize, days: u64, seed: u64) -> (String, String) {
+    let cfg = FleetConfig {
+        seed,
+        n_assets,
+        duration: Duration::from_secs(days * 86_400),
+        interval: Duration::from_secs(4 * 3600),
+        wear_speedup: 1.5,
+        ..FleetConfig::default()
+    };
+    let mut fleet = Fleet::new(cfg).expect("fleet");
+    let mut csv = Vec::new();
+    telemetry::write_header(&mut csv).expect("header");
+    while let Some(reading) = fleet.next_reading() {
+        let name = fleet.assets()[reading.asset_idx].name.clone();
+        telemetry::write_row(&mut csv, &name, &reading).expect("row");
+    }
+    let fixture = fleet.history().to_fixture_json(&PRODUCTS).to_string();
+    (String::from_utf8(csv).expect("utf8"), fixture)
+}
+
+fn load(csv: &str, fixture: &str) -> (Telemetry, FleetHistory) {
+    let telemetry = Telemetry::read_csv(csv.as_bytes()).expect("telemetry");
+    let history = FleetHistory::from_json(fixture).expect("history");
+    (telemetry, history)
+}
+
+fn fast_config() -> TrainConfig {
+    TrainConfig {
+        booster: GbdtParams {
+            n_trees: 30,
+            learning_rate: 0.15,
+            max_depth: 4,
+            min_samples_leaf: 20,
+            ..TrainConfig::default().booster
+        },
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn training_on_simulated_history_ranks_failures_and_round_trips_through_the_artifact() {
+    let (csv, fixture) = simulate(15, 240, 3);
+    let (telemetry, history) = load(&csv, &fixture);
+    assert_eq!(telemetry.sensors.len(), 6);
+    let cfg = fast_config();
+    let outcome = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    let model = &outcome.model;
+    assert!(model.classifiers.iter().any(|c| c.mode == "any"));
+    assert!(model
+        .classifiers
+        .iter()
+        .all(|c| (0.0..=1.0).contains(&c.threshold)));
+    // The "any failure within 7 days" classifier must rank far better than
+    // the base rate on held-out assets.
+    let any7 = outcome
+        .test
+        .classifiers
+        .iter()
+        .find(|c| c.mode == "any" && c.horizon_days == 7.0)
+        .expect("any/7d metrics");
+    let base_rate = any7.n_positive as f64 / any7.n_rows.max(1) as f64;
+    assert!(any7.n_positive > 0, "test slice has no failure");
+    assert!(
+        any7.average_precision > base_rate * 1.5,
+        "AP {} vs base rate {base_rate}",
+        any7.average_precision
+    );
+    assert!(any7.n_failures_detected > 0 && any7.median_lead_days.is_some());
+    let dir = tempfile::tempdir().expect("tempdir");
+    model.save(dir.path()).expect("save");
+    let loaded = FailureModel::load(dir.path()).expect("load");
+    assert_eq!(&loaded, model);
+    let row = vec![0.5; model.schema.n_features()];
+    assert_eq!(loaded.predict(&row), model.predict(&row));
+}
+
+#[test]
+fn an_artifact_with_a_wrong_feature_schema_is_rejected() {
+    let (csv, fixture) = simulate(6, 120, 4);
+    let (telemetry, history) = load(&csv, &fixture);
+    let outcome = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut renamed = outcome.model.clone();
+    renamed.schema.stream_columns[3] = "temp_c.something_else".into();
+    renamed.save(dir.path()).expect("save");
+    let err = FailureModel::load(dir.path()).unwrap_err();
+    assert!(matches!(err, ArtifactError::Schema(_)), "{err}");
+    assert!(err.to_string().contains("temp_c.something_else"), "{err}");
+
+    let mut narrower = outcome.model.clone();
+    narrower.schema.history_columns.pop();
+    narrower.schema.modes.pop();
+    narrower.save(dir.path()).expect("save");
+    assert!(matches!(
+        FailureModel::load(dir.path()),
+        Err(ArtifactError::Schema(_))
+    ));
+
+    let mut future = outcome.model.clone();
+    future.version += 1;
+    future.save(dir.path()).expect("save");
+    assert!(matches!(
+        FailureModel::load(dir.path()),
+        Err(ArtifactError::Version { .. })
+    ));
+
+    let err = outcome
+        .model
+        .schema
+        .sensor_positions(&["temp_c".to_string(), "rpm".to_string()])
+        .unwrap_err();
+    assert!(err.to_string().contains("vib_rms"), "{err}");
+}
+
+#[test]
+fn no_label_or_feature_of_a_fit_row_changes_when_everything_after_the_cutoff_is_deleted() {
+    let (csv, fixture) = simulate(8, 150, 5);
+    let (telemetry, history) = load(&csv, &fixture);
+    let cfg = fast_config();
+    let schema = FeatureSchema::new(
+        telemetry.sensors.clone(),
+        cfg.half_lives.clone(),
+        cfg.trend_horizon,
+        history.products(),
+        history.modes(),
+    )
+    .expect("schema");
+    let (t0, t1) = telemetry.time_range().expect("rows");
+    let rows = feature_rows(&telemetry, &schema, &history, 3).expect("rows");
+    let split = split_rows(&rows, &telemetry.assets, t0, t1, &cfg);
+    let cutoff = split.t_cal_ms;
+
+    // Delete every reading and every Work Order from the cutoff on.
+    let keep: Vec<usize> = (0..telemetry.n_rows())
+        .filter(|&i| telemetry.ts_ms[i] < cutoff)
+        .collect();
+    let n = telemetry.sensors.len();
+    let truncated = Telemetry {
+        asset_idx: keep.iter().map(|&i| telemetry.asset_idx[i]).collect(),
+        ts_ms: keep.iter().map(|&i| telemetry.ts_ms[i]).collect(),
+        values: keep
+            .iter()
+            .flat_map(|&i| telemetry.values[i * n..(i + 1) * n].to_vec())
+            .collect(),
+        ..telemetry.clone()
+    };
+    let mut past = history.clone();
+    for asset in past.assets.values_mut() {
+        asset.failures.retain(|f| f.start_ms < cutoff);
+        asset.preventive.retain(|p| p.start_ms < cutoff);
+    }
+    let rows_past = feature_rows(&truncated, &schema, &past, 3).expect("rows");
+    let fit: Vec<usize> = split.fit_rows.clone();
+    assert!(!fit.is_empty());
+    let bits = |row: &[f64]| row.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+    for &i in &fit {
+        assert_eq!(
+            bits(rows.row(i)),
+            bits(rows_past.row(i)),
+            "features of fit row {i}"
+        );
+    }
+    for horizon in &cfg.horizons_days {
+        for mode in [None, Some("bearing"), Some("fouling")] {
+            let full = classifier_labels(
+                &rows,
+                &fit,
+                &telemetry.assets,
+                &history,
+                mode,
+                *horizon,
+                cutoff,
+            );
+            let cut = classifier_labels(
+                &rows_past,
+                &fit,
+                &telemetry.assets,
+                &past,
+                mode,
+                *horizon,
+                cutoff,
+            );
+            assert_eq!(full, cut, "labels {mode:?}/{horizon}d");
+        }
+    }
+    let full = rul_targets(
+        &rows,
+        &fit,
+        &telemetry.assets,
+        &history,
+        cfg.rul_cap_days,
+        cutoff,
+    );
+    let cut = rul_targets(
+        &rows_past,
+        &fit,
+        &telemetry.assets,
+        &past,
+        cfg.rul_cap_days,
+        cutoff,
+    );
+    assert_eq!(full, cut);
+}
+
+#[test]
+fn online_scoring_computes_the_same_features_as_offline_training() {
+    let (csv, fixture) = simulate(5, 90, 6);
+    let (telemetry, history) = load(&csv, &fixture);
+    let outcome = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
+    let model = &outcome.model;
+    let offline = feature_rows(&telemetry, &model.schema, &history, 1).expect("rows");
+    let mut scorer = FailureScorer::new(model, history.clone()).expect("scorer");
+    let n = telemetry.sensors.len();
+    for i in 0..telemetry.n_rows() {
+        let asset = &telemetry.assets[telemetry.asset_idx[i] as usize];
+        let values = &telemetry.values[i * n..(i + 1) * n];
+        let online = scorer
+            .score(asset, telemetry.ts_ms[i], values)
+            .expect("score");
+        let expected = offline.row(i);
+        for (k, (a, b)) in scorer.last_row().iter().zip(expected).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "row {i} feature {k}: online {a} offline {b}"
+            );
+        }
+        assert_eq!(online, model.predict(expected));
+    }
+}

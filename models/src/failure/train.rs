@@ -1,0 +1,486 @@
+//! Training a failure/RUL model from telemetry and Work Order history
+//! (feature `train`).
+//!
+//! # Splits (time-ordered, grouped by asset)
+//! With the telemetry spanning `[t0, t1]`, `T_cal = t0 + 0.6 (t1 − t0)` and
+//! `T_test = t0 + 0.8 (t1 − t0)`:
+//! - **fit**: training assets, readings before `T_cal`, labels censored at
+//!   `T_cal` (no failure at or after `T_cal` can label a row);
+//! - **calibration**: training assets, readings in `[T_cal, T_test)`, labels
+//!   censored at `T_test`: isotonic calibration and thresholds come from here;
+//! - **test**: held-out assets (≈ 20 %, chosen by a hash of their name),
+//!   readings from `T_cal` on: assets the model never saw, at times after
+//!   every fit label.
+//!
+//! Thresholds: on the calibration slice's precision/recall curve, the lowest
+//! threshold whose precision reaches `target_precision` (most recall at that
+//! precision); if no threshold reaches it, the one with the best F1.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::dataset::{classifier_labels, feature_rows, rul_targets, FeatureRows, Telemetry};
+use super::evaluate::{evaluate, EvalReport};
+use super::labels::FleetHistory;
+use super::model::{
+    ArtifactError, Classifier, FailureModel, FeatureSchema, ANY_MODE, ARTIFACT_VERSION,
+};
+use crate::calibration::Isotonic;
+use crate::gbdt::{GbdtError, GbdtParams, Objective};
+use crate::metrics::pr_curve;
+
+/// Training settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Horizons of the "failure within" classifiers, days.
+    pub horizons_days: Vec<f64>,
+    /// Cap of the RUL target, days.
+    pub rul_cap_days: f64,
+    /// Precision the alarm threshold aims for.
+    pub target_precision: f64,
+    /// Fraction of assets held out for test.
+    pub test_asset_fraction: f64,
+    /// Keep at most this many training samples (readings are strided).
+    pub max_rows: usize,
+    /// Streaming EWMA half-lives, readings.
+    pub half_lives: Vec<f64>,
+    /// Index of the slope half-life.
+    pub trend_horizon: usize,
+    /// Booster settings (objective set per model).
+    pub booster: GbdtParams,
+    /// Seed for the asset split.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            horizons_days: vec![7.0, 14.0, 30.0],
+            rul_cap_days: 45.0,
+            target_precision: 0.5,
+            test_asset_fraction: 0.2,
+            max_rows: 120_000,
+            half_lives: vec![4.0, 32.0, 256.0],
+            trend_horizon: 1,
+            booster: GbdtParams {
+                n_trees: 120,
+                learning_rate: 0.08,
+                max_depth: 5,
+                min_samples_leaf: 40,
+                subsample: 0.7,
+                colsample: 0.7,
+                ..GbdtParams::default()
+            },
+            seed: 17,
+        }
+    }
+}
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Schema / feature problems.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// Booster problems.
+    #[error(transparent)]
+    Booster(#[from] GbdtError),
+    /// Not enough data to train.
+    #[error("cannot train: {0}")]
+    Data(String),
+}
+
+/// The row partition of one training run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Split {
+    /// Start of telemetry.
+    pub t0_ms: i64,
+    /// Start of the calibration slice = censor time of fit labels.
+    pub t_cal_ms: i64,
+    /// End of the calibration slice = censor time of calibration labels.
+    pub t_test_ms: i64,
+    /// End of telemetry (censor time of test labels).
+    pub t1_ms: i64,
+    /// Held-out asset names.
+    pub test_assets: Vec<String>,
+    /// Rows (indexes into the feature rows) of each part.
+    #[serde(skip)]
+    pub fit_rows: Vec<usize>,
+    /// Calibration rows.
+    #[serde(skip)]
+    pub cal_rows: Vec<usize>,
+    /// Test rows.
+    #[serde(skip)]
+    pub test_rows: Vec<usize>,
+}
+
+fn name_hash(name: &str, seed: u64) -> u64 {
+    // FNV-1a, seeded.
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Partitions feature rows into fit / calibration / test (see module docs).
+pub fn split_rows(
+    rows: &FeatureRows,
+    assets: &[String],
+    t0: i64,
+    t1: i64,
+    cfg: &TrainConfig,
+) -> Split {
+    let span = (t1 - t0) as f64;
+    let t_cal = t0 + (0.6 * span) as i64;
+    let t_test = t0 + (0.8 * span) as i64;
+    let mut ranked: Vec<(u64, &String)> =
+        assets.iter().map(|a| (name_hash(a, cfg.seed), a)).collect();
+    ranked.sort();
+    let n_test = if assets.len() >= 2 {
+        ((assets.len() as f64 * cfg.test_asset_fraction).round() as usize)
+            .clamp(1, assets.len() - 1)
+    } else {
+        0
+    };
+    let test_assets: Vec<String> = ranked[..n_test].iter().map(|(_, a)| (*a).clone()).collect();
+    let is_test: Vec<bool> = assets.iter().map(|a| test_assets.contains(a)).collect();
+    let mut split = Split {
+        t0_ms: t0,
+        t_cal_ms: t_cal,
+        t_test_ms: t_test,
+        t1_ms: t1,
+        test_assets,
+        fit_rows: Vec::new(),
+        cal_rows: Vec::new(),
+        test_rows: Vec::new(),
+    };
+    for i in 0..rows.len() {
+        let t = rows.ts_ms[i];
+        if is_test[rows.asset_idx[i] as usize] {
+            if t >= t_cal {
+                split.test_rows.push(i);
+            }
+        } else if t < t_cal {
+            split.fit_rows.push(i);
+        } else if t < t_test {
+            split.cal_rows.push(i);
+        }
+    }
+    split
+}
+
+/// Picks the alarm threshold on calibrated probabilities (module docs).
+pub fn choose_threshold(probs: &[f64], labels: &[bool], target_precision: f64) -> f64 {
+    let curve = pr_curve(probs, labels);
+    if curve.is_empty() {
+        return 1.0;
+    }
+    if let Some(p) = curve.iter().rev().find(|p| p.precision >= target_precision) {
+        return p.threshold;
+    }
+    curve
+        .iter()
+        .max_by(|a, b| {
+            let f = |p: &crate::metrics::PrPoint| {
+                if p.precision + p.recall > 0.0 {
+                    2.0 * p.precision * p.recall / (p.precision + p.recall)
+                } else {
+                    0.0
+                }
+            };
+            f(a).total_cmp(&f(b))
+        })
+        .map_or(1.0, |p| p.threshold)
+}
+
+fn subset(rows: &FeatureRows, idx: &[usize]) -> Vec<f64> {
+    let mut x = Vec::with_capacity(idx.len() * rows.n_features);
+    for &i in idx {
+        x.extend_from_slice(rows.row(i));
+    }
+    x
+}
+
+/// Everything a training run produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The model.
+    pub model: FailureModel,
+    /// The split used.
+    pub split: Split,
+    /// Metrics on the held-out test rows.
+    pub test: EvalReport,
+    /// Metrics on the calibration slice.
+    pub calibration: EvalReport,
+    /// Sampled rows (fit + calibration + test + unused).
+    pub n_rows: usize,
+    /// Reading stride used for sampling.
+    pub stride: usize,
+}
+
+/// Trains per-mode, per-horizon calibrated classifiers and a RUL regressor.
+/// `progress(step, done, total)` reports long steps.
+///
+/// # Errors
+/// Missing sensors, no data, or booster errors.
+pub fn train(
+    telemetry: &Telemetry,
+    history: &FleetHistory,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<TrainOutcome, TrainError> {
+    let (t0, t1) = telemetry
+        .time_range()
+        .ok_or_else(|| TrainError::Data("telemetry has no rows".into()))?;
+    let modes = history.modes();
+    let schema = FeatureSchema::new(
+        telemetry.sensors.clone(),
+        cfg.half_lives.clone(),
+        cfg.trend_horizon,
+        history.products(),
+        modes.clone(),
+    )?;
+    let stride = telemetry.n_rows().div_ceil(cfg.max_rows.max(1)).max(1);
+    progress("features", 0, 1);
+    let rows = feature_rows(telemetry, &schema, history, stride)?;
+    progress("features", 1, 1);
+    let split = split_rows(&rows, &telemetry.assets, t0, t1, cfg);
+    if split.fit_rows.is_empty() || split.cal_rows.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{} fit rows and {} calibration rows: need a longer history",
+            split.fit_rows.len(),
+            split.cal_rows.len()
+        )));
+    }
+    let x_fit = subset(&rows, &split.fit_rows);
+    let x_cal = subset(&rows, &split.cal_rows);
+    let nf = rows.n_features;
+    let targets: Vec<(Option<String>, f64)> = std::iter::once(None)
+        .chain(modes.iter().cloned().map(Some))
+        .flat_map(|m| cfg.horizons_days.iter().map(move |h| (m.clone(), *h)))
+        .collect();
+    let total = targets.len() + 1;
+    let mut classifiers = Vec::new();
+    for (k, (mode, horizon)) in targets.iter().enumerate() {
+        let name = mode.clone().unwrap_or_else(|| ANY_MODE.to_string());
+        progress(&format!("classifier {name} {horizon}d"), k, total);
+        let (y, w) = classifier_labels(
+            &rows,
+            &split.fit_rows,
+            &telemetry.assets,
+            history,
+            mode.as_deref(),
+            *horizon,
+            split.t_cal_ms,
+        );
+        let n_pos = y
+            .iter()
+            .zip(&w)
+            .filter(|(y, w)| **y > 0.5 && **w > 0.0)
+            .count();
+        if n_pos == 0 {
+            // No failure of this mode in the fit window: nothing to learn.
+            continue;
+        }
+        let params = GbdtParams {
+            objective: Objective::Logistic,
+            ..cfg.booster.clone()
+        };
+        let booster = params.fit(&x_fit, nf, &y, Some(&w))?;
+        let (yc, wc) = classifier_labels(
+            &rows,
+            &split.cal_rows,
+            &telemetry.assets,
+            history,
+            mode.as_deref(),
+            *horizon,
+            split.t_test_ms,
+        );
+        let mut raw = Vec::new();
+        let mut labels = Vec::new();
+        for (j, row) in x_cal.chunks_exact(nf).enumerate() {
+            if wc[j] > 0.0 {
+                raw.push(booster.predict_row(row));
+                labels.push(yc[j] > 0.5);
+            }
+        }
+        let calibration = Isotonic::fit(&raw, &labels);
+        let calibrated: Vec<f64> = raw.iter().map(|&p| calibration.apply(p)).collect();
+        let threshold = choose_threshold(&calibrated, &labels, cfg.target_precision);
+        classifiers.push(Classifier {
+            mode: name,
+            horizon_days: *horizon,
+            booster,
+            calibration,
+            threshold,
+        });
+    }
+    progress("rul", targets.len(), total);
+    let rul_t = rul_targets(
+        &rows,
+        &split.fit_rows,
+        &telemetry.assets,
+        history,
+        cfg.rul_cap_days,
+        split.t_cal_ms,
+    );
+    let (mut xr, mut yr) = (Vec::new(), Vec::new());
+    for (j, t) in rul_t.iter().enumerate() {
+        if let Some(t) = t {
+            xr.extend_from_slice(&x_fit[j * nf..(j + 1) * nf]);
+            yr.push(*t);
+        }
+    }
+    if yr.is_empty() {
+        return Err(TrainError::Data(
+            "no uncensored RUL row in the fit window".into(),
+        ));
+    }
+    let rul = GbdtParams {
+        objective: Objective::SquaredError,
+        ..cfg.booster.clone()
+    }
+    .fit(&xr, nf, &yr, None)?;
+    progress("rul", total, total);
+    let fingerprint = format!(
+        "{:08x}",
+        (name_hash(&format!("{t0}-{t1}-{}", rows.len()), cfg.seed) >> 32) as u32
+    );
+    let model = FailureModel {
+        version: ARTIFACT_VERSION,
+        model_version: format!("fp-failure-{}-{fingerprint}", t1 / 86_400_000),
+        schema,
+        classifiers,
+        rul,
+        rul_cap_days: cfg.rul_cap_days,
+    };
+    let test = evaluate(
+        &model,
+        &rows,
+        &split.test_rows,
+        &telemetry.assets,
+        history,
+        t1,
+    );
+    let calibration = evaluate(
+        &model,
+        &rows,
+        &split.cal_rows,
+        &telemetry.assets,
+        history,
+        split.t_test_ms,
+    );
+    Ok(TrainOutcome {
+        model,
+        n_rows: rows.len(),
+        split,
+        test,
+        calibration,
+        stride,
+    })
+}
+
+/// FNV-1a 64-bit fingerprint of some byte strings (data fingerprint of the
+/// model card).
+pub fn fingerprint(parts: &[&[u8]]) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
+/// The model card (`model_card.json`).
+pub fn model_card(
+    outcome: &TrainOutcome,
+    cfg: &TrainConfig,
+    data_fingerprint: &str,
+    created_by: &str,
+) -> serde_json::Value {
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let m = &outcome.model;
+    let ms_to_text = |ms: i64| super::labels::format_ms(ms);
+    json!({
+        "name": "fieldpulse-failure",
+        "version": m.model_version,
+        "format_version": m.version,
+        "created_at_unix": created_at,
+        "created_by": created_by,
+        "data_fingerprint": data_fingerprint,
+        "features": {
+            "sensors": m.schema.sensors,
+            "half_lives_readings": m.schema.half_lives,
+            "trend_horizon": m.schema.trend_horizon,
+            "columns": m.schema.names(),
+            "products": m.schema.products,
+            "failure_modes": m.schema.modes,
+        },
+        "training_window": {
+            "start": ms_to_text(outcome.split.t0_ms),
+            "fit_until": ms_to_text(outcome.split.t_cal_ms),
+            "calibration_until": ms_to_text(outcome.split.t_test_ms),
+            "end": ms_to_text(outcome.split.t1_ms),
+            "test_assets": outcome.split.test_assets,
+            "rows": {
+                "sampled": outcome.n_rows,
+                "stride": outcome.stride,
+                "fit": outcome.split.fit_rows.len(),
+                "calibration": outcome.split.cal_rows.len(),
+                "test": outcome.split.test_rows.len(),
+            },
+        },
+        "thresholds": m.classifiers.iter().map(|c| json!({
+            "mode": c.mode, "horizon_days": c.horizon_days, "threshold": c.threshold,
+            "rule": format!("lowest calibrated probability with precision >= {} on the calibration slice, else best F1", cfg.target_precision),
+        })).collect::<Vec<_>>(),
+        "metrics": {
+            "test": summary(&outcome.test),
+            "calibration": summary(&outcome.calibration),
+        },
+        "params": {
+            "horizons_days": cfg.horizons_days,
+            "rul_cap_days": cfg.rul_cap_days,
+            "target_precision": cfg.target_precision,
+            "booster": {
+                "n_trees": cfg.booster.n_trees,
+                "learning_rate": cfg.booster.learning_rate,
+                "max_depth": cfg.booster.max_depth,
+                "min_samples_leaf": cfg.booster.min_samples_leaf,
+                "subsample": cfg.booster.subsample,
+                "colsample": cfg.booster.colsample,
+            },
+        },
+    })
+}
+
+/// The headline numbers of an [`EvalReport`] (no curves).
+pub fn summary(report: &EvalReport) -> serde_json::Value {
+    json!({
+        "n_rows": report.n_rows,
+        "n_assets": report.n_assets,
+        "asset_months": report.asset_months,
+        "rul_rmse_days": report.rul_rmse_days,
+        "rul_rows": report.rul_rows,
+        "classifiers": report.classifiers.iter().map(|c| json!({
+            "mode": c.mode, "horizon_days": c.horizon_days, "threshold": c.threshold,
+            "precision": c.precision, "recall": c.recall, "f1": c.f1,
+            "average_precision": c.average_precision, "brier": c.brier,
+            "n_rows": c.n_rows, "n_positive": c.n_positive,
+            "n_failures": c.n_failures, "n_failures_detected": c.n_failures_detected,
+            "median_lead_days": c.median_lead_days,
+            "false_alarms_per_asset_month": c.false_alarms_per_asset_month,
+        })).collect::<Vec<_>>(),
+    })
+}
