@@ -12,6 +12,8 @@ mod detect;
 mod eval;
 mod logging;
 mod mosquitto;
+mod sf_emulator;
+mod sync;
 
 /// fieldpulse: sensor readings in, prioritized Salesforce Field Service work out.
 #[derive(Debug, Parser)]
@@ -36,6 +38,11 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Score every row of a wide telemetry CSV for anomalies (no look-ahead).
     Detect(detect::DetectArgs),
+    /// Run a strict local Salesforce emulator (OAuth2, REST, SOQL, Bulk 2.0).
+    SfEmulator(sf_emulator::SfEmulatorArgs),
+    /// Pull data from Salesforce into local files (Work Order history for training).
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +57,8 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::SfEmulator(args) => sf_emulator::run(args),
+        Command::Sync(cmd) => sync::run(cmd),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

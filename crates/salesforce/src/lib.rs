@@ -11,6 +11,7 @@
 //!   inspected, retriable records retried), Composite.
 //! - [`query`]: SOQL as an async `Stream` following `nextRecordsUrl`.
 //! - [`bulk`]: Bulk API 2.0 query jobs with `Sforce-Locator` paging.
+//! - [`export`]: incremental, resumable JSON Lines export by `SystemModstamp` (Work Order history sync).
 //! - [`error`]: [`SfError`] / [`ApiError`] from both error shapes, with retry classes.
 //!
 //! # Example
@@ -38,6 +39,7 @@ pub mod bulk;
 pub mod client;
 pub mod collections;
 pub mod error;
+pub mod export;
 pub mod limits;
 pub mod query;
 pub mod secret;
@@ -48,6 +50,7 @@ pub use bulk::{BulkOptions, CsvPage};
 pub use client::{ClientConfig, ClientStats, RetryPolicy, SalesforceClient};
 pub use collections::{root_cause, RecordOutcome, Subrequest, Subresponse};
 pub use error::{ApiError, ErrorClass, SfError};
+pub use export::{ExportError, ExportMode, ExportReport, ExportSpec, ExportState};
 pub use limits::ApiUsage;
 pub use query::QueryOptions;
 pub use secret::Secret;
