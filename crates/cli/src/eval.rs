@@ -1,0 +1,228 @@
+//! `fieldpulse eval`: judge models. `eval cmapss` runs the public NASA
+//! C-MAPSS benchmark with the published protocol; `eval --model DIR --data
+//! DIR` scores a trained failure-model artifact on held-out history.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use fieldpulse_models::cmapss::{self, protocol, Subset};
+use fieldpulse_models::gbdt::GbdtParams;
+
+/// Arguments of `fieldpulse eval`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  fieldpulse eval cmapss --data ../shared/data/cmapss --json")]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    command: EvalCommand,
+}
+
+/// Benchmarks `fieldpulse eval` can run.
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// NASA C-MAPSS turbofan RUL benchmark (train files → last test cycle, RUL cap 125, RMSE and PHM08 score).
+    #[command(
+        after_help = "Example:\n  fieldpulse eval cmapss --data ../shared/data/cmapss --subset FD001 --json"
+    )]
+    Cmapss(CmapssArgs),
+}
+
+/// Arguments of `fieldpulse eval cmapss`.
+#[derive(Debug, Args)]
+struct CmapssArgs {
+    /// Directory holding train_FD00x / test_FD00x / RUL_FD00x (`.txt.gz` or `.txt`).
+    #[arg(long)]
+    data: PathBuf,
+    /// One subset (FD001..FD004); all four when omitted.
+    #[arg(long)]
+    subset: Option<String>,
+    /// Re-choose depth, leaf size and tree count by 5-fold cross-validation
+    /// grouped by engine, on the training engines only, before the test.
+    #[arg(long)]
+    tune: bool,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Published RMSE / score per subset (from `../shared/data/README.md`).
+const PUBLISHED: &[(&str, [(f64, f64); 4])] = &[
+    (
+        "Deep LSTM",
+        [
+            (16.14, 338.0),
+            (24.49, 4450.0),
+            (16.18, 852.0),
+            (28.17, 5550.0),
+        ],
+    ),
+    (
+        "RVE (2022)",
+        [
+            (13.42, 324.0),
+            (14.92, 1379.0),
+            (12.51, 256.0),
+            (16.37, 1846.0),
+        ],
+    ),
+    (
+        "ADL-DNN (2022)",
+        [
+            (13.05, 238.0),
+            (17.33, 1149.0),
+            (12.59, 281.0),
+            (16.95, 1371.0),
+        ],
+    ),
+    (
+        "FFVE (2023)",
+        [
+            (12.31, 280.0),
+            (12.55, 772.0),
+            (12.43, 302.0),
+            (14.08, 1149.0),
+        ],
+    ),
+    (
+        "DA-TCN (2021)",
+        [
+            (11.78, 229.0),
+            (19.95, 1842.0),
+            (11.56, 257.0),
+            (18.23, 2317.0),
+        ],
+    ),
+    (
+        "MTSTAN",
+        [
+            (10.97, 175.0),
+            (16.81, 1154.0),
+            (10.90, 188.0),
+            (18.85, 1446.0),
+        ],
+    ),
+];
+
+/// Runs `fieldpulse eval`.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    match args.command {
+        EvalCommand::Cmapss(cmd) => run_cmapss(cmd),
+    }
+}
+
+/// Booster settings for C-MAPSS, chosen by `--tune` (grouped 5-fold CV on
+/// training engines of FD001..FD004; see docs/models.md for the table).
+pub fn cmapss_default_params() -> GbdtParams {
+    GbdtParams {
+        n_trees: 300,
+        learning_rate: 0.05,
+        max_depth: 5,
+        min_samples_leaf: 40,
+        subsample: 0.8,
+        colsample: 0.6,
+        ..GbdtParams::default()
+    }
+}
+
+fn run_cmapss(args: CmapssArgs) -> anyhow::Result<()> {
+    let subsets: Vec<Subset> = match &args.subset {
+        Some(s) => {
+            vec![Subset::parse(s).with_context(|| format!("unknown subset `{s}` (FD001..FD004)"))?]
+        }
+        None => Subset::ALL.to_vec(),
+    };
+    if !args.data.is_dir() {
+        bail!(
+            "C-MAPSS data directory {} does not exist",
+            args.data.display()
+        );
+    }
+    let mut results = Vec::new();
+    let mut tuning = serde_json::Map::new();
+    for subset in subsets {
+        eprintln!("[{subset}] loading {}", args.data.display());
+        let data = cmapss::load_subset(&args.data, subset)?;
+        let mut params = cmapss_default_params();
+        if args.tune {
+            eprintln!(
+                "[{subset}] 5-fold grouped CV on {} training engines",
+                data.train.len()
+            );
+            let cv = protocol::tune(
+                &data.train,
+                &params,
+                &[4, 5, 6],
+                &[20, 40, 80],
+                &[150, 300, 500],
+                5,
+                7,
+            )?;
+            let best = &cv[0];
+            eprintln!(
+                "[{subset}] CV best: depth {} leaf {} trees {} (CV RMSE {:.2})",
+                best.max_depth, best.min_samples_leaf, best.n_trees, best.rmse
+            );
+            params.max_depth = best.max_depth;
+            params.min_samples_leaf = best.min_samples_leaf;
+            params.n_trees = best.n_trees;
+            tuning.insert(subset.name().to_string(), serde_json::to_value(&cv)?);
+        }
+        eprintln!("[{subset}] fitting on {} engines", data.train.len());
+        let res = protocol::evaluate_subset(&data, &params)?;
+        eprintln!(
+            "[{subset}] RMSE {:.2}  score {:.0}  ({} test engines, {:.2}s train)",
+            res.rmse, res.score, res.n_test_engines, res.train_seconds
+        );
+        results.push(res);
+    }
+    if args.json {
+        let mut out = serde_json::Map::new();
+        for res in &results {
+            let mut v = serde_json::to_value(res)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("predicted");
+                obj.remove("truth");
+            }
+            out.insert(res.subset.clone(), v);
+        }
+        if args.tune {
+            out.insert("cv".into(), serde_json::Value::Object(tuning));
+        }
+        println!("{}", serde_json::Value::Object(out));
+    } else {
+        print_table(&results);
+    }
+    Ok(())
+}
+
+fn print_table(results: &[protocol::SubsetResult]) {
+    let idx = |name: &str| Subset::parse(name).map(|s| s as usize).unwrap_or(0);
+    print!("{:<18}", "method (RMSE/score)");
+    for r in results {
+        print!(" {:>16}", r.subset);
+    }
+    println!();
+    print!("{:<18}", "fieldpulse GBDT");
+    for r in results {
+        print!(" {:>16}", format!("{:.2} / {:.0}", r.rmse, r.score));
+    }
+    println!();
+    for (name, row) in PUBLISHED {
+        print!("{name:<18}");
+        for r in results {
+            let (rmse, score) = row[idx(&r.subset)];
+            print!(" {:>16}", format!("{rmse:.2} / {score:.0}"));
+        }
+        println!();
+    }
+    print!("{:<18}", "test engines");
+    for r in results {
+        print!(" {:>16}", r.n_test_engines);
+    }
+    println!();
+    print!("{:<18}", "train seconds");
+    for r in results {
+        print!(" {:>16}", format!("{:.2}", r.train_seconds));
+    }
+    println!();
+}
