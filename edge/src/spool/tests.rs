@@ -4,6 +4,8 @@
 
 use std::{fs, path::Path};
 
+use super::FileLayer as _;
+
 use super::{
     record, segment, FullPolicy, Lane, Spool, SpoolConfig, SpoolError, DEFAULT_SEGMENT_BYTES,
 };
@@ -594,4 +596,147 @@ fn a_spool_can_move_to_another_thread() {
     fn assert_send<T: Send>() {}
     assert_send::<Spool>();
     assert_send::<std::sync::Mutex<Spool>>();
+}
+
+#[test]
+fn a_segment_deleted_by_hand_shrinks_pending_batches_and_never_reuses_their_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = SpoolConfig {
+        max_bytes: CAP,
+        segment_bytes: 16 * 1024,
+        policy: FullPolicy::Backpressure,
+    };
+    let (mut spool, _) = Spool::open(dir.path(), cfg).expect("open");
+    for i in 0..40 {
+        spool.append(&payload(i, 1000), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    // Batch 1 lies wholly in the first segment, batch 2 spans the first two.
+    let first = spool
+        .cut(Lane::Backfill, 3, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    let second = spool
+        .cut(Lane::Backfill, 20, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    drop(spool);
+    let files = segment_files(dir.path());
+    fs::remove_file(dir.path().join(&files[0])).expect("remove the oldest segment");
+    let (mut spool, report) = Spool::open(dir.path(), cfg).expect("open");
+    assert_eq!(report.batches_emptied, 1, "{report}");
+    let pending = spool.pending().expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].seq, second.seq);
+    let kept: Vec<u64> = pending[0].records.iter().map(|r| r.id).collect();
+    assert!(
+        !kept.is_empty() && kept.len() < second.records.len(),
+        "{kept:?}"
+    );
+    assert_eq!(
+        *kept.last().expect("kept"),
+        second.records.last().expect("records").id
+    );
+    assert!(!spool.ack(first.seq).expect("ack").known);
+    let next = spool
+        .cut(Lane::Backfill, 1, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    assert!(next.seq > second.seq);
+}
+
+#[test]
+fn the_ledger_is_compacted_and_its_state_survives_a_restart() {
+    // On the in-memory file layer: thousands of fsyncs would be slow on a real disk.
+    let sim = super::sim_fs::SimFs::new();
+    let dir = Path::new("/spool");
+    let open_sim = || {
+        let fs: std::sync::Arc<dyn super::FileLayer> = sim.clone();
+        Spool::open_with(fs, dir, SpoolConfig::default()).expect("open")
+    };
+    let (mut spool, _) = open_sim();
+    let mut last_unacked = None;
+    for i in 0..3000u64 {
+        spool.append(&payload(i, 4), 1).expect("append");
+        spool.sync().expect("sync");
+        let batch = spool
+            .cut(Lane::Live, 1, usize::MAX)
+            .expect("cut")
+            .expect("batch");
+        if i % 100 == 0 {
+            last_unacked = Some(batch.seq);
+        } else {
+            spool.ack(batch.seq).expect("ack");
+        }
+    }
+    let ledger_len = sim.read(&dir.join("ledger.log")).expect("ledger").len();
+    assert!(
+        ledger_len < 64 * 1024 + 4096,
+        "ledger not compacted: {ledger_len} bytes"
+    );
+    drop(spool);
+    let (spool, report) = open_sim();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(spool.pending_seqs().len(), 30);
+    assert_eq!(spool.pending_seqs().last().copied(), last_unacked);
+    assert_eq!(spool.stats().next_seq, 3001);
+    assert_eq!(
+        spool.stats().uncut_records,
+        0,
+        "acked records do not come back"
+    );
+}
+
+#[test]
+fn a_stale_compaction_file_is_removed_and_the_old_ledger_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    spool.append(b"kept", 1).expect("append");
+    spool.sync().expect("sync");
+    let batch = spool
+        .cut(Lane::Live, 1, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    drop(spool);
+    fs::write(dir.path().join("ledger.log.tmp"), b"half a snapshot").expect("write tmp");
+    let (spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert!(report.foreign_files.is_empty());
+    assert!(!dir.path().join("ledger.log.tmp").exists());
+    assert_eq!(spool.pending_seqs(), vec![batch.seq]);
+}
+
+#[test]
+fn a_corrupt_ledger_entry_in_the_middle_keeps_the_entries_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    for i in 0..4 {
+        spool.append(&payload(i, 8), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    let first = spool
+        .cut(Lane::Backfill, 1, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    let second = spool
+        .cut(Lane::Backfill, 1, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    spool.ack(second.seq).expect("ack");
+    drop(spool);
+    let path = dir.path().join("ledger.log");
+    let mut bytes = fs::read(&path).expect("read");
+    // The ledger is: snapshot, cut 1, cut 2, ack 2. Damage cut 1's body.
+    let mut offsets = Vec::new();
+    record::scan(&bytes, 0, &mut |frame| offsets.push(frame.offset));
+    assert_eq!(offsets.len(), 4);
+    bytes[offsets[1] + record::FRAME_HEADER_LEN] ^= 0xFF;
+    fs::write(&path, &bytes).expect("write");
+    let (mut spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!(report.ledger_corrupt_regions, 1, "{report}");
+    assert!(!report.seq_jumped);
+    // The lost cut's record is sent again under a new seq; the later ack still holds.
+    assert!(spool.pending_seqs().is_empty());
+    let ids = cut_all(&mut spool);
+    assert_eq!(ids, vec![first.records[0].id, 3, 4]);
+    assert_eq!(spool.stats().next_seq, 4, "seqs 1 and 2 stay used");
 }
