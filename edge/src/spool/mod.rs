@@ -95,8 +95,11 @@
 //! ## Durability
 //!
 //! `append` only encodes the frame into a reused buffer (written out, without
-//! fsync, every 256 KiB). `sync` writes the buffer, `fdatasync`s the active
-//! segment and, if a segment was created or deleted since, fsyncs the directory.
+//! fsync, every 256 KiB and when the segment fills up and is sealed); it makes no
+//! syscall per record and never fsyncs, except that `DropOldest` eviction fsyncs
+//! the directory. `sync` writes the buffer, `fdatasync`s every segment sealed since
+//! the last sync and the active one and, if a segment was created or deleted since,
+//! fsyncs the directory. Only then are the records committed (eligible for `cut`).
 //! After `sync` returns `Ok`, every record appended before it survives power loss;
 //! this is when the agent acknowledges the MQTT messages. `cut` and `ack` append
 //! to the ledger and fsync it before returning. A segment is only deleted after

@@ -147,8 +147,7 @@ impl Model {
         let seg = &self.segments[&active];
         let has_records = seg.first_id < self.next_id;
         if has_records && seg.len + frame > SEGMENT_BYTES {
-            // A roll syncs the sealed segment.
-            self.sync();
+            // A roll writes the sealed segment out; the next sync fsyncs it.
             self.segments.insert(
                 active + 1,
                 ModelSegment {
@@ -234,31 +233,34 @@ impl Model {
         Some((ids.len() as u64, readings))
     }
 
-    /// A restart: buffered (unsynced) records are lost.
+    /// A restart (not a power cut): records still in the write buffer, i.e. the
+    /// active segment's unsynced ones, are lost; sealed segments were written out.
     fn restart(&mut self) {
-        let lost: Vec<u64> = self
+        self.lose_buffered();
+        self.open();
+    }
+
+    fn lose_buffered(&mut self) {
+        let active = self.active_id();
+        let unsynced: Vec<u64> = self
             .records
             .range(self.synced_below..)
             .map(|(id, _)| *id)
             .collect();
-        for id in lost {
-            self.records.remove(&id);
+        for id in unsynced {
+            if self.records[&id].segment_id == active {
+                self.records.remove(&id);
+            } else {
+                self.uncut.insert(id);
+            }
         }
-        self.open();
     }
 
     /// Truncates segment `segment_id` to `len` bytes, then restarts.
     fn truncate(&mut self, segment_id: u64, len: u64) {
-        // Unsynced records are lost by the restart anyway; drop them first so the
+        // Buffered records are lost by the restart anyway; drop them first so the
         // truncation acts on what is in the file.
-        let lost: Vec<u64> = self
-            .records
-            .range(self.synced_below..)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            self.records.remove(&id);
-        }
+        self.lose_buffered();
         let truncated: Vec<u64> = self
             .records
             .iter()

@@ -37,6 +37,8 @@ pub struct Spool {
     segments_len: u64,
     active_file: Box<dyn AppendFile>,
     active_path: PathBuf,
+    /// Segments sealed since the last sync whose data is written but not fsynced.
+    sealed_unsynced: Vec<(u64, PathBuf, Box<dyn AppendFile>)>,
     /// Frames appended to the active segment and not yet written to its file.
     write_buf: Vec<u8>,
     /// Bytes written to the active file since its last fsync.
@@ -132,6 +134,7 @@ impl Spool {
             segments,
             segments_len,
             active_file,
+            sealed_unsynced: Vec::new(),
             write_buf: Vec::with_capacity(FLUSH_BYTES),
             active_dirty: false,
             dir_dirty: false,
@@ -223,6 +226,10 @@ impl Spool {
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         self.check_poisoned()?;
         self.flush()?;
+        for (_, path, mut file) in std::mem::take(&mut self.sealed_unsynced) {
+            let res = file.sync_data();
+            self.poison_on_err(res, "syncing segment", path)?;
+        }
         if self.active_dirty {
             let res = self.active_file.sync_data();
             self.poison_on_err(res, "syncing segment", self.active_path.clone())?;
@@ -233,9 +240,16 @@ impl Spool {
             self.poison_on_err(res, "syncing directory", self.dir.clone())?;
             self.dir_dirty = false;
         }
-        self.uncut.insert(self.unsynced_from..self.next_record_id);
+        self.uncut
+            .insert(self.committed_from()..self.next_record_id);
         self.unsynced_from = self.next_record_id;
         Ok(())
+    }
+
+    /// First record id not yet fsynced and not evicted.
+    fn committed_from(&self) -> u64 {
+        let oldest = self.segments.front().map_or(0, |s| s.first_id);
+        self.unsynced_from.max(oldest)
     }
 
     /// Cuts the next batch of at most `max_records` records and `max_bytes` payload
@@ -431,7 +445,7 @@ impl Spool {
             bytes_on_disk: self.bytes_on_disk(),
             max_bytes: self.cfg.max_bytes,
             segments: self.segments.len() as u64,
-            unsynced_records: self.next_record_id - self.unsynced_from,
+            unsynced_records: self.next_record_id - self.committed_from(),
             uncut_records: uncut.records,
             uncut_readings: uncut.readings,
             uncut_bytes: uncut.bytes,
@@ -498,10 +512,11 @@ impl Spool {
         Ok(())
     }
 
-    /// Seals the active segment (write + fsync, so its records are committed) and
-    /// starts a new one.
+    /// Seals the active segment (its buffer written out; the next `sync` fsyncs it)
+    /// and starts a new one.
     fn roll(&mut self) -> Result<(), SpoolError> {
-        self.sync()?;
+        self.flush()?;
+        let sealed_id = self.segments.back().expect("active segment").id;
         let segment_id = self.segments.back().expect("active segment").id + 1;
         let path = self.dir.join(segment::file_name(segment_id));
         let res = self.fs.create_new(&path);
@@ -519,9 +534,13 @@ impl Spool {
         );
         let res = file.write_all(&header);
         self.poison_on_err(res, "writing segment", path.clone())?;
+        let sealed_file = std::mem::replace(&mut self.active_file, file);
+        let sealed_path = std::mem::replace(&mut self.active_path, path);
+        if self.active_dirty {
+            self.sealed_unsynced
+                .push((sealed_id, sealed_path, sealed_file));
+        }
         self.active_dirty = true;
-        self.active_file = file;
-        self.active_path = path;
         self.dir_dirty = true;
         self.segments.push_back(Segment::new(
             segment_id,
@@ -550,6 +569,8 @@ impl Spool {
         self.dropped_total.add(lost);
         self.uncut.remove(ids.clone());
         self.acked.remove(ids.clone());
+        // Its unsynced data no longer matters: the file is being deleted.
+        self.sealed_unsynced.retain(|(id, _, _)| *id != seg.id);
         for batch in self.pending.values_mut() {
             batch.ranges = batch
                 .ranges
