@@ -2,7 +2,7 @@
 //! external-ID indexes, auto-number counters, and an undo log that gives
 //! `allOrNone` and composite requests real rollback.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::id;
@@ -73,6 +73,8 @@ pub struct Store {
     pub autonumbers: HashMap<(usize, usize), u64>,
     undo: Option<Vec<Undo>>,
     txn_depth: usize,
+    /// Shared copies of repeated strings (picklist values, lookup ids).
+    interned: HashSet<Arc<str>>,
     /// Set whenever records change; the persister clears it.
     pub dirty: bool,
 }
@@ -88,6 +90,7 @@ impl Store {
             autonumbers: HashMap::new(),
             undo: None,
             txn_depth: 0,
+            interned: HashSet::new(),
             dirty: false,
         }
     }
@@ -214,7 +217,10 @@ impl Store {
     }
 
     /// Inserts or replaces a record, keeping indexes and the undo log.
-    pub fn put(&mut self, object: usize, record: Record) {
+    pub fn put(&mut self, object: usize, mut record: Record) {
+        // Records are written once and read many times: drop spare capacity.
+        record.values.shrink_to_fit();
+        self.intern(object, &mut record);
         let previous = self.tables[object].records.remove(&record.id);
         if let Some(prev) = &previous {
             self.unindex(object, prev);
@@ -231,6 +237,28 @@ impl Store {
             .records
             .insert(record.id.clone(), record);
         self.dirty = true;
+    }
+
+    /// Replaces picklist and reference strings by shared copies: a million
+    /// Work Orders then hold a handful of status strings, not a million.
+    fn intern(&mut self, object: usize, record: &mut Record) {
+        let schema = self.schema.clone();
+        let fields = &schema.objects[object].fields;
+        for (idx, value) in record.values.iter_mut() {
+            let Value::Str(text) = value else { continue };
+            if !matches!(
+                fields[*idx as usize].ty,
+                FieldType::Picklist(_) | FieldType::Reference(_)
+            ) {
+                continue;
+            }
+            match self.interned.get(&**text) {
+                Some(shared) => *text = shared.clone(),
+                None => {
+                    self.interned.insert(text.clone());
+                }
+            }
+        }
     }
 
     fn restore(&mut self, undo: Undo) {

@@ -15,8 +15,9 @@ pub enum Value {
     Int(i64),
     /// `double`, `currency`, `percent`.
     Num(f64),
-    /// Every text-like type, picklists and ids.
-    Str(Box<str>),
+    /// Every text-like type, picklists and ids; repeated values (picklists,
+    /// lookups) share one allocation through the store's interner.
+    Str(std::sync::Arc<str>),
     /// `date`, days since the epoch.
     Date(i32),
     /// `datetime`, epoch milliseconds.

@@ -213,7 +213,7 @@ fn derive(store: &Store, object: usize, record: &mut Record, previous: Option<&R
                 .field_idx("ParentId")
                 .and_then(|i| record.get(i))
                 .cloned();
-            let root = parent.unwrap_or_else(|| Value::Str(record.id.clone()));
+            let root = parent.unwrap_or_else(|| Value::Str(record.id.as_ref().into()));
             set_system(obj, record, "RootAssetId", root);
             if obj
                 .field_idx("AssetLevel")

@@ -38,6 +38,8 @@ pub use bulk::Job;
 pub const MIN_VERSION: u32 = 46;
 /// Newest version served.
 pub const MAX_VERSION: u32 = 68;
+/// Requests kept in the request log (a ring buffer, so long runs stay bounded).
+pub const REQUEST_LOG_CAPACITY: usize = 10_000;
 
 /// An error starting or running the emulator.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +116,7 @@ pub(crate) struct Shared {
     pub sessions: Mutex<HashMap<String, Session>>,
     pub api_used: Mutex<(u64, u64)>,
     pub faults: Mutex<FaultState>,
-    pub log: Mutex<Vec<LogEntry>>,
+    pub log: Mutex<std::collections::VecDeque<LogEntry>>,
     pub clock: Clock,
     pub user_id: String,
     pub base_url: Mutex<String>,
@@ -286,7 +288,7 @@ impl Emulator {
                 sessions: Mutex::new(HashMap::new()),
                 api_used: Mutex::new((0, limit)),
                 faults: Mutex::new(faults),
-                log: Mutex::new(Vec::new()),
+                log: Mutex::new(std::collections::VecDeque::new()),
                 clock,
                 user_id,
                 base_url: Mutex::new(String::from("http://127.0.0.1")),
@@ -415,9 +417,9 @@ impl Emulator {
         persist::records_json(&org.store, obj)
     }
 
-    /// The request log so far.
+    /// The most recent requests (at most [`REQUEST_LOG_CAPACITY`]), oldest first.
     pub fn request_log(&self) -> Vec<LogEntry> {
-        lock(&self.shared.log).clone()
+        lock(&self.shared.log).iter().cloned().collect()
     }
 
     /// The schema in use.
@@ -556,12 +558,18 @@ async fn handle(State(emu): State<Emulator>, request: Request) -> Response {
             Ok(bytes) => route(&emu, &method, &path, &raw_query, &parts.headers, &bytes).await,
         }
     };
-    lock(&emu.shared.log).push(LogEntry {
-        method: method.to_string(),
-        path: path.clone(),
-        status: reply.status,
-        error_code: reply.first_error_code(),
-    });
+    {
+        let mut log = lock(&emu.shared.log);
+        if log.len() >= REQUEST_LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(LogEntry {
+            method: method.to_string(),
+            path: path.clone(),
+            status: reply.status,
+            error_code: reply.first_error_code(),
+        });
+    }
     to_response(reply, usage)
 }
 
