@@ -218,7 +218,7 @@ impl fmt::Display for InspectReport {
         )?;
         writeln!(
             f,
-            "{:<26} {:>10} {:<8} {:>21} {:>8} {:>9} {:>7} {:>7} {:>7} {:>9}",
+            "{:<26} {:>10} {:<8} {:>21} {:>8} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9}",
             "segment",
             "bytes",
             "header",
@@ -228,6 +228,7 @@ impl fmt::Display for InspectReport {
             "acked",
             "pending",
             "corrupt",
+            "lost",
             "torn_tail"
         )?;
         for seg in &self.segments {
@@ -237,7 +238,7 @@ impl fmt::Display for InspectReport {
             };
             writeln!(
                 f,
-                "{:<26} {:>10} {:<8} {:>21} {:>8} {:>9} {:>7} {:>7} {:>7} {:>9}",
+                "{:<26} {:>10} {:<8} {:>21} {:>8} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9}",
                 seg.file,
                 seg.bytes,
                 seg.header,
@@ -247,6 +248,7 @@ impl fmt::Display for InspectReport {
                 seg.acked_records,
                 seg.pending_records,
                 seg.corrupt_regions,
+                seg.records_lost,
                 seg.torn_tail_bytes
             )?;
         }
