@@ -587,3 +587,184 @@ async fn soql_returns_parent_fields_filters_and_orders() {
         2
     );
 }
+
+#[tokio::test]
+async fn collections_create_update_retrieve_delete_and_graph_follow_the_reference() {
+    let h = start().await;
+    let (account, asset) = account_and_asset(&h).await;
+    let post = reqwest::Method::POST;
+    let created = json!({"allOrNone": false, "records": [
+        {"attributes": {"type": "Case"}, "Subject": "one", "AssetId": asset},
+        {"attributes": {"type": "Asset_Alert__c"}, "Asset__c": asset, "Score__c": 0.4},
+        {"attributes": {"type": "Case"}, "Subject": "bad", "ContactId": account}
+    ]});
+    let (status, results) = h
+        .client
+        .raw_json(
+            post.clone(),
+            "/services/data/v66.0/composite/sobjects",
+            Some(created),
+        )
+        .await
+        .expect("create");
+    assert_eq!(status, 200);
+    assert_eq!(results[0]["success"], true);
+    assert_eq!(results[1]["success"], true);
+    assert_eq!(
+        results[2]["errors"][0]["statusCode"],
+        "FIELD_INTEGRITY_EXCEPTION"
+    );
+    let case_id = results[0]["id"].as_str().expect("id").to_string();
+    let alert_id = results[1]["id"].as_str().expect("id").to_string();
+    let update = json!({"records": [{"attributes": {"type": "Case"}, "id": case_id, "Priority": "High"}, {"attributes": {"type": "Case"}, "id": "500xx0000000BA", "Priority": "Low"}]});
+    let (_, results) = h
+        .client
+        .raw_json(
+            reqwest::Method::PATCH,
+            "/services/data/v66.0/composite/sobjects",
+            Some(update),
+        )
+        .await
+        .expect("update");
+    assert_eq!(results[0]["success"], true);
+    assert_eq!(results[1]["errors"][0]["statusCode"], "MALFORMED_ID");
+    let (_, rows) = h
+        .client
+        .raw_json(
+            reqwest::Method::GET,
+            &format!(
+                "/services/data/v66.0/composite/sobjects/Case?ids={case_id},{}&fields=Id,Priority",
+                &account
+            ),
+            None,
+        )
+        .await
+        .expect("retrieve");
+    assert_eq!(rows[0]["Priority"], "High");
+    assert!(
+        rows[1].is_null(),
+        "an id of another object retrieves as null"
+    );
+    let (_, deleted) = h
+        .client
+        .raw_json(
+            reqwest::Method::DELETE,
+            &format!(
+                "/services/data/v66.0/composite/sobjects?ids={case_id},{alert_id}&allOrNone=false"
+            ),
+            None,
+        )
+        .await
+        .expect("delete");
+    assert_eq!(deleted[0]["success"], true);
+    assert_eq!(deleted[1]["success"], true);
+    assert_eq!(h.emulator.live_count("Case"), 0);
+    // Relationship by external ID in a body.
+    h.client
+        .upsert(
+            "Case",
+            "FieldPulse_Key__c",
+            "fp:case:rel",
+            &map(json!({"Subject": "parent"})),
+        )
+        .await
+        .expect("case");
+    let by_key = h
+        .client
+        .create(
+            "Asset_Alert__c",
+            &map(json!({"Asset__c": asset, "Case__r": {"FieldPulse_Key__c": "fp:case:rel"}})),
+        )
+        .await
+        .expect("relationship by external id");
+    let alert = h
+        .client
+        .get("Asset_Alert__c", &by_key, Some(&["Case__c"]))
+        .await
+        .expect("alert");
+    assert!(alert["Case__c"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("500")));
+    let err = h
+        .client
+        .create(
+            "Asset_Alert__c",
+            &map(json!({"Asset__c": asset, "Case__r": {"Subject": "parent"}})),
+        )
+        .await
+        .expect_err("not an external id");
+    assert_eq!(codes(&err), ["INVALID_FIELD"]);
+    // Composite graph: a failing graph rolls back alone.
+    let graph = json!({"graphs": [
+        {"graphId": "ok", "compositeRequest": [
+            {"method": "POST", "url": "/services/data/v66.0/sobjects/MaintenancePlan/", "referenceId": "plan", "body": {"MaintenancePlanTitle": "PM campaign", "StartDate": "2026-11-24", "NextSuggestedMaintenanceDate": "2026-12-01", "GenerationTimeframe": 3, "GenerationTimeframeType": "Months", "DoesAutoGenerateWorkOrders": false}},
+            {"method": "POST", "url": "/services/data/v66.0/sobjects/MaintenanceAsset/", "referenceId": "ma1", "body": {"MaintenancePlanId": "@{plan.id}", "AssetId": asset}}
+        ]},
+        {"graphId": "bad", "compositeRequest": [
+            {"method": "POST", "url": "/services/data/v66.0/sobjects/MaintenancePlan/", "referenceId": "plan", "body": {"MaintenancePlanTitle": "Broken", "StartDate": "2026-11-24", "NextSuggestedMaintenanceDate": "2026-12-01", "GenerationTimeframeType": "Fortnights"}},
+            {"method": "POST", "url": "/services/data/v66.0/sobjects/MaintenanceAsset/", "referenceId": "ma1", "body": {"MaintenancePlanId": "@{plan.id}", "AssetId": asset}}
+        ]}
+    ]});
+    let (_, result) = h
+        .client
+        .raw_json(post, "/services/data/v66.0/composite/graph", Some(graph))
+        .await
+        .expect("graph");
+    assert_eq!(result["graphs"][0]["isSuccessful"], true);
+    assert_eq!(result["graphs"][1]["isSuccessful"], false);
+    let plan_errors: Vec<&str> = result["graphs"][1]["graphResponse"]["compositeResponse"][0]
+        ["body"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["errorCode"].as_str())
+        .collect();
+    assert_eq!(
+        plan_errors,
+        [
+            "REQUIRED_FIELD_MISSING",
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+        ]
+    );
+    assert_eq!(h.emulator.live_count("MaintenancePlan"), 1);
+    assert_eq!(h.emulator.live_count("MaintenanceAsset"), 1);
+    let plan = &h.emulator.records("MaintenancePlan")[0];
+    assert_eq!(plan["WorkOrderGenerationStatus"], "NotStarted");
+}
+
+#[tokio::test]
+async fn oversized_uris_and_describe_follow_the_reference() {
+    let h = start().await;
+    h.client.authenticate().await.expect("token");
+    let long = "a".repeat(17_000);
+    let res = reqwest::Client::new()
+        .get(format!("{}/services/data/v66.0/query?q={long}", h.base))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(res.status().as_u16(), 414);
+    let describe = h.client.describe("Asset_Alert__c").await.expect("describe");
+    assert_eq!(describe["keyPrefix"], "a01");
+    let priority = describe["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["name"] == "Priority__c")
+        .expect("Priority__c");
+    assert_eq!(priority["restrictedPicklist"], true);
+    assert_eq!(priority["picklistValues"].as_array().map(Vec::len), Some(4));
+    let wo = h.client.describe("WorkOrder").await.expect("describe");
+    let number = wo["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["name"] == "WorkOrderNumber")
+        .expect("WorkOrderNumber");
+    assert_eq!(
+        (
+            number["createable"].as_bool(),
+            number["autoNumber"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+}

@@ -145,3 +145,26 @@ fn fixtures_are_validated_like_api_writes() {
         "{err}"
     );
 }
+
+#[test]
+fn the_demo_fixture_seeds_accounts_products_assets_and_work_order_history() {
+    let emulator = Emulator::new(EmulatorConfig::default(), None).expect("emulator");
+    let text = include_str!("../fixtures/demo-org.json");
+    let fixture: Fixture = serde_json::from_str(text).expect("fixture parses");
+    let report = emulator.seed(&fixture).expect("fixture seeds");
+    assert_eq!(report.created["WorkOrder"], 3);
+    let orders = emulator.records("WorkOrder");
+    let bearing = orders
+        .iter()
+        .find(|o| o["Subject"] == "Replace drive-end bearing P-104")
+        .expect("history row");
+    assert_eq!(
+        bearing["SystemModstamp"], "2024-06-03T13:35:00.000+0000",
+        "history keeps its own timestamps"
+    );
+    assert_eq!(bearing["IsClosed"], true);
+    assert_eq!(
+        emulator.records("WorkOrderLineItem")[0]["WorkOrderId"],
+        bearing["Id"]
+    );
+}
