@@ -11,10 +11,15 @@ use fieldpulse_models::gbdt::GbdtParams;
 
 /// Arguments of `fieldpulse eval`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  fieldpulse eval cmapss --data ../shared/data/cmapss --json")]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  fieldpulse eval cmapss --data ../shared/data/cmapss --json\n  fieldpulse eval --model models/v1 --telemetry held-out/telemetry.csv --work-orders held-out/history.json"
+)]
 pub struct EvalArgs {
     #[command(subcommand)]
-    command: EvalCommand,
+    command: Option<EvalCommand>,
+    #[command(flatten)]
+    artifact: crate::train::EvalModelArgs,
 }
 
 /// Benchmarks `fieldpulse eval` can run.
@@ -106,7 +111,8 @@ const PUBLISHED: &[(&str, [(f64, f64); 4])] = &[
 /// Runs `fieldpulse eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     match args.command {
-        EvalCommand::Cmapss(cmd) => run_cmapss(cmd),
+        Some(EvalCommand::Cmapss(cmd)) => run_cmapss(cmd),
+        None => crate::train::run_eval_model(args.artifact),
     }
 }
 

@@ -12,8 +12,11 @@ mod detect;
 mod eval;
 mod logging;
 mod mosquitto;
+mod score;
 mod sf_emulator;
+mod simulate;
 mod sync;
+mod train;
 
 /// fieldpulse: sensor readings in, prioritized Salesforce Field Service work out.
 #[derive(Debug, Parser)]
@@ -38,6 +41,12 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Score every row of a wide telemetry CSV for anomalies (no look-ahead).
     Detect(detect::DetectArgs),
+    /// Simulate a fleet: telemetry CSV, Work Order history fixture, ground truth.
+    Simulate(simulate::SimulateArgs),
+    /// Train failure/RUL models on telemetry + Work Order history (artifact directory).
+    Train(train::TrainArgs),
+    /// Score a telemetry CSV with a trained failure model (batch form of cloud scoring).
+    Score(score::ScoreArgs),
     /// Run a strict local Salesforce emulator (OAuth2, REST, SOQL, Bulk 2.0).
     SfEmulator(sf_emulator::SfEmulatorArgs),
     /// Pull data from Salesforce into local files (Work Order history for training).
@@ -57,6 +66,9 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Score(args) => score::run(args),
         Command::SfEmulator(args) => sf_emulator::run(args),
         Command::Sync(cmd) => sync::run(cmd),
     };

@@ -233,7 +233,45 @@ impl FleetHistory {
     /// # Errors
     /// Not JSON, or no `records.Asset` / `records.WorkOrder` arrays.
     pub fn from_json(json: &str) -> Result<Self, HistoryError> {
-        let root: Value = serde_json::from_str(json)?;
+        Self::from_value(&serde_json::from_str(json)?)
+    }
+
+    /// Reads a `fieldpulse sync work-orders` directory: `products.jsonl`,
+    /// `assets.jsonl` and `work_orders.jsonl` (one flattened record per line,
+    /// the Work Type name as the dotted key `WorkType.Name`).
+    ///
+    /// # Errors
+    /// Unreadable files or lines that are not JSON.
+    pub fn from_sync_dir(dir: &std::path::Path) -> Result<Self, HistoryError> {
+        let mut objects = serde_json::Map::new();
+        for (object, stem, required) in [
+            ("Product2", "products", false),
+            ("Asset", "assets", true),
+            ("WorkOrder", "work_orders", true),
+        ] {
+            let path = dir.join(format!("{stem}.jsonl"));
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(HistoryError::Shape(format!("{}: {e}", path.display()))),
+            };
+            let rows = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<Vec<Value>, _>>()?;
+            objects.insert(object.to_string(), Value::Array(rows));
+        }
+        let mut root = serde_json::Map::new();
+        root.insert("records".into(), Value::Object(objects));
+        Self::from_value(&Value::Object(root))
+    }
+
+    /// Reads already-parsed fixture / export JSON.
+    ///
+    /// # Errors
+    /// No `records.WorkOrder` array.
+    pub fn from_value(root: &Value) -> Result<Self, HistoryError> {
         if root
             .get("records")
             .and_then(|r| r.get("WorkOrder"))
@@ -241,7 +279,7 @@ impl FleetHistory {
         {
             return Err(HistoryError::Shape("no `records.WorkOrder` array".into()));
         }
-        let products: BTreeMap<&str, &str> = records(&root, "Product2")
+        let products: BTreeMap<&str, &str> = records(root, "Product2")
             .iter()
             .filter_map(|p| {
                 Some((
@@ -250,13 +288,13 @@ impl FleetHistory {
                 ))
             })
             .collect();
-        let work_types: BTreeMap<&str, &str> = records(&root, "WorkType")
+        let work_types: BTreeMap<&str, &str> = records(root, "WorkType")
             .iter()
             .filter_map(|w| Some((text(w, "Id")?, text(w, "Name")?)))
             .collect();
         let mut names: BTreeMap<&str, &str> = BTreeMap::new();
         let mut out = FleetHistory::default();
-        for asset in records(&root, "Asset") {
+        for asset in records(root, "Asset") {
             let (Some(id), Some(name)) = (text(asset, "Id"), text(asset, "Name")) else {
                 continue;
             };
@@ -273,7 +311,7 @@ impl FleetHistory {
             );
         }
         let mut raw: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-        for wo in records(&root, "WorkOrder") {
+        for wo in records(root, "WorkOrder") {
             out.n_work_orders += 1;
             let asset = text(wo, "AssetId").and_then(|id| names.get(id));
             let canceled = text(wo, "Status").is_some_and(|s| s.eq_ignore_ascii_case("Canceled"));
@@ -291,7 +329,9 @@ impl FleetHistory {
                 .and_then(parse_sf_datetime)
                 .unwrap_or(start_ms)
                 .max(start_ms);
-            let work_type = text(wo, "WorkTypeId").and_then(|id| work_types.get(id).copied());
+            let work_type = text(wo, "WorkTypeId")
+                .and_then(|id| work_types.get(id).copied())
+                .or_else(|| text(wo, "WorkType.Name"));
             let generated = wo
                 .get("IsGeneratedFromMaintenancePlan")
                 .and_then(Value::as_bool)
@@ -446,6 +486,27 @@ mod tests {
     fn wo(wt: &str, subject: &str, created: &str, end: &str, status: &str) -> Value {
         json!({"AssetId": "02i1", "WorkTypeId": wt, "Subject": subject, "Status": status,
                "CreatedDate": created, "StartDate": created, "EndDate": end})
+    }
+
+    #[test]
+    fn a_sync_directory_of_json_lines_reads_like_the_fixture() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("assets.jsonl"),
+            "{\"Id\":\"02i1\",\"Name\":\"pump-0001\",\"InstallDate\":\"2025-06-01\"}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("work_orders.jsonl"),
+            "{\"Id\":\"0WO1\",\"AssetId\":\"02i1\",\"WorkType.Name\":\"Corrective - Electrical\",\"Status\":\"Completed\",\"CreatedDate\":\"2026-02-01T10:00:00.000+0000\"}\n",
+        )
+        .expect("write");
+        let h = FleetHistory::from_sync_dir(dir.path()).expect("history");
+        assert_eq!(
+            h.assets["pump-0001"].failures[0].kind,
+            EventKind::Failure(Some("electrical".into()))
+        );
+        assert!(FleetHistory::from_sync_dir(&dir.path().join("missing")).is_err());
     }
 
     #[test]
