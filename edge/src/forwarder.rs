@@ -34,7 +34,7 @@ use crate::batch::{BatchBuilder, EncodedBatch};
 use crate::config::ForwardConfig;
 use crate::intake::publish_spool_gauges;
 use crate::metrics::{DropReason, MetricsHandle};
-use crate::spool::{CutBatch, Lane, Spool, SpoolError};
+use crate::spool::{CutBatch, CutEnd, Lane, Spool, SpoolError};
 
 /// Why a POST failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +125,8 @@ struct Shared {
 enum Sent {
     Acked,
     DeadLettered,
+    /// Every record of the batch was evicted by `drop_oldest` before it could be sent.
+    Evicted,
     Stopped,
 }
 
@@ -244,7 +246,7 @@ async fn live_lane(
     hard_stop: CancellationToken,
 ) -> Result<(), ForwarderError> {
     for batch in pending {
-        if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+        if send_cut(&shared, batch, false, &hard_stop).await? == Sent::Stopped {
             return Ok(());
         }
     }
@@ -268,7 +270,14 @@ async fn live_lane(
                 return Ok(LiveCut::NotYet);
             }
             let n = (eligible as usize).min(max_records);
-            Ok(match spool.cut(Lane::Live, n, max_bytes)? {
+            // After an outage live takes the newest records, so fresh data goes first. Without
+            // a backlog a live lane that fell behind must keep receive order: oldest first.
+            let end = if backlog == 0 {
+                CutEnd::Oldest
+            } else {
+                CutEnd::Newest
+            };
+            Ok(match spool.cut_from(Lane::Live, end, n, max_bytes)? {
                 Some(batch) => LiveCut::Batch(batch),
                 None => LiveCut::Empty,
             })
@@ -276,7 +285,7 @@ async fn live_lane(
         .await?;
         match cut {
             LiveCut::Batch(batch) => {
-                if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+                if send_cut(&shared, batch, false, &hard_stop).await? == Sent::Stopped {
                     return Ok(());
                 }
                 // Whatever is left has waited at least as long as this batch: keep forcing.
@@ -339,7 +348,7 @@ async fn backfill_lane(
             return Ok(());
         }
         let n_readings = batch.n_readings();
-        if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+        if send_cut(&shared, batch, true, &hard_stop).await? == Sent::Stopped {
             return Ok(());
         }
         if pause(n_readings, rate, &drain, &hard_stop).await {
@@ -384,7 +393,7 @@ async fn backfill_lane(
         match cut {
             Some(batch) => {
                 let n_readings = batch.n_readings();
-                if send_cut(&shared, batch, &hard_stop).await? == Sent::Stopped {
+                if send_cut(&shared, batch, true, &hard_stop).await? == Sent::Stopped {
                     return Ok(());
                 }
                 if pause(n_readings, rate, &drain, &hard_stop).await {
@@ -421,17 +430,15 @@ async fn pause(
     }
 }
 
-/// Encodes, sends until acknowledged (or dead-lettered), then acks the spool.
-#[instrument(skip_all, fields(seq = batch.seq, lane = ?batch.lane))]
-async fn send_cut(
+/// Builds and compresses the batch of a cut on a blocking thread, counting unreadable records.
+async fn encode_cut(
     shared: &Arc<Shared>,
     batch: CutBatch,
-    hard_stop: &CancellationToken,
-) -> Result<Sent, ForwarderError> {
-    let seq = batch.seq;
-    let historical = batch.lane == Lane::Backfill;
+    historical: bool,
+) -> Result<EncodedBatch, ForwarderError> {
     let gateway_id = shared.gateway_id.clone();
     let level = shared.cfg.zstd_level;
+    let seq = batch.seq;
     let encoded = tokio::task::spawn_blocking(move || {
         let mut builder = BatchBuilder::new(&gateway_id, batch.seq, historical, crate::clock::now_ms());
         for record in &batch.records {
@@ -442,27 +449,55 @@ async fn send_cut(
         builder.encode(level)
     })
     .await
-    .map_err(ForwarderError::Thread)?;
-    let encoded = match encoded {
-        Ok(encoded) => encoded,
-        Err(err) => {
-            // zstd only fails on allocation failure or a bad level (validated): treat as fatal IO.
-            return Err(ForwarderError::Spool(SpoolError::Io {
-                op: "compressing batch",
-                path: std::path::PathBuf::from(format!("seq {seq}")),
-                source: err,
-            }));
-        }
-    };
-    let metrics = shared.metrics.inner();
+    .map_err(ForwarderError::Thread)?
+    .map_err(|source| {
+        // zstd fails only on allocation failure or a bad level (validated): fatal.
+        ForwarderError::Spool(SpoolError::Io {
+            op: "compressing batch",
+            path: std::path::PathBuf::from(format!("seq {seq}")),
+            source,
+        })
+    })?;
     if encoded.n_corrupt_records > 0 {
+        let metrics = shared.metrics.inner();
         metrics
             .records_dropped
             .fetch_add(encoded.n_corrupt_records, Ordering::Relaxed);
         metrics.add_dropped(DropReason::RecordCorrupt, encoded.n_corrupt_records);
     }
+    Ok(encoded)
+}
+
+/// Encodes, sends until acknowledged (or dead-lettered), then acks the spool.
+#[instrument(skip_all, fields(seq = batch.seq, historical))]
+async fn send_cut(
+    shared: &Arc<Shared>,
+    batch: CutBatch,
+    historical: bool,
+    hard_stop: &CancellationToken,
+) -> Result<Sent, ForwarderError> {
+    let seq = batch.seq;
+    let metrics = shared.metrics.inner();
+    let mut evictions_seen = metrics.evictions.load(Ordering::Relaxed);
+    let mut encoded = encode_cut(shared, batch, historical).await?;
     let mut attempt = 0u32;
     let outcome = loop {
+        if attempt > 0 && metrics.evictions.load(Ordering::Relaxed) != evictions_seen {
+            // drop_oldest evicted records while this batch waited: send what is left of it
+            // (the evicted readings are already counted as dropped), or nothing if it is gone.
+            evictions_seen = metrics.evictions.load(Ordering::Relaxed);
+            let current = blocking(shared, move |spool| {
+                Ok(spool.pending()?.into_iter().find(|batch| batch.seq == seq))
+            })
+            .await?;
+            match current {
+                Some(batch) => encoded = encode_cut(shared, batch, historical).await?,
+                None => {
+                    debug!("Batch evicted by drop_oldest while waiting to be sent.");
+                    break Sent::Evicted;
+                }
+            }
+        }
         let res = tokio::select! {
             biased;
             _ = hard_stop.cancelled() => return Ok(Sent::Stopped),

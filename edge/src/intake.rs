@@ -245,9 +245,7 @@ impl RecentMessages {
     /// Rebuilds the filter from the newest spool records.
     pub fn from_spool_tail(spool: &Spool) -> Result<Self, SpoolError> {
         let mut recent = Self::default();
-        // Records of batches cut but not acknowledged; uncut records are not readable through
-        // the spool API yet (requested as `Spool::tail`).
-        let records = spool.pending()?.into_iter().flat_map(|batch| batch.records);
+        let records = spool.tail(RECENT_MESSAGES)?;
         for record in records {
             if let Ok(header) = envelope::parse_header(&record.payload) {
                 recent.insert(header.pkid, header.msg_hash);
@@ -457,6 +455,7 @@ impl WriterCore {
                 } => match spool.append(&bytes, n_readings) {
                     Ok(appended) => {
                         if !appended.dropped.is_empty() {
+                            metrics.evictions.fetch_add(1, Ordering::Relaxed);
                             metrics.add_dropped(DropReason::SpoolFull, appended.dropped.readings);
                             metrics
                                 .records_dropped

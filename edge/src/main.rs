@@ -154,6 +154,9 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn run_agent(config: EdgeConfig) -> anyhow::Result<()> {
+    // Listen for signals before anything else, so a SIGTERM during startup still shuts down
+    // cleanly instead of killing the process.
+    let signal_wait = wait_for_signal();
     let origin = config.origin.clone();
     let agent = Agent::start(config)
         .await
@@ -165,7 +168,7 @@ async fn run_agent(config: EdgeConfig) -> anyhow::Result<()> {
     let signals = shutdown.clone();
     let agent_run = agent.run(shutdown.clone());
     let signal_wait = async move {
-        wait_for_signal().await;
+        signal_wait.await;
         info!("Signal received.");
         signals.cancel();
     };
@@ -183,25 +186,33 @@ async fn run_agent(config: EdgeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Registers SIGTERM and SIGINT handlers now; the returned future completes on either.
 #[cfg(unix)]
-async fn wait_for_signal() {
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
 
+/// Completes on Ctrl-C.
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn init_logging(filter: &str, json: bool) {

@@ -69,6 +69,8 @@ pub struct EdgeMetrics {
     pub(crate) spool_records_uncut: AtomicU64,
     pub(crate) spool_batches_pending: AtomicU64,
     pub(crate) backlog_records: AtomicU64,
+    /// Bumped whenever `drop_oldest` evicted records (pending batches may have shrunk).
+    pub(crate) evictions: AtomicU64,
 }
 
 /// A cheap, clonable handle on an agent's metrics.

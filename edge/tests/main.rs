@@ -1,0 +1,10 @@
+//! Integration tests of `fieldpulse-edge` with real parts: a `mosquitto` broker on a free port per
+//! test, an in-process HTTP receiver speaking the batch protocol, and (for crash tests) the built
+//! `fieldpulse-edge` binary as a separate process.
+
+mod support;
+
+mod broker_restart;
+mod crash;
+mod outage;
+mod pipeline;

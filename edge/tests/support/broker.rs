@@ -1,0 +1,158 @@
+//! A real `mosquitto` on a free loopback port, killed on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, SubscribeFilter};
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// A running broker.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    conf: PathBuf,
+}
+
+/// Picks a free loopback port (bind to 0, read, release).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+impl Broker {
+    /// Starts mosquitto in `dir` (persistence there when `persistent`).
+    pub fn start(dir: &Path, persistent: bool) -> Self {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        let persistence = if persistent {
+            // `user`: when started as root, mosquitto otherwise switches to the `mosquitto` user,
+            // which cannot write the test's temporary directory.
+            let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+            format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\nuser {user}\n",
+                dir.display()
+            )
+        } else {
+            "persistence false\n".to_string()
+        };
+        // What docs/edge.md tells operators: deep queues for the persistent session, a wide
+        // in-flight window, and a message size limit below the edge's max_packet_bytes.
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\
+                 max_queued_messages 0\nmax_inflight_messages 1000\n\
+                 message_size_limit 12000000\nlog_dest none\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let mut broker = Self {
+            child: None,
+            port,
+            conf,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "mosquitto must be installed at /usr/sbin/mosquitto (apt-get install mosquitto)",
+            );
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("mosquitto exited with {status} before listening on {addr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The broker's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the broker gracefully (SIGTERM: it saves its persistence file) and starts it again
+    /// on the same port with the same files.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success());
+            child.wait().expect("mosquitto exits");
+        }
+        self.spawn();
+    }
+
+    /// Creates the edge's persistent session before the edge first runs, so the broker queues
+    /// messages for it from now on (no need to wait for the edge to subscribe).
+    pub async fn prepare_session(&self, client_id: &str, filters: &[&str]) {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", self.port);
+        options
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(10));
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        let subs = filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce));
+        client.subscribe_many(subs).await.expect("queue subscribe");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let event = tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .expect("suback within 10 s")
+                .expect("session client connects");
+            if let Event::Incoming(Incoming::SubAck(_)) = event {
+                break;
+            }
+        }
+        client.disconnect().await.expect("queue disconnect");
+        loop {
+            match tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .expect("disconnect within 10 s")
+            {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

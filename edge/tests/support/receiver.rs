@@ -1,0 +1,202 @@
+//! An in-process HTTP receiver speaking the cloud's batch protocol: zstd + protobuf `Batch` in,
+//! protobuf `BatchAck` out, dedupe by exact `(gateway, seq)` membership. It records every
+//! reading it commits, and can be told to answer 503.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use fieldpulse_proto::v1::{Batch, BatchAck};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+/// One committed reading, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Got {
+    pub asset: String,
+    pub sensor: String,
+    pub ts_ms: i64,
+    pub value: f64,
+    pub seq: u64,
+    pub historical: bool,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    /// (gateway, seq) -> content fingerprint of the committed batch.
+    committed: HashMap<(String, u64), Vec<u8>>,
+    /// Committed readings in commit order.
+    pub readings: Vec<Got>,
+    /// Re-sent batches (same gateway and seq).
+    pub duplicate_batches: u64,
+    /// Re-sent batches whose readings differ from the first copy (must stay 0).
+    pub duplicate_mismatches: u64,
+    /// Requests refused: bad auth, bad idempotency key, undecodable body.
+    pub bad_requests: Vec<String>,
+    /// Requests answered 503.
+    pub refused_503: u64,
+    /// Committed seqs.
+    pub seqs: BTreeSet<u64>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    unavailable: AtomicBool,
+}
+
+/// The running receiver.
+pub struct Receiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Receiver {
+    /// Binds 127.0.0.1:0 and serves until dropped.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("receiver address");
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            unavailable: AtomicBool::new(false),
+        });
+        let app = Router::new()
+            .route("/v1/batches", post(handle))
+            .with_state(Arc::clone(&shared));
+        let stop = CancellationToken::new();
+        let server_stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { server_stop.cancelled().await })
+                .await
+                .expect("receiver serves");
+        });
+        Self { addr, shared, stop }
+    }
+
+    /// Base URL for `forward.url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answer 503 (true) or serve normally (false).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.shared.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Runs `f` on the recorded state.
+    pub fn with<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {
+        f(&self.shared.inner.lock().unwrap())
+    }
+
+    /// Committed readings so far.
+    pub fn n_readings(&self) -> usize {
+        self.with(|inner| inner.readings.len())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let refuse = |reason: String| {
+        shared.inner.lock().unwrap().bad_requests.push(reason);
+        (StatusCode::BAD_REQUEST, Vec::new())
+    };
+    if header("authorization") != "Bearer test-token" {
+        shared
+            .inner
+            .lock()
+            .unwrap()
+            .bad_requests
+            .push("auth".into());
+        return (StatusCode::UNAUTHORIZED, Vec::new());
+    }
+    if header("content-encoding") != "zstd" {
+        return refuse("content-encoding".into());
+    }
+    let raw = match zstd::bulk::decompress(&body, 256 << 20) {
+        Ok(raw) => raw,
+        Err(err) => return refuse(format!("zstd: {err}")),
+    };
+    let batch = match Batch::decode(raw.as_slice()) {
+        Ok(batch) => batch,
+        Err(err) => return refuse(format!("protobuf: {err}")),
+    };
+    if header("idempotency-key") != format!("{}/{}", batch.gateway_id, batch.seq) {
+        return refuse(format!(
+            "idempotency key {:?} for seq {}",
+            header("idempotency-key"),
+            batch.seq
+        ));
+    }
+    for series in &batch.series {
+        if let Err(err) = series.check() {
+            return refuse(err.to_string());
+        }
+    }
+    if shared.unavailable.load(Ordering::SeqCst) {
+        shared.inner.lock().unwrap().refused_503 += 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, Vec::new());
+    }
+    let mut fingerprint_batch = batch.clone();
+    fingerprint_batch.created_ms = 0;
+    let fingerprint = fingerprint_batch.encode_to_vec();
+    let mut inner = shared.inner.lock().unwrap();
+    let key = (batch.gateway_id.clone(), batch.seq);
+    if let Some(first) = inner.committed.get(&key) {
+        let mismatch = *first != fingerprint;
+        inner.duplicate_batches += 1;
+        if mismatch {
+            inner.duplicate_mismatches += 1;
+        }
+    } else {
+        inner.committed.insert(key, fingerprint);
+        inner.seqs.insert(batch.seq);
+        for series in &batch.series {
+            for (ts_ms, value) in series.points() {
+                inner.readings.push(Got {
+                    asset: series.asset_id.clone(),
+                    sensor: series.sensor.clone(),
+                    ts_ms,
+                    value,
+                    seq: batch.seq,
+                    historical: batch.historical,
+                });
+            }
+        }
+    }
+    let contiguous_seq = inner
+        .seqs
+        .iter()
+        .enumerate()
+        .take_while(|(idx, seq)| **seq == *idx as u64 + 1)
+        .count() as u64;
+    let ack = BatchAck {
+        seq: batch.seq,
+        contiguous_seq,
+    };
+    (StatusCode::OK, ack.encode_to_vec())
+}
