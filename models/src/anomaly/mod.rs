@@ -18,6 +18,7 @@ pub mod synth;
 #[cfg(test)]
 mod tests;
 
+pub use fieldpulse_features::{ParamGuard, RowStatus};
 pub use params::{AnomalyError, DetectorParams, DetectorValidParams};
 pub use quality::{evaluate, KindQuality, QualityReport};
 pub use scorer::{FleetScorer, RowScore, ScoreCounters};

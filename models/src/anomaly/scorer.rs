@@ -60,6 +60,8 @@ pub struct RowScore {
     pub top_sensor: Option<usize>,
     /// How the row was treated (learned, duplicate, out of order).
     pub status: RowStatus,
+    /// Whether the asset was still warming up (score forced to 0).
+    pub in_warmup: bool,
 }
 
 impl RowScore {
@@ -227,12 +229,13 @@ impl FleetScorer {
         } else {
             self.detect::<false>(asset, self.n)
         };
-        let score = self.calibrate(asset, raw, status.learned());
+        let (score, in_warmup) = self.calibrate(asset, raw, status.learned());
         RowScore {
             score,
             raw,
             top_sensor: top,
             status,
+            in_warmup,
         }
     }
 
@@ -392,10 +395,11 @@ impl FleetScorer {
     /// Calibrated score of `raw` for `asset`, then (when learning) the update of
     /// the asset's raw-score moments.
     #[inline(always)]
-    fn calibrate(&mut self, asset: usize, raw: f64, learn: bool) -> f64 {
+    fn calibrate(&mut self, asset: usize, raw: f64, learn: bool) -> (f64, bool) {
         let rows = self.features.view(asset).n_rows();
         let hdr = &mut self.det[asset * self.det_stride..asset * self.det_stride + D_HDR];
-        let score = if rows > self.warmup {
+        let in_warmup = rows <= self.warmup;
+        let score = if !in_warmup {
             let m1 = hdr[D_CAL_M1];
             let sd = (hdr[D_CAL_M2] - m1 * m1).max(0.0).sqrt();
             let beta = (sd * SQRT6_OVER_PI).max(self.p.calib_min_beta);
@@ -413,6 +417,6 @@ impl FleetScorer {
             hdr[D_CAL_M1] += a * (r - hdr[D_CAL_M1]);
             hdr[D_CAL_M2] += a * (r * r - hdr[D_CAL_M2]);
         }
-        score
+        (score, in_warmup)
     }
 }

@@ -1,0 +1,421 @@
+//! `fieldpulse bench scoring`: the cloud's scoring loop (features + every
+//! detector + calibration) on a wide CSV or a generated fleet, single-threaded
+//! and sharded by asset over N threads. Parsing is timed separately; the
+//! timed region is scoring only, inputs already in columns with asset names
+//! resolved to indexes (as the cloud holds them after ingest).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use fieldpulse_models::anomaly::{
+    evaluate, generate, AnomalyKind, DetectorParams, DetectorValidParams, FleetScorer, ParamGuard,
+    SynthParams,
+};
+use fieldpulse_models::wide_csv::{WideCsvOptions, WideTable};
+use serde::Serialize;
+
+/// Arguments of `fieldpulse bench scoring`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  fieldpulse bench scoring --json\n  fieldpulse bench scoring --csv /tmp/fleet.csv --asset-col asset --time-col ts --threads 2 --json"
+)]
+pub struct ScoringBenchArgs {
+    /// Wide CSV (`asset, ts, sensor1..sensorN`); default: a generated fleet.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Asset column of the CSV.
+    #[arg(long)]
+    pub asset_col: Option<String>,
+    /// Time column of the CSV.
+    #[arg(long)]
+    pub time_col: Option<String>,
+    /// Numeric CSV columns that are not sensors, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Per-row labels (a `label` column: 0 normal, 1 spike, 2 drift, 3 level
+    /// shift, 4 correlation break); default `<csv>.labels.csv` if it exists.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Threads for the sharded run (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed runs per configuration; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Generated fleet: assets.
+    #[arg(long, default_value_t = 1000)]
+    pub assets: usize,
+    /// Generated fleet: readings per asset.
+    #[arg(long, default_value_t = 1000)]
+    pub readings: usize,
+    /// Generated fleet: sensors per reading.
+    #[arg(long, default_value_t = 8)]
+    pub sensors: usize,
+    /// Detection delay budget (readings) for the quality report.
+    #[arg(long, default_value_t = 150)]
+    pub max_delay: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct KindReport {
+    kind: &'static str,
+    events: usize,
+    detected: usize,
+    recall: f64,
+    precision: f64,
+    f1: f64,
+    delay_median: f64,
+    delay_p90: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct QualitySummary {
+    threshold: f64,
+    max_delay: usize,
+    kinds: Vec<KindReport>,
+    normal_rows: usize,
+    false_alarms_per_1k: f64,
+    episodes: usize,
+    false_episodes: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct ScoringReport {
+    input: String,
+    rows: usize,
+    assets: usize,
+    sensors: usize,
+    threads: usize,
+    repeat: usize,
+    rows_per_s: f64,
+    values_per_s: f64,
+    rows_per_s_per_core: f64,
+    ns_per_value: f64,
+    ns_per_row: f64,
+    single_thread_rows_per_s: f64,
+    single_thread_seconds: f64,
+    threaded_seconds: f64,
+    parse_s: f64,
+    shard_s: f64,
+    peak_rss_bytes: u64,
+    state_bytes_per_asset: usize,
+    rejected_rows: u64,
+    missing_values: u64,
+    anomalies: usize,
+    quality: Option<QualitySummary>,
+}
+
+/// Columnar input of the timed loop.
+struct Columns {
+    n_sensors: usize,
+    sensor_names: Vec<String>,
+    n_assets: usize,
+    asset_idx: Vec<u32>,
+    ts_ms: Vec<i64>,
+    values: Vec<f64>,
+}
+
+/// Runs `fieldpulse bench scoring`.
+pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let params = DetectorParams::default()
+        .check()
+        .context("default detector parameters")?;
+    let t0 = Instant::now();
+    let (cols, labels, input, rejected_rows, missing_values) = match &args.csv {
+        Some(path) => load_csv(&args, path)?,
+        None => {
+            let f = generate(&SynthParams {
+                assets: args.assets,
+                readings: args.readings,
+                sensors: args.sensors,
+                ..SynthParams::default()
+            });
+            let name = format!(
+                "generated {} assets x {} readings x {} sensors",
+                args.assets, args.readings, args.sensors
+            );
+            let cols = Columns {
+                n_sensors: f.sensor_names.len(),
+                sensor_names: f.sensor_names,
+                n_assets: f.asset_names.len(),
+                asset_idx: f.asset_idx,
+                ts_ms: f.ts_ms,
+                values: f.values,
+            };
+            (cols, Some(f.labels), name, 0, 0)
+        }
+    };
+    let parse_s = t0.elapsed().as_secs_f64();
+    let rows = cols.ts_ms.len();
+    if rows == 0 {
+        bail!("no rows to score");
+    }
+    eprintln!(
+        "bench scoring: {input}: {rows} rows, {} assets, {} sensors (loaded in {parse_s:.2}s)",
+        cols.n_assets, cols.n_sensors
+    );
+
+    // Single-threaded.
+    let mut scores = vec![0.0; rows];
+    let mut top = vec![0u16; rows];
+    let mut single = Vec::new();
+    let mut state_bytes = 0;
+    for _ in 0..args.repeat {
+        let start = Instant::now();
+        let mut scorer =
+            FleetScorer::new(params.clone(), cols.sensor_names.clone(), cols.n_assets)?;
+        scorer.score_batch(
+            &cols.asset_idx,
+            &cols.ts_ms,
+            &cols.values,
+            &mut scores,
+            &mut top,
+        )?;
+        single.push(start.elapsed().as_secs_f64());
+        state_bytes = scorer.state_bytes_per_asset();
+    }
+    let single_s = median(&mut single);
+    eprintln!(
+        "bench scoring: 1 thread: {:.2} M rows/s",
+        rows as f64 / single_s / 1e6
+    );
+
+    // Sharded by asset.
+    let t1 = Instant::now();
+    let shards = shard(&cols, threads);
+    let shard_s = t1.elapsed().as_secs_f64();
+    let mut multi = Vec::new();
+    for _ in 0..args.repeat {
+        multi.push(run_sharded(&params, &cols, &shards)?);
+    }
+    let multi_s = median(&mut multi);
+    eprintln!(
+        "bench scoring: {threads} threads: {:.2} M rows/s",
+        rows as f64 / multi_s / 1e6
+    );
+
+    let threshold = params.threshold();
+    let alarms: Vec<bool> = scores.iter().map(|s| *s >= threshold).collect();
+    let quality = labels.map(|labels| {
+        let q = evaluate(&cols.asset_idx, &labels, &alarms, args.max_delay);
+        QualitySummary {
+            threshold,
+            max_delay: args.max_delay,
+            kinds: q
+                .kinds
+                .iter()
+                .map(|k| KindReport {
+                    kind: k.kind.name(),
+                    events: k.events,
+                    detected: k.detected,
+                    recall: k.recall,
+                    precision: k.precision,
+                    f1: k.f1,
+                    delay_median: k.delay_median,
+                    delay_p90: k.delay_p90,
+                })
+                .collect(),
+            normal_rows: q.normal_rows,
+            false_alarms_per_1k: q.false_alarms_per_1k,
+            episodes: q.episodes,
+            false_episodes: q.false_episodes,
+        }
+    });
+    let values = (rows * cols.n_sensors) as f64;
+    let report = ScoringReport {
+        input,
+        rows,
+        assets: cols.n_assets,
+        sensors: cols.n_sensors,
+        threads,
+        repeat: args.repeat,
+        rows_per_s: rows as f64 / multi_s,
+        values_per_s: values / multi_s,
+        rows_per_s_per_core: rows as f64 / single_s,
+        ns_per_value: single_s * 1e9 / values,
+        ns_per_row: single_s * 1e9 / rows as f64,
+        single_thread_rows_per_s: rows as f64 / single_s,
+        single_thread_seconds: single_s,
+        threaded_seconds: multi_s,
+        parse_s,
+        shard_s,
+        peak_rss_bytes: peak_rss_bytes(),
+        state_bytes_per_asset: state_bytes,
+        rejected_rows,
+        missing_values,
+        anomalies: alarms.iter().filter(|a| **a).count(),
+        quality,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        eprintln!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+type Loaded = (Columns, Option<Vec<u8>>, String, u64, u64);
+
+fn load_csv(args: &ScoringBenchArgs, path: &PathBuf) -> anyhow::Result<Loaded> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let opts = WideCsvOptions {
+        asset_col: args.asset_col.clone(),
+        time_col: args.time_col.clone(),
+        exclude: args.exclude.clone(),
+        sniff_rows: 0,
+    };
+    let table = WideTable::read(BufReader::with_capacity(1 << 20, file), &opts)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let label_path = args.labels.clone().or_else(|| {
+        let p = PathBuf::from(format!("{}.labels.csv", path.display()));
+        p.exists().then_some(p)
+    });
+    let labels = match label_path {
+        Some(p) => {
+            let l = read_labels(&p)?;
+            if l.len() == table.n_rows() && table.counts.rejected_rows() == 0 {
+                Some(l)
+            } else {
+                eprintln!(
+                    "bench scoring: {}: {} labels for {} rows; skipping quality",
+                    p.display(),
+                    l.len(),
+                    table.n_rows()
+                );
+                None
+            }
+        }
+        None => None,
+    };
+    let cols = Columns {
+        n_sensors: table.layout.sensor_cols.len(),
+        sensor_names: table.layout.sensor_names(),
+        n_assets: table.asset_names.len(),
+        asset_idx: table.asset_idx,
+        ts_ms: table.ts_ms,
+        values: table.values,
+    };
+    Ok((
+        cols,
+        labels,
+        path.display().to_string(),
+        table.counts.rejected_rows(),
+        table.counts.missing_values,
+    ))
+}
+
+fn read_labels(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if i == 0 && line.trim() == "label" {
+            continue;
+        }
+        let v: u8 = line
+            .trim()
+            .parse()
+            .with_context(|| format!("{}: line {}: not a label", path.display(), i + 1))?;
+        if AnomalyKind::from_label(v).is_none() && v != 0 {
+            bail!("{}: line {}: unknown label {v}", path.display(), i + 1);
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// One thread's rows: local asset indexes (global / threads), in arrival order.
+struct Shard {
+    n_assets: usize,
+    asset_idx: Vec<u32>,
+    ts_ms: Vec<i64>,
+    values: Vec<f64>,
+}
+
+fn shard(cols: &Columns, threads: usize) -> Vec<Shard> {
+    let n = cols.n_sensors;
+    let mut shards: Vec<Shard> = (0..threads)
+        .map(|t| Shard {
+            n_assets: (cols.n_assets + threads - 1 - t) / threads,
+            asset_idx: Vec::new(),
+            ts_ms: Vec::new(),
+            values: Vec::new(),
+        })
+        .collect();
+    for (i, &a) in cols.asset_idx.iter().enumerate() {
+        let s = &mut shards[a as usize % threads];
+        s.asset_idx.push(a / threads as u32);
+        s.ts_ms.push(cols.ts_ms[i]);
+        s.values.extend_from_slice(&cols.values[i * n..(i + 1) * n]);
+    }
+    shards
+}
+
+fn run_sharded(
+    params: &DetectorValidParams,
+    cols: &Columns,
+    shards: &[Shard],
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shards
+            .iter()
+            .map(|s| {
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut scorer =
+                        FleetScorer::new(params.clone(), cols.sensor_names.clone(), s.n_assets)?;
+                    let mut scores = vec![0.0; s.ts_ms.len()];
+                    let mut top = vec![0u16; s.ts_ms.len()];
+                    scorer.score_batch(&s.asset_idx, &s.ts_ms, &s.values, &mut scores, &mut top)?;
+                    std::hint::black_box(&scores);
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a scoring thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Peak resident set size (VmHWM) of this process, 0 if unavailable.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
