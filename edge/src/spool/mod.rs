@@ -206,6 +206,8 @@ mod segment;
 mod store;
 
 #[cfg(test)]
+mod damage_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod power_cut_tests;
