@@ -188,7 +188,10 @@
 //! tail, empty and garbage segment files, stray files, a missing ledger).
 //! `model_tests.rs` is a proptest of random append / sync / cut / ack / restart /
 //! truncate-a-segment-anywhere sequences against a model that predicts records,
-//! batches, seqs and segment files exactly. `power_cut_tests.rs` runs the spool on
+//! batches, seqs and segment files exactly. `damage_tests.rs` applies random bit
+//! flips, zeroed, inserted and deleted bytes and truncations to every file and
+//! checks that open succeeds, no wrong payload is ever returned, and a second open
+//! has nothing left to repair. `power_cut_tests.rs` runs the spool on
 //! `sim_fs.rs`, a file layer that discards every byte and directory change not yet
 //! fsynced at a simulated power cut (sometimes keeping a torn prefix), and checks
 //! the durability, ack and seq invariants over thousands of crash points.
