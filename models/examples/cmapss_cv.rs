@@ -25,10 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let mut params = GbdtParams {
-        n_trees: 300,
+        n_trees: 150,
         learning_rate: 0.05,
-        max_depth: 5,
-        min_samples_leaf: 40,
+        max_depth: 6,
+        min_samples_leaf: 80,
         subsample: 0.8,
         colsample: 0.6,
         ..GbdtParams::default()
