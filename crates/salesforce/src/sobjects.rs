@@ -56,6 +56,52 @@ impl SalesforceClient {
         id_of(&reply.json("create response")?, "create response")
     }
 
+    /// Publishes a platform event (`POST /sobjects/<Name>__e/`) and returns
+    /// its event UUID. The `OPERATION_ENQUEUED` entry Salesforce puts in
+    /// `errors` on success is not an error. Not retried automatically (a
+    /// replay would publish twice); give events a key subscribers can dedupe on.
+    ///
+    /// # Errors
+    /// Validation errors as `Api`, or transport/auth errors.
+    pub async fn publish_event(
+        &self,
+        event: &str,
+        fields: &Map<String, Json>,
+    ) -> Result<String, SfError> {
+        self.check_budget()?;
+        let spec = Spec::new(
+            Method::POST,
+            format!("{}/sobjects/{}/", self.base(), segment(event)),
+        )
+        .body(Json::Object(fields.clone()));
+        let reply = self.execute(spec).await?.json("publish response")?;
+        let errors = reply
+            .get("errors")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let enqueued = errors
+            .iter()
+            .find(|e| e.get("statusCode").and_then(Json::as_str) == Some("OPERATION_ENQUEUED"));
+        match (reply.get("success").and_then(Json::as_bool), enqueued) {
+            (Some(true), Some(marker)) => Ok(marker
+                .get("message")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string()),
+            (Some(true), None) => id_of(&reply, "publish response"),
+            _ => Err(SfError::Api {
+                method: "POST".into(),
+                path: format!("{}/sobjects/{event}/", self.base()),
+                status: 201,
+                errors: errors
+                    .iter()
+                    .map(crate::error::ApiError::from_json)
+                    .collect(),
+            }),
+        }
+    }
+
     /// Retrieves a record (optionally only `fields`).
     ///
     /// # Errors

@@ -768,3 +768,34 @@ async fn oversized_uris_and_describe_follow_the_reference() {
         (Some(false), Some(true))
     );
 }
+
+#[tokio::test]
+async fn platform_events_publish_with_operation_enqueued_and_are_never_stored() {
+    let h = start().await;
+    let uuid = h
+        .client
+        .publish_event("FieldPulse_Alert__e", &map(json!({"Asset_Id__c": "02ixx0000004C92AAE", "Score__c": 0.91, "Failure_Mode__c": "bearing", "Key__c": "fp:alert:02ixx0000004C92AAE:bearing:7"})))
+        .await
+        .expect("published");
+    assert_eq!(
+        uuid.len(),
+        36,
+        "the OPERATION_ENQUEUED message is the event uuid"
+    );
+    let events = h.emulator.published_events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["fields"]["Failure_Mode__c"], "bearing");
+    let err = h
+        .client
+        .publish_event("FieldPulse_Alert__e", &map(json!({"Nope__c": 1})))
+        .await
+        .expect_err("unknown field");
+    assert_eq!(codes(&err), ["INVALID_FIELD"]);
+    let err = h
+        .client
+        .count("SELECT COUNT() FROM FieldPulse_Alert__e")
+        .await
+        .expect_err("events are not queryable");
+    assert_eq!(codes(&err), ["INVALID_TYPE"]);
+    assert_eq!(h.emulator.published_events().len(), 1);
+}

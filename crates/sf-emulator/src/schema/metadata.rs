@@ -86,6 +86,7 @@ pub(crate) fn apply(schema: &mut Schema, files: &[(String, String)]) -> Result<(
         .collect();
     objects.sort_by_key(|(p, _)| p.clone());
     let mut next_prefix = 3;
+    let mut next_event_prefix = 1;
     for (path, xml) in objects {
         let name = path
             .rsplit('/')
@@ -102,6 +103,13 @@ pub(crate) fn apply(schema: &mut Schema, files: &[(String, String)]) -> Result<(
         })?;
         let root = doc.root_element();
         let label = child_text(root, "label").unwrap_or(&name).to_string();
+        if name.ends_with("__e") {
+            // Platform events: published, never stored; no Name field, no owner.
+            let prefix = format!("e{:02}", next_event_prefix);
+            next_event_prefix += 1;
+            schema.add_object(ObjectSchema::new(&name, &label, &prefix, Vec::new(), false));
+            continue;
+        }
         let prefix = match KNOWN_PREFIXES.iter().find(|(n, _)| *n == name) {
             Some((_, p)) => p.to_string(),
             None => {

@@ -217,6 +217,11 @@ impl ObjectSchema {
         }
     }
 
+    /// A platform event (`__e`): published, not stored or queried.
+    pub fn is_event(&self) -> bool {
+        self.name.ends_with("__e")
+    }
+
     /// Field index by API name, case-insensitively.
     pub fn field_idx(&self, name: &str) -> Option<usize> {
         self.by_lower.get(&name.to_ascii_lowercase()).copied()

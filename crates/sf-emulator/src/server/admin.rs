@@ -66,6 +66,7 @@ pub(crate) fn handle(emu: &Emulator, method: &Method, path: &str, body: &[u8]) -
             Err(err) => bad(format!("seed: {err}")),
         },
         ("GET", ["records", object]) => Reply::json(200, &Json::Array(emu.records(object))),
+        ("GET", ["events"]) => Reply::json(200, &Json::Array(emu.published_events())),
         ("GET", ["requests"]) => Reply::json(
             200,
             &serde_json::to_value(emu.request_log()).unwrap_or(Json::Null),

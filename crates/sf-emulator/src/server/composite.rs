@@ -306,6 +306,8 @@ struct RecordResult {
     id: Option<String>,
     created: Option<bool>,
     errors: Vec<ApiErr>,
+    /// Event uuid of a published platform event (`OPERATION_ENQUEUED`).
+    enqueued: Option<String>,
 }
 
 impl RecordResult {
@@ -314,6 +316,7 @@ impl RecordResult {
             id: Some(id),
             created,
             errors: Vec::new(),
+            enqueued: None,
         }
     }
     fn failed(errors: Vec<ApiErr>) -> Self {
@@ -321,6 +324,7 @@ impl RecordResult {
             id: None,
             created: None,
             errors,
+            enqueued: None,
         }
     }
     fn to_json(&self) -> Json {
@@ -329,7 +333,17 @@ impl RecordResult {
             v.insert("id".into(), json!(id));
         }
         v.insert("success".into(), json!(self.errors.is_empty()));
-        v.insert("errors".into(), record_array(&self.errors));
+        match &self.enqueued {
+            Some(uuid) if self.errors.is_empty() => {
+                v.insert(
+                    "errors".into(),
+                    json!([{"statusCode": "OPERATION_ENQUEUED", "message": uuid, "fields": []}]),
+                );
+            }
+            _ => {
+                v.insert("errors".into(), record_array(&self.errors));
+            }
+        }
         if let Some(created) = self.created {
             v.insert("created".into(), json!(created));
         }
@@ -469,6 +483,16 @@ pub(crate) fn collections(
                                 "cannot specify Id in an insert call",
                                 vec!["Id".into()],
                             )]);
+                        }
+                        if emu.shared.schema.objects[object].is_event() {
+                            body.remove("attributes");
+                            return match rest::publish_one(emu, org, object, &body) {
+                                Ok((id, uuid)) => RecordResult {
+                                    enqueued: Some(uuid),
+                                    ..RecordResult::ok(id, None)
+                                },
+                                Err(errors) => RecordResult::failed(errors),
+                            };
                         }
                         match write::create(&mut org.store, ctx(emu), object, &body) {
                             Ok(id) => RecordResult::ok(id, None),

@@ -102,6 +102,8 @@ pub(crate) struct Org {
     pub cursors: HashMap<String, Cursor>,
     pub jobs: HashMap<String, Job>,
     pub locator_seq: u64,
+    /// Published platform events, oldest first.
+    pub events: Vec<serde_json::Value>,
 }
 
 pub(crate) struct FaultState {
@@ -284,6 +286,7 @@ impl Emulator {
                     cursors: HashMap::new(),
                     jobs: HashMap::new(),
                     locator_seq: 1,
+                    events: Vec::new(),
                 }),
                 sessions: Mutex::new(HashMap::new()),
                 api_used: Mutex::new((0, limit)),
@@ -420,6 +423,11 @@ impl Emulator {
     /// The most recent requests (at most [`REQUEST_LOG_CAPACITY`]), oldest first.
     pub fn request_log(&self) -> Vec<LogEntry> {
         lock(&self.shared.log).iter().cloned().collect()
+    }
+
+    /// Platform events published so far (`{"type", "uuid", "fields"}`), oldest first.
+    pub fn published_events(&self) -> Vec<serde_json::Value> {
+        lock(&self.shared.org).events.clone()
     }
 
     /// The schema in use.

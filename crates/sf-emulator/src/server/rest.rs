@@ -206,6 +206,13 @@ pub(crate) fn sobjects(
     let obj = &emu.shared.schema.objects[object];
     let m = &call.method;
     let deleted_idx = obj.field_idx("IsDeleted").unwrap_or(usize::MAX);
+    if obj.is_event() {
+        return match rest {
+            [] if m == Method::POST => publish(emu, org, call, object),
+            ["describe"] if m == Method::GET => describe(emu, object),
+            _ => Reply::not_found(),
+        };
+    }
     match rest {
         [] if m == Method::POST => create(emu, org, call, object),
         [] if m == Method::GET => Reply::json(
@@ -279,6 +286,54 @@ fn create(emu: &Emulator, org: &mut Org, call: &Call, object: usize) -> Reply {
             .header("Location", location(&call.version, &name, &id)),
         Err(errors) => Reply::errors(400, &errors),
     }
+}
+
+/// Publishes a platform event: validated like a record, appended to the
+/// event stream, never stored; `success: true` carries `OPERATION_ENQUEUED`.
+pub(crate) fn publish(emu: &Emulator, org: &mut Org, call: &Call, object: usize) -> Reply {
+    let body = match body_map(call) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match publish_one(emu, org, object, body) {
+        Ok((id, uuid)) => Reply::json(
+            201,
+            &json!({"id": id, "success": true, "errors": [{"statusCode": "OPERATION_ENQUEUED", "message": uuid, "fields": []}]}),
+        ),
+        Err(errors) => Reply::errors(400, &errors),
+    }
+}
+
+/// Validates and records one event; returns (publish id, event uuid).
+pub(crate) fn publish_one(
+    emu: &Emulator,
+    org: &mut Org,
+    object: usize,
+    body: &Map<String, Json>,
+) -> Result<(String, String), Vec<ApiErr>> {
+    // Validate exactly like a create, then undo it: events are not records.
+    let savepoint = org.store.begin();
+    let created = write::create(&mut org.store, ctx(emu), object, body);
+    org.store.rollback_to(savepoint);
+    org.store.commit();
+    created?;
+    let mut rng = rand::thread_rng();
+    let bytes: [u8; 16] = rand::Rng::gen(&mut rng);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let uuid = format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    );
+    let id = id::make_id("e01", org.locator_seq);
+    org.locator_seq += 1;
+    let name = emu.shared.schema.objects[object].name.clone();
+    org.events
+        .push(json!({"type": name, "uuid": uuid, "fields": body}));
+    Ok((id, uuid))
 }
 
 fn retrieve(emu: &Emulator, org: &Org, call: &Call, object: usize, id18: &str) -> Reply {

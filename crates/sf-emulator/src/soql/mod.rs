@@ -108,6 +108,19 @@ pub fn compile(schema: &Schema, query: &str, today: i32) -> Result<Query, ApiErr
             ),
         )
     })?;
+    if schema.objects[object].is_event() {
+        return Err(ApiErr::new(
+            "INVALID_TYPE",
+            located(
+                query,
+                syntax.object.col,
+                &format!(
+                    "sObject type '{}' is not supported.",
+                    schema.objects[object].name
+                ),
+            ),
+        ));
+    }
     let binder = Binder {
         schema,
         query,
