@@ -733,6 +733,20 @@ mod tests {
     }
 
     #[test]
+    fn the_salesforce_emulator_accepts_the_seed_fixture_as_written() {
+        use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, Fixture};
+        let mut fleet = Fleet::new(small()).expect("fleet");
+        fleet.by_ref().for_each(drop);
+        let history = fleet.history();
+        let json = history.to_fixture_json(&crate::product::PRODUCTS);
+        let fixture: Fixture = serde_json::from_value(json).expect("fixture parses");
+        let emulator = Emulator::new(EmulatorConfig::default(), None).expect("emulator");
+        let report = emulator.seed(&fixture).expect("fixture seeds");
+        assert_eq!(report.created["Asset"], history.assets.len());
+        assert_eq!(report.created["WorkOrder"], history.work_orders.len());
+    }
+
+    #[test]
     fn invalid_settings_are_rejected_by_name() {
         let err = Fleet::new(FleetConfig {
             n_assets: 0,

@@ -2,8 +2,10 @@
 //! file formats.
 //!
 //! [`History::to_fixture_json`] writes the Salesforce side (Product2, Asset,
-//! WorkType, WorkOrder) with standard field names and 18-character record
-//! IDs, as a seed fixture for the emulator. There is no failure-code field on
+//! WorkType, WorkOrder) with standard field names, as a seed fixture in the
+//! emulator's format (records linked by `@ref`). [`WorkOrder::id`] and
+//! [`AssetInfo::id`] are 18-character IDs for callers that need stable IDs
+//! without an org. There is no failure-code field on
 //! a standard WorkOrder (and no `ClosedDate`), so the failure code travels the
 //! way orgs usually record it: the Work Type (`Corrective - Bearing`) and a
 //! `[BRG]` prefix on the Subject; `StartDate`/`EndDate` hold the repair window.
@@ -127,10 +129,8 @@ pub struct History {
 
 /// Key prefixes of the objects we create.
 pub(crate) mod prefix {
-    pub const PRODUCT2: &str = "01t";
     pub const ASSET: &str = "02i";
     pub const WORK_ORDER: &str = "0WO";
-    pub const WORK_TYPE: &str = "08q";
 }
 
 /// An 18-character Salesforce record ID for `prefix` and a sequence number:
@@ -187,38 +187,42 @@ const WORK_TYPES: [(&str, f64); 7] = [
 ];
 
 impl History {
-    /// The Salesforce seed fixture: `{"format", "records": {"Product2": [...],
-    /// "Asset": [...], "WorkType": [...], "WorkOrder": [...]}}`, every record
-    /// with `attributes.type`, `Id` and standard fields.
+    /// The Salesforce seed fixture in the emulator's format
+    /// (`crates/sf-emulator/src/fixture.rs`): `{"objects": [{"type",
+    /// "records"}]}` in insertion order Account (one customer), Product2,
+    /// WorkType, Asset, WorkOrder;
+    /// records name themselves with `@ref` and point at each other with
+    /// `"@name"` values (the emulator assigns the real IDs). Asset refs are
+    /// the asset names; Work Orders carry their system dates (`CreatedDate`)
+    /// as history imports may.
     pub fn to_fixture_json(&self, products: &[ProductSpec]) -> Value {
-        let product_id = |kind: ProductKind| {
-            let pos = products.iter().position(|p| p.kind == kind).unwrap_or(0);
-            record_id(prefix::PRODUCT2, pos as u64 + 1)
+        let product_ref = |kind: ProductKind| {
+            let code = products
+                .iter()
+                .find(|p| p.kind == kind)
+                .map_or("PRODUCT", |p| p.code);
+            format!("product-{}", code.to_ascii_lowercase())
         };
         let product2: Vec<Value> = products
             .iter()
-            .enumerate()
-            .map(|(i, p)| {
+            .map(|p| {
                 json!({
-                    "attributes": {"type": "Product2"},
-                    "Id": record_id(prefix::PRODUCT2, i as u64 + 1),
+                    "@ref": product_ref(p.kind),
                     "Name": p.name,
                     "ProductCode": p.code,
                     "IsActive": true,
                 })
             })
             .collect();
-        let work_type_id = |name: &str| {
+        let work_type_ref = |name: &str| {
             let pos = WORK_TYPES.iter().position(|(n, _)| *n == name).unwrap_or(0);
-            record_id(prefix::WORK_TYPE, pos as u64 + 1)
+            format!("worktype-{}", pos + 1)
         };
         let work_types: Vec<Value> = WORK_TYPES
             .iter()
-            .enumerate()
-            .map(|(i, (name, hours))| {
+            .map(|(name, hours)| {
                 json!({
-                    "attributes": {"type": "WorkType"},
-                    "Id": record_id(prefix::WORK_TYPE, i as u64 + 1),
+                    "@ref": work_type_ref(name),
                     "Name": name,
                     "EstimatedDuration": hours,
                     "DurationType": "Hours",
@@ -230,11 +234,11 @@ impl History {
             .iter()
             .map(|a| {
                 json!({
-                    "attributes": {"type": "Asset"},
-                    "Id": a.id,
+                    "@ref": a.name,
                     "Name": a.name,
+                    "AccountId": "@customer",
                     "SerialNumber": a.serial,
-                    "Product2Id": product_id(a.product),
+                    "Product2Id": format!("@{}", product_ref(a.product)),
                     "InstallDate": format_date(a.install_ms),
                     "Status": "Installed",
                 })
@@ -245,11 +249,10 @@ impl History {
             .iter()
             .map(|w| {
                 json!({
-                    "attributes": {"type": "WorkOrder"},
-                    "Id": w.id,
-                    "WorkOrderNumber": w.number,
-                    "AssetId": self.assets[w.asset_idx].id,
-                    "WorkTypeId": work_type_id(work_type_name(w.kind)),
+                    "@ref": format!("wo-{}", w.number),
+                    "AssetId": format!("@{}", self.assets[w.asset_idx].name),
+                    "AccountId": "@customer",
+                    "WorkTypeId": format!("@{}", work_type_ref(work_type_name(w.kind))),
                     "Subject": w.subject,
                     "Status": w.status,
                     "Priority": w.priority,
@@ -262,13 +265,13 @@ impl History {
             })
             .collect();
         json!({
-            "format": "fieldpulse-sf-fixture/1",
-            "records": {
-                "Product2": product2,
-                "WorkType": work_types,
-                "Asset": assets,
-                "WorkOrder": work_orders,
-            }
+            "objects": [
+                {"type": "Account", "records": [{"@ref": "customer", "Name": "Northwind Facilities"}]},
+                {"type": "Product2", "records": product2},
+                {"type": "WorkType", "records": work_types},
+                {"type": "Asset", "records": assets},
+                {"type": "WorkOrder", "records": work_orders},
+            ]
         })
     }
 

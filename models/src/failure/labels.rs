@@ -181,6 +181,48 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Converts the emulator's fixture shape (`{"objects": [{"type",
+/// "records"}]}`, records named by `@ref` and linked by `"@name"` values)
+/// into the `{"records": {Object: [...]}}` shape, using each `@ref` as `Id`.
+fn emulator_fixture_to_records(objects: &[Value]) -> Value {
+    let mut out = serde_json::Map::new();
+    for group in objects {
+        let Some(object) = group.get("type").and_then(Value::as_str) else {
+            continue;
+        };
+        let rows = group
+            .get("records")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let converted: Vec<Value> = rows
+            .iter()
+            .filter_map(Value::as_object)
+            .map(|rec| {
+                let mut m = serde_json::Map::new();
+                for (key, value) in rec {
+                    if key == "@ref" {
+                        m.insert("Id".into(), value.clone());
+                    } else if let Some(target) = value.as_str().and_then(|v| v.strip_prefix('@')) {
+                        m.insert(key.clone(), Value::String(target.to_string()));
+                    } else {
+                        m.insert(key.clone(), value.clone());
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect();
+        let entry = out
+            .entry(object.to_string())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.extend(converted);
+        }
+    }
+    let mut root = serde_json::Map::new();
+    root.insert("records".into(), Value::Object(out));
+    Value::Object(root)
+}
+
 fn records<'a>(root: &'a Value, object: &str) -> &'a [Value] {
     root.get("records")
         .and_then(|r| r.get(object))
@@ -210,6 +252,22 @@ pub fn classify(
     let wt_lower = wt.to_ascii_lowercase();
     if generated_by_plan || wt_lower.starts_with("preventive") {
         return EventKind::Preventive;
+    }
+    let repair = ["replacement", "repair", "breakdown"]
+        .iter()
+        .any(|k| wt_lower.contains(k));
+    if repair && !wt_lower.starts_with("corrective") {
+        // Orgs often name corrective work types after the repair ("Bearing
+        // replacement"): the mode is the part named.
+        let mode = ["bearing", "foul", "electric", "motor", "winding"]
+            .iter()
+            .find(|k| wt_lower.contains(*k))
+            .map(|k| match *k {
+                "bearing" => "bearing".to_string(),
+                "foul" => "fouling".to_string(),
+                _ => "electrical".to_string(),
+            });
+        return EventKind::Failure(mode.or_else(|| code.as_deref().map(mode_from_code)));
     }
     if wt_lower.starts_with("corrective") || code.is_some() {
         if subject.to_ascii_lowercase().contains("no fault found") {
@@ -272,6 +330,9 @@ impl FleetHistory {
     /// # Errors
     /// No `records.WorkOrder` array.
     pub fn from_value(root: &Value) -> Result<Self, HistoryError> {
+        if let Some(objects) = root.get("objects").and_then(Value::as_array) {
+            return Self::from_value(&emulator_fixture_to_records(objects));
+        }
         if root
             .get("records")
             .and_then(|r| r.get("WorkOrder"))
@@ -507,6 +568,24 @@ mod tests {
             EventKind::Failure(Some("electrical".into()))
         );
         assert!(FleetHistory::from_sync_dir(&dir.path().join("missing")).is_err());
+    }
+
+    /// Reads the emulator's own demo fixture (`@ref` links, a repair-named
+    /// Work Type, plan-generated inspections).
+    #[test]
+    fn the_emulator_demo_fixture_reads_with_its_bearing_replacement_as_a_failure() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/sf-emulator/fixtures/demo-org.json");
+        let text = std::fs::read_to_string(&path).expect("demo fixture");
+        let h = FleetHistory::from_json(&text).expect("history");
+        let p104 = &h.assets["Pump P-104"];
+        assert_eq!(p104.failures.len(), 1);
+        assert_eq!(
+            p104.failures[0].kind,
+            EventKind::Failure(Some("bearing".into()))
+        );
+        assert_eq!(p104.preventive.len(), 1, "plan-generated inspection");
+        assert_eq!(p104.product.as_deref(), Some("Centrifugal pump CP-200"));
     }
 
     #[test]
