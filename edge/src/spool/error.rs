@@ -46,6 +46,12 @@ pub enum SpoolError {
         /// Why it is invalid.
         reason: String,
     },
+    /// Another open spool (usually another agent process) holds the directory.
+    #[error("spool in {} is in use by another process", dir.display())]
+    Locked {
+        /// The spool directory.
+        dir: PathBuf,
+    },
     /// An earlier write failed, so memory and disk may disagree; reopen the spool.
     #[error("spool in {} stopped after an earlier write error; reopen it", dir.display())]
     Poisoned {

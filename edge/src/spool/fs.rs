@@ -22,8 +22,28 @@ pub struct DirEntry {
     pub len: u64,
 }
 
+/// File name of the lock that keeps a second process out of a spool directory.
+pub const LOCK_FILE: &str = "spool.lock";
+
+/// An exclusive lock on a spool directory, released when dropped (or when the
+/// process dies, so a killed agent never leaves a stale lock behind).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: Option<File>,
+}
+
+impl DirLock {
+    /// A lock that holds nothing, for file layers without other processes.
+    pub fn unlocked() -> Self {
+        Self { _file: None }
+    }
+}
+
 /// File operations the spool needs; implemented by [`StdFileLayer`] and by test layers.
 pub trait FileLayer: Send + Sync + fmt::Debug {
+    /// Takes the exclusive lock of `dir` without waiting; `WouldBlock` if another
+    /// open spool holds it.
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock>;
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Lists the regular files in `dir` (not recursive).
@@ -75,6 +95,21 @@ struct StdAppendFile(File);
 struct StdReadFile(File);
 
 impl FileLayer for StdFileLayer {
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))?;
+        // An advisory lock (flock on Unix): released by the kernel when the process
+        // exits, however it exits.
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: Some(file) }),
+            Err(fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(fs::TryLockError::Error(err)) => Err(err),
+        }
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         fs::create_dir_all(dir)
     }

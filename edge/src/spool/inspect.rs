@@ -7,8 +7,8 @@ use std::{fmt, io, path::Path};
 use serde::Serialize;
 
 use super::{
-    fs::{FileLayer, StdFileLayer},
-    ledger::{self, LEDGER_FILE},
+    fs::{FileLayer, StdFileLayer, LOCK_FILE},
+    ledger::{self, LEDGER_FILE, LEDGER_TMP_FILE},
     segment::{self, HeaderState},
     Lane, SpoolError,
 };
@@ -149,7 +149,8 @@ pub(crate) fn inspect_with(fs: &dyn FileLayer, dir: &Path) -> Result<InspectRepo
     for entry in listing {
         match segment::parse_file_name(&entry.name) {
             Some(segment_id) => files.push((segment_id, entry.name)),
-            None if entry.name == LEDGER_FILE => {}
+            // A leftover compaction file is the spool's own; the next open deletes it.
+            None if [LEDGER_FILE, LEDGER_TMP_FILE, LOCK_FILE].contains(&entry.name.as_str()) => {}
             None => report.foreign_files.push(entry.name),
         }
     }

@@ -33,6 +33,7 @@
 //! | `00000000000000000001.seg` ... | segment files, named by a 20-digit segment id so names sort by id |
 //! | `ledger.log` | batch cuts and acks, the seq counter |
 //! | `ledger.log.tmp` | a ledger compaction in progress (deleted on open) |
+//! | `spool.lock` | empty; an advisory lock (flock) held while a spool is open, so a second agent on the same directory gets [`SpoolError::Locked`]; the kernel releases it when the process dies |
 //! | anything else | foreign: reported, never touched |
 //!
 //! ### Segment file

@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
+    io,
     ops::Range,
     path::Path,
     sync::Arc,
@@ -16,7 +17,7 @@ use std::{
 use tracing::{info, warn};
 
 use super::{
-    fs::FileLayer,
+    fs::{FileLayer, LOCK_FILE},
     ledger::{CutEntry, Ledger, LedgerState, LEDGER_FILE, LEDGER_TMP_FILE},
     ranges::RangeSet,
     segment::{self, HeaderState, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
@@ -54,6 +55,15 @@ pub(super) fn recover(
 ) -> Result<(Spool, RecoveryReport), SpoolError> {
     fs.create_dir_all(dir)
         .map_err(|source| SpoolError::io("creating spool directory", dir, source))?;
+    let lock = fs.lock_dir(dir).map_err(|source| {
+        if source.kind() == io::ErrorKind::WouldBlock {
+            SpoolError::Locked {
+                dir: dir.to_path_buf(),
+            }
+        } else {
+            SpoolError::io("locking spool directory", &dir.join(LOCK_FILE), source)
+        }
+    })?;
     let listing = fs
         .list_dir(dir)
         .map_err(|source| SpoolError::io("listing spool directory", dir, source))?;
@@ -67,7 +77,7 @@ pub(super) fn recover(
             let path = dir.join(LEDGER_TMP_FILE);
             fs.remove_file(&path)
                 .map_err(|source| SpoolError::io("removing stale ledger", &path, source))?;
-        } else if entry.name != LEDGER_FILE {
+        } else if entry.name != LEDGER_FILE && entry.name != LOCK_FILE {
             report.foreign_files.push(entry.name);
         }
     }
@@ -294,6 +304,7 @@ pub(super) fn recover(
         warn!(dir = %dir.display(), %report, "Spool opened after skipping damaged data.");
     }
     let spool = Spool::from_recovered(
+        lock,
         fs,
         dir,
         cfg,

@@ -21,7 +21,7 @@ use std::{
 
 use rand::{rngs::SmallRng, Rng};
 
-use super::fs::{AppendFile, DirEntry, FileLayer, ReadAt};
+use super::fs::{AppendFile, DirEntry, DirLock, FileLayer, ReadAt};
 
 /// The simulated file system; clone the `Arc` to share it with a spool.
 #[derive(Debug, Default)]
@@ -158,6 +158,11 @@ impl SimState {
 }
 
 impl FileLayer for SimFs {
+    fn lock_dir(&self, _dir: &Path) -> io::Result<DirLock> {
+        // One process at a time by construction: tests drop a spool before reopening.
+        Ok(DirLock::unlocked())
+    }
+
     fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }

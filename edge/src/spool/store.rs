@@ -10,7 +10,7 @@ use std::{
 use tracing::warn;
 
 use super::{
-    fs::{AppendFile, FileLayer, StdFileLayer},
+    fs::{AppendFile, DirLock, FileLayer, StdFileLayer},
     ledger::{CutEntry, Entry, Ledger, LedgerState},
     ranges::{ids_to_ranges, RangeSet},
     record,
@@ -27,6 +27,8 @@ const FLUSH_BYTES: usize = 256 * 1024;
 /// guarantees.
 #[derive(Debug)]
 pub struct Spool {
+    /// Held for the spool's lifetime: one open spool per directory.
+    _lock: DirLock,
     fs: Arc<dyn FileLayer>,
     dir: PathBuf,
     cfg: SpoolConfig,
@@ -108,6 +110,7 @@ impl Spool {
     /// Assembles a spool from recovered parts (used by recovery).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn from_recovered(
+        lock: DirLock,
         fs: Arc<dyn FileLayer>,
         dir: &Path,
         cfg: SpoolConfig,
@@ -126,6 +129,7 @@ impl Spool {
             .id;
         let segments_len = segments.iter().map(|s| s.len).sum();
         Spool {
+            _lock: lock,
             active_path: dir.join(segment::file_name(active_id)),
             fs,
             dir: dir.to_path_buf(),

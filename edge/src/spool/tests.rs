@@ -740,3 +740,21 @@ fn a_corrupt_ledger_entry_in_the_middle_keeps_the_entries_after_it() {
     assert_eq!(ids, vec![first.records[0].id, 3, 4]);
     assert_eq!(spool.stats().next_seq, 4, "seqs 1 and 2 stay used");
 }
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = open(dir.path());
+    let err = Spool::open(dir.path(), SpoolConfig::default()).expect_err("the directory is in use");
+    assert!(matches!(err, SpoolError::Locked { .. }), "{err}");
+    drop(first);
+    let (_spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("reopen");
+    assert!(
+        report.foreign_files.is_empty(),
+        "the lock file is the spool's own"
+    );
+    assert!(super::inspect(dir.path())
+        .expect("inspect")
+        .foreign_files
+        .is_empty());
+}
