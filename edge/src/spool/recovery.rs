@@ -21,7 +21,7 @@ use super::{
     ledger::{CutEntry, Ledger, LedgerState, LEDGER_FILE, LEDGER_TMP_FILE},
     ranges::RangeSet,
     segment::{self, HeaderState, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
-    store::{header_of, PendingBatch, Spool},
+    store::{PendingBatch, Spool},
     RecoveryReport, SpoolConfig, SpoolError,
 };
 
@@ -158,7 +158,7 @@ pub(super) fn recover(
             HeaderState::Damaged => report.damaged_headers += 1,
             HeaderState::Valid(_) => {}
         }
-        let header: Option<SegmentHeader> = header_of(&scan.header);
+        let header: Option<SegmentHeader> = scan.header.valid();
         if let Some(header) = header {
             max_seq_hint = max_seq_hint.max(header.seq_hint);
             record_id_floor = record_id_floor.max(header.first_record_id);

@@ -43,6 +43,16 @@ pub enum HeaderState {
     Damaged,
 }
 
+impl HeaderState {
+    /// The header, if it is valid.
+    pub fn valid(&self) -> Option<SegmentHeader> {
+        match self {
+            Self::Valid(header) => Some(*header),
+            _ => None,
+        }
+    }
+}
+
 /// File name of segment `segment_id` (zero-padded so names sort by id).
 pub fn file_name(segment_id: u64) -> String {
     format!("{segment_id:020}{SEGMENT_SUFFIX}")

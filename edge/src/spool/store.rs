@@ -14,7 +14,7 @@ use super::{
     ledger::{CutEntry, Entry, Ledger, LedgerState},
     ranges::{ids_to_ranges, RangeSet},
     record,
-    segment::{self, HeaderState, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
+    segment::{self, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
     AckReport, Appended, CutBatch, CutEnd, Dropped, FullPolicy, Lane, RecoveryReport, SpoolConfig,
     SpoolError, SpoolRecord, SpoolStats,
 };
@@ -755,13 +755,5 @@ fn trim_to_bytes(records: &mut Vec<SpoolRecord>, end: CutEnd, max_bytes: usize) 
             let skip = records.len() - keep;
             records.drain(..skip);
         }
-    }
-}
-
-/// Records recovery saw in a header, used to compute floors.
-pub(super) fn header_of(state: &HeaderState) -> Option<SegmentHeader> {
-    match state {
-        HeaderState::Valid(header) => Some(*header),
-        _ => None,
     }
 }
