@@ -541,7 +541,8 @@ async fn send_cut(
             }
         }
     };
-    let was_outage = shared.outage.swap(false, Ordering::Relaxed);
+    // An evicted batch was never delivered: the outage (if any) goes on.
+    let was_outage = outcome != Sent::Evicted && shared.outage.swap(false, Ordering::Relaxed);
     let shared_for_ack = Arc::clone(shared);
     let report = blocking(shared, move |spool| {
         let report = spool.ack(seq)?;

@@ -5,6 +5,8 @@
 mod support;
 
 mod broker_restart;
+mod cli;
 mod crash;
+mod malformed;
 mod outage;
 mod pipeline;

@@ -166,7 +166,7 @@ async fn drop_oldest_at_the_byte_cap_drops_only_the_oldest_readings_and_counts_t
     let s = setup(|o| o.spool_max_bytes = 1 << 20).await;
     publish_block(&s.publisher, "x", MSGS).await;
     wait_until("every message processed", Duration::from_secs(40), || {
-        s.metrics.snapshot().messages_received == MSGS as u64
+        s.metrics.snapshot().readings_spooled == (MSGS * 5) as u64
     })
     .await;
     let full = s.metrics.snapshot();
@@ -179,7 +179,7 @@ async fn drop_oldest_at_the_byte_cap_drops_only_the_oldest_readings_and_counts_t
         "{} bytes on disk",
         full.spool_bytes
     );
-    assert_eq!(full.readings_spooled, (MSGS * 5) as u64);
+    assert_eq!(full.readings_spooled, (MSGS * 5) as u64, "{full:?}");
 
     s.receiver.set_unavailable(false);
     let kept = full.readings_spooled - full.dropped(DropReason::SpoolFull);
