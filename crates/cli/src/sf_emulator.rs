@@ -52,6 +52,9 @@ pub struct SfEmulatorArgs {
     /// Print one JSON object on stdout when ready.
     #[arg(long)]
     json: bool,
+    /// Print the effective configuration (defaults + --config + flags) as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 fn rss_bytes() -> Option<u64> {
@@ -86,6 +89,13 @@ pub fn run(args: SfEmulatorArgs) -> anyhow::Result<()> {
     }
     if let Some(user) = &args.username {
         config.username = user.clone();
+    }
+    if args.print_config {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&config).context("rendering the config")?
+        );
+        return Ok(());
     }
     let schema = match &args.metadata {
         Some(dir) => Schema::with_metadata_dir(dir)

@@ -799,3 +799,55 @@ async fn platform_events_publish_with_operation_enqueued_and_are_never_stored() 
     assert_eq!(codes(&err), ["INVALID_TYPE"]);
     assert_eq!(h.emulator.published_events().len(), 1);
 }
+
+#[tokio::test]
+async fn update_only_upserts_composite_limits_and_bulk_abort_follow_the_reference() {
+    let h = start().await;
+    let patch = reqwest::Method::PATCH;
+    let err = h
+        .client
+        .raw_json(
+            patch.clone(),
+            "/services/data/v66.0/sobjects/Case/FieldPulse_Key__c/fp:none?updateOnly=true",
+            Some(json!({"Subject": "x"})),
+        )
+        .await
+        .expect_err("updateOnly without a match");
+    assert_eq!(codes(&err), ["NOT_FOUND"]);
+    assert_eq!(h.emulator.live_count("Case"), 0);
+    let too_many: Vec<_> = (0..26)
+        .map(|i| json!({"method": "GET", "url": "/services/data/v66.0/limits", "referenceId": format!("r{i}")}))
+        .collect();
+    let err = h
+        .client
+        .raw_json(
+            reqwest::Method::POST,
+            "/services/data/v66.0/composite",
+            Some(json!({"compositeRequest": too_many})),
+        )
+        .await
+        .expect_err("26 subrequests");
+    assert!(matches!(err, SfError::Api { status: 400, .. }));
+    let (_, job) = h
+        .client
+        .raw_json(
+            reqwest::Method::POST,
+            "/services/data/v66.0/jobs/query",
+            Some(json!({"operation": "query", "query": "SELECT Id FROM Case"})),
+        )
+        .await
+        .expect("job without contentType still answers JSON");
+    assert_eq!(job["state"], "UploadComplete");
+    assert_eq!(job["apiVersion"], 66.0);
+    let id = job["id"].as_str().expect("job id");
+    let (_, aborted) = h
+        .client
+        .raw_json(
+            patch,
+            &format!("/services/data/v66.0/jobs/query/{id}"),
+            Some(json!({"state": "Aborted"})),
+        )
+        .await
+        .expect("abort");
+    assert_eq!(aborted["state"], "Aborted");
+}

@@ -11,6 +11,7 @@
 //! - [`id`]: 15/18-character ids, key prefixes, checksums.
 //! - [`store`], [`write`]: records, indexes, transactions; validation in
 //!   Salesforce's order with its error codes.
+//! - [`limits`]: the rolling 24-hour API allocation.
 //! - [`soql`]: the SOQL subset, evaluation, JSON/CSV rendering.
 //! - [`server`]: OAuth2 token endpoint, REST resources, Composite,
 //!   Collections, Bulk 2.0 query jobs, limits, fault injection, admin hooks.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod fixture;
 pub mod id;
+pub mod limits;
 pub mod persist;
 pub mod schema;
 pub mod server;

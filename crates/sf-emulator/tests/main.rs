@@ -168,3 +168,26 @@ fn the_demo_fixture_seeds_accounts_products_assets_and_work_order_history() {
         bearing["Id"]
     );
 }
+
+#[test]
+fn the_default_config_round_trips_through_json_and_rejects_unknown_keys() {
+    let text = serde_json::to_string(&EmulatorConfig::default()).expect("serializes");
+    let back: EmulatorConfig =
+        serde_json::from_str(&text).expect("the printed default config loads");
+    assert_eq!(
+        back.session_lifetime,
+        EmulatorConfig::default().session_lifetime
+    );
+    assert_eq!(back.audiences, EmulatorConfig::default().audiences);
+    let err = serde_json::from_str::<EmulatorConfig>(r#"{"sesion_lifetime": "1h"}"#)
+        .expect_err("typo is rejected");
+    assert!(err.to_string().contains("sesion_lifetime"), "{err}");
+    let partial: EmulatorConfig =
+        serde_json::from_str(r#"{"session_lifetime": "15m", "faults": {"rate_503": 0.1}}"#)
+            .expect("partial config");
+    assert_eq!(
+        partial.session_lifetime,
+        std::time::Duration::from_secs(900)
+    );
+    assert_eq!(partial.faults.rate_503, 0.1);
+}

@@ -116,7 +116,7 @@ pub(crate) struct Shared {
     pub schema: Arc<Schema>,
     pub org: Mutex<Org>,
     pub sessions: Mutex<HashMap<String, Session>>,
-    pub api_used: Mutex<(u64, u64)>,
+    pub api_used: Mutex<crate::limits::ApiCounter>,
     pub faults: Mutex<FaultState>,
     pub log: Mutex<std::collections::VecDeque<LogEntry>>,
     pub clock: Clock,
@@ -289,7 +289,7 @@ impl Emulator {
                     events: Vec::new(),
                 }),
                 sessions: Mutex::new(HashMap::new()),
-                api_used: Mutex::new((0, limit)),
+                api_used: Mutex::new(crate::limits::ApiCounter::new(limit)),
                 faults: Mutex::new(faults),
                 log: Mutex::new(std::collections::VecDeque::new()),
                 clock,
@@ -327,14 +327,22 @@ impl Emulator {
             let token = shutdown.clone();
             async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
+                let mut next_save = tokio::time::Instant::now();
                 loop {
                     tokio::select! {
                         biased;
                         _ = token.cancelled() => break,
                         _ = tick.tick() => {
+                            // Snapshots of big orgs take a while: keep the writer
+                            // busy at most ~10 % of the time.
+                            if tokio::time::Instant::now() < next_save {
+                                continue;
+                            }
+                            let started = tokio::time::Instant::now();
                             if let Err(err) = emu.save_if_dirty().await {
                                 tracing::error!(error = %err, "Writing emulator state failed.");
                             }
+                            next_save = tokio::time::Instant::now() + started.elapsed() * 9;
                         }
                     }
                 }
@@ -393,12 +401,14 @@ impl Emulator {
 
     /// Sets the daily API counter and allocation.
     pub fn set_api_usage(&self, used: u64, max: u64) {
-        *lock(&self.shared.api_used) = (used, max);
+        let now = self.shared.clock.now_ms();
+        lock(&self.shared.api_used).set(used, max, now);
     }
 
-    /// (used, max) of the daily API allocation.
+    /// (used, max) of the daily API allocation (rolling 24 h).
     pub fn api_usage(&self) -> (u64, u64) {
-        *lock(&self.shared.api_used)
+        let now = self.shared.clock.now_ms();
+        lock(&self.shared.api_used).usage(now)
     }
 
     /// Number of live records of an object (0 for an unknown object).
@@ -617,7 +627,7 @@ async fn route(
         })
         .map(str::trim)
         .map(str::to_string);
-    let usage_now = *lock(&emu.shared.api_used);
+    let usage_now = emu.api_usage();
     let invalid_session = || {
         Reply::error(
             401,
@@ -641,19 +651,19 @@ async fn route(
         }
     }
     // Daily allocation.
-    let usage = {
-        let mut used = lock(&emu.shared.api_used);
-        if used.0 >= used.1 {
+    let now = emu.shared.clock.now_ms();
+    let counted = lock(&emu.shared.api_used).try_count(now);
+    let usage = match counted {
+        Ok(usage) => usage,
+        Err(usage) => {
             return (
                 Reply::error(
                     403,
                     ApiErr::new("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
                 ),
-                Some(*used),
-            );
+                Some(usage),
+            )
         }
-        used.0 += 1;
-        *used
     };
     // Fault injection.
     let is_write = matches!(

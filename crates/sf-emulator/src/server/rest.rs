@@ -5,7 +5,7 @@
 use axum::http::Method;
 use serde_json::{json, Map, Value as Json};
 
-use super::{bulk, composite, lock, Call, Cursor, Emulator, Org, Reply, MAX_VERSION, MIN_VERSION};
+use super::{bulk, composite, Call, Cursor, Emulator, Org, Reply, MAX_VERSION, MIN_VERSION};
 use crate::error::ApiErr;
 use crate::id;
 use crate::schema::FieldType;
@@ -141,7 +141,7 @@ fn describe(emu: &Emulator, object: usize) -> Reply {
 }
 
 fn limits(emu: &Emulator) -> Reply {
-    let (used, max) = *lock(&emu.shared.api_used);
+    let (used, max) = emu.api_usage();
     let jobs = emu.org().jobs.len() as u64;
     Reply::json(
         200,
