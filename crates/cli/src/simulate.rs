@@ -1,15 +1,19 @@
 //! `fieldpulse simulate`: run the fleet simulator and write its telemetry
 //! (wide CSV), the Salesforce seed fixture (Product2, Asset, WorkType,
 //! WorkOrder) and the ground truth (failure times and modes, sensor faults).
+//! With `--broker`, every reading is also published live over MQTT (QoS 1,
+//! topic `sensors/{asset}`, JSON `{"ts": ..., "temp_c": ...}`), paced by
+//! `--speedup` (simulated time per wall time) and capped by `--rate`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use fieldpulse_simulator::{product::PRODUCTS, telemetry, Fleet, FleetConfig};
+use rumqttc::{Client, Event, MqttOptions, Outgoing, QoS};
 
 /// Arguments of `fieldpulse simulate`.
 #[derive(Debug, Args)]
@@ -35,9 +39,123 @@ pub struct SimulateArgs {
     /// Multiplies every wear rate (2 = failures twice as often).
     #[arg(long, default_value_t = 1.0)]
     wear_speedup: f64,
+    /// Also publish every reading to this MQTT broker (`host:port`).
+    #[arg(long)]
+    broker: Option<String>,
+    /// Simulated seconds per wall-clock second when publishing (0 = as fast as possible).
+    #[arg(long, default_value_t = 3600.0)]
+    speedup: f64,
+    /// Maximum messages per second when publishing (0 = no cap).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// Live MQTT publishing: a rumqttc client whose event loop runs on its own
+/// thread (owned by this binary, joined at the end).
+struct Publisher {
+    client: Client,
+    driver: std::thread::JoinHandle<()>,
+    acks: std::sync::mpsc::Receiver<()>,
+    started: Instant,
+    sim_start_ms: i64,
+    speedup: f64,
+    rate: f64,
+    sent: u64,
+}
+
+impl Publisher {
+    fn connect(
+        broker: &str,
+        seed: u64,
+        sim_start_ms: i64,
+        speedup: f64,
+        rate: f64,
+    ) -> anyhow::Result<Self> {
+        let (host, port) = broker
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .with_context(|| format!("--broker {broker}: expected host:port"))?;
+        let mut opts = MqttOptions::new(format!("fieldpulse-simulate-{seed}"), host, port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = Client::new(opts, 1024);
+        let (ack_tx, acks) = std::sync::mpsc::channel();
+        let driver = std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        if ack_tx.send(()).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(err) => {
+                        // rumqttc reconnects on the next poll; keep the
+                        // operator informed without flooding the terminal.
+                        eprintln!("simulate: MQTT connection error: {err}; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            client,
+            driver,
+            acks,
+            started: Instant::now(),
+            sim_start_ms,
+            speedup,
+            rate,
+            sent: 0,
+        })
+    }
+
+    fn publish(&mut self, topic: String, payload: String, ts_ms: i64) -> anyhow::Result<()> {
+        // Pacing, not synchronisation: hold each reading until its simulated
+        // time (divided by the speedup) or the rate cap allows it.
+        let mut due = Duration::ZERO;
+        if self.speedup > 0.0 {
+            due = Duration::from_secs_f64(
+                (ts_ms - self.sim_start_ms).max(0) as f64 / 1000.0 / self.speedup,
+            );
+        }
+        if self.rate > 0.0 {
+            due = due.max(Duration::from_secs_f64(self.sent as f64 / self.rate));
+        }
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into_bytes())
+            .context("publishing a reading")?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Waits (up to 30 s) for the broker to acknowledge every message, then
+    /// disconnects.
+    fn finish(self) -> anyhow::Result<(u64, u64)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut acked = 0u64;
+        while acked < self.sent {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.acks.recv_timeout(left) {
+                Ok(()) => acked += 1,
+                Err(_) => break,
+            }
+        }
+        self.client
+            .disconnect()
+            .context("disconnecting from the broker")?;
+        drop(self.acks);
+        self.driver
+            .join()
+            .map_err(|_| anyhow::anyhow!("the MQTT event loop thread panicked"))?;
+        Ok((self.sent, acked))
+    }
 }
 
 /// Runs `fieldpulse simulate`.
@@ -50,7 +168,18 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         wear_speedup: args.wear_speedup,
         ..FleetConfig::default()
     };
+    let sim_start_ms = cfg.start_ms;
     let mut fleet = Fleet::new(cfg)?;
+    let mut publisher = match &args.broker {
+        Some(broker) => Some(Publisher::connect(
+            broker,
+            args.seed,
+            sim_start_ms,
+            args.speedup,
+            args.rate,
+        )?),
+        None => None,
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let csv_path = args.out.join("telemetry.csv");
@@ -64,6 +193,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let names: Vec<String> = fleet.assets().iter().map(|a| a.name.clone()).collect();
     while let Some(reading) = fleet.next_reading() {
         telemetry::write_row(&mut out, &names[reading.asset_idx], &reading)?;
+        if let Some(p) = publisher.as_mut() {
+            let asset = &names[reading.asset_idx];
+            p.publish(
+                telemetry::topic(asset),
+                telemetry::json_payload(&reading),
+                reading.ts_ms,
+            )?;
+        }
         n_readings += 1;
         let pct = n_readings * 100 / total;
         if pct >= slot + 10 {
@@ -72,6 +209,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    let mqtt = match publisher {
+        Some(p) => {
+            let (sent, acked) = p.finish()?;
+            Some(serde_json::json!({"published": sent, "acked": acked}))
+        }
+        None => None,
+    };
     let history = fleet.into_history();
     let fixture_path = args.out.join("history.json");
     std::fs::write(
@@ -94,6 +238,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "telemetry": csv_path,
         "history": fixture_path,
         "ground_truth": truth_path,
+        "mqtt": mqtt,
     });
     if args.json {
         println!("{summary}");

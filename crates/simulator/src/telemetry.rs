@@ -1,6 +1,6 @@
 //! The wide telemetry CSV (DESIGN.md): header `asset,ts,<sensor>...`, `ts`
 //! in epoch milliseconds, one row per reading, empty cells where a sensor
-//! dropped out.
+//! dropped out; and the MQTT JSON payload of one reading.
 
 use std::io::{self, Write};
 
@@ -34,6 +34,25 @@ pub fn write_row(out: &mut dyn Write, asset: &str, reading: &Reading) -> io::Res
     writeln!(out)
 }
 
+/// The MQTT payload of a reading (DESIGN.md's multi-sensor JSON object):
+/// `{"ts": <epoch ms>, "temp_c": 71.2, ...}`; dropped-out sensors are left
+/// out rather than sent as `null`.
+pub fn json_payload(reading: &Reading) -> String {
+    let mut out = format!("{{\"ts\":{}", reading.ts_ms);
+    for (name, value) in SENSORS.iter().zip(&reading.values) {
+        if let Some(v) = value {
+            out.push_str(&format!(",\"{name}\":{v:.4}"));
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// MQTT topic of an asset's readings: `sensors/{asset}`.
+pub fn topic(asset: &str) -> String {
+    format!("sensors/{asset}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +84,11 @@ mod tests {
             lines[1],
             "pump-0001,1767225600000,40.5000,,1.0000,6.0000,30.0000,2950.0000"
         );
+        let payload: serde_json::Value =
+            serde_json::from_str(&json_payload(&reading)).expect("json");
+        assert_eq!(payload["ts"], 1_767_225_600_000i64);
+        assert_eq!(payload["temp_c"], 40.5);
+        assert!(payload.get("vib_rms").is_none());
+        assert_eq!(topic("pump-0001"), "sensors/pump-0001");
     }
 }
