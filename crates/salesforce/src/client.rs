@@ -331,11 +331,17 @@ impl SalesforceClient {
         }
         if status >= 400 {
             let path = spec.path.split('?').next().unwrap_or_default().to_string();
+            let retry_after = headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             return Err(SfError::Api {
                 method: spec.method.to_string(),
                 path,
                 status,
                 errors: ApiError::list_from_body(&body),
+                retry_after,
             });
         }
         Ok(HttpReply {
@@ -356,7 +362,15 @@ impl SalesforceClient {
                         && spec.idempotent
                         && attempt < self.config.retry.max_attempts =>
                 {
-                    let delay = self.config.retry.delay(attempt);
+                    // Honour the server's Retry-After (capped) when it asks for longer.
+                    let hinted = match &err {
+                        SfError::Api {
+                            retry_after: Some(after),
+                            ..
+                        } => (*after).min(self.config.retry.cap),
+                        _ => Duration::ZERO,
+                    };
+                    let delay = self.config.retry.delay(attempt).max(hinted);
                     tracing::debug!(path = %spec.path, attempt, delay_ms = delay.as_millis() as u64, error = %err, "Retrying after a retriable error.");
                     self.bump(|s| s.retries += 1);
                     tokio::time::sleep(delay).await;

@@ -103,6 +103,8 @@ pub enum SfError {
         status: u16,
         /// The errors.
         errors: Vec<ApiError>,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<std::time::Duration>,
     },
     /// Upsert matched several records (`300 Multiple Choices`).
     #[error("external id matched {} records", .urls.len())]

@@ -98,6 +98,7 @@ impl SalesforceClient {
                     .iter()
                     .map(crate::error::ApiError::from_json)
                     .collect(),
+                retry_after: None,
             }),
         }
     }

@@ -118,6 +118,39 @@ async fn an_expired_session_is_reauthenticated_once_and_the_request_replayed() {
     let after = h.client.stats();
     assert_eq!(after.reauths - before.reauths, 1);
     assert_eq!(after.token_requests - before.token_requests, 1);
+    // Sessions also expire by age (default 2 h). Client credentials carry no
+    // JWT `exp`, so moving the emulator's clock only ages the session.
+    let cc = fast_client(fieldpulse_salesforce::AuthConfig::ClientCredentials {
+        token_url: h.base.clone(),
+        client_id: h.config.consumer_key.clone(),
+        client_secret: CLIENT_SECRET.to_string().into(),
+    });
+    cc.get("Account", &account, None)
+        .await
+        .expect("fresh session");
+    h.emulator.clock().advance(2 * 3600 * 1000 + 1);
+    cc.get("Account", &account, None)
+        .await
+        .expect("replayed after the session aged out");
+    assert_eq!(cc.stats().reauths, 1);
+}
+
+#[tokio::test]
+async fn a_replay_that_is_still_unauthorized_fails_instead_of_looping() {
+    let mut config = emulator_config();
+    config.session_lifetime = std::time::Duration::ZERO;
+    let h = crate::support::start_with(config).await;
+    let err = h
+        .client
+        .limits()
+        .await
+        .expect_err("every session is born expired");
+    assert!(matches!(err, SfError::SessionInvalid), "{err:?}");
+    assert_eq!(
+        h.client.stats().token_requests,
+        2,
+        "one login, one re-auth, no loop"
+    );
 }
 
 #[tokio::test]
@@ -156,6 +189,30 @@ async fn records_are_created_read_updated_and_deleted_with_real_status_codes() {
         .as_str()
         .is_some_and(|d| d.ends_with("+0000")));
     h.client.delete("Case", &case_id).await.expect("delete");
+    let deleted: Vec<serde_json::Value> = h
+        .client
+        .query(
+            "SELECT Id, IsDeleted FROM Case",
+            QueryOptions {
+                include_deleted: true,
+                ..QueryOptions::default()
+            },
+        )
+        .try_collect()
+        .await
+        .expect("queryAll");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(
+        deleted[0]["IsDeleted"], true,
+        "queryAll shows recycle-bin rows"
+    );
+    assert_eq!(
+        h.client
+            .count("SELECT COUNT() FROM Case")
+            .await
+            .expect("count"),
+        0
+    );
     let err = h
         .client
         .get("Case", &case_id, None)

@@ -61,6 +61,10 @@ async fn a_thousand_case_upserts_survive_twenty_percent_faults_and_a_session_exp
         .collect();
     assert_eq!(keys.len(), 1000, "no duplicates");
     let stats = h.client.stats();
+    assert_eq!(
+        stats.token_requests, 2,
+        "one initial token and one single-flight refresh for 8 concurrent callers: {stats:?}"
+    );
     assert!(
         stats.retries > 100,
         "faults were injected and retried: {stats:?}"
