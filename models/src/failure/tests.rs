@@ -142,8 +142,24 @@ fn no_label_or_feature_of_a_fit_row_changes_when_everything_after_the_cutoff_is_
     .expect("schema");
     let (t0, t1) = telemetry.time_range().expect("rows");
     let rows = feature_rows(&telemetry, &schema, &history, 3).expect("rows");
-    let split = split_rows(&rows, &telemetry.assets, t0, t1, &cfg);
+    let split = split_rows(&rows, &telemetry.assets, &history, t0, t1, &cfg);
     let cutoff = split.t_cal_ms;
+    for product in history.products() {
+        let of_product: Vec<&String> = telemetry
+            .assets
+            .iter()
+            .filter(|a| history.assets[*a].product.as_deref() == Some(product.as_str()))
+            .collect();
+        let held = of_product
+            .iter()
+            .filter(|a| split.test_assets.contains(a))
+            .count();
+        assert!(
+            held >= 1 && held < of_product.len(),
+            "{product}: {held} of {} held out",
+            of_product.len()
+        );
+    }
 
     // Delete every reading and every Work Order from the cutoff on.
     let keep: Vec<usize> = (0..telemetry.n_rows())

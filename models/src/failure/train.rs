@@ -8,7 +8,8 @@
 //!   `T_cal` (no failure at or after `T_cal` can label a row);
 //! - **calibration**: training assets, readings in `[T_cal, T_test)`, labels
 //!   censored at `T_test`: isotonic calibration and thresholds come from here;
-//! - **test**: held-out assets (≈ 20 %, chosen by a hash of their name),
+//! - **test**: held-out assets (≈ 20 % of each product, chosen by a hash of
+//!   their name),
 //!   readings from `T_cal` on: assets the model never saw, at times after
 //!   every fit label.
 //!
@@ -117,19 +118,26 @@ pub struct Split {
 }
 
 fn name_hash(name: &str, seed: u64) -> u64 {
-    // FNV-1a, seeded.
+    // FNV-1a, then the SplitMix64 finaliser: FNV alone orders names that
+    // share a prefix together (every `hvac-00xx` first), which would make a
+    // one-product test set.
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
     for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
 }
 
 /// Partitions feature rows into fit / calibration / test (see module docs).
+/// Test assets are drawn per product (stratified), so every product line is
+/// represented on both sides.
 pub fn split_rows(
     rows: &FeatureRows,
     assets: &[String],
+    history: &FleetHistory,
     t0: i64,
     t1: i64,
     cfg: &TrainConfig,
@@ -137,16 +145,27 @@ pub fn split_rows(
     let span = (t1 - t0) as f64;
     let t_cal = t0 + (0.6 * span) as i64;
     let t_test = t0 + (0.8 * span) as i64;
-    let mut ranked: Vec<(u64, &String)> =
-        assets.iter().map(|a| (name_hash(a, cfg.seed), a)).collect();
-    ranked.sort();
-    let n_test = if assets.len() >= 2 {
-        ((assets.len() as f64 * cfg.test_asset_fraction).round() as usize)
-            .clamp(1, assets.len() - 1)
-    } else {
-        0
-    };
-    let test_assets: Vec<String> = ranked[..n_test].iter().map(|(_, a)| (*a).clone()).collect();
+    let mut by_product: std::collections::BTreeMap<Option<String>, Vec<(u64, &String)>> =
+        Default::default();
+    for a in assets {
+        let product = history.assets.get(a).and_then(|h| h.product.clone());
+        by_product
+            .entry(product)
+            .or_default()
+            .push((name_hash(a, cfg.seed), a));
+    }
+    let mut test_assets: Vec<String> = Vec::new();
+    for group in by_product.values_mut() {
+        group.sort();
+        let n = group.len();
+        let n_test = if n >= 2 {
+            ((n as f64 * cfg.test_asset_fraction).round() as usize).clamp(1, n - 1)
+        } else {
+            0
+        };
+        test_assets.extend(group[..n_test].iter().map(|(_, a)| (*a).clone()));
+    }
+    test_assets.sort();
     let is_test: Vec<bool> = assets.iter().map(|a| test_assets.contains(a)).collect();
     let mut split = Split {
         t0_ms: t0,
@@ -248,7 +267,7 @@ pub fn train(
     progress("features", 0, 1);
     let rows = feature_rows(telemetry, &schema, history, stride)?;
     progress("features", 1, 1);
-    let split = split_rows(&rows, &telemetry.assets, t0, t1, cfg);
+    let split = split_rows(&rows, &telemetry.assets, history, t0, t1, cfg);
     if split.fit_rows.is_empty() || split.cal_rows.is_empty() {
         return Err(TrainError::Data(format!(
             "{} fit rows and {} calibration rows: need a longer history",
