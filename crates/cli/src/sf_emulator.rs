@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use fieldpulse_sf_emulator::schema::Schema;
-use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, Fixture};
+use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, Fixture, TlsIdentity};
 use tokio_util::sync::CancellationToken;
 
 /// Run a local Salesforce emulator (OAuth2, REST, SOQL, Bulk 2.0) for tests and demos.
@@ -52,6 +52,13 @@ pub struct SfEmulatorArgs {
     /// Print one JSON object on stdout when ready.
     #[arg(long)]
     json: bool,
+    /// Serve https with a self-signed certificate generated at start (for
+    /// clients that speak only https); the certificate is written to --tls-cert-out.
+    #[arg(long)]
+    tls: bool,
+    /// Where to write the generated certificate (PEM) for clients to trust.
+    #[arg(long, default_value = "sf-emulator-cert.pem")]
+    tls_cert_out: PathBuf,
     /// Print the effective configuration (defaults + --config + flags) as JSON and exit.
     #[arg(long)]
     print_config: bool,
@@ -91,6 +98,11 @@ pub fn run(args: SfEmulatorArgs) -> anyhow::Result<()> {
         config.username = user.clone();
     }
     if args.print_config {
+        let mut shown = config.clone();
+        if shown.consumer_secret.is_some() {
+            shown.consumer_secret = Some("***".into());
+        }
+        let config = shown;
         println!(
             "{}",
             serde_json::to_string_pretty(&config).context("rendering the config")?
@@ -152,7 +164,8 @@ pub fn run(args: SfEmulatorArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port)).await.with_context(|| format!("binding {}:{}", args.bind, args.port))?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let scheme = if args.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr()?);
         eprintln!("Salesforce emulator listening on {url} (token endpoint {url}/services/oauth2/token).");
         if args.json {
             println!("{}", serde_json::json!({"url": url, "records": counts, "rss_bytes": rss_bytes()}));
@@ -175,7 +188,14 @@ pub fn run(args: SfEmulatorArgs) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             signal.cancel();
         });
-        emulator.run(listener, shutdown).await.context("serving")?;
+        if args.tls {
+            let identity = TlsIdentity::self_signed(&[args.bind.as_str(), "localhost", "127.0.0.1"]).context("generating a certificate")?;
+            std::fs::write(&args.tls_cert_out, &identity.cert_pem).with_context(|| format!("writing {}", args.tls_cert_out.display()))?;
+            eprintln!("Serving https; trust the certificate in {}.", args.tls_cert_out.display());
+            emulator.run_tls(listener, shutdown, identity).await.context("serving https")?;
+        } else {
+            emulator.run(listener, shutdown).await.context("serving")?;
+        }
         eprintln!("Emulator stopped; state saved.");
         Ok(())
     })

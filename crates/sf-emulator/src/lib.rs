@@ -48,4 +48,4 @@ pub mod write;
 
 pub use config::{EmulatorConfig, FaultConfig};
 pub use fixture::{Fixture, FixtureObject, SeedReport};
-pub use server::{Emulator, EmulatorError, LogEntry};
+pub use server::{Emulator, EmulatorError, LogEntry, TlsIdentity};

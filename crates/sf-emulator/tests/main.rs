@@ -191,3 +191,44 @@ fn the_default_config_round_trips_through_json_and_rejects_unknown_keys() {
     );
     assert_eq!(partial.faults.rate_503, 0.1);
 }
+
+#[tokio::test]
+async fn the_https_listener_serves_the_api_with_a_generated_certificate() {
+    use fieldpulse_sf_emulator::TlsIdentity;
+    let identity =
+        TlsIdentity::self_signed(&["127.0.0.1", "localhost"]).expect("self-signed certificate");
+    let emulator = Emulator::new(EmulatorConfig::default(), None).expect("emulator");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(
+        emulator
+            .clone()
+            .run_tls(listener, shutdown.clone(), identity.clone()),
+    );
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(identity.cert_pem.as_bytes()).expect("pem"),
+        )
+        .build()
+        .expect("client");
+    let res = http
+        .get(format!("https://{addr}/services/data/"))
+        .send()
+        .await
+        .expect("https call");
+    assert_eq!(res.status().as_u16(), 200);
+    let untrusted = reqwest::Client::new()
+        .get(format!("https://{addr}/services/data/"))
+        .send()
+        .await;
+    assert!(
+        untrusted.is_err(),
+        "a client that does not trust the generated certificate is refused"
+    );
+    assert_eq!(emulator.base_url(), format!("https://{addr}"));
+    shutdown.cancel();
+    server.await.expect("joined").expect("clean shutdown");
+}

@@ -8,6 +8,7 @@ mod auth;
 mod bulk;
 mod composite;
 mod rest;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use crate::store::Store;
 use crate::time::Clock;
 
 pub use bulk::Job;
+pub use tls::TlsIdentity;
 
 /// Versions the emulator serves (reference §0.1).
 pub const MIN_VERSION: u32 = 46;
@@ -313,44 +315,46 @@ impl Emulator {
         shutdown: CancellationToken,
     ) -> Result<(), EmulatorError> {
         let local: SocketAddr = listener.local_addr().map_err(EmulatorError::Serve)?;
-        *lock(&self.shared.base_url) = format!("http://{local}");
-        *lock(&self.shared.admin_allowed) =
-            local.ip().is_loopback() || self.shared.config.admin_on_non_loopback;
+        self.set_base_url(&format!("http://{local}"), local.ip().is_loopback());
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(self.clone());
         let server_token = shutdown.clone();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { server_token.cancelled().await });
-        let persister = {
-            let emu = self.clone();
-            let token = shutdown.clone();
-            async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
-                let mut next_save = tokio::time::Instant::now();
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = token.cancelled() => break,
-                        _ = tick.tick() => {
-                            // Snapshots of big orgs take a while: keep the writer
-                            // busy at most ~10 % of the time.
-                            if tokio::time::Instant::now() < next_save {
-                                continue;
-                            }
-                            let started = tokio::time::Instant::now();
-                            if let Err(err) = emu.save_if_dirty().await {
-                                tracing::error!(error = %err, "Writing emulator state failed.");
-                            }
-                            next_save = tokio::time::Instant::now() + started.elapsed() * 9;
-                        }
-                    }
-                }
-            }
-        };
+        let persister = self.clone().persist_until(shutdown.clone());
         let (served, ()) = tokio::join!(async { server.await }, persister);
         served.map_err(EmulatorError::Serve)?;
         self.save_if_dirty().await
+    }
+
+    fn set_base_url(&self, url: &str, loopback: bool) {
+        *lock(&self.shared.base_url) = url.to_string();
+        *lock(&self.shared.admin_allowed) = loopback || self.shared.config.admin_on_non_loopback;
+    }
+
+    /// Writes the state file while dirty until `shutdown` fires.
+    async fn persist_until(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut next_save = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    // Snapshots of big orgs take a while: keep the writer
+                    // busy at most ~10 % of the time.
+                    if tokio::time::Instant::now() < next_save {
+                        continue;
+                    }
+                    let started = tokio::time::Instant::now();
+                    if let Err(err) = self.save_if_dirty().await {
+                        tracing::error!(error = %err, "Writing emulator state failed.");
+                    }
+                    next_save = tokio::time::Instant::now() + started.elapsed() * 9;
+                }
+            }
+        }
     }
 
     /// The base URL clients should use (`instance_url`), once running.
