@@ -8,6 +8,9 @@
 //! - `round_trip`: the whole life of 1000 records: append, one sync, cut one batch
 //!   (payloads re-read from the file, cut fsynced to the ledger) and ack it (ledger
 //!   fsync, segment deletion).
+//! - `open_recover/16MiB`: opening (recovering) a spool holding 16 MiB of records:
+//!   every segment read and checksummed, a fresh ledger snapshot and active segment
+//!   written and fsynced. This is the restart cost after a crash.
 //!
 //! The spool lives under Cargo's target tmp dir, on the same disk as the build,
 //! not in a tmpfs, so fsync costs what it costs on this machine.
@@ -94,5 +97,32 @@ fn bench_append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_append);
+fn bench_open(c: &mut Criterion) {
+    let mut group = c.benchmark_group("spool");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let max_bytes = 64 * 1024 * 1024;
+    let payload = payload(3);
+    let n_records = 16 * 1024 * 1024 / (PAYLOAD_BYTES as u64 + 24);
+    {
+        let mut spool = open(dir.path(), max_bytes);
+        for _ in 0..n_records {
+            spool.append(&payload, 4).expect("append");
+        }
+        spool.sync().expect("sync");
+    }
+    group.throughput(Throughput::Bytes(16 * 1024 * 1024));
+    group.bench_function(BenchmarkId::new("open_recover", "16MiB"), |b| {
+        b.iter(|| {
+            let spool = open(dir.path(), max_bytes);
+            assert_eq!(spool.stats().uncut_records, n_records);
+            black_box(spool);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_append, bench_open);
 criterion_main!(benches);

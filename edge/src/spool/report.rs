@@ -217,7 +217,9 @@ impl fmt::Display for RecoveryReport {
                 self.batches_emptied
             )?;
         }
-        if self.ledger_missing {
+        if self.ledger_missing && self.segments == 0 {
+            write!(f, "; new spool")?;
+        } else if self.ledger_missing {
             write!(f, "; ledger missing")?;
         }
         if self.ledger_corrupt_regions > 0 || self.ledger_torn_bytes > 0 {

@@ -164,7 +164,8 @@ impl Spool {
         self.cfg
     }
 
-    /// Buffers one record (not durable until [`Spool::sync`]).
+    /// Buffers one record (not durable until [`Spool::sync`]; dropping the spool
+    /// before that loses it, as a crash would).
     ///
     /// With `DropOldest`, evicts the oldest segment(s) when the cap would be
     /// exceeded and reports exactly what was dropped.
