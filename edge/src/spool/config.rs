@@ -12,6 +12,10 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 pub const MIN_MAX_BYTES: u64 = 256 * 1024;
 /// Smallest accepted segment size (16 KiB).
 pub const MIN_SEGMENT_BYTES: u64 = 16 * 1024;
+/// Largest accepted segment size (64 MiB): recovery reads one whole segment at a
+/// time, and a record (at most one segment) must stay below the frame scanner's
+/// payload limit.
+pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How the spool is sized and what it does when the cap is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +85,8 @@ impl SpoolConfig {
     /// # Errors
     ///
     /// [`SpoolError::InvalidConfig`] naming the key when `max_bytes` is below
-    /// [`MIN_MAX_BYTES`] or `segment_bytes` below [`MIN_SEGMENT_BYTES`].
+    /// [`MIN_MAX_BYTES`] or `segment_bytes` is outside
+    /// [`MIN_SEGMENT_BYTES`]..=[`MAX_SEGMENT_BYTES`].
     pub fn validate(&self) -> Result<(), SpoolError> {
         if self.max_bytes < MIN_MAX_BYTES {
             return Err(SpoolError::InvalidConfig {
@@ -94,6 +99,15 @@ impl SpoolConfig {
                 key: "segment_bytes",
                 reason: format!(
                     "{} is below the minimum of {MIN_SEGMENT_BYTES}",
+                    self.segment_bytes
+                ),
+            });
+        }
+        if self.segment_bytes > MAX_SEGMENT_BYTES {
+            return Err(SpoolError::InvalidConfig {
+                key: "segment_bytes",
+                reason: format!(
+                    "{} is above the maximum of {MAX_SEGMENT_BYTES}",
                     self.segment_bytes
                 ),
             });

@@ -223,7 +223,7 @@ mod tests;
 pub use self::{
     config::{
         CutEnd, FullPolicy, Lane, SpoolConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
-        MIN_MAX_BYTES, MIN_SEGMENT_BYTES,
+        MAX_SEGMENT_BYTES, MIN_MAX_BYTES, MIN_SEGMENT_BYTES,
     },
     error::SpoolError,
     fs::{FileLayer, StdFileLayer},

@@ -280,5 +280,8 @@ impl Segment {
 
 /// Largest payload a segment of `segment_bytes` can hold.
 pub fn max_payload(segment_bytes: u64) -> usize {
-    (segment_bytes as usize).saturating_sub(SEGMENT_HEADER_LEN + FRAME_HEADER_LEN)
+    let fits = usize::try_from(segment_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(SEGMENT_HEADER_LEN + FRAME_HEADER_LEN);
+    fits.min(record::MAX_PAYLOAD)
 }

@@ -456,6 +456,22 @@ fn a_record_larger_than_a_segment_is_refused_and_a_tiny_cap_is_invalid() {
     };
     let err = Spool::open(dir.path(), bad).expect_err("tiny cap");
     assert!(err.to_string().starts_with("spool.max_bytes:"), "{err}");
+    let huge_segments = SpoolConfig {
+        max_bytes: 1 << 40,
+        segment_bytes: 1 << 30,
+        ..SpoolConfig::default()
+    };
+    let err = Spool::open(dir.path(), huge_segments).expect_err("huge segments");
+    assert!(err.to_string().starts_with("spool.segment_bytes:"), "{err}");
+    let largest = SpoolConfig {
+        max_bytes: 1 << 40,
+        segment_bytes: super::MAX_SEGMENT_BYTES,
+        ..SpoolConfig::default()
+    };
+    assert!(
+        largest.max_payload_bytes() <= record::MAX_PAYLOAD,
+        "records stay scannable"
+    );
 }
 
 #[test]
