@@ -67,19 +67,20 @@
 //! The same frames, where the id field numbers the entry within the file and the
 //! reading-count field holds the entry kind: a *snapshot* (next seq, next record
 //! id, acked id ranges, pending cuts) always first, then *cut* (seq, lane, id
-//! ranges) and *ack* (seq) entries. Once the log outgrows 64 KiB and twice its
-//! snapshot it is compacted: a new snapshot is written to `ledger.log.tmp`,
+//! ranges) and *ack* (seq) entries. Once the log outgrows `max_bytes / 32`
+//! (clamped to 4..64 KiB) and twice its snapshot it is compacted: a new snapshot is written to `ledger.log.tmp`,
 //! fsynced, renamed over `ledger.log`, and the directory fsynced (entry bodies
 //! are documented in `ledger.rs`).
 //!
 //! ## Invariants
 //!
 //! - Record ids are assigned by `append`, start at 1, increase by one per record
-//!   and are never reused for a record that was synced or cut. Within a segment ids
-//!   are consecutive; across segments they increase.
+//!   and are never reused while a record with that id may be on disk or was ever
+//!   cut (recovery starts above every id in the segments, their headers and the
+//!   ledger). Within a segment ids are consecutive; across segments they increase.
 //! - A segment holds at most `segment_bytes` bytes, where `segment_bytes =
-//!   min(config.segment_bytes, max_bytes / 8)`; a record's payload must fit in one
-//!   segment. Only the newest segment (the active one) is ever written; recovery
+//!   min(config.segment_bytes, max_bytes / 8)` (16 KiB..=64 MiB); a record's
+//!   payload must fit in one segment. Only the newest segment (the active one) is ever written; recovery
 //!   always starts a new active segment rather than append after data it did not
 //!   write in this process.
 //! - A record is in exactly one state: unsynced, uncut, pending (in one cut batch)
@@ -128,7 +129,9 @@
 //! - **Corrupt record in the middle** (bad checksum, impossible length): the scanner
 //!   resynchronises by searching for the next sync marker that starts a frame with a
 //!   valid checksum and a larger id, so later records are kept. Lost records are
-//!   counted from the gap in the consecutive ids.
+//!   counted from the gap in the consecutive ids. (A payload that itself embeds a
+//!   complete, checksum-valid frame with a larger id could be taken for one while
+//!   resynchronising; payloads are the agent's own encoding, so this is accepted.)
 //! - **Damaged segment header**: the frames are scanned anyway (they carry their
 //!   own ids and checksums). A segment with a newer format version is left
 //!   untouched and reported.
@@ -168,7 +171,10 @@
 //!   gateway must ride out, or the broker drops messages silently).
 //!
 //! Evicting a segment fsyncs the directory at once: a deleted segment that came
-//! back after a crash would resurrect records whose ack was already forgotten.
+//! back after a crash would resurrect records whose ack was already forgotten. A
+//! power cut in the middle of an evicting `append` can delete the oldest
+//! segment(s) without the [`Dropped`] report reaching the caller; only the oldest
+//! records are ever lost that way, and never a record the cap did not require.
 //!
 //! ## Lanes
 //!
