@@ -258,3 +258,15 @@ fn online_scoring_computes_the_same_features_as_offline_training() {
         assert_eq!(online, model.predict(expected));
     }
 }
+
+#[test]
+fn training_without_matching_asset_names_fails_with_a_clear_error() {
+    let (csv, fixture) = simulate(4, 90, 7);
+    let renamed = csv
+        .replace("pump-", "p-")
+        .replace("comp-", "c-")
+        .replace("hvac-", "h-");
+    let (telemetry, history) = load(&renamed, &fixture);
+    let err = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).unwrap_err();
+    assert!(err.to_string().contains("0 of 4 telemetry assets"), "{err}");
+}

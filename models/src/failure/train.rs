@@ -338,6 +338,18 @@ pub fn train(
             threshold,
         });
     }
+    if classifiers.is_empty() {
+        let known = telemetry
+            .assets
+            .iter()
+            .filter(|a| history.assets.contains_key(*a))
+            .count();
+        return Err(TrainError::Data(format!(
+            "no failure falls in the fit window of any telemetry asset ({known} of {} telemetry \
+             assets are named in the Work Order history; Asset.Name must match the asset column)",
+            telemetry.assets.len()
+        )));
+    }
     progress("rul", targets.len(), total);
     let rul_t = rul_targets(
         &rows,
