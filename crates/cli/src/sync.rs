@@ -208,7 +208,17 @@ pub fn run(cmd: SyncCommand) -> anyhow::Result<()> {
         let mut reports = Vec::new();
         for spec in specs() {
             let object = spec.object.clone();
-            let mut progress = |rows: u64| eprint!("\r{object}: {rows} rows");
+            // A live counter on a terminal; one line per 50k rows otherwise (logs, CI).
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut last_line = 0;
+            let mut progress = |rows: u64| {
+                if tty {
+                    eprint!("\r{object}: {rows} rows");
+                } else if rows >= last_line + 50_000 {
+                    last_line = rows;
+                    eprintln!("{object}: {rows} rows");
+                }
+            };
             let report = client
                 .export_incremental(
                     &args.out,
@@ -221,8 +231,12 @@ pub fn run(cmd: SyncCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("syncing {} into {}", spec.object, args.out.display()))?;
             eprintln!(
-                "\r{}: {} new or changed rows via {:?}, {} in store",
-                report.object, report.rows, report.mode, report.rows_in_store
+                "{}{}: {} new or changed rows via {:?}, {} in store",
+                if tty { "\r" } else { "" },
+                report.object,
+                report.rows,
+                report.mode,
+                report.rows_in_store
             );
             reports.push(report);
         }

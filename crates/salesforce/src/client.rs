@@ -238,7 +238,7 @@ impl SalesforceClient {
         }
     }
 
-    async fn current_token(&self) -> Result<Token, SfError> {
+    pub(crate) async fn current_token(&self) -> Result<Token, SfError> {
         // Holding the async lock while fetching makes refresh single-flight:
         // concurrent callers wait for this one token request.
         let mut guard = self.token.lock().await;

@@ -12,6 +12,7 @@
 //! - [`query`]: SOQL as an async `Stream` following `nextRecordsUrl`.
 //! - [`bulk`]: Bulk API 2.0 query jobs with `Sforce-Locator` paging.
 //! - [`export`]: incremental, resumable JSON Lines export by `SystemModstamp` (Work Order history sync).
+//! - [`ids`]: 15 → 18-character ids.
 //! - [`error`]: [`SfError`] / [`ApiError`] from both error shapes, with retry classes.
 //!
 //! # Example
@@ -40,6 +41,7 @@ pub mod client;
 pub mod collections;
 pub mod error;
 pub mod export;
+pub mod ids;
 pub mod limits;
 pub mod query;
 pub mod secret;

@@ -273,6 +273,53 @@ impl SalesforceClient {
         }
     }
 
+    /// Checks that the configured API version is offered by the org
+    /// (`GET /services/data/`, which needs no session and costs no API call).
+    ///
+    /// # Errors
+    /// `Config` naming the offered versions when ours is missing.
+    pub async fn check_version(&self) -> Result<(), SfError> {
+        let token = self.current_token().await?;
+        let url = format!("{}/services/data/", token.instance_url);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| SfError::Transport {
+                context: "GET /services/data/".into(),
+                source,
+            })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| SfError::Transport {
+                context: "GET /services/data/".into(),
+                source,
+            })?;
+        let versions: Json = serde_json::from_slice(&body).map_err(|e| SfError::Decode {
+            context: "versions".into(),
+            detail: e.to_string(),
+        })?;
+        let offered: Vec<&str> = versions
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.get("version").and_then(Json::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if offered.contains(&self.config.api_version.as_str()) {
+            Ok(())
+        } else {
+            Err(SfError::Config(format!(
+                "api version {} is not offered by the org (offered: {})",
+                self.config.api_version,
+                offered.join(", ")
+            )))
+        }
+    }
+
     /// Reads `/limits` (also refreshes the usage from its header).
     ///
     /// # Errors

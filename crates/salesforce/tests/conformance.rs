@@ -101,6 +101,14 @@ async fn missing_or_expired_sessions_get_the_real_401_body_and_versions_need_no_
         .await
         .expect("old version");
     assert_eq!(old.status().as_u16(), 404);
+    h.client.check_version().await.expect("v66.0 is offered");
+    let mut config = fieldpulse_salesforce::ClientConfig::new(jwt_auth(&h.base, &h.config));
+    config.api_version = "30.0".into();
+    let retired = fieldpulse_salesforce::SalesforceClient::new(config).expect("client");
+    assert!(matches!(
+        retired.check_version().await,
+        Err(SfError::Config(_))
+    ));
 }
 
 #[tokio::test]

@@ -72,8 +72,45 @@ pub fn create(
         record.set(idx, value);
     }
     derive(store, object, &mut record, None);
+    number_line_item(store, object, &mut record);
     store.put(object, record);
     Ok(id)
+}
+
+/// `LineItemNumber` counts per Work Order from 1, and the parent's
+/// `LineItemCount` follows (reference §5.5).
+fn number_line_item(store: &mut Store, object: usize, record: &mut Record) {
+    let schema = store.schema.clone();
+    if schema.objects[object].name != "WorkOrderLineItem" {
+        return;
+    }
+    let obj = &schema.objects[object];
+    let Some(parent_id) = obj
+        .field_idx("WorkOrderId")
+        .and_then(|i| record.get(i))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let Some(wo) = schema.object_idx("WorkOrder") else {
+        return;
+    };
+    let Some(count_idx) = schema.objects[wo].field_idx("LineItemCount") else {
+        return;
+    };
+    let Some(mut parent) = store.get(wo, &parent_id).cloned() else {
+        return;
+    };
+    let n = match parent.get(count_idx) {
+        Some(Value::Int(n)) => n + 1,
+        _ => 1,
+    };
+    parent.set(count_idx, Value::Int(n));
+    store.put(wo, parent);
+    if let Some(number_idx) = obj.field_idx("LineItemNumber") {
+        record.set(number_idx, Value::Str(format!("{n:05}").into()));
+    }
 }
 
 /// Updates a live record (the caller resolved `id` and checked it exists).

@@ -167,6 +167,17 @@ fn the_demo_fixture_seeds_accounts_products_assets_and_work_order_history() {
         emulator.records("WorkOrderLineItem")[0]["WorkOrderId"],
         bearing["Id"]
     );
+    assert_eq!(
+        emulator.records("WorkOrderLineItem")[0]["LineItemNumber"],
+        "00001",
+        "line items count per work order"
+    );
+    let bearing = emulator
+        .records("WorkOrder")
+        .into_iter()
+        .find(|o| o["Subject"] == "Replace drive-end bearing P-104")
+        .expect("row");
+    assert_eq!(bearing["LineItemCount"], 1);
 }
 
 #[test]
@@ -203,11 +214,11 @@ async fn the_https_listener_serves_the_api_with_a_generated_certificate() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(
-        emulator
-            .clone()
-            .run_tls(listener, shutdown.clone(), identity.clone()),
-    );
+    let server = tokio::spawn(emulator.clone().run_tls(
+        listener,
+        shutdown.clone(),
+        identity.clone(),
+    ));
     let http = reqwest::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(identity.cert_pem.as_bytes()).expect("pem"),
