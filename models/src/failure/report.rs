@@ -27,12 +27,29 @@ struct Chart {
     y: (f64, f64),
 }
 
+fn tick(v: f64, range: (f64, f64)) -> String {
+    if (range.1 - range.0).abs() > 5.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 impl Chart {
-    fn new(title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64)) -> Self {
+    /// A chart with room for `legend_rows` legend lines under the x axis.
+    fn new(
+        title: &str,
+        x_label: &str,
+        y_label: &str,
+        x: (f64, f64),
+        y: (f64, f64),
+        legend_rows: usize,
+    ) -> Self {
         let mut svg = String::new();
+        let height = H + 13.0 * legend_rows as f64;
         let _ = write!(
             svg,
-            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11"><text x="{}" y="14" text-anchor="middle" font-weight="bold">{}</text><rect x="{PAD}" y="{PAD}" width="{}" height="{}" fill="none" stroke="#999"/><text x="{}" y="{}" text-anchor="middle">{}</text><text x="12" y="{}" text-anchor="middle" transform="rotate(-90 12 {})">{}</text><text x="{PAD}" y="{}" text-anchor="middle">{:.3}</text><text x="{}" y="{}" text-anchor="middle">{:.3}</text><text x="{}" y="{}" text-anchor="end">{:.3}</text><text x="{}" y="{}" text-anchor="end">{:.3}</text>"##,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" font-family="sans-serif" font-size="11"><text x="{}" y="14" text-anchor="middle" font-weight="bold">{}</text><rect x="{PAD}" y="{PAD}" width="{}" height="{}" fill="none" stroke="#999"/><text x="{}" y="{}" text-anchor="middle">{}</text><text x="12" y="{}" text-anchor="middle" transform="rotate(-90 12 {})">{}</text><text x="{PAD}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{}" text-anchor="end">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"##,
             W / 2.0,
             esc(title),
             W - 2.0 * PAD,
@@ -44,16 +61,16 @@ impl Chart {
             H / 2.0,
             esc(y_label),
             H - PAD + 12.0,
-            x.0,
+            tick(x.0, x),
             W - PAD,
             H - PAD + 12.0,
-            x.1,
+            tick(x.1, x),
             PAD - 3.0,
             H - PAD,
-            y.0,
+            tick(y.0, y),
             PAD - 3.0,
             PAD + 4.0,
-            y.1,
+            tick(y.1, y),
         );
         Self { svg, x, y }
     }
@@ -97,14 +114,14 @@ impl Chart {
         }
     }
 
+    /// Legend line `idx`, under the x-axis label.
     fn legend(&mut self, idx: usize, text: &str, color: &str) {
-        let y = PAD + 12.0 + idx as f64 * 13.0;
+        let y = H + 8.0 + idx as f64 * 13.0;
         let _ = write!(
             self.svg,
-            r#"<rect x="{}" y="{}" width="10" height="3" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
-            W - PAD - 120.0,
+            r#"<rect x="{PAD}" y="{}" width="10" height="3" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
             y - 4.0,
-            W - PAD - 106.0,
+            PAD + 14.0,
             y,
             esc(text)
         );
@@ -123,6 +140,7 @@ fn calibration_chart(classifiers: &[&ClassifierMetrics]) -> String {
         "observed rate",
         (0.0, 1.0),
         (0.0, 1.0),
+        classifiers.len(),
     );
     c.line(&[(0.0, 0.0), (1.0, 1.0)], "#999", true);
     for (i, m) in classifiers.iter().enumerate() {
@@ -146,6 +164,7 @@ fn pr_chart(classifiers: &[&ClassifierMetrics]) -> String {
         "precision",
         (0.0, 1.0),
         (0.0, 1.0),
+        classifiers.len(),
     );
     for (i, m) in classifiers.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
@@ -174,6 +193,7 @@ fn rul_chart(report: &EvalReport, cap: f64) -> String {
         "predicted RUL (days)",
         (0.0, cap),
         (0.0, cap),
+        0,
     );
     c.line(&[(0.0, 0.0), (cap, cap)], "#999", true);
     c.dots(&report.rul_pairs, COLORS[0], 1.5);
@@ -194,7 +214,7 @@ fn importance_chart(names: &[String], importance: &[f64], title: &str) -> String
     );
     for (k, (idx, v)) in pairs.iter().enumerate() {
         let y = 24.0 + k as f64 * row_h;
-        let width = v / max * (W * 1.3 - 230.0);
+        let width = v / max * (W * 1.3 - 280.0);
         let _ = write!(
             svg,
             r#"<text x="220" y="{}" text-anchor="end">{}</text><rect x="224" y="{}" width="{width:.1}" height="{}" fill="{}"/><text x="{}" y="{}">{:.1}%</text>"#,
