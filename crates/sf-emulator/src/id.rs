@@ -159,6 +159,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_id_survives_losing_its_case(id15 in "[0-9A-Za-z]{15}") {
+            let id18 = to_id18(&id15);
+            proptest::prop_assert_eq!(normalize(&id15).unwrap(), id18.clone());
+            proptest::prop_assert_eq!(normalize(&id18.to_lowercase()).unwrap(), id18.clone());
+            proptest::prop_assert_eq!(normalize(&id18.to_uppercase()).unwrap(), id18);
+        }
+
+        #[test]
+        fn generated_ids_are_valid_and_ordered(a in 0u64..1_000_000_000, b in 0u64..1_000_000_000) {
+            let (x, y) = (make_id("0WO", a), make_id("0WO", b));
+            proptest::prop_assert_eq!(normalize(&x).unwrap(), x.clone());
+            proptest::prop_assert_eq!(a.cmp(&b), x[..15].cmp(&y[..15]));
+        }
+    }
+
     #[test]
     fn generated_ids_sort_in_creation_order_and_validate() {
         let a = make_id("500", 61);

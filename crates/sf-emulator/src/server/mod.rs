@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod bulk;
+mod collections;
 mod composite;
 mod rest;
 mod tls;

@@ -5,7 +5,9 @@
 use axum::http::Method;
 use serde_json::{json, Map, Value as Json};
 
-use super::{bulk, composite, Call, Cursor, Emulator, Org, Reply, MAX_VERSION, MIN_VERSION};
+use super::{
+    bulk, collections, composite, Call, Cursor, Emulator, Org, Reply, MAX_VERSION, MIN_VERSION,
+};
 use crate::error::ApiErr;
 use crate::id;
 use crate::schema::FieldType;
@@ -61,7 +63,7 @@ pub(crate) fn dispatch_locked(emu: &Emulator, org: &mut Org, call: &Call, lock_r
             query_more(emu, org, call, locator)
         }
         ["composite", "sobjects", rest @ ..] => {
-            composite::collections(emu, org, call, rest, lock_rate)
+            collections::collections(emu, org, call, rest, lock_rate)
         }
         ["sobjects", object, rest @ ..] => sobjects(emu, org, call, object, rest),
         _ => Reply::not_found(),
