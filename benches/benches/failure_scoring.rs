@@ -44,7 +44,7 @@ fn bench_failure_scoring(c: &mut Criterion) {
     let history = FleetHistory::from_json(&fixture).expect("history");
     let outcome =
         train(&data, &history, &TrainConfig::default(), &mut |_, _, _| {}).expect("train");
-    let model = outcome.model;
+    let model = std::sync::Arc::new(outcome.model);
     let n = data.sensors.len();
     let cut = start_ms + ((DAYS - TIMED_DAYS) * 86_400_000) as i64;
     let split = data
@@ -53,7 +53,7 @@ fn bench_failure_scoring(c: &mut Criterion) {
         .position(|&t| t >= cut)
         .unwrap_or(data.n_rows());
     let rows = data.n_rows() - split;
-    let score_range = |scorer: &mut FailureScorer<'_>, from: usize, to: usize| {
+    let score_range = |scorer: &mut FailureScorer, from: usize, to: usize| {
         let mut acc = 0.0;
         for i in from..to {
             let asset = &data.assets[data.asset_idx[i] as usize];
@@ -71,7 +71,8 @@ fn bench_failure_scoring(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("score_reading", &id), |b| {
         b.iter_batched(
             || {
-                let mut scorer = FailureScorer::new(&model, history.clone()).expect("scorer");
+                let mut scorer =
+                    FailureScorer::new(model.clone(), history.clone()).expect("scorer");
                 score_range(&mut scorer, 0, split);
                 scorer
             },

@@ -11,8 +11,8 @@
 //!
 //! ```no_run
 //! use fieldpulse_models::failure::{FailureModel, FailureScorer, FleetHistory};
-//! let model = FailureModel::load(std::path::Path::new("models/v1"))?;
-//! let mut scorer = FailureScorer::new(&model, FleetHistory::default())?;
+//! let model = std::sync::Arc::new(FailureModel::load(std::path::Path::new("models/v1"))?);
+//! let mut scorer = FailureScorer::new(model.clone(), FleetHistory::default())?;
 //! let values = vec![f64::NAN; model.schema.sensors.len()];
 //! let prediction = scorer.score("pump-0001", 1_767_225_600_000, &values)?;
 //! println!("{:?} {} days", prediction.probabilities, prediction.rul_days);

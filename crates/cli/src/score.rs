@@ -35,14 +35,14 @@ pub struct ScoreArgs {
 
 /// Runs `fieldpulse score`.
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
-    let model = FailureModel::load(&args.model)?;
+    let model = std::sync::Arc::new(FailureModel::load(&args.model)?);
     let history = match &args.work_orders {
         Some(path) => crate::train::read_history(path)?,
         None => FleetHistory::default(),
     };
     let telemetry = crate::train::read_telemetry(&args.input)?;
     let positions = model.schema.sensor_positions(&telemetry.sensors)?;
-    let mut scorer = FailureScorer::new(&model, history)?;
+    let mut scorer = FailureScorer::new(model.clone(), history)?;
     let file = File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut out = BufWriter::new(file);

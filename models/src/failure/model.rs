@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use fieldpulse_features::{FeatureParams, FeatureSpec, FleetFeatures, ParamGuard, RowScratch};
 use serde::{Deserialize, Serialize};
@@ -386,10 +387,11 @@ impl FailureModel {
 }
 
 /// Online scorer: one reading at a time, per-asset streaming state, the same
-/// feature code as training.
+/// feature code as training. Holds the model by `Arc` so a service can swap
+/// in a new scorer on model reload while readings keep flowing.
 #[derive(Debug)]
-pub struct FailureScorer<'m> {
-    model: &'m FailureModel,
+pub struct FailureScorer {
+    model: Arc<FailureModel>,
     stream: FleetFeatures,
     scratch: RowScratch,
     assets: HashMap<String, usize>,
@@ -397,13 +399,13 @@ pub struct FailureScorer<'m> {
     row: Vec<f64>,
 }
 
-impl<'m> FailureScorer<'m> {
+impl FailureScorer {
     /// A scorer for `model`, with the Work Order history used for history
     /// features (empty history: those features are missing).
     ///
     /// # Errors
     /// [`ArtifactError`] when the model's schema does not validate.
-    pub fn new(model: &'m FailureModel, history: FleetHistory) -> Result<Self, ArtifactError> {
+    pub fn new(model: Arc<FailureModel>, history: FleetHistory) -> Result<Self, ArtifactError> {
         let spec = model.validate()?;
         Ok(Self {
             scratch: RowScratch::new(&spec),
@@ -450,6 +452,17 @@ impl<'m> FailureScorer<'m> {
             &mut self.row[n_stream..],
         );
         Ok(self.model.predict(&self.row))
+    }
+
+    /// The model this scorer uses.
+    pub fn model(&self) -> &Arc<FailureModel> {
+        &self.model
+    }
+
+    /// Replaces the Work Order history used for history features (e.g. after
+    /// a sync), keeping the streaming state.
+    pub fn set_history(&mut self, history: FleetHistory) {
+        self.history = history;
     }
 
     /// The feature row of the last scored reading.

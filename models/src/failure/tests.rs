@@ -240,7 +240,8 @@ fn online_scoring_computes_the_same_features_as_offline_training() {
     let outcome = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
     let model = &outcome.model;
     let offline = feature_rows(&telemetry, &model.schema, &history, 1).expect("rows");
-    let mut scorer = FailureScorer::new(model, history.clone()).expect("scorer");
+    let mut scorer =
+        FailureScorer::new(std::sync::Arc::new(model.clone()), history.clone()).expect("scorer");
     let n = telemetry.sensors.len();
     for i in 0..telemetry.n_rows() {
         let asset = &telemetry.assets[telemetry.asset_idx[i] as usize];
