@@ -75,6 +75,8 @@ fn specs() -> Vec<ExportSpec> {
         object: object.into(),
         file_stem: stem.into(),
         fields: fields.iter().map(|f| f.to_string()).collect(),
+        // Deletions reach the store as rows with IsDeleted = true.
+        include_deleted: true,
     };
     vec![
         spec(

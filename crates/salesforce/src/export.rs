@@ -37,6 +37,9 @@ pub struct ExportSpec {
     pub fields: Vec<String>,
     /// File stem under the export directory, e.g. `work_orders`.
     pub file_stem: String,
+    /// Read through `queryAll` so deletions arrive as rows with `IsDeleted = true`
+    /// (while they sit in the recycle bin); `IsDeleted` is then selected too.
+    pub include_deleted: bool,
 }
 
 /// How to pull.
@@ -317,7 +320,12 @@ impl SalesforceClient {
             None => previous.watermark.clone(),
         };
         let mut fields = spec.fields.clone();
-        for required in ["SystemModstamp", "Id"] {
+        let required: &[&str] = if spec.include_deleted {
+            &["IsDeleted", "SystemModstamp", "Id"]
+        } else {
+            &["SystemModstamp", "Id"]
+        };
+        for required in required {
             if !fields.iter().any(|f| f.eq_ignore_ascii_case(required)) {
                 fields.insert(0, required.to_string());
             }
@@ -365,7 +373,7 @@ impl SalesforceClient {
                 let mut stream = std::pin::pin!(self.query(
                     &soql,
                     QueryOptions {
-                        include_deleted: false,
+                        include_deleted: spec.include_deleted,
                         batch_size: Some(2000)
                     }
                 ));
@@ -387,7 +395,13 @@ impl SalesforceClient {
                 let types = self.field_types(&spec.object).await.map_err(sf)?;
                 let soql = format!("SELECT {select} FROM {}{filter}", spec.object);
                 let job = self
-                    .bulk_query_job(&soql, &BulkOptions::default())
+                    .bulk_query_job(
+                        &soql,
+                        &BulkOptions {
+                            include_deleted: spec.include_deleted,
+                            ..BulkOptions::default()
+                        },
+                    )
                     .await
                     .map_err(sf)?;
                 let mut pages = std::pin::pin!(self.bulk_results(&job, 50_000));

@@ -148,6 +148,7 @@ async fn work_order_export_is_incremental_resumable_and_agrees_between_soql_and_
             "SystemModstamp".into(),
         ],
         file_stem: "work_orders".into(),
+        include_deleted: true,
     };
     let mut pages = 0;
     let first = h
@@ -221,6 +222,35 @@ async fn work_order_export_is_incremental_resumable_and_agrees_between_soql_and_
         line.contains("Cannot Complete"),
         "the latest version wins: {line}"
     );
+    // Deletions arrive as rows with IsDeleted = true (queryAll).
+    let (_, page) = h
+        .client
+        .raw_json(
+            reqwest::Method::GET,
+            "/services/data/v66.0/query?q=SELECT+Id+FROM+WorkOrder+ORDER+BY+Id+DESC+LIMIT+1",
+            None,
+        )
+        .await
+        .expect("pick another");
+    let gone = page["records"][0]["Id"].as_str().expect("id").to_string();
+    h.client.delete("WorkOrder", &gone).await.expect("delete");
+    let fourth = h
+        .client
+        .export_incremental(
+            dir.path(),
+            &spec,
+            ExportMode::Soql,
+            50_000,
+            None,
+            &mut |_| {},
+        )
+        .await
+        .expect("fourth export");
+    assert_eq!((fourth.rows, fourth.rows_in_store), (1, 2500));
+    let text = std::fs::read_to_string(&fourth.file).expect("store file");
+    let deleted_row: serde_json::Value =
+        serde_json::from_str(text.lines().find(|l| l.contains(&gone)).expect("row")).expect("json");
+    assert_eq!(deleted_row["IsDeleted"], true);
     let bulk_dir = tempfile::tempdir().expect("tempdir");
     let bulk = h
         .client
