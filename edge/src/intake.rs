@@ -656,3 +656,52 @@ fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_messages_remember_the_newest_and_forget_the_oldest() {
+        let mut recent = RecentMessages::default();
+        for pkid in 0..(RECENT_MESSAGES as u16 + 10) {
+            recent.insert(pkid, u64::from(pkid) * 7);
+        }
+        assert!(!recent.contains(0, 0), "the oldest entries were evicted");
+        assert!(!recent.contains(9, 63));
+        assert!(recent.contains(10, 70));
+        let newest = RECENT_MESSAGES as u16 + 9;
+        assert!(recent.contains(newest, u64::from(newest) * 7));
+        assert!(!recent.contains(newest, 1), "same packet id, other content");
+    }
+
+    #[test]
+    fn the_redelivery_filter_is_rebuilt_from_the_spool_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), crate::spool::SpoolConfig::default()).unwrap();
+        let reading = ValidReading {
+            asset: "a".into(),
+            sensor: "s".into(),
+            ts_ms: 1,
+            value: 1.0,
+            clock_suspect: false,
+        };
+        let mut record = Vec::new();
+        for pkid in 1..=3u16 {
+            envelope::encode(
+                pkid,
+                100 + u64::from(pkid),
+                0,
+                &[reading.clone()],
+                &mut record,
+            );
+            spool.append(&record, 1).unwrap();
+        }
+        spool.sync().unwrap();
+        drop(spool);
+        let (spool, _) = Spool::open(dir.path(), crate::spool::SpoolConfig::default()).unwrap();
+        let recent = RecentMessages::from_spool_tail(&spool).unwrap();
+        assert!(recent.contains(1, 101) && recent.contains(3, 103));
+        assert!(!recent.contains(4, 104));
+    }
+}

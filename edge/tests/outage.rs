@@ -259,3 +259,59 @@ async fn backpressure_at_the_byte_cap_stops_acknowledging_and_loses_nothing() {
     s.run.await.unwrap().unwrap();
     s.publisher.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_cloud_rejects_permanently_goes_to_the_dead_letter_directory_and_is_counted() {
+    const MSGS: usize = 50;
+    let s = setup(|_| {}).await;
+    s.receiver.set_reject_status(422);
+    s.receiver.set_unavailable(false);
+    publish_block(&s.publisher, "z", MSGS).await;
+    wait_until(
+        "the rejected readings counted as dead letters",
+        Duration::from_secs(20),
+        || s.metrics.snapshot().dropped(DropReason::DeadLetter) == (MSGS * 5) as u64,
+    )
+    .await;
+    wait_until(
+        "the spool freed the dead-lettered batches",
+        Duration::from_secs(10),
+        || {
+            let m = s.metrics.snapshot();
+            m.spool_records_uncut == 0 && m.spool_batches_pending == 0
+        },
+    )
+    .await;
+    let snapshot = s.metrics.snapshot();
+    assert!(snapshot.batches_dead_letter >= 1);
+    assert_eq!(snapshot.readings_forwarded, 0);
+    let files: Vec<_> = std::fs::read_dir(s._dir.path().join("dead-letter"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len() as u64, snapshot.batches_dead_letter);
+    let mut n_readings = 0;
+    for file in &files {
+        assert!(
+            file.to_string_lossy().contains("-http-422"),
+            "{}",
+            file.display()
+        );
+        let raw = zstd::bulk::decompress(&std::fs::read(file).unwrap(), 64 << 20).unwrap();
+        let batch =
+            <fieldpulse_proto::v1::Batch as prost::Message>::decode(raw.as_slice()).unwrap();
+        n_readings += batch
+            .series
+            .iter()
+            .map(|series| series.len())
+            .sum::<usize>();
+    }
+    assert_eq!(
+        n_readings,
+        MSGS * 5,
+        "the dead letters hold every rejected reading"
+    );
+    s.shutdown.cancel();
+    s.run.await.unwrap().unwrap();
+    s.publisher.close().await;
+}

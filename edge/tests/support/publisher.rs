@@ -56,6 +56,7 @@ impl Publisher {
                             }
                         }
                     }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => break,
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,

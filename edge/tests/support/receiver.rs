@@ -48,6 +48,8 @@ pub struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     unavailable: AtomicBool,
+    /// Answer every batch with this status (a permanent rejection), when non-zero.
+    reject_status: std::sync::atomic::AtomicU16,
 }
 
 /// The running receiver.
@@ -67,6 +69,7 @@ impl Receiver {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             unavailable: AtomicBool::new(false),
+            reject_status: std::sync::atomic::AtomicU16::new(0),
         });
         let app = Router::new()
             .route("/v1/batches", post(handle))
@@ -90,6 +93,11 @@ impl Receiver {
     /// Answer 503 (true) or serve normally (false).
     pub fn set_unavailable(&self, unavailable: bool) {
         self.shared.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Answer every batch with `status` (e.g. 422); 0 serves normally.
+    pub fn set_reject_status(&self, status: u16) {
+        self.shared.reject_status.store(status, Ordering::SeqCst);
     }
 
     /// Runs `f` on the recorded state.
@@ -156,6 +164,13 @@ async fn handle(
         if let Err(err) = series.check() {
             return refuse(err.to_string());
         }
+    }
+    let reject = shared.reject_status.load(Ordering::SeqCst);
+    if reject != 0 {
+        return (
+            StatusCode::from_u16(reject).unwrap_or(StatusCode::BAD_REQUEST),
+            Vec::new(),
+        );
     }
     if shared.unavailable.load(Ordering::SeqCst) {
         shared.inner.lock().unwrap().refused_503 += 1;
