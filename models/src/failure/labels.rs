@@ -15,7 +15,8 @@
 //! - Anything else (inspection, installation): kept as history, not a label.
 //!
 //! A failure happened at the earliest of the Work Order's `CreatedDate` and
-//! `StartDate`. Corrective Work Orders of one asset whose windows overlap (or
+//! `StartDate`; planned work (preventive, inspections) at its `StartDate`
+//! (falling back to `CreatedDate`), since it is often created weeks ahead. Corrective Work Orders of one asset whose windows overlap (or
 //! start within [`MERGE_GAP_MS`] of the previous one's end) are one failure:
 //! a second dispatch for the same breakdown must not count twice.
 
@@ -378,9 +379,19 @@ impl FleetHistory {
             let canceled = text(wo, "Status").is_some_and(|s| s.eq_ignore_ascii_case("Canceled"));
             let created = text(wo, "CreatedDate").and_then(parse_sf_datetime);
             let started = text(wo, "StartDate").and_then(parse_sf_datetime);
-            let start = match (created, started) {
-                (Some(c), Some(s)) => Some(c.min(s)),
-                (c, s) => c.or(s),
+            let work_type = text(wo, "WorkTypeId")
+                .and_then(|id| work_types.get(id).copied())
+                .or_else(|| text(wo, "WorkType.Name"));
+            let generated = wo
+                .get("IsGeneratedFromMaintenancePlan")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let kind = classify(work_type, text(wo, "Subject"), generated);
+            // A breakdown is known from the moment it is reported; planned
+            // work happens at its StartDate (it is often created weeks ahead).
+            let start = match (&kind, created, started) {
+                (EventKind::Failure(_), Some(c), Some(s)) => Some(c.min(s)),
+                (_, c, s) => s.or(c),
             };
             let (Some(asset), false, Some(start_ms)) = (asset, canceled, start) else {
                 out.n_ignored += 1;
@@ -390,14 +401,6 @@ impl FleetHistory {
                 .and_then(parse_sf_datetime)
                 .unwrap_or(start_ms)
                 .max(start_ms);
-            let work_type = text(wo, "WorkTypeId")
-                .and_then(|id| work_types.get(id).copied())
-                .or_else(|| text(wo, "WorkType.Name"));
-            let generated = wo
-                .get("IsGeneratedFromMaintenancePlan")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let kind = classify(work_type, text(wo, "Subject"), generated);
             raw.entry(asset.to_string()).or_default().push(Event {
                 start_ms,
                 end_ms,
@@ -727,6 +730,10 @@ mod tests {
         let h = FleetHistory::from_json(&text).expect("history");
         let a = &h.assets["pump-0001"];
         assert_eq!(a.preventive.len(), 1);
+        assert_eq!(
+            a.preventive[0].start_ms,
+            parse_sf_datetime("2025-12-01T08:00:00Z").expect("date")
+        );
         assert_eq!(a.install_ms, parse_sf_datetime("2025-06-01"));
         // Telemetry starts 2026-01-01: the old failure never labels a row after it.
         let t = parse_sf_datetime("2026-01-01").expect("date");
@@ -734,6 +741,36 @@ mod tests {
         assert_eq!(
             failure_within(a, t, 30 * DAY_MS, None, censor),
             Label::Negative
+        );
+    }
+
+    #[test]
+    fn planned_work_counts_from_its_start_and_breakdowns_from_their_report() {
+        let mut pm = wo(
+            "08q3",
+            "PM",
+            "2026-03-01T08:00:00Z",
+            "2026-03-11T11:00:00Z",
+            "Completed",
+        );
+        pm["StartDate"] = json!("2026-03-11T08:00:00Z");
+        let mut breakdown = wo(
+            "08q1",
+            "[BRG] x",
+            "2026-04-01T08:00:00Z",
+            "2026-04-02T08:00:00Z",
+            "Completed",
+        );
+        breakdown["StartDate"] = json!("2026-04-01T12:00:00Z");
+        let h = FleetHistory::from_json(&fixture(vec![pm, breakdown])).expect("history");
+        let a = &h.assets["pump-0001"];
+        assert_eq!(
+            a.preventive[0].start_ms,
+            parse_sf_datetime("2026-03-11T08:00:00Z").expect("date")
+        );
+        assert_eq!(
+            a.failures[0].start_ms,
+            parse_sf_datetime("2026-04-01T08:00:00Z").expect("date")
         );
     }
 
