@@ -692,7 +692,7 @@ mod tests {
                 pkid,
                 100 + u64::from(pkid),
                 0,
-                &[reading.clone()],
+                std::slice::from_ref(&reading),
                 &mut record,
             );
             spool.append(&record, 1).unwrap();
