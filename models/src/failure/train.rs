@@ -447,6 +447,7 @@ pub fn model_card(
         "name": "fieldpulse-failure",
         "version": m.model_version,
         "format_version": m.version,
+        "created_at": super::labels::format_ms(created_at as i64 * 1000),
         "created_at_unix": created_at,
         "created_by": created_by,
         "data_fingerprint": data_fingerprint,
