@@ -50,6 +50,9 @@ pub struct EdgeBenchArgs {
 /// Result of `fieldpulse bench edge`.
 #[derive(Debug, Serialize)]
 pub struct EdgeBenchReport {
+    /// What ran the agent: the `fieldpulse-edge` binary (when built beside
+    /// this one) or this binary's internal `bench edge-agent`.
+    pub edge_process: String,
     /// Readings per MQTT message.
     pub readings_per_msg: usize,
     /// Highest message rate at which every reading was forwarded in time.
@@ -162,9 +165,9 @@ async fn run_async(args: &EdgeBenchArgs) -> anyhow::Result<EdgeBenchReport> {
         &config_path,
         edge_config(broker.addr(), cloud_addr, metrics_port, dir.path()),
     )?;
-    let mut edge = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["bench", "edge-agent", "--config"])
-        .arg(&config_path)
+    let (mut command, edge_process) = edge_command(&config_path)?;
+    eprintln!("bench edge: edge process is {edge_process}");
+    let mut edge = command
         .kill_on_drop(true)
         .spawn()
         .context("starting the edge agent process")?;
@@ -221,6 +224,7 @@ async fn run_async(args: &EdgeBenchArgs) -> anyhow::Result<EdgeBenchReport> {
 
     let msgs_per_s = best.as_ref().map_or(0.0, |s| s.published_msgs_per_s);
     Ok(EdgeBenchReport {
+        edge_process,
         readings_per_msg: args.readings_per_msg,
         msgs_per_s,
         readings_per_s: msgs_per_s * args.readings_per_msg as f64,
@@ -236,6 +240,26 @@ async fn run_async(args: &EdgeBenchArgs) -> anyhow::Result<EdgeBenchReport> {
         lost,
         steps,
     })
+}
+
+/// The `fieldpulse-edge` binary next to this executable when it exists (what
+/// gateways run, and what RSS should be measured on), else this binary's
+/// internal `bench edge-agent` (same library, larger binary).
+fn edge_command(config: &Path) -> anyhow::Result<(tokio::process::Command, String)> {
+    let me = std::env::current_exe().context("locating this executable")?;
+    let sibling = me.with_file_name("fieldpulse-edge");
+    if sibling.is_file() {
+        let mut command = tokio::process::Command::new(&sibling);
+        command
+            .args(["--log", "error", "run", "--config"])
+            .arg(config);
+        return Ok((command, sibling.display().to_string()));
+    }
+    let mut command = tokio::process::Command::new(&me);
+    command
+        .args(["--log", "error", "bench", "edge-agent", "--config"])
+        .arg(config);
+    Ok((command, format!("{} bench edge-agent", me.display())))
 }
 
 /// The broker's QoS 1 throughput: one publisher, one plain subscriber,
