@@ -168,3 +168,120 @@ fn eval_cmapss_prints_the_contract_fields_for_one_subset() {
     }
     assert!(fd001["rmse"].as_f64().unwrap_or(f64::MAX) < 16.0, "{out}");
 }
+
+/// A private mosquitto on a free loopback port, killed on drop.
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Broker {
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| "mosquitto".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"),
+        )
+        .expect("config");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .expect("mosquitto must be installed for this test (apt-get install mosquitto)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100))
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not listen within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Broker { child, port }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Needs the `mosquitto` binary (CI installs it).
+#[test]
+fn simulate_publishes_every_reading_over_mqtt_and_waits_for_the_acks() {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(dir.path());
+    let mut opts = MqttOptions::new("reliability-test-sub", "127.0.0.1", broker.port);
+    opts.set_keep_alive(std::time::Duration::from_secs(30));
+    let (client, mut connection) = Client::new(opts, 64);
+    client
+        .subscribe("sensors/#", QoS::AtLeastOnce)
+        .expect("subscribe");
+    // Wait for the SUBACK before publishing starts.
+    for event in connection.iter() {
+        if let Ok(Event::Incoming(Packet::SubAck(_))) = event {
+            break;
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send((p.topic, p.payload.to_vec())).is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    });
+    let broker_arg = format!("127.0.0.1:{}", broker.port);
+    let out = json(&fieldpulse(
+        &[
+            "simulate",
+            "--assets",
+            "3",
+            "--days",
+            "2",
+            "--out",
+            "sim",
+            "--broker",
+            &broker_arg,
+            "--speedup",
+            "0",
+            "--json",
+        ],
+        dir.path(),
+    ));
+    let readings = out["readings"].as_u64().expect("readings");
+    assert_eq!(out["mqtt"]["published"].as_u64(), Some(readings), "{out}");
+    assert_eq!(out["mqtt"]["acked"].as_u64(), Some(readings), "{out}");
+    let mut received = 0;
+    while received < readings {
+        let (topic, payload) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("every published reading reaches the subscriber");
+        assert!(topic.starts_with("sensors/"), "{topic}");
+        let value: serde_json::Value = serde_json::from_slice(&payload).expect("JSON payload");
+        assert!(value["ts"].as_i64().is_some(), "{value}");
+        received += 1;
+    }
+    client.disconnect().expect("disconnect");
+    receiver.join().expect("receiver thread");
+}
