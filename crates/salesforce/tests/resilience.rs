@@ -123,3 +123,62 @@ async fn collections_upserts_retry_locked_records_and_report_permanent_failures(
         .iter()
         .any(|e| e.error_code.as_deref() == Some("SERVER_UNAVAILABLE")));
 }
+
+#[tokio::test]
+async fn calls_beyond_the_concurrent_long_running_cap_get_request_limit_exceeded() {
+    let h = start().await;
+    let http = reqwest::Client::new();
+    let token_body = http
+        .post(format!("{}/services/oauth2/token", h.base))
+        .basic_auth(&h.config.consumer_key, Some(crate::support::CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token call")
+        .bytes()
+        .await
+        .expect("token body");
+    let token: serde_json::Value = serde_json::from_slice(&token_body).expect("token json");
+    let bearer = token["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+    h.emulator.set_faults(FaultConfig {
+        latency_ms: 400,
+        max_long_running: 1,
+        long_running_ms: 0,
+        ..FaultConfig::default()
+    });
+    let limits_url = format!("{}/services/data/v66.0/limits", h.base);
+    let slow = http.get(&limits_url).bearer_auth(&bearer).send();
+    let second = async {
+        // Wait for the event "the slow call is in flight", bounded.
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while h.emulator.in_flight() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the slow call reached the emulator");
+        http.get(&limits_url)
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .expect("second call")
+    };
+    let (slow, second) = tokio::join!(slow, second);
+    assert_eq!(slow.expect("slow call").status().as_u16(), 200);
+    assert_eq!(second.status().as_u16(), 403);
+    let errors =
+        fieldpulse_salesforce::ApiError::list_from_body(&second.bytes().await.expect("body"));
+    assert_eq!(errors[0].code, "REQUEST_LIMIT_EXCEEDED");
+    assert!(
+        errors[0].is_retriable() && !errors[0].is_daily_limit(),
+        "a concurrency limit is retriable, not a budget stop"
+    );
+    assert_eq!(
+        h.emulator.in_flight(),
+        0,
+        "finished calls leave the in-flight table"
+    );
+}

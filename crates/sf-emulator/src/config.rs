@@ -67,6 +67,13 @@ pub struct FaultConfig {
     pub fail_next_500: u32,
     /// Added latency per REST call, in milliseconds.
     pub latency_ms: u64,
+    /// Cap on concurrent long-running calls (0 = no cap): a call arriving while
+    /// this many calls have run for at least `long_running_ms` gets
+    /// `403 REQUEST_LIMIT_EXCEEDED` (`ConcurrentPerOrgLongTxn`).
+    pub max_long_running: u32,
+    /// Age in milliseconds from which an in-flight call counts as long-running
+    /// (Salesforce: 20 s).
+    pub long_running_ms: u64,
 }
 
 impl Default for EmulatorConfig {

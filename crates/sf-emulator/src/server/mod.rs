@@ -128,6 +128,8 @@ pub(crate) struct Shared {
     pub state_dir: Option<PathBuf>,
     pub jwt_key: Option<rsa::RsaPublicKey>,
     pub admin_allowed: Mutex<bool>,
+    /// Start times (epoch ms) of REST calls in flight, by call number.
+    pub in_flight: Mutex<(u64, HashMap<u64, i64>)>,
 }
 
 /// A running or ready-to-run emulator; cheap to clone (shared state).
@@ -301,6 +303,7 @@ impl Emulator {
                 state_dir,
                 jwt_key,
                 admin_allowed: Mutex::new(true),
+                in_flight: Mutex::new((0, HashMap::new())),
             }),
         })
     }
@@ -433,6 +436,11 @@ impl Emulator {
             return Vec::new();
         };
         persist::records_json(&org.store, obj)
+    }
+
+    /// REST calls currently being served.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.shared.in_flight).1.len()
     }
 
     /// The most recent requests (at most [`REQUEST_LOG_CAPACITY`]), oldest first.
@@ -713,6 +721,41 @@ async fn route(
         };
         (cfg.latency_ms, fault)
     };
+    // Concurrent long-running calls (reference §4.3): count, then register this call.
+    let (max_long, long_ms) = {
+        let state = lock(&emu.shared.faults);
+        (
+            state.config.max_long_running,
+            state.config.long_running_ms as i64,
+        )
+    };
+    let _in_flight = {
+        let mut flight = lock(&emu.shared.in_flight);
+        let long_running = flight
+            .1
+            .values()
+            .filter(|&&start| now - start >= long_ms)
+            .count();
+        if max_long > 0 && long_running >= max_long as usize {
+            return (
+                Reply::error(
+                    403,
+                    ApiErr::new(
+                        "REQUEST_LIMIT_EXCEEDED",
+                        "ConcurrentPerOrgLongTxn Limit exceeded.",
+                    ),
+                ),
+                Some(usage),
+            );
+        }
+        flight.0 += 1;
+        let call_no = flight.0;
+        flight.1.insert(call_no, now);
+        InFlight {
+            emu: emu.clone(),
+            call_no,
+        }
+    };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
@@ -779,6 +822,18 @@ async fn route(
         0.0
     };
     (rest::dispatch(emu, &call, lock_rate), Some(usage))
+}
+
+/// Removes a call from the in-flight table when it finishes (or is cancelled).
+struct InFlight {
+    emu: Emulator,
+    call_no: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.emu.shared.in_flight).1.remove(&self.call_no);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
