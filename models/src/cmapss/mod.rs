@@ -378,6 +378,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_files_load_like_the_gzipped_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let train = [row(1, 1), row(1, 2), row(1, 3), row(2, 1), row(2, 2)].join("\n");
+        let test = [row(1, 1), row(2, 1), row(2, 2)].join("\n");
+        std::fs::write(dir.path().join("train_FD003.txt"), train).expect("write");
+        std::fs::write(dir.path().join("test_FD003.txt"), test).expect("write");
+        std::fs::write(dir.path().join("RUL_FD003.txt"), "112\n98\n").expect("write");
+        let data = load_subset(dir.path(), Subset::Fd003).expect("load");
+        assert_eq!(data.train.len(), 2);
+        assert_eq!(data.test[1].len(), 2);
+        assert_eq!(data.test_rul, vec![112.0, 98.0]);
+        std::fs::write(dir.path().join("RUL_FD003.txt"), "112\n").expect("write");
+        let err = load_subset(dir.path(), Subset::Fd003).unwrap_err();
+        assert!(
+            err.to_string().contains("1 RUL values for 2 test engines"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn subset_names_parse_in_several_spellings() {
         assert_eq!(Subset::parse("FD003"), Some(Subset::Fd003));
         assert_eq!(Subset::parse("fd1"), Some(Subset::Fd001));
