@@ -87,7 +87,9 @@ impl SalesforceClient {
     ///
     /// # Errors
     /// Only whole-call failures that exhausted retries (auth, budget, transport);
-    /// record-level failures are `RecordOutcome::Failed`.
+    /// record-level failures are `RecordOutcome::Failed`. On `Err` some chunks
+    /// may already be written; calling again with the same records is safe
+    /// because upserts by external ID are idempotent.
     pub async fn upsert_collection(
         &self,
         object: &str,

@@ -35,7 +35,9 @@ struct State<'a> {
 }
 
 impl SalesforceClient {
-    /// Streams every record of a SOQL query, page by page.
+    /// Streams every record of a SOQL query, page by page. An error ends the
+    /// stream; after `INVALID_QUERY_LOCATOR` (an idle cursor expired) restart
+    /// the query — [`crate::export`] resumes from its watermark instead.
     pub fn query<'a>(
         &'a self,
         soql: &str,

@@ -9,7 +9,7 @@
 //!   loaded from the SFDX metadata in `salesforce/` (embedded at build time,
 //!   or read from a directory).
 //! - [`id`]: 15/18-character ids, key prefixes, checksums.
-//! - [`store`], [`write`]: records, indexes, transactions; validation in
+//! - [`store`], [`write`](mod@write): records, indexes, transactions; validation in
 //!   Salesforce's order with its error codes.
 //! - [`limits`]: the rolling 24-hour API allocation.
 //! - [`soql`]: the SOQL subset, evaluation, JSON/CSV rendering.
