@@ -243,3 +243,133 @@ async fn the_https_listener_serves_the_api_with_a_generated_certificate() {
     shutdown.cancel();
     server.await.expect("joined").expect("clean shutdown");
 }
+
+/// Signs claims with the client crate's TEST-ONLY key (crates/salesforce/tests/data).
+fn sign(header: &str, claims: &serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let pem = include_str!("../../salesforce/tests/data/test-only-jwt-key.pem");
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("test key");
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = signer.sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+#[tokio::test]
+async fn jwt_assertions_are_verified_and_their_claims_checked_like_salesforce() {
+    let config = EmulatorConfig {
+        jwt_certificate_pem: Some(
+            include_str!("../../salesforce/tests/data/test-only-jwt-cert.pem").into(),
+        ),
+        ..EmulatorConfig::default()
+    };
+    let emulator = Emulator::new(config.clone(), None).expect("emulator");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/services/oauth2/token",
+        listener.local_addr().expect("addr")
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(emulator.clone().run(listener, shutdown.clone()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let http = reqwest::Client::new();
+    let exchange = |assertion: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let res = http
+                .post(url)
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .expect("token call");
+            let status = res.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_slice(&res.bytes().await.expect("body")).expect("json");
+            (status, body)
+        }
+    };
+    let claims = |exp: serde_json::Value, aud: &str| serde_json::json!({"iss": config.consumer_key, "sub": config.username, "aud": aud, "exp": exp});
+    let header = r#"{"alg":"RS256"}"#;
+    // simple-salesforce sends exp as a numeric string; real orgs accept it.
+    let (status, body) = exchange(sign(
+        header,
+        &claims(
+            serde_json::json!((now + 180).to_string()),
+            "https://login.salesforce.com",
+        ),
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("00Dxx0000001gPL!")));
+    assert!(body.get("refresh_token").is_none());
+    let (_, body) = exchange(sign(
+        header,
+        &claims(
+            serde_json::json!(now + 180),
+            "https://acme.my.salesforce.com",
+        ),
+    ))
+    .await;
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "invalid_grant", "error_description": "Audience validation failed"})
+    );
+    let (_, body) = exchange(sign(
+        header,
+        &claims(serde_json::json!(now - 10), "https://test.salesforce.com"),
+    ))
+    .await;
+    assert_eq!(body["error_description"], "invalid assertion", "expired");
+    let (_, body) = exchange(sign(
+        header,
+        &claims(
+            serde_json::json!(now + 3600),
+            "https://login.salesforce.com",
+        ),
+    ))
+    .await;
+    assert_eq!(
+        body["error_description"], "invalid assertion",
+        "exp too far ahead"
+    );
+    let (_, body) = exchange(sign(
+        r#"{"alg":"none"}"#,
+        &claims(serde_json::json!(now + 60), "https://login.salesforce.com"),
+    ))
+    .await;
+    assert_eq!(body["error"], "invalid_grant", "only RS256");
+    let mut tampered = sign(
+        header,
+        &claims(serde_json::json!(now + 60), "https://login.salesforce.com"),
+    );
+    tampered.push('A');
+    let (status, body) = exchange(tampered).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "bad signature"
+    );
+    let mut wrong_app = claims(serde_json::json!(now + 60), "https://login.salesforce.com");
+    wrong_app["iss"] = "someone-else".into();
+    let (_, body) = exchange(sign(header, &wrong_app)).await;
+    assert_eq!(body["error"], "invalid_client_id");
+    shutdown.cancel();
+}
