@@ -48,8 +48,13 @@ enum Command {
     /// Score a telemetry CSV with a trained failure model (batch form of cloud scoring).
     Score(score::ScoreArgs),
     /// Run a strict local Salesforce emulator (OAuth2, REST, SOQL, Bulk 2.0).
+    ///
+    /// Example: `fieldpulse sf-emulator --port 8484 --state ./sf-state --jwt-cert fieldpulse.crt`
     SfEmulator(sf_emulator::SfEmulatorArgs),
     /// Pull data from Salesforce into local files (Work Order history for training).
+    ///
+    /// Example: `fieldpulse sync work-orders --token-url https://login.salesforce.com
+    /// --client-id 3MVG9... --username fieldpulse@acme.com --key-file fieldpulse.key --json`
     #[command(subcommand)]
     Sync(sync::SyncCommand),
 }
