@@ -40,7 +40,7 @@ pub struct SfEmulatorArgs {
     /// Integration user's username (JWT `sub`).
     #[arg(long)]
     username: Option<String>,
-    /// JSON fixture to load at start (see the `fixture` module docs).
+    /// JSON fixture to load into a fresh org (ignored when --state already holds records).
     #[arg(long)]
     seed: Option<PathBuf>,
     /// Insert this many synthetic Work Orders at start (load tests).
@@ -117,7 +117,12 @@ pub fn run(args: SfEmulatorArgs) -> anyhow::Result<()> {
     let emulator = Emulator::with_schema(config, schema, args.state.clone())
         .context("starting the emulator")?;
     let started = std::time::Instant::now();
-    if let Some(path) = &args.seed {
+    // Seeding is for a fresh org: a restart from --state keeps its records as they are.
+    let fresh = emulator.is_empty();
+    if !fresh && (args.seed.is_some() || args.seed_synthetic_work_orders > 0) {
+        eprintln!("State already holds records; skipping --seed / --seed-synthetic-work-orders.");
+    }
+    if let Some(path) = args.seed.as_ref().filter(|_| fresh) {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let fixture: Fixture = serde_json::from_str(&text)
@@ -127,7 +132,7 @@ pub fn run(args: SfEmulatorArgs) -> anyhow::Result<()> {
             .with_context(|| format!("seeding {}", path.display()))?;
         eprintln!("Seeded {:?} from {}.", report.created, path.display());
     }
-    if args.seed_synthetic_work_orders > 0 {
+    if args.seed_synthetic_work_orders > 0 && fresh {
         eprintln!(
             "Seeding {} synthetic Work Orders...",
             args.seed_synthetic_work_orders

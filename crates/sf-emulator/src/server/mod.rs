@@ -429,6 +429,17 @@ impl Emulator {
             .unwrap_or(0)
     }
 
+    /// Whether the org holds no records besides its integration user.
+    pub fn is_empty(&self) -> bool {
+        let org = lock(&self.shared.org);
+        org.store
+            .schema
+            .objects
+            .iter()
+            .enumerate()
+            .all(|(i, o)| o.name == "User" || org.store.tables[i].records.is_empty())
+    }
+
     /// Every live record of an object as JSON (admin and tests).
     pub fn records(&self, object: &str) -> Vec<serde_json::Value> {
         let org = lock(&self.shared.org);
