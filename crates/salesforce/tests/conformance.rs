@@ -916,3 +916,49 @@ async fn update_only_upserts_composite_limits_and_bulk_abort_follow_the_referenc
         .expect("abort");
     assert_eq!(aborted["state"], "Aborted");
 }
+
+#[tokio::test]
+async fn malformed_bodies_get_json_parser_error_and_wrong_media_types_415() {
+    let h = start().await;
+    let http = reqwest::Client::new();
+    let token_body = http
+        .post(format!("{}/services/oauth2/token", h.base))
+        .basic_auth(&h.config.consumer_key, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token call")
+        .bytes()
+        .await
+        .expect("token body");
+    let token: serde_json::Value = serde_json::from_slice(&token_body).expect("token json");
+    let bearer = token["access_token"].as_str().expect("access token");
+    let url = format!("{}/services/data/v66.0/sobjects/Case/", h.base);
+    let res = http
+        .post(&url)
+        .bearer_auth(bearer)
+        .header("Content-Type", "application/json")
+        .body("{\"Subject\": ")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(res.status().as_u16(), 400);
+    assert!(res
+        .headers()
+        .get("sforce-limit-info")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("api-usage=")));
+    let errors = fieldpulse_salesforce::ApiError::list_from_body(&res.bytes().await.expect("body"));
+    assert_eq!(errors[0].code, "JSON_PARSER_ERROR");
+    let res = http
+        .post(&url)
+        .bearer_auth(bearer)
+        .header("Content-Type", "text/plain")
+        .body("Subject=x")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(res.status().as_u16(), 415);
+    let errors = fieldpulse_salesforce::ApiError::list_from_body(&res.bytes().await.expect("body"));
+    assert_eq!(errors[0].code, "UNSUPPORTED_MEDIA_TYPE");
+    assert_eq!(h.emulator.live_count("Case"), 0);
+}

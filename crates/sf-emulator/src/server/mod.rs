@@ -788,6 +788,25 @@ async fn route(
         }
         None => {}
     }
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !body.is_empty()
+        && !content_type.is_empty()
+        && !content_type.to_ascii_lowercase().contains("json")
+    {
+        return (
+            Reply::error(
+                415,
+                ApiErr::new(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    format!("Content type '{content_type}' not supported"),
+                ),
+            ),
+            Some(usage),
+        );
+    }
     let body_json = if body.is_empty() {
         None
     } else {
