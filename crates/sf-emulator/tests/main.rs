@@ -373,3 +373,55 @@ async fn jwt_assertions_are_verified_and_their_claims_checked_like_salesforce() 
     assert_eq!(body["error"], "invalid_client_id");
     shutdown.cancel();
 }
+
+/// The permission set must cover exactly our deployable custom fields, and never delete.
+#[test]
+fn the_permission_set_grants_every_optional_custom_field_and_no_delete() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../salesforce/force-app/main/default");
+    let xml = std::fs::read_to_string(
+        dir.join("permissionsets/FieldPulse_Integration.permissionset-meta.xml"),
+    )
+    .expect("permission set");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+    let text = |node: roxmltree::Node<'_, '_>, tag: &str| {
+        node.children()
+            .find(|c| c.has_tag_name(tag))
+            .and_then(|c| c.text())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let granted: std::collections::BTreeSet<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("fieldPermissions"))
+        .map(|n| text(n, "field"))
+        .collect();
+    for object in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("objectPermissions"))
+    {
+        assert_eq!(
+            text(object, "allowDelete"),
+            "false",
+            "{}",
+            text(object, "object")
+        );
+        assert_eq!(
+            text(object, "modifyAllRecords"),
+            "false",
+            "{}",
+            text(object, "object")
+        );
+    }
+    let schema = Schema::with_embedded_metadata().expect("schema");
+    let mut expected = std::collections::BTreeSet::new();
+    for object in &schema.objects {
+        for field in object.fields.iter().filter(|f| f.name.ends_with("__c")) {
+            // Required fields are always visible; Salesforce refuses them in a permission set.
+            if !object.is_event() && !field.required_on_create() {
+                expected.insert(format!("{}.{}", object.name, field.name));
+            }
+        }
+    }
+    assert_eq!(granted, expected);
+}
