@@ -221,7 +221,13 @@ fn issue(emu: &Emulator, with_signature: bool) -> Reply {
     let cfg = &emu.shared.config;
     let token = format!("{}!{secret}", cfg.org_id);
     let now = emu.shared.clock.now_ms();
-    lock(&emu.shared.sessions).insert(token.clone(), Session { issued_ms: now });
+    {
+        // Expired sessions are never valid again: drop them so the table stays bounded.
+        let lifetime = cfg.session_lifetime.as_millis() as i64;
+        let mut sessions = lock(&emu.shared.sessions);
+        sessions.retain(|_, s| now - s.issued_ms < lifetime);
+        sessions.insert(token.clone(), Session { issued_ms: now });
+    }
     let org18 = id::to_id18(&cfg.org_id);
     let identity = format!(
         "https://login.salesforce.com/id/{org18}/{}",

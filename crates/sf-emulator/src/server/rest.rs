@@ -333,6 +333,10 @@ pub(crate) fn publish_one(
     let id = id::make_id("e01", org.locator_seq);
     org.locator_seq += 1;
     let name = emu.shared.schema.objects[object].name.clone();
+    // Keep the stream bounded like the request log (tests read recent events).
+    if org.events.len() >= super::REQUEST_LOG_CAPACITY {
+        org.events.remove(0);
+    }
     org.events
         .push(json!({"type": name, "uuid": uuid, "fields": body}));
     Ok((id, uuid))
@@ -544,6 +548,7 @@ fn query(emu: &Emulator, org: &mut Org, call: &Call, all_rows: bool) -> Reply {
         batch_size,
     };
     page(
+        emu.shared.config.locator_idle_timeout.as_millis() as i64,
         org,
         &call.version,
         cursor,
@@ -552,7 +557,14 @@ fn query(emu: &Emulator, org: &mut Org, call: &Call, all_rows: bool) -> Reply {
     )
 }
 
-fn page(org: &mut Org, version: &str, cursor: Cursor, offset: usize, resource: &str) -> Reply {
+fn page(
+    cursor_idle_ms: i64,
+    org: &mut Org,
+    version: &str,
+    cursor: Cursor,
+    offset: usize,
+    resource: &str,
+) -> Reply {
     let total = cursor.ids.len();
     let end = (offset + cursor.batch_size).min(total);
     let mut out = format!("{{\"totalSize\":{total},\"done\":{}", end >= total);
@@ -586,6 +598,10 @@ fn page(org: &mut Org, version: &str, cursor: Cursor, offset: usize, resource: &
     }
     out.push_str("]}");
     if let Some(locator) = locator {
+        // Abandoned cursors expire like Salesforce's (idle timeout); drop them here.
+        let idle = cursor_idle_ms;
+        org.cursors
+            .retain(|_, c| cursor.last_used_ms - c.last_used_ms <= idle);
         org.cursors.insert(locator, cursor);
     }
     Reply::raw_json(200, out)
@@ -614,5 +630,12 @@ fn query_more(emu: &Emulator, org: &mut Org, call: &Call, locator: &str) -> Repl
     }
     cursor.last_used_ms = now;
     let resource = call.segments[0].clone();
-    page(org, &call.version, cursor, offset, &resource)
+    page(
+        emu.shared.config.locator_idle_timeout.as_millis() as i64,
+        org,
+        &call.version,
+        cursor,
+        offset,
+        &resource,
+    )
 }
