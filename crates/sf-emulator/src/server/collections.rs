@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use axum::http::Method;
 use serde_json::{json, Map, Value as Json};
 
+use super::faults::roll_lock;
 use super::rest::{self, ctx, UpsertOutcome};
-use super::{roll_lock, Call, Emulator, Org, Reply};
+use super::{Call, Emulator, Org, Reply};
 use crate::error::{record_array, ApiErr};
 use crate::id;
 use crate::write;

@@ -8,6 +8,7 @@ mod auth;
 mod bulk;
 mod collections;
 mod composite;
+mod faults;
 mod rest;
 mod tls;
 
@@ -21,7 +22,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, SeedableRng};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -689,104 +690,26 @@ async fn route(
             )
         }
     };
-    // Fault injection.
+    // Fault injection (draws are reproducible from the configured seed).
     let is_write = matches!(
         *method,
         Method::POST | Method::PATCH | Method::PUT | Method::DELETE
     ) && segments.first().is_none_or(|s| s != "jobs");
     let is_collection =
         segments.len() >= 2 && segments[0] == "composite" && segments[1] == "sobjects";
-    let (latency, fault) = {
-        let mut state = lock(&emu.shared.faults);
-        let cfg = state.config.clone();
-        let fault = if cfg.fail_next_503 > 0 {
-            state.config.fail_next_503 -= 1;
-            Some(Fault::Unavailable)
-        } else if cfg.fail_next_500 > 0 {
-            state.config.fail_next_500 -= 1;
-            Some(Fault::Internal)
-        } else {
-            let roll: f64 = state.rng.gen();
-            let mut acc = 0.0;
-            let mut pick = None;
-            for (rate, fault) in [
-                (cfg.rate_session_expiry, Fault::Session),
-                (cfg.rate_503, Fault::Unavailable),
-                (cfg.rate_500, Fault::Internal),
-                (cfg.rate_limit, Fault::Concurrent),
-                (
-                    if is_write && !is_collection {
-                        cfg.rate_lock
-                    } else {
-                        0.0
-                    },
-                    Fault::Lock,
-                ),
-            ] {
-                acc += rate;
-                if pick.is_none() && roll < acc {
-                    pick = Some(fault);
-                }
-            }
-            pick
-        };
-        (cfg.latency_ms, fault)
-    };
-    // Concurrent long-running calls (reference §4.3): count, then register this call.
-    let (max_long, long_ms) = {
-        let state = lock(&emu.shared.faults);
-        (
-            state.config.max_long_running,
-            state.config.long_running_ms as i64,
-        )
-    };
-    let _in_flight = {
-        let mut flight = lock(&emu.shared.in_flight);
-        let long_running = flight
-            .1
-            .values()
-            .filter(|&&start| now - start >= long_ms)
-            .count();
-        if max_long > 0 && long_running >= max_long as usize {
-            return (
-                Reply::error(
-                    403,
-                    ApiErr::new(
-                        "REQUEST_LIMIT_EXCEEDED",
-                        "ConcurrentPerOrgLongTxn Limit exceeded.",
-                    ),
-                ),
-                Some(usage),
-            );
-        }
-        flight.0 += 1;
-        let call_no = flight.0;
-        flight.1.insert(call_no, now);
-        InFlight {
-            emu: emu.clone(),
-            call_no,
-        }
+    let (latency, fault) = faults::draw(emu, is_write && !is_collection);
+    let Some(_in_flight) = faults::enter(emu, now) else {
+        return (faults::concurrent_limit(), Some(usage));
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    match fault {
-        Some(Fault::Session) => {
+    if let Some(fault) = fault {
+        if fault == faults::Fault::Session {
             lock(&emu.shared.sessions).remove(&token);
             return (invalid_session(), Some(usage));
         }
-        Some(Fault::Unavailable) => return (Reply::error(503, ApiErr::new("SERVER_UNAVAILABLE", "Server temporarily unavailable, please retry")), Some(usage)),
-        Some(Fault::Internal) => {
-            return (
-                Reply::error(500, ApiErr::new("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567-8901 (-1234567890)")),
-                Some(usage),
-            )
-        }
-        Some(Fault::Concurrent) => return (Reply::error(403, ApiErr::new("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")), Some(usage)),
-        Some(Fault::Lock) => {
-            return (Reply::error(400, ApiErr::new("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records: 500xx000000bZqL")), Some(usage))
-        }
-        None => {}
+        return (fault.reply(), Some(usage));
     }
     let content_type = headers
         .get("content-type")
@@ -852,30 +775,4 @@ async fn route(
         0.0
     };
     (rest::dispatch(emu, &call, lock_rate), Some(usage))
-}
-
-/// Removes a call from the in-flight table when it finishes (or is cancelled).
-struct InFlight {
-    emu: Emulator,
-    call_no: u64,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        lock(&self.emu.shared.in_flight).1.remove(&self.call_no);
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    Session,
-    Unavailable,
-    Internal,
-    Concurrent,
-    Lock,
-}
-
-/// Draws whether one record in a Collections call hits an injected row lock.
-pub(crate) fn roll_lock(emu: &Emulator, rate: f64) -> bool {
-    rate > 0.0 && lock(&emu.shared.faults).rng.gen::<f64>() < rate
 }
