@@ -41,7 +41,14 @@ pub struct FeatureSpec {
     names: Vec<String>,
     pub(crate) header_len: usize,
     pub(crate) stride: usize,
+    /// Sensor lanes per field, padded to a multiple of [`LANE_CHUNK`].
+    pub(crate) lanes: usize,
 }
+
+/// Lanes are processed in fixed chunks of this many f64 (one AVX2 register),
+/// so every lane loop compiles to straight-line vector code; padding lanes
+/// beyond the last sensor are inert (never valid, never warm).
+pub const LANE_CHUNK: usize = 4;
 
 impl FeatureSpec {
     /// Builds the spec for the given sensors (one state lane each, in this order).
@@ -83,13 +90,15 @@ impl FeatureSpec {
         // Header rounded up to a cache line (8 f64) so sensor lanes start aligned
         // relative to the block.
         let header_len = (H_W + 2 * h).div_ceil(8) * 8;
-        let stride = header_len + n_sensor_fields(h) * sensors.len();
+        let lanes = sensors.len().div_ceil(LANE_CHUNK) * LANE_CHUNK;
+        let stride = header_len + n_sensor_fields(h) * lanes;
         Ok(Self {
             params,
             sensors,
             names,
             header_len,
             stride,
+            lanes,
         })
     }
 
@@ -129,6 +138,11 @@ impl FeatureSpec {
     /// Bytes of feature state one asset occupies.
     pub fn state_bytes_per_asset(&self) -> usize {
         self.stride * std::mem::size_of::<f64>()
+    }
+
+    /// Lanes per state field: the sensor count padded to a multiple of [`LANE_CHUNK`].
+    pub fn n_lanes(&self) -> usize {
+        self.lanes
     }
 
     /// Number of EWMA horizons.

@@ -53,7 +53,7 @@
 use crate::params::FeatureError;
 use crate::spec::{
     field, n_sensor_fields, FeatureSpec, H_DT_NOM, H_FIRST_TS, H_LAST_TS, H_MT, H_N_ROWS, H_N_WARM,
-    H_RATIO, H_VTT, H_W,
+    H_RATIO, H_VTT, H_W, LANE_CHUNK,
 };
 
 /// Gaussian consistency factor: `sigma = MAD * 1.4826`.
@@ -101,16 +101,21 @@ pub struct FeatureCounters {
 /// and an anomaly does not dampen its own score). Allocate once, reuse.
 #[derive(Debug, Clone)]
 pub struct RowScratch {
-    /// 1.0 where the value was valid, 0.0 where missing.
+    /// 1.0 where the value was valid, 0.0 where missing. Every lane vector is
+    /// [`FeatureSpec::n_lanes`] long; lanes past the last sensor are padding.
     pub valid: Vec<f64>,
     /// `(x - local level) / residual scale` (0 for missing values and a sensor's first value).
     pub resid_z: Vec<f64>,
     /// `(x - robust median) / (1.4826 * MAD)` (0 for missing values and a sensor's first value).
     pub robust_z: Vec<f64>,
+    /// `1 / max(1.4826 * MAD, floor)` before the row: the robust scale
+    /// detectors divide by, shared so the division is done once.
+    pub robust_inv_scale: Vec<f64>,
     /// Seconds since the asset's previous row (0 for its first row; negative when out of order).
     pub dt_s: f64,
     /// Number of sensors still in warm-up after this row.
     pub n_warm: usize,
+    xin: Vec<f64>,
     xv: Vec<f64>,
     resid: Vec<f64>,
     a: Vec<f64>,
@@ -119,15 +124,17 @@ pub struct RowScratch {
 impl RowScratch {
     /// Scratch sized for `spec`.
     pub fn new(spec: &FeatureSpec) -> Self {
-        let n = spec.n_sensors();
+        let (n, np) = (spec.n_sensors(), spec.n_lanes());
         Self {
-            valid: vec![0.0; n],
-            resid_z: vec![0.0; n],
-            robust_z: vec![0.0; n],
+            valid: vec![0.0; np],
+            resid_z: vec![0.0; np],
+            robust_z: vec![0.0; np],
+            robust_inv_scale: vec![0.0; np],
             dt_s: 0.0,
             n_warm: n,
-            xv: vec![0.0; n],
-            resid: vec![0.0; n],
+            xin: vec![f64::NAN; np],
+            xv: vec![0.0; np],
+            resid: vec![0.0; np],
             a: vec![0.0; spec.n_horizons()],
         }
     }
@@ -205,6 +212,12 @@ impl FleetFeatures {
         let blk = &mut self.data[start..];
         blk[H_RATIO] = f64::NAN; // forces the first decay computation
         blk[H_N_WARM] = n as f64;
+        // Padding lanes count as long past warm-up, so they never hold the asset in it.
+        let (np, off) = (
+            self.spec.lanes,
+            self.spec.header_len + field::n_valid(self.kernel.n_h) * self.spec.lanes,
+        );
+        blk[off + n..off + np].fill(f64::INFINITY);
         self.n_assets += 1;
         self.n_assets - 1
     }
@@ -252,7 +265,7 @@ impl FleetFeatures {
     /// # Panics
     /// If `asset` is out of range or `values`/`scratch` do not match the spec
     /// (caller bugs, not input data: data problems are counted, never panic).
-    #[inline]
+    #[inline(always)]
     pub fn update(
         &mut self,
         asset: usize,
@@ -280,18 +293,22 @@ impl FleetFeatures {
         };
         let k = &self.kernel;
         let warm = blk[H_N_WARM] > 0.0;
-        // Constant-propagate the common lane count so the lane loops unroll.
         match (status.learned(), warm, n) {
-            (true, false, 8) => update_block::<true, false>(k, blk, 8, ts, values, scratch),
-            (true, false, _) => update_block::<true, false>(k, blk, n, ts, values, scratch),
-            (true, true, _) => update_block::<true, true>(k, blk, n, ts, values, scratch),
-            (false, _, _) => update_block::<false, true>(k, blk, n, ts, values, scratch),
+            (true, false, _) => {
+                update_block::<true, false>(k, blk, self.spec.lanes, ts, values, scratch)
+            }
+            (true, true, _) => {
+                update_block::<true, true>(k, blk, self.spec.lanes, ts, values, scratch)
+            }
+            (false, _, _) => {
+                update_block::<false, true>(k, blk, self.spec.lanes, ts, values, scratch)
+            }
         }
         let c = &mut self.counters;
         c.rows += 1;
         c.duplicate_rows += u64::from(status == RowStatus::Duplicate);
         c.out_of_order_rows += u64::from(status == RowStatus::OutOfOrder);
-        let n_valid: f64 = scratch.valid.iter().sum();
+        let n_valid: f64 = scratch.valid[..n].iter().sum();
         c.missing_values += (n as f64 - n_valid) as u64;
         status
     }
@@ -322,7 +339,8 @@ impl FleetFeatures {
         let n_h = self.kernel.n_h;
         let blk = self.block(asset);
         let lanes = &blk[self.kernel.header_len..];
-        let lane = |f: usize, s: usize| lanes[f * n + s];
+        let np = self.spec.lanes;
+        let lane = |f: usize, s: usize| lanes[f * np + s];
         let vtt = blk[H_VTT];
         let last_ts = blk[H_LAST_TS];
         out[0] = scratch.dt_s;
@@ -383,7 +401,7 @@ impl FleetFeatures {
     pub fn view(&self, asset: usize) -> AssetView<'_> {
         AssetView {
             blk: self.block(asset),
-            n: self.spec.n_sensors(),
+            n: self.spec.lanes,
             n_h: self.kernel.n_h,
             header_len: self.kernel.header_len,
         }
@@ -395,13 +413,14 @@ impl FleetFeatures {
     }
 
     fn lane(&self, asset: usize, f: usize) -> &[f64] {
-        let n = self.spec.n_sensors();
-        let off = self.kernel.header_len + f * n;
-        &self.block(asset)[off..off + n]
+        let np = self.spec.lanes;
+        let off = self.kernel.header_len + f * np;
+        &self.block(asset)[off..off + np]
     }
 }
 
-/// Read-only view of one asset's state lanes, for detectors built on the features.
+/// Read-only view of one asset's state lanes, for detectors built on the
+/// features. Every slice is [`FeatureSpec::n_lanes`] long (padded).
 #[derive(Debug, Clone, Copy)]
 pub struct AssetView<'a> {
     blk: &'a [f64],
@@ -441,27 +460,61 @@ impl<'a> AssetView<'a> {
     }
 }
 
+/// `max` without NaN handling (one instruction); inputs here are finite.
+#[inline(always)]
+pub(crate) fn fmax(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min` without NaN handling (one instruction); inputs here are finite.
+#[inline(always)]
+pub(crate) fn fmin(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 #[inline(always)]
 fn sign(x: f64) -> f64 {
     f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0))
 }
 
+/// A fixed chunk of lanes of a field slice (straight-line code the compiler
+/// turns into one vector register per operation).
+macro_rules! chunk {
+    (mut $s:expr, $c:expr) => {
+        <&mut [f64; LANE_CHUNK]>::try_from(&mut $s[$c * LANE_CHUNK..($c + 1) * LANE_CHUNK])
+            .expect("lane chunk")
+    };
+    ($s:expr, $c:expr) => {
+        <&[f64; LANE_CHUNK]>::try_from(&$s[$c * LANE_CHUNK..($c + 1) * LANE_CHUNK])
+            .expect("lane chunk")
+    };
+}
+
 /// The one definition of every streaming feature. `LEARN = false` only computes
 /// the row's innovations; `WARM = false` is the steady-state fast path, valid
-/// when no sensor of the asset is in warm-up.
+/// when no sensor of the asset is in warm-up. `np` is the padded lane count.
 #[inline(always)]
 fn update_block<const LEARN: bool, const WARM: bool>(
     k: &Kernel,
     blk: &mut [f64],
-    n: usize,
+    np: usize,
     ts: f64,
     x: &[f64],
     sc: &mut RowScratch,
 ) {
     let n_h = k.n_h;
+    let nc = np / LANE_CHUNK;
     let (hdr, lanes) = blk.split_at_mut(k.header_len);
-    let lanes = &mut lanes[..n_sensor_fields(n_h) * n];
-    let x = &x[..n];
+    let lanes = &mut lanes[..n_sensor_fields(n_h) * np];
+    sc.xin[..x.len()].copy_from_slice(x);
     let first = hdr[H_N_ROWS] == 0.0;
     let dt_ms = if first { 0.0 } else { ts - hdr[H_LAST_TS] };
     sc.dt_s = dt_ms / 1000.0;
@@ -469,27 +522,54 @@ fn update_block<const LEARN: bool, const WARM: bool>(
 
     // Innovations against the state before this row.
     {
-        let (means, rest) = lanes.split_at_mut(n_h * n);
-        let m0 = &means[..n];
-        let rest = &rest[n_h * n..];
-        let med = &rest[..n];
-        let mad = &rest[n..2 * n];
-        let rs = &rest[2 * n..3 * n];
-        let nvalid = &rest[4 * n..5 * n];
-        let (valid, xv, resid) = (&mut sc.valid[..n], &mut sc.xv[..n], &mut sc.resid[..n]);
-        let (rz, uz) = (&mut sc.resid_z[..n], &mut sc.robust_z[..n]);
-        for s in 0..n {
-            let ok = x[s].abs() <= MAX_ABS_VALUE;
-            let vf = f64::from(u8::from(ok));
-            let seen = f64::from(u8::from(nvalid[s] > 0.0));
-            let xs = if ok { x[s] } else { m0[s] };
-            let floor = k.floor_abs.max(k.floor_rel * med[s].abs());
-            let r = (xs - m0[s]) * seen;
-            valid[s] = vf;
-            xv[s] = xs;
-            resid[s] = r;
-            rz[s] = r / (MEAN_ABS_TO_SIGMA * rs[s]).max(floor);
-            uz[s] = (xs - med[s]) * (seen * vf) / (MAD_TO_SIGMA * mad[s]).max(floor);
+        let (means, rest) = lanes.split_at(n_h * np);
+        let rest = &rest[n_h * np..];
+        let (med, mad, rs, nvalid) = (
+            &rest[..np],
+            &rest[np..2 * np],
+            &rest[2 * np..3 * np],
+            &rest[4 * np..5 * np],
+        );
+        // Chunks are copied in, computed on locals and stored back: the
+        // compiler cannot prove the slices do not overlap, and loads grouped
+        // ahead of stores are what lets it use one vector op per line.
+        for c in 0..nc {
+            let (xin, m0, med, mad, rs, nvalid) = (
+                *chunk!(sc.xin, c),
+                *chunk!(means, c),
+                *chunk!(med, c),
+                *chunk!(mad, c),
+                *chunk!(rs, c),
+                *chunk!(nvalid, c),
+            );
+            let (mut valid, mut xv, mut resid) =
+                ([0.0; LANE_CHUNK], [0.0; LANE_CHUNK], [0.0; LANE_CHUNK]);
+            let (mut rz, mut uz, mut inv) =
+                ([0.0; LANE_CHUNK], [0.0; LANE_CHUNK], [0.0; LANE_CHUNK]);
+            for l in 0..LANE_CHUNK {
+                let ok = xin[l].abs() <= MAX_ABS_VALUE;
+                let vf = f64::from(u8::from(ok));
+                let seen = f64::from(u8::from(nvalid[l] > 0.0));
+                let xs = if ok { xin[l] } else { m0[l] };
+                let floor = fmax(k.floor_abs, k.floor_rel * med[l].abs());
+                let r = (xs - m0[l]) * seen;
+                valid[l] = vf;
+                xv[l] = xs;
+                resid[l] = r;
+                // One division for both scales (divisions dominate this loop).
+                let resid_scale = fmax(MEAN_ABS_TO_SIGMA * rs[l], floor);
+                let robust_scale = fmax(MAD_TO_SIGMA * mad[l], floor);
+                let inv_both = 1.0 / (resid_scale * robust_scale);
+                rz[l] = r * robust_scale * inv_both;
+                inv[l] = resid_scale * inv_both;
+                uz[l] = (xs - med[l]) * (seen * vf) * inv[l];
+            }
+            *chunk!(mut sc.valid, c) = valid;
+            *chunk!(mut sc.xv, c) = xv;
+            *chunk!(mut sc.resid, c) = resid;
+            *chunk!(mut sc.resid_z, c) = rz;
+            *chunk!(mut sc.robust_z, c) = uz;
+            *chunk!(mut sc.robust_inv_scale, c) = inv;
         }
     }
     if !LEARN {
@@ -511,7 +591,7 @@ fn update_block<const LEARN: bool, const WARM: bool>(
     let ratio = if first {
         0.0
     } else {
-        (dt_ms / nom).min(k.max_gap_ratio)
+        fmin(dt_ms / nom, k.max_gap_ratio)
     };
     if ratio != hdr[H_RATIO] {
         hdr[H_RATIO] = ratio;
@@ -532,91 +612,122 @@ fn update_block<const LEARN: bool, const WARM: bool>(
     hdr[H_MT] += a_t * dtm;
     hdr[H_VTT] = (1.0 - a_t) * (hdr[H_VTT] + a_t * dtm * dtm);
 
-    let (means, rest) = lanes.split_at_mut(n_h * n);
-    let (vars, rest) = rest.split_at_mut(n_h * n);
-    let (med, rest) = rest.split_at_mut(n);
-    let (mad, rest) = rest.split_at_mut(n);
-    let (rs, rest) = rest.split_at_mut(n);
-    let (ctx, rest) = rest.split_at_mut(n);
-    let (nvalid, last_valid) = rest.split_at_mut(n);
-    let last_valid = &mut last_valid[..n];
-    let valid = &sc.valid[..n];
-    let xv = &sc.xv[..n];
-    let resid = &sc.resid[..n];
+    let (means, rest) = lanes.split_at_mut(n_h * np);
+    let (vars, rest) = rest.split_at_mut(n_h * np);
+    let (med, rest) = rest.split_at_mut(np);
+    let (mad, rest) = rest.split_at_mut(np);
+    let (rs, rest) = rest.split_at_mut(np);
+    let (ctx, rest) = rest.split_at_mut(np);
+    let (nvalid, last_valid) = rest.split_at_mut(np);
 
     // Valid counts first: warm-up weights use the count including this row.
-    for s in 0..n {
-        nvalid[s] += valid[s];
-        last_valid[s] = if valid[s] > 0.0 { ts } else { last_valid[s] };
+    for c in 0..nc {
+        let (mut nv, mut lv, valid) = (
+            *chunk!(nvalid, c),
+            *chunk!(last_valid, c),
+            *chunk!(sc.valid, c),
+        );
+        for l in 0..LANE_CHUNK {
+            nv[l] += valid[l];
+            lv[l] = if valid[l] > 0.0 { ts } else { lv[l] };
+        }
+        *chunk!(mut nvalid, c) = nv;
+        *chunk!(mut last_valid, c) = lv;
     }
-    // Per-sensor weight: the asset's debiased weight, or 1/n_valid while the
-    // sensor warms up (a late-joining sensor starts from its own values).
-    let weight = |a: f64, s: usize| -> f64 {
-        let a = if WARM && nvalid[s] <= k.warmup {
-            a.max(1.0 / nvalid[s].max(1.0))
-        } else {
-            a
+    // Per-lane weights: the asset's debiased weight, or 1/n_valid while the
+    // sensor warms up (a late-joining sensor starts from its own values),
+    // masked to 0 for missing values.
+    let weights =
+        |a: f64, nv: &[f64; LANE_CHUNK], valid: &[f64; LANE_CHUNK]| -> [f64; LANE_CHUNK] {
+            let mut w = [0.0; LANE_CHUNK];
+            for l in 0..LANE_CHUNK {
+                let a = if WARM && nv[l] <= k.warmup {
+                    fmax(a, 1.0 / fmax(nv[l], 1.0))
+                } else {
+                    a
+                };
+                w[l] = a * valid[l];
+            }
+            w
         };
-        a * valid[s]
-    };
 
-    // Trend cross-moment uses the trend mean before this row.
-    {
-        let m_t = &means[k.trend * n..(k.trend + 1) * n];
-        for s in 0..n {
-            let a = weight(a_t, s);
-            let dx = xv[s] - m_t[s];
-            ctx[s] = (1.0 - a) * (ctx[s] + a * dtm * dx);
-        }
-    }
-    for h in 0..n_h {
-        let m = &mut means[h * n..(h + 1) * n];
-        let v = &mut vars[h * n..(h + 1) * n];
-        let ah = sc.a[h];
-        for s in 0..n {
-            let a = weight(ah, s);
-            let d = xv[s] - m[s];
-            m[s] += a * d;
-            v[s] = (1.0 - a) * (v[s] + a * d * d);
-        }
-    }
-
-    // Robust location/scale and the winsorised residual scale.
     let long = n_h - 1;
-    let m_long = &means[long * n..(long + 1) * n];
-    let v_long = &vars[long * n..(long + 1) * n];
     let a_long = sc.a[long];
     // Robbins–Monro burn-in: the steps start at 1/n and decay to their floors,
     // so a scale seeded from a short warm-up (which misses slow excursions)
     // catches up in tens of readings, not hundreds.
-    let burn_in = 1.0 / hdr[H_N_ROWS];
-    let median_step = k.median_step.max(burn_in);
-    let mad_step = k.mad_step.max(burn_in);
+    let burn_in = if hdr[H_N_ROWS] * fmin(k.mad_step, k.median_step) < 1.0 {
+        1.0 / hdr[H_N_ROWS]
+    } else {
+        0.0
+    };
+    let median_step = fmax(k.median_step, burn_in);
+    let mad_step = fmax(k.mad_step, burn_in);
     let mut n_warm = 0.0;
-    for s in 0..n {
-        let warm = WARM && nvalid[s] <= k.warmup;
-        let floor = k.floor_abs.max(k.floor_rel * med[s].abs());
-        let madf = mad[s].max(floor);
-        let d = xv[s] - med[s];
-        let (new_med, new_mad) = if warm {
-            (m_long[s], v_long[s].max(0.0).sqrt() / MAD_TO_SIGMA)
-        } else {
-            (
-                med[s] + median_step * madf * sign(d),
-                mad[s] + mad_step * madf * sign(d.abs() - mad[s]),
-            )
-        };
-        let ok = valid[s] > 0.0;
-        med[s] = if ok { new_med } else { med[s] };
-        mad[s] = if ok { new_mad } else { mad[s] };
-        let clip = if warm {
-            f64::INFINITY
-        } else {
-            k.resid_clip * rs[s]
-        };
-        let target = resid[s].abs().min(clip);
-        rs[s] += weight(a_long, s) * (target - rs[s]);
-        n_warm += f64::from(u8::from(WARM && nvalid[s] <= k.warmup));
+    for c in 0..nc {
+        let (nv, valid, xv, resid) = (
+            *chunk!(nvalid, c),
+            *chunk!(sc.valid, c),
+            *chunk!(sc.xv, c),
+            *chunk!(sc.resid, c),
+        );
+        // Trend cross-moment uses the trend mean before this row.
+        {
+            let w = weights(a_t, &nv, &valid);
+            let m_t = *chunk!(means[k.trend * np..], c);
+            let mut cx = *chunk!(ctx, c);
+            for l in 0..LANE_CHUNK {
+                cx[l] = (1.0 - w[l]) * (cx[l] + w[l] * dtm * (xv[l] - m_t[l]));
+            }
+            *chunk!(mut ctx, c) = cx;
+        }
+        for h in 0..n_h {
+            let w = weights(sc.a[h], &nv, &valid);
+            let (mut m, mut v) = (*chunk!(means[h * np..], c), *chunk!(vars[h * np..], c));
+            for l in 0..LANE_CHUNK {
+                let d = xv[l] - m[l];
+                m[l] += w[l] * d;
+                v[l] = (1.0 - w[l]) * (v[l] + w[l] * d * d);
+            }
+            *chunk!(mut means[h * np..], c) = m;
+            *chunk!(mut vars[h * np..], c) = v;
+        }
+        // Robust location/scale and the winsorised residual scale.
+        let (m_long, v_long) = (
+            *chunk!(means[long * np..], c),
+            *chunk!(vars[long * np..], c),
+        );
+        let (mut md, mut ma, mut r_s) = (*chunk!(med, c), *chunk!(mad, c), *chunk!(rs, c));
+        let w_long = weights(a_long, &nv, &valid);
+        let mut warm_count = [0.0; LANE_CHUNK];
+        for l in 0..LANE_CHUNK {
+            let warm = WARM && nv[l] <= k.warmup;
+            let floor = fmax(k.floor_abs, k.floor_rel * md[l].abs());
+            let madf = fmax(ma[l], floor);
+            let d = xv[l] - md[l];
+            let (new_med, new_mad) = if warm {
+                (m_long[l], fmax(v_long[l], 0.0).sqrt() / MAD_TO_SIGMA)
+            } else {
+                (
+                    md[l] + median_step * madf * sign(d),
+                    ma[l] + mad_step * madf * sign(d.abs() - ma[l]),
+                )
+            };
+            let ok = valid[l] > 0.0;
+            md[l] = if ok { new_med } else { md[l] };
+            ma[l] = if ok { new_mad } else { ma[l] };
+            let clip = if warm {
+                f64::INFINITY
+            } else {
+                k.resid_clip * r_s[l]
+            };
+            r_s[l] += w_long[l] * (fmin(resid[l].abs(), clip) - r_s[l]);
+            warm_count[l] = f64::from(u8::from(warm));
+        }
+        *chunk!(mut med, c) = md;
+        *chunk!(mut mad, c) = ma;
+        *chunk!(mut rs, c) = r_s;
+        n_warm += warm_count.iter().sum::<f64>();
     }
     hdr[H_N_WARM] = n_warm;
     sc.n_warm = n_warm as usize;

@@ -3,7 +3,7 @@
 //! from the triangular factor). Runs every `mv_refresh` readings, so its O(S^3)
 //! cost is spread over them; the per-reading work is two S×S elementwise passes.
 
-/// Recomputes `precision` (row-major `n × n`, f32) from `cov` shrunk towards its
+/// Recomputes `precision` (row-major `n × n` with row stride `stride`, f32) from `cov` shrunk towards its
 /// diagonal by `shrinkage`. `work` must hold `2 * n * n` f64. Returns `false` and
 /// leaves `precision` unchanged when the matrix is not positive definite even
 /// after a ridge (for example a sensor that never varied).
@@ -11,11 +11,12 @@ pub(crate) fn refresh_precision(
     cov: &[f32],
     precision: &mut [f32],
     n: usize,
+    stride: usize,
     shrinkage: f64,
     work: &mut [f64],
 ) -> bool {
     let (l, inv) = work.split_at_mut(n * n);
-    let trace: f64 = (0..n).map(|i| f64::from(cov[i * n + i])).sum();
+    let trace: f64 = (0..n).map(|i| f64::from(cov[i * stride + i])).sum();
     if !(trace.is_finite() && trace > 0.0) {
         return false;
     }
@@ -23,7 +24,7 @@ pub(crate) fn refresh_precision(
     for _attempt in 0..4 {
         for i in 0..n {
             for j in 0..n {
-                let c = f64::from(cov[i * n + j]);
+                let c = f64::from(cov[i * stride + j]);
                 l[i * n + j] = if i == j {
                     c + ridge
                 } else {
@@ -33,8 +34,10 @@ pub(crate) fn refresh_precision(
         }
         if cholesky_in_place(l, n) {
             invert_from_cholesky(l, inv, n);
-            for (p, v) in precision.iter_mut().zip(inv.iter()) {
-                *p = *v as f32;
+            for i in 0..n {
+                for j in 0..n {
+                    precision[i * stride + j] = inv[i * n + j] as f32;
+                }
             }
             return true;
         }
@@ -113,7 +116,7 @@ mod tests {
         let cov: Vec<f32> = vec![4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
         let mut p = vec![0.0f32; 9];
         let mut work = vec![0.0; 18];
-        assert!(refresh_precision(&cov, &mut p, n, 0.0, &mut work));
+        assert!(refresh_precision(&cov, &mut p, n, n, 0.0, &mut work));
         for i in 0..n {
             for j in 0..n {
                 let v: f64 = (0..n)
@@ -130,7 +133,7 @@ mod tests {
         let cov = vec![0.0f32; 4];
         let mut p = vec![7.0f32; 4];
         let mut work = vec![0.0; 8];
-        assert!(!refresh_precision(&cov, &mut p, 2, 0.1, &mut work));
+        assert!(!refresh_precision(&cov, &mut p, 2, 2, 0.1, &mut work));
         assert_eq!(p, vec![7.0; 4]);
     }
 

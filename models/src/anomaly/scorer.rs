@@ -31,10 +31,37 @@
 //! sigma, below `cusum_k` + noise and far below `spike_z`. (Seasonal profiles by
 //! hour of day would regain that sensitivity; they are not built.)
 
-use fieldpulse_features::{FeatureSpec, FleetFeatures, RowScratch, RowStatus, MAD_TO_SIGMA};
+use fieldpulse_features::spec::LANE_CHUNK;
+use fieldpulse_features::{FeatureSpec, FleetFeatures, RowScratch, RowStatus};
 
 use super::mv::{chi2_quantile, refresh_precision};
 use super::params::{AnomalyError, DetectorValidParams};
+
+/// A fixed chunk of lanes (straight-line code, one vector register per op).
+macro_rules! chunk {
+    (mut $s:expr, $c:expr) => {
+        <&mut [_; LANE_CHUNK]>::try_from(&mut $s[$c * LANE_CHUNK..($c + 1) * LANE_CHUNK])
+            .expect("lane chunk")
+    };
+    ($s:expr, $c:expr) => {
+        <&[_; LANE_CHUNK]>::try_from(&$s[$c * LANE_CHUNK..($c + 1) * LANE_CHUNK])
+            .expect("lane chunk")
+    };
+}
+
+/// f32 lanes per chunk of the multivariate part.
+const MV_CHUNK: usize = 8;
+
+/// A fixed chunk of f32 lanes of the multivariate part.
+macro_rules! mv_chunk {
+    (mut $s:expr, $c:expr) => {
+        <&mut [f32; MV_CHUNK]>::try_from(&mut $s[$c * MV_CHUNK..($c + 1) * MV_CHUNK])
+            .expect("mv chunk")
+    };
+    ($s:expr, $c:expr) => {
+        <&[f32; MV_CHUNK]>::try_from(&$s[$c * MV_CHUNK..($c + 1) * MV_CHUNK]).expect("mv chunk")
+    };
+}
 
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 const SQRT6_OVER_PI: f64 = 0.779_696_801_233_676_2;
@@ -95,6 +122,7 @@ pub struct FleetScorer {
     features: FleetFeatures,
     scratch: RowScratch,
     n: usize,
+    np: usize,
     trend: usize,
     gate: f64,
     warmup: f64,
@@ -103,6 +131,7 @@ pub struct FleetScorer {
     mv_on: bool,
     mv: Vec<f32>,
     mv_stride: usize,
+    mvp: usize,
     mv_decay: f64,
     mv_inv_q: f64,
     mv_min: f64,
@@ -114,6 +143,7 @@ pub struct FleetScorer {
     work: Vec<f64>,
     warmup_rows: u64,
     rows_without_values: u64,
+    wide_simd: bool,
 }
 
 impl FleetScorer {
@@ -129,8 +159,11 @@ impl FleetScorer {
         let spec = FeatureSpec::new(params.features.clone(), sensors)?;
         let n = spec.n_sensors();
         let mv_on = params.mv_enabled && n >= 2 && n <= params.mv_max_sensors;
-        let mv_stride = if mv_on { 2 * n * n } else { 0 };
-        let det_stride = D_HDR + 2 * n;
+        let np = spec.n_lanes();
+        // f32 lanes of the multivariate part, padded to 8 (one AVX2 register).
+        let mvp = n.div_ceil(MV_CHUNK) * MV_CHUNK;
+        let mv_stride = if mv_on { 2 * mvp * mvp } else { 0 };
+        let det_stride = D_HDR + 2 * np;
         let res = Self {
             trend: params.features.trend_horizon(),
             gate: f64::from(params.features.warmup_readings()),
@@ -148,12 +181,15 @@ impl FleetScorer {
             mv_min: (8 * n).max(64) as f64,
             mv_cusum_k: chi2_quantile(n.max(1), params.mv_cusum_z) / n.max(1) as f64,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
-            evidence: vec![0.0; n],
-            uc: vec![0.0; n],
-            pu: vec![0.0; n],
+            np,
+            evidence: vec![0.0; np],
+            mvp,
+            uc: vec![0.0; mvp.max(np)],
+            pu: vec![0.0; mvp],
             work: vec![0.0; 2 * n * n],
             warmup_rows: 0,
             rows_without_values: 0,
+            wide_simd: wide_simd_available(),
             p: params,
         };
         let mut res = res;
@@ -217,17 +253,65 @@ impl FleetScorer {
     /// sensors (caller bugs; data problems never panic).
     #[inline]
     pub fn score_row(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
+        #[cfg(target_arch = "x86_64")]
+        if self.wide_simd {
+            // SAFETY: `wide_simd` is set only when the running CPU reports AVX2 and FMA.
+            return unsafe { self.score_row_avx2(asset, ts_ms, values) };
+        }
+        self.score_row_impl(asset, ts_ms, values)
+    }
+
+    /// The same code as [`Self::score_row_impl`], compiled with AVX2 so the lane
+    /// loops run 4 f64 / 8 f32 wide. Rust never contracts `a * b + c` into an
+    /// FMA on its own, so results are bit-identical to the baseline build.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn score_row_avx2(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
+        self.score_row_impl(asset, ts_ms, values)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn score_rows_avx2(
+        &mut self,
+        asset_idx: &[u32],
+        ts_ms: &[i64],
+        values: &[f64],
+        scores: &mut [f64],
+        top: &mut [u16],
+    ) {
+        self.score_rows(asset_idx, ts_ms, values, scores, top);
+    }
+
+    #[inline(always)]
+    fn score_rows(
+        &mut self,
+        asset_idx: &[u32],
+        ts_ms: &[i64],
+        values: &[f64],
+        scores: &mut [f64],
+        top: &mut [u16],
+    ) {
+        let n = self.n;
+        for i in 0..asset_idx.len() {
+            let r =
+                self.score_row_impl(asset_idx[i] as usize, ts_ms[i], &values[i * n..(i + 1) * n]);
+            scores[i] = r.score;
+            top[i] = r
+                .top_sensor
+                .map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
+        }
+    }
+
+    #[inline(always)]
+    fn score_row_impl(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
         let status = self
             .features
             .update(asset, ts_ms, values, &mut self.scratch);
         let (raw, top) = if status.learned() {
-            if self.n == 8 {
-                self.detect::<true>(asset, 8)
-            } else {
-                self.detect::<true>(asset, self.n)
-            }
+            self.detect::<true>(asset)
         } else {
-            self.detect::<false>(asset, self.n)
+            self.detect::<false>(asset)
         };
         let (score, in_warmup) = self.calibrate(asset, raw, status.learned());
         RowScore {
@@ -277,53 +361,67 @@ impl FleetScorer {
                 actual: *bad as usize,
             });
         }
-        for i in 0..rows {
-            let r = self.score_row(asset_idx[i] as usize, ts_ms[i], &values[i * n..(i + 1) * n]);
-            scores[i] = r.score;
-            top[i] = r
-                .top_sensor
-                .map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
+        #[cfg(target_arch = "x86_64")]
+        if self.wide_simd {
+            // SAFETY: `wide_simd` is set only when the running CPU reports AVX2 and FMA.
+            unsafe { self.score_rows_avx2(asset_idx, ts_ms, values, scores, top) };
+            return Ok(());
         }
+        self.score_rows(asset_idx, ts_ms, values, scores, top);
         Ok(())
     }
 
     /// Univariate detectors and the multivariate one; returns (raw, top sensor).
+    /// Lane loops run over fixed chunks of [`LANE_CHUNK`] (padding lanes are
+    /// inert: never valid, so no evidence and no covariance).
     #[inline(always)]
-    fn detect<const LEARN: bool>(&mut self, asset: usize, n: usize) -> (f64, Option<usize>) {
+    fn detect<const LEARN: bool>(&mut self, asset: usize) -> (f64, Option<usize>) {
+        let (n, np) = (self.n, self.np);
+        let nc = np / LANE_CHUNK;
         let p = &self.p;
         let view = self.features.view(asset);
         let sc = &self.scratch;
         let det = &mut self.det[asset * self.det_stride..(asset + 1) * self.det_stride];
         let (hdr, lanes) = det.split_at_mut(D_HDR);
-        let (cpos, cneg) = lanes.split_at_mut(n);
-        let cneg = &mut cneg[..n];
-        let (valid, rz, uz) = (&sc.valid[..n], &sc.resid_z[..n], &sc.robust_z[..n]);
-        let nvalid = &view.n_valid()[..n];
-        let mean_t = &view.mean(self.trend)[..n];
-        let med = &view.median()[..n];
-        let mad = &view.mad()[..n];
-        let ev = &mut self.evidence[..n];
-        let uc = &mut self.uc[..n];
+        let (cpos, cneg) = lanes.split_at_mut(np);
+        let (nvalid, mean_t, med) = (view.n_valid(), view.mean(self.trend), view.median());
         let (inv_spike, inv_h, inv_drift) = (1.0 / p.spike_z, 1.0 / p.cusum_h, 1.0 / p.drift_z);
         let (k, clip, cap) = (p.cusum_k, p.cusum_clip, p.cusum_cap * p.cusum_h);
-        let floor_rel = p.features.scale_floor_rel();
-        let floor_abs = p.features.scale_floor_abs();
         let mut any_valid = 0.0;
-        for s in 0..n {
-            let g = valid[s] * f64::from(u8::from(nvalid[s] > self.gate));
-            any_valid += valid[s];
-            let u = uz[s].clamp(-clip, clip) * g;
-            if LEARN {
-                cpos[s] = (cpos[s] + u - k).clamp(0.0, cap);
-                cneg[s] = (cneg[s] - u - k).clamp(0.0, cap);
+        // Chunks are copied in, computed on locals and stored back (see the
+        // feature kernel: grouped loads are what vectorise).
+        for c in 0..nc {
+            let (valid, rz, uz, inv) = (
+                *chunk!(sc.valid, c),
+                *chunk!(sc.resid_z, c),
+                *chunk!(sc.robust_z, c),
+                *chunk!(sc.robust_inv_scale, c),
+            );
+            let (nv, mt, md) = (*chunk!(nvalid, c), *chunk!(mean_t, c), *chunk!(med, c));
+            let (mut cp, mut cn) = (*chunk!(cpos, c), *chunk!(cneg, c));
+            let mut ev = [0.0f64; LANE_CHUNK];
+            let mut uc = [0.0f32; LANE_CHUNK];
+            for l in 0..LANE_CHUNK {
+                let g = valid[l] * f64::from(u8::from(nv[l] > self.gate));
+                let u = fmin(fmax(uz[l], -clip), clip) * g;
+                if LEARN {
+                    cp[l] = fmin(fmax(cp[l] + u - k, 0.0), cap);
+                    cn[l] = fmin(fmax(cn[l] - u - k, 0.0), cap);
+                }
+                let cus = fmax(cp[l], cn[l]);
+                // Drift against the robust scale from before the row (no extra division).
+                let drift = (mt[l] - md[l]).abs() * inv[l] * g;
+                ev[l] = fmax(
+                    fmax(rz[l].abs() * g * inv_spike, cus * inv_h),
+                    drift * inv_drift,
+                );
+                uc[l] = u as f32;
             }
-            let cus = cpos[s].max(cneg[s]);
-            let floor = floor_abs.max(floor_rel * med[s].abs());
-            let drift = (mean_t[s] - med[s]).abs() / (MAD_TO_SIGMA * mad[s]).max(floor) * g;
-            ev[s] = (rz[s].abs() * g * inv_spike)
-                .max(cus * inv_h)
-                .max(drift * inv_drift);
-            uc[s] = u as f32;
+            any_valid += valid.iter().sum::<f64>();
+            *chunk!(mut cpos, c) = cp;
+            *chunk!(mut cneg, c) = cn;
+            *chunk!(mut self.evidence, c) = ev;
+            *chunk!(mut self.uc, c) = uc;
         }
         if any_valid == 0.0 {
             self.rows_without_values += 1;
@@ -331,36 +429,44 @@ impl FleetScorer {
         let mut mv_raw = 0.0;
         if self.mv_on {
             let blk = &mut self.mv[asset * self.mv_stride..(asset + 1) * self.mv_stride];
-            let (cov, prec) = blk.split_at_mut(n * n);
-            let pu = &mut self.pu[..n];
+            let mvp = self.mvp;
+            let mc = mvp / MV_CHUNK;
+            let (cov, prec) = blk.split_at_mut(mvp * mvp);
+            let (uc, pu) = (&self.uc[..mvp], &mut self.pu[..mvp]);
             pu.fill(0.0);
             // P u as a sum of columns (P is symmetric): elementwise, vectorises.
             for j in 0..n {
-                let col = &prec[j * n..(j + 1) * n];
+                let col = &prec[j * mvp..(j + 1) * mvp];
                 let uj = uc[j];
-                for i in 0..n {
-                    pu[i] += col[i] * uj;
+                for c in 0..mc {
+                    let (mut pc, cc) = (*mv_chunk!(pu, c), *mv_chunk!(col, c));
+                    for l in 0..MV_CHUNK {
+                        pc[l] += cc[l] * uj;
+                    }
+                    *mv_chunk!(mut pu, c) = pc;
                 }
             }
             let mut d2 = 0.0f32;
             for s in 0..n {
                 let share = uc[s] * pu[s];
                 d2 += share;
-                ev[s] = ev[s].max(f64::from(share) * self.mv_inv_q);
+                self.evidence[s] = fmax(self.evidence[s], f64::from(share) * self.mv_inv_q);
             }
             let d2 = f64::from(d2.max(0.0));
             // A CUSUM on d2 / S (mean 1 under the model) catches breaks that
             // raise the distance moderately but persistently.
             let mv_cus = if LEARN && hdr[D_MV_N] >= self.mv_min {
-                let c = (hdr[D_MV_CUSUM] + d2 / n as f64 - self.mv_cusum_k)
-                    .clamp(0.0, p.cusum_cap * p.mv_cusum_h);
+                let c = fmin(
+                    fmax(hdr[D_MV_CUSUM] + d2 / n as f64 - self.mv_cusum_k, 0.0),
+                    p.cusum_cap * p.mv_cusum_h,
+                );
                 hdr[D_MV_CUSUM] = c;
                 c
             } else {
                 hdr[D_MV_CUSUM]
             };
-            mv_raw = (d2 * self.mv_inv_q).max(mv_cus / p.mv_cusum_h);
-            if LEARN && hdr[D_MV_W] >= 0.0 && any_valid > 0.0 && view.n_rows() > self.gate {
+            mv_raw = fmax(d2 * self.mv_inv_q, mv_cus / p.mv_cusum_h);
+            if LEARN && any_valid > 0.0 && view.n_rows() > self.gate {
                 let w = self.mv_decay * hdr[D_MV_W] + 1.0;
                 hdr[D_MV_W] = w;
                 hdr[D_MV_N] += 1.0;
@@ -368,26 +474,30 @@ impl FleetScorer {
                 let a = (1.0 / w) as f32;
                 for i in 0..n {
                     let ui = uc[i];
-                    let row = &mut cov[i * n..(i + 1) * n];
-                    for j in 0..n {
-                        row[j] += a * (ui * uc[j] - row[j]);
+                    let row = &mut cov[i * mvp..(i + 1) * mvp];
+                    for c in 0..mc {
+                        let (mut r, u) = (*mv_chunk!(row, c), *mv_chunk!(uc, c));
+                        for l in 0..MV_CHUNK {
+                            r[l] += a * (ui * u[l] - r[l]);
+                        }
+                        *mv_chunk!(mut row, c) = r;
                     }
                 }
                 if hdr[D_MV_N] >= self.mv_min && hdr[D_MV_SINCE] >= f64::from(p.mv_refresh) {
                     hdr[D_MV_SINCE] = 0.0;
-                    refresh_precision(cov, prec, n, p.mv_shrinkage, &mut self.work);
+                    refresh_precision(cov, prec, n, mvp, p.mv_shrinkage, &mut self.work);
                 }
             }
         }
         let mut best = mv_raw;
         let mut top = usize::MAX;
         let mut top_ev = 0.0;
-        for (s, e) in ev.iter().enumerate() {
+        for (s, e) in self.evidence[..n].iter().enumerate() {
             if *e > top_ev {
                 top_ev = *e;
                 top = s;
             }
-            best = best.max(*e);
+            best = fmax(best, *e);
         }
         (best, (top != usize::MAX).then_some(top))
     }
@@ -418,5 +528,37 @@ impl FleetScorer {
             hdr[D_CAL_M2] += a * (r * r - hdr[D_CAL_M2]);
         }
         (score, in_warmup)
+    }
+}
+
+/// Whether the AVX2 build of the row loop can run on this CPU.
+fn wide_simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `max` without NaN handling (one instruction); inputs here are finite.
+#[inline(always)]
+fn fmax(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min` without NaN handling (one instruction); inputs here are finite.
+#[inline(always)]
+fn fmin(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
     }
 }
