@@ -514,7 +514,10 @@ fn update_block<const LEARN: bool, const WARM: bool>(
     let nc = np / LANE_CHUNK;
     let (hdr, lanes) = blk.split_at_mut(k.header_len);
     let lanes = &mut lanes[..n_sensor_fields(n_h) * np];
-    sc.xin[..x.len()].copy_from_slice(x);
+    // Element-wise copy (a `memcpy` call costs more than 8 moves).
+    for (d, v) in sc.xin.iter_mut().zip(x) {
+        *d = *v;
+    }
     let first = hdr[H_N_ROWS] == 0.0;
     let dt_ms = if first { 0.0 } else { ts - hdr[H_LAST_TS] };
     sc.dt_s = dt_ms / 1000.0;

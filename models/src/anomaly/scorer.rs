@@ -433,24 +433,24 @@ impl FleetScorer {
             let mc = mvp / MV_CHUNK;
             let (cov, prec) = blk.split_at_mut(mvp * mvp);
             let (uc, pu) = (&self.uc[..mvp], &mut self.pu[..mvp]);
-            pu.fill(0.0);
-            // P u as a sum of columns (P is symmetric): elementwise, vectorises.
-            for j in 0..n {
-                let col = &prec[j * mvp..(j + 1) * mvp];
-                let uj = uc[j];
-                for c in 0..mc {
-                    let (mut pc, cc) = (*mv_chunk!(pu, c), *mv_chunk!(col, c));
+            // P u as a sum of columns (P is symmetric): elementwise, vectorises;
+            // each output chunk accumulates in registers across the columns.
+            for c in 0..mc {
+                let mut acc = [0.0f32; MV_CHUNK];
+                for (j, &uj) in uc[..n].iter().enumerate() {
+                    let cc = *mv_chunk!(prec[j * mvp..], c);
                     for l in 0..MV_CHUNK {
-                        pc[l] += cc[l] * uj;
+                        acc[l] += cc[l] * uj;
                     }
-                    *mv_chunk!(mut pu, c) = pc;
                 }
+                *mv_chunk!(mut pu, c) = acc;
             }
             let mut d2 = 0.0f32;
-            for s in 0..n {
-                let share = uc[s] * pu[s];
+            let ev = &mut self.evidence[..n];
+            for ((e, &u), &q) in ev.iter_mut().zip(&uc[..n]).zip(&pu[..n]) {
+                let share = u * q;
                 d2 += share;
-                self.evidence[s] = fmax(self.evidence[s], f64::from(share) * self.mv_inv_q);
+                *e = fmax(*e, f64::from(share) * self.mv_inv_q);
             }
             let d2 = f64::from(d2.max(0.0));
             // A CUSUM on d2 / S (mean 1 under the model) catches breaks that
