@@ -74,7 +74,7 @@ impl Default for DetectorValidParams {
             mv_enabled: true,
             mv_max_sensors: 64,
             mv_half_life: 256.0,
-            mv_refresh: 32,
+            mv_refresh: 64,
             mv_shrinkage: 0.1,
             mv_tail_z: 3.719,
             mv_cusum_z: 2.326,
@@ -124,7 +124,8 @@ impl DetectorValidParams {
 ///   the slow median is a drift, whatever its speed.
 /// - `mv_*`: Mahalanobis distance of the robust z vector with a covariance
 ///   shrunk 10 % towards its diagonal (half-life 256 readings, precision
-///   refreshed every 32 readings — the expensive part is amortised), nominal
+///   refreshed every 64 readings — the expensive part is amortised; with a
+///   256-reading half-life the covariance moves little in 64), nominal
 ///   level the chi-square quantile at z = 3.719 (one-sided 1e-4) via
 ///   Wilson–Hilferty; disabled above 64 sensors (quadratic cost). A CUSUM on
 ///   `d^2 / S` (mean 1 when the covariance model holds), with its reference
