@@ -297,12 +297,8 @@ impl FleetFeatures {
             (true, false, _) => {
                 update_block::<true, false>(k, blk, self.spec.lanes, ts, values, scratch)
             }
-            (true, true, _) => {
-                update_block::<true, true>(k, blk, self.spec.lanes, ts, values, scratch)
-            }
-            (false, _, _) => {
-                update_block::<false, true>(k, blk, self.spec.lanes, ts, values, scratch)
-            }
+            (true, true, _) => update_block_warm(k, blk, self.spec.lanes, ts, values, scratch),
+            (false, _, _) => update_block_no_learn(k, blk, self.spec.lanes, ts, values, scratch),
         }
         let c = &mut self.counters;
         c.rows += 1;
@@ -483,6 +479,34 @@ pub(crate) fn fmin(a: f64, b: f64) -> f64 {
 #[inline(always)]
 fn sign(x: f64) -> f64 {
     f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0))
+}
+
+/// Warm-up rows (an asset's first readings): out of line, so the hot caller
+/// holds one copy of the kernel (instruction cache).
+#[inline(never)]
+fn update_block_warm(
+    k: &Kernel,
+    blk: &mut [f64],
+    np: usize,
+    ts: f64,
+    x: &[f64],
+    sc: &mut RowScratch,
+) {
+    update_block::<true, true>(k, blk, np, ts, x, sc);
+}
+
+/// Duplicate and out-of-order rows (rare): out of line, see [`update_block_warm`].
+#[cold]
+#[inline(never)]
+fn update_block_no_learn(
+    k: &Kernel,
+    blk: &mut [f64],
+    np: usize,
+    ts: f64,
+    x: &[f64],
+    sc: &mut RowScratch,
+) {
+    update_block::<false, true>(k, blk, np, ts, x, sc);
 }
 
 /// A fixed chunk of lanes of a field slice (straight-line code the compiler

@@ -311,7 +311,7 @@ impl FleetScorer {
         let (raw, top) = if status.learned() {
             self.detect::<true>(asset)
         } else {
-            self.detect::<false>(asset)
+            self.detect_no_learn(asset)
         };
         let (score, in_warmup) = self.calibrate(asset, raw, status.learned());
         RowScore {
@@ -369,6 +369,14 @@ impl FleetScorer {
         }
         self.score_rows(asset_idx, ts_ms, values, scores, top);
         Ok(())
+    }
+
+    /// Detectors for duplicate / out-of-order rows (rare): out of line so the
+    /// hot row function holds one copy of the detector code.
+    #[cold]
+    #[inline(never)]
+    fn detect_no_learn(&mut self, asset: usize) -> (f64, Option<usize>) {
+        self.detect::<false>(asset)
     }
 
     /// Univariate detectors and the multivariate one; returns (raw, top sensor).
