@@ -136,6 +136,8 @@ pub struct FleetScorer {
     mv_inv_q: f64,
     mv_min: f64,
     mv_cusum_k: f64,
+    inv_n: f64,
+    inv_mv_h: f64,
     cal_decay: f64,
     evidence: Vec<f64>,
     uc: Vec<f32>,
@@ -179,6 +181,8 @@ impl FleetScorer {
             mv_decay: (-std::f64::consts::LN_2 / params.mv_half_life).exp(),
             mv_inv_q: 1.0 / chi2_quantile(n, params.mv_tail_z),
             mv_min: (8 * n).max(64) as f64,
+            inv_n: 1.0 / n as f64,
+            inv_mv_h: 1.0 / params.mv_cusum_h,
             mv_cusum_k: chi2_quantile(n.max(1), params.mv_cusum_z) / n.max(1) as f64,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
             np,
@@ -465,7 +469,7 @@ impl FleetScorer {
             // raise the distance moderately but persistently.
             let mv_cus = if LEARN && hdr[D_MV_N] >= self.mv_min {
                 let c = fmin(
-                    fmax(hdr[D_MV_CUSUM] + d2 / n as f64 - self.mv_cusum_k, 0.0),
+                    fmax(hdr[D_MV_CUSUM] + d2 * self.inv_n - self.mv_cusum_k, 0.0),
                     p.cusum_cap * p.mv_cusum_h,
                 );
                 hdr[D_MV_CUSUM] = c;
@@ -473,7 +477,7 @@ impl FleetScorer {
             } else {
                 hdr[D_MV_CUSUM]
             };
-            mv_raw = fmax(d2 * self.mv_inv_q, mv_cus / p.mv_cusum_h);
+            mv_raw = fmax(d2 * self.mv_inv_q, mv_cus * self.inv_mv_h);
             if LEARN && any_valid > 0.0 && view.n_rows() > self.gate {
                 let w = self.mv_decay * hdr[D_MV_W] + 1.0;
                 hdr[D_MV_W] = w;
