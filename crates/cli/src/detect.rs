@@ -266,3 +266,88 @@ fn quote(field: &str, delim: char) -> String {
         field.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(input: PathBuf, output: PathBuf) -> DetectArgs {
+        DetectArgs {
+            input,
+            output,
+            asset_col: None,
+            time_col: None,
+            exclude: vec!["site_id".into()],
+            threshold: None,
+            strict: false,
+            json: false,
+        }
+    }
+
+    /// A `;` file with ISO times, an excluded numeric column, a bad row and a
+    /// spike after the warm-up: every input row comes back in order, the bad
+    /// one with empty scores, the spike flagged and attributed.
+    #[test]
+    fn detect_keeps_row_order_flags_the_spike_and_blanks_rejected_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("in.csv");
+        let output = dir.path().join("out.csv");
+        let mut text = String::from("datetime;site_id;temp;vib\n");
+        let mut seed = 1u64;
+        let mut noise = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        for i in 0..400u32 {
+            let (h, m) = (i / 60, i % 60);
+            let temp = if i == 300 { 95.0 } else { 70.0 + noise() };
+            text.push_str(&format!(
+                "2026-01-0{}T{:02}:{:02}:00Z;7;{temp:.3};{:.4}\n",
+                1 + h / 24,
+                h % 24,
+                m,
+                0.3 + 0.01 * noise()
+            ));
+            if i == 200 {
+                text.push_str("not a time;7;70;0.3\n");
+            }
+        }
+        std::fs::write(&input, text).expect("write input");
+        run(args(input, output.clone())).expect("detect runs");
+        let out = std::fs::read_to_string(&output).expect("read output");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "datetime;score;is_anomaly;top_sensor");
+        assert_eq!(lines.len(), 1 + 401);
+        assert_eq!(lines[202], "not a time;;;");
+        let spike: Vec<&str> = lines[302].split(';').collect();
+        assert!(spike[0].starts_with("2026-01-01T05:00"), "{}", lines[302]);
+        assert_eq!((spike[2], spike[3]), ("1", "temp"), "{}", lines[302]);
+        let alarms = lines[1..]
+            .iter()
+            .filter(|l| l.split(';').nth(2) == Some("1"))
+            .count();
+        assert!(
+            alarms <= 3,
+            "{alarms} alarms on a quiet file with one spike"
+        );
+    }
+
+    #[test]
+    fn strict_mode_fails_on_the_first_bad_row_with_its_line_number() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("in.csv");
+        std::fs::write(
+            &input,
+            "ts,site_id,x\n1767225600,1,1.0\n1767225660,1,oops\n",
+        )
+        .expect("write input");
+        let mut a = args(input, dir.path().join("out.csv"));
+        a.strict = true;
+        let err = run(a)
+            .expect_err("strict rejects the bad value")
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("\"x\""), "{err}");
+    }
+}

@@ -41,6 +41,7 @@ pub struct DetectorValidParams {
     pub(crate) features: FeatureValidParams,
     pub(crate) warmup_readings: u32,
     pub(crate) spike_z: f64,
+    pub(crate) spike_baseline_z: f64,
     pub(crate) cusum_k: f64,
     pub(crate) cusum_h: f64,
     pub(crate) cusum_clip: f64,
@@ -66,6 +67,7 @@ impl Default for DetectorValidParams {
             features: FeatureValidParams::default(),
             warmup_readings: 128,
             spike_z: 6.0,
+            spike_baseline_z: 3.0,
             cusum_k: 3.0,
             cusum_h: 12.0,
             cusum_clip: 8.0,
@@ -81,7 +83,7 @@ impl Default for DetectorValidParams {
             mv_cusum_h: 20.0,
             calib_half_life: 512.0,
             calib_winsor: 1.0,
-            calib_min_beta: 0.02,
+            calib_min_beta: 0.05,
             threshold: 0.9999,
         }
     }
@@ -109,8 +111,13 @@ impl DetectorValidParams {
 ///   Robbins–Monro steps to catch slow excursions a 32-reading seed misses,
 ///   and the calibration has seen ~100 raw scores (measured: half that
 ///   doubles the false alarms of the first few hundred readings).
-/// - `spike_z` 6: a residual of 6 sigma against the local level is the nominal
-///   spike level (Gaussian two-sided tail 2e-9; real residuals are heavier-tailed).
+/// - `spike_z` 6 and `spike_baseline_z` 3: a spike is a residual of 6 sigma
+///   against the local level *and* 3 robust sigma against the slow baseline
+///   (the smaller of the two ratios is the statistic). The local level alone
+///   would echo: after a spike the short EWMA is pulled up, and the next normal
+///   readings look like negative spikes until it decays; against the baseline
+///   they are normal. (Gaussian two-sided tail of 6 sigma: 2e-9; real
+///   residuals are heavier-tailed, hence the calibration.)
 /// - `cusum_k` 1.5, `cusum_h` 12: two-sided CUSUM on the robust z of each value
 ///   against its slow median. k = 1.5 robust sigma is above what a periodic
 ///   cycle reaches (a sinusoid's peak is ~1 MAD-sigma of itself), so cycles do
@@ -135,8 +142,9 @@ impl DetectorValidParams {
 /// - `calib_half_life` 512: the calibration tracks the asset's recent raw-score
 ///   distribution over ~a thousand readings; `calib_winsor` 1 caps what one
 ///   reading contributes at the nominal alarm level, so anomalies do not teach
-///   the calibration that anomalies are normal; `calib_min_beta` 0.02 bounds
-///   the Gumbel scale from below for near-constant assets.
+///   the calibration that anomalies are normal; `calib_min_beta` 0.05 bounds
+///   the Gumbel scale from below, so on a near-constant asset an alarm at
+///   0.9999 still needs the raw score ~0.5 nominal units above its typical level.
 /// - `threshold` 0.999: `is_anomaly` when the reading is above the 99.9 %
 ///   point of the asset's recent score distribution (and every detector
 ///   statistic feeds that distribution, so it is one threshold for all).
@@ -161,6 +169,8 @@ impl DetectorParams {
         warmup_readings: u32,
         /// Sets the nominal spike level in residual sigma (> 0).
         spike_z: f64,
+        /// Sets how far (robust sigma) a spike must also stand from the baseline (> 0).
+        spike_baseline_z: f64,
         /// Sets the CUSUM reference value in robust sigma (>= 0).
         cusum_k: f64,
         /// Sets the CUSUM decision level (> 0).
@@ -216,6 +226,7 @@ impl DetectorParams {
         }
         for (name, v) in [
             ("spike_z", p.spike_z),
+            ("spike_baseline_z", p.spike_baseline_z),
             ("cusum_h", p.cusum_h),
             ("drift_z", p.drift_z),
             ("mv_tail_z", p.mv_tail_z),

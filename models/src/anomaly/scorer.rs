@@ -3,7 +3,8 @@
 //! Per row (asset resolved to a dense index by the caller, once):
 //! 1. the feature kernel updates the asset's state and yields each value's
 //!    innovations against the state *before* the row;
-//! 2. per sensor: the spike statistic `|resid_z| / spike_z`, a two-sided CUSUM
+//! 2. per sensor: the spike statistic `min(|resid_z| / spike_z, |robust_z| /
+//!    spike_baseline_z)`, a two-sided CUSUM
 //!    on the clipped robust z (level shifts), and the drift statistic
 //!    `|middle-horizon mean - slow median| / robust sigma / drift_z`;
 //! 3. per asset: the Mahalanobis distance of the robust-z vector under a shrunk
@@ -137,6 +138,7 @@ pub struct FleetScorer {
     mv_min: f64,
     mv_cusum_k: f64,
     inv_n: f64,
+    mv_cusum_clip: f64,
     inv_mv_h: f64,
     cal_decay: f64,
     evidence: Vec<f64>,
@@ -184,6 +186,7 @@ impl FleetScorer {
             inv_n: 1.0 / n as f64,
             inv_mv_h: 1.0 / params.mv_cusum_h,
             mv_cusum_k: chi2_quantile(n.max(1), params.mv_cusum_z) / n.max(1) as f64,
+            mv_cusum_clip: 0.0,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
             np,
             evidence: vec![0.0; np],
@@ -197,6 +200,7 @@ impl FleetScorer {
             p: params,
         };
         let mut res = res;
+        res.mv_cusum_clip = res.mv_cusum_k + 0.5 * res.p.mv_cusum_h;
         for _ in 0..n_assets {
             res.add_asset();
         }
@@ -398,6 +402,7 @@ impl FleetScorer {
         let (cpos, cneg) = lanes.split_at_mut(np);
         let (nvalid, mean_t, med) = (view.n_valid(), view.mean(self.trend), view.median());
         let (inv_spike, inv_h, inv_drift) = (1.0 / p.spike_z, 1.0 / p.cusum_h, 1.0 / p.drift_z);
+        let inv_spike_base = 1.0 / p.spike_baseline_z;
         let (k, clip, cap) = (p.cusum_k, p.cusum_clip, p.cusum_cap * p.cusum_h);
         let mut any_valid = 0.0;
         // Chunks are copied in, computed on locals and stored back (see the
@@ -424,7 +429,10 @@ impl FleetScorer {
                 // Drift against the robust scale from before the row (no extra division).
                 let drift = (mt[l] - md[l]).abs() * inv[l] * g;
                 ev[l] = fmax(
-                    fmax(rz[l].abs() * g * inv_spike, cus * inv_h),
+                    fmax(
+                        fmin(rz[l].abs() * inv_spike, uz[l].abs() * inv_spike_base) * g,
+                        cus * inv_h,
+                    ),
                     drift * inv_drift,
                 );
                 uc[l] = u as f32;
@@ -466,10 +474,16 @@ impl FleetScorer {
             }
             let d2 = f64::from(d2.max(0.0));
             // A CUSUM on d2 / S (mean 1 under the model) catches breaks that
-            // raise the distance moderately but persistently.
+            // raise the distance moderately but persistently; each reading adds
+            // at most h / 2, so one spike cannot trip it (spikes are the spike
+            // detector's, and would echo here for h / k readings).
             let mv_cus = if LEARN && hdr[D_MV_N] >= self.mv_min {
                 let c = fmin(
-                    fmax(hdr[D_MV_CUSUM] + d2 * self.inv_n - self.mv_cusum_k, 0.0),
+                    fmax(
+                        hdr[D_MV_CUSUM] + fmin(d2 * self.inv_n, self.mv_cusum_clip)
+                            - self.mv_cusum_k,
+                        0.0,
+                    ),
                     p.cusum_cap * p.mv_cusum_h,
                 );
                 hdr[D_MV_CUSUM] = c;

@@ -216,3 +216,26 @@ fn warm_up_rows_score_zero_and_are_counted() {
     }
     assert_eq!(sc.counters().warmup_rows, 64);
 }
+
+/// After one large spike the short level and the covariance are disturbed
+/// for a while; the readings after it must not alarm as echoes.
+#[test]
+fn a_single_spike_does_not_echo_into_the_following_readings() {
+    let sensors = vec!["temp".to_string(), "vib".to_string()];
+    let mut sc = scorer(&sensors, 1);
+    let mut rng = synth::Rng::new(1);
+    let th = DetectorValidParams::default().threshold();
+    for i in 0..340i64 {
+        let temp = if i == 300 {
+            95.0
+        } else {
+            70.0 + rng.uniform() - 0.5
+        };
+        let r = sc.score_row(0, i * 60_000, &[temp, 0.3 + 0.01 * (rng.uniform() - 0.5)]);
+        if i == 300 {
+            assert!(r.is_anomaly(th) && r.top_sensor == Some(0), "{r:?}");
+        } else if i > 300 {
+            assert!(!r.is_anomaly(th), "row {i} echoes the spike: {r:?}");
+        }
+    }
+}
