@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 
 use crate::config::EdgeConfig;
 use crate::forwarder::{Forwarder, ForwarderError};
-use crate::intake::{self, IntakeError, MqttTask, RecentMessages, Writer, WriterCore};
+use crate::intake::{self, AckGate, IntakeError, MqttTask, RecentMessages, Writer, WriterCore};
 use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot};
 use crate::quarantine::{Quarantine, QuarantineError};
 use crate::spool::{RecoveryReport, Spool, SpoolError};
@@ -211,6 +211,7 @@ impl Agent {
         let (tx, rx) = mpsc::channel(config.mqtt.channel_capacity);
         let (committed_tx, committed_rx) = watch::channel(0u64);
         let space_freed = Arc::new(Notify::new());
+        let gate = Arc::new(AckGate::default());
 
         let forwarder = Forwarder::new(
             Arc::clone(&spool),
@@ -219,6 +220,7 @@ impl Agent {
             metrics.clone(),
             committed_rx,
             Arc::clone(&space_freed),
+            Arc::clone(&gate),
         )?;
         let mqtt_task = MqttTask {
             eventloop,
@@ -231,6 +233,7 @@ impl Agent {
             tx,
             metrics: metrics.clone(),
             reconnect_delay: config.mqtt.reconnect_delay,
+            gate: Arc::clone(&gate),
         };
         let writer = Writer {
             core: WriterCore::new(
@@ -239,6 +242,7 @@ impl Agent {
                 quarantine,
                 recent,
                 metrics.clone(),
+                Arc::clone(&gate),
             ),
             rx,
             client,
@@ -246,6 +250,7 @@ impl Agent {
             space_freed,
             commit_interval: config.spool.commit_interval,
             commit_max_messages: config.spool.commit_max_messages,
+            gate,
         };
         info!(
             gateway_id = %config.gateway_id,

@@ -1019,7 +1019,7 @@ fn default_max_payload_bytes() -> usize {
     256 << 10
 }
 fn default_channel_capacity() -> usize {
-    4096
+    1024
 }
 fn default_reconnect_delay() -> Duration {
     Duration::from_millis(500)
@@ -1055,16 +1055,16 @@ fn default_commit_interval() -> Duration {
     Duration::from_millis(5)
 }
 fn default_commit_max_messages() -> usize {
-    2048
+    1024
 }
 fn default_forward_url() -> String {
     "http://127.0.0.1:8080".into()
 }
 fn default_batch_max_records() -> usize {
-    20_000
+    5_000
 }
 fn default_batch_max_bytes() -> usize {
-    4 << 20
+    1 << 20
 }
 fn default_batch_max_age() -> Duration {
     Duration::from_millis(200)

@@ -32,7 +32,7 @@ use tracing::{debug, error, info, instrument, warn};
 
 use crate::batch::{BatchBuilder, EncodedBatch};
 use crate::config::ForwardConfig;
-use crate::intake::publish_spool_gauges;
+use crate::intake::{publish_spool_gauges, AckGate};
 use crate::metrics::{DropReason, MetricsHandle};
 use crate::spool::{CutBatch, CutEnd, Lane, Spool, SpoolError};
 
@@ -118,6 +118,8 @@ struct Shared {
     backlog_changed: Notify,
     /// Wakes the writer when space was freed.
     space_freed: Arc<Notify>,
+    /// Which committed records have had their PUBACK sent.
+    gate: Arc<AckGate>,
 }
 
 /// How a batch's life ended.
@@ -148,6 +150,7 @@ impl Forwarder {
         metrics: MetricsHandle,
         committed: watch::Receiver<u64>,
         space_freed: Arc<Notify>,
+        gate: Arc<AckGate>,
     ) -> Result<Self, ForwarderError> {
         let http = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
@@ -166,6 +169,7 @@ impl Forwarder {
                 outage: AtomicBool::new(false),
                 backlog_changed: Notify::new(),
                 space_freed,
+                gate,
             }),
             committed,
         })
@@ -262,7 +266,11 @@ async fn live_lane(
             let stats = spool.stats();
             let uncut = stats.uncut_records.saturating_sub(stats.unsynced_records);
             let backlog = shared_for_cut.backlog.load(Ordering::Relaxed).min(uncut);
-            let eligible = uncut - backlog;
+            let mut eligible = uncut - backlog;
+            if backlog == 0 && !draining {
+                // Leave the newest records whose PUBACK has not left yet (see `AckGate`).
+                eligible = eligible.saturating_sub(shared_for_cut.gate.unflushed_records());
+            }
             if eligible == 0 {
                 return Ok(LiveCut::Empty);
             }
@@ -310,10 +318,15 @@ async fn live_lane(
                 if draining {
                     return Ok(());
                 }
+                let acks_pending = shared.gate.unflushed_records() > 0;
                 tokio::select! {
                     biased;
                     _ = hard_stop.cancelled() => return Ok(()),
                     _ = drain.cancelled() => {}
+                    // Records held back for their PUBACK become eligible without a new commit.
+                    _ = tokio::time::sleep(max_age), if acks_pending => {
+                        waiting_since = Some(Instant::now().checked_sub(max_age).unwrap_or_else(Instant::now));
+                    }
                     res = committed.changed() => {
                         if res.is_err() && writer_gone(&drain, &hard_stop).await {
                             return Ok(());

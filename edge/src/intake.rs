@@ -26,7 +26,7 @@
 //! DISCONNECT; the mqtt task keeps polling until the DISCONNECT went out, so every ack is flushed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,105 @@ use crate::validate::{ValidReading, Validator};
 
 /// Spooled messages remembered for redelivery detection.
 pub const RECENT_MESSAGES: usize = 8192;
+
+/// Tracks which spooled records have had their PUBACK written to the broker connection.
+///
+/// The forwarder must not cut (and so, after the cloud's ack, possibly delete) a record whose
+/// PUBACK has not left yet: after a kill -9 the broker redelivers that message, and the restarted
+/// agent recognises the redelivery only while the record is still on disk (the spool tail). Acks
+/// leave in commit order, so the unflushed records are always the newest committed ones.
+#[derive(Debug, Default)]
+pub struct AckGate {
+    /// Acks handed to the MQTT client's request channel.
+    handed: AtomicU64,
+    /// PUBACKs written to the socket (or written off at a reconnect, which drops queued acks).
+    flushed: AtomicU64,
+    /// Records committed (appended and synced).
+    committed_records: AtomicU64,
+    /// Records whose PUBACK (and every earlier one) has been flushed.
+    flushed_records: AtomicU64,
+    /// Per commit: (cumulative acks of the commit, cumulative records), oldest first.
+    groups: Mutex<VecDeque<(u64, u64)>>,
+    /// Cumulative acks planned (issued by commits).
+    planned: AtomicU64,
+    /// The writer waits for spool space. Its acks cannot leave then (the mqtt task is stalled
+    /// behind the full intake channel), so holding records back would deadlock: the gate opens.
+    spool_full: std::sync::atomic::AtomicBool,
+}
+
+impl AckGate {
+    /// Registers a commit of `n_records` records whose messages need `n_acks` acks.
+    pub fn record_commit(&self, n_acks: u64, n_records: u64) {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        let acks_end = self.planned.fetch_add(n_acks, Ordering::SeqCst) + n_acks;
+        let records_end = self
+            .committed_records
+            .fetch_add(n_records, Ordering::SeqCst)
+            + n_records;
+        groups.push_back((acks_end, records_end));
+        drop(groups);
+        self.advance();
+    }
+
+    /// Counts acks handed to the client.
+    pub fn on_handed(&self, n: u64) {
+        self.handed.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Counts one PUBACK written to the connection.
+    pub fn on_flushed(&self) {
+        self.flushed.fetch_add(1, Ordering::SeqCst);
+        self.advance();
+    }
+
+    /// The connection dropped: rumqttc discards queued acks (the broker redelivers those
+    /// messages, and the in-memory redelivery filter recognises them), so stop waiting for them.
+    pub fn on_connection_lost(&self) {
+        self.flushed
+            .fetch_max(self.handed.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.advance();
+    }
+
+    /// Marks whether the writer is waiting for spool space.
+    pub fn set_spool_full(&self, full: bool) {
+        self.spool_full.store(full, Ordering::SeqCst);
+    }
+
+    /// Committed records whose PUBACK has not left yet (the newest ones); 0 while the writer
+    /// waits for spool space.
+    pub fn unflushed_records(&self) -> u64 {
+        if self.spool_full.load(Ordering::SeqCst) {
+            return 0;
+        }
+        self.committed_records
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.flushed_records.load(Ordering::SeqCst))
+    }
+
+    /// (planned, handed, flushed, committed records, flushed records), for diagnostics.
+    pub fn counters(&self) -> (u64, u64, u64, u64, u64) {
+        (
+            self.planned.load(Ordering::SeqCst),
+            self.handed.load(Ordering::SeqCst),
+            self.flushed.load(Ordering::SeqCst),
+            self.committed_records.load(Ordering::SeqCst),
+            self.flushed_records.load(Ordering::SeqCst),
+        )
+    }
+
+    fn advance(&self) {
+        let flushed = self.flushed.load(Ordering::SeqCst);
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(&(acks_end, records_end)) = groups.front() {
+            if acks_end > flushed {
+                break;
+            }
+            self.flushed_records
+                .fetch_max(records_end, Ordering::SeqCst);
+            groups.pop_front();
+        }
+    }
+}
 
 /// How often a rejection is logged per topic.
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -104,6 +203,8 @@ pub struct MqttTask {
     pub metrics: MetricsHandle,
     /// Delay between reconnect attempts.
     pub reconnect_delay: Duration,
+    /// Ack progress shared with the writer and the forwarder.
+    pub gate: Arc<AckGate>,
 }
 
 impl MqttTask {
@@ -117,6 +218,7 @@ impl MqttTask {
             tx,
             metrics,
             reconnect_delay,
+            gate,
         } = self;
         let metrics = metrics.inner();
         let mut tx = Some(tx);
@@ -190,6 +292,7 @@ impl MqttTask {
                     }
                     metrics.mqtt_connected.store(true, Ordering::Relaxed);
                 }
+                Ok(Event::Outgoing(Outgoing::PubAck(_))) => gate.on_flushed(),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     debug!("Sent DISCONNECT; all acknowledgements are flushed.");
                     break;
@@ -197,7 +300,11 @@ impl MqttTask {
                 Ok(_) => {}
                 Err(err) => {
                     metrics.mqtt_connected.store(false, Ordering::Relaxed);
-                    if stop_intake.is_cancelled() && tx.is_none() && client_is_done(&err) {
+                    gate.on_connection_lost();
+                    if stop_intake.is_cancelled() && tx.is_none() {
+                        // Shutting down without a broker: unsent acks are redelivered next
+                        // session (and recognised), so there is nothing left to wait for.
+                        debug!(%err, "Broker connection lost during shutdown.");
                         break;
                     }
                     warn!(%err, "MQTT connection failed; reconnecting.");
@@ -211,10 +318,6 @@ impl MqttTask {
         }
         metrics.mqtt_connected.store(false, Ordering::Relaxed);
     }
-}
-
-fn client_is_done(err: &rumqttc::ConnectionError) -> bool {
-    matches!(err, rumqttc::ConnectionError::RequestsDone)
 }
 
 /// Remembers recently spooled messages to recognise broker redeliveries.
@@ -286,6 +389,7 @@ pub struct WriterCore {
     metrics: MetricsHandle,
     last_reject_log: HashMap<String, Instant>,
     valid: Vec<ValidReading>,
+    gate: Arc<AckGate>,
 }
 
 /// Result of one group commit.
@@ -307,6 +411,7 @@ impl WriterCore {
         quarantine: Option<Quarantine>,
         recent: RecentMessages,
         metrics: MetricsHandle,
+        gate: Arc<AckGate>,
     ) -> Self {
         Self {
             limits: DecodeLimits {
@@ -322,6 +427,7 @@ impl WriterCore {
             metrics,
             last_reject_log: HashMap::new(),
             valid: Vec::new(),
+            gate,
         }
     }
 
@@ -497,7 +603,7 @@ impl WriterCore {
                 },
             }
             metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-            outcome.acks.push(received.publish);
+            outcome.acks.push(ack_handle(&received.publish));
         }
         if outcome.n_committed > 0 {
             spool.sync()?;
@@ -506,9 +612,21 @@ impl WriterCore {
                 .readings_spooled
                 .fetch_add(n_spooled_readings, Ordering::Relaxed);
         }
+        // Registered while the spool is still locked: the forwarder must see these records as
+        // unflushed before it can cut them.
+        self.gate
+            .record_commit(outcome.acks.len() as u64, outcome.n_committed);
         publish_spool_gauges(&spool, &self.metrics);
         Ok(outcome)
     }
+}
+
+/// What an ack needs of a publish (packet id and QoS), without its topic and payload: a queued
+/// ack must not keep the payload (and the read buffer it shares memory with) alive.
+fn ack_handle(publish: &Publish) -> Publish {
+    let mut handle = Publish::new(String::new(), publish.qos, Vec::new());
+    handle.pkid = publish.pkid;
+    handle
 }
 
 /// Copies the spool's stats into the metrics gauges.
@@ -540,6 +658,8 @@ pub struct Writer {
     pub commit_interval: Duration,
     /// Group size cap.
     pub commit_max_messages: usize,
+    /// Ack progress shared with the mqtt task and the forwarder.
+    pub gate: Arc<AckGate>,
 }
 
 impl Writer {
@@ -556,6 +676,7 @@ impl Writer {
             space_freed,
             commit_interval,
             commit_max_messages,
+            gate,
         } = self;
         let mut group: VecDeque<(Received, Option<Prepared>)> = VecDeque::new();
         let mut unsent_acks: VecDeque<Publish> = VecDeque::new();
@@ -567,7 +688,21 @@ impl Writer {
                 if !open {
                     break;
                 }
-                match rx.recv().await {
+                let next = if unsent_acks.is_empty() {
+                    rx.recv().await
+                } else {
+                    // Acks are waiting for room in the client's request channel: retry them
+                    // while idle too, not only when the next message arrives.
+                    tokio::select! {
+                        next = rx.recv() => next,
+                        _ = tokio::time::sleep(Duration::from_millis(1)) => {
+                            flush_acks(&client, &mut unsent_acks, &gate);
+                            metrics.inner().acks_waiting.store(unsent_acks.len() as u64, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
+                };
+                match next {
                     Some(received) => group.push_back((received, None)),
                     None => {
                         open = false;
@@ -606,8 +741,13 @@ impl Writer {
                 committed.send_modify(|n| *n += outcome.n_committed);
             }
             unsent_acks.extend(outcome.acks);
-            flush_acks(&client, &mut unsent_acks);
+            flush_acks(&client, &mut unsent_acks, &gate);
+            metrics
+                .inner()
+                .acks_waiting
+                .store(unsent_acks.len() as u64, Ordering::Relaxed);
 
+            gate.set_spool_full(outcome.full);
             if outcome.full {
                 metrics
                     .inner()
@@ -624,7 +764,7 @@ impl Writer {
                     // Re-check periodically: a notification may race with the failed append.
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
-                flush_acks(&client, &mut unsent_acks);
+                flush_acks(&client, &mut unsent_acks, &gate);
             }
         }
         // Channel closed: every consumed message is durable. Hand the remaining acks to the event
@@ -633,7 +773,12 @@ impl Writer {
             tokio::select! {
                 biased;
                 _ = hard_stop.cancelled() => return Ok(()),
-                res = client.ack(&publish) => if res.is_err() { return Ok(()) },
+                res = client.ack(&publish) => {
+                    if res.is_err() {
+                        return Ok(());
+                    }
+                    gate.on_handed(1);
+                }
             }
         }
         tokio::select! {
@@ -646,11 +791,12 @@ impl Writer {
 }
 
 /// Hands queued acks to the event loop without waiting; stops at the first that does not fit.
-fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
+fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>, gate: &AckGate) {
     while let Some(publish) = unsent.front() {
         match client.try_ack(publish) {
             Ok(()) => {
                 unsent.pop_front();
+                gate.on_handed(1);
             }
             Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => break,
         }

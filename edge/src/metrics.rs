@@ -69,6 +69,8 @@ pub struct EdgeMetrics {
     pub(crate) spool_records_uncut: AtomicU64,
     pub(crate) spool_batches_pending: AtomicU64,
     pub(crate) backlog_records: AtomicU64,
+    /// Acknowledgements waiting for room in the MQTT client's request channel.
+    pub(crate) acks_waiting: AtomicU64,
     /// Bumped whenever `drop_oldest` evicted records (pending batches may have shrunk).
     pub(crate) evictions: AtomicU64,
 }
@@ -329,6 +331,11 @@ impl MetricsHandle {
             "fieldpulse_edge_backlog_records",
             "Records waiting for the backfill lane.",
             s.backlog_records.into(),
+        );
+        gauge(
+            "fieldpulse_edge_mqtt_acks_waiting",
+            "Acknowledgements waiting for room in the MQTT client's request channel.",
+            self.0.acks_waiting.load(Ordering::Relaxed).into(),
         );
         gauge(
             "fieldpulse_edge_mqtt_connected",
