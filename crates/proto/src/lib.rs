@@ -18,7 +18,11 @@
 //! ```
 
 /// Generated types of the `fieldpulse.v1` package.
-#[allow(missing_docs, clippy::doc_lazy_continuation, clippy::doc_overindented_list_items)]
+#[allow(
+    missing_docs,
+    clippy::doc_lazy_continuation,
+    clippy::doc_overindented_list_items
+)]
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/fieldpulse.v1.rs"));
 }

@@ -157,7 +157,11 @@ mod tests {
         };
         assert!(matches!(
             series.check(),
-            Err(SeriesError::LengthMismatch { n_deltas: 2, n_values: 1, .. })
+            Err(SeriesError::LengthMismatch {
+                n_deltas: 2,
+                n_values: 1,
+                ..
+            })
         ));
     }
 
@@ -169,12 +173,19 @@ mod tests {
             values: vec![1.0, 2.0],
             ..Default::default()
         };
-        assert!(matches!(series.check(), Err(SeriesError::TimestampOverflow { .. })));
+        assert!(matches!(
+            series.check(),
+            Err(SeriesError::TimestampOverflow { .. })
+        ));
     }
 
     #[test]
     fn idempotency_key_joins_gateway_and_seq() {
-        let batch = Batch { gateway_id: "gw-9".into(), seq: 42, ..Default::default() };
+        let batch = Batch {
+            gateway_id: "gw-9".into(),
+            seq: 42,
+            ..Default::default()
+        };
         assert_eq!(batch.idempotency_key(), "gw-9/42");
     }
 }

@@ -124,7 +124,11 @@ pub async fn run(
 }
 
 fn asset_name(asset_idx: usize) -> (String, &'static str) {
-    let site = if asset_idx.is_multiple_of(2) { "north" } else { "south" };
+    let site = if asset_idx.is_multiple_of(2) {
+        "north"
+    } else {
+        "south"
+    };
     (format!("pump-{:03}", asset_idx + 1), site)
 }
 
