@@ -30,10 +30,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::EdgeConfig;
-use crate::forwarder::{Forwarder, ForwarderError};
+use crate::forwarder::{Forwarder, ForwarderError, ForwarderLinks};
 use crate::intake::{self, AckGate, IntakeError, MqttTask, RecentMessages, Writer, WriterCore};
 use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot};
 use crate::quarantine::{Quarantine, QuarantineError};
+use crate::redelivery::RedeliveryRing;
 use crate::spool::{RecoveryReport, Spool, SpoolError};
 
 /// Why the agent could not start or stopped with an error.
@@ -94,6 +95,7 @@ pub struct Agent {
     spool: Arc<Mutex<Spool>>,
     recovery: RecoveryReport,
     recent: RecentMessages,
+    ring: Option<RedeliveryRing>,
     quarantine: Option<Quarantine>,
     metrics: MetricsHandle,
     http_listener: Option<TcpListener>,
@@ -110,9 +112,21 @@ impl Agent {
         let dir = config.spool.dir.clone();
         let spool_cfg = config.spool.spool;
         let open_dir = dir.clone();
+        let ring_path = PathBuf::from(format!("{}.redelivery", dir.display()));
+        if let Some(parent) = ring_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // The spool creates its own directory; the ring lives beside it.
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let (ring, sent) = match RedeliveryRing::open(&ring_path) {
+            Ok((ring, sent)) => (Some(ring), sent),
+            Err(err) => {
+                warn!(path = %ring_path.display(), error = %err, "Cannot open the redelivery ring; a crash may duplicate readings.");
+                (None, Vec::new())
+            }
+        };
         let opened = tokio::task::spawn_blocking(move || {
             let (spool, recovery) = Spool::open(&open_dir, spool_cfg)?;
-            let recent = RecentMessages::from_spool_tail(&spool)?;
+            let recent = RecentMessages::rebuild(&spool, &sent)?;
             Ok::<_, SpoolError>((spool, recovery, recent))
         })
         .await
@@ -162,6 +176,7 @@ impl Agent {
             spool: Arc::new(Mutex::new(spool)),
             recovery,
             recent,
+            ring,
             quarantine,
             metrics,
             http_listener,
@@ -196,6 +211,7 @@ impl Agent {
             spool,
             recovery,
             recent,
+            ring,
             quarantine,
             metrics,
             http_listener,
@@ -218,9 +234,12 @@ impl Agent {
             config.forward.clone(),
             config.gateway_id.clone(),
             metrics.clone(),
-            committed_rx,
-            Arc::clone(&space_freed),
-            Arc::clone(&gate),
+            ForwarderLinks {
+                committed: committed_rx,
+                space_freed: Arc::clone(&space_freed),
+                gate: Arc::clone(&gate),
+                ring,
+            },
         )?;
         let mqtt_task = MqttTask {
             eventloop,

@@ -32,8 +32,10 @@ use tracing::{debug, error, info, instrument, warn};
 
 use crate::batch::{BatchBuilder, EncodedBatch};
 use crate::config::ForwardConfig;
+use crate::envelope;
 use crate::intake::{publish_spool_gauges, AckGate};
 use crate::metrics::{DropReason, MetricsHandle};
+use crate::redelivery::RedeliveryRing;
 use crate::spool::{CutBatch, CutEnd, Lane, Spool, SpoolError};
 
 /// Why a POST failed.
@@ -120,6 +122,8 @@ struct Shared {
     space_freed: Arc<Notify>,
     /// Which committed records have had their PUBACK sent.
     gate: Arc<AckGate>,
+    /// Messages of sent batches, for redelivery detection after a restart.
+    ring: Option<Mutex<RedeliveryRing>>,
 }
 
 /// How a batch's life ended.
@@ -138,6 +142,18 @@ pub struct Forwarder {
     committed: watch::Receiver<u64>,
 }
 
+/// How the forwarder is connected to the rest of the agent.
+pub struct ForwarderLinks {
+    /// Commit counter of the writer (wakes the live lane).
+    pub committed: watch::Receiver<u64>,
+    /// Wakes the writer when acks freed spool space.
+    pub space_freed: Arc<Notify>,
+    /// Which committed records have had their PUBACK sent.
+    pub gate: Arc<AckGate>,
+    /// The redelivery ring, if it could be opened.
+    pub ring: Option<RedeliveryRing>,
+}
+
 impl Forwarder {
     /// Builds the forwarder.
     ///
@@ -148,10 +164,14 @@ impl Forwarder {
         cfg: ForwardConfig,
         gateway_id: String,
         metrics: MetricsHandle,
-        committed: watch::Receiver<u64>,
-        space_freed: Arc<Notify>,
-        gate: Arc<AckGate>,
+        links: ForwarderLinks,
     ) -> Result<Self, ForwarderError> {
+        let ForwarderLinks {
+            committed,
+            space_freed,
+            gate,
+            ring,
+        } = links;
         let http = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout)
@@ -170,6 +190,7 @@ impl Forwarder {
                 backlog_changed: Notify::new(),
                 space_freed,
                 gate,
+                ring: ring.map(Mutex::new),
             }),
             committed,
         })
@@ -452,7 +473,22 @@ async fn encode_cut(
     let gateway_id = shared.gateway_id.clone();
     let level = shared.cfg.zstd_level;
     let seq = batch.seq;
+    let shared_for_ring = Arc::clone(shared);
     let encoded = tokio::task::spawn_blocking(move || {
+        if let Some(ring) = &shared_for_ring.ring {
+            // Before the batch can be acknowledged (and its records deleted): remember its
+            // messages, so a broker redelivery after a kill -9 is still recognised.
+            let entries: Vec<(u16, u64)> = batch
+                .records
+                .iter()
+                .filter_map(|record| envelope::parse_header(&record.payload).ok())
+                .map(|header| (header.pkid, header.msg_hash))
+                .collect();
+            let mut ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(err) = ring.record(&entries) {
+                warn!(path = %ring.path().display(), error = %err, "Cannot write the redelivery ring; a crash may duplicate readings.");
+            }
+        }
         let mut builder = BatchBuilder::new(&gateway_id, batch.seq, historical, crate::clock::now_ms());
         for record in &batch.records {
             if let Err(err) = builder.add_record(&record.payload) {

@@ -48,7 +48,7 @@ use crate::spool::{Spool, SpoolError};
 use crate::validate::{ValidReading, Validator};
 
 /// Spooled messages remembered for redelivery detection.
-pub const RECENT_MESSAGES: usize = 8192;
+pub const RECENT_MESSAGES: usize = 32_768;
 
 /// Tracks which spooled records have had their PUBACK written to the broker connection.
 ///
@@ -345,10 +345,14 @@ impl RecentMessages {
         self.set.contains(&(pkid, msg_hash))
     }
 
-    /// Rebuilds the filter from the newest spool records.
-    pub fn from_spool_tail(spool: &Spool) -> Result<Self, SpoolError> {
+    /// Rebuilds the filter: first `sent` (messages of batches sent before, from the redelivery
+    /// ring), then the newest spool records (so they are the last to be forgotten).
+    pub fn rebuild(spool: &Spool, sent: &[(u16, u64)]) -> Result<Self, SpoolError> {
         let mut recent = Self::default();
-        let records = spool.tail(RECENT_MESSAGES)?;
+        for &(pkid, hash) in sent {
+            recent.insert(pkid, hash);
+        }
+        let records = spool.tail(RECENT_MESSAGES / 2)?;
         for record in records {
             if let Ok(header) = envelope::parse_header(&record.payload) {
                 recent.insert(header.pkid, header.msg_hash);
@@ -404,7 +408,7 @@ pub struct GroupOutcome {
 }
 
 impl WriterCore {
-    /// Builds the core; `recent` comes from [`RecentMessages::from_spool_tail`].
+    /// Builds the core; `recent` comes from [`RecentMessages::rebuild`].
     pub fn new(
         spool: Arc<Mutex<Spool>>,
         config: Arc<EdgeConfig>,
@@ -846,7 +850,7 @@ mod tests {
         spool.sync().unwrap();
         drop(spool);
         let (spool, _) = Spool::open(dir.path(), crate::spool::SpoolConfig::default()).unwrap();
-        let recent = RecentMessages::from_spool_tail(&spool).unwrap();
+        let recent = RecentMessages::rebuild(&spool, &[]).unwrap();
         assert!(recent.contains(1, 101) && recent.contains(3, 103));
         assert!(!recent.contains(4, 104));
     }

@@ -8,7 +8,8 @@
 //! - [`config`]: the TOML file, raw → validated ([`EdgeConfig`]), secrets.
 //! - [`topic`], [`payload`], [`validate`], [`reject`]: from an MQTT message to validated
 //!   readings, with rejections counted by reason; [`quarantine`] keeps rejected payloads.
-//! - [`envelope`]: the agent's record layout inside the [`spool`] (which owns durability).
+//! - [`envelope`]: the agent's record layout inside the [`spool`] (which owns durability);
+//!   [`redelivery`] remembers sent messages so broker redeliveries are recognised.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
 //! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
 //! - [`metrics`], [`http`]: counters, `/metrics`, `/healthz`.
@@ -42,6 +43,7 @@ pub mod intake;
 pub mod metrics;
 pub mod payload;
 pub mod quarantine;
+pub mod redelivery;
 pub mod reject;
 pub mod spool;
 pub mod topic;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::broker::Broker;
 use crate::support::publisher::Publisher;
 use crate::support::receiver::Receiver;
-use crate::support::{wait_until, EdgeOptions};
+use crate::support::EdgeOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_payloads_are_counted_rejections_and_valid_data_keeps_flowing() {
@@ -79,12 +79,15 @@ async fn malformed_payloads_are_counted_rejections_and_valid_data_keeps_flowing(
     for (topic, payload) in corpus {
         publisher.publish(topic, payload).await;
     }
-    wait_until(
-        "the valid reading after the corpus",
-        Duration::from_secs(30),
-        || receiver.with(|got| got.readings.iter().any(|r| r.value == 42.5)),
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !receiver.with(|got| got.readings.iter().any(|r| r.value == 42.5)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the valid reading after the corpus never arrived; metrics:\n{}",
+            metrics.render_prometheus()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let snapshot = metrics.snapshot();
     let expected = [
