@@ -239,6 +239,7 @@ impl GbdtValidParams {
             n_features,
             trees,
             gain_importance: importance,
+            flat: super::FlatCache::default(),
         })
     }
 }
@@ -621,6 +622,22 @@ mod tests {
                 };
                 assert_eq!(real, by_bins);
             }
+        }
+    }
+
+    #[test]
+    fn flat_forest_predicts_exactly_like_the_trees() {
+        let (x, y) = toy_regression(800, 8);
+        let params = GbdtParams {
+            n_trees: 40,
+            max_depth: 6,
+            ..GbdtParams::default()
+        };
+        let model = params.fit(&x, 3, &y, None).expect("fit");
+        for row in x.chunks_exact(3).chain([[f64::NAN, 0.5, 0.0].as_slice()]) {
+            let by_trees =
+                model.base_score + model.trees.iter().map(|t| t.predict_row(row)).sum::<f64>();
+            assert_eq!(model.predict_raw(row), by_trees);
         }
     }
 

@@ -20,6 +20,8 @@ mod fit;
 #[cfg(feature = "train")]
 pub use fit::{GbdtError, GbdtParams, GbdtValidParams};
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 /// Loss minimised by the booster.
@@ -90,6 +92,107 @@ pub struct Gbdt {
     pub trees: Vec<Tree>,
     /// Total split gain per feature over all trees (importance).
     pub gain_importance: Vec<f64>,
+    /// Inference layout derived from `trees` on first use (not serialized;
+    /// construct with `Default`, and do not mutate `trees` after predicting).
+    #[serde(skip)]
+    pub flat: FlatCache,
+}
+
+/// One node of the inference layout: 16 bytes, left child right after its
+/// parent, so a whole forest is one dense, cache-friendly array.
+#[derive(Debug, Clone, Copy)]
+struct FlatNode {
+    /// Threshold of a split, or the output of a leaf.
+    value: f64,
+    /// Feature tested, or [`LEAF`].
+    feature: u32,
+    /// Absolute index of the right child.
+    right: u32,
+}
+
+/// Lazily built flat forest. Equality ignores it: it is a pure function of
+/// the trees.
+#[derive(Debug, Clone, Default)]
+pub struct FlatCache(OnceLock<FlatForest>);
+
+impl PartialEq for FlatCache {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+/// All trees' nodes in pre-order in one array, plus each tree's root.
+#[derive(Debug, Clone, Default)]
+pub struct FlatForest {
+    nodes: Vec<FlatNode>,
+    roots: Vec<u32>,
+}
+
+impl FlatForest {
+    fn build(trees: &[Tree]) -> Self {
+        let mut out = FlatForest::default();
+        for tree in trees {
+            out.roots.push(out.nodes.len() as u32);
+            if !tree.nodes.is_empty() {
+                out.push_subtree(tree, 0);
+            }
+        }
+        out
+    }
+
+    /// Appends the subtree rooted at `idx` in pre-order; returns its index.
+    fn push_subtree(&mut self, tree: &Tree, idx: usize) -> u32 {
+        let node = tree.nodes[idx];
+        let at = self.nodes.len();
+        let leaf = node.feature == LEAF
+            || node.left as usize >= tree.nodes.len()
+            || node.right as usize >= tree.nodes.len()
+            || node.left as usize <= idx
+            || node.right as usize <= idx;
+        self.nodes.push(FlatNode {
+            value: if node.feature == LEAF {
+                node.value
+            } else {
+                node.threshold
+            },
+            feature: if leaf { LEAF } else { node.feature },
+            right: 0,
+        });
+        if leaf {
+            if node.feature != LEAF {
+                // A malformed split (children out of order) scores as 0
+                // rather than looping; validated artifacts never have one.
+                self.nodes[at].value = 0.0;
+            }
+            return at as u32;
+        }
+        self.push_subtree(tree, node.left as usize);
+        let right = self.push_subtree(tree, node.right as usize);
+        self.nodes[at].right = right;
+        at as u32
+    }
+
+    #[inline]
+    fn sum(&self, row: &[f64]) -> f64 {
+        let mut total = 0.0;
+        for &root in &self.roots {
+            let mut idx = root as usize;
+            loop {
+                let node = self.nodes[idx];
+                if node.feature == LEAF {
+                    total += node.value;
+                    break;
+                }
+                let x = row[node.feature as usize];
+                idx = if x.is_nan() || x <= node.value {
+                    idx + 1
+                } else {
+                    node.right as usize
+                };
+            }
+        }
+        total
+    }
 }
 
 impl Gbdt {
@@ -105,7 +208,8 @@ impl Gbdt {
             row.len(),
             self.n_features
         );
-        self.base_score + self.trees.iter().map(|t| t.predict_row(row)).sum::<f64>()
+        let flat = self.flat.0.get_or_init(|| FlatForest::build(&self.trees));
+        self.base_score + flat.sum(row)
     }
 
     /// Prediction in the objective's output space (value or probability).
@@ -192,6 +296,7 @@ mod tests {
             n_features: 1,
             trees: vec![stump(0.0, -800.0, 800.0)],
             gain_importance: vec![1.0],
+            flat: FlatCache::default(),
         };
         assert_eq!(model.predict_row(&[-1.0]), 0.0);
         assert_eq!(model.predict_row(&[1.0]), 1.0);
@@ -206,6 +311,7 @@ mod tests {
             n_features: 1,
             trees: vec![stump(0.25, -1.0, 2.0)],
             gain_importance: vec![4.0],
+            flat: FlatCache::default(),
         };
         let text = serde_json::to_string(&model).expect("serialize");
         let back: Gbdt = serde_json::from_str(&text).expect("deserialize");
