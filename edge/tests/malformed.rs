@@ -129,6 +129,11 @@ async fn malformed_payloads_are_counted_rejections_and_valid_data_keeps_flowing(
     assert_eq!(big["payload_len"], 10_000_000);
     assert!(big["payload"].as_str().unwrap().len() <= 4096);
 
+    // The receiver records a batch before it answers; the edge counts it forwarded on the answer.
+    crate::support::wait_until("the batch acknowledged", Duration::from_secs(10), || {
+        metrics.snapshot().readings_forwarded == 2
+    })
+    .await;
     let http = reqwest::Client::new();
     let text = http
         .get(format!("http://{http_addr}/metrics"))
