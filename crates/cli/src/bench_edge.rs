@@ -39,6 +39,10 @@ pub struct EdgeBenchArgs {
     /// Duration of one rate step.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub step: Duration,
+    /// Run one step at exactly this message rate instead of the ladder (e.g.
+    /// to read peak RSS at a given load: 37500 with 8 readings/msg = 300 k readings/s).
+    #[arg(long)]
+    pub msgs_per_s: Option<f64>,
     /// Messages used to measure the broker's own QoS 1 ceiling.
     #[arg(long, default_value_t = 150_000)]
     pub broker_messages: u64,
@@ -98,6 +102,12 @@ pub fn run(args: EdgeBenchArgs) -> anyhow::Result<()> {
         "--readings-per-msg must be 1..=64"
     );
     anyhow::ensure!(args.topics >= 1, "--topics must be at least 1");
+    if let Some(rate) = args.msgs_per_s {
+        anyhow::ensure!(
+            rate.is_finite() && rate >= 1.0,
+            "--msgs-per-s must be at least 1, got {rate}"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -182,8 +192,14 @@ async fn run_async(args: &EdgeBenchArgs) -> anyhow::Result<EdgeBenchReport> {
     let mut best: Option<StepReport> = None;
     let mut published_readings = 0u64;
     // Steps as fractions of the broker's own ceiling, so the ladder fits any machine.
-    for fraction in [0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1, 1.25] {
-        let msg_rate = (broker_rate * fraction).max(1_000.0);
+    let ladder: Vec<f64> = match args.msgs_per_s {
+        Some(rate) => vec![rate],
+        None => [0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1, 1.25]
+            .iter()
+            .map(|fraction| (broker_rate * fraction).max(1_000.0))
+            .collect(),
+    };
+    for msg_rate in ladder {
         let step = publisher.publish_step(args, msg_rate).await?;
         published_readings += step.readings;
         let drain = wait_ingested(&ingest, published_readings, Duration::from_millis(1500)).await;
