@@ -1,6 +1,7 @@
 //! `fieldpulse demo`: the whole pipeline on embedded defaults.
 //!
-//! An in-process MQTT broker (`rumqttd`), a simulated fleet publishing in
+//! An in-process MQTT broker (`rumqttd`, or `--broker` for your own), a
+//! simulated fleet publishing in
 //! every supported payload shape plus malformed payloads, the real edge agent
 //! (`fieldpulse_edge::Agent`) with its disk spool, and the real cloud ingest
 //! endpoint (`fieldpulse_cloud::ingest`) with its durable batch log. Midway
@@ -40,6 +41,10 @@ pub struct DemoArgs {
     /// How long the fleet publishes.
     #[arg(long, default_value = "12s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Use this MQTT broker (`host:port`, e.g. a local mosquitto) instead of
+    /// the embedded one.
+    #[arg(long)]
+    pub broker: Option<std::net::SocketAddr>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -76,8 +81,13 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let shutdown = CancellationToken::new();
-    progress(args, "starting the embedded MQTT broker");
-    let broker = broker::start()?;
+    let (broker, broker_kind) = match args.broker {
+        Some(addr) => (addr, format!("external {addr}")),
+        None => {
+            progress(args, "starting the embedded MQTT broker");
+            (broker::start()?, "rumqttd (embedded)".to_string())
+        }
+    };
 
     // The cloud side: the real ingest API over a durable log.
     let (log, recovered) = BatchLog::open(&args.out.join("ingest.log"))?;
@@ -95,6 +105,16 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     let edge_metrics = agent.metrics();
     let edge_shutdown = CancellationToken::new();
     let edge = tokio::spawn(agent.run(edge_shutdown.clone()));
+    // A broker drops QoS 1 messages for which no subscription exists yet: the
+    // fleet starts only once the edge's persistent session is subscribed.
+    let subscribed_by = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !edge_metrics.snapshot().mqtt_connected {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < subscribed_by,
+            "the edge did not subscribe to the demo broker within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // The fleet, with an uplink outage in the middle of the run.
     let stats = Arc::new(PublishStats::default());
@@ -145,14 +165,16 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         .await
         .context("ingest task")?
         .context("ingest server")?;
-    Ok(report::DemoSummary::collect(
+    let mut summary = report::DemoSummary::collect(
         &stats,
         &edge_metrics.snapshot(),
         &edge_summary,
         &ingest.stats(),
         sink.take_latencies(),
         peak_spool,
-    ))
+    );
+    summary.broker = broker_kind;
+    Ok(summary)
 }
 
 /// The outage starts after a third of the run and lasts a third of it.

@@ -14,6 +14,8 @@ use super::sink::{percentile, Latencies};
 /// What `fieldpulse demo` prints and writes to `summary.json`.
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
+    /// Which MQTT broker carried the run.
+    pub broker: String,
     /// MQTT messages the fleet published (valid and malformed).
     pub messages_published: u64,
     /// Of those, malformed on purpose.
@@ -79,6 +81,7 @@ impl DemoSummary {
         let readings_published = published.valid_readings.load(Ordering::Relaxed);
         let (first_live, first_historical) = latencies.first_commit_after_outage;
         Self {
+            broker: String::new(),
             messages_published: published.messages.load(Ordering::Relaxed),
             malformed_messages_published: published.malformed_messages.load(Ordering::Relaxed),
             messages_acknowledged_by_broker: published.pubacks.load(Ordering::Relaxed),
@@ -126,6 +129,7 @@ impl DemoSummary {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         let _ = writeln!(out, "\nfieldpulse demo: summary");
+        let _ = writeln!(out, "  broker     {}", self.broker);
         let _ = writeln!(
             out,
             "  fleet      {} messages published ({} malformed on purpose), {} acknowledged by the broker",
