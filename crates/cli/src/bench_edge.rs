@@ -28,6 +28,9 @@ use crate::mosquitto::Mosquitto;
 ///
 /// Example: `fieldpulse bench edge --json --readings-per-msg 8`
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  fieldpulse bench edge --json\n  fieldpulse bench edge --json --readings-per-msg 8 --msgs-per-s 37500 --step 10s"
+)]
 pub struct EdgeBenchArgs {
     /// Readings per MQTT message: 1 = `{"ts","value"}` per sensor topic, more =
     /// one JSON object with that many sensors.

@@ -31,6 +31,9 @@ use self::sink::DemoSink;
 ///
 /// Example: `fieldpulse demo --json`
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  fieldpulse demo --json          # summary as JSON (also in demo-out/summary.json)\n  fieldpulse demo --broker 127.0.0.1:1883 --assets 100 --duration 30s"
+)]
 pub struct DemoArgs {
     /// Directory for the spool, the ingest log and `summary.json` (emptied first).
     #[arg(long, default_value = "demo-out")]
