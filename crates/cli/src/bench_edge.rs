@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use fieldpulse_cloud::ingest::{BatchLog, Ingest, IngestConfig};
+use fieldpulse_edge::clock::now_ms;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -518,10 +519,4 @@ fn prometheus_value(text: &str, name: &str) -> f64 {
                 .ok()
         })
         .unwrap_or(0.0)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -51,6 +51,10 @@ fn demo_accounts_for_every_reading_and_writes_its_summary() {
     // The outage made the edge spool and backfill.
     assert!(count("cloud_readings_historical") > 0);
     assert!(summary["live_resumed_before_backlog"].as_bool().unwrap());
+    assert!(
+        summary["edge_finished_in_grace"].as_bool().unwrap(),
+        "{summary}"
+    );
     let on_disk: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
             .unwrap();

@@ -189,8 +189,7 @@ async fn watch_peak_spool(metrics: &fieldpulse_edge::MetricsHandle, window: Dura
     let end = tokio::time::Instant::now() + window;
     let mut peak = 0;
     while tokio::time::Instant::now() < end {
-        let s = metrics.snapshot();
-        peak = peak.max(s.spool_records_uncut + s.backlog_records);
+        peak = peak.max(metrics.snapshot().spool_records_uncut);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     peak

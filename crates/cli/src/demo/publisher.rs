@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
+use fieldpulse_edge::clock::now_ms;
 use fieldpulse_proto::v1::{Reading, ReadingBatch};
 use fieldpulse_proto::Message;
 use rand::rngs::SmallRng;
@@ -231,10 +232,4 @@ async fn publish_malformed(
         stats.malformed_messages.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

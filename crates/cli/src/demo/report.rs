@@ -64,8 +64,8 @@ pub struct DemoSummary {
     pub historical_latency_ms_p99: u32,
     /// After the outage, live data was committed before the backlog.
     pub live_resumed_before_backlog: bool,
-    /// How the edge agent ended.
-    pub edge_shutdown: String,
+    /// The edge agent flushed, fsynced and forwarded within its shutdown grace period.
+    pub edge_finished_in_grace: bool,
 }
 
 impl DemoSummary {
@@ -116,7 +116,7 @@ impl DemoSummary {
                 (Some(_), None) => true,
                 _ => false,
             },
-            edge_shutdown: format!("{edge_run:?}"),
+            edge_finished_in_grace: edge_run.finished_in_grace,
         }
     }
 
@@ -179,8 +179,10 @@ impl DemoSummary {
         );
         let _ = writeln!(
             out,
-            "  result     {} readings lost, {} duplicated",
-            self.readings_lost, self.readings_duplicated
+            "  result     {} readings lost, {} duplicated; edge shut down within its grace period: {}",
+            self.readings_lost,
+            self.readings_duplicated,
+            yes_no(self.edge_finished_in_grace)
         );
         out
     }

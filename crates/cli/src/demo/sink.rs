@@ -4,9 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fieldpulse_cloud::ingest::{BatchLog, BatchSink, SinkError};
+use fieldpulse_edge::clock::now_ms;
 use fieldpulse_proto::v1::Batch;
 
 /// Latencies (commit time minus reading timestamp), split by lane.
@@ -104,12 +104,6 @@ impl BatchSink for DemoSink {
         }
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The `p`-th percentile (0–100) of `values`, or 0 when empty.
