@@ -18,7 +18,7 @@ struct FlakySink {
 }
 
 impl BatchSink for FlakySink {
-    async fn commit(&self, _batch: &Batch) -> Result<(), SinkError> {
+    async fn commit(&self, _batch: &Batch, _encoded: bytes::Bytes) -> Result<(), SinkError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(SinkError::new("disk unavailable"));
         }

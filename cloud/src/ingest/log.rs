@@ -27,6 +27,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use fieldpulse_proto::v1::Batch;
 use prost::Message;
 
@@ -167,10 +168,9 @@ fn preserve_tail(file: &mut File, path: &Path, from: u64) -> std::io::Result<Pat
 }
 
 impl BatchSink for BatchLog {
-    async fn commit(&self, batch: &Batch) -> Result<(), SinkError> {
-        let payload = batch.encode_to_vec();
+    async fn commit(&self, _batch: &Batch, encoded: Bytes) -> Result<(), SinkError> {
         let log = self.clone();
-        tokio::task::spawn_blocking(move || log.append_blocking(&payload))
+        tokio::task::spawn_blocking(move || log.append_blocking(&encoded))
             .await
             .map_err(|join| SinkError::new(format!("batch log writer stopped: {join}")))?
             .map_err(|io| SinkError::new(format!("writing {}: {io}", self.path.display())))
@@ -199,14 +199,20 @@ mod tests {
         }
     }
 
+    async fn commit(log: &BatchLog, seq: u64) {
+        let batch = batch(seq);
+        let encoded = Bytes::from(batch.encode_to_vec());
+        log.commit(&batch, encoded).await.unwrap();
+    }
+
     #[tokio::test]
     async fn reopen_recovers_committed_batches_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ingest.log");
         let (log, recovered) = BatchLog::open(&path).unwrap();
         assert!(recovered.batches.is_empty());
-        log.commit(&batch(1)).await.unwrap();
-        log.commit(&batch(2)).await.unwrap();
+        commit(&log, 1).await;
+        commit(&log, 2).await;
         drop(log);
         let full_len = std::fs::metadata(&path).unwrap().len();
         // A torn third frame: header promises more than was written.
@@ -228,7 +234,7 @@ mod tests {
         let path = dir.path().join("ingest.log");
         let (log, _) = BatchLog::open(&path).unwrap();
         for seq in 1..=3 {
-            log.commit(&batch(seq)).await.unwrap();
+            commit(&log, seq).await;
         }
         drop(log);
         let mut bytes = std::fs::read(&path).unwrap();

@@ -26,8 +26,13 @@ use crate::metrics::{CloudMetrics, RejectReason};
 /// `commit` must return only once the batch is durable; an error makes the
 /// ingest answer 503 so that the gateway retries with the same seq.
 pub trait BatchSink: Send + Sync + 'static {
-    /// Durably commits one batch.
-    fn commit(&self, batch: &Batch) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Durably commits one batch. `encoded` is the batch's protobuf encoding as
+    /// received (decompressed), so a sink that stores bytes need not re-encode.
+    fn commit(
+        &self,
+        batch: &Batch,
+        encoded: Bytes,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// A sink could not commit a batch (the gateway will retry).
@@ -193,7 +198,7 @@ impl<S: BatchSink> Ingest<S> {
     }
 
     /// Authenticates, decodes and checks one request body.
-    fn admit(&self, headers: &HeaderMap, body: &[u8]) -> Result<Batch, Rejection> {
+    fn admit(&self, headers: &HeaderMap, body: &[u8]) -> Result<(Batch, Bytes), Rejection> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -267,7 +272,7 @@ impl<S: BatchSink> Ingest<S> {
                 err.to_string(),
             ));
         }
-        Ok(batch)
+        Ok((batch, Bytes::from(decoded)))
     }
 
     fn decompress(&self, body: &[u8]) -> Result<Vec<u8>, Rejection> {
@@ -290,7 +295,7 @@ impl<S: BatchSink> Ingest<S> {
         }
     }
 
-    async fn accept(&self, batch: Batch) -> Response {
+    async fn accept(&self, batch: Batch, encoded: Bytes) -> Response {
         let gateway = batch.gateway_id.clone();
         let seq = batch.seq;
         if self
@@ -314,7 +319,7 @@ impl<S: BatchSink> Ingest<S> {
         {
             return retry_later("batch is being committed");
         }
-        let res = self.sink.commit(&batch).await;
+        let res = self.sink.commit(&batch, encoded).await;
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -378,7 +383,7 @@ async fn post_batch<S: BatchSink>(
     body: Bytes,
 ) -> Response {
     match ingest.admit(&headers, &body) {
-        Ok(batch) => ingest.accept(batch).await,
+        Ok((batch, encoded)) => ingest.accept(batch, encoded).await,
         Err(rejection) => (rejection.status, rejection.message).into_response(),
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use fieldpulse_cloud::ingest::{BatchLog, BatchSink, SinkError};
 use fieldpulse_edge::clock::now_ms;
 use fieldpulse_proto::v1::Batch;
@@ -67,11 +68,11 @@ impl DemoSink {
 }
 
 impl BatchSink for DemoSink {
-    async fn commit(&self, batch: &Batch) -> Result<(), SinkError> {
+    async fn commit(&self, batch: &Batch, encoded: Bytes) -> Result<(), SinkError> {
         if self.outage.load(Ordering::SeqCst) {
             return Err(SinkError::new("simulated uplink outage"));
         }
-        self.log.commit(batch).await?;
+        self.log.commit(batch, encoded).await?;
         let now = now_ms();
         // Readings stamped shortly before the outage may have been in the batch
         // it held back; give the window a second of margin.
