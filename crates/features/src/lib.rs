@@ -34,11 +34,13 @@
 //! Detectors live in `fieldpulse-models` and read this state through
 //! [`AssetView`] and the per-row [`RowScratch`].
 
+pub mod aligned;
 pub mod offline;
 pub mod params;
 pub mod spec;
 pub mod state;
 
+pub use aligned::AlignedVec;
 pub use offline::{compute_offline, compute_offline_fleet, FeatureMatrix};
 pub use params::{FeatureError, FeatureParams, FeatureValidParams, ParamGuard};
 pub use spec::FeatureSpec;

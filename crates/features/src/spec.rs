@@ -31,6 +31,12 @@ pub(crate) const H_N_WARM: usize = 7;
 /// First of `n_horizons` weight sums, followed by `n_horizons` cached decays.
 pub(crate) const H_W: usize = 8;
 
+/// Header slots of an asset block with `n_h` horizons, rounded up to a cache
+/// line (8 f64) so sensor lanes start aligned.
+pub(crate) const fn header_len(n_h: usize) -> usize {
+    (H_W + 2 * n_h).div_ceil(8) * 8
+}
+
 /// The checked, immutable description of a feature set: sensors, parameters,
 /// feature names and the state layout. Cheap to clone; share it between the
 /// online scorer and training so both compute the same features.
@@ -48,7 +54,7 @@ pub struct FeatureSpec {
 /// Lanes are processed in fixed chunks of this many f64 (one AVX2 register),
 /// so every lane loop compiles to straight-line vector code; padding lanes
 /// beyond the last sensor are inert (never valid, never warm).
-pub const LANE_CHUNK: usize = 4;
+pub const LANE_CHUNK: usize = 8;
 
 impl FeatureSpec {
     /// Builds the spec for the given sensors (one state lane each, in this order).
@@ -87,9 +93,7 @@ impl FeatureSpec {
                 names.push(format!("{s}.{f}"));
             }
         }
-        // Header rounded up to a cache line (8 f64) so sensor lanes start aligned
-        // relative to the block.
-        let header_len = (H_W + 2 * h).div_ceil(8) * 8;
+        let header_len = header_len(h);
         let lanes = sensors.len().div_ceil(LANE_CHUNK) * LANE_CHUNK;
         let stride = header_len + n_sensor_fields(h) * lanes;
         Ok(Self {

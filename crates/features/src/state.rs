@@ -52,6 +52,7 @@
 //! `eta' = max(mad_step, 1 / n_rows)`: fast while the asset is young, then
 //! the slow floors.
 
+use crate::aligned::AlignedVec;
 use crate::params::FeatureError;
 use crate::spec::{
     field, n_sensor_fields, FeatureSpec, H_DT_NOM, H_FIRST_TS, H_LAST_TS, H_MT, H_N_ROWS, H_N_WARM,
@@ -165,7 +166,7 @@ struct Kernel {
 pub struct FleetFeatures {
     spec: FeatureSpec,
     kernel: Kernel,
-    data: Vec<f64>,
+    data: AlignedVec<f64>,
     n_assets: usize,
     counters: FeatureCounters,
 }
@@ -195,7 +196,7 @@ impl FleetFeatures {
         let mut res = Self {
             spec,
             kernel,
-            data: Vec::new(),
+            data: AlignedVec::new(),
             n_assets: 0,
             counters: FeatureCounters::default(),
         };
@@ -209,9 +210,9 @@ impl FleetFeatures {
     pub fn add_asset(&mut self) -> usize {
         let stride = self.spec.stride;
         let start = self.data.len();
-        self.data.resize(start + stride, 0.0);
+        self.data.grow(stride);
         let n = self.spec.n_sensors();
-        let blk = &mut self.data[start..];
+        let blk = &mut self.data.as_mut_slice()[start..];
         blk[H_RATIO] = f64::NAN; // forces the first decay computation
         blk[H_N_WARM] = n as f64;
         // Padding lanes count as long past warm-up, so they never hold the asset in it.
@@ -282,7 +283,7 @@ impl FleetFeatures {
             "values per row must match the number of sensors"
         );
         let stride = self.spec.stride;
-        let blk = &mut self.data[asset * stride..(asset + 1) * stride];
+        let blk = &mut self.data.as_mut_slice()[asset * stride..(asset + 1) * stride];
         let ts = ts_ms as f64;
         let status = if blk[H_N_ROWS] == 0.0 {
             RowStatus::First
@@ -296,8 +297,14 @@ impl FleetFeatures {
         let k = &self.kernel;
         let warm = blk[H_N_WARM] > 0.0;
         match (status.learned(), warm, n) {
+            // The default shape (3 horizons, up to one chunk of sensors) gets
+            // its own copy with both counts constant: every loop unrolls and
+            // every offset is known, which removes most scalar overhead.
+            (true, false, _) if k.n_h == 3 && self.spec.lanes == LANE_CHUNK => {
+                update_block::<true, false, 3, 1>(k, blk, self.spec.lanes, ts, values, scratch)
+            }
             (true, false, _) => {
-                update_block::<true, false>(k, blk, self.spec.lanes, ts, values, scratch)
+                update_block::<true, false, 0, 0>(k, blk, self.spec.lanes, ts, values, scratch)
             }
             (true, true, _) => update_block_warm(k, blk, self.spec.lanes, ts, values, scratch),
             (false, _, _) => update_block_no_learn(k, blk, self.spec.lanes, ts, values, scratch),
@@ -407,7 +414,7 @@ impl FleetFeatures {
 
     fn block(&self, asset: usize) -> &[f64] {
         let stride = self.spec.stride;
-        &self.data[asset * stride..(asset + 1) * stride]
+        &self.data.as_slice()[asset * stride..(asset + 1) * stride]
     }
 
     fn lane(&self, asset: usize, f: usize) -> &[f64] {
@@ -494,7 +501,7 @@ fn update_block_warm(
     x: &[f64],
     sc: &mut RowScratch,
 ) {
-    update_block::<true, true>(k, blk, np, ts, x, sc);
+    update_block::<true, true, 0, 0>(k, blk, np, ts, x, sc);
 }
 
 /// Duplicate and out-of-order rows (rare): out of line, see [`update_block_warm`].
@@ -508,7 +515,7 @@ fn update_block_no_learn(
     x: &[f64],
     sc: &mut RowScratch,
 ) {
-    update_block::<false, true>(k, blk, np, ts, x, sc);
+    update_block::<false, true, 0, 0>(k, blk, np, ts, x, sc);
 }
 
 /// A fixed chunk of lanes of a field slice (straight-line code the compiler
@@ -527,8 +534,10 @@ macro_rules! chunk {
 /// The one definition of every streaming feature. `LEARN = false` only computes
 /// the row's innovations; `WARM = false` is the steady-state fast path, valid
 /// when no sensor of the asset is in warm-up. `np` is the padded lane count.
+/// `NH` / `NC`, when nonzero, are the horizon and lane-chunk counts fixed at
+/// compile time (they must equal the runtime ones); 0 reads them at runtime.
 #[inline(always)]
-fn update_block<const LEARN: bool, const WARM: bool>(
+fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: usize>(
     k: &Kernel,
     blk: &mut [f64],
     np: usize,
@@ -536,13 +545,27 @@ fn update_block<const LEARN: bool, const WARM: bool>(
     x: &[f64],
     sc: &mut RowScratch,
 ) {
-    let n_h = k.n_h;
-    let nc = np / LANE_CHUNK;
-    let (hdr, lanes) = blk.split_at_mut(k.header_len);
+    let n_h = if NH > 0 { NH } else { k.n_h };
+    let nc = if NC > 0 { NC } else { np / LANE_CHUNK };
+    let np = if NC > 0 { NC * LANE_CHUNK } else { np };
+    let header_len = if NH > 0 {
+        crate::spec::header_len(NH)
+    } else {
+        k.header_len
+    };
+    let (hdr, lanes) = blk.split_at_mut(header_len);
     let lanes = &mut lanes[..n_sensor_fields(n_h) * np];
-    // Element-wise copy (a `memcpy` call costs more than 8 moves).
-    for (d, v) in sc.xin.iter_mut().zip(x) {
-        *d = *v;
+    // Values are read in lane chunks straight from the caller's row when it
+    // fills whole chunks. Otherwise they are copied into the padded scratch
+    // first, element by element; a vector load of values just stored one by
+    // one cannot be forwarded from the store buffer and waits for the stores
+    // to retire, which serialises consecutive rows, so the common layouts
+    // (a multiple of LANE_CHUNK sensors) avoid the copy.
+    let direct = x.len() == np;
+    if !direct {
+        for (d, v) in sc.xin.iter_mut().zip(x) {
+            *d = *v;
+        }
     }
     let first = hdr[H_N_ROWS] == 0.0;
     let dt_ms = if first { 0.0 } else { ts - hdr[H_LAST_TS] };
@@ -564,7 +587,11 @@ fn update_block<const LEARN: bool, const WARM: bool>(
         // ahead of stores are what lets it use one vector op per line.
         for c in 0..nc {
             let (xin, m0, med, mad, rs, nvalid) = (
-                *chunk!(sc.xin, c),
+                if direct {
+                    *chunk!(x, c)
+                } else {
+                    *chunk!(sc.xin, c)
+                },
                 *chunk!(means, c),
                 *chunk!(med, c),
                 *chunk!(mad, c),

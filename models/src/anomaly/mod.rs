@@ -9,6 +9,7 @@
 //! - [`synth`]: a seeded fleet with labelled spikes, drifts, level shifts and correlation breaks.
 //! - [`quality`]: precision / recall / F1 / delay per anomaly kind.
 
+mod gumbel;
 mod mv;
 pub mod params;
 pub mod quality;

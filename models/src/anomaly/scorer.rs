@@ -33,8 +33,9 @@
 //! hour of day would regain that sensitivity; they are not built.)
 
 use fieldpulse_features::spec::LANE_CHUNK;
-use fieldpulse_features::{FeatureSpec, FleetFeatures, RowScratch, RowStatus};
+use fieldpulse_features::{AlignedVec, FeatureSpec, FleetFeatures, RowScratch, RowStatus};
 
+use super::gumbel::{gumbel_score, gumbel_scores};
 use super::mv::{chi2_quantile, refresh_precision};
 use super::params::{AnomalyError, DetectorValidParams};
 
@@ -75,7 +76,7 @@ const D_MV_W: usize = 3;
 const D_MV_N: usize = 4;
 const D_MV_SINCE: usize = 5;
 const D_MV_CUSUM: usize = 6;
-const D_HDR: usize = 8;
+const D_HDR: usize = 16;
 
 /// The score of one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,10 +128,10 @@ pub struct FleetScorer {
     trend: usize,
     gate: f64,
     warmup: f64,
-    det: Vec<f64>,
+    det: AlignedVec<f64>,
     det_stride: usize,
     mv_on: bool,
-    mv: Vec<f32>,
+    mv: AlignedVec<f32>,
     mv_stride: usize,
     mvp: usize,
     mv_decay: f64,
@@ -147,8 +148,22 @@ pub struct FleetScorer {
     work: Vec<f64>,
     warmup_rows: u64,
     rows_without_values: u64,
-    wide_simd: bool,
+    simd: Simd,
 }
+
+/// Which compiled copy of the row loop runs (chosen once, from the CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Simd {
+    /// Portable code (SSE2 on x86-64).
+    Baseline,
+    /// AVX2 + FMA: 4 f64 lanes per instruction.
+    Avx2,
+    /// AVX-512 (F, VL, DQ): 8 f64 lanes per instruction.
+    Avx512,
+}
+
+/// Rows whose final `exp(-exp(z))` is computed together.
+const SCORE_BLOCK: usize = 64;
 
 impl FleetScorer {
     /// A scorer for `n_assets` assets with the given sensors.
@@ -175,10 +190,10 @@ impl FleetScorer {
             scratch: RowScratch::new(&spec),
             features: FleetFeatures::new(spec, 0),
             n,
-            det: Vec::new(),
+            det: AlignedVec::new(),
             det_stride,
             mv_on,
-            mv: Vec::new(),
+            mv: AlignedVec::new(),
             mv_stride,
             mv_decay: (-std::f64::consts::LN_2 / params.mv_half_life).exp(),
             mv_inv_q: 1.0 / chi2_quantile(n, params.mv_tail_z),
@@ -189,14 +204,14 @@ impl FleetScorer {
             mv_cusum_clip: 0.0,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
             np,
-            evidence: vec![0.0; np],
+            evidence: vec![0.0; np.max(mvp)],
             mvp,
             uc: vec![0.0; mvp.max(np)],
             pu: vec![0.0; mvp],
             work: vec![0.0; 2 * n * n],
             warmup_rows: 0,
             rows_without_values: 0,
-            wide_simd: wide_simd_available(),
+            simd: simd_level(),
             p: params,
         };
         let mut res = res;
@@ -210,8 +225,8 @@ impl FleetScorer {
     /// Adds an asset with empty state; returns its index.
     pub fn add_asset(&mut self) -> usize {
         let idx = self.features.add_asset();
-        self.det.resize(self.det.len() + self.det_stride, 0.0);
-        self.mv.resize(self.mv.len() + self.mv_stride, 0.0);
+        self.det.grow(self.det_stride);
+        self.mv.grow(self.mv_stride);
         idx
     }
 
@@ -262,9 +277,12 @@ impl FleetScorer {
     #[inline]
     pub fn score_row(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
         #[cfg(target_arch = "x86_64")]
-        if self.wide_simd {
-            // SAFETY: `wide_simd` is set only when the running CPU reports AVX2 and FMA.
-            return unsafe { self.score_row_avx2(asset, ts_ms, values) };
+        match self.simd {
+            // SAFETY: `simd` names a level only when the running CPU reports its features.
+            Simd::Avx512 => return unsafe { self.score_row_avx512(asset, ts_ms, values) },
+            // SAFETY: as above.
+            Simd::Avx2 => return unsafe { self.score_row_avx2(asset, ts_ms, values) },
+            Simd::Baseline => {}
         }
         self.score_row_impl(asset, ts_ms, values)
     }
@@ -275,6 +293,14 @@ impl FleetScorer {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn score_row_avx2(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
+        self.score_row_impl(asset, ts_ms, values)
+    }
+
+    /// [`Self::score_row_impl`] compiled with AVX-512: a chunk of 8 f64 lanes
+    /// is one instruction (same results, see [`Self::score_row_avx2`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+    unsafe fn score_row_avx512(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
         self.score_row_impl(asset, ts_ms, values)
     }
 
@@ -291,6 +317,22 @@ impl FleetScorer {
         self.score_rows(asset_idx, ts_ms, values, scores, top);
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+    unsafe fn score_rows_avx512(
+        &mut self,
+        asset_idx: &[u32],
+        ts_ms: &[i64],
+        values: &[f64],
+        scores: &mut [f64],
+        top: &mut [u16],
+    ) {
+        self.score_rows(asset_idx, ts_ms, values, scores, top);
+    }
+
+    /// Rows in blocks: detectors and calibration state row by row, writing each
+    /// row's standardised score; then the block's `exp(-exp(z))` in one
+    /// vectorised pass (see [`gumbel`](super::gumbel)).
     #[inline(always)]
     fn score_rows(
         &mut self,
@@ -301,18 +343,58 @@ impl FleetScorer {
         top: &mut [u16],
     ) {
         let n = self.n;
-        for i in 0..asset_idx.len() {
-            let r =
-                self.score_row_impl(asset_idx[i] as usize, ts_ms[i], &values[i * n..(i + 1) * n]);
-            scores[i] = r.score;
-            top[i] = r
-                .top_sensor
-                .map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
+        let min_beta = self.p.calib_min_beta;
+        let (mut raw, mut m1, mut m2, mut warm) = (
+            [0.0f64; SCORE_BLOCK],
+            [0.0f64; SCORE_BLOCK],
+            [0.0f64; SCORE_BLOCK],
+            [0.0f64; SCORE_BLOCK],
+        );
+        let mut nz = [0.0f32; SCORE_BLOCK];
+        let mut start = 0;
+        while start < asset_idx.len() {
+            let end = (start + SCORE_BLOCK).min(asset_idx.len());
+            for i in start..end {
+                let (m, t, _) = self.score_row_moments(
+                    asset_idx[i] as usize,
+                    ts_ms[i],
+                    &values[i * n..(i + 1) * n],
+                );
+                let k = i - start;
+                (raw[k], m1[k], m2[k]) = (m.raw, m.m1, m.m2);
+                warm[k] = f64::from(u8::from(m.in_warmup));
+                top[i] = t.map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
+            }
+            for k in 0..SCORE_BLOCK {
+                nz[k] = neg_z(raw[k], m1[k], m2[k], warm[k], min_beta);
+            }
+            gumbel_scores(&nz[..end - start], &mut scores[start..end]);
+            start = end;
         }
     }
 
     #[inline(always)]
     fn score_row_impl(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
+        let (m, top, status) = self.score_row_moments(asset, ts_ms, values);
+        RowScore {
+            score: calibrated(m, self.p.calib_min_beta),
+            raw: m.raw,
+            top_sensor: top,
+            status,
+            in_warmup: m.in_warmup,
+        }
+    }
+
+    /// Features, detectors and the calibration update for one row; returns
+    /// the row's raw score with the moments that score it, its top sensor and
+    /// its status.
+    #[inline(always)]
+    fn score_row_moments(
+        &mut self,
+        asset: usize,
+        ts_ms: i64,
+        values: &[f64],
+    ) -> (Moments, Option<usize>, RowStatus) {
         let status = self
             .features
             .update(asset, ts_ms, values, &mut self.scratch);
@@ -321,14 +403,7 @@ impl FleetScorer {
         } else {
             self.detect_no_learn(asset)
         };
-        let (score, in_warmup) = self.calibrate(asset, raw, status.learned());
-        RowScore {
-            score,
-            raw,
-            top_sensor: top,
-            status,
-            in_warmup,
-        }
+        (self.calibrate(asset, raw, status.learned()), top, status)
     }
 
     /// Scores a batch of rows in order, writing one score and one top-sensor
@@ -370,10 +445,18 @@ impl FleetScorer {
             });
         }
         #[cfg(target_arch = "x86_64")]
-        if self.wide_simd {
-            // SAFETY: `wide_simd` is set only when the running CPU reports AVX2 and FMA.
-            unsafe { self.score_rows_avx2(asset_idx, ts_ms, values, scores, top) };
-            return Ok(());
+        match self.simd {
+            Simd::Avx512 => {
+                // SAFETY: `simd` names a level only when the running CPU reports its features.
+                unsafe { self.score_rows_avx512(asset_idx, ts_ms, values, scores, top) };
+                return Ok(());
+            }
+            Simd::Avx2 => {
+                // SAFETY: as above.
+                unsafe { self.score_rows_avx2(asset_idx, ts_ms, values, scores, top) };
+                return Ok(());
+            }
+            Simd::Baseline => {}
         }
         self.score_rows(asset_idx, ts_ms, values, scores, top);
         Ok(())
@@ -397,7 +480,8 @@ impl FleetScorer {
         let p = &self.p;
         let view = self.features.view(asset);
         let sc = &self.scratch;
-        let det = &mut self.det[asset * self.det_stride..(asset + 1) * self.det_stride];
+        let det =
+            &mut self.det.as_mut_slice()[asset * self.det_stride..(asset + 1) * self.det_stride];
         let (hdr, lanes) = det.split_at_mut(D_HDR);
         let (cpos, cneg) = lanes.split_at_mut(np);
         let (nvalid, mean_t, med) = (view.n_valid(), view.mean(self.trend), view.median());
@@ -448,29 +532,60 @@ impl FleetScorer {
         }
         let mut mv_raw = 0.0;
         if self.mv_on {
-            let blk = &mut self.mv[asset * self.mv_stride..(asset + 1) * self.mv_stride];
+            let blk =
+                &mut self.mv.as_mut_slice()[asset * self.mv_stride..(asset + 1) * self.mv_stride];
             let mvp = self.mvp;
             let mc = mvp / MV_CHUNK;
             let (cov, prec) = blk.split_at_mut(mvp * mvp);
             let (uc, pu) = (&self.uc[..mvp], &mut self.pu[..mvp]);
-            // P u as a sum of columns (P is symmetric): elementwise, vectorises;
-            // each output chunk accumulates in registers across the columns.
-            for c in 0..mc {
-                let mut acc = [0.0f32; MV_CHUNK];
-                for (j, &uj) in uc[..n].iter().enumerate() {
-                    let cc = *mv_chunk!(prec[j * mvp..], c);
-                    for l in 0..MV_CHUNK {
-                        acc[l] += cc[l] * uj;
+            // P u as a sum of columns (P is symmetric): elementwise, vectorises.
+            if mc == 1 {
+                pu_one_chunk(prec, uc, pu);
+            } else {
+                for c in 0..mc {
+                    let (mut acc0, mut acc1) = ([0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK]);
+                    let mut j = 0;
+                    while j + 1 < n {
+                        let (c0, c1) = (
+                            *mv_chunk!(prec[j * mvp..], c),
+                            *mv_chunk!(prec[(j + 1) * mvp..], c),
+                        );
+                        let (u0, u1) = (uc[j], uc[j + 1]);
+                        for l in 0..MV_CHUNK {
+                            acc0[l] += c0[l] * u0;
+                            acc1[l] += c1[l] * u1;
+                        }
+                        j += 2;
                     }
+                    if j < n {
+                        let (c0, u0) = (*mv_chunk!(prec[j * mvp..], c), uc[j]);
+                        for l in 0..MV_CHUNK {
+                            acc0[l] += c0[l] * u0;
+                        }
+                    }
+                    let mut sum = [0.0f32; MV_CHUNK];
+                    for l in 0..MV_CHUNK {
+                        sum[l] = acc0[l] + acc1[l];
+                    }
+                    *mv_chunk!(mut pu, c) = sum;
                 }
-                *mv_chunk!(mut pu, c) = acc;
             }
+            // Each sensor's share u_j (P u)_j of d^2; padding lanes are 0.
             let mut d2 = 0.0f32;
-            let ev = &mut self.evidence[..n];
-            for ((e, &u), &q) in ev.iter_mut().zip(&uc[..n]).zip(&pu[..n]) {
-                let share = u * q;
-                d2 += share;
-                *e = fmax(*e, f64::from(share) * self.mv_inv_q);
+            for c in 0..mc {
+                let (u, q) = (*mv_chunk!(uc, c), *mv_chunk!(pu, c));
+                let mut share = [0.0f32; MV_CHUNK];
+                for l in 0..MV_CHUNK {
+                    share[l] = u[l] * q[l];
+                }
+                d2 += share.iter().sum::<f32>();
+                let ev = <&mut [f64; MV_CHUNK]>::try_from(
+                    &mut self.evidence[c * MV_CHUNK..(c + 1) * MV_CHUNK],
+                )
+                .expect("mv chunk");
+                for l in 0..MV_CHUNK {
+                    ev[l] = fmax(ev[l], f64::from(share[l]) * self.mv_inv_q);
+                }
             }
             let d2 = f64::from(d2.max(0.0));
             // A CUSUM on d2 / S (mean 1 under the model) catches breaks that
@@ -498,15 +613,19 @@ impl FleetScorer {
                 hdr[D_MV_N] += 1.0;
                 hdr[D_MV_SINCE] += 1.0;
                 let a = (1.0 / w) as f32;
-                for i in 0..n {
-                    let ui = uc[i];
-                    let row = &mut cov[i * mvp..(i + 1) * mvp];
-                    for c in 0..mc {
-                        let (mut r, u) = (*mv_chunk!(row, c), *mv_chunk!(uc, c));
-                        for l in 0..MV_CHUNK {
-                            r[l] += a * (ui * u[l] - r[l]);
+                if mc == 1 {
+                    cov_update_one_chunk(cov, uc, a);
+                } else {
+                    for i in 0..n {
+                        let ui = uc[i];
+                        let row = &mut cov[i * mvp..(i + 1) * mvp];
+                        for c in 0..mc {
+                            let (mut r, u) = (*mv_chunk!(row, c), *mv_chunk!(uc, c));
+                            for l in 0..MV_CHUNK {
+                                r[l] += a * (ui * u[l] - r[l]);
+                            }
+                            *mv_chunk!(mut row, c) = r;
                         }
-                        *mv_chunk!(mut row, c) = r;
                     }
                 }
                 if hdr[D_MV_N] >= self.mv_min && hdr[D_MV_SINCE] >= f64::from(p.mv_refresh) {
@@ -515,39 +634,41 @@ impl FleetScorer {
                 }
             }
         }
-        let mut best = mv_raw;
-        let mut top = usize::MAX;
+        // The largest evidence (padding lanes hold 0) and the first sensor holding it.
         let mut top_ev = 0.0;
-        for (s, e) in self.evidence[..n].iter().enumerate() {
-            if *e > top_ev {
-                top_ev = *e;
-                top = s;
-            }
-            best = fmax(best, *e);
+        for c in 0..nc {
+            let ev = *chunk!(self.evidence, c);
+            top_ev = fmax(top_ev, ev.iter().fold(0.0, |m, e| fmax(m, *e)));
         }
+        let best = fmax(mv_raw, top_ev);
+        let top = if top_ev > 0.0 {
+            self.evidence[..n]
+                .iter()
+                .position(|e| *e == top_ev)
+                .unwrap_or(usize::MAX)
+        } else {
+            usize::MAX
+        };
         (best, (top != usize::MAX).then_some(top))
     }
 
-    /// Calibrated score of `raw` for `asset`, then (when learning) the update of
-    /// the asset's raw-score moments.
+    /// The asset's calibration moments before this row (`m1`, `m2` of its
+    /// winsorised raw scores) and whether it is in warm-up; then, when
+    /// learning, the moments' update from `raw`. Turning moments and raw
+    /// score into a score ([`calibrated`]) is left to the caller, so a batch
+    /// does it for many rows at once, vectorised.
     #[inline(always)]
-    fn calibrate(&mut self, asset: usize, raw: f64, learn: bool) -> (f64, bool) {
+    fn calibrate(&mut self, asset: usize, raw: f64, learn: bool) -> Moments {
         let rows = self.features.view(asset).n_rows();
-        let hdr = &mut self.det[asset * self.det_stride..asset * self.det_stride + D_HDR];
+        let hdr =
+            &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
         let in_warmup = rows <= self.warmup;
-        let score = if !in_warmup {
-            let m1 = hdr[D_CAL_M1];
-            let sd = (hdr[D_CAL_M2] - m1 * m1).max(0.0).sqrt();
-            let beta = (sd * SQRT6_OVER_PI).max(self.p.calib_min_beta);
-            let mu = m1 - EULER_GAMMA * beta;
-            // f32 `exp` is faster than f64 and a score needs 1e-7, not 1e-16;
-            // overflow is benign (exp(-inf) = 0). (An inline polynomial was
-            // measured slower than libm's table-based expf.)
-            let z = ((mu - raw) / beta) as f32;
-            f64::from((-z.exp()).exp())
-        } else {
-            self.warmup_rows += 1;
-            0.0
+        self.warmup_rows += u64::from(in_warmup);
+        let before = Moments {
+            raw,
+            m1: hdr[D_CAL_M1],
+            m2: hdr[D_CAL_M2],
+            in_warmup,
         };
         if learn && rows > self.gate {
             let w = self.cal_decay * hdr[D_CAL_W] + 1.0;
@@ -557,20 +678,106 @@ impl FleetScorer {
             hdr[D_CAL_M1] += a * (r - hdr[D_CAL_M1]);
             hdr[D_CAL_M2] += a * (r * r - hdr[D_CAL_M2]);
         }
-        (score, in_warmup)
+        before
     }
 }
 
-/// Whether the AVX2 build of the row loop can run on this CPU.
-fn wide_simd_available() -> bool {
+/// A row's raw score and its asset's calibration moments before the row.
+#[derive(Debug, Clone, Copy)]
+struct Moments {
+    raw: f64,
+    m1: f64,
+    m2: f64,
+    in_warmup: bool,
+}
+
+/// The negated standardised score `(mu - raw) / beta` under the Gumbel law
+/// fitted by moments (`beta = sd sqrt(6) / pi`, `mu = m1 - gamma beta`), or
+/// `+inf` (score 0) in warm-up. Branch-free so a batch of rows vectorises.
+#[inline(always)]
+fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64) -> f32 {
+    let sd = fmax(m2 - m1 * m1, 0.0).sqrt();
+    let beta = fmax(sd * SQRT6_OVER_PI, min_beta);
+    let mu = m1 - EULER_GAMMA * beta;
+    let z = ((mu - raw) / beta) as f32;
+    if warm > 0.0 {
+        f32::INFINITY
+    } else {
+        z
+    }
+}
+
+/// The calibrated score of one row.
+#[inline(always)]
+fn calibrated(m: Moments, min_beta: f64) -> f64 {
+    gumbel_score(neg_z(
+        m.raw,
+        m.m1,
+        m.m2,
+        f64::from(u8::from(m.in_warmup)),
+        min_beta,
+    ))
+}
+
+/// `pu = P u` for up to [`MV_CHUNK`] sensors (`P` is `MV_CHUNK × MV_CHUNK`,
+/// zero outside the sensors): two columns per 16-lane step, so AVX-512 does
+/// the product in four multiply-adds.
+#[inline(always)]
+fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
+    let u = *<&[f32; MV_CHUNK]>::try_from(&uc[..MV_CHUNK]).expect("mv chunk");
+    let mut acc = [0.0f32; 2 * MV_CHUNK];
+    for pair in 0..MV_CHUNK / 2 {
+        let cols = *<&[f32; 2 * MV_CHUNK]>::try_from(
+            &prec[2 * pair * MV_CHUNK..2 * (pair + 1) * MV_CHUNK],
+        )
+        .expect("two mv columns");
+        let (u0, u1) = (u[2 * pair], u[2 * pair + 1]);
+        for l in 0..2 * MV_CHUNK {
+            acc[l] += cols[l] * if l < MV_CHUNK { u0 } else { u1 };
+        }
+    }
+    let out = <&mut [f32; MV_CHUNK]>::try_from(&mut pu[..MV_CHUNK]).expect("mv chunk");
+    for l in 0..MV_CHUNK {
+        out[l] = acc[l] + acc[MV_CHUNK + l];
+    }
+}
+
+/// `cov += a (u u^T - cov)` for up to [`MV_CHUNK`] sensors, two rows per
+/// 16-lane step (padding rows stay 0: their `u` is 0).
+#[inline(always)]
+fn cov_update_one_chunk(cov: &mut [f32], uc: &[f32], a: f32) {
+    let u = *<&[f32; MV_CHUNK]>::try_from(&uc[..MV_CHUNK]).expect("mv chunk");
+    for pair in 0..MV_CHUNK / 2 {
+        let rows = <&mut [f32; 2 * MV_CHUNK]>::try_from(
+            &mut cov[2 * pair * MV_CHUNK..2 * (pair + 1) * MV_CHUNK],
+        )
+        .expect("two mv rows");
+        let mut r = *rows;
+        let (u0, u1) = (u[2 * pair], u[2 * pair + 1]);
+        for l in 0..2 * MV_CHUNK {
+            let ui = if l < MV_CHUNK { u0 } else { u1 };
+            r[l] += a * (ui * u[l % MV_CHUNK] - r[l]);
+        }
+        *rows = r;
+    }
+}
+
+/// The widest compiled copy of the row loop this CPU can run.
+/// `FIELDPULSE_SIMD=avx2|baseline` caps it (to compare or to rule it out).
+fn simd_level() -> Simd {
+    let cap = std::env::var("FIELDPULSE_SIMD").unwrap_or_default();
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        use std::arch::is_x86_feature_detected as has;
+        if cap != "baseline" && has!("avx2") && has!("fma") {
+            if cap != "avx2" && has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
+                return Simd::Avx512;
+            }
+            return Simd::Avx2;
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    let _ = cap;
+    Simd::Baseline
 }
 
 /// `max` without NaN handling (one instruction); inputs here are finite.

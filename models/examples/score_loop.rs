@@ -1,0 +1,83 @@
+//! The scoring loop alone, for profilers (`perf record`) and quick A/B runs:
+//! a generated fleet (8 sensors), scored from a fresh scorer `repeat` times;
+//! prints each run and the best.
+//!
+//! ```text
+//! cargo run --release -p fieldpulse-models --example score_loop -- [readings] [repeat] [assets]
+//! ```
+//!
+//! `NO_MV=1` disables the multivariate detector, `FEATURES_ONLY=1` times the
+//! feature kernel alone (baseline ISA: no runtime dispatch there), `FIELDPULSE_SIMD=avx2|baseline` caps the vector width.
+
+use std::time::Instant;
+
+use fieldpulse_features::{FeatureSpec, FleetFeatures, RowScratch};
+use fieldpulse_models::anomaly::{
+    generate, DetectorParams, FleetScorer, ParamGuard, SynthFleet, SynthParams,
+};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut arg = |default: usize| args.next().and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (readings, repeat, assets) = (arg(1000), arg(5), arg(1000));
+    let f = generate(&SynthParams {
+        assets,
+        readings,
+        ..SynthParams::default()
+    });
+    if std::env::var_os("FEATURES_ONLY").is_some() {
+        features_only(&f, assets, repeat);
+        return;
+    }
+    let n = f.sensor_names.len();
+    let params = DetectorParams::default()
+        .mv_enabled(std::env::var_os("NO_MV").is_none())
+        .check()
+        .expect("default params");
+    let base = FleetScorer::new(params, f.sensor_names.clone(), assets).expect("sensors");
+    let rows = f.n_rows();
+    let (mut scores, mut top) = (vec![0.0; rows], vec![0u16; rows]);
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let mut s = base.clone();
+        let t = Instant::now();
+        s.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)
+            .expect("shapes");
+        let dt = t.elapsed().as_secs_f64();
+        best = best.min(dt);
+        let anomalies = scores.iter().filter(|s| **s >= 0.9999).count();
+        println!(
+            "{rows} rows x {n} sensors: {:.2} M rows/s ({:.1} ns/row), {anomalies} anomalies",
+            rows as f64 / dt / 1e6,
+            dt * 1e9 / rows as f64
+        );
+    }
+    println!("best: {:.1} ns/row", best * 1e9 / rows as f64);
+}
+
+fn features_only(f: &SynthFleet, assets: usize, repeat: usize) {
+    let spec = FeatureSpec::new(Default::default(), f.sensor_names.clone()).expect("spec");
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let mut fleet = FleetFeatures::new(spec.clone(), assets);
+        let mut sc = RowScratch::new(&spec);
+        let t = Instant::now();
+        std::hint::black_box(feature_loop(f, &mut fleet, &mut sc));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "features only, best: {:.1} ns/row",
+        best * 1e9 / f.n_rows() as f64
+    );
+}
+
+fn feature_loop(f: &SynthFleet, fleet: &mut FleetFeatures, sc: &mut RowScratch) -> f64 {
+    let n = f.sensor_names.len();
+    let mut acc = 0.0;
+    for i in 0..f.n_rows() {
+        let x = &f.values[i * n..(i + 1) * n];
+        fleet.update(f.asset_idx[i] as usize, f.ts_ms[i], x, sc);
+        acc += sc.resid_z[0];
+    }
+    acc
+}
