@@ -21,10 +21,13 @@
 //! Everything a row's score uses is state from rows before it plus the row
 //! itself: there is no look-ahead (a test scores a series and its truncations).
 //!
-//! Cost control: state is flat arrays (features f64, covariance/precision f32),
-//! no allocation or map lookup per row, lane loops the compiler vectorises,
-//! the O(S^3) precision refresh amortised over `mv_refresh` rows, and the
-//! decay `exp` cached by the feature kernel.
+//! Cost control: state is flat, cache-line aligned arrays (features f64,
+//! covariance/precision f32), no allocation or map lookup per row, lane loops
+//! the compiler vectorises (compiled for AVX-512, AVX2 and the baseline, the
+//! widest the CPU supports chosen once), the O(S^3) precision refresh
+//! amortised over `mv_refresh` rows, the decay `exp` cached by the feature
+//! kernel, and the calibration's `exp(-exp(z))` computed for a block of rows at
+//! once with an inline, vectorisable `exp` ([`gumbel`](super::gumbel)).
 //!
 //! Periodic signals: the spike residual is taken against the short-horizon
 //! level, which follows cycles sampled densely; cycles sampled sparsely end up
@@ -153,7 +156,7 @@ pub struct FleetScorer {
 
 /// Which compiled copy of the row loop runs (chosen once, from the CPU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Simd {
+pub(crate) enum Simd {
     /// Portable code (SSE2 on x86-64).
     Baseline,
     /// AVX2 + FMA: 4 f64 lanes per instruction.
@@ -233,6 +236,16 @@ impl FleetScorer {
     /// Number of assets.
     pub fn n_assets(&self) -> usize {
         self.features.n_assets()
+    }
+
+    /// The vector width this scorer runs at, and a way to force a narrower
+    /// one (tests compare the compiled copies).
+    #[cfg(test)]
+    pub(crate) fn with_simd(mut self, simd: Simd) -> Option<Self> {
+        (simd_level_rank(simd) <= simd_level_rank(simd_level())).then(|| {
+            self.simd = simd;
+            self
+        })
     }
 
     /// The sensor names, in lane order.
@@ -759,6 +772,15 @@ fn cov_update_one_chunk(cov: &mut [f32], uc: &[f32], a: f32) {
             r[l] += a * (ui * u[l % MV_CHUNK] - r[l]);
         }
         *rows = r;
+    }
+}
+
+#[cfg(test)]
+fn simd_level_rank(s: Simd) -> u8 {
+    match s {
+        Simd::Baseline => 0,
+        Simd::Avx2 => 1,
+        Simd::Avx512 => 2,
     }
 }
 

@@ -239,3 +239,50 @@ fn a_single_spike_does_not_echo_into_the_following_readings() {
         }
     }
 }
+
+/// The baseline, AVX2 and AVX-512 copies of the row loop (those this CPU can
+/// run) give bit-identical scores, row by row and in batches.
+#[test]
+fn every_compiled_vector_width_scores_bit_identically() {
+    use super::scorer::Simd;
+    let f = generate(&SynthParams {
+        assets: 12,
+        readings: 600,
+        seed: 3,
+        ..SynthParams::default()
+    });
+    let n = f.sensor_names.len();
+    let rows = f.n_rows();
+    let mut runs = Vec::new();
+    for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
+        let Some(mut sc) = scorer(&f.sensor_names, 12).with_simd(simd) else {
+            continue;
+        };
+        let (mut scores, mut top) = (vec![0.0; rows], vec![0u16; rows]);
+        sc.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)
+            .unwrap();
+        let mut single = scorer(&f.sensor_names, 12).with_simd(simd).unwrap();
+        for i in 0..rows {
+            let r = single.score_row(
+                f.asset_idx[i] as usize,
+                f.ts_ms[i],
+                &f.values[i * n..(i + 1) * n],
+            );
+            assert_eq!(r.score.to_bits(), scores[i].to_bits(), "{simd:?} row {i}");
+        }
+        runs.push((simd, scores, top));
+    }
+    for (simd, scores, top) in &runs[1..] {
+        let base = &runs[0];
+        assert!(
+            scores
+                .iter()
+                .zip(&base.1)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{simd:?} scores differ from {:?}",
+            base.0
+        );
+        assert_eq!(top, &base.2, "{simd:?} top sensors");
+    }
+    eprintln!("compared {} vector widths", runs.len());
+}
