@@ -262,13 +262,13 @@ fn every_compiled_vector_width_scores_bit_identically() {
         sc.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)
             .unwrap();
         let mut single = scorer(&f.sensor_names, 12).with_simd(simd).unwrap();
-        for i in 0..rows {
+        for (i, want) in scores.iter().enumerate() {
             let r = single.score_row(
                 f.asset_idx[i] as usize,
                 f.ts_ms[i],
                 &f.values[i * n..(i + 1) * n],
             );
-            assert_eq!(r.score.to_bits(), scores[i].to_bits(), "{simd:?} row {i}");
+            assert_eq!(r.score.to_bits(), want.to_bits(), "{simd:?} row {i}");
         }
         runs.push((simd, scores, top));
     }
