@@ -487,9 +487,16 @@ pub(crate) fn fmin(a: f64, b: f64) -> f64 {
     }
 }
 
+/// -1, 0 or 1 as two selects (masked moves in vector code; converting the
+/// comparisons to numbers costs several instructions each).
 #[inline(always)]
 fn sign(x: f64) -> f64 {
-    f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0))
+    let s = if x > 0.0 { 1.0 } else { 0.0 };
+    if x < 0.0 {
+        -1.0
+    } else {
+        s
+    }
 }
 
 /// Warm-up rows (an asset's first readings): out of line, so the hot caller
@@ -606,8 +613,8 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 ([0.0; LANE_CHUNK], [0.0; LANE_CHUNK], [0.0; LANE_CHUNK]);
             for l in 0..LANE_CHUNK {
                 let ok = xin[l].abs() <= MAX_ABS_VALUE;
-                let vf = f64::from(u8::from(ok));
-                let seen = f64::from(u8::from(nvalid[l] > 0.0));
+                let vf = if ok { 1.0 } else { 0.0 };
+                let seen = if nvalid[l] > 0.0 { 1.0 } else { 0.0 };
                 let xs = if ok { xin[l] } else { m0[l] };
                 let floor = fmax(k.floor_abs, k.floor_rel * med[l].abs());
                 let r = (xs - m0[l]) * seen;
@@ -795,7 +802,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 k.resid_clip * r_s[l]
             };
             r_s[l] += w_long[l] * (fmin(resid[l].abs(), clip) - r_s[l]);
-            warm_count[l] = f64::from(u8::from(warm));
+            warm_count[l] = if warm { 1.0 } else { 0.0 };
         }
         *chunk!(mut med, c) = md;
         *chunk!(mut mad, c) = ma;

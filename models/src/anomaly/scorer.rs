@@ -516,7 +516,7 @@ impl FleetScorer {
             let mut ev = [0.0f64; LANE_CHUNK];
             let mut uc = [0.0f32; LANE_CHUNK];
             for l in 0..LANE_CHUNK {
-                let g = valid[l] * f64::from(u8::from(nv[l] > self.gate));
+                let g = if nv[l] > self.gate { valid[l] } else { 0.0 };
                 let u = fmin(fmax(uz[l], -clip), clip) * g;
                 if LEARN {
                     cp[l] = fmin(fmax(cp[l] + u - k, 0.0), cap);
@@ -654,14 +654,22 @@ impl FleetScorer {
             top_ev = fmax(top_ev, ev.iter().fold(0.0, |m, e| fmax(m, *e)));
         }
         let best = fmax(mv_raw, top_ev);
-        let top = if top_ev > 0.0 {
-            self.evidence[..n]
-                .iter()
-                .position(|e| *e == top_ev)
-                .unwrap_or(usize::MAX)
-        } else {
-            usize::MAX
-        };
+        // Which sensor holds it, without a data-dependent branch (the position
+        // is random row to row, so a search loop mispredicts its exit).
+        let mut top = usize::MAX;
+        if top_ev > 0.0 {
+            for c in 0..nc {
+                let ev = *chunk!(self.evidence, c);
+                let mut mask = 0u32;
+                for (l, e) in ev.iter().enumerate() {
+                    mask |= u32::from(*e == top_ev) << l;
+                }
+                if mask != 0 {
+                    top = c * LANE_CHUNK + mask.trailing_zeros() as usize;
+                    break;
+                }
+            }
+        }
         (best, (top != usize::MAX).then_some(top))
     }
 
