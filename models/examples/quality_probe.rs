@@ -1,6 +1,7 @@
 //! Detection quality per anomaly kind on generated fleets, for tuning the
 //! detector defaults: each kind injected alone on 10 % of `assets` assets,
-//! plus a clean fleet for the false-alarm rate.
+//! plus a clean fleet for the false-alarm rate. `DIAG=1` instead lists each
+//! correlation-break asset: which sensor flipped and how the raw score moved.
 //!
 //! ```text
 //! cargo run --release -p fieldpulse-models --example quality_probe -- [assets] [readings] [seed]
@@ -15,6 +16,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut arg = |default: u64| args.next().and_then(|a| a.parse().ok()).unwrap_or(default);
     let (assets, readings, seed) = (arg(200) as usize, arg(1000) as usize, arg(7));
+    if std::env::var_os("DIAG").is_some() {
+        diag(seed);
+        return;
+    }
     let threshold = DetectorParams::default()
         .check()
         .expect("defaults")
@@ -63,4 +68,75 @@ fn alarms(f: &SynthFleet, threshold: f64) -> Vec<bool> {
     s.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)
         .expect("shapes");
     scores.iter().map(|s| *s >= threshold).collect()
+}
+
+/// `DIAG=1`: per correlation-break asset, which sensor flipped and how the raw score moved.
+fn diag(seed: u64) {
+    let f = generate(&SynthParams {
+        assets: 200,
+        readings: 1000,
+        seed: seed + 4,
+        ..SynthParams::only(AnomalyKind::CorrelationBreak, 0.1)
+    });
+    let params = DetectorParams::default().check().expect("defaults");
+    let mut s = FleetScorer::new(params, f.sensor_names.clone(), 200).expect("sensors");
+    let n = f.sensor_names.len();
+    let mut raw = vec![Vec::new(); 200];
+    let mut vals = vec![Vec::new(); 200];
+    let mut labels = vec![Vec::new(); 200];
+    for i in 0..f.n_rows() {
+        let a = f.asset_idx[i] as usize;
+        let x = &f.values[i * n..(i + 1) * n];
+        let r = s.score_row(a, f.ts_ms[i], x);
+        raw[a].push(r.raw);
+        vals[a].push(x.to_vec());
+        labels[a].push(f.labels[i]);
+    }
+    let followers = [0usize, 1, 4, 6];
+    let corr = |rows: &[Vec<f64>], i: usize, j: usize| {
+        let m = rows.len() as f64;
+        let (mi, mj) = (
+            rows.iter().map(|r| r[i]).sum::<f64>() / m,
+            rows.iter().map(|r| r[j]).sum::<f64>() / m,
+        );
+        let (mut c, mut vi, mut vj) = (0.0, 0.0, 0.0);
+        for r in rows {
+            c += (r[i] - mi) * (r[j] - mj);
+            vi += (r[i] - mi).powi(2);
+            vj += (r[j] - mj).powi(2);
+        }
+        c / (vi * vj).sqrt()
+    };
+    for a in 0..200 {
+        let Some(start) = labels[a].iter().position(|l| *l == 4) else {
+            continue;
+        };
+        let end = (start + 150).min(1000);
+        let flipped = followers
+            .iter()
+            .copied()
+            .min_by(|&p, &q| {
+                let c = |s: usize| {
+                    followers
+                        .iter()
+                        .filter(|&&o| o != s)
+                        .map(|&o| corr(&vals[a][start..end], s, o))
+                        .sum::<f64>()
+                };
+                c(p).total_cmp(&c(q))
+            })
+            .unwrap_or(0);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let pre = &raw[a][200..start];
+        let post = &raw[a][start..end];
+        println!(
+            "asset {a:>3} {:<9} start {start} raw pre {:.2} post {:.2} post>1 {:>3} corr(temp,current) pre {:.2} post {:.2}",
+            f.sensor_names[flipped],
+            mean(pre),
+            mean(post),
+            post.iter().filter(|r| **r > 1.0).count(),
+            corr(&vals[a][200..start], 0, 4),
+            corr(&vals[a][start..end], 0, 4),
+        );
+    }
 }

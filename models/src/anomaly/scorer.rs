@@ -8,8 +8,10 @@
 //!    on the clipped robust z (level shifts), and the drift statistic
 //!    `|middle-horizon mean - slow median| / robust sigma / drift_z`;
 //! 3. per asset: the Mahalanobis distance of the robust-z vector under a shrunk
-//!    covariance (broken correlations), each sensor's share `u_j (P u)_j`, and a
-//!    CUSUM of `d^2 / S` for moderate but persistent breaks;
+//!    covariance (broken correlations), each sensor's share `u_j (P u)_j`, and
+//!    per sensor a CUSUM of its squared conditional residual `(P u)_j^2 / P_jj`
+//!    (the sensor against its regression on the others) for one sensor that
+//!    persistently stops following the rest;
 //! 4. the raw score is the largest normalised statistic (1.0 = nominal alarm
 //!    level) and the top sensor the one with the largest share;
 //! 5. calibration: a Gumbel law fitted by moments to the asset's recent raw
@@ -78,7 +80,6 @@ const D_CAL_M2: usize = 2;
 const D_MV_W: usize = 3;
 const D_MV_N: usize = 4;
 const D_MV_SINCE: usize = 5;
-const D_MV_CUSUM: usize = 6;
 const D_HDR: usize = 16;
 
 /// The score of one row.
@@ -141,7 +142,6 @@ pub struct FleetScorer {
     mv_inv_q: f64,
     mv_min: f64,
     mv_cusum_k: f64,
-    inv_n: f64,
     mv_cusum_clip: f64,
     inv_mv_h: f64,
     cal_decay: f64,
@@ -184,7 +184,7 @@ impl FleetScorer {
         let np = spec.n_lanes();
         // f32 lanes of the multivariate part, padded to 8 (one AVX2 register).
         let mvp = n.div_ceil(MV_CHUNK) * MV_CHUNK;
-        let mv_stride = if mv_on { 2 * mvp * mvp } else { 0 };
+        let mv_stride = if mv_on { 2 * mvp * mvp + 2 * mvp } else { 0 };
         let det_stride = D_HDR + 2 * np;
         let res = Self {
             trend: params.features.trend_horizon(),
@@ -201,9 +201,8 @@ impl FleetScorer {
             mv_decay: (-std::f64::consts::LN_2 / params.mv_half_life).exp(),
             mv_inv_q: 1.0 / chi2_quantile(n, params.mv_tail_z),
             mv_min: (8 * n).max(64) as f64,
-            inv_n: 1.0 / n as f64,
             inv_mv_h: 1.0 / params.mv_cusum_h,
-            mv_cusum_k: chi2_quantile(n.max(1), params.mv_cusum_z) / n.max(1) as f64,
+            mv_cusum_k: chi2_quantile(1, params.mv_cusum_z),
             mv_cusum_clip: 0.0,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
             np,
@@ -218,7 +217,8 @@ impl FleetScorer {
             p: params,
         };
         let mut res = res;
-        res.mv_cusum_clip = res.mv_cusum_k + 0.5 * res.p.mv_cusum_h;
+        // Each reading adds at most k above the reference (see the params doc).
+        res.mv_cusum_clip = 2.0 * res.mv_cusum_k;
         for _ in 0..n_assets {
             res.add_asset();
         }
@@ -549,7 +549,9 @@ impl FleetScorer {
                 &mut self.mv.as_mut_slice()[asset * self.mv_stride..(asset + 1) * self.mv_stride];
             let mvp = self.mvp;
             let mc = mvp / MV_CHUNK;
-            let (cov, prec) = blk.split_at_mut(mvp * mvp);
+            let (cov, rest) = blk.split_at_mut(mvp * mvp);
+            let (prec, rest) = rest.split_at_mut(mvp * mvp);
+            let (inv_sd, cus) = rest.split_at_mut(mvp);
             let (uc, pu) = (&self.uc[..mvp], &mut self.pu[..mvp]);
             // P u as a sum of columns (P is symmetric): elementwise, vectorises.
             if mc == 1 {
@@ -583,43 +585,45 @@ impl FleetScorer {
                     *mv_chunk!(mut pu, c) = sum;
                 }
             }
-            // Each sensor's share u_j (P u)_j of d^2; padding lanes are 0.
+            // Each sensor's share u_j (P u)_j of d^2 (padding lanes are 0), and
+            // its conditional residual: (P u)_j / sqrt(P_jj) is u_j minus its
+            // regression on every other sensor, in units of that regression's
+            // residual sigma (N(0, 1) while the covariance model holds). A
+            // CUSUM on its square per sensor catches one sensor leaving the
+            // joint pattern (a flipped or lost load response) even when d^2,
+            // which averages over all sensors, barely moves; each reading adds
+            // at most h / 2, so a spike alone cannot trip it.
             let mut d2 = 0.0f32;
+            let learn_cus = LEARN && hdr[D_MV_N] >= self.mv_min;
+            let (k, clip, cap) = (
+                self.mv_cusum_k as f32,
+                self.mv_cusum_clip as f32,
+                (p.cusum_cap * p.mv_cusum_h) as f32,
+            );
+            let (inv_q, inv_h) = (self.mv_inv_q as f32, self.inv_mv_h as f32);
             for c in 0..mc {
-                let (u, q) = (*mv_chunk!(uc, c), *mv_chunk!(pu, c));
-                let mut share = [0.0f32; MV_CHUNK];
+                let (u, q, isd) = (*mv_chunk!(uc, c), *mv_chunk!(pu, c), *mv_chunk!(inv_sd, c));
+                let mut cs = *mv_chunk!(cus, c);
+                let (mut share, mut ev32) = ([0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK]);
                 for l in 0..MV_CHUNK {
                     share[l] = u[l] * q[l];
+                    let z = q[l] * isd[l];
+                    let next = (cs[l] + (z * z).min(clip) - k).max(0.0).min(cap);
+                    cs[l] = if learn_cus { next } else { cs[l] };
+                    ev32[l] = (share[l] * inv_q).max(cs[l] * inv_h);
                 }
                 d2 += share.iter().sum::<f32>();
+                *mv_chunk!(mut cus, c) = cs;
                 let ev = <&mut [f64; MV_CHUNK]>::try_from(
                     &mut self.evidence[c * MV_CHUNK..(c + 1) * MV_CHUNK],
                 )
                 .expect("mv chunk");
                 for l in 0..MV_CHUNK {
-                    ev[l] = fmax(ev[l], f64::from(share[l]) * self.mv_inv_q);
+                    ev[l] = fmax(ev[l], f64::from(ev32[l]));
                 }
             }
             let d2 = f64::from(d2.max(0.0));
-            // A CUSUM on d2 / S (mean 1 under the model) catches breaks that
-            // raise the distance moderately but persistently; each reading adds
-            // at most h / 2, so one spike cannot trip it (spikes are the spike
-            // detector's, and would echo here for h / k readings).
-            let mv_cus = if LEARN && hdr[D_MV_N] >= self.mv_min {
-                let c = fmin(
-                    fmax(
-                        hdr[D_MV_CUSUM] + fmin(d2 * self.inv_n, self.mv_cusum_clip)
-                            - self.mv_cusum_k,
-                        0.0,
-                    ),
-                    p.cusum_cap * p.mv_cusum_h,
-                );
-                hdr[D_MV_CUSUM] = c;
-                c
-            } else {
-                hdr[D_MV_CUSUM]
-            };
-            mv_raw = fmax(d2 * self.mv_inv_q, mv_cus * self.inv_mv_h);
+            mv_raw = d2 * self.mv_inv_q;
             if LEARN && any_valid > 0.0 && view.n_rows() > self.gate {
                 let w = self.mv_decay * hdr[D_MV_W] + 1.0;
                 hdr[D_MV_W] = w;
@@ -643,7 +647,12 @@ impl FleetScorer {
                 }
                 if hdr[D_MV_N] >= self.mv_min && hdr[D_MV_SINCE] >= f64::from(p.mv_refresh) {
                     hdr[D_MV_SINCE] = 0.0;
-                    refresh_precision(cov, prec, n, mvp, p.mv_shrinkage, &mut self.work);
+                    if refresh_precision(cov, prec, n, mvp, p.mv_shrinkage, &mut self.work) {
+                        for (j, v) in inv_sd[..n].iter_mut().enumerate() {
+                            let pjj = prec[j * mvp + j];
+                            *v = if pjj > 0.0 { 1.0 / pjj.sqrt() } else { 0.0 };
+                        }
+                    }
                 }
             }
         }
