@@ -63,6 +63,8 @@ use crate::spec::{
 pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 /// Gaussian consistency factor: `sigma = mean(|r|) * 1.2533`.
 pub const MEAN_ABS_TO_SIGMA: f64 = 1.253_314_137_315_500_3;
+/// Chunks the const-shape kernel keeps in registers between its passes.
+const MAX_KEPT: usize = 2;
 /// Milliseconds to seconds, as a multiplication (a division costs ten times more).
 const MS_TO_S: f64 = 1e-3;
 /// Values with a larger magnitude are treated as missing (they overflow squares).
@@ -581,6 +583,9 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     sc.dt_s = dt_ms * MS_TO_S;
     sc.n_warm = hdr[H_N_WARM] as usize;
 
+    // Per chunk (valid, value used, residual) carried from the innovations to
+    // the learning pass when the chunk count is known (`NC > 0`).
+    let mut kept = [([0.0; LANE_CHUNK], [0.0; LANE_CHUNK], [0.0; LANE_CHUNK]); MAX_KEPT];
     // Innovations against the state before this row.
     {
         let (means, rest) = lanes.split_at(n_h * np);
@@ -630,8 +635,15 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 uz[l] = (xs - med[l]) * (seen * vf) * inv[l];
             }
             *chunk!(mut sc.valid, c) = valid;
-            *chunk!(mut sc.xv, c) = xv;
-            *chunk!(mut sc.resid, c) = resid;
+            if NC > 0 {
+                // Known chunk count: the learning pass below takes these from
+                // registers; a vector store read back right away waits on
+                // store-to-load forwarding.
+                kept[c] = (valid, xv, resid);
+            } else {
+                *chunk!(mut sc.xv, c) = xv;
+                *chunk!(mut sc.resid, c) = resid;
+            }
             *chunk!(mut sc.resid_z, c) = rz;
             *chunk!(mut sc.robust_z, c) = uz;
             *chunk!(mut sc.robust_inv_scale, c) = inv;
@@ -705,7 +717,11 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         let (mut nv, mut lv, valid) = (
             *chunk!(nvalid, c),
             *chunk!(last_valid, c),
-            *chunk!(sc.valid, c),
+            if NC > 0 {
+                kept[c].0
+            } else {
+                *chunk!(sc.valid, c)
+            },
         );
         for l in 0..LANE_CHUNK {
             nv[l] += valid[l];
@@ -745,12 +761,16 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     let mad_step = fmax(k.mad_step, burn_in);
     let mut n_warm = 0.0;
     for c in 0..nc {
-        let (nv, valid, xv, resid) = (
-            *chunk!(nvalid, c),
-            *chunk!(sc.valid, c),
-            *chunk!(sc.xv, c),
-            *chunk!(sc.resid, c),
-        );
+        let (valid, xv, resid) = if NC > 0 {
+            kept[c]
+        } else {
+            (
+                *chunk!(sc.valid, c),
+                *chunk!(sc.xv, c),
+                *chunk!(sc.resid, c),
+            )
+        };
+        let nv = *chunk!(nvalid, c);
         // Trend cross-moment uses the trend mean before this row.
         {
             let w = weights(a_t, &nv, &valid);

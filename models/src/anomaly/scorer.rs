@@ -751,45 +751,77 @@ fn calibrated(m: Moments, min_beta: f64) -> f64 {
 
 /// `pu = P u` for up to [`MV_CHUNK`] sensors (`P` is `MV_CHUNK × MV_CHUNK`,
 /// zero outside the sensors): two columns per 16-lane step, so AVX-512 does
-/// the product in four multiply-adds.
+/// the product in four multiply-adds. The four steps are written out: as a
+/// loop, the compiler vectorises across the steps with gathers of `u`, which
+/// are slow.
 #[inline(always)]
 fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
     let u = *<&[f32; MV_CHUNK]>::try_from(&uc[..MV_CHUNK]).expect("mv chunk");
+    let p =
+        <&[f32; MV_CHUNK * MV_CHUNK]>::try_from(&prec[..MV_CHUNK * MV_CHUNK]).expect("mv matrix");
     let mut acc = [0.0f32; 2 * MV_CHUNK];
-    for pair in 0..MV_CHUNK / 2 {
-        let cols = *<&[f32; 2 * MV_CHUNK]>::try_from(
-            &prec[2 * pair * MV_CHUNK..2 * (pair + 1) * MV_CHUNK],
-        )
-        .expect("two mv columns");
-        let (u0, u1) = (u[2 * pair], u[2 * pair + 1]);
-        for l in 0..2 * MV_CHUNK {
-            acc[l] += cols[l] * if l < MV_CHUNK { u0 } else { u1 };
-        }
-    }
+    pu_pair(&mut acc, p, 0, u[0], u[1]);
+    pu_pair(&mut acc, p, 1, u[2], u[3]);
+    pu_pair(&mut acc, p, 2, u[4], u[5]);
+    pu_pair(&mut acc, p, 3, u[6], u[7]);
     let out = <&mut [f32; MV_CHUNK]>::try_from(&mut pu[..MV_CHUNK]).expect("mv chunk");
     for l in 0..MV_CHUNK {
         out[l] = acc[l] + acc[MV_CHUNK + l];
     }
 }
 
+/// `acc += [P col 2k | P col 2k+1] * [u0 ×8 | u1 ×8]`.
+#[inline(always)]
+fn pu_pair(
+    acc: &mut [f32; 2 * MV_CHUNK],
+    p: &[f32; MV_CHUNK * MV_CHUNK],
+    k: usize,
+    u0: f32,
+    u1: f32,
+) {
+    let cols = *<&[f32; 2 * MV_CHUNK]>::try_from(&p[2 * k * MV_CHUNK..2 * (k + 1) * MV_CHUNK])
+        .expect("two mv columns");
+    for l in 0..2 * MV_CHUNK {
+        acc[l] += cols[l] * if l < MV_CHUNK { u0 } else { u1 };
+    }
+}
+
 /// `cov += a (u u^T - cov)` for up to [`MV_CHUNK`] sensors, two rows per
-/// 16-lane step (padding rows stay 0: their `u` is 0).
+/// 16-lane step (padding rows stay 0: their `u` is 0); steps written out for
+/// the reason given at [`pu_one_chunk`].
 #[inline(always)]
 fn cov_update_one_chunk(cov: &mut [f32], uc: &[f32], a: f32) {
     let u = *<&[f32; MV_CHUNK]>::try_from(&uc[..MV_CHUNK]).expect("mv chunk");
-    for pair in 0..MV_CHUNK / 2 {
-        let rows = <&mut [f32; 2 * MV_CHUNK]>::try_from(
-            &mut cov[2 * pair * MV_CHUNK..2 * (pair + 1) * MV_CHUNK],
-        )
-        .expect("two mv rows");
-        let mut r = *rows;
-        let (u0, u1) = (u[2 * pair], u[2 * pair + 1]);
-        for l in 0..2 * MV_CHUNK {
-            let ui = if l < MV_CHUNK { u0 } else { u1 };
-            r[l] += a * (ui * u[l % MV_CHUNK] - r[l]);
-        }
-        *rows = r;
+    let mut uu = [0.0f32; 2 * MV_CHUNK];
+    uu[..MV_CHUNK].copy_from_slice(&u);
+    uu[MV_CHUNK..].copy_from_slice(&u);
+    let c = <&mut [f32; MV_CHUNK * MV_CHUNK]>::try_from(&mut cov[..MV_CHUNK * MV_CHUNK])
+        .expect("mv matrix");
+    cov_pair(c, &uu, 0, u[0], u[1], a);
+    cov_pair(c, &uu, 1, u[2], u[3], a);
+    cov_pair(c, &uu, 2, u[4], u[5], a);
+    cov_pair(c, &uu, 3, u[6], u[7], a);
+}
+
+/// Rows `2k`, `2k+1` of `cov += a (u u^T - cov)`.
+#[inline(always)]
+fn cov_pair(
+    c: &mut [f32; MV_CHUNK * MV_CHUNK],
+    uu: &[f32; 2 * MV_CHUNK],
+    k: usize,
+    u0: f32,
+    u1: f32,
+    a: f32,
+) {
+    let rows =
+        <&mut [f32; 2 * MV_CHUNK]>::try_from(&mut c[2 * k * MV_CHUNK..2 * (k + 1) * MV_CHUNK])
+            .expect("two mv rows");
+    let mut r = *rows;
+    for l in 0..2 * MV_CHUNK {
+        let ui = if l < MV_CHUNK { u0 } else { u1 };
+        r[l] += a * (ui * uu[l] - r[l]);
     }
+    *rows = r;
 }
 
 #[cfg(test)]
