@@ -1,7 +1,8 @@
 //! Streaming anomaly detection on top of `fieldpulse-features`: univariate
 //! robust z (spikes), two-sided CUSUM (level shifts), level-vs-baseline (slow
-//! drift), Mahalanobis distance with a shrunk covariance (broken
-//! correlations), one calibrated score per reading plus the sensor that
+//! drift), Mahalanobis distance with a shrunk covariance and a per-sensor
+//! CUSUM of the conditional residual (broken correlations), one calibrated
+//! score per reading plus the sensor that
 //! contributed most. No labels, no look-ahead, O(1) state per asset.
 //!
 //! - [`params`]: `DetectorParams` → `check()` → `DetectorValidParams`, defaults reasoned there.
