@@ -1,6 +1,7 @@
 //! Criterion benches of the scoring loop's inner update: the feature kernel
-//! alone, the full scorer (features + every detector + calibration), and a
-//! bare EWMA mean/variance/z update as the floor to compare against.
+//! alone, the full scorer (features + every detector + calibration) row by
+//! row and as one batch, and a bare EWMA mean/variance/z update as the floor
+//! to compare against.
 //!
 //! Input: a seeded synthetic fleet of 1,000 assets × 400 readings × 8
 //! sensors. State is warmed on the first 300 readings outside the timed
@@ -102,6 +103,30 @@ fn bench_scoring(c: &mut Criterion) {
                     acc += scorer.score_row(asset, ts, x).score;
                 }
                 black_box(acc)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The same rows through `score_batch`, the path the cloud takes for a
+    // received batch (the calibration's exp runs vectorised per block).
+    let batch_assets: Vec<u32> = f.asset_idx[split..].to_vec();
+    let batch_ts: Vec<i64> = f.ts_ms[split..].to_vec();
+    let batch_values: Vec<f64> = f.values[split * n..].to_vec();
+    let (mut scores, mut top) = (vec![0.0; rows], vec![0u16; rows]);
+    g.bench_function(BenchmarkId::new("all_detectors_batch", &id), |b| {
+        b.iter_batched_ref(
+            || warm_scorer.clone(),
+            |scorer| {
+                scorer
+                    .score_batch(
+                        &batch_assets,
+                        &batch_ts,
+                        &batch_values,
+                        &mut scores,
+                        &mut top,
+                    )
+                    .expect("shapes match");
+                black_box(scores[rows - 1])
             },
             BatchSize::LargeInput,
         )
