@@ -260,7 +260,14 @@ enum LiveCut {
     Batch(CutBatch),
     /// Records are waiting but fewer than a batch and not yet old enough.
     NotYet,
-    Empty,
+    /// Nothing to send now. `held` is true when synced records wait only for
+    /// their PUBACK to leave (see `AckGate`): they become eligible without a
+    /// new commit, so the lane must look again on a timer. (Deciding that from a second look at the gate after the
+    /// cut raced with the PUBACK flush: a flush in between left the lane
+    /// waiting for a commit that might never come.)
+    Empty {
+        held: bool,
+    },
 }
 
 async fn live_lane(
@@ -288,12 +295,14 @@ async fn live_lane(
             let uncut = stats.uncut_records.saturating_sub(stats.unsynced_records);
             let backlog = shared_for_cut.backlog.load(Ordering::Relaxed).min(uncut);
             let mut eligible = uncut - backlog;
+            let mut gated = 0;
             if backlog == 0 && !draining {
                 // Leave the newest records whose PUBACK has not left yet (see `AckGate`).
-                eligible = eligible.saturating_sub(shared_for_cut.gate.unflushed_records());
+                gated = eligible.min(shared_for_cut.gate.unflushed_records());
+                eligible -= gated;
             }
             if eligible == 0 {
-                return Ok(LiveCut::Empty);
+                return Ok(LiveCut::Empty { held: gated > 0 });
             }
             if !force && eligible < max_records as u64 {
                 return Ok(LiveCut::NotYet);
@@ -308,7 +317,7 @@ async fn live_lane(
             };
             Ok(match spool.cut_from(Lane::Live, end, n, max_bytes)? {
                 Some(batch) => LiveCut::Batch(batch),
-                None => LiveCut::Empty,
+                None => LiveCut::Empty { held: false },
             })
         })
         .await?;
@@ -334,18 +343,17 @@ async fn live_lane(
                     }
                 }
             }
-            LiveCut::Empty => {
+            LiveCut::Empty { held } => {
                 waiting_since = None;
                 if draining {
                     return Ok(());
                 }
-                let acks_pending = shared.gate.unflushed_records() > 0;
                 tokio::select! {
                     biased;
                     _ = hard_stop.cancelled() => return Ok(()),
                     _ = drain.cancelled() => {}
                     // Records held back for their PUBACK become eligible without a new commit.
-                    _ = tokio::time::sleep(max_age), if acks_pending => {
+                    _ = tokio::time::sleep(max_age), if held => {
                         waiting_since = Some(Instant::now().checked_sub(max_age).unwrap_or_else(Instant::now));
                     }
                     res = committed.changed() => {
