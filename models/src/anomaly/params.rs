@@ -139,7 +139,8 @@ impl DetectorValidParams {
 ///   against its regression on all the others, N(0, 1) while the model
 ///   holds — feeds a CUSUM of its square with reference `k` = the chi-square
 ///   (1 dof) point at `mv_cusum_z` 1.5 (k ≈ 3.3, about 2.1 sigma), each
-///   reading clipped at 2 k, and decision level `mv_cusum_h` 30. One sensor
+///   reading clipped at 2 k, and decision level `mv_cusum_h` 30, accumulating
+///   once the covariance has `mv_half_life` readings behind it. One sensor
 ///   leaving the joint pattern (a flipped load response raises its mean
 ///   square to ~5–10) crosses it in tens of readings; d^2, which averages
 ///   the change over every sensor, barely moves. Measured with

@@ -594,7 +594,9 @@ impl FleetScorer {
             // which averages over all sensors, barely moves; each reading adds
             // at most h / 2, so a spike alone cannot trip it.
             let mut d2 = 0.0f32;
-            let learn_cus = LEARN && hdr[D_MV_N] >= self.mv_min;
+            // Residuals are only as good as the precision behind them: the
+            // CUSUMs start once the covariance has a half-life of history.
+            let learn_cus = LEARN && hdr[D_MV_N] >= self.mv_min.max(self.p.mv_half_life);
             let (k, clip, cap) = (
                 self.mv_cusum_k as f32,
                 self.mv_cusum_clip as f32,
