@@ -80,7 +80,8 @@ const D_CAL_M2: usize = 2;
 const D_MV_W: usize = 3;
 const D_MV_N: usize = 4;
 const D_MV_SINCE: usize = 5;
-const D_HDR: usize = 16;
+// One cache line of header, so the lanes after it stay aligned.
+const D_HDR: usize = 8;
 
 /// The score of one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
