@@ -146,6 +146,8 @@ pub struct FleetScorer {
     mv_cusum_clip: f64,
     inv_mv_h: f64,
     cal_decay: f64,
+    /// Sensors fit one lane chunk (the const-shape detector copy applies).
+    one_chunk: bool,
     evidence: Vec<f64>,
     uc: Vec<f32>,
     pu: Vec<f32>,
@@ -206,6 +208,7 @@ impl FleetScorer {
             mv_cusum_k: chi2_quantile(1, params.mv_cusum_z),
             mv_cusum_clip: 0.0,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
+            one_chunk: np == LANE_CHUNK && mvp == MV_CHUNK,
             np,
             evidence: vec![0.0; np.max(mvp)],
             mvp,
@@ -413,7 +416,12 @@ impl FleetScorer {
             .features
             .update(asset, ts_ms, values, &mut self.scratch);
         let (raw, top) = if status.learned() {
-            self.detect::<true>(asset)
+            if self.one_chunk {
+                // Up to 8 sensors: lane counts known at compile time.
+                self.detect::<true, 1>(asset)
+            } else {
+                self.detect::<true, 0>(asset)
+            }
         } else {
             self.detect_no_learn(asset)
         };
@@ -481,24 +489,43 @@ impl FleetScorer {
     #[cold]
     #[inline(never)]
     fn detect_no_learn(&mut self, asset: usize) -> (f64, Option<usize>) {
-        self.detect::<false>(asset)
+        self.detect::<false, 0>(asset)
     }
 
     /// Univariate detectors and the multivariate one; returns (raw, top sensor).
     /// Lane loops run over fixed chunks of [`LANE_CHUNK`] (padding lanes are
     /// inert: never valid, so no evidence and no covariance).
     #[inline(always)]
-    fn detect<const LEARN: bool>(&mut self, asset: usize) -> (f64, Option<usize>) {
-        let (n, np) = (self.n, self.np);
+    fn detect<const LEARN: bool, const NC: usize>(&mut self, asset: usize) -> (f64, Option<usize>) {
+        // With NC > 0 the lane counts are constants (the caller checked they
+        // match), so every slice below has a known length and the chunk
+        // accesses need no bounds checks.
+        let n = self.n;
+        let np = if NC > 0 { NC * LANE_CHUNK } else { self.np };
         let nc = np / LANE_CHUNK;
+        let det_stride = if NC > 0 {
+            D_HDR + 2 * np
+        } else {
+            self.det_stride
+        };
         let p = &self.p;
         let view = self.features.view(asset);
         let sc = &self.scratch;
-        let det =
-            &mut self.det.as_mut_slice()[asset * self.det_stride..(asset + 1) * self.det_stride];
+        let det = &mut self.det.as_mut_slice()[asset * det_stride..(asset + 1) * det_stride];
         let (hdr, lanes) = det.split_at_mut(D_HDR);
         let (cpos, cneg) = lanes.split_at_mut(np);
-        let (nvalid, mean_t, med) = (view.n_valid(), view.mean(self.trend), view.median());
+        let (nvalid, mean_t, med) = (
+            &view.n_valid()[..np],
+            &view.mean(self.trend)[..np],
+            &view.median()[..np],
+        );
+        let (s_valid, s_rz, s_uz, s_inv) = (
+            &sc.valid[..np],
+            &sc.resid_z[..np],
+            &sc.robust_z[..np],
+            &sc.robust_inv_scale[..np],
+        );
+        let (evidence, uc_all) = (&mut self.evidence[..np], &mut self.uc[..np]);
         let (inv_spike, inv_h, inv_drift) = (1.0 / p.spike_z, 1.0 / p.cusum_h, 1.0 / p.drift_z);
         let inv_spike_base = 1.0 / p.spike_baseline_z;
         let (k, clip, cap) = (p.cusum_k, p.cusum_clip, p.cusum_cap * p.cusum_h);
@@ -507,10 +534,10 @@ impl FleetScorer {
         // feature kernel: grouped loads are what vectorise).
         for c in 0..nc {
             let (valid, rz, uz, inv) = (
-                *chunk!(sc.valid, c),
-                *chunk!(sc.resid_z, c),
-                *chunk!(sc.robust_z, c),
-                *chunk!(sc.robust_inv_scale, c),
+                *chunk!(s_valid, c),
+                *chunk!(s_rz, c),
+                *chunk!(s_uz, c),
+                *chunk!(s_inv, c),
             );
             let (nv, mt, md) = (*chunk!(nvalid, c), *chunk!(mean_t, c), *chunk!(med, c));
             let (mut cp, mut cn) = (*chunk!(cpos, c), *chunk!(cneg, c));
@@ -538,22 +565,26 @@ impl FleetScorer {
             any_valid += valid.iter().sum::<f64>();
             *chunk!(mut cpos, c) = cp;
             *chunk!(mut cneg, c) = cn;
-            *chunk!(mut self.evidence, c) = ev;
-            *chunk!(mut self.uc, c) = uc;
+            *chunk!(mut evidence, c) = ev;
+            *chunk!(mut uc_all, c) = uc;
         }
         if any_valid == 0.0 {
             self.rows_without_values += 1;
         }
         let mut mv_raw = 0.0;
         if self.mv_on {
-            let blk =
-                &mut self.mv.as_mut_slice()[asset * self.mv_stride..(asset + 1) * self.mv_stride];
-            let mvp = self.mvp;
+            let mvp = if NC > 0 { NC * MV_CHUNK } else { self.mvp };
+            let mv_stride = if NC > 0 {
+                2 * mvp * mvp + 2 * mvp
+            } else {
+                self.mv_stride
+            };
+            let blk = &mut self.mv.as_mut_slice()[asset * mv_stride..(asset + 1) * mv_stride];
             let mc = mvp / MV_CHUNK;
             let (cov, rest) = blk.split_at_mut(mvp * mvp);
             let (prec, rest) = rest.split_at_mut(mvp * mvp);
             let (inv_sd, cus) = rest.split_at_mut(mvp);
-            let (uc, pu) = (&self.uc[..mvp], &mut self.pu[..mvp]);
+            let (uc, pu) = (&uc_all[..mvp], &mut self.pu[..mvp]);
             // P u as a sum of columns (P is symmetric): elementwise, vectorises.
             if mc == 1 {
                 pu_one_chunk(prec, uc, pu);
@@ -618,7 +649,7 @@ impl FleetScorer {
                 d2 += share.iter().sum::<f32>();
                 *mv_chunk!(mut cus, c) = cs;
                 let ev = <&mut [f64; MV_CHUNK]>::try_from(
-                    &mut self.evidence[c * MV_CHUNK..(c + 1) * MV_CHUNK],
+                    &mut evidence[c * MV_CHUNK..(c + 1) * MV_CHUNK],
                 )
                 .expect("mv chunk");
                 for l in 0..MV_CHUNK {
@@ -662,7 +693,7 @@ impl FleetScorer {
         // The largest evidence (padding lanes hold 0) and the first sensor holding it.
         let mut top_ev = 0.0;
         for c in 0..nc {
-            let ev = *chunk!(self.evidence, c);
+            let ev = *chunk!(evidence, c);
             top_ev = fmax(top_ev, ev.iter().fold(0.0, |m, e| fmax(m, *e)));
         }
         let best = fmax(mv_raw, top_ev);
@@ -671,7 +702,7 @@ impl FleetScorer {
         let mut top = usize::MAX;
         if top_ev > 0.0 {
             for c in 0..nc {
-                let ev = *chunk!(self.evidence, c);
+                let ev = *chunk!(evidence, c);
                 let mut mask = 0u32;
                 for (l, e) in ev.iter().enumerate() {
                     mask |= u32::from(*e == top_ev) << l;
