@@ -120,8 +120,8 @@ pub struct RowScratch {
     pub robust_inv_scale: Vec<f64>,
     /// Seconds since the asset's previous row (0 for its first row; negative when out of order).
     pub dt_s: f64,
-    /// Number of sensors still in warm-up after this row.
-    pub n_warm: usize,
+    /// Sensors still in warm-up after this row (read with [`Self::n_warm`]).
+    n_warm: f64,
     xin: Vec<f64>,
     xv: Vec<f64>,
     resid: Vec<f64>,
@@ -129,6 +129,11 @@ pub struct RowScratch {
 }
 
 impl RowScratch {
+    /// Number of sensors still in warm-up after this row.
+    pub fn n_warm(&self) -> usize {
+        self.n_warm as usize
+    }
+
     /// Scratch sized for `spec`.
     pub fn new(spec: &FeatureSpec) -> Self {
         let (n, np) = (spec.n_sensors(), spec.n_lanes());
@@ -138,7 +143,7 @@ impl RowScratch {
             robust_z: vec![0.0; np],
             robust_inv_scale: vec![0.0; np],
             dt_s: 0.0,
-            n_warm: n,
+            n_warm: n as f64,
             xin: vec![f64::NAN; np],
             xv: vec![0.0; np],
             resid: vec![0.0; np],
@@ -173,6 +178,8 @@ pub struct FleetFeatures {
     data: AlignedVec<f64>,
     n_assets: usize,
     counters: FeatureCounters,
+    /// 3 horizons and one lane chunk: the kernel copy with constant counts applies.
+    default_shape: bool,
 }
 
 impl FleetFeatures {
@@ -197,12 +204,14 @@ impl FleetFeatures {
             floor_rel: p.scale_floor_rel,
             floor_abs: p.scale_floor_abs,
         };
+        let default_shape = kernel.n_h == 3 && spec.lanes == LANE_CHUNK;
         let mut res = Self {
             spec,
             kernel,
             data: AlignedVec::new(),
             n_assets: 0,
             counters: FeatureCounters::default(),
+            default_shape,
         };
         for _ in 0..n_assets {
             res.add_asset();
@@ -241,7 +250,19 @@ impl FleetFeatures {
 
     /// Counters of rows and values handled specially so far.
     pub fn counters(&self) -> FeatureCounters {
-        self.counters
+        // Every learned row adds 1 to its asset's row count and 1 per valid
+        // value to its sensors' valid counts; the rest of its values were missing.
+        let n = self.spec.n_sensors();
+        let learned_missing: u64 = (0..self.n_assets)
+            .map(|a| {
+                let valid: u64 = (0..n).map(|s| self.valid_count(a, s)).sum();
+                self.rows_learned(a) * n as u64 - valid
+            })
+            .sum();
+        FeatureCounters {
+            missing_values: self.counters.missing_values + learned_missing,
+            ..self.counters
+        }
     }
 
     /// Bytes of state per asset.
@@ -304,7 +325,7 @@ impl FleetFeatures {
             // The default shape (3 horizons, up to one chunk of sensors) gets
             // its own copy with both counts constant: every loop unrolls and
             // every offset is known, which removes most scalar overhead.
-            (true, false, _) if k.n_h == 3 && self.spec.lanes == LANE_CHUNK => {
+            (true, false, _) if self.default_shape => {
                 update_block::<true, false, 3, 1>(k, blk, self.spec.lanes, ts, values, scratch)
             }
             (true, false, _) => {
@@ -315,10 +336,14 @@ impl FleetFeatures {
         }
         let c = &mut self.counters;
         c.rows += 1;
-        c.duplicate_rows += u64::from(status == RowStatus::Duplicate);
-        c.out_of_order_rows += u64::from(status == RowStatus::OutOfOrder);
-        let n_valid: f64 = scratch.valid[..n].iter().sum();
-        c.missing_values += (n as f64 - n_valid) as u64;
+        if !status.learned() {
+            // Learned rows' missing values are derived from the state's valid
+            // counts when asked for (see `counters`), not summed per row.
+            c.duplicate_rows += u64::from(status == RowStatus::Duplicate);
+            c.out_of_order_rows += u64::from(status == RowStatus::OutOfOrder);
+            let n_valid: f64 = scratch.valid[..n].iter().sum();
+            c.missing_values += (n as f64 - n_valid) as u64;
+        }
         status
     }
 
@@ -581,7 +606,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     let first = hdr[H_N_ROWS] == 0.0;
     let dt_ms = if first { 0.0 } else { ts - hdr[H_LAST_TS] };
     sc.dt_s = dt_ms * MS_TO_S;
-    sc.n_warm = hdr[H_N_WARM] as usize;
+    sc.n_warm = hdr[H_N_WARM];
 
     // Per chunk (valid, value used, residual) carried from the innovations to
     // the learning pass when the chunk count is known (`NC > 0`).
@@ -830,5 +855,5 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         n_warm += warm_count.iter().sum::<f64>();
     }
     hdr[H_N_WARM] = n_warm;
-    sc.n_warm = n_warm as usize;
+    sc.n_warm = n_warm;
 }

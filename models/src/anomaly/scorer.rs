@@ -146,6 +146,8 @@ pub struct FleetScorer {
     mv_cusum_clip: f64,
     inv_mv_h: f64,
     cal_decay: f64,
+    /// `1 / spike_z`, `1 / cusum_h`, `1 / drift_z`, `1 / spike_baseline_z`.
+    inv_levels: [f64; 4],
     /// Sensors fit one lane chunk (the const-shape detector copy applies).
     one_chunk: bool,
     evidence: Vec<f64>,
@@ -208,6 +210,12 @@ impl FleetScorer {
             mv_cusum_k: chi2_quantile(1, params.mv_cusum_z),
             mv_cusum_clip: 0.0,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
+            inv_levels: [
+                1.0 / params.spike_z,
+                1.0 / params.cusum_h,
+                1.0 / params.drift_z,
+                1.0 / params.spike_baseline_z,
+            ],
             one_chunk: np == LANE_CHUNK && mvp == MV_CHUNK,
             np,
             evidence: vec![0.0; np.max(mvp)],
@@ -526,8 +534,7 @@ impl FleetScorer {
             &sc.robust_inv_scale[..np],
         );
         let (evidence, uc_all) = (&mut self.evidence[..np], &mut self.uc[..np]);
-        let (inv_spike, inv_h, inv_drift) = (1.0 / p.spike_z, 1.0 / p.cusum_h, 1.0 / p.drift_z);
-        let inv_spike_base = 1.0 / p.spike_baseline_z;
+        let [inv_spike, inv_h, inv_drift, inv_spike_base] = self.inv_levels;
         let (k, clip, cap) = (p.cusum_k, p.cusum_clip, p.cusum_cap * p.cusum_h);
         let mut any_valid = 0.0;
         // Chunks are copied in, computed on locals and stored back (see the
@@ -667,13 +674,14 @@ impl FleetScorer {
                 if mc == 1 {
                     cov_update_one_chunk(cov, uc, a);
                 } else {
+                    let b = 1.0 - a;
                     for i in 0..n {
-                        let ui = uc[i];
+                        let ci = a * uc[i];
                         let row = &mut cov[i * mvp..(i + 1) * mvp];
                         for c in 0..mc {
                             let (mut r, u) = (*mv_chunk!(row, c), *mv_chunk!(uc, c));
                             for l in 0..MV_CHUNK {
-                                r[l] += a * (ui * u[l] - r[l]);
+                                r[l] = b * r[l] + ci * u[l];
                             }
                             *mv_chunk!(mut row, c) = r;
                         }
@@ -851,9 +859,11 @@ fn cov_pair(
         <&mut [f32; 2 * MV_CHUNK]>::try_from(&mut c[2 * k * MV_CHUNK..2 * (k + 1) * MV_CHUNK])
             .expect("two mv rows");
     let mut r = *rows;
+    // r + a (ui u - r) as (1 - a) r + (a ui) u: one multiplication fewer.
+    let (b, c0, c1) = (1.0 - a, a * u0, a * u1);
     for l in 0..2 * MV_CHUNK {
-        let ui = if l < MV_CHUNK { u0 } else { u1 };
-        r[l] += a * (ui * uu[l] - r[l]);
+        let ci = if l < MV_CHUNK { c0 } else { c1 };
+        r[l] = b * r[l] + ci * uu[l];
     }
     *rows = r;
 }
