@@ -146,6 +146,8 @@ pub struct FleetScorer {
     mv_cusum_clip: f64,
     inv_mv_h: f64,
     cal_decay: f64,
+    /// `cusum_cap * cusum_h`.
+    cusum_cap_abs: f64,
     /// `1 / spike_z`, `1 / cusum_h`, `1 / drift_z`, `1 / spike_baseline_z`.
     inv_levels: [f64; 4],
     /// Sensors fit one lane chunk (the const-shape detector copy applies).
@@ -210,6 +212,7 @@ impl FleetScorer {
             mv_cusum_k: chi2_quantile(1, params.mv_cusum_z),
             mv_cusum_clip: 0.0,
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
+            cusum_cap_abs: params.cusum_cap * params.cusum_h,
             inv_levels: [
                 1.0 / params.spike_z,
                 1.0 / params.cusum_h,
@@ -535,7 +538,7 @@ impl FleetScorer {
         );
         let (evidence, uc_all) = (&mut self.evidence[..np], &mut self.uc[..np]);
         let [inv_spike, inv_h, inv_drift, inv_spike_base] = self.inv_levels;
-        let (k, clip, cap) = (p.cusum_k, p.cusum_clip, p.cusum_cap * p.cusum_h);
+        let (k, clip, cap) = (p.cusum_k, p.cusum_clip, self.cusum_cap_abs);
         let mut any_valid = 0.0;
         // Chunks are copied in, computed on locals and stored back (see the
         // feature kernel: grouped loads are what vectorise).
@@ -701,8 +704,17 @@ impl FleetScorer {
         // The largest evidence (padding lanes hold 0) and the first sensor holding it.
         let mut top_ev = 0.0;
         for c in 0..nc {
-            let ev = *chunk!(evidence, c);
-            top_ev = fmax(top_ev, ev.iter().fold(0.0, |m, e| fmax(m, *e)));
+            // A reduction tree (halves, quarters, pairs): shuffles and vector
+            // maxima instead of a chain of eight scalar ones.
+            let mut m = *chunk!(evidence, c);
+            let mut width = LANE_CHUNK / 2;
+            while width > 0 {
+                for l in 0..width {
+                    m[l] = fmax(m[l], m[l + width]);
+                }
+                width /= 2;
+            }
+            top_ev = fmax(top_ev, m[0]);
         }
         let best = fmax(mv_raw, top_ev);
         // Which sensor holds it, without a data-dependent branch (the position
@@ -792,40 +804,23 @@ fn calibrated(m: Moments, min_beta: f64) -> f64 {
 }
 
 /// `pu = P u` for up to [`MV_CHUNK`] sensors (`P` is `MV_CHUNK × MV_CHUNK`,
-/// zero outside the sensors): two columns per 16-lane step, so AVX-512 does
-/// the product in four multiply-adds. The four steps are written out: as a
-/// loop, the compiler vectorises across the steps with gathers of `u`, which
-/// are slow.
+/// zero outside the sensors, and symmetric, so `P u` is a sum of columns
+/// scaled by `u_j`): one 8-lane multiply-add per column. Written as a loop
+/// over columns with the 8 lanes innermost, which the compiler turns into
+/// whole-register operations (unrolled by hand it split them into pairs).
 #[inline(always)]
 fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
-    let u = *<&[f32; MV_CHUNK]>::try_from(&uc[..MV_CHUNK]).expect("mv chunk");
-    let p =
-        <&[f32; MV_CHUNK * MV_CHUNK]>::try_from(&prec[..MV_CHUNK * MV_CHUNK]).expect("mv matrix");
-    let mut acc = [0.0f32; 2 * MV_CHUNK];
-    pu_pair(&mut acc, p, 0, u[0], u[1]);
-    pu_pair(&mut acc, p, 1, u[2], u[3]);
-    pu_pair(&mut acc, p, 2, u[4], u[5]);
-    pu_pair(&mut acc, p, 3, u[6], u[7]);
-    let out = <&mut [f32; MV_CHUNK]>::try_from(&mut pu[..MV_CHUNK]).expect("mv chunk");
-    for l in 0..MV_CHUNK {
-        out[l] = acc[l] + acc[MV_CHUNK + l];
+    let mut acc = [0.0f32; MV_CHUNK];
+    for (col, &uj) in prec[..MV_CHUNK * MV_CHUNK]
+        .chunks_exact(MV_CHUNK)
+        .zip(&uc[..MV_CHUNK])
+    {
+        let col = <&[f32; MV_CHUNK]>::try_from(col).expect("mv column");
+        for l in 0..MV_CHUNK {
+            acc[l] += col[l] * uj;
+        }
     }
-}
-
-/// `acc += [P col 2k | P col 2k+1] * [u0 ×8 | u1 ×8]`.
-#[inline(always)]
-fn pu_pair(
-    acc: &mut [f32; 2 * MV_CHUNK],
-    p: &[f32; MV_CHUNK * MV_CHUNK],
-    k: usize,
-    u0: f32,
-    u1: f32,
-) {
-    let cols = *<&[f32; 2 * MV_CHUNK]>::try_from(&p[2 * k * MV_CHUNK..2 * (k + 1) * MV_CHUNK])
-        .expect("two mv columns");
-    for l in 0..2 * MV_CHUNK {
-        acc[l] += cols[l] * if l < MV_CHUNK { u0 } else { u1 };
-    }
+    *<&mut [f32; MV_CHUNK]>::try_from(&mut pu[..MV_CHUNK]).expect("mv chunk") = acc;
 }
 
 /// `cov += a (u u^T - cov)` for up to [`MV_CHUNK`] sensors, two rows per
