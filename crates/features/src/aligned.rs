@@ -4,15 +4,16 @@
 //! State blocks are read and written in whole vectors of lanes. `Vec<f64>`
 //! only promises 8-byte alignment (large allocations typically land 16 bytes
 //! past a page boundary), so every 32- or 64-byte lane access would straddle
-//! two cache lines, which costs an extra access and defeats store-to-load
-//! forwarding between one row's writes and the next step's reads. This keeps
+//! two cache lines and cost two accesses instead of one. This keeps
 //! a little slack in a plain `Vec` and starts the data at the first aligned
 //! element: no `unsafe`, no allocator tricks.
 
 /// Cache line size the start is aligned to.
 pub const ALIGN_BYTES: usize = 64;
 
-/// A growable, zero-initialised buffer of `T` that starts on a 64-byte boundary.
+/// A growable, zero-initialised buffer of `T` that starts on a 64-byte
+/// boundary. Meant for primitive numbers (`f32`, `f64`): `T`'s size must
+/// divide 64.
 #[derive(Debug)]
 pub struct AlignedVec<T> {
     buf: Vec<T>,

@@ -63,8 +63,9 @@ use crate::spec::{
 pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 /// Gaussian consistency factor: `sigma = mean(|r|) * 1.2533`.
 pub const MEAN_ABS_TO_SIGMA: f64 = 1.253_314_137_315_500_3;
-/// Chunks the const-shape kernel keeps in registers between its passes.
-const MAX_KEPT: usize = 2;
+/// Chunks the const-shape kernel keeps in registers between its passes (it
+/// is instantiated for one chunk).
+const MAX_KEPT: usize = 1;
 /// Milliseconds to seconds, as a multiplication (a division costs ten times more).
 const MS_TO_S: f64 = 1e-3;
 /// Values with a larger magnitude are treated as missing (they overflow squares).
