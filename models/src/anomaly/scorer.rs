@@ -56,6 +56,23 @@ macro_rules! chunk {
     };
 }
 
+/// Copies of a method compiled with wider vector instructions, chosen at run
+/// time by [`Simd`] (AVX2: 4 f64 / 8 f32 lanes per instruction; AVX-512: 8 /
+/// 16). Rust never contracts `a * b + c` into an FMA on its own, so every copy
+/// computes bit-identical results (a test compares them).
+macro_rules! simd_copies {
+    ($($name:ident = $features:literal
+        => $inner:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;)*) => {
+        $(
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            unsafe fn $name(&mut self, $($arg: $ty),*) -> $ret {
+                self.$inner($($arg),*)
+            }
+        )*
+    };
+}
+
 /// f32 lanes per chunk of the multivariate part.
 const MV_CHUNK: usize = 8;
 
@@ -315,47 +332,27 @@ impl FleetScorer {
         self.score_row_impl(asset, ts_ms, values)
     }
 
-    /// The same code as [`Self::score_row_impl`], compiled with AVX2 so the lane
-    /// loops run 4 f64 / 8 f32 wide. Rust never contracts `a * b + c` into an
-    /// FMA on its own, so results are bit-identical to the baseline build.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn score_row_avx2(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
-        self.score_row_impl(asset, ts_ms, values)
-    }
-
-    /// [`Self::score_row_impl`] compiled with AVX-512: a chunk of 8 f64 lanes
-    /// is one instruction (same results, see [`Self::score_row_avx2`]).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    unsafe fn score_row_avx512(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
-        self.score_row_impl(asset, ts_ms, values)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn score_rows_avx2(
-        &mut self,
-        asset_idx: &[u32],
-        ts_ms: &[i64],
-        values: &[f64],
-        scores: &mut [f64],
-        top: &mut [u16],
-    ) {
-        self.score_rows(asset_idx, ts_ms, values, scores, top);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-    unsafe fn score_rows_avx512(
-        &mut self,
-        asset_idx: &[u32],
-        ts_ms: &[i64],
-        values: &[f64],
-        scores: &mut [f64],
-        top: &mut [u16],
-    ) {
-        self.score_rows(asset_idx, ts_ms, values, scores, top);
+    simd_copies! {
+        score_row_avx2 = "avx2,fma"
+            => score_row_impl(asset: usize, ts_ms: i64, values: &[f64]) -> RowScore;
+        score_row_avx512 = "avx512f,avx512vl,avx512dq,avx2,fma"
+            => score_row_impl(asset: usize, ts_ms: i64, values: &[f64]) -> RowScore;
+        score_rows_avx2 = "avx2,fma"
+            => score_rows(
+                asset_idx: &[u32],
+                ts_ms: &[i64],
+                values: &[f64],
+                scores: &mut [f64],
+                top: &mut [u16]
+            ) -> ();
+        score_rows_avx512 = "avx512f,avx512vl,avx512dq,avx2,fma"
+            => score_rows(
+                asset_idx: &[u32],
+                ts_ms: &[i64],
+                values: &[f64],
+                scores: &mut [f64],
+                top: &mut [u16]
+            ) -> ();
     }
 
     /// Rows in blocks: detectors and calibration state row by row, writing each
