@@ -594,6 +594,14 @@ impl FleetScorer {
             let (uc, pu) = (&uc_all[..mvp], &mut self.pu[..mvp]);
             // P u as a sum of columns (P is symmetric): elementwise, vectorises.
             if mc == 1 {
+                #[cfg(target_arch = "x86_64")]
+                if self.simd != Simd::Baseline {
+                    // SAFETY: any level above the baseline means the CPU has AVX2.
+                    unsafe { pu_one_chunk_avx(prec, uc, pu) };
+                } else {
+                    pu_one_chunk(prec, uc, pu);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
                 pu_one_chunk(prec, uc, pu);
             } else {
                 for c in 0..mc {
@@ -818,6 +826,35 @@ fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
         }
     }
     *<&mut [f32; MV_CHUNK]>::try_from(&mut pu[..MV_CHUNK]).expect("mv chunk") = acc;
+}
+
+/// [`pu_one_chunk`] with explicit 8-lane AVX operations, in the same order
+/// (`acc = acc + col_j * u_j` for j = 0..8, no fused multiply-add), so the
+/// result is bit-identical. The compiler's own vectoriser splits this product
+/// into 2- and 4-lane pieces whatever shape it is written in.
+///
+/// # Safety
+/// The CPU must support AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn pu_one_chunk_avx(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+    let prec = &prec[..MV_CHUNK * MV_CHUNK];
+    let u = &uc[..MV_CHUNK];
+    let out = &mut pu[..MV_CHUNK];
+    let mut acc = _mm256_setzero_ps();
+    for (j, &uj) in u.iter().enumerate() {
+        // SAFETY: `prec` holds MV_CHUNK × MV_CHUNK values, so column j's 8
+        // lanes are in bounds; unaligned loads are allowed.
+        let col = unsafe { _mm256_loadu_ps(prec.as_ptr().add(j * MV_CHUNK)) };
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(col, _mm256_set1_ps(uj)));
+    }
+    // SAFETY: `out` holds MV_CHUNK values.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
 }
 
 /// `cov += a (u u^T - cov)` for up to [`MV_CHUNK`] sensors, two rows per
