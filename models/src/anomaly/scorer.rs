@@ -727,11 +727,16 @@ impl FleetScorer {
         let mut top = usize::MAX;
         if top_ev > 0.0 {
             for c in 0..nc {
-                let ev = *chunk!(evidence, c);
-                let mut mask = 0u32;
-                for (l, e) in ev.iter().enumerate() {
-                    mask |= u32::from(*e == top_ev) << l;
-                }
+                let ev = chunk!(evidence, c);
+                #[cfg(target_arch = "x86_64")]
+                let mask = if self.simd != Simd::Baseline {
+                    // SAFETY: any level above the baseline means the CPU has AVX2.
+                    unsafe { lanes_equal_mask_avx(ev, top_ev) }
+                } else {
+                    lanes_equal_mask(ev, top_ev)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let mask = lanes_equal_mask(ev, top_ev);
                 if mask != 0 {
                     top = c * LANE_CHUNK + mask.trailing_zeros() as usize;
                     break;
@@ -826,6 +831,42 @@ fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
         }
     }
     *<&mut [f32; MV_CHUNK]>::try_from(&mut pu[..MV_CHUNK]).expect("mv chunk") = acc;
+}
+
+/// Bit `l` set where lane `l` equals `v`.
+#[inline(always)]
+fn lanes_equal_mask(lanes: &[f64; LANE_CHUNK], v: f64) -> u32 {
+    let mut mask = 0u32;
+    for (l, e) in lanes.iter().enumerate() {
+        mask |= u32::from(*e == v) << l;
+    }
+    mask
+}
+
+/// [`lanes_equal_mask`] as two 4-lane compares and sign-bit masks (the
+/// compiler builds the mask one lane at a time).
+///
+/// # Safety
+/// The CPU must support AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn lanes_equal_mask_avx(lanes: &[f64; LANE_CHUNK], v: f64) -> u32 {
+    use std::arch::x86_64::{
+        _mm256_cmp_pd, _mm256_loadu_pd, _mm256_movemask_pd, _mm256_set1_pd, _CMP_EQ_OQ,
+    };
+    const _: () = assert!(LANE_CHUNK == 8);
+    let vv = _mm256_set1_pd(v);
+    // SAFETY: `lanes` holds 8 values: the loads read lanes 0..4 and 4..8.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_loadu_pd(lanes.as_ptr()),
+            _mm256_loadu_pd(lanes.as_ptr().add(4)),
+        )
+    };
+    let lo = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(lo, vv)) as u32;
+    let hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(hi, vv)) as u32;
+    lo | (hi << 4)
 }
 
 /// [`pu_one_chunk`] with explicit 8-lane AVX operations, in the same order
