@@ -249,7 +249,9 @@ impl FleetFeatures {
         self.n_assets
     }
 
-    /// Counters of rows and values handled specially so far.
+    /// Counters of rows and values handled specially so far. Reads every
+    /// asset's valid counts (O(assets × sensors)): meant for reports, not for
+    /// every row.
     pub fn counters(&self) -> FeatureCounters {
         // Every learned row adds 1 to its asset's row count and 1 per valid
         // value to its sensors' valid counts; the rest of its values were missing.

@@ -300,7 +300,8 @@ impl FleetScorer {
         self.features.state_bytes_per_asset() + self.det_stride * 8 + self.mv_stride * 4
     }
 
-    /// Counters of special rows and values so far.
+    /// Counters of special rows and values so far (O(assets × sensors), see
+    /// `FleetFeatures::counters`: for reports, not for every row).
     pub fn counters(&self) -> ScoreCounters {
         let f = self.features.counters();
         ScoreCounters {
