@@ -48,15 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for subset in subsets {
         let data = cmapss::load_subset(&dir, subset)?;
         if tune {
-            let cv = protocol::tune(
-                &data.train,
-                &params,
-                &[4, 6],
-                &[20, 80],
-                &[150, 300, 500],
-                5,
-                7,
-            )?;
+            let cv = protocol::tune_default(&data.train, &params)?;
             for r in cv.iter().take(6) {
                 println!(
                     "{subset} cv depth={} leaf={} trees={} rmse={:.3}",

@@ -156,15 +156,7 @@ fn run_cmapss(args: CmapssArgs) -> anyhow::Result<()> {
                 "[{subset}] 5-fold grouped CV on {} training engines",
                 data.train.len()
             );
-            let cv = protocol::tune(
-                &data.train,
-                &params,
-                &[4, 6],
-                &[20, 80],
-                &[150, 300, 500],
-                5,
-                7,
-            )?;
+            let cv = protocol::tune_default(&data.train, &params)?;
             let best = &cv[0];
             eprintln!(
                 "[{subset}] CV best: depth {} leaf {} trees {} (CV RMSE {:.2})",

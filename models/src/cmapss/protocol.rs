@@ -184,6 +184,15 @@ pub struct CvResult {
     pub rmse: f64,
 }
 
+/// [`tune`] over the grid `fieldpulse eval cmapss --tune` searches: depth 4
+/// or 6, leaf size 20 or 80, 150 / 300 / 500 trees, 5 folds, seed 7.
+///
+/// # Errors
+/// Invalid booster parameters.
+pub fn tune_default(train: &[Engine], base: &GbdtParams) -> Result<Vec<CvResult>, ProtocolError> {
+    tune(train, base, &[4, 6], &[20, 80], &[150, 300, 500], 5, 7)
+}
+
 /// Grouped K-fold cross-validation over training engines for each
 /// (depth, leaf size) in the grid; every `n_trees` checkpoint is scored from
 /// the same fits by summing trees in order. Returns all results, best first.
