@@ -15,8 +15,10 @@ use fieldpulse_models::anomaly::{
     evaluate, generate, AnomalyKind, DetectorParams, DetectorValidParams, FleetScorer, ParamGuard,
     SynthParams,
 };
-use fieldpulse_models::wide_csv::{WideCsvOptions, WideTable};
+use fieldpulse_models::wide_csv::WideTable;
 use serde::Serialize;
+
+use crate::wide_csv_args::WideCsvArgs;
 
 /// Arguments of `fieldpulse bench scoring`.
 #[derive(Debug, Args)]
@@ -27,15 +29,8 @@ pub struct ScoringBenchArgs {
     /// Wide CSV (`asset, ts, sensor1..sensorN`); default: a generated fleet.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Asset column of the CSV.
-    #[arg(long)]
-    pub asset_col: Option<String>,
-    /// Time column of the CSV.
-    #[arg(long)]
-    pub time_col: Option<String>,
-    /// Numeric CSV columns that are not sensors, comma separated.
-    #[arg(long, value_delimiter = ',')]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub columns: WideCsvArgs,
     /// Per-row labels (a `label` column: 0 normal, 1 spike, 2 drift, 3 level
     /// shift, 4 correlation break); default `<csv>.labels.csv` if it exists.
     #[arg(long)]
@@ -321,12 +316,7 @@ type Loaded = (Columns, Option<Vec<u8>>, String, u64, u64);
 
 fn load_csv(args: &ScoringBenchArgs, path: &PathBuf) -> anyhow::Result<Loaded> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let opts = WideCsvOptions {
-        asset_col: args.asset_col.clone(),
-        time_col: args.time_col.clone(),
-        exclude: args.exclude.clone(),
-        sniff_rows: 0,
-    };
+    let opts = args.columns.options();
     let table = WideTable::read(BufReader::with_capacity(1 << 20, file), &opts)
         .with_context(|| format!("reading {}", path.display()))?;
     let label_path = args.labels.clone().or_else(|| {

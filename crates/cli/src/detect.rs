@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use fieldpulse_models::anomaly::{DetectorParams, FleetScorer, ParamGuard, RowStatus};
-use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader, WideRecord};
+use fieldpulse_models::wide_csv::{TimeFormat, WideCsvReader, WideRecord};
 use serde::Serialize;
+
+use crate::wide_csv_args::WideCsvArgs;
 
 /// Arguments of `fieldpulse detect`.
 #[derive(Debug, Args)]
@@ -26,15 +28,8 @@ pub struct DetectArgs {
     /// Where to write the scores (time, [asset], score, is_anomaly, top_sensor).
     #[arg(long)]
     pub output: PathBuf,
-    /// Asset column for multi-asset files (default: `asset` or `asset_id` if present).
-    #[arg(long)]
-    pub asset_col: Option<String>,
-    /// Time column (default: timestamp, datetime, ts or time).
-    #[arg(long)]
-    pub time_col: Option<String>,
-    /// Numeric columns that are not sensors, comma separated.
-    #[arg(long, value_delimiter = ',')]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub columns: WideCsvArgs,
     /// Score at or above which `is_anomaly` is 1 (default 0.9999).
     #[arg(long)]
     pub threshold: Option<f64>,
@@ -90,12 +85,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     }
     let file =
         File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
-    let opts = WideCsvOptions {
-        asset_col: args.asset_col.clone(),
-        time_col: args.time_col.clone(),
-        exclude: args.exclude.clone(),
-        sniff_rows: 0,
-    };
+    let opts = args.columns.options();
     let mut reader = WideCsvReader::new(BufReader::with_capacity(1 << 20, file), &opts)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let layout = reader.layout().clone();
@@ -275,9 +265,10 @@ mod tests {
         DetectArgs {
             input,
             output,
-            asset_col: None,
-            time_col: None,
-            exclude: vec!["site_id".into()],
+            columns: WideCsvArgs {
+                exclude: vec!["site_id".into()],
+                ..WideCsvArgs::default()
+            },
             threshold: None,
             strict: false,
             json: false,

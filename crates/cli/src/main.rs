@@ -17,6 +17,7 @@ mod sf_emulator;
 mod simulate;
 mod sync;
 mod train;
+mod wide_csv_args;
 
 /// fieldpulse: sensor readings in, prioritized Salesforce Field Service work out.
 #[derive(Debug, Parser)]
