@@ -161,6 +161,8 @@ pub struct FleetScorer {
     mv_min: f64,
     mv_cusum_k: f64,
     mv_cusum_clip: f64,
+    mv_cusum_cap: f64,
+    mv_cusum_min: f64,
     inv_mv_h: f64,
     cal_decay: f64,
     /// `cusum_cap * cusum_h`.
@@ -178,8 +180,9 @@ pub struct FleetScorer {
     simd: Simd,
 }
 
-/// Which compiled copy of the row loop runs (chosen once, from the CPU).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which compiled copy of the row loop runs (chosen once, from the CPU),
+/// ordered from narrowest to widest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Simd {
     /// Portable code (SSE2 on x86-64).
     Baseline,
@@ -210,7 +213,9 @@ impl FleetScorer {
         let mvp = n.div_ceil(MV_CHUNK) * MV_CHUNK;
         let mv_stride = if mv_on { 2 * mvp * mvp + 2 * mvp } else { 0 };
         let det_stride = D_HDR + 2 * np;
-        let res = Self {
+        let mv_min = (8 * n).max(64) as f64;
+        let mv_cusum_k = chi2_quantile(1, params.mv_cusum_z);
+        let mut res = Self {
             trend: params.features.trend_horizon(),
             gate: f64::from(params.features.warmup_readings()),
             warmup: f64::from(params.warmup_readings),
@@ -224,10 +229,15 @@ impl FleetScorer {
             mv_stride,
             mv_decay: (-std::f64::consts::LN_2 / params.mv_half_life).exp(),
             mv_inv_q: 1.0 / chi2_quantile(n, params.mv_tail_z),
-            mv_min: (8 * n).max(64) as f64,
+            mv_min,
             inv_mv_h: 1.0 / params.mv_cusum_h,
-            mv_cusum_k: chi2_quantile(1, params.mv_cusum_z),
-            mv_cusum_clip: 0.0,
+            mv_cusum_k,
+            // Each reading adds at most k above the reference (see the params doc).
+            mv_cusum_clip: 2.0 * mv_cusum_k,
+            mv_cusum_cap: params.cusum_cap * params.mv_cusum_h,
+            // Residuals are only as good as the precision behind them: the
+            // CUSUMs start once the covariance has a half-life of history.
+            mv_cusum_min: mv_min.max(params.mv_half_life),
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
             cusum_cap_abs: params.cusum_cap * params.cusum_h,
             inv_levels: [
@@ -236,7 +246,8 @@ impl FleetScorer {
                 1.0 / params.drift_z,
                 1.0 / params.spike_baseline_z,
             ],
-            one_chunk: np == LANE_CHUNK && mvp == MV_CHUNK,
+            // (`mvp == np`: the multivariate lanes share the feature padding.)
+            one_chunk: np == LANE_CHUNK,
             np,
             evidence: vec![0.0; np],
             mvp,
@@ -248,9 +259,6 @@ impl FleetScorer {
             simd: simd_level(),
             p: params,
         };
-        let mut res = res;
-        // Each reading adds at most k above the reference (see the params doc).
-        res.mv_cusum_clip = 2.0 * res.mv_cusum_k;
         for _ in 0..n_assets {
             res.add_asset();
         }
@@ -274,7 +282,7 @@ impl FleetScorer {
     /// one (tests compare the compiled copies).
     #[cfg(test)]
     pub(crate) fn with_simd(mut self, simd: Simd) -> Option<Self> {
-        (simd_level_rank(simd) <= simd_level_rank(simd_level())).then(|| {
+        (simd <= simd_level()).then(|| {
             self.simd = simd;
             self
         })
@@ -640,15 +648,13 @@ impl FleetScorer {
             // CUSUM on its square per sensor catches one sensor leaving the
             // joint pattern (a flipped or lost load response) even when d^2,
             // which averages over all sensors, barely moves; each reading adds
-            // at most h / 2, so a spike alone cannot trip it.
+            // at most k, so a spike alone cannot trip it.
             let mut d2 = 0.0f32;
-            // Residuals are only as good as the precision behind them: the
-            // CUSUMs start once the covariance has a half-life of history.
-            let learn_cus = LEARN && hdr[D_MV_N] >= self.mv_min.max(self.p.mv_half_life);
+            let learn_cus = LEARN && hdr[D_MV_N] >= self.mv_cusum_min;
             let (k, clip, cap) = (
                 self.mv_cusum_k as f32,
                 self.mv_cusum_clip as f32,
-                (p.cusum_cap * p.mv_cusum_h) as f32,
+                self.mv_cusum_cap as f32,
             );
             let (inv_q, inv_h) = (self.mv_inv_q as f32, self.inv_mv_h as f32);
             for c in 0..mc {
@@ -816,9 +822,9 @@ fn calibrated(m: Moments, min_beta: f64) -> f64 {
 
 /// `pu = P u` for up to [`MV_CHUNK`] sensors (`P` is `MV_CHUNK × MV_CHUNK`,
 /// zero outside the sensors, and symmetric, so `P u` is a sum of columns
-/// scaled by `u_j`): one 8-lane multiply-add per column. Written as a loop
-/// over columns with the 8 lanes innermost, which the compiler turns into
-/// whole-register operations (unrolled by hand it split them into pairs).
+/// scaled by `u_j`). The portable form, run by the baseline copy; the AVX
+/// copies call [`pu_one_chunk_avx`], because the compiler splits this loop
+/// into 2- and 4-lane operations however it is written.
 #[inline(always)]
 fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
     let mut acc = [0.0f32; MV_CHUNK];
@@ -900,8 +906,9 @@ unsafe fn pu_one_chunk_avx(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
 }
 
 /// `cov += a (u u^T - cov)` for up to [`MV_CHUNK`] sensors, two rows per
-/// 16-lane step (padding rows stay 0: their `u` is 0); steps written out for
-/// the reason given at [`pu_one_chunk`].
+/// 16-lane step (padding rows stay 0: their `u` is 0). The four steps are
+/// written out: as a loop over row pairs, the compiler vectorised across the
+/// pairs with gathers of `u`, which are slow.
 #[inline(always)]
 fn cov_update_one_chunk(cov: &mut [f32], uc: &[f32], a: f32) {
     let u = *<&[f32; MV_CHUNK]>::try_from(&uc[..MV_CHUNK]).expect("mv chunk");
@@ -937,15 +944,6 @@ fn cov_pair(
         r[l] = b * r[l] + ci * uu[l];
     }
     *rows = r;
-}
-
-#[cfg(test)]
-fn simd_level_rank(s: Simd) -> u8 {
-    match s {
-        Simd::Baseline => 0,
-        Simd::Avx2 => 1,
-        Simd::Avx512 => 2,
-    }
 }
 
 /// The widest compiled copy of the row loop this CPU can run.
