@@ -66,7 +66,7 @@ pub const MEAN_ABS_TO_SIGMA: f64 = 1.253_314_137_315_500_3;
 /// Chunks the const-shape kernel keeps in registers between its passes (it
 /// is instantiated for one chunk).
 const MAX_KEPT: usize = 1;
-/// Milliseconds to seconds, as a multiplication (a division costs ten times more).
+/// Milliseconds to seconds, as a multiplication (cheaper than dividing by 1000).
 const MS_TO_S: f64 = 1e-3;
 /// Values with a larger magnitude are treated as missing (they overflow squares).
 pub const MAX_ABS_VALUE: f64 = 1e100;
@@ -595,11 +595,8 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     let (hdr, lanes) = blk.split_at_mut(header_len);
     let lanes = &mut lanes[..n_sensor_fields(n_h) * np];
     // Values are read in lane chunks straight from the caller's row when it
-    // fills whole chunks. Otherwise they are copied into the padded scratch
-    // first, element by element; a vector load of values just stored one by
-    // one cannot be forwarded from the store buffer and waits for the stores
-    // to retire, which serialises consecutive rows, so the common layouts
-    // (a multiple of LANE_CHUNK sensors) avoid the copy.
+    // fills whole chunks; otherwise they are first copied, element by element,
+    // into the padded scratch (whose padding lanes hold NaN, i.e. missing).
     let direct = x.len() == np;
     if !direct {
         for (d, v) in sc.xin.iter_mut().zip(x) {
@@ -665,8 +662,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(mut sc.valid, c) = valid;
             if NC > 0 {
                 // Known chunk count: the learning pass below takes these from
-                // registers; a vector store read back right away waits on
-                // store-to-load forwarding.
+                // locals instead of storing and reloading them.
                 kept[c] = (valid, xv, resid);
             } else {
                 *chunk!(mut sc.xv, c) = xv;
@@ -705,8 +701,8 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         }
     }
     if NH > 0 && NH <= 4 {
-        // Known horizon count: the reciprocals as one 4-wide division (the
-        // divider is the scarcest unit in this kernel).
+        // Known horizon count: the reciprocals as one 4-wide division
+        // instead of three scalar ones.
         let mut ws = [1.0; 4];
         for h in 0..NH {
             ws[h] = hdr[H_W + NH + h] * hdr[H_W + h] + 1.0;

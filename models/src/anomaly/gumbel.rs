@@ -3,8 +3,8 @@
 //!
 //! libm's `expf` is a call per value; scoring a batch instead writes each
 //! row's `z` and then runs [`gumbel_scores`] over the batch, which the
-//! compiler turns into straight-line vector code (8 or 16 rows per
-//! instruction). Single rows use the same function, so a row scores the same
+//! compiler turns into straight-line vector code (8 rows per instruction in
+//! the AVX copies). Single rows use the same function, so a row scores the same
 //! alone or in a batch.
 
 /// `ln 2` split in two (Cody–Waite) so `x - n ln 2` is exact for |n| < 2^9.
