@@ -10,7 +10,7 @@
 //! ```
 
 use fieldpulse_models::anomaly::{
-    evaluate, generate, AnomalyKind, DetectorParams, FleetScorer, ParamGuard, SynthFleet,
+    fleet_alarms, generate, quality_by_kind, AnomalyKind, DetectorParams, FleetScorer, ParamGuard,
     SynthParams,
 };
 
@@ -26,23 +26,17 @@ fn main() {
         diag(seed);
         return;
     }
-    let threshold = DetectorParams::default()
-        .check()
-        .expect("defaults")
-        .threshold();
-    for kind in AnomalyKind::ALL {
-        let f = generate(&SynthParams {
-            assets,
-            readings,
-            seed: seed + kind as u64,
-            ..SynthParams::only(kind, 0.1)
-        });
-        let alarms = alarms(&f, threshold);
-        let q = evaluate(&f.asset_idx, &f.labels, &alarms, 150);
-        let k = q.kinds.iter().find(|k| k.kind == kind).expect("kind");
+    let params = DetectorParams::default().check().expect("defaults");
+    let base = SynthParams {
+        assets,
+        readings,
+        seed,
+        ..SynthParams::default()
+    };
+    for (k, q) in quality_by_kind(&params, &base, 150).expect("sensors") {
         println!(
             "{:<18} events {:>3} recall {:.2} precision {:.2} delay p50 {:>5.1} p90 {:>5.1} | false alarms/1k {:.2}, false episodes {}",
-            kind.name(),
+            k.kind.name(),
             k.events,
             k.recall,
             k.precision,
@@ -58,22 +52,11 @@ fn main() {
         seed,
         ..SynthParams::only(AnomalyKind::Spike, 0.0)
     });
-    let a = alarms(&clean, threshold);
+    let a = fleet_alarms(&params, &clean).expect("sensors");
     println!(
         "clean fleet: {:.2} alarms per 1k rows",
         1000.0 * a.iter().filter(|x| **x).count() as f64 / a.len() as f64
     );
-}
-
-fn alarms(f: &SynthFleet, threshold: f64) -> Vec<bool> {
-    let params = DetectorParams::default().check().expect("defaults");
-    let mut s =
-        FleetScorer::new(params, f.sensor_names.clone(), f.asset_names.len()).expect("sensors");
-    let rows = f.n_rows();
-    let (mut scores, mut top) = (vec![0.0; rows], vec![0u16; rows]);
-    s.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)
-        .expect("shapes");
-    scores.iter().map(|s| *s >= threshold).collect()
 }
 
 /// `DIAG=1`: per correlation-break asset, which sensor flipped and how the raw score moved.

@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use fieldpulse_models::anomaly::{
-    evaluate, generate, AnomalyKind, DetectorParams, DetectorValidParams, FleetScorer, ParamGuard,
-    SynthParams,
+    self, evaluate, generate, AnomalyKind, DetectorParams, DetectorValidParams, FleetScorer,
+    ParamGuard, SynthParams,
 };
 use fieldpulse_models::wide_csv::WideTable;
 use serde::Serialize;
@@ -280,36 +280,26 @@ fn quality_by_kind(
     params: &DetectorValidParams,
     args: &ScoringBenchArgs,
 ) -> anyhow::Result<Vec<KindReport>> {
-    let threshold = params.threshold();
-    let mut out = Vec::new();
-    for kind in AnomalyKind::ALL {
-        let f = generate(&SynthParams {
-            assets: 200,
-            readings: args.readings,
-            sensors: args.sensors,
-            seed: 7 + kind as u64,
-            ..SynthParams::only(kind, 0.1)
-        });
-        let mut scorer =
-            FleetScorer::new(params.clone(), f.sensor_names.clone(), f.asset_names.len())?;
-        let (mut scores, mut top) = (vec![0.0; f.n_rows()], vec![0u16; f.n_rows()]);
-        scorer.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)?;
-        let alarms: Vec<bool> = scores.iter().map(|s| *s >= threshold).collect();
-        let q = evaluate(&f.asset_idx, &f.labels, &alarms, args.max_delay);
-        if let Some(k) = q.kinds.iter().find(|k| k.kind == kind) {
-            out.push(KindReport {
-                kind: k.kind.name(),
-                events: k.events,
-                detected: k.detected,
-                recall: k.recall,
-                precision: k.precision,
-                f1: k.f1,
-                delay_median: k.delay_median,
-                delay_p90: k.delay_p90,
-            });
-        }
-    }
-    Ok(out)
+    let base = SynthParams {
+        assets: 200,
+        readings: args.readings,
+        sensors: args.sensors,
+        seed: 7,
+        ..SynthParams::default()
+    };
+    Ok(anomaly::quality_by_kind(params, &base, args.max_delay)?
+        .into_iter()
+        .map(|(k, _)| KindReport {
+            kind: k.kind.name(),
+            events: k.events,
+            detected: k.detected,
+            recall: k.recall,
+            precision: k.precision,
+            f1: k.f1,
+            delay_median: k.delay_median,
+            delay_p90: k.delay_p90,
+        })
+        .collect())
 }
 
 type Loaded = (Columns, Option<Vec<u8>>, String, u64, u64);

@@ -22,6 +22,6 @@ mod tests;
 
 pub use fieldpulse_features::{ParamGuard, RowStatus};
 pub use params::{AnomalyError, DetectorParams, DetectorValidParams};
-pub use quality::{evaluate, KindQuality, QualityReport};
+pub use quality::{evaluate, fleet_alarms, quality_by_kind, KindQuality, QualityReport};
 pub use scorer::{FleetScorer, RowScore, ScoreCounters};
 pub use synth::{generate, AnomalyKind, SynthFleet, SynthParams};
