@@ -428,6 +428,28 @@ impl FailureScorer {
         ts_ms: i64,
         values: &[f64],
     ) -> Result<Prediction, ArtifactError> {
+        self.update(asset, ts_ms, values)?;
+        Ok(self.predict_current(asset, ts_ms))
+    }
+
+    /// Feeds one reading into the asset's streaming state and, when
+    /// `predict` is true, evaluates the model on it. Serving evaluates on a
+    /// schedule, not on every reading; the state must still see every reading.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Schema`] when `values` has the wrong length.
+    pub fn observe(
+        &mut self,
+        asset: &str,
+        ts_ms: i64,
+        values: &[f64],
+        predict: bool,
+    ) -> Result<Option<Prediction>, ArtifactError> {
+        self.update(asset, ts_ms, values)?;
+        Ok(predict.then(|| self.predict_current(asset, ts_ms)))
+    }
+
+    fn update(&mut self, asset: &str, ts_ms: i64, values: &[f64]) -> Result<(), ArtifactError> {
         let idx = match self.assets.get(asset) {
             Some(&i) => i,
             None => {
@@ -446,12 +468,18 @@ impl FailureScorer {
                 &mut self.row[..n_stream],
             )
             .map_err(|e| ArtifactError::Schema(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The model on the stream features just written by `update` for `asset`.
+    fn predict_current(&mut self, asset: &str, ts_ms: i64) -> Prediction {
+        let n_stream = self.model.schema.stream_columns.len();
         self.model.schema.history_features(
             self.history.assets.get(asset),
             ts_ms,
             &mut self.row[n_stream..],
         );
-        Ok(self.model.predict(&self.row))
+        self.model.predict(&self.row)
     }
 
     /// The model this scorer uses.
