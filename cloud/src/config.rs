@@ -457,7 +457,7 @@ impl RawCloudConfig {
         }
         self.episodes
             .validate()
-            .map_err(|(key, message)| bad(&format!("episodes.{key}"), message))?;
+            .map_err(|e| bad(&format!("episodes.{}", e.key), e.problem))?;
         let p = &self.priority;
         if !(p.default_criticality > 0.0 && p.default_criticality.is_finite()) {
             return Err(bad("priority.default_criticality", "must be positive".into()));
@@ -475,7 +475,7 @@ impl RawCloudConfig {
         }
         p.bands
             .validate()
-            .map_err(|(key, message)| bad(&format!("priority.bands.{key}"), message))?;
+            .map_err(|e| bad(&format!("priority.bands.{}", e.key), e.problem))?;
         if self.campaigns.min_assets < 2 {
             return Err(bad("campaigns.min_assets", "must be at least 2".into()));
         }

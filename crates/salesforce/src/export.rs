@@ -169,6 +169,14 @@ fn stamp_second(stamp: &str) -> Option<String> {
     (stamp.len() >= 19 && stamp.as_bytes()[10] == b'T').then(|| format!("{}Z", &stamp[..19]))
 }
 
+/// A query record with nested relationship objects flattened to dotted keys
+/// (`{"WorkType": {"Name": "x"}}` → `"WorkType.Name": "x"`), `attributes` dropped.
+pub fn flatten_record(record: &Json) -> Map<String, Json> {
+    let mut out = Map::new();
+    flatten("", record, &mut out);
+    out
+}
+
 fn flatten(prefix: &str, value: &Json, out: &mut Map<String, Json>) {
     match value {
         Json::Object(map) => {

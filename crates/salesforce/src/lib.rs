@@ -52,7 +52,7 @@ pub use bulk::{BulkOptions, CsvPage};
 pub use client::{ClientConfig, ClientStats, RetryPolicy, SalesforceClient};
 pub use collections::{root_cause, RecordOutcome, Subrequest, Subresponse};
 pub use error::{ApiError, ErrorClass, SfError};
-pub use export::{ExportError, ExportMode, ExportReport, ExportSpec, ExportState};
+pub use export::{flatten_record, ExportError, ExportMode, ExportReport, ExportSpec, ExportState};
 pub use limits::ApiUsage;
 pub use query::QueryOptions;
 pub use secret::Secret;

@@ -1,0 +1,478 @@
+//! Episode changes → Salesforce records, written for a dispatcher.
+//!
+//! One [`EpisodeChange`] (an episode opened, escalated, updated, suppressed or
+//! closed) becomes the upserts the rollout mode allows:
+//!
+//! | rollout | Case | Asset_Alert__c | Asset health | AI_Insight__c |
+//! |---|---|---|---|---|
+//! | `observe` | – | – | – | ✓ |
+//! | `review` | ✓ (status awaiting acceptance) | ✓ | ✓ | ✓ |
+//! | `act` | ✓ (ready for dispatch) | ✓ | ✓ | ✓ |
+//!
+//! Every record carries `FieldPulse_Key__c` (so a retry or a replay upserts,
+//! never duplicates), `AI_Generated__c = true` and `FieldPulse_Trace_Id__c`,
+//! the key of the `AI_Insight__c` that explains it.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Rollout;
+use crate::directory::{AssetInfo, PastWorkOrder};
+use crate::episodes::{Priority, PriorityDecision};
+use crate::outbox::Action;
+
+/// Case status for `review` rollout: a person must accept the Case first.
+pub const REVIEW_CASE_STATUS: &str = "New";
+/// Case status for `act` rollout.
+pub const ACT_CASE_STATUS: &str = "New";
+
+/// What happened to an episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// It opened (a new problem).
+    Opened,
+    /// Its risk rose into a higher priority band.
+    Escalated,
+    /// New evidence, same band.
+    Updated,
+    /// A Work Order for it is open: quiet until it completes.
+    Suppressed,
+    /// It closed: risk receded, the Work Order completed, or the dispatcher dismissed it.
+    Closed,
+}
+
+impl ChangeKind {
+    /// Lowercase name, used in keys and the audit record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Opened => "opened",
+            ChangeKind::Escalated => "escalated",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Suppressed => "suppressed",
+            ChangeKind::Closed => "closed",
+        }
+    }
+}
+
+/// One sensor's distance from the asset's own normal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorEvidence {
+    /// Sensor name.
+    pub sensor: String,
+    /// Robust z-score against this asset's running median/MAD.
+    pub z: f64,
+    /// Latest value.
+    pub value: f64,
+}
+
+/// Where the evidence came from in the ingest log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRange {
+    /// Gateway id.
+    pub gateway: String,
+    /// Spool epoch.
+    pub epoch: u64,
+    /// First and last batch seq that contributed.
+    pub seqs: (u64, u64),
+    /// Ingest log offsets.
+    pub offsets: (u64, u64),
+}
+
+/// Everything needed to write the records for one episode change.
+#[derive(Debug, Clone)]
+pub struct EpisodeChange {
+    /// Asset name (telemetry key).
+    pub asset: String,
+    /// Salesforce facts about it, when the org knows it.
+    pub info: Option<AssetInfo>,
+    /// Failure mode, or `anomaly`.
+    pub mode: String,
+    /// True for a failure-model episode, false for an anomaly episode.
+    pub predictive: bool,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// Why it closed, in words (for `Closed`).
+    pub reason: Option<String>,
+    /// Episode number of this (asset, mode).
+    pub number: u64,
+    /// Change number within the episode (makes the audit key unique).
+    pub change_no: u64,
+    /// The Case generation (a new Case only once the previous one is closed).
+    pub case_key: String,
+    /// Risk (probability of failure within the horizon, or anomaly score).
+    pub risk: f64,
+    /// Threshold the risk is judged against.
+    pub threshold: f64,
+    /// Horizon of the probability, days (predictive only).
+    pub horizon_days: Option<f64>,
+    /// Predicted remaining useful life, days.
+    pub rul_days: Option<f64>,
+    /// Asset time of the evaluation (ms).
+    pub ts_ms: i64,
+    /// First reading of the episode (ms).
+    pub opened_ms: i64,
+    /// Priority and its inputs.
+    pub priority: PriorityDecision,
+    /// Sensors furthest from normal, largest first.
+    pub evidence: Vec<SensorEvidence>,
+    /// Similar past repairs on the same product.
+    pub similar: Vec<PastWorkOrder>,
+    /// Model name and version.
+    pub model: (String, String),
+    /// Source readings.
+    pub source: SourceRange,
+    /// Rollout mode for this asset's product.
+    pub rollout: Rollout,
+    /// When the triggering batch was appended to the ingest log (wall ms).
+    pub appended_ms: i64,
+    /// Flapping (opened and closed repeatedly): the Case stays one.
+    pub flapping: bool,
+}
+
+/// `2026-12-03T14:00:00.000Z`.
+pub fn sf_datetime(ms: i64) -> String {
+    fieldpulse_models::failure::labels::format_ms(ms)
+}
+
+fn sf_date(ms: i64) -> String {
+    sf_datetime(ms).chars().take(10).collect()
+}
+
+fn mode_words(mode: &str) -> String {
+    match mode {
+        "bearing" => "bearing wear".into(),
+        "fouling" => "fouling / blockage".into(),
+        "electrical" => "electrical fault".into(),
+        "anomaly" => "abnormal sensor behaviour".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// Case Priority picklist value (standard orgs have High/Medium/Low; Critical
+/// is High plus `IsEscalated`).
+fn case_priority(p: Priority) -> &'static str {
+    match p {
+        Priority::Critical | Priority::High => "High",
+        Priority::Medium => "Medium",
+        Priority::Low => "Low",
+    }
+}
+
+fn stamp(fields: &mut Map<String, Value>, key: &str, trace: &str) {
+    fields.insert("FieldPulse_Key__c".into(), json!(key));
+    fields.insert("AI_Generated__c".into(), json!(true));
+    fields.insert("FieldPulse_Trace_Id__c".into(), json!(trace));
+}
+
+impl EpisodeChange {
+    /// Key of the `Asset_Alert__c` for this episode.
+    pub fn alert_key(&self) -> String {
+        format!("fp-alert:{}:{}:{}", self.asset, self.mode, self.number)
+    }
+
+    /// Key of this change's `AI_Insight__c` (also the trace id of every record it explains).
+    pub fn insight_key(&self) -> String {
+        format!(
+            "fp-insight:{}:{}:{}:{}",
+            self.asset, self.mode, self.number, self.change_no
+        )
+    }
+
+    fn predicted_date_ms(&self) -> Option<i64> {
+        self.rul_days
+            .filter(|d| d.is_finite())
+            .map(|d| self.ts_ms + (d * 86_400_000.0) as i64)
+    }
+
+    /// Case subject: asset, problem, priority, in one line.
+    pub fn subject(&self) -> String {
+        let site = self
+            .info
+            .as_ref()
+            .and_then(|i| i.account.clone())
+            .map(|a| format!(" at {a}"))
+            .unwrap_or_default();
+        let what = mode_words(&self.mode);
+        let when = match self.predicted_date_ms() {
+            Some(ms) if self.predictive => format!(", failure expected around {}", sf_date(ms)),
+            _ => String::new(),
+        };
+        let mut s = format!("{}{}: {}{}", self.asset, site, what, when);
+        s.truncate(255);
+        s
+    }
+
+    /// Case description a dispatcher can act on without another tool.
+    pub fn description(&self) -> String {
+        let mut d = String::new();
+        let info = self.info.as_ref();
+        d.push_str(&format!("Asset: {}", self.asset));
+        if let Some(p) = info.and_then(|i| i.product.as_deref()) {
+            d.push_str(&format!(" ({p})"));
+        }
+        if let Some(s) = info.and_then(|i| i.serial.as_deref()) {
+            d.push_str(&format!(", serial {s}"));
+        }
+        if let Some(a) = info.and_then(|i| i.account.as_deref()) {
+            d.push_str(&format!(", site/account {a}"));
+        }
+        d.push('\n');
+        if self.predictive {
+            d.push_str(&format!(
+                "What is wrong: risk of {} — {:.0} % probability of failure within {} days (alarm level {:.0} %).\n",
+                mode_words(&self.mode),
+                100.0 * self.risk,
+                self.horizon_days.map_or("the model's".into(), |h| format!("{h:.0}")),
+                100.0 * self.threshold,
+            ));
+            if let Some(ms) = self.predicted_date_ms() {
+                d.push_str(&format!(
+                    "Predicted failure window: around {} (remaining useful life ≈ {:.1} days).\n",
+                    sf_date(ms),
+                    self.rul_days.unwrap_or(0.0)
+                ));
+            }
+        } else {
+            d.push_str(&format!(
+                "What is wrong: sensor readings far outside this asset's normal behaviour (anomaly score {:.4}, alarm level {:.4}).\n",
+                self.risk, self.threshold
+            ));
+        }
+        if !self.evidence.is_empty() {
+            d.push_str("Evidence (distance from this asset's normal):\n");
+            for e in self.evidence.iter().take(4) {
+                d.push_str(&format!(
+                    "  - {}: {:.1}σ {} normal (now {:.3})\n",
+                    e.sensor,
+                    e.z.abs(),
+                    if e.z >= 0.0 { "above" } else { "below" },
+                    e.value
+                ));
+            }
+        }
+        let pi = &self.priority.inputs;
+        d.push_str(&format!(
+            "Priority {}: score {:.3} = probability {:.3} × criticality {:.2} ({}) × SLA factor {:.2} ({}).\n",
+            self.priority.priority,
+            self.priority.score,
+            pi.probability,
+            pi.criticality,
+            pi.criticality_source,
+            pi.sla_factor,
+            pi.sla_source
+        ));
+        if !self.similar.is_empty() {
+            d.push_str("Similar past repairs on this product:\n");
+            for wo in self.similar.iter().rev().take(3) {
+                d.push_str(&format!(
+                    "  - WO {} on {}{}: {}\n",
+                    wo.number,
+                    wo.asset,
+                    wo.end_ms
+                        .map(|ms| format!(" ({})", sf_date(ms)))
+                        .unwrap_or_default(),
+                    wo.subject
+                ));
+            }
+        }
+        if self.flapping {
+            d.push_str("Note: this problem has come and gone several times recently; one Case covers it.\n");
+        }
+        if let Some(r) = &self.reason {
+            d.push_str(&format!("Status: {r}\n"));
+        }
+        d.push_str(&format!(
+            "Detected {} by {} {} (episode {}, audit {}).",
+            sf_datetime(self.opened_ms),
+            self.model.0,
+            self.model.1,
+            self.number,
+            self.insight_key()
+        ));
+        d
+    }
+
+    fn evidence_json(&self) -> Value {
+        Value::Array(
+            self.evidence
+                .iter()
+                .map(|e| json!({"sensor": e.sensor, "z": round(e.z, 3), "value": e.value}))
+                .collect(),
+        )
+    }
+
+    /// The upserts for this change, in dependency order (parents first).
+    pub fn actions(&self) -> Vec<Action> {
+        let trace = self.insight_key();
+        let urgency = match self.priority.priority {
+            Priority::Critical => 0,
+            Priority::High => 1,
+            Priority::Medium => 2,
+            Priority::Low => 3,
+        };
+        let mut out = Vec::new();
+        let visible = self.rollout != Rollout::Observe;
+        let case_fields = visible && !matches!(self.kind, ChangeKind::Suppressed | ChangeKind::Closed);
+        if case_fields {
+            let mut f = Map::new();
+            stamp(&mut f, &self.case_key, &trace);
+            f.insert("Subject".into(), json!(self.subject()));
+            f.insert("Description".into(), json!(self.description()));
+            f.insert("Priority".into(), json!(case_priority(self.priority.priority)));
+            f.insert(
+                "IsEscalated".into(),
+                json!(self.priority.priority == Priority::Critical),
+            );
+            if self.kind == ChangeKind::Opened {
+                let status = match self.rollout {
+                    Rollout::Review => REVIEW_CASE_STATUS,
+                    _ => ACT_CASE_STATUS,
+                };
+                f.insert("Status".into(), json!(status));
+                f.insert("Origin".into(), json!("Web"));
+                f.insert("Reason".into(), json!(if self.predictive { "Performance" } else { "Other" }));
+            }
+            if let Some(info) = &self.info {
+                f.insert("AssetId".into(), json!(info.id));
+                if let Some(acc) = &info.account_id {
+                    f.insert("AccountId".into(), json!(acc));
+                }
+                if let Some(p) = &info.product_id {
+                    f.insert("ProductId".into(), json!(p));
+                }
+            }
+            out.push(Action {
+                sobject: "Case".into(),
+                ext_key: self.case_key.clone(),
+                fields: f,
+                priority: urgency,
+                deferrable: self.kind == ChangeKind::Updated,
+                source_ms: self.appended_ms,
+            });
+        }
+        if visible {
+            if let Some(info) = &self.info {
+                let mut f = Map::new();
+                stamp(&mut f, &self.alert_key(), &trace);
+                f.insert("Asset__c".into(), json!(info.id));
+                if case_fields || self.kind != ChangeKind::Opened {
+                    f.insert("Case__r".into(), json!({"FieldPulse_Key__c": self.case_key}));
+                }
+                f.insert("Score__c".into(), json!(round(self.risk.clamp(0.0, 9.999), 3)));
+                f.insert("Priority__c".into(), json!(self.priority.priority.to_string()));
+                f.insert("Failure_Mode__c".into(), json!(self.mode));
+                f.insert(
+                    "Status__c".into(),
+                    json!(match self.kind {
+                        ChangeKind::Closed => "Resolved",
+                        ChangeKind::Suppressed => "Acknowledged",
+                        _ => "Open",
+                    }),
+                );
+                if let Some(ms) = self.predicted_date_ms().filter(|_| self.predictive) {
+                    f.insert("Predicted_Failure_Date__c".into(), json!(sf_date(ms)));
+                }
+                if let Some(rul) = self.rul_days.filter(|r| r.is_finite() && self.predictive) {
+                    f.insert("RUL_Days__c".into(), json!(round(rul.clamp(0.0, 999_999.0), 1)));
+                }
+                f.insert("Evidence__c".into(), json!(self.evidence_json().to_string()));
+                f.insert("Model_Version__c".into(), json!(truncate(&self.model.1, 64)));
+                f.insert("Detected_At__c".into(), json!(sf_datetime(self.opened_ms)));
+                out.push(Action {
+                    sobject: "Asset_Alert__c".into(),
+                    ext_key: self.alert_key(),
+                    fields: f,
+                    priority: urgency,
+                    deferrable: matches!(self.kind, ChangeKind::Updated),
+                    source_ms: self.appended_ms,
+                });
+                if self.predictive {
+                    let mut f = Map::new();
+                    f.insert("FieldPulse_Risk__c".into(), json!(round(self.risk.clamp(0.0, 9.999), 3)));
+                    f.insert(
+                        "FieldPulse_Health__c".into(),
+                        json!(round(100.0 * (1.0 - self.risk.clamp(0.0, 1.0)), 2)),
+                    );
+                    f.insert("FieldPulse_Last_Scored__c".into(), json!(sf_datetime(self.ts_ms)));
+                    out.push(Action {
+                        sobject: "Asset".into(),
+                        ext_key: info.id.clone(),
+                        fields: f,
+                        priority: 3,
+                        deferrable: true,
+                        source_ms: self.appended_ms,
+                    });
+                }
+            }
+        }
+        out.push(self.insight());
+        out
+    }
+
+    fn insight(&self) -> Action {
+        let key = self.insight_key();
+        let mut f = Map::new();
+        stamp(&mut f, &key, &key);
+        f.insert("Model_Name__c".into(), json!(truncate(&self.model.0, 80)));
+        f.insert("Model_Version__c".into(), json!(truncate(&self.model.1, 64)));
+        f.insert("Window_Start__c".into(), json!(sf_datetime(self.opened_ms)));
+        f.insert("Window_End__c".into(), json!(sf_datetime(self.ts_ms)));
+        f.insert(
+            "Scores__c".into(),
+            json!(json!({
+                "risk": self.risk,
+                "threshold": self.threshold,
+                "horizon_days": self.horizon_days,
+                "rul_days": self.rul_days,
+                "priority_score": self.priority.score,
+                "priority": self.priority.priority.to_string(),
+                "evidence": self.evidence_json(),
+            })
+            .to_string()),
+        );
+        f.insert("Threshold__c".into(), json!(round(self.threshold.clamp(0.0, 9.999), 3)));
+        f.insert(
+            "Action__c".into(),
+            json!(if self.rollout == Rollout::Observe { "Alert" } else { "Case" }),
+        );
+        f.insert(
+            "Source_Record_Ids__c".into(),
+            json!(json!({
+                "gateway": self.source.gateway,
+                "epoch": self.source.epoch,
+                "seq_first": self.source.seqs.0,
+                "seq_last": self.source.seqs.1,
+                "log_offset_first": self.source.offsets.0,
+                "log_offset_last": self.source.offsets.1,
+                "case_key": self.case_key,
+                "alert_key": self.alert_key(),
+                "asset_id": self.info.as_ref().map(|i| i.id.clone()),
+            })
+            .to_string()),
+        );
+        let outcome = match (self.rollout, self.kind) {
+            (Rollout::Observe, k) => format!("observe: {} (no record visible to dispatchers)", k.as_str()),
+            (r, k) => format!("{}: {}{}", r.as_str(), k.as_str(), self.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default()),
+        };
+        f.insert(
+            "Explanation__c".into(),
+            json!(format!("{}\n\nOutcome: {}", self.description(), outcome)),
+        );
+        Action {
+            sobject: "AI_Insight__c".into(),
+            ext_key: key,
+            fields: f,
+            priority: 3,
+            deferrable: false,
+            source_ms: self.appended_ms,
+        }
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}

@@ -1,0 +1,448 @@
+//! The processor: the ingest log → scoring shards → episodes → outbox.
+//!
+//! ```text
+//!  BatchSource ──reader thread──▶ shard 0 ─┐  (each: anomaly + failure scorers,
+//!  (log with offsets)          ├─▶ shard 1 ─┤   episodes, actions → outbox)
+//!                              └─▶ shard N ─┘──▶ cloud.sqlite
+//! ```
+//!
+//! The reader sends every log record (shared, not copied) to every shard;
+//! a shard keeps the series of the assets that hash to it. The consumer
+//! offset committed back to the log is the lowest offset every shard has
+//! checkpointed, so retention never deletes a record a shard still needs.
+//! Nothing here assumes one process: the log is reached only through
+//! [`BatchSource`], and each shard's state is keyed by asset in the store.
+
+mod metrics;
+pub mod rows;
+mod shard;
+
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fieldpulse_models::anomaly::DetectorValidParams;
+use fieldpulse_models::failure::FailureModel;
+
+pub use metrics::ProcessorMetrics;
+pub use rows::SensorLayout;
+pub use shard::{FeedbackEvent, ANOMALY_MODE};
+
+use crate::config::{RawCampaigns, RawPriority, RawRollout};
+use crate::directory::Directory;
+use crate::episodes::EpisodeConfig;
+use crate::log::{BatchSource, LogError, LogRecord};
+use crate::store::{Store, StoreError};
+
+/// Why the processor stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the log failed.
+    #[error("reading the ingest log: {0}")]
+    Log(#[from] LogError),
+    /// A model could not be built or refused the input.
+    #[error("model: {0}")]
+    Model(String),
+    /// The outbox refused an action.
+    #[error("outbox: {0}")]
+    Outbox(String),
+}
+
+impl From<crate::outbox::OutboxError> for ProcessError {
+    fn from(e: crate::outbox::OutboxError) -> Self {
+        ProcessError::Outbox(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for ProcessError {
+    fn from(e: rusqlite::Error) -> Self {
+        ProcessError::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// Everything the shards need to know, fixed at start.
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// Number of shards (threads).
+    pub shards: usize,
+    /// Sensors in scoring order.
+    pub layout: SensorLayout,
+    /// Anomaly detector parameters.
+    pub anomaly: DetectorValidParams,
+    /// Anomaly score that counts as an alarm.
+    pub anomaly_threshold: f64,
+    /// Open episodes from the anomaly detector.
+    pub anomaly_episodes: bool,
+    /// Failure probability assumed for an anomaly episode's priority (an
+    /// anomaly says something is unusual, not how likely a failure is).
+    pub anomaly_probability: f64,
+    /// Failure model evaluated at least this often per asset (asset time).
+    pub failure_every_ms: i64,
+    /// Checkpoint cadence (wall time).
+    pub checkpoint_every: Duration,
+    /// Episode state machine.
+    pub episodes: EpisodeConfig,
+    /// Priority inputs and bands.
+    pub priority: RawPriority,
+    /// Rollout per product.
+    pub rollout: RawRollout,
+    /// PM campaign drafting.
+    pub campaigns: RawCampaigns,
+}
+
+/// State shared by the shards (read-mostly).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: ProcessorSettings,
+    pub(crate) model: Option<Arc<FailureModel>>,
+    directory: RwLock<Arc<Directory>>,
+    pub(crate) metrics: Arc<ProcessorMetrics>,
+}
+
+impl Shared {
+    pub(crate) fn directory(&self) -> Arc<Directory> {
+        Arc::clone(&self.directory.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Progress of one shard, read by the reader and the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct ShardProgress {
+    /// Every record below this offset is processed.
+    pub(crate) processed: AtomicU64,
+    /// Every record below this offset is checkpointed.
+    pub(crate) checkpointed: AtomicU64,
+    pub(crate) episodes_open: AtomicU64,
+    pub(crate) episodes_suppressed: AtomicU64,
+    pub(crate) assets: AtomicU64,
+}
+
+/// A message to a shard.
+pub(crate) enum ShardMsg {
+    Record(Arc<LogRecord>),
+    Feedback(FeedbackEvent),
+    Checkpoint(std::sync::mpsc::Sender<()>),
+    DirectoryChanged,
+}
+
+/// The shard an asset belongs to (FNV-1a, stable across runs and builds).
+pub fn shard_of(asset: &str, n_shards: usize) -> usize {
+    let mut h = Fnv1a::default();
+    h.write(asset.as_bytes());
+    (h.finish() % n_shards.max(1) as u64) as usize
+}
+
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A running processor.
+pub struct Processor {
+    shared: Arc<Shared>,
+    senders: Vec<SyncSender<ShardMsg>>,
+    progress: Vec<Arc<ShardProgress>>,
+    shards: Vec<JoinHandle<Result<(), ProcessError>>>,
+    reader: Option<JoinHandle<Result<(), ProcessError>>>,
+    stop: Arc<AtomicBool>,
+    end_offset: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("shards", &self.senders.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of the processor's progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessorStatus {
+    /// Lowest offset below which every shard has processed every record.
+    pub processed: u64,
+    /// Lowest checkpointed offset.
+    pub checkpointed: u64,
+    /// The log's end offset when last read.
+    pub end_offset: u64,
+    /// Open episodes (suppressed included).
+    pub episodes_open: u64,
+    /// Suppressed episodes.
+    pub episodes_suppressed: u64,
+    /// Assets with state in memory.
+    pub assets: u64,
+}
+
+impl ProcessorStatus {
+    /// Records not yet processed.
+    pub fn lag(&self) -> u64 {
+        self.end_offset.saturating_sub(self.processed)
+    }
+}
+
+impl Processor {
+    /// Starts the shards and the reader. `open_store` opens one store
+    /// connection per shard. The reader resumes at the lowest shard checkpoint.
+    ///
+    /// # Errors
+    /// Store or model errors at start.
+    pub fn start<S: BatchSource + 'static>(
+        settings: ProcessorSettings,
+        model: Option<Arc<FailureModel>>,
+        directory: Directory,
+        open_store: impl Fn() -> Result<Store, StoreError>,
+        mut source: S,
+    ) -> Result<Self, ProcessError> {
+        let metrics = Arc::new(ProcessorMetrics::default());
+        let shared = Arc::new(Shared {
+            settings,
+            model,
+            directory: RwLock::new(Arc::new(directory)),
+            metrics,
+        });
+        let n = shared.settings.shards;
+        let resume = {
+            let mut store = open_store()?;
+            let tx = store.write()?;
+            crate::store::tx::drop_shards_from(&tx, n)?;
+            tx.commit().map_err(StoreError::from)?;
+            store.resume_offset()?
+        };
+        let mut senders = Vec::new();
+        let mut progress = Vec::new();
+        let mut shards = Vec::new();
+        for id in 0..n {
+            let p = Arc::new(ShardProgress::default());
+            p.processed.store(resume, Ordering::Relaxed);
+            p.checkpointed.store(resume, Ordering::Relaxed);
+            let shard = shard::Shard::new(id, Arc::clone(&shared), open_store()?, Arc::clone(&p), resume)?;
+            let (tx, rx) = sync_channel(256);
+            let handle = std::thread::Builder::new()
+                .name(format!("fp-shard-{id}"))
+                .spawn(move || {
+                    let res = shard.run(rx);
+                    if let Err(e) = &res {
+                        tracing::error!(shard = id, error = %e, "Scoring shard stopped.");
+                    }
+                    res
+                })
+                .map_err(|e| ProcessError::Model(format!("spawning shard thread: {e}")))?;
+            senders.push(tx);
+            progress.push(p);
+            shards.push(handle);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let end_offset = Arc::new(AtomicU64::new(source.end_offset()));
+        let reader = {
+            let senders = senders.clone();
+            let progress = progress.clone();
+            let stop = Arc::clone(&stop);
+            let end = Arc::clone(&end_offset);
+            let metrics = Arc::clone(&shared.metrics);
+            std::thread::Builder::new()
+                .name("fp-log-reader".into())
+                .spawn(move || {
+                    let res = read_loop(&mut source, resume, &senders, &progress, &stop, &end, &metrics);
+                    if let Err(e) = &res {
+                        tracing::error!(error = %e, "Ingest log reader stopped.");
+                    }
+                    res
+                })
+                .map_err(|e| ProcessError::Model(format!("spawning reader thread: {e}")))?
+        };
+        Ok(Self {
+            shared,
+            senders,
+            progress,
+            shards,
+            reader: Some(reader),
+            stop,
+            end_offset,
+        })
+    }
+
+    /// The processor's metrics.
+    pub fn metrics(&self) -> &Arc<ProcessorMetrics> {
+        &self.shared.metrics
+    }
+
+    /// Progress now.
+    pub fn status(&self) -> ProcessorStatus {
+        let min = |f: fn(&ShardProgress) -> &AtomicU64| {
+            self.progress
+                .iter()
+                .map(|p| f(p).load(Ordering::Acquire))
+                .min()
+                .unwrap_or(0)
+        };
+        let sum = |f: fn(&ShardProgress) -> &AtomicU64| {
+            self.progress
+                .iter()
+                .map(|p| f(p).load(Ordering::Relaxed))
+                .sum()
+        };
+        ProcessorStatus {
+            processed: min(|p| &p.processed),
+            checkpointed: min(|p| &p.checkpointed),
+            end_offset: self.end_offset.load(Ordering::Relaxed),
+            episodes_open: sum(|p| &p.episodes_open),
+            episodes_suppressed: sum(|p| &p.episodes_suppressed),
+            assets: sum(|p| &p.assets),
+        }
+    }
+
+    /// True while every thread runs.
+    pub fn is_healthy(&self) -> bool {
+        self.reader.as_ref().is_some_and(|r| !r.is_finished())
+            && self.shards.iter().all(|s| !s.is_finished())
+    }
+
+    /// Routes a feedback event to the shard owning its asset.
+    pub fn feedback(&self, event: FeedbackEvent) {
+        let shard = shard_of(event.asset(), self.senders.len());
+        let _ = self.senders[shard].send(ShardMsg::Feedback(event));
+    }
+
+    /// Replaces the asset directory (after a refresh from Salesforce).
+    pub fn set_directory(&self, directory: Directory) {
+        *self
+            .shared
+            .directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+        for s in &self.senders {
+            let _ = s.send(ShardMsg::DirectoryChanged);
+        }
+    }
+
+    /// The current asset directory.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.shared.directory()
+    }
+
+    /// Asks every shard to checkpoint now and waits for them.
+    pub fn checkpoint(&self) {
+        let waits: Vec<_> = self
+            .senders
+            .iter()
+            .filter_map(|s| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                s.send(ShardMsg::Checkpoint(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        for w in waits {
+            let _ = w.recv();
+        }
+    }
+
+    /// Waits until every record below `offset` is processed (or `timeout`).
+    pub fn wait_processed(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.status().processed >= offset {
+                return true;
+            }
+            if !self.is_healthy() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.status().processed >= offset
+    }
+
+    /// Stops reading, lets the shards finish what they have, checkpoints and joins.
+    ///
+    /// # Errors
+    /// The first error a thread stopped with.
+    pub fn shutdown(mut self) -> Result<(), ProcessError> {
+        self.stop.store(true, Ordering::Release);
+        let mut first = Ok(());
+        if let Some(r) = self.reader.take() {
+            if let Ok(Err(e)) = r.join() {
+                first = Err(e);
+            }
+        }
+        self.senders.clear();
+        for h in self.shards.drain(..) {
+            match h.join() {
+                Ok(Err(e)) if first.is_ok() => first = Err(e),
+                _ => {}
+            }
+        }
+        first
+    }
+}
+
+fn read_loop<S: BatchSource>(
+    source: &mut S,
+    resume: u64,
+    senders: &[SyncSender<ShardMsg>],
+    progress: &[Arc<ShardProgress>],
+    stop: &AtomicBool,
+    end: &AtomicU64,
+    metrics: &ProcessorMetrics,
+) -> Result<(), ProcessError> {
+    let mut next = resume;
+    let mut committed = resume;
+    while !stop.load(Ordering::Acquire) {
+        let records = source.read(next, 256, Duration::from_millis(100))?;
+        for rec in records {
+            next = rec.offset + 1;
+            metrics.records_read.fetch_add(1, Ordering::Relaxed);
+            let rec = Arc::new(rec);
+            for s in senders {
+                if s.send(ShardMsg::Record(Arc::clone(&rec))).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        end.store(source.end_offset(), Ordering::Relaxed);
+        let safe = progress
+            .iter()
+            .map(|p| p.checkpointed.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(committed);
+        if safe > committed {
+            source.commit(safe)?;
+            committed = safe;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_assignment_is_stable_and_spread() {
+        assert_eq!(shard_of("P-0001", 4), shard_of("P-0001", 4));
+        let mut counts = [0usize; 4];
+        for i in 0..1000 {
+            counts[shard_of(&format!("P-{i:04}"), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 150), "{counts:?}");
+        assert_eq!(shard_of("x", 1), 0);
+    }
+}

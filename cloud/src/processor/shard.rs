@@ -1,0 +1,926 @@
+//! One scoring shard: the assets that hash to it, their scorers and episodes.
+//!
+//! A shard thread owns everything it touches per reading (no lock on that
+//! path): the anomaly [`FleetScorer`], the [`FailureScorer`], and each asset's
+//! episodes. It reads every log record, keeps the series of its own assets,
+//! and after each record writes the actions of any episode change to the
+//! outbox, in one transaction with the `emitted` keys that make a replay emit
+//! nothing twice. Every `checkpoint_every` it saves the state of the assets
+//! it changed with the log offset that state reflects.
+//!
+//! Replay after a crash restores an asset's state lazily, when the asset is
+//! first seen again, and skips records below that asset's saved offset, so
+//! the result equals an uninterrupted run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fieldpulse_models::anomaly::FleetScorer;
+use fieldpulse_models::failure::model::ANY_MODE;
+use fieldpulse_models::failure::{FailureModel, FailureScorer};
+use serde::{Deserialize, Serialize};
+
+use super::rows::{split_rows, AssetRows};
+use super::{shard_of, ProcessError, Shared, ShardMsg, ShardProgress};
+use crate::actions::{ChangeKind, EpisodeChange, SensorEvidence, SourceRange};
+use crate::config::Rollout;
+use crate::directory::Directory;
+use crate::episodes::{
+    prioritize, CloseReason, Episode, Evaluation, PriorityDecision, PriorityInputs, Transition,
+};
+use crate::log::LogRecord;
+use crate::outbox;
+use crate::store::{self, AssetRecord, EpisodeRow, Store};
+
+/// Mode name of anomaly episodes.
+pub const ANOMALY_MODE: &str = "anomaly";
+
+/// A feedback event routed to the shard that owns the asset.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedbackEvent {
+    /// A Work Order opened on the asset (for `mode`, or any problem when `None`).
+    WorkOrderOpened {
+        /// Asset name.
+        asset: String,
+        /// Failure mode when the Work Order names one.
+        mode: Option<String>,
+        /// Work Order Id.
+        work_order: String,
+        /// When (ms).
+        at_ms: i64,
+    },
+    /// A Work Order completed.
+    WorkOrderCompleted {
+        /// Asset name.
+        asset: String,
+        /// Failure mode when the Work Order names one.
+        mode: Option<String>,
+        /// Work Order Id.
+        work_order: String,
+        /// Failure code.
+        failure_code: Option<String>,
+        /// When (ms).
+        at_ms: i64,
+    },
+    /// A Work Order was cancelled.
+    WorkOrderCancelled {
+        /// Asset name.
+        asset: String,
+        /// Work Order Id.
+        work_order: String,
+        /// When (ms).
+        at_ms: i64,
+    },
+    /// A Case fieldpulse created was closed by a person.
+    CaseClosed {
+        /// Asset name.
+        asset: String,
+        /// Mode from the Case key.
+        mode: String,
+        /// True when closed as "not a problem".
+        not_a_problem: bool,
+        /// When (ms).
+        at_ms: i64,
+    },
+}
+
+impl FeedbackEvent {
+    /// The asset the event is about.
+    pub fn asset(&self) -> &str {
+        match self {
+            Self::WorkOrderOpened { asset, .. }
+            | Self::WorkOrderCompleted { asset, .. }
+            | Self::WorkOrderCancelled { asset, .. }
+            | Self::CaseClosed { asset, .. } => asset,
+        }
+    }
+}
+
+/// Per (asset, mode): the episode plus what keys the records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct EpisodeSlot {
+    episode: Episode,
+    /// Case generation: a new Case only after the previous one was closed in Salesforce.
+    case_gen: u64,
+    case_open: bool,
+    /// Changes emitted so far (numbers the audit records).
+    changes: u64,
+    /// Log offset and seq of the record that opened the current episode.
+    first_offset: u64,
+    first_seq: u64,
+}
+
+/// Per asset: everything checkpointed besides the scorer blobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct AssetEpisodes {
+    last_failure_eval_ms: Option<i64>,
+    modes: BTreeMap<String, EpisodeSlot>,
+}
+
+struct AssetSlot {
+    idx: usize,
+    next_offset: u64,
+    dirty: bool,
+    state: AssetEpisodes,
+}
+
+/// A classifier an episode follows: per mode, the shortest horizon.
+#[derive(Debug, Clone)]
+struct Followed {
+    classifier: usize,
+    mode: String,
+    horizon_days: f64,
+    threshold: f64,
+}
+
+struct FailurePart {
+    scorer: FailureScorer,
+    model: Arc<FailureModel>,
+    /// For each model sensor, its position in the scoring layout.
+    perm: Vec<Option<usize>>,
+    /// Position of `<sensor>.robust_z` in the model row, per model sensor.
+    robust_z: Vec<Option<usize>>,
+    followed: Vec<Followed>,
+    buf: Vec<f64>,
+}
+
+impl FailurePart {
+    fn new(model: Arc<FailureModel>, shared: &Shared, dir: &Directory) -> Result<Self, ProcessError> {
+        let scorer = FailureScorer::new(Arc::clone(&model), dir.history.clone())
+            .map_err(|e| ProcessError::Model(e.to_string()))?;
+        let schema = &model.schema;
+        let perm = schema
+            .sensors
+            .iter()
+            .map(|s| shared.settings.layout.position(s))
+            .collect();
+        let robust_z = schema
+            .sensors
+            .iter()
+            .map(|s| {
+                let name = format!("{s}.robust_z");
+                schema.stream_columns.iter().position(|c| *c == name)
+            })
+            .collect();
+        let has_modes = model.classifiers.iter().any(|c| c.mode != ANY_MODE);
+        let mut followed: Vec<Followed> = Vec::new();
+        for (i, c) in model.classifiers.iter().enumerate() {
+            if has_modes && c.mode == ANY_MODE {
+                continue;
+            }
+            match followed.iter_mut().find(|f| f.mode == c.mode) {
+                Some(f) if f.horizon_days <= c.horizon_days => {}
+                Some(f) => {
+                    *f = Followed {
+                        classifier: i,
+                        mode: c.mode.clone(),
+                        horizon_days: c.horizon_days,
+                        threshold: c.threshold,
+                    }
+                }
+                None => followed.push(Followed {
+                    classifier: i,
+                    mode: c.mode.clone(),
+                    horizon_days: c.horizon_days,
+                    threshold: c.threshold,
+                }),
+            }
+        }
+        let n = schema.sensors.len();
+        Ok(Self {
+            scorer,
+            model,
+            perm,
+            robust_z,
+            followed,
+            buf: vec![f64::NAN; n],
+        })
+    }
+}
+
+/// Where a change came from, for the audit record.
+#[derive(Debug, Clone, Copy)]
+struct RecordCtx<'a> {
+    offset: u64,
+    appended_ms: i64,
+    gateway: &'a str,
+    epoch: u64,
+    seq: u64,
+    historical: bool,
+}
+
+/// One shard.
+pub(crate) struct Shard {
+    id: usize,
+    shared: Arc<Shared>,
+    store: Store,
+    anomaly: FleetScorer,
+    failure: Option<FailurePart>,
+    assets: HashMap<String, AssetSlot>,
+    next_offset: u64,
+    progress: Arc<ShardProgress>,
+    pending: Vec<EpisodeChange>,
+    last_checkpoint: Instant,
+    directory: Arc<Directory>,
+}
+
+impl Shard {
+    pub(crate) fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        store: Store,
+        progress: Arc<ShardProgress>,
+        start_offset: u64,
+    ) -> Result<Self, ProcessError> {
+        let settings = &shared.settings;
+        let anomaly = FleetScorer::new(
+            settings.anomaly.clone(),
+            settings.layout.names().to_vec(),
+            0,
+        )
+        .map_err(|e| ProcessError::Model(e.to_string()))?;
+        let directory = shared.directory();
+        let failure = match &shared.model {
+            Some(m) => Some(FailurePart::new(Arc::clone(m), &shared, &directory)?),
+            None => None,
+        };
+        Ok(Self {
+            id,
+            store,
+            anomaly,
+            failure,
+            assets: HashMap::new(),
+            next_offset: start_offset,
+            progress,
+            pending: Vec::new(),
+            last_checkpoint: Instant::now(),
+            directory,
+            shared,
+        })
+    }
+
+    /// Runs until the channel closes; checkpoints on the way out.
+    pub(crate) fn run(mut self, rx: Receiver<ShardMsg>) -> Result<(), ProcessError> {
+        let every = self.shared.settings.checkpoint_every;
+        loop {
+            let wait = every.saturating_sub(self.last_checkpoint.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(ShardMsg::Record(rec)) => self.process(&rec)?,
+                Ok(ShardMsg::Feedback(ev)) => {
+                    self.feedback(&ev)?;
+                    self.checkpoint()?;
+                }
+                Ok(ShardMsg::Checkpoint(done)) => {
+                    self.checkpoint()?;
+                    let _ = done.send(());
+                }
+                Ok(ShardMsg::DirectoryChanged) => {
+                    self.directory = self.shared.directory();
+                    if let Some(f) = &mut self.failure {
+                        f.scorer.set_history(self.directory.history.clone());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.checkpoint()?;
+                    return Ok(());
+                }
+            }
+            if self.last_checkpoint.elapsed() >= every {
+                self.checkpoint()?;
+            }
+        }
+    }
+
+    fn process(&mut self, rec: &LogRecord) -> Result<(), ProcessError> {
+        if rec.offset < self.next_offset {
+            return Ok(());
+        }
+        let n_shards = self.shared.settings.shards;
+        let id = self.id;
+        let (rows, counts) = split_rows(&rec.batch, &self.shared.settings.layout, |a| {
+            shard_of(a, n_shards) == id
+        });
+        let m = &self.shared.metrics;
+        m.unknown_sensor_readings
+            .fetch_add(counts.unknown_sensor_readings, Ordering::Relaxed);
+        let ctx = RecordCtx {
+            offset: rec.offset,
+            appended_ms: rec.appended_ms,
+            gateway: &rec.batch.gateway_id,
+            epoch: rec.batch.spool_epoch,
+            seq: rec.batch.seq,
+            historical: rec.batch.historical,
+        };
+        for asset_rows in &rows {
+            self.process_asset(ctx, asset_rows)?;
+        }
+        self.next_offset = rec.offset + 1;
+        self.flush(rec.appended_ms)?;
+        self.progress
+            .processed
+            .store(self.next_offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// The slot of an asset, restoring saved state on first sight.
+    fn slot_index(&mut self, asset: &str) -> Result<usize, ProcessError> {
+        if let Some(slot) = self.assets.get(asset) {
+            return Ok(slot.idx);
+        }
+        let idx = self.anomaly.add_asset();
+        let mut slot = AssetSlot {
+            idx,
+            next_offset: 0,
+            dirty: false,
+            state: AssetEpisodes::default(),
+        };
+        if let Some(rec) = self.store.asset(asset)? {
+            slot.next_offset = rec.next_offset;
+            if let Some(bytes) = &rec.anomaly {
+                if let Err(e) = self.anomaly.restore_asset_state(idx, bytes) {
+                    tracing::warn!(asset, error = %e, "Saved anomaly state does not fit this configuration; starting fresh.");
+                }
+            }
+            if let (Some(bytes), Some(f)) = (&rec.failure, &mut self.failure) {
+                if let Err(e) = f.scorer.restore_asset_state(asset, bytes) {
+                    tracing::warn!(asset, error = %e, "Saved failure-model state does not fit this model; starting fresh.");
+                }
+            }
+            match serde_json::from_str(&rec.episodes) {
+                Ok(state) => slot.state = state,
+                Err(e) => {
+                    return Err(ProcessError::Store(store::StoreError::Corrupt(format!(
+                        "episodes of asset {asset}: {e}"
+                    ))))
+                }
+            }
+            self.shared
+                .metrics
+                .assets_restored
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.assets.insert(asset.to_string(), slot);
+        Ok(idx)
+    }
+
+    fn process_asset(&mut self, ctx: RecordCtx<'_>, rows: &AssetRows) -> Result<(), ProcessError> {
+        let idx = self.slot_index(&rows.asset)?;
+        let settings = &self.shared.settings;
+        let n = settings.layout.len();
+        let thr = settings.anomaly_threshold;
+        let every = settings.failure_every_ms;
+        let slot = self
+            .assets
+            .get_mut(&rows.asset)
+            .ok_or_else(|| ProcessError::Model("asset slot vanished".into()))?;
+        if ctx.offset < slot.next_offset {
+            self.shared
+                .metrics
+                .replayed_skipped
+                .fetch_add(rows.n_readings, Ordering::Relaxed);
+            return Ok(());
+        }
+        let info = self.directory.asset(&rows.asset);
+        let product = info.and_then(|i| i.product.clone());
+        let rollout = settings.rollout.for_product(product.as_deref());
+        let (crit, crit_src) = match info.and_then(|i| i.criticality) {
+            Some(c) => (c, format!("Asset.{}", settings.priority.criticality_field)),
+            None => (settings.priority.default_criticality, "default".to_string()),
+        };
+        let account = info.and_then(|i| i.account.clone());
+        let (sla, sla_src) = match account
+            .as_ref()
+            .and_then(|a| settings.priority.sla_by_account.get(a))
+        {
+            Some(f) => (*f, format!("sla_by_account[{}]", account.as_deref().unwrap_or(""))),
+            None => (settings.priority.default_sla_factor, "default".to_string()),
+        };
+        let bands = &settings.priority.bands;
+        let mut changes: Vec<(String, Transition, Evaluation, Option<f64>, Vec<SensorEvidence>)> =
+            Vec::new();
+        for i in 0..rows.len() {
+            let ts = rows.ts_ms[i];
+            let values = rows.row(i, n);
+            let score = self.anomaly.score_row(idx, ts, values);
+            let crossing = !score.in_warmup && score.score >= thr;
+            if let Some(f) = &mut self.failure {
+                for (dst, pos) in f.buf.iter_mut().zip(&f.perm) {
+                    *dst = pos.map_or(f64::NAN, |p| values[p]);
+                }
+                let due = crossing
+                    || slot
+                        .state
+                        .last_failure_eval_ms
+                        .is_none_or(|t| ts - t >= every || ts < t);
+                let pred = f
+                    .scorer
+                    .observe(&rows.asset, ts, &f.buf, due)
+                    .map_err(|e| ProcessError::Model(e.to_string()))?;
+                if let Some(pred) = pred {
+                    slot.state.last_failure_eval_ms = Some(ts);
+                    self.shared
+                        .metrics
+                        .failure_evaluations
+                        .fetch_add(1, Ordering::Relaxed);
+                    for fol in &f.followed {
+                        let risk = pred.probabilities[fol.classifier];
+                        let eval = Evaluation {
+                            ts_ms: ts,
+                            risk,
+                            threshold: fol.threshold,
+                            rul_days: Some(pred.rul_days),
+                            priority: bands.classify(risk * crit * sla),
+                            historical: ctx.historical,
+                            now_ms: ctx.appended_ms,
+                        };
+                        let ep = slot.state.modes.entry(fol.mode.clone()).or_default();
+                        if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
+                            let row = f.scorer.last_row();
+                            let mut evidence: Vec<SensorEvidence> = f
+                                .model
+                                .schema
+                                .sensors
+                                .iter()
+                                .zip(&f.robust_z)
+                                .zip(&f.buf)
+                                .filter_map(|((s, z), v)| {
+                                    let z = row.get((*z)?).copied()?;
+                                    z.is_finite().then(|| SensorEvidence {
+                                        sensor: s.clone(),
+                                        z,
+                                        value: *v,
+                                    })
+                                })
+                                .collect();
+                            evidence.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+                            evidence.truncate(4);
+                            changes.push((fol.mode.clone(), t, eval, Some(fol.horizon_days), evidence));
+                        }
+                    }
+                }
+            }
+            if settings.anomaly_episodes && !score.in_warmup && score.score.is_finite() {
+                let prob = settings.anomaly_probability;
+                let eval = Evaluation {
+                    ts_ms: ts,
+                    risk: score.score,
+                    threshold: thr,
+                    rul_days: None,
+                    priority: bands.classify(prob * crit * sla),
+                    historical: ctx.historical,
+                    now_ms: ctx.appended_ms,
+                };
+                let ep = slot.state.modes.entry(ANOMALY_MODE.to_string()).or_default();
+                if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
+                    let evidence = score
+                        .top_sensor
+                        .map(|s| SensorEvidence {
+                            sensor: settings.layout.names()[s].clone(),
+                            z: f64::NAN,
+                            value: values[s],
+                        })
+                        .into_iter()
+                        .collect();
+                    changes.push((ANOMALY_MODE.to_string(), t, eval, None, evidence));
+                }
+            }
+        }
+        slot.next_offset = ctx.offset + 1;
+        slot.dirty = true;
+        self.shared
+            .metrics
+            .readings_scored
+            .fetch_add(rows.n_readings, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .rows_scored
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        for (mode, t, eval, horizon, evidence) in changes {
+            let probability = if mode == ANOMALY_MODE {
+                settings.anomaly_probability
+            } else {
+                eval.risk
+            };
+            let priority = prioritize(
+                PriorityInputs {
+                    probability,
+                    criticality: crit,
+                    criticality_source: crit_src.clone(),
+                    sla_factor: sla,
+                    sla_source: sla_src.clone(),
+                },
+                bands,
+            );
+            let change = self.change(
+                &rows.asset,
+                &mode,
+                &t,
+                priority,
+                Some(ctx),
+                ChangeInputs {
+                    threshold: eval.threshold,
+                    horizon_days: horizon,
+                    evidence,
+                    rollout,
+                },
+            );
+            if let Some(change) = change {
+                self.pending.push(change);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a transition into an [`EpisodeChange`] and advances the slot's
+    /// Case and change counters.
+    fn change(
+        &mut self,
+        asset: &str,
+        mode: &str,
+        t: &Transition,
+        priority: PriorityDecision,
+        ctx: Option<RecordCtx<'_>>,
+        inputs: ChangeInputs,
+    ) -> Option<EpisodeChange> {
+        self.shared.metrics.count_transition(t.kind());
+        let info = self.directory.asset(asset).cloned();
+        let similar = info
+            .as_ref()
+            .and_then(|i| i.product.as_deref())
+            .map(|p| self.directory.similar(p, mode).to_vec())
+            .unwrap_or_default();
+        let model = match (&self.failure, mode == ANOMALY_MODE) {
+            (Some(f), false) => ("fieldpulse-failure".to_string(), f.model.model_version.clone()),
+            _ => (
+                "fieldpulse-anomaly".to_string(),
+                format!("detectors-{}", env!("CARGO_PKG_VERSION")),
+            ),
+        };
+        let slot = self.assets.get_mut(asset)?;
+        slot.dirty = true;
+        let ep = slot.state.modes.get_mut(mode)?;
+        let summary = t.episode().clone();
+        let (kind, reason) = match t {
+            Transition::Opened { .. } => {
+                if !ep.case_open {
+                    ep.case_gen += 1;
+                    ep.case_open = true;
+                }
+                if let Some(c) = ctx {
+                    ep.first_offset = c.offset;
+                    ep.first_seq = c.seq;
+                }
+                (ChangeKind::Opened, None)
+            }
+            Transition::Escalated { from, .. } => (
+                ChangeKind::Escalated,
+                Some(format!("escalated from {from}")),
+            ),
+            Transition::Updated { .. } => (ChangeKind::Updated, None),
+            Transition::Flapping { .. } => (
+                ChangeKind::Updated,
+                Some("keeps coming back; kept open as one Case".into()),
+            ),
+            Transition::Resumed { work_order, .. } => (
+                ChangeKind::Updated,
+                Some(format!("Work Order {work_order} was cancelled; alerting again")),
+            ),
+            Transition::Suppressed { work_order, .. } => (
+                ChangeKind::Suppressed,
+                Some(format!("Work Order {work_order} is open for it")),
+            ),
+            Transition::Closed { reason, .. } => (
+                ChangeKind::Closed,
+                Some(match reason {
+                    CloseReason::Recovered => "readings back to normal".to_string(),
+                    CloseReason::WorkOrderCompleted {
+                        work_order,
+                        failure_code,
+                    } => format!(
+                        "Work Order {work_order} completed{}",
+                        failure_code
+                            .as_ref()
+                            .map(|c| format!(" (failure code {c})"))
+                            .unwrap_or_default()
+                    ),
+                    CloseReason::DismissedAsFalseAlarm => {
+                        "dismissed by a dispatcher as not a problem".to_string()
+                    }
+                }),
+            ),
+        };
+        ep.changes += 1;
+        let case_key = format!("fp-case:{asset}:{mode}:{}", ep.case_gen.max(1));
+        let (offset, seq, gateway, epoch, appended_ms) = match ctx {
+            Some(c) => (c.offset, c.seq, c.gateway.to_string(), c.epoch, c.appended_ms),
+            None => (ep.first_offset, ep.first_seq, String::new(), 0, store::now_ms()),
+        };
+        Some(EpisodeChange {
+            asset: asset.to_string(),
+            info,
+            mode: mode.to_string(),
+            predictive: mode != ANOMALY_MODE,
+            kind,
+            reason,
+            number: summary.seq,
+            change_no: ep.changes,
+            case_key,
+            risk: summary.last_risk,
+            threshold: inputs.threshold,
+            horizon_days: inputs.horizon_days,
+            rul_days: summary.last_rul_days,
+            ts_ms: summary.at_ms,
+            opened_ms: summary.opened_at_ms,
+            priority,
+            evidence: inputs.evidence,
+            similar,
+            model,
+            source: SourceRange {
+                gateway,
+                epoch,
+                seqs: (ep.first_seq.min(seq), seq),
+                offsets: (ep.first_offset.min(offset), offset),
+            },
+            rollout: inputs.rollout,
+            appended_ms,
+            flapping: summary.flapping,
+        })
+    }
+
+    fn feedback(&mut self, ev: &FeedbackEvent) -> Result<(), ProcessError> {
+        let asset = ev.asset().to_string();
+        self.slot_index(&asset)?;
+        let Some(slot) = self.assets.get_mut(&asset) else {
+            return Ok(());
+        };
+        let modes: Vec<String> = slot.state.modes.keys().cloned().collect();
+        let mut transitions = Vec::new();
+        for mode in modes {
+            let Some(ep) = slot.state.modes.get_mut(&mode) else {
+                continue;
+            };
+            let t = match ev {
+                FeedbackEvent::WorkOrderOpened {
+                    mode: m,
+                    work_order,
+                    at_ms,
+                    ..
+                } if applies(m.as_deref(), &mode) => ep.episode.work_order_opened(work_order, *at_ms),
+                FeedbackEvent::WorkOrderCompleted {
+                    mode: m,
+                    work_order,
+                    failure_code,
+                    at_ms,
+                    ..
+                } if applies(m.as_deref(), &mode) => {
+                    // The repair closes the Case's problem: the next episode gets a new Case.
+                    ep.case_open = false;
+                    ep.episode
+                        .work_order_completed(work_order, *at_ms, failure_code.as_deref())
+                }
+                FeedbackEvent::WorkOrderCancelled {
+                    work_order, at_ms, ..
+                } => ep.episode.work_order_cancelled(work_order, *at_ms),
+                FeedbackEvent::CaseClosed {
+                    mode: m,
+                    not_a_problem,
+                    at_ms,
+                    ..
+                } if *m == mode => {
+                    ep.case_open = false;
+                    if *not_a_problem {
+                        ep.episode.case_closed_as_not_a_problem(*at_ms)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            slot.dirty = true;
+            if let Some(t) = t {
+                transitions.push((mode, t));
+            }
+        }
+        let settings = Arc::clone(&self.shared);
+        let settings = &settings.settings;
+        for (mode, t) in transitions {
+            let summary = t.episode().clone();
+            let priority = prioritize(
+                PriorityInputs {
+                    probability: if mode == ANOMALY_MODE {
+                        settings.anomaly_probability
+                    } else {
+                        summary.last_risk
+                    },
+                    criticality: settings.priority.default_criticality,
+                    criticality_source: "default".into(),
+                    sla_factor: settings.priority.default_sla_factor,
+                    sla_source: "default".into(),
+                },
+                &settings.priority.bands,
+            );
+            let product = self
+                .directory
+                .asset(&asset)
+                .and_then(|i| i.product.clone());
+            let rollout = settings.rollout.for_product(product.as_deref());
+            let threshold = self.threshold_of(&mode);
+            if let Some(change) = self.change(
+                &asset,
+                &mode,
+                &t,
+                priority,
+                None,
+                ChangeInputs {
+                    threshold,
+                    horizon_days: None,
+                    evidence: Vec::new(),
+                    rollout,
+                },
+            ) {
+                self.pending.push(change);
+            }
+        }
+        self.flush(store::now_ms())
+    }
+
+    fn threshold_of(&self, mode: &str) -> f64 {
+        if mode == ANOMALY_MODE {
+            return self.shared.settings.anomaly_threshold;
+        }
+        self.failure
+            .as_ref()
+            .and_then(|f| f.followed.iter().find(|x| x.mode == mode))
+            .map_or(0.5, |x| x.threshold)
+    }
+
+    /// Writes pending changes' actions to the outbox (once per change key).
+    fn flush(&mut self, appended_ms: i64) -> Result<(), ProcessError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let campaigns = self.shared.settings.campaigns.clone();
+        let window_ms = campaigns.window.as_millis() as i64;
+        let directory = Arc::clone(&self.directory);
+        let now = store::now_ms();
+        let tx = self.store.write()?;
+        let mut n_actions = 0u64;
+        for change in &pending {
+            let slot = self.assets.get(&change.asset);
+            let state = slot
+                .and_then(|s| s.state.modes.get(&change.mode))
+                .map(|ep| {
+                    if ep.episode.is_suppressed() {
+                        "suppressed"
+                    } else if ep.episode.is_open() {
+                        "open"
+                    } else {
+                        "closed"
+                    }
+                })
+                .unwrap_or("closed");
+            store::tx::put_episode(
+                &tx,
+                &EpisodeRow {
+                    asset: change.asset.clone(),
+                    mode: change.mode.clone(),
+                    state: state.into(),
+                    number: change.number,
+                    risk: Some(change.risk),
+                    priority: Some(change.priority.priority.to_string()),
+                    case_key: (change.rollout != Rollout::Observe).then(|| change.case_key.clone()),
+                    opened_ms: Some(change.opened_ms),
+                },
+            )?;
+            if !store::tx::first_emit(&tx, &change.insight_key())? {
+                self.shared
+                    .metrics
+                    .replayed_changes
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            for action in change.actions() {
+                outbox::enqueue(&tx, &action, now)?;
+                n_actions += 1;
+            }
+            if change.kind == ChangeKind::Opened && change.predictive && change.rollout != Rollout::Observe {
+                n_actions += campaign_actions(&tx, change, &directory, campaigns.min_assets, window_ms, now)?;
+            }
+        }
+        tx.commit().map_err(store::StoreError::from)?;
+        let m = &self.shared.metrics;
+        m.actions_enqueued.fetch_add(n_actions, Ordering::Relaxed);
+        m.record_latency_ms((now - appended_ms).max(0) as u64);
+        Ok(())
+    }
+
+    /// Saves every changed asset and this shard's offset.
+    fn checkpoint(&mut self) -> Result<(), ProcessError> {
+        self.last_checkpoint = Instant::now();
+        let tx = self.store.write()?;
+        let mut saved = 0u64;
+        for (name, slot) in self.assets.iter_mut().filter(|(_, s)| s.dirty) {
+            let rec = AssetRecord {
+                next_offset: slot.next_offset,
+                anomaly: Some(self.anomaly.asset_state(slot.idx)),
+                failure: self.failure.as_ref().and_then(|f| f.scorer.asset_state(name)),
+                episodes: serde_json::to_string(&slot.state)
+                    .map_err(|e| store::StoreError::Corrupt(e.to_string()))?,
+            };
+            store::tx::put_asset(&tx, name, &rec)?;
+            slot.dirty = false;
+            saved += 1;
+        }
+        store::tx::put_shard(&tx, self.id, self.shared.settings.shards, self.next_offset)?;
+        tx.commit().map_err(store::StoreError::from)?;
+        self.progress
+            .checkpointed
+            .store(self.next_offset, Ordering::Release);
+        let (open, suppressed) = self.assets.values().fold((0u64, 0u64), |acc, s| {
+            s.state.modes.values().fold(acc, |(o, su), ep| {
+                (
+                    o + u64::from(ep.episode.is_open()),
+                    su + u64::from(ep.episode.is_suppressed()),
+                )
+            })
+        });
+        self.progress.episodes_open.store(open, Ordering::Relaxed);
+        self.progress
+            .episodes_suppressed
+            .store(suppressed, Ordering::Relaxed);
+        self.progress
+            .assets
+            .store(self.assets.len() as u64, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(shard = self.id, saved, offset = self.next_offset, "Checkpoint.");
+        Ok(())
+    }
+}
+
+/// What a change needs beyond the transition.
+struct ChangeInputs {
+    threshold: f64,
+    horizon_days: Option<f64>,
+    evidence: Vec<SensorEvidence>,
+    rollout: Rollout,
+}
+
+/// A Work Order for `wo_mode` (None: unknown problem) concerns episodes of `mode`.
+fn applies(wo_mode: Option<&str>, mode: &str) -> bool {
+    match wo_mode {
+        None => true,
+        Some(m) => m == mode || mode == ANOMALY_MODE,
+    }
+}
+
+/// Records a campaign signal and, when enough assets of the product show the
+/// same mode within the window, drafts (or extends) a PM campaign.
+fn campaign_actions(
+    tx: &rusqlite::Transaction<'_>,
+    change: &EpisodeChange,
+    directory: &Directory,
+    min_assets: usize,
+    window_ms: i64,
+    now: i64,
+) -> Result<u64, ProcessError> {
+    let Some(info) = &change.info else {
+        return Ok(0);
+    };
+    let Some(product) = info.product.as_deref() else {
+        return Ok(0);
+    };
+    let members = store::tx::campaign_signal(tx, product, &change.mode, &change.asset, change.ts_ms, window_ms)?;
+    if members.len() < min_assets {
+        return Ok(0);
+    }
+    let mut n = 0;
+    let key = match store::tx::campaign_for(tx, product, &change.mode, change.ts_ms, window_ms)? {
+        Some(k) => k,
+        None => {
+            let start = change.ts_ms;
+            let key = format!("fp-pm:{product}:{}:{}", change.mode, start / 86_400_000);
+            store::tx::put_campaign(tx, &key, product, &change.mode, start)?;
+            outbox::enqueue(tx, &crate::campaign::plan_action(&key, product, change, members.len()), now)?;
+            n += 1;
+            key
+        }
+    };
+    for asset in &members {
+        let Some(member) = directory.asset(asset) else {
+            continue;
+        };
+        if store::tx::join_campaign(tx, &key, asset)? {
+            outbox::enqueue(tx, &crate::campaign::member_action(&key, member, change), now)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
