@@ -173,6 +173,9 @@ pub struct RawScoring {
     pub checkpoint_every: Duration,
     /// Open anomaly episodes from the anomaly detector (not only the failure model).
     pub anomaly_episodes: bool,
+    /// Failure probability an anomaly episode's priority assumes (an anomaly
+    /// says something is unusual, not how likely a failure is).
+    pub anomaly_probability: f64,
 }
 
 impl Default for RawScoring {
@@ -187,6 +190,7 @@ impl Default for RawScoring {
             failure_every: Duration::from_secs(3600),
             checkpoint_every: Duration::from_secs(5),
             anomaly_episodes: true,
+            anomaly_probability: 0.3,
         }
     }
 }
@@ -433,6 +437,12 @@ impl RawCloudConfig {
             return Err(bad(
                 "scoring.anomaly_threshold",
                 "must be strictly between 0 and 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&s.anomaly_probability) {
+            return Err(bad(
+                "scoring.anomaly_probability",
+                "must be between 0 and 1".into(),
             ));
         }
         if s.failure_every.is_zero() {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_edge;
 mod bench_scoring;
+mod cloud;
 mod demo;
 mod detect;
 mod eval;
@@ -36,6 +37,10 @@ enum Command {
     /// Measure fieldpulse's hot paths end to end.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the cloud processor (ingest, scoring, episodes, Salesforce outbox), or check its config.
+    ///
+    /// Example: `fieldpulse cloud --config cloud/fieldpulse-cloud.example.toml`
+    Cloud(cloud::CloudArgs),
     /// Run the whole pipeline locally on embedded defaults and print a summary.
     Demo(demo::DemoArgs),
     /// Evaluate models: the NASA C-MAPSS benchmark, or a trained artifact.
@@ -64,11 +69,13 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Demo(_) => "error,rumqttd=off",
+        Command::Cloud(_) => "info",
         _ => "warn",
     };
     logging::init(cli.log.as_deref().unwrap_or(default_log));
     let res: anyhow::Result<()> = match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Cloud(args) => cloud::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Detect(args) => detect::run(args),

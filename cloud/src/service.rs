@@ -1,0 +1,418 @@
+//! `fieldpulse cloud` as one process: ingest API, ingest log, scoring
+//! processor, outbox sender and feedback poller, with `/metrics` and
+//! `/healthz`.
+//!
+//! Start-up order: state directory → ingest log (recovery) → model artifact
+//! (validated: a schema mismatch refuses to start) → Salesforce (asset
+//! directory and Work Order history; retried in the background when the org
+//! is unreachable) → processor (resumes from its checkpoints) → sender →
+//! poller → HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting,
+//! let the shards finish and checkpoint, let the sender drain.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use fieldpulse_models::anomaly::DetectorValidParams;
+use fieldpulse_models::failure::FailureModel;
+use fieldpulse_salesforce::{ClientConfig, SalesforceClient};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CloudConfig;
+use crate::directory::Directory;
+use crate::feedback;
+use crate::ingest::{Ingest, IngestConfig};
+use crate::log::{IngestLog, LogConfig};
+use crate::outbox::{OutboxSender, SenderConfig};
+use crate::processor::{Processor, ProcessorSettings, SensorLayout};
+use crate::store::Store;
+
+/// Name of the database file in the state directory.
+pub const DB_FILE: &str = "cloud.sqlite";
+/// Name of the ingest log directory in the state directory.
+pub const LOG_DIR: &str = "log";
+/// Consumer name of the scoring processor in the ingest log.
+pub const SCORING_CONSUMER: &str = "scoring";
+
+/// Why the cloud could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// A file or directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else, already phrased.
+    #[error("{0}")]
+    Start(String),
+}
+
+fn start_err(context: &str) -> impl Fn(&dyn std::fmt::Display) -> CloudError + '_ {
+    move |e| CloudError::Start(format!("{context}: {e}"))
+}
+
+/// Loads and validates the model artifact named in the config.
+///
+/// # Errors
+/// The artifact cannot be read or its schema does not match this build.
+pub fn load_model(dir: &Path) -> Result<Arc<FailureModel>, CloudError> {
+    let model = FailureModel::load(dir)
+        .map_err(|e| CloudError::Start(format!("model {}: {e}", dir.display())))?;
+    model
+        .validate()
+        .map_err(|e| CloudError::Start(format!("model {} refused: {e}", dir.display())))?;
+    Ok(Arc::new(model))
+}
+
+/// Builds the processor settings from the config and the model.
+pub fn settings(cfg: &CloudConfig, model: Option<&FailureModel>) -> ProcessorSettings {
+    let s = &cfg.raw.scoring;
+    let sensors = if s.sensors.is_empty() {
+        model.map(|m| m.schema.sensors.clone()).unwrap_or_default()
+    } else {
+        s.sensors.clone()
+    };
+    ProcessorSettings {
+        shards: s.shards,
+        layout: SensorLayout::new(sensors),
+        anomaly: DetectorValidParams::default(),
+        anomaly_threshold: s.anomaly_threshold,
+        anomaly_episodes: s.anomaly_episodes,
+        anomaly_probability: s.anomaly_probability,
+        failure_every_ms: s.failure_every.as_millis() as i64,
+        checkpoint_every: s.checkpoint_every,
+        episodes: cfg.raw.episodes.clone(),
+        priority: cfg.raw.priority.clone(),
+        rollout: cfg.raw.rollout.clone(),
+        campaigns: cfg.raw.campaigns.clone(),
+    }
+}
+
+/// A running cloud process.
+pub struct Cloud {
+    /// The bound HTTP address.
+    pub addr: std::net::SocketAddr,
+    /// The processor (progress, feedback, checkpoints).
+    pub processor: Arc<Processor>,
+    /// The ingest service.
+    pub ingest: Arc<Ingest<IngestLog>>,
+    /// The outbox sender.
+    pub sender: Arc<OutboxSender>,
+    /// The ingest log.
+    pub log: IngestLog,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cloud").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+struct HttpState {
+    ingest: Arc<Ingest<IngestLog>>,
+    processor: Arc<Processor>,
+    sender: Arc<OutboxSender>,
+    log: IngestLog,
+    degraded_outbox_depth: u64,
+    degraded_log_lag: u64,
+    model_version: String,
+}
+
+impl Cloud {
+    /// Starts everything; `listener` overrides `server.listen` (tests bind port 0).
+    ///
+    /// # Errors
+    /// Any start-up failure, phrased for an operator.
+    pub async fn start(cfg: CloudConfig, listener: Option<TcpListener>) -> Result<Self, CloudError> {
+        let state_dir = cfg.state_dir.clone();
+        std::fs::create_dir_all(&state_dir).map_err(|source| CloudError::Io {
+            path: state_dir.clone(),
+            source,
+        })?;
+        let (log, recovered) = IngestLog::open(
+            &state_dir.join(LOG_DIR),
+            LogConfig {
+                segment_bytes: cfg.raw.log.segment_bytes,
+                retention: cfg.raw.log.retention,
+                ..LogConfig::default()
+            },
+        )
+        .map_err(|e| start_err("ingest log")(&e))?;
+        let model = match &cfg.raw.scoring.model {
+            Some(dir) => Some(load_model(dir)?),
+            None => None,
+        };
+        let settings = settings(&cfg, model.as_deref());
+        if settings.layout.is_empty() {
+            return Err(CloudError::Start(format!(
+                "{}: scoring.sensors: no sensors to score",
+                cfg.origin
+            )));
+        }
+        let mut client_cfg = ClientConfig::new(cfg.sf_auth.clone());
+        client_cfg.api_version = cfg.raw.salesforce.api_version.clone();
+        let client = SalesforceClient::new(client_cfg).map_err(|e| start_err("salesforce client")(&e))?;
+        let criticality_field = cfg.raw.priority.criticality_field.clone();
+        let directory = match tokio::time::timeout(
+            Duration::from_secs(30),
+            Directory::load(&client, &criticality_field),
+        )
+        .await
+        {
+            Ok(Ok(d)) => {
+                tracing::info!(assets = d.assets.len(), work_orders = d.history.n_work_orders, "Read assets and Work Order history from Salesforce.");
+                d
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Could not read assets from Salesforce; scoring starts without them and retries.");
+                Directory::default()
+            }
+            Err(_) => {
+                tracing::warn!("Salesforce did not answer within 30 s; scoring starts without asset data and retries.");
+                Directory::default()
+            }
+        };
+        let db = state_dir.join(DB_FILE);
+        let consumer = log
+            .consumer(SCORING_CONSUMER)
+            .map_err(|e| start_err("ingest log consumer")(&e))?;
+        let model_version = model
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |m| m.model_version.clone());
+        let processor = {
+            let db = db.clone();
+            Arc::new(
+                Processor::start(settings, model, directory, move || Store::open(&db), consumer)
+                    .map_err(|e| start_err("processor")(&e))?,
+            )
+        };
+        let sender = Arc::new(
+            OutboxSender::open(
+                &db,
+                client.clone(),
+                SenderConfig {
+                    budget_reserve_fraction: cfg.raw.salesforce.budget_reserve,
+                    ..SenderConfig::default()
+                },
+            )
+            .map_err(|e| start_err("outbox")(&e))?,
+        );
+        let ingest = Ingest::new(
+            IngestConfig {
+                tokens: cfg.gateways.clone(),
+                insecure_dev_no_auth: cfg.raw.server.insecure_dev_no_auth,
+                ..IngestConfig::default()
+            },
+            log.clone(),
+            &recovered,
+        )
+        .map_err(|e| start_err("ingest")(&e))?;
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|e| start_err(&format!("binding {}", cfg.listen))(&e))?,
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| start_err("listener")(&e))?;
+        if cfg.gateways.is_empty() && !addr.ip().is_loopback() {
+            return Err(CloudError::Start(format!(
+                "{}: server.insecure_dev_no_auth: refusing to serve without tokens on {addr}",
+                cfg.origin
+            )));
+        }
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+        {
+            let sender = Arc::clone(&sender);
+            let cancel = cancel.clone();
+            tasks.push(tokio::spawn(async move { sender.run(cancel).await }));
+        }
+        {
+            let processor = Arc::clone(&processor);
+            let cancel = cancel.clone();
+            let db = db.clone();
+            let poll_every = cfg.raw.feedback.poll_every;
+            let overlap_ms = cfg.raw.feedback.overlap.as_millis() as i64;
+            tasks.push(tokio::spawn(async move {
+                poll_loop(client, db, processor, poll_every, overlap_ms, criticality_field, cancel).await;
+            }));
+        }
+        {
+            let log = log.clone();
+            let cancel = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => {
+                            let log = log.clone();
+                            match tokio::task::spawn_blocking(move || log.apply_retention()).await {
+                                Ok(Err(e)) => tracing::warn!(error = %e, "Ingest log retention failed."),
+                                Ok(Ok(_)) | Err(_) => {}
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        let state = Arc::new(HttpState {
+            ingest: Arc::clone(&ingest),
+            processor: Arc::clone(&processor),
+            sender: Arc::clone(&sender),
+            log: log.clone(),
+            degraded_outbox_depth: cfg.raw.server.degraded_outbox_depth,
+            degraded_log_lag: cfg.raw.server.degraded_log_lag,
+            model_version,
+        });
+        let router = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(healthz))
+            .with_state(state)
+            .merge(ingest.batches_router());
+        {
+            let cancel = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let res = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await;
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "HTTP server stopped.");
+                }
+            }));
+        }
+        tracing::info!(%addr, "fieldpulse cloud is serving.");
+        Ok(Self {
+            addr,
+            processor,
+            ingest,
+            sender,
+            log,
+            state_dir,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, drains the shards (checkpoint) and the sender.
+    ///
+    /// # Errors
+    /// A shard or the reader had stopped with an error.
+    pub async fn shutdown(self) -> Result<(), CloudError> {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let processor = self.processor;
+        tokio::task::spawn_blocking(move || match Arc::try_unwrap(processor) {
+            Ok(p) => p.shutdown().map_err(|e| CloudError::Start(format!("processor: {e}"))),
+            Err(p) => {
+                p.checkpoint();
+                Ok(())
+            }
+        })
+        .await
+        .map_err(|e| CloudError::Start(format!("processor shutdown: {e}")))?
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn poll_loop(
+    client: SalesforceClient,
+    db: PathBuf,
+    processor: Arc<Processor>,
+    every: Duration,
+    overlap_ms: i64,
+    criticality_field: String,
+    cancel: CancellationToken,
+) {
+    let mut store = match Store::open(&db) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "Feedback poller cannot open the store; no feedback will be read.");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if processor.directory().assets.is_empty() {
+            match Directory::load(&client, &criticality_field).await {
+                Ok(d) if !d.assets.is_empty() => processor.set_directory(d),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "Reading assets from Salesforce failed; retrying."),
+            }
+        }
+        let dir = processor.directory();
+        let res = feedback::poll_once(&client, &mut store, &dir, overlap_ms, |ev| processor.feedback(ev)).await;
+        match res {
+            Ok(r) if r.events > 0 => tracing::info!(work_orders = r.work_orders, cases = r.cases, events = r.events, labels = r.labels, "Feedback from Salesforce."),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Feedback poll failed; retrying next interval."),
+        }
+    }
+}
+
+async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
+    let mut text = s.ingest.metrics().render();
+    s.processor.metrics().render(&mut text);
+    let st = s.processor.status();
+    let gauge = |text: &mut String, name: &str, help: &str, v: u64| {
+        use std::fmt::Write;
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+    gauge(&mut text, "fieldpulse_cloud_log_lag_records", "Ingest log records not yet scored.", st.lag());
+    gauge(&mut text, "fieldpulse_cloud_alerts_open", "Open alert episodes (suppressed included).", st.episodes_open);
+    gauge(&mut text, "fieldpulse_cloud_alerts_suppressed", "Episodes inhibited by an open Work Order.", st.episodes_suppressed);
+    gauge(&mut text, "fieldpulse_cloud_assets_tracked", "Assets with scoring state in memory.", st.assets);
+    s.sender.stats().render(&mut text);
+    {
+        use std::fmt::Write;
+        let _ = writeln!(
+            text,
+            "# HELP fieldpulse_cloud_model_info The failure model in use.\n# TYPE fieldpulse_cloud_model_info gauge\nfieldpulse_cloud_model_info{{version=\"{}\"}} 1",
+            s.model_version.replace('"', "'")
+        );
+    }
+    let _ = &s.log;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+async fn healthz(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
+    let st = s.processor.status();
+    let depth = s.sender.stats().depth;
+    if !s.processor.is_healthy() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "failed: a scoring thread stopped (see logs)\n".to_string());
+    }
+    let mut problems = Vec::new();
+    if depth > s.degraded_outbox_depth {
+        problems.push(format!("outbox depth {depth} > {}", s.degraded_outbox_depth));
+    }
+    if st.lag() > s.degraded_log_lag {
+        problems.push(format!("log lag {} > {}", st.lag(), s.degraded_log_lag));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (StatusCode::OK, format!("degraded: {}\n", problems.join("; ")))
+    }
+}
