@@ -6,6 +6,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::log::LogStats;
+
 /// Why a batch request was rejected (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
@@ -17,19 +19,25 @@ pub enum RejectReason {
     Decode,
     /// A `Batch` that breaks the contract (seq 0, bad key, bad series).
     Malformed,
-    /// The decoded batch exceeds the size limit.
+    /// The body or the decoded batch exceeds the size limit.
     TooLarge,
+    /// More `Series` in one batch than `max_series_per_batch`.
+    TooManySeries,
+    /// More readings in one batch than `max_readings_per_batch`.
+    TooManyReadings,
     /// The sink could not commit; the gateway retries.
     Unavailable,
 }
 
 impl RejectReason {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 8] = [
         Self::Unauthorized,
         Self::Encoding,
         Self::Decode,
         Self::Malformed,
         Self::TooLarge,
+        Self::TooManySeries,
+        Self::TooManyReadings,
         Self::Unavailable,
     ];
 
@@ -41,6 +49,8 @@ impl RejectReason {
             Self::Decode => "decode",
             Self::Malformed => "malformed",
             Self::TooLarge => "too_large",
+            Self::TooManySeries => "too_many_series",
+            Self::TooManyReadings => "too_many_readings",
             Self::Unavailable => "unavailable",
         }
     }
@@ -58,6 +68,54 @@ pub struct CloudMetrics {
     /// Re-deliveries of committed batches.
     pub duplicate_batches: AtomicU64,
     rejected: [AtomicU64; RejectReason::ALL.len()],
+}
+
+/// Appends the ingest log's series: fsyncs and the batches they made
+/// durable (their ratio is the group-commit factor), append errors, damaged
+/// bytes skipped by readers, and the log's end and start offsets.
+pub fn render_log(out: &mut String, stats: &LogStats) {
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "fieldpulse_cloud_log_fsyncs_total",
+        "counter",
+        "fdatasync calls on ingest log segments.",
+        stats.fsyncs,
+    );
+    metric(
+        "fieldpulse_cloud_log_batches_synced_total",
+        "counter",
+        "Batches made durable by those fsyncs (divided by fsyncs: batches per fsync).",
+        stats.batches_synced,
+    );
+    metric(
+        "fieldpulse_cloud_log_append_errors_total",
+        "counter",
+        "Ingest log appends that failed and were rolled back.",
+        stats.append_errors,
+    );
+    metric(
+        "fieldpulse_cloud_log_read_skipped_bytes_total",
+        "counter",
+        "Damaged ingest log bytes readers skipped.",
+        stats.read_skipped_bytes,
+    );
+    metric(
+        "fieldpulse_cloud_log_end_offset",
+        "gauge",
+        "Offset the next record appended to the ingest log gets.",
+        stats.end_offset,
+    );
+    metric(
+        "fieldpulse_cloud_log_start_offset",
+        "gauge",
+        "Oldest offset retained in the ingest log.",
+        stats.start_offset,
+    );
 }
 
 impl CloudMetrics {

@@ -49,6 +49,9 @@ impl<'a> BatchBuilder<'a> {
                 clock_suspect: false,
                 created_ms,
                 series: Vec::new(),
+                // The edge does not keep a spool epoch yet: 0 is the
+                // "predates epochs" value of the contract.
+                spool_epoch: 0,
             },
             index: HashMap::new(),
             n_readings: 0,

@@ -1,1 +1,82 @@
-//! (being built: see ARCHITECTURE.md)
+//! Alert episodes and dispatch priority: a pure state machine (no IO, no
+//! clock of its own) that turns a stream of evaluations per (asset, failure
+//! mode or anomaly kind) into the few transitions a dispatcher should see.
+//!
+//! An [`Episode`] is the unit behind one Salesforce Case: the processor feeds
+//! it [`Evaluation`]s (a failure model's P(failure within horizon), or an
+//! anomaly score, with the model's threshold) and Work Order / Case events,
+//! and turns each returned [`Transition`] into Case, `Asset_Alert__c` and
+//! `AI_Insight__c` actions. [`Transition::episode`] carries what those need:
+//! the episode number (`seq`, part of the Case's external key), when it
+//! opened, peak and last risk, RUL, priorities, evaluation count and the
+//! flapping flag. [`EpisodeBook`] holds every (asset, mode) and serialises
+//! to JSON for the processor's SQLite checkpoint.
+//!
+//! ```text
+//!            risk >= threshold, open_after times in a row
+//!            (not in cooldown, no open Work Order, not historical
+//!             and older than max_alert_age, not snoozed)
+//!   ┌──────┐ ───────────────────── Opened ─────────────────────▶ ┌──────┐  Escalated (higher band, or
+//!   │ Idle │                                                     │ Open │  risk > escalate_ratio × last)
+//!   │(hits)│ ◀──────────── Closed{Recovered} ─────────────────── │      │  Updated (every min_update_interval)
+//!   └──────┘   risk < threshold × hysteresis, close_after times  └──────┘  (both muted while snoozed)
+//!      ▲       in a row; if this is the flap_max_opens-th open    │   ▲ │
+//!      │       in flap_window: Flapping instead, stay open until  │   │ │ recovery with too many
+//!      │       low for a whole flap_window                        │   │ │ recent opens: Flapping
+//!      │                                                          │   │ ▼ (once; stays Open)
+//!      │  Closed{WorkOrderCompleted}   work_order_opened:         │  work_order_cancelled
+//!      ├──────────────────────────┐    Suppressed                 ▼  (last one): Resumed
+//!      │                          └─────────────────────── ┌────────────┐
+//!      │                                                   │ Suppressed │ evaluations tracked,
+//!      └── Closed{DismissedAsFalseAlarm} (from Open or     │ (Open + WO)│ nothing emitted
+//!          Suppressed: case_closed_as_not_a_problem)       └────────────┘
+//! ```
+//!
+//! Rules, all in asset time (`ts_ms`) except where noted:
+//! - **Pending, like Alertmanager's `for:`**: an episode opens after
+//!   `open_after` consecutive evaluations at or above the threshold, and
+//!   closes after `close_after` consecutive ones below `threshold ×
+//!   hysteresis`; values in between reset both counts.
+//! - **Order**: an evaluation not newer than the newest taken is ignored and
+//!   counted (`stale`), as is one with a NaN or infinite risk (`non_finite`).
+//!   A replay from an older checkpoint is therefore harmless.
+//! - **Backfill**: a `historical` evaluation more than `max_alert_age_ms`
+//!   older than the wall clock (`now_ms`) updates the state but never opens
+//!   an episode; it may update or close an open one.
+//! - **Inhibition**: an open Work Order for the problem suppresses the open
+//!   episode (nothing is emitted until it completes) or withholds a new one.
+//!   Completion closes the episode with its outcome and starts the cooldown:
+//!   no evidence counts towards a new episode for `cooldown_ms`.
+//! - **Silence**: [`Episode::snooze`] (wall clock) mutes `Opened`,
+//!   `Escalated` and `Updated`; `Closed` and `Flapping` still go out.
+//! - **No storms**: `Escalated` needs a priority above every one notified in
+//!   the episode, or a risk above `escalate_ratio` times the last escalation;
+//!   `Updated` comes at most every `min_update_interval_ms`.
+//! - **Flapping**: instead of a close/reopen cycle, an episode that recovers
+//!   while it is the `flap_max_opens`-th open inside `flap_window_ms` stays
+//!   open, marked flapping, until its risk has stayed low for a whole window.
+//!   So observed recoveries never make more than `flap_max_opens` opens in
+//!   any window.
+//!
+//! [`prioritize`] computes the dispatch [`Priority`] as `probability ×
+//! criticality × sla_factor` cut by [`PriorityBands`]; the processor puts
+//! it in each [`Evaluation`], so a band crossing escalates the Case.
+//!
+//! Deliberately absent: IO, clocks, Salesforce record shapes (the action
+//! builder's), and grouping of several assets into a PM campaign.
+
+mod book;
+mod config;
+mod episode;
+mod priority;
+#[cfg(test)]
+mod tests;
+
+pub use book::{BookCounts, EpisodeBook};
+pub use config::{EpisodeConfig, EpisodeConfigError};
+pub use episode::{
+    CloseReason, Episode, EpisodeCounters, EpisodeSummary, EscalationCause, Evaluation, Transition,
+};
+pub use priority::{
+    prioritize, Priority, PriorityBands, PriorityBandsError, PriorityDecision, PriorityInputs,
+};

@@ -1,8 +1,8 @@
-//! Exact-membership sets of committed batch seqs, one per gateway.
+//! Exact-membership sets of committed batch seqs, one per `(gateway, spool_epoch)`.
 
 use std::collections::BTreeMap;
 
-/// The set of committed seqs of one gateway.
+/// The set of committed seqs of one `(gateway, spool_epoch)`.
 ///
 /// Stored as `contiguous` (every seq in `1..=contiguous` is present) plus the
 /// disjoint, non-adjacent ranges above it. Seqs usually arrive nearly in
@@ -60,6 +60,32 @@ impl SeqSet {
         true
     }
 
+    /// Rebuilds a set from [`SeqSet::contiguous`] and [`SeqSet::ranges`]
+    /// (a persisted snapshot); `None` when the ranges are not ascending,
+    /// disjoint, non-adjacent and above `contiguous + 1`.
+    pub fn from_parts(contiguous: u64, ranges: &[(u64, u64)]) -> Option<Self> {
+        let mut set = Self {
+            contiguous,
+            ranges: BTreeMap::new(),
+        };
+        // Each range must start at least two above the previous end.
+        let mut floor = contiguous.saturating_add(2);
+        for &(start, end) in ranges {
+            if start < floor || end < start {
+                return None;
+            }
+            set.ranges.insert(start, end);
+            floor = end.saturating_add(2);
+        }
+        Some(set)
+    }
+
+    /// The ranges kept above `contiguous`, ascending, as `(start, end)`
+    /// inclusive.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().map(|(&start, &end)| (start, end))
+    }
+
     /// Number of disjoint ranges kept above `contiguous` (a memory gauge).
     pub fn n_ranges(&self) -> usize {
         self.ranges.len()
@@ -108,6 +134,8 @@ mod tests {
             }
             let expected_contiguous = (1..).take_while(|s| model.contains(s)).last().unwrap_or(0);
             prop_assert_eq!(set.contiguous(), expected_contiguous);
+            let ranges: Vec<_> = set.ranges().collect();
+            prop_assert_eq!(SeqSet::from_parts(set.contiguous(), &ranges), Some(set));
         }
     }
 }

@@ -212,6 +212,7 @@ async fn handle(
     let ack = BatchAck {
         seq: batch.seq,
         contiguous_seq,
+        spool_epoch: batch.spool_epoch,
     };
     (StatusCode::OK, ack.encode_to_vec())
 }
