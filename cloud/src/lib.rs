@@ -22,4 +22,5 @@ pub mod log;
 pub mod metrics;
 pub mod outbox;
 pub mod processor;
+pub mod service;
 pub mod store;

@@ -165,7 +165,9 @@ impl Cloud {
         }
         let mut client_cfg = ClientConfig::new(cfg.sf_auth.clone());
         client_cfg.api_version = cfg.raw.salesforce.api_version.clone();
-        let client = SalesforceClient::new(client_cfg).map_err(|e| start_err("salesforce client")(&e))?;
+        let client = Arc::new(
+            SalesforceClient::new(client_cfg).map_err(|e| start_err("salesforce client")(&e))?,
+        );
         let criticality_field = cfg.raw.priority.criticality_field.clone();
         let directory = match tokio::time::timeout(
             Duration::from_secs(30),
@@ -203,7 +205,7 @@ impl Cloud {
         let sender = Arc::new(
             OutboxSender::open(
                 &db,
-                client.clone(),
+                Arc::clone(&client),
                 SenderConfig {
                     budget_reserve_fraction: cfg.raw.salesforce.budget_reserve,
                     ..SenderConfig::default()
@@ -334,7 +336,7 @@ impl Cloud {
 
 #[allow(clippy::too_many_arguments)]
 async fn poll_loop(
-    client: SalesforceClient,
+    client: Arc<SalesforceClient>,
     db: PathBuf,
     processor: Arc<Processor>,
     every: Duration,

@@ -302,6 +302,15 @@ impl<S: BatchSink> Ingest<S> {
             .with_state(Arc::clone(self))
     }
 
+    /// Only `POST /v1/batches` (with the body limit), for a process that
+    /// serves its own `/metrics` and `/healthz` beside it.
+    pub fn batches_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/batches", post(post_batch::<S>))
+            .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .with_state(Arc::clone(self))
+    }
+
     /// Serves on `listener` until `shutdown` is cancelled.
     ///
     /// # Errors

@@ -102,7 +102,7 @@ pub fn split_rows(
             continue;
         }
         let Some(pos) = layout.position(&series.sensor) else {
-            counts.unknown_sensor_readings += series.n_readings() as u64;
+            counts.unknown_sensor_readings += series.len() as u64;
             continue;
         };
         let entry = points.entry(series.asset_id.as_str()).or_insert_with(|| {

@@ -369,7 +369,9 @@ impl Shard {
 
     fn process_asset(&mut self, ctx: RecordCtx<'_>, rows: &AssetRows) -> Result<(), ProcessError> {
         let idx = self.slot_index(&rows.asset)?;
-        let settings = &self.shared.settings;
+        let shared = Arc::clone(&self.shared);
+        let settings = &shared.settings;
+        let directory = Arc::clone(&self.directory);
         let n = settings.layout.len();
         let thr = settings.anomaly_threshold;
         let every = settings.failure_every_ms;
@@ -384,7 +386,7 @@ impl Shard {
                 .fetch_add(rows.n_readings, Ordering::Relaxed);
             return Ok(());
         }
-        let info = self.directory.asset(&rows.asset);
+        let info = directory.asset(&rows.asset);
         let product = info.and_then(|i| i.product.clone());
         let rollout = settings.rollout.for_product(product.as_deref());
         let (crit, crit_src) = match info.and_then(|i| i.criticality) {
