@@ -312,6 +312,17 @@ impl Cloud {
         })
     }
 
+    /// Stops everything without draining or checkpointing, leaving the state
+    /// directory as a crash would (tests of recovery).
+    pub async fn abort(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.abort();
+        }
+        let processor = self.processor;
+        let _ = tokio::task::spawn_blocking(move || processor.abort()).await;
+    }
+
     /// Stops accepting, drains the shards (checkpoint) and the sender.
     ///
     /// # Errors
@@ -322,12 +333,10 @@ impl Cloud {
             let _ = t.await;
         }
         let processor = self.processor;
-        tokio::task::spawn_blocking(move || match Arc::try_unwrap(processor) {
-            Ok(p) => p.shutdown().map_err(|e| CloudError::Start(format!("processor: {e}"))),
-            Err(p) => {
-                p.checkpoint();
-                Ok(())
-            }
+        tokio::task::spawn_blocking(move || {
+            processor
+                .shutdown()
+                .map_err(|e| CloudError::Start(format!("processor: {e}")))
         })
         .await
         .map_err(|e| CloudError::Start(format!("processor shutdown: {e}")))?

@@ -20,7 +20,7 @@ mod shard;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -129,6 +129,8 @@ pub(crate) enum ShardMsg {
     Feedback(FeedbackEvent),
     Checkpoint(std::sync::mpsc::Sender<()>),
     DirectoryChanged,
+    /// Stop now without a final checkpoint (what a crash leaves behind; tests).
+    Abort,
 }
 
 /// The shard an asset belongs to (FNV-1a, stable across runs and builds).
@@ -161,18 +163,24 @@ impl Hasher for Fnv1a {
 /// A running processor.
 pub struct Processor {
     shared: Arc<Shared>,
-    senders: Vec<SyncSender<ShardMsg>>,
+    senders: RwLock<Vec<SyncSender<ShardMsg>>>,
+    n_shards: usize,
     progress: Vec<Arc<ShardProgress>>,
-    shards: Vec<JoinHandle<Result<(), ProcessError>>>,
-    reader: Option<JoinHandle<Result<(), ProcessError>>>,
+    threads: Mutex<Threads>,
     stop: Arc<AtomicBool>,
     end_offset: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Threads {
+    shards: Vec<JoinHandle<Result<(), ProcessError>>>,
+    reader: Option<JoinHandle<Result<(), ProcessError>>>,
 }
 
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Processor")
-            .field("shards", &self.senders.len())
+            .field("shards", &self.n_shards)
             .finish_non_exhaustive()
     }
 }
@@ -273,10 +281,13 @@ impl Processor {
         };
         Ok(Self {
             shared,
-            senders,
+            senders: RwLock::new(senders),
+            n_shards: n,
             progress,
-            shards,
-            reader: Some(reader),
+            threads: Mutex::new(Threads {
+                shards,
+                reader: Some(reader),
+            }),
             stop,
             end_offset,
         })
@@ -314,14 +325,25 @@ impl Processor {
 
     /// True while every thread runs.
     pub fn is_healthy(&self) -> bool {
-        self.reader.as_ref().is_some_and(|r| !r.is_finished())
-            && self.shards.iter().all(|s| !s.is_finished())
+        let t = self.lock_threads();
+        t.reader.as_ref().is_some_and(|r| !r.is_finished())
+            && t.shards.iter().all(|s| !s.is_finished())
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Threads> {
+        self.threads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn senders(&self) -> std::sync::RwLockReadGuard<'_, Vec<SyncSender<ShardMsg>>> {
+        self.senders.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Routes a feedback event to the shard owning its asset.
     pub fn feedback(&self, event: FeedbackEvent) {
-        let shard = shard_of(event.asset(), self.senders.len());
-        let _ = self.senders[shard].send(ShardMsg::Feedback(event));
+        let shard = shard_of(event.asset(), self.n_shards);
+        if let Some(s) = self.senders().get(shard) {
+            let _ = s.send(ShardMsg::Feedback(event));
+        }
     }
 
     /// Replaces the asset directory (after a refresh from Salesforce).
@@ -331,7 +353,7 @@ impl Processor {
             .directory
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
-        for s in &self.senders {
+        for s in self.senders().iter() {
             let _ = s.send(ShardMsg::DirectoryChanged);
         }
     }
@@ -344,7 +366,7 @@ impl Processor {
     /// Asks every shard to checkpoint now and waits for them.
     pub fn checkpoint(&self) {
         let waits: Vec<_> = self
-            .senders
+            .senders()
             .iter()
             .filter_map(|s| {
                 let (tx, rx) = std::sync::mpsc::channel();
@@ -371,20 +393,39 @@ impl Processor {
         self.status().processed >= offset
     }
 
+    /// Stops at once without a final checkpoint, as a crash would (state on
+    /// disk is whatever the last checkpoint and outbox writes left). For
+    /// recovery tests.
+    pub fn abort(&self) {
+        self.stop.store(true, Ordering::Release);
+        for s in self.senders().iter() {
+            let _ = s.send(ShardMsg::Abort);
+        }
+        let mut t = self.lock_threads();
+        if let Some(r) = t.reader.take() {
+            let _ = r.join();
+        }
+        self.senders.write().unwrap_or_else(|p| p.into_inner()).clear();
+        for h in t.shards.drain(..) {
+            let _ = h.join();
+        }
+    }
+
     /// Stops reading, lets the shards finish what they have, checkpoints and joins.
     ///
     /// # Errors
     /// The first error a thread stopped with.
-    pub fn shutdown(mut self) -> Result<(), ProcessError> {
+    pub fn shutdown(&self) -> Result<(), ProcessError> {
         self.stop.store(true, Ordering::Release);
         let mut first = Ok(());
-        if let Some(r) = self.reader.take() {
+        let mut t = self.lock_threads();
+        if let Some(r) = t.reader.take() {
             if let Ok(Err(e)) = r.join() {
                 first = Err(e);
             }
         }
-        self.senders.clear();
-        for h in self.shards.drain(..) {
+        self.senders.write().unwrap_or_else(|p| p.into_inner()).clear();
+        for h in t.shards.drain(..) {
             match h.join() {
                 Ok(Err(e)) if first.is_ok() => first = Err(e),
                 _ => {}

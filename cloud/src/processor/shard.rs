@@ -277,6 +277,7 @@ impl Shard {
                     self.checkpoint()?;
                     let _ = done.send(());
                 }
+                Ok(ShardMsg::Abort) => return Ok(()),
                 Ok(ShardMsg::DirectoryChanged) => {
                     self.directory = self.shared.directory();
                     if let Some(f) = &mut self.failure {
