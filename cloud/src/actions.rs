@@ -96,8 +96,11 @@ pub struct EpisodeChange {
     pub number: u64,
     /// Change number within the episode (makes the audit key unique).
     pub change_no: u64,
-    /// The Case generation (a new Case only once the previous one is closed).
+    /// The Case's key: one per (asset, mode, Case generation); a new Case only
+    /// once the previous one was closed in Salesforce.
     pub case_key: String,
+    /// The `Asset_Alert__c` key: one alert per Case, updated as episodes come and go.
+    pub alert_key: String,
     /// Risk (probability of failure within the horizon, or anomaly score).
     pub risk: f64,
     /// Threshold the risk is judged against.
@@ -164,11 +167,6 @@ fn stamp(fields: &mut Map<String, Value>, key: &str, trace: &str) {
 }
 
 impl EpisodeChange {
-    /// Key of the `Asset_Alert__c` for this episode.
-    pub fn alert_key(&self) -> String {
-        format!("fp-alert:{}:{}:{}", self.asset, self.mode, self.number)
-    }
-
     /// Key of this change's `AI_Insight__c` (also the trace id of every record it explains).
     pub fn insight_key(&self) -> String {
         format!(
@@ -352,7 +350,7 @@ impl EpisodeChange {
         if visible {
             if let Some(info) = &self.info {
                 let mut f = Map::new();
-                stamp(&mut f, &self.alert_key(), &trace);
+                stamp(&mut f, &self.alert_key, &trace);
                 f.insert("Asset__c".into(), json!(info.id));
                 if case_fields || self.kind != ChangeKind::Opened {
                     f.insert("Case__r".into(), json!({"FieldPulse_Key__c": self.case_key}));
@@ -379,7 +377,7 @@ impl EpisodeChange {
                 f.insert("Detected_At__c".into(), json!(sf_datetime(self.opened_ms)));
                 out.push(Action {
                     sobject: "Asset_Alert__c".into(),
-                    ext_key: self.alert_key(),
+                    ext_key: self.alert_key.clone(),
                     fields: f,
                     priority: urgency,
                     deferrable: matches!(self.kind, ChangeKind::Updated),
@@ -444,7 +442,7 @@ impl EpisodeChange {
                 "log_offset_first": self.source.offsets.0,
                 "log_offset_last": self.source.offsets.1,
                 "case_key": self.case_key,
-                "alert_key": self.alert_key(),
+                "alert_key": self.alert_key.clone(),
                 "asset_id": self.info.as_ref().map(|i| i.id.clone()),
             })
             .to_string()),

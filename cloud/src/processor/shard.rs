@@ -618,6 +618,7 @@ impl Shard {
         };
         ep.changes += 1;
         let case_key = format!("fp-case:{asset}:{mode}:{}", ep.case_gen.max(1));
+        let alert_key = format!("fp-alert:{asset}:{mode}:{}", ep.case_gen.max(1));
         let (offset, seq, gateway, epoch, appended_ms) = match ctx {
             Some(c) => (c.offset, c.seq, c.gateway.to_string(), c.epoch, c.appended_ms),
             None => (ep.first_offset, ep.first_seq, String::new(), 0, store::now_ms()),
@@ -632,6 +633,7 @@ impl Shard {
             number: summary.seq,
             change_no: ep.changes,
             case_key,
+            alert_key,
             risk: summary.last_risk,
             threshold: inputs.threshold,
             horizon_days: inputs.horizon_days,

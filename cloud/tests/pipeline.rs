@@ -1,0 +1,313 @@
+//! The cloud end to end: real HTTP ingest (protobuf + zstd), the segmented
+//! log, scoring shards, SQLite, the outbox sender and the strict Salesforce
+//! emulator.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fieldpulse_cloud::config::{CloudConfig, RawCloudConfig, RawGateway};
+use fieldpulse_cloud::service::{Cloud, DB_FILE};
+use fieldpulse_proto::v1::{Batch, BatchAck, Series};
+use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, Fixture, FaultConfig};
+use prost::Message;
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "gw-1-test-token";
+const SECRET: &str = "test-only-consumer-secret";
+const SENSORS: [&str; 4] = ["temp_c", "vib_rms", "pressure_bar", "current_a"];
+const N_ASSETS: usize = 10;
+const FAULTY: [usize; 3] = [2, 5, 8];
+const ROWS: usize = 1_600;
+const ROWS_PER_BATCH: usize = 40;
+const FAULT_AT: usize = 900;
+const T0: i64 = 1_767_225_600_000; // 2026-01-01
+
+struct Org {
+    emulator: Emulator,
+    base: String,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+    secret_file: PathBuf,
+}
+
+impl Drop for Org {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn asset_name(i: usize) -> String {
+    format!("PUMP-{i:03}")
+}
+
+async fn start_org() -> Org {
+    let config = EmulatorConfig {
+        consumer_secret: Some(SECRET.into()),
+        ..EmulatorConfig::default()
+    };
+    let emulator = Emulator::new(config, None).expect("emulator");
+    let assets: Vec<serde_json::Value> = (0..N_ASSETS)
+        .map(|i| {
+            serde_json::json!({
+                "@ref": asset_name(i), "Name": asset_name(i), "SerialNumber": format!("SN-{i:05}"),
+                "AccountId": "@acme", "Product2Id": "@pump", "Status": "Installed",
+                "InstallDate": "2023-01-01"
+            })
+        })
+        .collect();
+    let fixture: Fixture = serde_json::from_value(serde_json::json!({
+        "objects": [
+            {"type": "Account", "records": [{"@ref": "acme", "Name": "Acme Water"}]},
+            {"type": "Product2", "records": [{"@ref": "pump", "Name": "Centrifugal Pump CP-200", "ProductCode": "CP200", "IsActive": true}]},
+            {"type": "Asset", "records": assets},
+        ]
+    }))
+    .expect("fixture");
+    emulator.seed(&fixture).expect("seed");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(emulator.clone().run(listener, shutdown.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("sf-secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    Org {
+        emulator,
+        base,
+        shutdown,
+        _dir: dir,
+        secret_file,
+    }
+}
+
+fn cloud_config(org: &Org, state: &Path, checkpoint_every: Duration) -> CloudConfig {
+    let mut raw = RawCloudConfig::default();
+    raw.server.listen = "127.0.0.1:0".into();
+    raw.server.state_dir = state.to_path_buf();
+    raw.gateways = vec![RawGateway {
+        id: "gw-1".into(),
+        token_sha256: hex(&sha2::Sha256::digest(TOKEN.as_bytes())),
+    }];
+    raw.scoring.shards = 2;
+    raw.scoring.sensors = SENSORS.iter().map(|s| s.to_string()).collect();
+    raw.scoring.checkpoint_every = checkpoint_every;
+    raw.salesforce.token_url = org.base.clone();
+    raw.salesforce.client_id = EmulatorConfig::default().consumer_key;
+    raw.salesforce.client_secret_env = None;
+    raw.salesforce.client_secret_file = Some(org.secret_file.clone());
+    raw.feedback.poll_every = Duration::from_millis(300);
+    raw.validate("test config").expect("valid test config")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic noise in [-1, 1).
+fn noise(seed: u64) -> f64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+/// The fleet's readings as batches of `ROWS_PER_BATCH` rows; FAULTY assets
+/// develop a bearing fault (vibration and temperature step up) at FAULT_AT.
+fn batches() -> Vec<Batch> {
+    let mut out = Vec::new();
+    for (b, start) in (0..ROWS).step_by(ROWS_PER_BATCH).enumerate() {
+        let mut batch = Batch {
+            gateway_id: "gw-1".into(),
+            seq: b as u64 + 1,
+            spool_epoch: 42,
+            created_ms: T0,
+            ..Default::default()
+        };
+        for a in 0..N_ASSETS {
+            for (s, sensor) in SENSORS.iter().enumerate() {
+                let mut series = Series {
+                    asset_id: asset_name(a),
+                    sensor: (*sensor).into(),
+                    ..Default::default()
+                };
+                for r in start..(start + ROWS_PER_BATCH).min(ROWS) {
+                    let base = [60.0, 1.2, 4.0, 30.0][s];
+                    let sd = [0.5, 0.05, 0.1, 0.6][s];
+                    let seed = (a * 1_000_003 + r * 7 + s) as u64;
+                    let mut v = base + sd * 1.7 * noise(seed);
+                    if FAULTY.contains(&a) && r >= FAULT_AT && s < 2 {
+                        v += sd * 25.0;
+                    }
+                    series.push(T0 + r as i64 * 60_000, v);
+                }
+                batch.series.push(series);
+            }
+        }
+        out.push(batch);
+    }
+    out
+}
+
+async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Batch) -> BatchAck {
+    let body = zstd::encode_all(batch.encode_to_vec().as_slice(), 3).unwrap();
+    for _ in 0..50 {
+        let res = http
+            .post(format!("http://{addr}/v1/batches"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-encoding", "zstd")
+            .header("content-type", "application/x-protobuf")
+            .header("idempotency-key", format!("{}/{}", batch.gateway_id, batch.seq))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("post");
+        if res.status() == 200 {
+            return BatchAck::decode(res.bytes().await.unwrap()).expect("ack");
+        }
+        assert_eq!(res.status(), 503, "{}", res.text().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("batch {} never acknowledged", batch.seq);
+}
+
+async fn wait_idle(cloud: &Cloud) {
+    let end = cloud.log.end_offset();
+    let processor = std::sync::Arc::clone(&cloud.processor);
+    let ok = tokio::task::spawn_blocking(move || processor.wait_processed(end, Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert!(ok, "processor did not catch up with the log");
+    for _ in 0..600 {
+        if cloud.sender.stats().depth == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("outbox did not drain: depth {}", cloud.sender.stats().depth);
+}
+
+fn count(org: &Org, object: &str) -> usize {
+    org.emulator.live_count(object)
+}
+
+fn asset_blobs(state: &Path) -> Vec<(String, Vec<u8>, String)> {
+    let conn = rusqlite::Connection::open(state.join(DB_FILE)).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT asset, anomaly, episodes FROM asset_state ORDER BY asset")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+async fn run_uninterrupted(org: &Org, state: &Path) {
+    let cloud = Cloud::start(cloud_config(org, state, Duration::from_millis(200)), None)
+        .await
+        .expect("cloud starts");
+    let http = reqwest::Client::new();
+    for b in batches() {
+        post(&http, cloud.addr, &b).await;
+    }
+    wait_idle(&cloud).await;
+    cloud.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_becomes_exactly_one_case_alert_and_audit_trail() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    run_uninterrupted(&org, state.path()).await;
+
+    assert_eq!(count(&org, "Case"), FAULTY.len(), "one Case per faulty asset");
+    assert_eq!(count(&org, "Asset_Alert__c"), FAULTY.len(), "one alert per Case");
+    assert!(count(&org, "AI_Insight__c") >= FAULTY.len(), "an audit record per action");
+    let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT asset FROM episodes WHERE mode = 'anomaly' ORDER BY asset")
+        .unwrap();
+    let assets: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<String> = FAULTY.iter().map(|&i| asset_name(i)).collect();
+    assert_eq!(assets, expected, "episodes only on the faulty assets");
+    let dead: i64 = conn
+        .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))
+        .unwrap_or(0);
+    assert_eq!(dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run() {
+    let org_a = start_org().await;
+    let clean = tempfile::tempdir().unwrap();
+    run_uninterrupted(&org_a, clean.path()).await;
+
+    let org_b = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let all = batches();
+    let half = all.len() / 2;
+    let http = reqwest::Client::new();
+    // First life: half the data, a checkpoint somewhere in the middle, then a crash.
+    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_secs(3600)), None)
+        .await
+        .expect("cloud starts");
+    for b in &all[..half / 2] {
+        post(&http, cloud.addr, b).await;
+    }
+    wait_idle(&cloud).await;
+    cloud.processor.checkpoint();
+    // Out of order, with a duplicate.
+    for b in all[half / 2..half].iter().rev() {
+        post(&http, cloud.addr, b).await;
+    }
+    post(&http, cloud.addr, &all[0]).await;
+    wait_idle(&cloud).await;
+    cloud.abort().await;
+
+    // Second life: the gateway re-sends what it had not seen acked, then the rest.
+    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_millis(200)), None)
+        .await
+        .expect("cloud restarts");
+    for b in &all[half - 3..] {
+        let ack = post(&http, cloud.addr, b).await;
+        assert_eq!(ack.seq, b.seq);
+    }
+    wait_idle(&cloud).await;
+    cloud.shutdown().await.expect("clean shutdown");
+
+    assert_eq!(count(&org_b, "Case"), count(&org_a, "Case"));
+    assert_eq!(count(&org_b, "Asset_Alert__c"), count(&org_a, "Asset_Alert__c"));
+    assert_eq!(count(&org_b, "AI_Insight__c"), count(&org_a, "AI_Insight__c"));
+    let a = asset_blobs(clean.path());
+    let b = asset_blobs(state.path());
+    assert_eq!(a.len(), N_ASSETS);
+    assert_eq!(a.len(), b.len());
+    for ((name_a, blob_a, ep_a), (name_b, blob_b, ep_b)) in a.iter().zip(&b) {
+        assert_eq!(name_a, name_b);
+        assert!(blob_a == blob_b, "scorer state of {name_a} differs after the crash");
+        assert_eq!(ep_a, ep_b, "episodes of {name_a} differ after the crash");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_faults_lose_and_duplicate_nothing() {
+    let org = start_org().await;
+    org.emulator.set_faults(FaultConfig {
+        seed: 11,
+        rate_500: 0.1,
+        rate_503: 0.1,
+        rate_lock: 0.2,
+        rate_session_expiry: 0.05,
+        ..FaultConfig::default()
+    });
+    let state = tempfile::tempdir().unwrap();
+    run_uninterrupted(&org, state.path()).await;
+    org.emulator.set_faults(FaultConfig::default());
+    assert_eq!(count(&org, "Case"), FAULTY.len());
+    assert_eq!(count(&org, "Asset_Alert__c"), FAULTY.len());
+}
