@@ -300,6 +300,8 @@ struct Shared {
     batches_synced: AtomicU64,
     append_errors: AtomicU64,
     read_skipped_bytes: AtomicU64,
+    /// Commits handed to the writer (tests wait on it to build a group).
+    submitted: AtomicU64,
 }
 
 impl Shared {
@@ -368,6 +370,7 @@ impl IngestLog {
             batches_synced: AtomicU64::new(0),
             append_errors: AtomicU64::new(0),
             read_skipped_bytes: AtomicU64::new(0),
+            submitted: AtomicU64::new(0),
         });
         let handle = writer::Handle::start(
             Arc::clone(&shared),
@@ -426,7 +429,9 @@ impl IngestLog {
         let rx = {
             let writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
             let handle = writer.as_ref().ok_or(LogError::Closed)?;
-            handle.submit((gateway_id.to_string(), spool_epoch), seq, encoded)?
+            let rx = handle.submit((gateway_id.to_string(), spool_epoch), seq, encoded)?;
+            self.inner.shared.submitted.fetch_add(1, Ordering::Relaxed);
+            rx
         };
         rx.await.map_err(|_| LogError::Closed)?
     }

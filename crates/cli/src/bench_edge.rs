@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use fieldpulse_cloud::ingest::{BatchLog, Ingest, IngestConfig};
+use fieldpulse_cloud::ingest::{Ingest, IngestConfig};
+use fieldpulse_cloud::log::{IngestLog, LogConfig};
 use fieldpulse_edge::clock::now_ms;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
@@ -164,8 +165,13 @@ async fn run_async(args: &EdgeBenchArgs) -> anyhow::Result<EdgeBenchReport> {
     let broker_rate = broker_ceiling(broker.addr(), args.broker_messages).await?;
     eprintln!("bench edge: broker ceiling {broker_rate:.0} msg/s");
 
-    let (log, recovered) = BatchLog::open(&dir.path().join("ingest.log"))?;
-    let ingest = Ingest::new(IngestConfig::default(), log, &recovered);
+    let (log, recovered) = IngestLog::open(&dir.path().join("ingest-log"), LogConfig::default())?;
+    // Loopback only, as in the edge config below: no gateway token.
+    let ingest_config = IngestConfig {
+        insecure_dev_no_auth: true,
+        ..IngestConfig::default()
+    };
+    let ingest = Ingest::new(ingest_config, log, &recovered)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let cloud_addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -442,7 +448,7 @@ fn message(args: &EdgeBenchArgs, idx: u64) -> (String, Vec<u8>) {
 }
 
 async fn wait_ingested(
-    ingest: &Ingest<BatchLog>,
+    ingest: &Ingest<IngestLog>,
     expected: u64,
     within: Duration,
 ) -> Option<Duration> {

@@ -4,7 +4,8 @@
 //! simulated fleet publishing in
 //! every supported payload shape plus malformed payloads, the real edge agent
 //! (`fieldpulse_edge::Agent`) with its disk spool, and the real cloud ingest
-//! endpoint (`fieldpulse_cloud::ingest`) with its durable batch log. Midway
+//! endpoint (`fieldpulse_cloud::ingest`, authenticated by a per-run gateway
+//! token) over the durable, segmented `fieldpulse_cloud::log::IngestLog`. Midway
 //! the ingest goes down for a few seconds (it answers 503, as a cloud that
 //! cannot commit does): the spool grows, then live data resumes first while
 //! the backlog drains as `historical`. The summary accounts for every reading.
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use fieldpulse_cloud::ingest::{BatchLog, Ingest, IngestConfig};
+use fieldpulse_cloud::ingest::{GatewayToken, Ingest, IngestConfig};
+use fieldpulse_cloud::log::{IngestLog, LogConfig};
 use fieldpulse_edge::{Agent, EdgeConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -92,10 +94,22 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         }
     };
 
-    // The cloud side: the real ingest API over a durable log.
-    let (log, recovered) = BatchLog::open(&args.out.join("ingest.log"))?;
+    // The cloud side: the real ingest API over the durable log, with a
+    // gateway token made for this run (the edge reads it from a file).
+    let token = demo_token();
+    let token_file = args.out.join("gateway.token");
+    std::fs::write(&token_file, &token)
+        .with_context(|| format!("writing {}", token_file.display()))?;
+    let log_dir = args.out.join("ingest-log");
+    let (log, recovered) = IngestLog::open(&log_dir, LogConfig::default())
+        .with_context(|| format!("opening the ingest log in {}", log_dir.display()))?;
     let sink = DemoSink::new(log);
-    let ingest = Ingest::new(IngestConfig::default(), sink.clone(), &recovered);
+    let ingest_config = IngestConfig {
+        tokens: vec![GatewayToken::from_plaintext(GATEWAY_ID, &token)],
+        ..IngestConfig::default()
+    };
+    let ingest = Ingest::new(ingest_config, sink.clone(), &recovered)
+        .context("building the ingest service")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let cloud_addr = listener.local_addr()?;
     let cloud = tokio::spawn(Arc::clone(&ingest).serve(listener, shutdown.child_token()));
@@ -180,6 +194,16 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     Ok(summary)
 }
 
+/// The demo gateway's id (in the edge config and the ingest's token list).
+const GATEWAY_ID: &str = "demo-gateway";
+
+/// A random token for this run (never printed; the edge reads it from a file).
+fn demo_token() -> String {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    format!("{:032x}", rng.gen::<u128>())
+}
+
 /// The outage starts after a third of the run and lasts a third of it.
 fn outage_window(duration: Duration) -> (Duration, Duration) {
     (duration / 3, duration / 3)
@@ -203,7 +227,7 @@ fn edge_config(
     let patterns = publisher::TOPIC_PATTERNS;
     let toml = format!(
         r#"
-gateway_id = "demo-gateway"
+gateway_id = "{gateway}"
 
 [mqtt]
 host = "{host}"
@@ -230,6 +254,7 @@ max_bytes = 67108864
 
 [forward]
 url = "http://{cloud}"
+token_file = "{token_file}"
 batch_max_age = "100ms"
 retry_initial = "100ms"
 retry_max = "1s"
@@ -244,6 +269,8 @@ enabled = false
         p1 = patterns[1],
         quarantine = out.join("quarantine.jsonl").display(),
         spool = out.join("spool").display(),
+        gateway = GATEWAY_ID,
+        token_file = out.join("gateway.token").display(),
     );
     EdgeConfig::from_toml_str(&toml, "demo edge config").context("building the demo edge config")
 }

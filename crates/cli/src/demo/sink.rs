@@ -1,4 +1,4 @@
-//! The demo's cloud-side sink: the real durable `BatchLog`, plus a switch that
+//! The demo's cloud-side sink: the real durable `IngestLog`, plus a switch that
 //! simulates an uplink outage (the ingest answers 503, as a real cloud does
 //! when it cannot commit) and per-reading end-to-end latency bookkeeping.
 
@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use fieldpulse_cloud::ingest::{BatchLog, BatchSink, SinkError};
+use fieldpulse_cloud::ingest::{BatchSink, SinkError};
+use fieldpulse_cloud::log::{IngestLog, LogStats};
 use fieldpulse_edge::clock::now_ms;
 use fieldpulse_proto::v1::Batch;
 
@@ -25,10 +26,10 @@ pub struct Latencies {
     pub first_commit_after_outage: (Option<i64>, Option<i64>),
 }
 
-/// A [`BatchLog`] that can be switched off.
+/// An [`IngestLog`] that can be switched off.
 #[derive(Clone)]
 pub struct DemoSink {
-    log: BatchLog,
+    log: IngestLog,
     outage: Arc<AtomicBool>,
     outage_seen: Arc<AtomicBool>,
     /// `(start_ms, end_ms)` of the outage; `end_ms` is `i64::MAX` while it lasts.
@@ -38,7 +39,7 @@ pub struct DemoSink {
 
 impl DemoSink {
     /// Wraps `log`.
-    pub fn new(log: BatchLog) -> Self {
+    pub fn new(log: IngestLog) -> Self {
         Self {
             log,
             outage: Arc::new(AtomicBool::new(false)),
@@ -104,6 +105,10 @@ impl BatchSink for DemoSink {
             }
         }
         Ok(())
+    }
+
+    fn log_stats(&self) -> Option<LogStats> {
+        Some(self.log.stats())
     }
 }
 
