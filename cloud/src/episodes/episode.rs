@@ -519,7 +519,8 @@ impl Episode {
         let from = open.notified_priority;
         let cause = if eval.priority > open.notified_priority {
             Some(EscalationCause::PriorityBand)
-        } else if open.escalation_base > 0.0 && eval.risk > open.escalation_base * cfg.escalate_ratio
+        } else if open.escalation_base > 0.0
+            && eval.risk > open.escalation_base * cfg.escalate_ratio
         {
             Some(EscalationCause::RiskRatio)
         } else {
