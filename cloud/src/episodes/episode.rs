@@ -175,11 +175,13 @@ pub struct EpisodeCounters {
     pub stale: u64,
     /// Evaluations with a NaN or infinite risk or threshold: ignored.
     pub non_finite: u64,
-    /// Opens withheld because the evaluation was historical and too old.
+    /// Evaluations that would have opened an episode but were historical
+    /// and older than `max_alert_age_ms`.
     pub historical_held: u64,
-    /// Opens withheld because a Work Order for the problem is open.
+    /// Evaluations that would have opened an episode while a Work Order for
+    /// the problem is open.
     pub inhibited: u64,
-    /// Opens withheld by a snooze.
+    /// Evaluations that would have opened an episode during a snooze.
     pub snoozed_held: u64,
     /// Evaluations of an open episode while a Work Order suppresses it.
     pub suppressed: u64,

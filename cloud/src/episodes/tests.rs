@@ -740,6 +740,41 @@ proptest! {
         prop_assert_eq!(episode.seq(), 0);
     }
 
+    /// No notice storm: band escalations strictly raise the notified
+    /// priority, and `Updated` never follows another notice of the same
+    /// episode sooner than `min_update_interval_ms`.
+    #[test]
+    fn notices_never_storm(
+        cfg in config_strategy(),
+        ops in prop::collection::vec(op_strategy((0.0..1.0f64).boxed()), 0..300),
+    ) {
+        let mut episode = Episode::default();
+        let (out, _) = run(&mut episode, &cfg, &ops, 0);
+        let mut last_notice_ms = None;
+        for transition in &out {
+            let summary = transition.episode();
+            match transition {
+                Transition::Opened { .. } | Transition::Flapping { .. } => {}
+                Transition::Escalated { from, cause, .. } => {
+                    prop_assert!(summary.notified_priority >= *from);
+                    if *cause == EscalationCause::PriorityBand {
+                        prop_assert!(summary.notified_priority > *from);
+                    }
+                }
+                Transition::Updated { .. } => {
+                    let last: i64 = last_notice_ms.expect("an Updated follows an Opened");
+                    prop_assert!(
+                        summary.at_ms - last >= cfg.min_update_interval_ms as i64,
+                        "{:?}",
+                        out
+                    );
+                }
+                Transition::Suppressed { .. } | Transition::Resumed { .. } | Transition::Closed { .. } => continue,
+            }
+            last_notice_ms = Some(summary.at_ms);
+        }
+    }
+
     /// Recoveries never put more than `flap_max_opens` opens in any flap window.
     #[test]
     fn recoveries_never_exceed_flap_max_opens_per_window(
