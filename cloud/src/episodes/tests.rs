@@ -286,6 +286,30 @@ fn completing_one_of_two_work_orders_keeps_the_episode_suppressed() {
 }
 
 #[test]
+fn replayed_work_order_events_change_nothing() {
+    let cfg = cfg();
+    let mut episode = opened(&cfg);
+    episode.work_order_opened("0WO1", 3 * MIN);
+    assert!(episode
+        .work_order_completed("0WO1", 4 * MIN, None)
+        .is_some());
+    // The processor re-reads old Work Order events after a restart.
+    assert_eq!(episode.work_order_opened("0WO1", 3 * MIN), None);
+    assert_eq!(episode.work_order_completed("0WO1", 4 * MIN, None), None);
+    assert_eq!(episode.work_order_cancelled("0WO1", 4 * MIN), None);
+    assert_eq!(episode.counters().work_order_ignored, 3);
+    // Not re-inhibited: after the cooldown a new episode opens, and a late
+    // replay of the old completion does not close it.
+    let out = feed(&mut episode, &cfg, &[(130, 0.9), (131, 0.9), (132, 0.9)]);
+    assert_eq!(kinds(&out), ["opened"]);
+    assert_eq!(episode.work_order_completed("0WO1", 133 * MIN, None), None);
+    assert!(episode.is_open());
+    // A Work Order seen only at completion still closes the episode.
+    let out = episode.work_order_completed("0WO9", 134 * MIN, Some("SEAL"));
+    assert_eq!(out.map(|t| t.kind()), Some("closed"));
+}
+
+#[test]
 fn escalation_emits_once_per_band_crossing() {
     let cfg = cfg();
     let mut episode = opened(&cfg);
@@ -545,9 +569,9 @@ fn op_strategy(risk: BoxedStrategy<f64>) -> impl Strategy<Value = Op> {
                 lag_ms,
             }
         ),
-        1 => (0..3u8).prop_map(Op::WorkOrderOpened),
-        1 => (0..3u8, any::<bool>()).prop_map(|(id, code)| Op::WorkOrderCompleted(id, code)),
-        1 => (0..3u8).prop_map(Op::WorkOrderCancelled),
+        1 => (0..6u8).prop_map(Op::WorkOrderOpened),
+        1 => (0..6u8, any::<bool>()).prop_map(|(id, code)| Op::WorkOrderCompleted(id, code)),
+        1 => (0..6u8).prop_map(Op::WorkOrderCancelled),
         1 => (-HOUR..3 * HOUR).prop_map(Op::Snooze),
         1 => Just(Op::Dismiss),
     ]
