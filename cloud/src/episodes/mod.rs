@@ -44,10 +44,14 @@
 //!   an episode; it may update or close an open one.
 //! - **Inhibition**: an open Work Order for the problem suppresses the open
 //!   episode (nothing is emitted until it completes) or withholds a new one.
-//!   Completion closes the episode with its outcome and starts the cooldown:
-//!   no evidence counts towards a new episode for `cooldown_ms`.
+//!   Completion closes the episode with its outcome; cancellation of the
+//!   last one resumes it. Replayed Work Order events are recognised and
+//!   ignored.
+//! - **Cooldown**: after any close, and after a Work Order completed while
+//!   idle, no evidence counts towards a new episode for `cooldown_ms`.
 //! - **Silence**: [`Episode::snooze`] (wall clock) mutes `Opened`,
-//!   `Escalated` and `Updated`; `Closed` and `Flapping` still go out.
+//!   `Escalated` and `Updated`; `Closed`, `Flapping` and the Work Order
+//!   transitions still go out, so Salesforce never disagrees with the state.
 //! - **No storms**: `Escalated` needs a priority above every one notified in
 //!   the episode, or a risk above `escalate_ratio` times the last escalation;
 //!   `Updated` comes at most every `min_update_interval_ms`.
