@@ -826,3 +826,32 @@ proptest! {
         }
     }
 }
+
+/// The checkpoint format: a change here breaks restoring older checkpoints,
+/// so it must be deliberate (fields added with defaults are fine).
+#[test]
+fn checkpoint_json_format_is_stable() {
+    let cfg = cfg();
+    let mut episode = opened(&cfg);
+    episode.work_order_opened("0WO1", 3 * MIN);
+    let expected = concat!(
+        r#"{"phase":{"open":{"opened_at_ms":120000,"peak_risk":0.6,"last_risk":0.6,"#,
+        r#""last_rul_days":null,"priority":"Medium","notified_priority":"Medium","#,
+        r#""escalation_base":0.6,"last_notice_ms":120000,"n_evaluations":1,"lows":0,"#,
+        r#""low_since_ms":null,"flapping":false}},"seq":1,"hits":0,"last_ts_ms":120000,"#,
+        r#""cooldown_from_ms":null,"recent_opens_ms":[120000],"work_orders":["0WO1"],"#,
+        r#""finished_work_orders":[],"snoozed_until_ms":null,"counters":{"evaluations":3,"#,
+        r#""stale":0,"non_finite":0,"historical_held":0,"inhibited":0,"snoozed_held":0,"#,
+        r#""suppressed":0,"work_order_ignored":0}}"#,
+    );
+    assert_eq!(
+        serde_json::to_string(&episode).expect("serialise"),
+        expected
+    );
+    let restored: Episode = serde_json::from_str(expected).expect("deserialise");
+    assert_eq!(restored, episode);
+    // A checkpoint written before a field existed still loads.
+    let idle: Episode = serde_json::from_str(r#"{"seq":4}"#).expect("defaults");
+    assert_eq!(idle.seq(), 4);
+    assert!(!idle.is_open());
+}
