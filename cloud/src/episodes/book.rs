@@ -41,11 +41,16 @@ impl EpisodeBook {
     /// The episode of (asset, mode), created idle when absent; use it for the
     /// Work Order, snooze and Case events.
     pub fn episode_mut(&mut self, asset: &str, mode: &str) -> &mut Episode {
-        self.assets
-            .entry(asset.to_owned())
-            .or_default()
-            .entry(mode.to_owned())
-            .or_default()
+        // Look up before inserting so the hot path (the pair exists) does not
+        // allocate the keys.
+        if !self.assets.contains_key(asset) {
+            self.assets.insert(asset.to_owned(), BTreeMap::new());
+        }
+        let modes = self.assets.get_mut(asset).expect("asset inserted above");
+        if !modes.contains_key(mode) {
+            modes.insert(mode.to_owned(), Episode::default());
+        }
+        modes.get_mut(mode).expect("mode inserted above")
     }
 
     /// Feeds `eval` to the episode of (asset, mode).

@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
-        let cases: [(&str, fn(&mut EpisodeConfig)); 7] = [
+        type Breaker = fn(&mut EpisodeConfig);
+        let cases: [(&str, Breaker); 7] = [
             ("open_after", |c| c.open_after = 0),
             ("close_after", |c| c.close_after = 0),
             ("hysteresis", |c| c.hysteresis = f64::NAN),

@@ -58,6 +58,9 @@ pub enum EscalationCause {
     RiskRatio,
 }
 
+/// How many finished Work Order ids an episode remembers to recognise replays.
+const FINISHED_WORK_ORDERS_KEPT: usize = 16;
+
 /// What the action builder needs to know about an episode at a transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpisodeSummary {
@@ -175,11 +178,13 @@ pub struct EpisodeCounters {
     pub stale: u64,
     /// Evaluations with a NaN or infinite risk or threshold: ignored.
     pub non_finite: u64,
-    /// Opens withheld because the evaluation was historical and too old.
+    /// Evaluations that would have opened an episode but were historical
+    /// and older than `max_alert_age_ms`.
     pub historical_held: u64,
-    /// Opens withheld because a Work Order for the problem is open.
+    /// Evaluations that would have opened an episode while a Work Order for
+    /// the problem is open.
     pub inhibited: u64,
-    /// Opens withheld by a snooze.
+    /// Evaluations that would have opened an episode during a snooze.
     pub snoozed_held: u64,
     /// Evaluations of an open episode while a Work Order suppresses it.
     pub suppressed: u64,
@@ -239,6 +244,7 @@ enum Phase {
 /// Pure and deterministic: the same calls give the same transitions, and a
 /// serde round trip (the processor's checkpoint) changes nothing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Episode {
     phase: Phase,
     /// Number of the last opened episode (0 before the first).
@@ -253,6 +259,9 @@ pub struct Episode {
     recent_opens_ms: VecDeque<i64>,
     /// Open Work Orders for this problem (inhibition).
     work_orders: BTreeSet<String>,
+    /// The latest completed or cancelled Work Orders, so a replayed event
+    /// about one of them is ignored instead of re-inhibiting or closing.
+    finished_work_orders: VecDeque<String>,
     /// Wall-clock end of a dispatcher's snooze.
     snoozed_until_ms: Option<i64>,
     counters: EpisodeCounters,
@@ -287,9 +296,11 @@ impl Episode {
     /// A Work Order for this problem opened: inhibits the episode until it
     /// completes or is cancelled. Returns `Suppressed` when it silences an
     /// open episode; while idle it only withholds the next open.
+    /// An event about a Work Order already open, completed or cancelled is
+    /// ignored and counted.
     pub fn work_order_opened(&mut self, wo_id: &str, at_ms: i64) -> Option<Transition> {
         let was_inhibited = !self.work_orders.is_empty();
-        if !self.work_orders.insert(wo_id.to_owned()) {
+        if self.is_finished(wo_id) || !self.work_orders.insert(wo_id.to_owned()) {
             self.counters.work_order_ignored += 1;
             return None;
         }
@@ -304,15 +315,23 @@ impl Episode {
     }
 
     /// A Work Order for this problem completed. When no other one is open,
-    /// this closes the open episode with the outcome, and starts the cooldown
-    /// either way (a repaired asset gets time to settle before a new episode).
+    /// this closes the open episode with the outcome and starts the cooldown,
+    /// also while idle (a repaired asset gets time to settle before a new
+    /// episode). A Work Order never seen open counts too (it may have opened
+    /// and completed between two polls); a replayed completion is ignored
+    /// and counted.
     pub fn work_order_completed(
         &mut self,
         wo_id: &str,
         at_ms: i64,
         failure_code: Option<&str>,
     ) -> Option<Transition> {
+        if self.is_finished(wo_id) {
+            self.counters.work_order_ignored += 1;
+            return None;
+        }
         let known = self.work_orders.remove(wo_id);
+        self.remember_finished(wo_id);
         if !self.work_orders.is_empty() {
             if !known {
                 self.counters.work_order_ignored += 1;
@@ -336,6 +355,7 @@ impl Episode {
             self.counters.work_order_ignored += 1;
             return None;
         }
+        self.remember_finished(wo_id);
         if !self.work_orders.is_empty() {
             return None;
         }
@@ -519,7 +539,8 @@ impl Episode {
         let from = open.notified_priority;
         let cause = if eval.priority > open.notified_priority {
             Some(EscalationCause::PriorityBand)
-        } else if open.escalation_base > 0.0 && eval.risk > open.escalation_base * cfg.escalate_ratio
+        } else if open.escalation_base > 0.0
+            && eval.risk > open.escalation_base * cfg.escalate_ratio
         {
             Some(EscalationCause::RiskRatio)
         } else {
@@ -554,6 +575,17 @@ impl Episode {
             episode: episode?,
             reason,
         })
+    }
+
+    fn is_finished(&self, wo_id: &str) -> bool {
+        self.finished_work_orders.iter().any(|id| id == wo_id)
+    }
+
+    fn remember_finished(&mut self, wo_id: &str) {
+        self.finished_work_orders.push_back(wo_id.to_owned());
+        while self.finished_work_orders.len() > FINISHED_WORK_ORDERS_KEPT {
+            self.finished_work_orders.pop_front();
+        }
     }
 
     fn record_open(&mut self, cfg: &EpisodeConfig, ts_ms: i64) {

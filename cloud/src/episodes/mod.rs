@@ -13,23 +13,22 @@
 //! to JSON for the processor's SQLite checkpoint.
 //!
 //! ```text
-//!            risk >= threshold, open_after times in a row
-//!            (not in cooldown, no open Work Order, not historical
-//!             and older than max_alert_age, not snoozed)
-//!   ┌──────┐ ───────────────────── Opened ─────────────────────▶ ┌──────┐  Escalated (higher band, or
-//!   │ Idle │                                                     │ Open │  risk > escalate_ratio × last)
-//!   │(hits)│ ◀──────────── Closed{Recovered} ─────────────────── │      │  Updated (every min_update_interval)
-//!   └──────┘   risk < threshold × hysteresis, close_after times  └──────┘  (both muted while snoozed)
-//!      ▲       in a row; if this is the flap_max_opens-th open    │   ▲ │
-//!      │       in flap_window: Flapping instead, stay open until  │   │ │ recovery with too many
-//!      │       low for a whole flap_window                        │   │ │ recent opens: Flapping
-//!      │                                                          │   │ ▼ (once; stays Open)
-//!      │  Closed{WorkOrderCompleted}   work_order_opened:         │  work_order_cancelled
-//!      ├──────────────────────────┐    Suppressed                 ▼  (last one): Resumed
-//!      │                          └─────────────────────── ┌────────────┐
-//!      │                                                   │ Suppressed │ evaluations tracked,
-//!      └── Closed{DismissedAsFalseAlarm} (from Open or     │ (Open + WO)│ nothing emitted
-//!          Suppressed: case_closed_as_not_a_problem)       └────────────┘
+//!              Opened: risk >= threshold, open_after times in a row (not in
+//!              cooldown, no open WO, not too-old backfill, not snoozed)
+//!   +--------+ ------------------------------------------> +--------+ --+  Escalated: higher band, or
+//!   |  Idle  |                                             |  Open  |   |    risk > escalate_ratio x base
+//!   | (hits) | <------------------------------------------ | (lows) | <-+  Updated: every min_update_interval
+//!   +--------+  Closed{Recovered}: risk < threshold x      +--------+      Flapping: would recover, but is
+//!       ^         hysteresis, close_after times in a row      |   ^          the flap_max_opens-th open in
+//!       |         (flapping: low for a whole flap_window)     |   |          flap_window: stays Open
+//!       |       Closed{DismissedAsFalseAlarm}: Case closed    |   |
+//!       |         as not a problem (Open or Suppressed)       |   | last WO cancelled:
+//!       |                                   WO opened:        |   | Resumed
+//!       |                                   Suppressed        v   |
+//!       |  Closed{WorkOrderCompleted}                     +------------+
+//!       +------------------------------------------------ | Suppressed |  evaluations tracked,
+//!                                                         +------------+  nothing emitted
+//!   Every close, and a WO completed while Idle, starts the cooldown.
 //! ```
 //!
 //! Rules, all in asset time (`ts_ms`) except where noted:
@@ -45,10 +44,14 @@
 //!   an episode; it may update or close an open one.
 //! - **Inhibition**: an open Work Order for the problem suppresses the open
 //!   episode (nothing is emitted until it completes) or withholds a new one.
-//!   Completion closes the episode with its outcome and starts the cooldown:
-//!   no evidence counts towards a new episode for `cooldown_ms`.
+//!   Completion closes the episode with its outcome; cancellation of the
+//!   last one resumes it. Replayed Work Order events are recognised and
+//!   ignored.
+//! - **Cooldown**: after any close, and after a Work Order completed while
+//!   idle, no evidence counts towards a new episode for `cooldown_ms`.
 //! - **Silence**: [`Episode::snooze`] (wall clock) mutes `Opened`,
-//!   `Escalated` and `Updated`; `Closed` and `Flapping` still go out.
+//!   `Escalated` and `Updated`; `Closed`, `Flapping` and the Work Order
+//!   transitions still go out, so Salesforce never disagrees with the state.
 //! - **No storms**: `Escalated` needs a priority above every one notified in
 //!   the episode, or a risk above `escalate_ratio` times the last escalation;
 //!   `Updated` comes at most every `min_update_interval_ms`.
@@ -61,6 +64,42 @@
 //! [`prioritize`] computes the dispatch [`Priority`] as `probability ×
 //! criticality × sla_factor` cut by [`PriorityBands`]; the processor puts
 //! it in each [`Evaluation`], so a band crossing escalates the Case.
+//!
+//! ```
+//! use fieldpulse_cloud::episodes::{
+//!     prioritize, EpisodeBook, EpisodeConfig, Evaluation, PriorityBands, PriorityInputs, Transition,
+//! };
+//!
+//! let cfg = EpisodeConfig { open_after: 2, ..EpisodeConfig::default() };
+//! let bands = PriorityBands::default();
+//! let mut book = EpisodeBook::default();
+//! let mut opened = Vec::new();
+//! for (ts_ms, probability) in [(0, 0.7), (60_000, 0.8)] {
+//!     let decision = prioritize(
+//!         PriorityInputs {
+//!             probability,
+//!             criticality: 1.0,
+//!             criticality_source: "default".into(),
+//!             sla_factor: 1.0,
+//!             sla_source: "default".into(),
+//!         },
+//!         &bands,
+//!     );
+//!     let eval = Evaluation {
+//!         ts_ms,
+//!         risk: probability,
+//!         threshold: 0.6,
+//!         rul_days: Some(9.0),
+//!         priority: decision.priority,
+//!         historical: false,
+//!         now_ms: ts_ms,
+//!     };
+//!     opened.extend(book.observe("02i000000000001AAA", "bearing", &cfg, &eval));
+//! }
+//! assert!(matches!(&opened[..], [Transition::Opened { episode }] if episode.seq == 1));
+//! assert_eq!(opened[0].episode().priority.to_string(), "Critical");
+//! assert_eq!(book.counts(60_000).open, 1);
+//! ```
 //!
 //! Deliberately absent: IO, clocks, Salesforce record shapes (the action
 //! builder's), and grouping of several assets into a PM campaign.

@@ -126,7 +126,7 @@ impl PriorityBands {
 pub struct PriorityInputs {
     /// Probability of failure within the horizon, or a calibrated anomaly score, in `[0, 1]`.
     pub probability: f64,
-    /// How much a failure of this asset matters, `1` for the most critical.
+    /// How much a failure of this asset matters, relative to a normal asset (`1`).
     pub criticality: f64,
     /// Where `criticality` came from, e.g. `Asset.ConsequenceOfFailure` or `default`.
     pub criticality_source: String,
