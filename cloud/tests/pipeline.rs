@@ -311,3 +311,117 @@ async fn salesforce_faults_lose_and_duplicate_nothing() {
     assert_eq!(count(&org, "Case"), FAULTY.len());
     assert_eq!(count(&org, "Asset_Alert__c"), FAULTY.len());
 }
+
+fn sf_client(org: &Org) -> fieldpulse_salesforce::SalesforceClient {
+    fieldpulse_salesforce::SalesforceClient::new(fieldpulse_salesforce::ClientConfig::new(
+        fieldpulse_salesforce::AuthConfig::ClientCredentials {
+            token_url: org.base.clone(),
+            client_id: EmulatorConfig::default().consumer_key,
+            client_secret: SECRET.to_string().into(),
+        },
+    ))
+    .expect("client")
+}
+
+fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().expect("object")
+}
+
+async fn episode_state(state: &Path, asset: &str, label_count: bool) -> (String, i64) {
+    let conn = rusqlite::Connection::open(state.join(DB_FILE)).unwrap();
+    let s: String = conn
+        .query_row(
+            "SELECT state FROM episodes WHERE asset = ?1 AND mode = 'anomaly'",
+            [asset],
+            |r| r.get(0),
+        )
+        .unwrap_or_default();
+    let n: i64 = if label_count {
+        conn.query_row("SELECT COUNT(*) FROM feedback_labels", [], |r| r.get(0))
+            .unwrap()
+    } else {
+        0
+    };
+    (s, n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_labels() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(cloud_config(&org, state.path(), Duration::from_millis(200)), None)
+        .await
+        .expect("cloud starts");
+    let http = reqwest::Client::new();
+    // Feed up to just after the fault so the episodes are open.
+    let all = batches();
+    for b in &all[..(FAULT_AT + 2 * ROWS_PER_BATCH) / ROWS_PER_BATCH] {
+        post(&http, cloud.addr, b).await;
+    }
+    wait_idle(&cloud).await;
+    let faulty = asset_name(FAULTY[0]);
+    assert_eq!(episode_state(state.path(), &faulty, false).await.0, "open");
+
+    let sf = sf_client(&org);
+    let dir = cloud.processor.directory();
+    let asset_id = dir.asset(&faulty).expect("asset known").id.clone();
+    let wo = sf
+        .create(
+            "WorkOrder",
+            &obj(serde_json::json!({"AssetId": asset_id, "Subject": "[BRG] vibration high", "Status": "In Progress"})),
+        )
+        .await
+        .expect("work order");
+    let mut suppressed = false;
+    for _ in 0..100 {
+        if episode_state(state.path(), &faulty, false).await.0 == "suppressed" {
+            suppressed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(suppressed, "an open Work Order suppresses the episode");
+    sf.update("WorkOrder", &wo, &obj(serde_json::json!({"Status": "Completed"})))
+        .await
+        .expect("complete");
+    let mut closed = (String::new(), 0);
+    for _ in 0..100 {
+        closed = episode_state(state.path(), &faulty, true).await;
+        if closed.0 == "closed" && closed.1 >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(closed.0, "closed", "the completed Work Order closes the episode");
+    assert!(closed.1 >= 1, "the repair is a failure label");
+
+    // A dispatcher dismisses another asset's Case as not a problem.
+    let other = asset_name(FAULTY[1]);
+    let case_key = format!("fp-case:{other}:anomaly:1");
+    let case = sf
+        .get_by_external_id("Case", "FieldPulse_Key__c", &case_key)
+        .await
+        .expect("case exists");
+    let case_id = case["Id"].as_str().expect("id").to_string();
+    sf.update("Case", &case_id, &obj(serde_json::json!({"Status": "Closed - Not a Problem"})))
+        .await
+        .expect("dismiss");
+    let mut labels = Vec::new();
+    for _ in 0..100 {
+        let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT label FROM feedback_labels WHERE asset = ?1")
+            .unwrap();
+        labels = stmt
+            .query_map([&other], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        if !labels.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(labels, vec!["false_alarm".to_string()]);
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -11,6 +11,7 @@ mod cloud;
 mod demo;
 mod detect;
 mod eval;
+mod feedback;
 mod logging;
 mod mosquitto;
 mod score;
@@ -45,6 +46,11 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Evaluate models: the NASA C-MAPSS benchmark, or a trained artifact.
     Eval(eval::EvalArgs),
+    /// Labels the cloud learned from Salesforce (confirmed failures, false alarms).
+    ///
+    /// Example: `fieldpulse feedback export --state cloud-state --format csv`
+    #[command(subcommand)]
+    Feedback(feedback::FeedbackCommand),
     /// Score every row of a wide telemetry CSV for anomalies (no look-ahead).
     Detect(detect::DetectArgs),
     /// Simulate a fleet: telemetry CSV, Work Order history fixture, ground truth.
@@ -79,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Feedback(cmd) => feedback::run(cmd),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::Score(args) => score::run(args),
