@@ -21,7 +21,7 @@ use crate::episodes::{Priority, PriorityDecision};
 use crate::outbox::Action;
 
 /// Case status for `review` rollout: a person must accept the Case first.
-pub const REVIEW_CASE_STATUS: &str = "New";
+pub const REVIEW_CASE_STATUS: &str = "Pending Review";
 /// Case status for `act` rollout.
 pub const ACT_CASE_STATUS: &str = "New";
 
@@ -372,6 +372,11 @@ impl EpisodeChange {
                 if let Some(rul) = self.rul_days.filter(|r| r.is_finite() && self.predictive) {
                     f.insert("RUL_Days__c".into(), json!(round(rul.clamp(0.0, 999_999.0), 1)));
                 }
+                let pi = &self.priority.inputs;
+                f.insert("Priority_Score__c".into(), json!(round(self.priority.score.clamp(0.0, 9_999.0), 4)));
+                f.insert("Probability__c".into(), json!(round(pi.probability.clamp(0.0, 1.0), 4)));
+                f.insert("Criticality__c".into(), json!(round(pi.criticality.clamp(0.0, 999.0), 2)));
+                f.insert("SLA_Factor__c".into(), json!(round(pi.sla_factor.clamp(0.0, 999.0), 2)));
                 f.insert("Evidence__c".into(), json!(self.evidence_json().to_string()));
                 f.insert("Model_Version__c".into(), json!(truncate(&self.model.1, 64)));
                 f.insert("Detected_At__c".into(), json!(sf_datetime(self.opened_ms)));
@@ -451,9 +456,30 @@ impl EpisodeChange {
             (Rollout::Observe, k) => format!("observe: {} (no record visible to dispatchers)", k.as_str()),
             (r, k) => format!("{}: {}{}", r.as_str(), k.as_str(), self.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default()),
         };
+        f.insert("Explanation__c".into(), json!(self.description()));
+        f.insert("Outcome__c".into(), json!(truncate(&outcome, 255)));
+        f.insert("Rollout_Mode__c".into(), json!(self.rollout.as_str()));
+        let target = match (self.rollout, self.kind) {
+            (Rollout::Observe, _) => "none",
+            (_, ChangeKind::Suppressed | ChangeKind::Closed) => "Asset_Alert__c",
+            _ => "Case",
+        };
+        f.insert("Target_Object__c".into(), json!(target));
         f.insert(
-            "Explanation__c".into(),
-            json!(format!("{}\n\nOutcome: {}", self.description(), outcome)),
+            "Source_Range__c".into(),
+            json!(format!(
+                "gateway {} epoch {} seq {}..{} (ingest log offsets {}..{})",
+                self.source.gateway,
+                self.source.epoch,
+                self.source.seqs.0,
+                self.source.seqs.1,
+                self.source.offsets.0,
+                self.source.offsets.1
+            )),
+        );
+        f.insert(
+            "Priority_Inputs__c".into(),
+            json!(serde_json::to_string(&self.priority).unwrap_or_default()),
         );
         Action {
             sobject: "AI_Insight__c".into(),
