@@ -24,3 +24,4 @@ pub mod outbox;
 pub mod processor;
 pub mod service;
 pub mod store;
+pub mod synth;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use fieldpulse_cloud::config::{CloudConfig, RawCloudConfig, RawGateway};
 use fieldpulse_cloud::service::{Cloud, DB_FILE};
-use fieldpulse_proto::v1::{Batch, BatchAck, Series};
+use fieldpulse_cloud::synth::SynthFleet;
+use fieldpulse_proto::v1::{Batch, BatchAck};
 use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, Fixture, FaultConfig};
 use prost::Message;
 use sha2::Digest;
@@ -38,7 +39,20 @@ impl Drop for Org {
 }
 
 fn asset_name(i: usize) -> String {
-    format!("PUMP-{i:03}")
+    SynthFleet::asset_name(i)
+}
+
+fn fleet() -> SynthFleet {
+    SynthFleet {
+        assets: N_ASSETS,
+        sensors: SENSORS.iter().map(|s| s.to_string()).collect(),
+        rows: ROWS,
+        rows_per_batch: ROWS_PER_BATCH,
+        assets_per_batch: N_ASSETS,
+        faulty: FAULTY.to_vec(),
+        fault_at: FAULT_AT,
+        t0_ms: T0,
+    }
 }
 
 async fn start_org() -> Org {
@@ -47,23 +61,7 @@ async fn start_org() -> Org {
         ..EmulatorConfig::default()
     };
     let emulator = Emulator::new(config, None).expect("emulator");
-    let assets: Vec<serde_json::Value> = (0..N_ASSETS)
-        .map(|i| {
-            serde_json::json!({
-                "@ref": asset_name(i), "Name": asset_name(i), "SerialNumber": format!("SN-{i:05}"),
-                "AccountId": "@acme", "Product2Id": "@pump", "Status": "Installed",
-                "InstallDate": "2023-01-01"
-            })
-        })
-        .collect();
-    let fixture: Fixture = serde_json::from_value(serde_json::json!({
-        "objects": [
-            {"type": "Account", "records": [{"@ref": "acme", "Name": "Acme Water"}]},
-            {"type": "Product2", "records": [{"@ref": "pump", "Name": "Centrifugal Pump CP-200", "ProductCode": "CP200", "IsActive": true}]},
-            {"type": "Asset", "records": assets},
-        ]
-    }))
-    .expect("fixture");
+    let fixture: Fixture = serde_json::from_value(fleet().fixture_json()).expect("fixture");
     emulator.seed(&fixture).expect("seed");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -104,50 +102,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Deterministic noise in [-1, 1).
-fn noise(seed: u64) -> f64 {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    x ^= x >> 31;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 29;
-    (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-}
-
-/// The fleet's readings as batches of `ROWS_PER_BATCH` rows; FAULTY assets
-/// develop a bearing fault (vibration and temperature step up) at FAULT_AT.
 fn batches() -> Vec<Batch> {
-    let mut out = Vec::new();
-    for (b, start) in (0..ROWS).step_by(ROWS_PER_BATCH).enumerate() {
-        let mut batch = Batch {
-            gateway_id: "gw-1".into(),
-            seq: b as u64 + 1,
-            spool_epoch: 42,
-            created_ms: T0,
-            ..Default::default()
-        };
-        for a in 0..N_ASSETS {
-            for (s, sensor) in SENSORS.iter().enumerate() {
-                let mut series = Series {
-                    asset_id: asset_name(a),
-                    sensor: (*sensor).into(),
-                    ..Default::default()
-                };
-                for r in start..(start + ROWS_PER_BATCH).min(ROWS) {
-                    let base = [60.0, 1.2, 4.0, 30.0][s];
-                    let sd = [0.5, 0.05, 0.1, 0.6][s];
-                    let seed = (a * 1_000_003 + r * 7 + s) as u64;
-                    let mut v = base + sd * 1.7 * noise(seed);
-                    if FAULTY.contains(&a) && r >= FAULT_AT && s < 2 {
-                        v += sd * 25.0;
-                    }
-                    series.push(T0 + r as i64 * 60_000, v);
-                }
-                batch.series.push(series);
-            }
-        }
-        out.push(batch);
-    }
-    out
+    fleet().batches("gw-1", 42)
 }
 
 async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Batch) -> BatchAck {

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_cloud;
 mod bench_edge;
 mod bench_scoring;
 mod cloud;
