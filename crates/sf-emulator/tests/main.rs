@@ -2,6 +2,8 @@
 //! need no HTTP client. The HTTP behaviour is tested through the real client
 //! in `crates/salesforce/tests` (conformance checklist).
 
+mod http;
+
 use fieldpulse_sf_emulator::schema::{FieldType, Schema};
 use fieldpulse_sf_emulator::{soql, Emulator, EmulatorConfig, Fixture};
 
