@@ -1,4 +1,4 @@
-//! sObject Collections upsert (≤ 200 per call, `allOrNone: false`,
+//! sObject Collections upsert and update (≤ 200 per call, `allOrNone: false`,
 //! per-record results inspected even on HTTP 200) and Composite requests
 //! (reference §2.8–2.9).
 
@@ -96,31 +96,72 @@ impl SalesforceClient {
         ext_field: &str,
         records: &[Map<String, Json>],
     ) -> Result<Vec<RecordOutcome>, SfError> {
+        let typed: Vec<Map<String, Json>> = records
+            .iter()
+            .map(|record| {
+                let mut record = record.clone();
+                record.insert("attributes".into(), json!({"type": object}));
+                record
+            })
+            .collect();
+        let path = format!(
+            "{}/composite/sobjects/{}/{}",
+            self.base(),
+            segment(object),
+            segment(ext_field)
+        );
+        self.write_collection(path, &typed, ext_field).await
+    }
+
+    /// Updates records by Salesforce Id through Collections (`PATCH
+    /// /composite/sobjects`): chunks of ≤ 200 with each id at most once per
+    /// chunk, retriable records retried, one outcome per input `(id, fields)`,
+    /// in order (`Updated` on success). Never creates a record.
+    ///
+    /// # Errors
+    /// Only whole-call failures that exhausted retries (auth, budget,
+    /// transport); record-level failures are `RecordOutcome::Failed`.
+    /// Updates by id are idempotent, so calling again is safe.
+    pub async fn update_collection(
+        &self,
+        object: &str,
+        records: &[(String, Map<String, Json>)],
+    ) -> Result<Vec<RecordOutcome>, SfError> {
+        let typed: Vec<Map<String, Json>> = records
+            .iter()
+            .map(|(id, fields)| {
+                let mut record = fields.clone();
+                record.insert("attributes".into(), json!({"type": object}));
+                record.insert("id".into(), Json::String(id.clone()));
+                record
+            })
+            .collect();
+        let path = format!("{}/composite/sobjects", self.base());
+        self.write_collection(path, &typed, "id").await
+    }
+
+    /// Sends `records` (each with `attributes`) as Collections `PATCH` calls
+    /// to `path`, in chunks with unique `key_field` values, retrying records
+    /// whose errors are all retriable.
+    async fn write_collection(
+        &self,
+        path: String,
+        records: &[Map<String, Json>],
+        key_field: &str,
+    ) -> Result<Vec<RecordOutcome>, SfError> {
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
         let mut pending: Vec<usize> = (0..records.len()).collect();
         let mut attempt = 1;
         loop {
             let mut retry = Vec::new();
-            for chunk in chunk_unique(&pending, records, ext_field) {
+            for chunk in chunk_unique(&pending, records, key_field) {
                 self.check_budget()?;
                 let body_records: Vec<Json> = chunk
                     .iter()
-                    .map(|&i| {
-                        let mut record = records[i].clone();
-                        record.insert("attributes".into(), json!({"type": object}));
-                        Json::Object(record)
-                    })
+                    .map(|&i| Json::Object(records[i].clone()))
                     .collect();
-                let spec = Spec::new(
-                    Method::PATCH,
-                    format!(
-                        "{}/composite/sobjects/{}/{}",
-                        self.base(),
-                        segment(object),
-                        segment(ext_field)
-                    ),
-                )
-                .body(json!({"allOrNone": false, "records": body_records}));
+                let spec = Spec::new(Method::PATCH, path.clone())
+                    .body(json!({"allOrNone": false, "records": body_records}));
                 let reply = self.execute(spec).await?;
                 let results = reply.json("collections response")?;
                 let results = results.as_array().ok_or_else(|| SfError::Decode {

@@ -520,6 +520,47 @@ async fn collections_report_per_record_results_even_on_http_200() {
 }
 
 #[tokio::test]
+async fn collections_update_by_id_changes_existing_records_and_never_creates() {
+    let h = start().await;
+    let (account, asset) = account_and_asset(&h).await;
+    let other = h
+        .client
+        .create(
+            "Asset",
+            &map(json!({"Name": "Pump P-105", "AccountId": account})),
+        )
+        .await
+        .expect("second asset");
+    let outcomes = h
+        .client
+        .update_collection(
+            "Asset",
+            &[
+                (asset.clone(), map(json!({"FieldPulse_Health__c": 71.5}))),
+                (other.clone(), map(json!({"FieldPulse_Risk__c": 12.5}))),
+                (
+                    fix_checksum("02ixx0000009999AAA"),
+                    map(json!({"FieldPulse_Health__c": 1})),
+                ),
+            ],
+        )
+        .await
+        .expect("collections update");
+    assert_eq!(outcomes[0], RecordOutcome::Updated(asset.clone()));
+    match &outcomes[1] {
+        RecordOutcome::Failed(errors) => assert_eq!(errors[0].code, "NUMBER_OUTSIDE_VALID_RANGE"),
+        other => panic!("out-of-range risk should fail, got {other:?}"),
+    }
+    match &outcomes[2] {
+        RecordOutcome::Failed(errors) => assert_eq!(errors[0].code, "INVALID_CROSS_REFERENCE_KEY"),
+        other => panic!("a missing id should fail, got {other:?}"),
+    }
+    assert_eq!(h.emulator.live_count("Asset"), 2, "an update never creates");
+    let read = h.client.get("Asset", &asset, None).await.expect("asset");
+    assert_eq!(read["FieldPulse_Health__c"], 71.5);
+}
+
+#[tokio::test]
 async fn composite_resolves_references_and_rolls_back_with_processing_halted() {
     let h = start().await;
     let (_, asset) = account_and_asset(&h).await;

@@ -2,6 +2,8 @@
 //! need no HTTP client. The HTTP behaviour is tested through the real client
 //! in `crates/salesforce/tests` (conformance checklist).
 
+mod http;
+
 use fieldpulse_sf_emulator::schema::{FieldType, Schema};
 use fieldpulse_sf_emulator::{soql, Emulator, EmulatorConfig, Fixture};
 
@@ -39,6 +41,73 @@ fn embedded_metadata_defines_custom_objects_and_fields() {
     }
     let asset = &schema.objects[schema.object_idx("Asset").expect("Asset")];
     assert!(asset.field_idx("FieldPulse_Health__c").is_some());
+}
+
+#[test]
+fn every_object_fieldpulse_writes_carries_its_key_trace_id_and_ai_flag() {
+    let schema = Schema::with_embedded_metadata().expect("embedded metadata loads");
+    for object in [
+        "Case",
+        "Asset_Alert__c",
+        "AI_Insight__c",
+        "MaintenancePlan",
+        "MaintenanceAsset",
+    ] {
+        let o = &schema.objects[schema.object_idx(object).expect("object exists")];
+        let field = |name: &str| {
+            &o.fields[o
+                .field_idx(name)
+                .unwrap_or_else(|| panic!("{object} lacks {name}"))]
+        };
+        let key = field("FieldPulse_Key__c");
+        assert!(
+            key.external_id && key.unique && key.case_sensitive,
+            "{object}"
+        );
+        assert_eq!(field("FieldPulse_Trace_Id__c").ty, FieldType::String(64));
+        let flag = field("AI_Generated__c");
+        assert_eq!(flag.ty, FieldType::Boolean);
+        assert_eq!(flag.default_bool, Some(false), "{object}");
+        assert!(!flag.required_on_create());
+    }
+    let insight = &schema.objects[schema.object_idx("AI_Insight__c").expect("insight")];
+    let ty = |o: &fieldpulse_sf_emulator::schema::ObjectSchema, name: &str| {
+        o.fields[o
+            .field_idx(name)
+            .unwrap_or_else(|| panic!("{} lacks {name}", o.name))]
+        .ty
+        .clone()
+    };
+    assert_eq!(ty(insight, "Outcome__c"), FieldType::String(255));
+    assert_eq!(ty(insight, "Target_Object__c"), FieldType::String(80));
+    assert!(matches!(ty(insight, "Source_Range__c"), FieldType::TextArea(n) if n > 255));
+    assert!(matches!(ty(insight, "Priority_Inputs__c"), FieldType::TextArea(n) if n > 255));
+    match ty(insight, "Rollout_Mode__c") {
+        FieldType::Picklist(p) => {
+            assert!(p.restricted);
+            assert_eq!(p.values, ["observe", "review", "act"]);
+        }
+        other => panic!("Rollout_Mode__c should be a picklist, got {other:?}"),
+    }
+    let alert = &schema.objects[schema.object_idx("Asset_Alert__c").expect("alert")];
+    assert_eq!(ty(alert, "Priority_Score__c"), FieldType::Double(8, 4));
+    assert_eq!(ty(alert, "Criticality__c"), FieldType::Double(5, 2));
+    assert_eq!(ty(alert, "SLA_Factor__c"), FieldType::Double(5, 2));
+    assert_eq!(ty(alert, "Probability__c"), FieldType::Double(5, 4));
+}
+
+#[test]
+fn the_deployed_case_status_value_set_adds_pending_review_and_keeps_new_as_default() {
+    let schema = Schema::with_embedded_metadata().expect("embedded metadata loads");
+    let case = &schema.objects[schema.object_idx("Case").expect("Case")];
+    match &case.fields[case.field_idx("Status").expect("Status")].ty {
+        FieldType::Picklist(p) => {
+            assert!(p.values.iter().any(|v| v == "Pending Review"), "{p:?}");
+            assert!(p.values.iter().any(|v| v == "Closed"), "{p:?}");
+            assert_eq!(p.default.as_deref(), Some("New"));
+        }
+        other => panic!("Case.Status should be a picklist, got {other:?}"),
+    }
 }
 
 #[test]

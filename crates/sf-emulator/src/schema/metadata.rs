@@ -1,13 +1,24 @@
 //! Loads custom objects and custom fields from SFDX source-format metadata
 //! (`objects/<Object>/<Object>.object-meta.xml`,
-//! `objects/<Object>/fields/<Field>.field-meta.xml`), the same files the
-//! customer's admin deploys with `sf project deploy start`.
+//! `objects/<Object>/fields/<Field>.field-meta.xml`), and the values of
+//! standard picklists (`standardValueSets/<Name>.standardValueSet-meta.xml`,
+//! e.g. a `Pending Review` Case status), the same files the customer's admin
+//! deploys with `sf project deploy start`.
 
 use std::path::Path;
 
 use super::{standard, FieldDef, FieldType, ObjectSchema, Picklist, Schema, SchemaError};
 
 include!(concat!(env!("OUT_DIR"), "/metadata_files.rs"));
+
+/// Standard value sets the emulator knows: (value set name, object, field).
+const STANDARD_VALUE_SETS: &[(&str, &str, &str)] = &[
+    ("CaseStatus", "Case", "Status"),
+    ("CaseOrigin", "Case", "Origin"),
+    ("CasePriority", "Case", "Priority"),
+    ("CaseType", "Case", "Type"),
+    ("CaseReason", "Case", "Reason"),
+];
 
 /// Key prefixes the reference assigns to our custom objects in the emulator.
 const KNOWN_PREFIXES: &[(&str, &str)] = &[("Asset_Alert__c", "a01"), ("AI_Insight__c", "a02")];
@@ -168,6 +179,72 @@ pub(crate) fn apply(schema: &mut Schema, files: &[(String, String)]) -> Result<(
         })?;
         let field = parse_field(doc.root_element(), path)?;
         schema.objects[idx].upsert_field(field);
+    }
+    for (path, xml) in files
+        .iter()
+        .filter(|(p, _)| p.ends_with(".standardValueSet-meta.xml"))
+    {
+        apply_standard_value_set(schema, path, xml)?;
+    }
+    Ok(())
+}
+
+/// Replaces a standard picklist's values (and default) with a deployed
+/// `StandardValueSet`, as Salesforce does: the file lists the whole set.
+fn apply_standard_value_set(schema: &mut Schema, path: &str, xml: &str) -> Result<(), SchemaError> {
+    let invalid = |reason: String| SchemaError::Invalid {
+        path: path.to_string(),
+        reason,
+    };
+    let name = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(".standardValueSet-meta.xml");
+    let (_, object, field) = STANDARD_VALUE_SETS
+        .iter()
+        .find(|(set, _, _)| *set == name)
+        .ok_or_else(|| {
+            invalid(format!(
+                "standard value set {name} is not supported by the emulator"
+            ))
+        })?;
+    let doc = roxmltree::Document::parse(xml).map_err(|source| SchemaError::Xml {
+        path: path.to_string(),
+        source,
+    })?;
+    let mut values = Vec::new();
+    let mut default = None;
+    for value in doc
+        .root_element()
+        .children()
+        .filter(|c| c.has_tag_name("standardValue"))
+    {
+        let v = child_text(value, "fullName")
+            .ok_or_else(|| invalid("standard value without <fullName>".into()))?;
+        if flag(value, "default") {
+            default = Some(v.to_string());
+        }
+        values.push(v.to_string());
+    }
+    if values.is_empty() {
+        return Err(invalid(format!(
+            "standard value set {name} lists no values"
+        )));
+    }
+    let idx = schema
+        .object_idx(object)
+        .ok_or_else(|| invalid(format!("object {object} is not defined")))?;
+    let obj = &mut schema.objects[idx];
+    let field_idx = obj
+        .field_idx(field)
+        .ok_or_else(|| invalid(format!("field {object}.{field} is not defined")))?;
+    let FieldType::Picklist(picklist) = &mut obj.fields[field_idx].ty else {
+        return Err(invalid(format!("{object}.{field} is not a picklist")));
+    };
+    picklist.values = values;
+    if default.is_some() {
+        picklist.default = default;
     }
     Ok(())
 }

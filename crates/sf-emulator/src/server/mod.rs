@@ -9,6 +9,7 @@ mod bulk;
 mod collections;
 mod composite;
 mod faults;
+mod methods;
 mod rest;
 mod tls;
 
@@ -762,7 +763,12 @@ async fn route(
         })
         .and_then(|n| n.trim().parse::<usize>().ok());
     let call = Call {
-        method: method.clone(),
+        // HEAD is answered like GET; the server sends no body for it.
+        method: if *method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        },
         version,
         segments,
         query: parse_query(raw_query),

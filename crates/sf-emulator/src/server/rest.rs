@@ -6,7 +6,8 @@ use axum::http::Method;
 use serde_json::{json, Map, Value as Json};
 
 use super::{
-    bulk, collections, composite, Call, Cursor, Emulator, Org, Reply, MAX_VERSION, MIN_VERSION,
+    bulk, collections, composite, methods, Call, Cursor, Emulator, Org, Reply, MAX_VERSION,
+    MIN_VERSION,
 };
 use crate::error::ApiErr;
 use crate::id;
@@ -37,6 +38,9 @@ pub(crate) fn ctx(emu: &Emulator) -> WriteCtx<'_> {
 
 /// Routes one authenticated call (top level or composite subrequest).
 pub(crate) fn dispatch(emu: &Emulator, call: &Call, lock_rate: f64) -> Reply {
+    if let Some(not_allowed) = methods::check(&emu.shared.schema, call) {
+        return not_allowed;
+    }
     let seg: Vec<&str> = call.segments.iter().map(String::as_str).collect();
     let m = &call.method;
     match seg.as_slice() {
@@ -55,6 +59,9 @@ pub(crate) fn dispatch(emu: &Emulator, call: &Call, lock_rate: f64) -> Reply {
 
 /// Resources that run inside one org lock (and so inside a composite transaction).
 pub(crate) fn dispatch_locked(emu: &Emulator, org: &mut Org, call: &Call, lock_rate: f64) -> Reply {
+    if let Some(not_allowed) = methods::check(&emu.shared.schema, call) {
+        return not_allowed;
+    }
     let seg: Vec<&str> = call.segments.iter().map(String::as_str).collect();
     let m = &call.method;
     match seg.as_slice() {
