@@ -29,7 +29,7 @@ use crate::directory::Directory;
 use crate::feedback;
 use crate::ingest::{Ingest, IngestConfig};
 use crate::log::{IngestLog, LogConfig};
-use crate::outbox::{OutboxSender, SenderConfig};
+use crate::outbox::{OutboxSender, SenderConfig, SenderStats};
 use crate::processor::{Processor, ProcessorSettings, SensorLayout};
 use crate::store::Store;
 
@@ -163,11 +163,16 @@ impl Cloud {
                 cfg.origin
             )));
         }
-        let mut client_cfg = ClientConfig::new(cfg.sf_auth.clone());
-        client_cfg.api_version = cfg.raw.salesforce.api_version.clone();
-        let client = Arc::new(
-            SalesforceClient::new(client_cfg).map_err(|e| start_err("salesforce client")(&e))?,
-        );
+        let new_client = || {
+            let mut client_cfg = ClientConfig::new(cfg.sf_auth.clone());
+            client_cfg.api_version = cfg.raw.salesforce.api_version.clone();
+            // The hard stop keeps `budget_reserve` of the daily allocation for others.
+            client_cfg.budget_threshold = 1.0 - cfg.raw.salesforce.budget_reserve;
+            SalesforceClient::new(client_cfg).map_err(|e| start_err("salesforce client")(&e))
+        };
+        // One client reads (assets, feedback), one writes (the outbox): their
+        // token caches are separate, the org's API budget is seen by both.
+        let client = Arc::new(new_client()?);
         let criticality_field = cfg.raw.priority.criticality_field.clone();
         let directory = match tokio::time::timeout(
             Duration::from_secs(30),
@@ -205,9 +210,10 @@ impl Cloud {
         let sender = Arc::new(
             OutboxSender::open(
                 &db,
-                Arc::clone(&client),
+                new_client()?,
                 SenderConfig {
-                    budget_reserve_fraction: cfg.raw.salesforce.budget_reserve,
+                    // Low-priority updates start waiting well before the hard stop.
+                    budget_reserve_fraction: (cfg.raw.salesforce.budget_reserve + 0.1).min(0.95),
                     ..SenderConfig::default()
                 },
             )
@@ -253,6 +259,27 @@ impl Cloud {
             let overlap_ms = cfg.raw.feedback.overlap.as_millis() as i64;
             tasks.push(tokio::spawn(async move {
                 poll_loop(client, db, processor, poll_every, overlap_ms, criticality_field, cancel).await;
+            }));
+        }
+        {
+            // Wake the sender as soon as the shards enqueue actions (it also polls on its own).
+            let sender = Arc::clone(&sender);
+            let metrics = Arc::clone(processor.metrics());
+            let cancel = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut seen = 0;
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let now = metrics.actions_enqueued.load(std::sync::atomic::Ordering::Relaxed);
+                    if now != seen {
+                        seen = now;
+                        sender.wake();
+                    }
+                }
             }));
         }
         {
@@ -395,7 +422,10 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     gauge(&mut text, "fieldpulse_cloud_alerts_open", "Open alert episodes (suppressed included).", st.episodes_open);
     gauge(&mut text, "fieldpulse_cloud_alerts_suppressed", "Episodes inhibited by an open Work Order.", st.episodes_suppressed);
     gauge(&mut text, "fieldpulse_cloud_assets_tracked", "Assets with scoring state in memory.", st.assets);
-    s.sender.stats().render(&mut text);
+    match s.sender.stats() {
+        Ok(stats) => render_sender(&stats, &mut text),
+        Err(e) => tracing::warn!(error = %e, "Reading outbox stats failed."),
+    }
     {
         use std::fmt::Write;
         let _ = writeln!(
@@ -410,7 +440,7 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
 
 async fn healthz(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     let st = s.processor.status();
-    let depth = s.sender.stats().depth;
+    let depth = s.sender.stats().map_or(0, |st| st.depth);
     if !s.processor.is_healthy() {
         return (StatusCode::SERVICE_UNAVAILABLE, "failed: a scoring thread stopped (see logs)\n".to_string());
     }
@@ -425,5 +455,23 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
         (StatusCode::OK, "ok\n".to_string())
     } else {
         (StatusCode::OK, format!("degraded: {}\n", problems.join("; ")))
+    }
+}
+
+fn render_sender(st: &SenderStats, text: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(text, "# HELP fieldpulse_cloud_actions_sent_total Salesforce records by object and outcome.\n# TYPE fieldpulse_cloud_actions_sent_total counter");
+    for ((object, outcome), n) in &st.sent {
+        let _ = writeln!(text, "fieldpulse_cloud_actions_sent_total{{object=\"{object}\",outcome=\"{outcome}\"}} {n}");
+    }
+    let gauge = |text: &mut String, name: &str, help: &str, v: u64| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+    gauge(text, "fieldpulse_cloud_outbox_depth", "Actions waiting to be sent.", st.depth);
+    gauge(text, "fieldpulse_cloud_dead_letters", "Actions Salesforce rejected for good.", st.dead_letters);
+    gauge(text, "fieldpulse_cloud_salesforce_budget_paused", "1 while sending waits for the daily API budget.", u64::from(st.budget_paused));
+    let _ = writeln!(text, "# HELP fieldpulse_cloud_salesforce_api_calls_total REST calls to Salesforce by the outbox.\n# TYPE fieldpulse_cloud_salesforce_api_calls_total counter\nfieldpulse_cloud_salesforce_api_calls_total {}", st.api_calls);
+    if let Some(left) = st.remaining_daily_budget {
+        gauge(text, "fieldpulse_cloud_salesforce_api_remaining", "Daily API calls left in the org.", left);
     }
 }

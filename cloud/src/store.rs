@@ -13,7 +13,7 @@
 //! | `emitted` | keys of transitions already turned into actions (replays emit nothing twice) |
 //! | `campaign_signals`, `campaigns`, `campaign_members` | PM campaign drafting |
 //! | `feedback_labels`, `feedback_cursor` | labels from Work Orders / Cases, and the poll position |
-//! | `outbox`, `dead_letters` | Salesforce actions (see [`crate::outbox`]) |
+//! | `outbox_actions`, `outbox_dead_letters`, `outbox_asset_ids` | Salesforce actions (see [`crate::outbox`]) |
 
 use std::path::Path;
 use std::time::Duration;

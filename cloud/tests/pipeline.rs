@@ -136,12 +136,12 @@ async fn wait_idle(cloud: &Cloud) {
         .unwrap();
     assert!(ok, "processor did not catch up with the log");
     for _ in 0..600 {
-        if cloud.sender.stats().depth == 0 {
+        if cloud.sender.stats().unwrap().depth == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("outbox did not drain: depth {}", cloud.sender.stats().depth);
+    panic!("outbox did not drain: depth {}", cloud.sender.stats().unwrap().depth);
 }
 
 fn count(org: &Org, object: &str) -> usize {
@@ -192,7 +192,7 @@ async fn each_fault_becomes_exactly_one_case_alert_and_audit_trail() {
     let expected: Vec<String> = FAULTY.iter().map(|&i| asset_name(i)).collect();
     assert_eq!(assets, expected, "episodes only on the faulty assets");
     let dead: i64 = conn
-        .query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM outbox_dead_letters", [], |r| r.get(0))
         .unwrap_or(0);
     assert_eq!(dead, 0);
 }
