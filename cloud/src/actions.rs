@@ -160,14 +160,23 @@ fn case_priority(p: Priority) -> &'static str {
     }
 }
 
-fn stamp(fields: &mut Map<String, Value>, key: &str, trace: &str) {
-    fields.insert("FieldPulse_Key__c".into(), json!(key));
+/// The AI markers every record carries (its key travels as the outbox `ext_key`).
+fn stamp(fields: &mut Map<String, Value>, trace: &str) {
     fields.insert("AI_Generated__c".into(), json!(true));
     fields.insert("FieldPulse_Trace_Id__c".into(), json!(trace));
 }
 
 impl EpisodeChange {
-    /// Key of this change's `AI_Insight__c` (also the trace id of every record it explains).
+    /// The trace id every record of this change carries (`FieldPulse_Trace_Id__c`,
+    /// Text(64)): a digest of the insight key, the same on the `AI_Insight__c`.
+    pub fn trace_id(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.insight_key().as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("fp-{hex}")
+    }
+
+    /// Key of this change's `AI_Insight__c`.
     pub fn insight_key(&self) -> String {
         format!(
             "fp-insight:{}:{}:{}:{}",
@@ -300,7 +309,7 @@ impl EpisodeChange {
 
     /// The upserts for this change, in dependency order (parents first).
     pub fn actions(&self) -> Vec<Action> {
-        let trace = self.insight_key();
+        let trace = self.trace_id();
         let urgency = match self.priority.priority {
             Priority::Critical => 0,
             Priority::High => 1,
@@ -312,7 +321,7 @@ impl EpisodeChange {
         let case_fields = visible && !matches!(self.kind, ChangeKind::Suppressed | ChangeKind::Closed);
         if case_fields {
             let mut f = Map::new();
-            stamp(&mut f, &self.case_key, &trace);
+            stamp(&mut f, &trace);
             f.insert("Subject".into(), json!(self.subject()));
             f.insert("Description".into(), json!(self.description()));
             f.insert("Priority".into(), json!(case_priority(self.priority.priority)));
@@ -350,7 +359,7 @@ impl EpisodeChange {
         if visible {
             if let Some(info) = &self.info {
                 let mut f = Map::new();
-                stamp(&mut f, &self.alert_key, &trace);
+                stamp(&mut f, &trace);
                 f.insert("Asset__c".into(), json!(info.id));
                 if case_fields || self.kind != ChangeKind::Opened {
                     f.insert("Case__r".into(), json!({"FieldPulse_Key__c": self.case_key}));
@@ -414,7 +423,7 @@ impl EpisodeChange {
     fn insight(&self) -> Action {
         let key = self.insight_key();
         let mut f = Map::new();
-        stamp(&mut f, &key, &key);
+        stamp(&mut f, &self.trace_id());
         f.insert("Model_Name__c".into(), json!(truncate(&self.model.0, 80)));
         f.insert("Model_Version__c".into(), json!(truncate(&self.model.1, 64)));
         f.insert("Window_Start__c".into(), json!(sf_datetime(self.opened_ms)));

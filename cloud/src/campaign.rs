@@ -17,9 +17,8 @@ fn date(ms: i64) -> String {
 /// The `MaintenancePlan` draft for campaign `key`.
 pub fn plan_action(key: &str, product: &str, change: &EpisodeChange, n_assets: usize) -> Action {
     let mut f = Map::new();
-    f.insert("FieldPulse_Key__c".into(), json!(key));
     f.insert("AI_Generated__c".into(), json!(true));
-    f.insert("FieldPulse_Trace_Id__c".into(), json!(change.insight_key()));
+    f.insert("FieldPulse_Trace_Id__c".into(), json!(change.trace_id()));
     let title = format!("DRAFT fieldpulse PM campaign: {} on {product}", change.mode);
     f.insert("MaintenancePlanTitle".into(), json!(title.chars().take(255).collect::<String>()));
     f.insert("StartDate".into(), json!(date(change.ts_ms)));
@@ -62,9 +61,8 @@ pub fn plan_action(key: &str, product: &str, change: &EpisodeChange, n_assets: u
 pub fn member_action(key: &str, asset: &AssetInfo, change: &EpisodeChange) -> Action {
     let member_key = format!("{key}:{}", asset.name);
     let mut f = Map::new();
-    f.insert("FieldPulse_Key__c".into(), json!(member_key));
     f.insert("AI_Generated__c".into(), json!(true));
-    f.insert("FieldPulse_Trace_Id__c".into(), json!(change.insight_key()));
+    f.insert("FieldPulse_Trace_Id__c".into(), json!(change.trace_id()));
     f.insert("MaintenancePlan".into(), json!({"FieldPulse_Key__c": key}));
     f.insert("AssetId".into(), json!(asset.id));
     Action {

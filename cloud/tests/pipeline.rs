@@ -56,6 +56,13 @@ fn fleet() -> SynthFleet {
 }
 
 async fn start_org() -> Org {
+    // Errors of the cloud's threads show in the test output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with_test_writer()
+        .try_init();
     let config = EmulatorConfig {
         consumer_secret: Some(SECRET.into()),
         ..EmulatorConfig::default()
@@ -197,45 +204,73 @@ async fn each_fault_becomes_exactly_one_case_alert_and_audit_trail() {
     assert_eq!(dead, 0);
 }
 
+/// The delivery order both runs see: in order, then a stretch out of order
+/// (the edge's live and backfill lanes), a duplicate, then the rest.
+fn schedule() -> Vec<Batch> {
+    let all = batches();
+    let quarter = all.len() / 4;
+    let mut out: Vec<Batch> = all[..quarter].to_vec();
+    out.extend(all[quarter..2 * quarter].iter().rev().cloned());
+    out.push(all[0].clone());
+    out.extend(all[2 * quarter..].iter().cloned());
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run() {
+    let http = reqwest::Client::new();
+    let plan = schedule();
+    let crash_at = plan.len() / 2;
+
     let org_a = start_org().await;
     let clean = tempfile::tempdir().unwrap();
-    run_uninterrupted(&org_a, clean.path()).await;
-
-    let org_b = start_org().await;
-    let state = tempfile::tempdir().unwrap();
-    let all = batches();
-    let half = all.len() / 2;
-    let http = reqwest::Client::new();
-    // First life: half the data, a checkpoint somewhere in the middle, then a crash.
-    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_secs(3600)), None)
+    let cloud = Cloud::start(cloud_config(&org_a, clean.path(), Duration::from_millis(200)), None)
         .await
         .expect("cloud starts");
-    for b in &all[..half / 2] {
+    for b in &plan {
         post(&http, cloud.addr, b).await;
-    }
-    wait_idle(&cloud).await;
-    cloud.processor.checkpoint();
-    // Out of order, with a duplicate.
-    for b in all[half / 2..half].iter().rev() {
-        post(&http, cloud.addr, b).await;
-    }
-    post(&http, cloud.addr, &all[0]).await;
-    wait_idle(&cloud).await;
-    cloud.abort().await;
-
-    // Second life: the gateway re-sends what it had not seen acked, then the rest.
-    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_millis(200)), None)
-        .await
-        .expect("cloud restarts");
-    for b in &all[half - 3..] {
-        let ack = post(&http, cloud.addr, b).await;
-        assert_eq!(ack.seq, b.seq);
     }
     wait_idle(&cloud).await;
     cloud.shutdown().await.expect("clean shutdown");
 
+    let org_b = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    // First life: a checkpoint a quarter of the way in, then more data, then a crash.
+    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_secs(3600)), None)
+        .await
+        .expect("cloud starts");
+    for b in &plan[..crash_at / 2] {
+        post(&http, cloud.addr, b).await;
+    }
+    wait_idle(&cloud).await;
+    cloud.processor.checkpoint();
+    for b in &plan[crash_at / 2..crash_at] {
+        post(&http, cloud.addr, b).await;
+    }
+    wait_idle(&cloud).await;
+    cloud.abort().await;
+
+    // Second life: the gateway re-sends the last batches it may not have seen
+    // acknowledged (duplicates now), then the rest.
+    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_millis(200)), None)
+        .await
+        .expect("cloud restarts");
+    for b in &plan[crash_at - 3..] {
+        let ack = post(&http, cloud.addr, b).await;
+        assert_eq!(ack.seq, b.seq);
+    }
+    wait_idle(&cloud).await;
+    let m = cloud.processor.metrics();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(m.assets_restored.load(Relaxed), N_ASSETS as u64, "state came from the checkpoint");
+    let replayed = m.records_read.load(Relaxed) as usize;
+    assert!(
+        replayed > plan.len() - crash_at,
+        "the log was replayed from the checkpoint ({replayed} records read)"
+    );
+    cloud.shutdown().await.expect("clean shutdown");
+
+    assert_eq!(count(&org_b, "Case"), FAULTY.len());
     assert_eq!(count(&org_b, "Case"), count(&org_a, "Case"));
     assert_eq!(count(&org_b, "Asset_Alert__c"), count(&org_a, "Asset_Alert__c"));
     assert_eq!(count(&org_b, "AI_Insight__c"), count(&org_a, "AI_Insight__c"));
