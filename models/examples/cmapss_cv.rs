@@ -1,7 +1,9 @@
 //! Development tool: run the C-MAPSS protocol (and optionally the grouped CV
 //! grid) straight from the models crate, without building the CLI.
 //!
-//! `cargo run -p fieldpulse-models --features train --example cmapss_cv -- ../shared/data/cmapss [FD001] [--tune]`
+//! `cargo run -p fieldpulse-models --features train --example cmapss_cv -- [DIR] [FD001] [--tune]`
+//!
+//! `DIR` defaults to the repository's `data/cmapss`.
 
 use std::path::PathBuf;
 
@@ -10,7 +12,12 @@ use fieldpulse_models::gbdt::GbdtParams;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = PathBuf::from(args.first().map_or("../shared/data/cmapss", String::as_str));
+    let default_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/cmapss");
+    let dir = PathBuf::from(
+        args.first()
+            .filter(|a| !a.starts_with("--") && Subset::parse(a).is_none())
+            .map_or(default_dir, String::as_str),
+    );
     let subsets: Vec<Subset> = args.iter().filter_map(|a| Subset::parse(a)).collect();
     let subsets = if subsets.is_empty() {
         Subset::ALL.to_vec()

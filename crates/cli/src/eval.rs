@@ -2,7 +2,7 @@
 //! C-MAPSS benchmark with the published protocol; `eval --model DIR --data
 //! DIR` scores a trained failure-model artifact on held-out history.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -13,7 +13,7 @@ use fieldpulse_models::gbdt::GbdtParams;
 #[derive(Debug, Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  fieldpulse eval cmapss --data ../shared/data/cmapss --json\n  fieldpulse eval --model models/v1 --telemetry held-out/telemetry.csv --work-orders held-out/history.json"
+    after_help = "Examples:\n  fieldpulse eval cmapss --json\n  fieldpulse eval --model models/v1 --telemetry held-out/telemetry.csv --work-orders held-out/history.json"
 )]
 pub struct EvalArgs {
     #[command(subcommand)]
@@ -27,7 +27,7 @@ pub struct EvalArgs {
 enum EvalCommand {
     /// NASA C-MAPSS turbofan RUL benchmark (train files → last test cycle, RUL cap 125, RMSE and PHM08 score).
     #[command(
-        after_help = "Example:\n  fieldpulse eval cmapss --data ../shared/data/cmapss --subset FD001 --json"
+        after_help = "Examples:\n  fieldpulse eval cmapss --subset FD001 --json\n  fieldpulse eval cmapss --data /srv/cmapss --tune"
     )]
     Cmapss(CmapssArgs),
 }
@@ -35,9 +35,11 @@ enum EvalCommand {
 /// Arguments of `fieldpulse eval cmapss`.
 #[derive(Debug, Args)]
 struct CmapssArgs {
-    /// Directory holding train_FD00x / test_FD00x / RUL_FD00x (`.txt.gz` or `.txt`).
-    #[arg(long)]
-    data: PathBuf,
+    /// Directory holding train_FD00x / test_FD00x / RUL_FD00x (`.txt.gz` or
+    /// `.txt`). Default: the repository's `data/cmapss` (the checkout this
+    /// binary was built from, else `./data/cmapss`).
+    #[arg(long, value_name = "DIR", env = CMAPSS_DATA_ENV)]
+    data: Option<PathBuf>,
     /// One subset (FD001..FD004); all four when omitted.
     #[arg(long)]
     subset: Option<String>,
@@ -50,7 +52,52 @@ struct CmapssArgs {
     json: bool,
 }
 
-/// Published RMSE / score per subset (from `../shared/data/README.md`).
+/// Environment variable that overrides the default C-MAPSS data directory
+/// (the same as `--data DIR`).
+pub const CMAPSS_DATA_ENV: &str = "FIELDPULSE_CMAPSS_DATA";
+
+/// Where `eval cmapss` looks when neither `--data` nor [`CMAPSS_DATA_ENV`] is
+/// given, in order: `data/cmapss` in the checkout this binary was compiled
+/// from (so tests and `cargo run` work from any directory), then
+/// `./data/cmapss` (a binary run from the root of another checkout).
+pub fn cmapss_default_dirs() -> [PathBuf; 2] {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo_root = manifest.ancestors().nth(2).unwrap_or(manifest);
+    [
+        repo_root.join("data").join("cmapss"),
+        PathBuf::from("data").join("cmapss"),
+    ]
+}
+
+/// The C-MAPSS directory to read: `explicit` (from `--data` or
+/// [`CMAPSS_DATA_ENV`]) when given, else the first existing directory of
+/// `defaults`. Errors name the path(s) tried and how to choose another.
+pub fn resolve_cmapss_dir(
+    explicit: Option<PathBuf>,
+    defaults: &[PathBuf],
+) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        bail!(
+            "C-MAPSS data directory {} does not exist (given by --data or {CMAPSS_DATA_ENV}); \
+             pass --data DIR with the directory holding train_FD001.txt.gz",
+            dir.display()
+        );
+    }
+    if let Some(dir) = defaults.iter().find(|d| d.is_dir()) {
+        return Ok(dir.clone());
+    }
+    let tried: Vec<String> = defaults.iter().map(|d| d.display().to_string()).collect();
+    bail!(
+        "C-MAPSS data directory not found (looked in {}); the repository ships it in data/cmapss, \
+         or pass --data DIR (or set {CMAPSS_DATA_ENV}) with the directory holding train_FD001.txt.gz",
+        tried.join(" and ")
+    )
+}
+
+/// Published RMSE / score per subset (from the table in `data/README.md`).
 const PUBLISHED: &[(&str, [(f64, f64); 4])] = &[
     (
         "Deep LSTM",
@@ -139,17 +186,12 @@ fn run_cmapss(args: CmapssArgs) -> anyhow::Result<()> {
         }
         None => Subset::ALL.to_vec(),
     };
-    if !args.data.is_dir() {
-        bail!(
-            "C-MAPSS data directory {} does not exist",
-            args.data.display()
-        );
-    }
+    let data_dir = resolve_cmapss_dir(args.data, &cmapss_default_dirs())?;
     let mut results = Vec::new();
     let mut tuning = serde_json::Map::new();
     for subset in subsets {
-        eprintln!("[{subset}] loading {}", args.data.display());
-        let data = cmapss::load_subset(&args.data, subset)?;
+        eprintln!("[{subset}] loading {}", data_dir.display());
+        let data = cmapss::load_subset(&data_dir, subset)?;
         let mut params = cmapss_default_params();
         if args.tune {
             eprintln!(
@@ -225,4 +267,56 @@ fn print_table(results: &[protocol::SubsetResult]) {
         print!(" {:>16}", format!("{:.2}", r.train_seconds));
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_directory_wins_and_a_missing_one_names_path_and_flag() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let given = tmp.path().join("mine");
+        let fallback = tmp.path().join("fallback");
+        std::fs::create_dir_all(&fallback).expect("mkdir");
+        let err = resolve_cmapss_dir(Some(given.clone()), std::slice::from_ref(&fallback))
+            .expect_err("a missing --data directory must not fall back silently")
+            .to_string();
+        assert!(err.contains(&given.display().to_string()), "{err}");
+        assert!(err.contains("--data"), "{err}");
+        assert!(err.contains(CMAPSS_DATA_ENV), "{err}");
+        std::fs::create_dir_all(&given).expect("mkdir");
+        let got = resolve_cmapss_dir(Some(given.clone()), std::slice::from_ref(&fallback))
+            .expect("existing --data directory");
+        assert_eq!(got, given);
+    }
+
+    #[test]
+    fn defaults_are_tried_in_order_and_all_are_named_when_none_exists() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let first = tmp.path().join("built-in");
+        let second = tmp.path().join("cwd");
+        let defaults = [first.clone(), second.clone()];
+        let err = resolve_cmapss_dir(None, &defaults)
+            .expect_err("no directory exists")
+            .to_string();
+        assert!(err.contains(&first.display().to_string()), "{err}");
+        assert!(err.contains(&second.display().to_string()), "{err}");
+        assert!(err.contains("--data DIR"), "{err}");
+        std::fs::create_dir_all(&second).expect("mkdir");
+        assert_eq!(resolve_cmapss_dir(None, &defaults).expect("second"), second);
+        std::fs::create_dir_all(&first).expect("mkdir");
+        assert_eq!(resolve_cmapss_dir(None, &defaults).expect("first"), first);
+    }
+
+    #[test]
+    fn the_built_in_default_is_this_checkouts_data_directory() {
+        let [built_in, cwd] = cmapss_default_dirs();
+        assert_eq!(cwd, Path::new("data/cmapss"));
+        assert!(
+            built_in.join("train_FD001.txt.gz").is_file(),
+            "the repository must ship C-MAPSS at {} (see data/README.md)",
+            built_in.display()
+        );
+    }
 }

@@ -138,35 +138,69 @@ fn simulate_train_score_and_eval_produce_a_usable_artifact() {
     );
 }
 
-/// Needs `../shared/data/cmapss` beside the project root; fails loudly
-/// without it.
-#[test]
-fn eval_cmapss_prints_the_contract_fields_for_one_subset() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cmapss");
+/// The repository's own `data/cmapss`; fails loudly when it is missing.
+fn cmapss_dir() -> std::path::PathBuf {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cmapss");
     assert!(
         data.join("train_FD001.txt.gz").is_file(),
-        "C-MAPSS data missing at {}",
+        "C-MAPSS data missing at {}: the repository ships it in data/cmapss (see data/README.md)",
         data.display()
     );
+    data
+}
+
+/// `eval cmapss` with no `--data`, run from a directory with no `data/`:
+/// it must find the repository's `data/cmapss` on its own.
+#[test]
+fn eval_cmapss_prints_the_contract_fields_for_one_subset() {
+    cmapss_dir();
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = json(&fieldpulse(
-        &[
-            "eval",
-            "cmapss",
-            "--data",
-            data.to_str().expect("utf8 path"),
-            "--subset",
-            "FD001",
-            "--json",
-        ],
-        dir.path(),
-    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+        .args(["eval", "cmapss", "--subset", "FD001", "--json"])
+        .env_remove("FIELDPULSE_CMAPSS_DATA")
+        .current_dir(dir.path())
+        .output()
+        .expect("run fieldpulse");
+    assert!(
+        output.status.success(),
+        "eval cmapss failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = json(&output);
     let fd001 = &out["FD001"];
     assert_eq!(fd001["n_test_engines"], 100);
     for key in ["rmse", "score", "train_seconds"] {
         assert!(fd001[key].as_f64().is_some(), "{key} in {out}");
     }
     assert!(fd001["rmse"].as_f64().unwrap_or(f64::MAX) < 16.0, "{out}");
+}
+
+/// A directory that is not there, by flag or by environment, is an error
+/// naming it and the flag, never a silent fallback to the default.
+#[test]
+fn eval_cmapss_with_a_missing_directory_names_it_and_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-cmapss");
+    let missing_text = missing.to_str().expect("utf8 path");
+    let by_flag = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+        .args(["eval", "cmapss", "--data", missing_text, "--json"])
+        .env_remove("FIELDPULSE_CMAPSS_DATA")
+        .current_dir(dir.path())
+        .output()
+        .expect("run fieldpulse");
+    let by_env = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+        .args(["eval", "cmapss", "--json"])
+        .env("FIELDPULSE_CMAPSS_DATA", &missing)
+        .current_dir(dir.path())
+        .output()
+        .expect("run fieldpulse");
+    for output in [by_flag, by_env] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "must fail: {stderr}");
+        assert!(output.stdout.is_empty(), "no JSON on failure");
+        assert!(stderr.contains(missing_text), "{stderr}");
+        assert!(stderr.contains("--data"), "{stderr}");
+    }
 }
 
 /// A private mosquitto on a free loopback port, killed on drop.

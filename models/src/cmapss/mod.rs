@@ -405,19 +405,19 @@ mod tests {
         assert_eq!(Subset::parse("FD005"), None);
     }
 
-    /// The real NASA files, as distributed in `../shared/data/cmapss` beside
-    /// the project root. Needs that directory; fails loudly without it.
+    /// The real NASA files, as the repository ships them in `data/cmapss`.
+    /// Fails loudly when they are missing.
     fn real_data_dir() -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/cmapss");
         assert!(
             dir.join("train_FD001.txt.gz").is_file(),
-            "C-MAPSS data missing at {}: this test needs ../shared/data",
+            "C-MAPSS data missing at {}: the repository ships it in data/cmapss (see data/README.md)",
             dir.display()
         );
         dir
     }
 
-    /// Needs `../shared/data/cmapss` (see [`real_data_dir`]).
+    /// Reads the repository's `data/cmapss` (see [`real_data_dir`]).
     #[test]
     fn real_files_parse_with_the_published_engine_and_row_counts() {
         let dir = real_data_dir();
@@ -441,7 +441,7 @@ mod tests {
         }
     }
 
-    /// Needs `../shared/data/cmapss`. A small, fast model must already beat
+    /// Reads the repository's `data/cmapss`. A small, fast model must already beat
     /// the MLP and SVR rows of the published table on FD001.
     #[test]
     fn quick_fd001_fit_predicts_last_cycle_rul_within_a_sane_error() {
