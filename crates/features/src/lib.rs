@@ -30,6 +30,11 @@
 //! # Ok::<(), fieldpulse_features::FeatureError>(())
 //! ```
 //!
+//! [`FleetFeatures::asset_state`] / [`FleetFeatures::restore_asset_state`]
+//! checkpoint one asset's state as versioned, checksummed bytes (format in
+//! [`snapshot`]), so a stream processor can restore it after a crash and
+//! replay with bit-identical results.
+//!
 //! Deliberately absent: IO, async, dataframes, any dependency beyond `std`.
 //! Detectors live in `fieldpulse-models` and read this state through
 //! [`AssetView`] and the per-row [`RowScratch`].
@@ -37,12 +42,14 @@
 pub mod aligned;
 pub mod offline;
 pub mod params;
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 
 pub use aligned::AlignedVec;
 pub use offline::{compute_offline, compute_offline_fleet, FeatureMatrix};
 pub use params::{FeatureError, FeatureParams, FeatureValidParams, ParamGuard};
+pub use snapshot::StateError;
 pub use spec::FeatureSpec;
 pub use state::{
     AssetView, FeatureCounters, FleetFeatures, RowScratch, RowStatus, MAD_TO_SIGMA, MAX_ABS_VALUE,

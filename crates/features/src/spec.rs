@@ -3,6 +3,7 @@
 //! asset's state block.
 
 use crate::params::{FeatureError, FeatureValidParams};
+use crate::snapshot::Fnv64;
 
 /// Features computed once per row for the asset (not per sensor), in output order.
 pub const ASSET_FEATURES: [&str; 1] = ["dt_s"];
@@ -18,7 +19,8 @@ pub const SENSOR_TAIL_FEATURES: [&str; 7] = [
     "age_s",
 ];
 
-// Header slots of an asset block (f64 each). Timestamps are epoch milliseconds
+// Header slots of an asset block (f64 each). Changing this layout changes
+// the snapshot format: bump `snapshot::FEATURE_STATE_VERSION`. Timestamps are epoch milliseconds
 // stored as f64, exact up to 2^53 ms (year 287,396).
 pub(crate) const H_FIRST_TS: usize = 0;
 pub(crate) const H_LAST_TS: usize = 1;
@@ -152,6 +154,38 @@ impl FeatureSpec {
     /// Number of EWMA horizons.
     pub fn n_horizons(&self) -> usize {
         self.params.half_lives.len()
+    }
+
+    /// A stable hash (FNV-1a 64) of everything that shapes the state and its
+    /// evolution: the sensor names in lane order and every parameter.
+    /// State snapshots carry it, so state is only restored into the spec that
+    /// produced it (see [`crate::snapshot`]).
+    pub fn state_hash(&self) -> u64 {
+        let p = &self.params;
+        let mut h = Fnv64::default();
+        h.write_u64(self.sensors.len() as u64);
+        for s in &self.sensors {
+            h.write_str(s);
+        }
+        h.write_u64(p.half_lives.len() as u64);
+        for hl in &p.half_lives {
+            h.write_f64(*hl);
+        }
+        h.write_u64(p.trend_horizon as u64);
+        for v in [p.median_step, p.mad_step] {
+            h.write_f64(v);
+        }
+        h.write_u64(u64::from(p.warmup_readings));
+        for v in [
+            p.resid_clip,
+            p.max_gap_ratio,
+            p.interval_step,
+            p.scale_floor_rel,
+            p.scale_floor_abs,
+        ] {
+            h.write_f64(v);
+        }
+        h.finish()
     }
 }
 

@@ -52,6 +52,8 @@
 //! `eta' = max(mad_step, 1 / n_rows)`: fast while the asset is young, then
 //! the slow floors.
 
+mod restore;
+
 use crate::aligned::AlignedVec;
 use crate::params::FeatureError;
 use crate::spec::{
