@@ -4,7 +4,9 @@
 //! the combined raw score is the largest of them, and calibration turns it
 //! into a probability-like score in [0, 1].
 
-use fieldpulse_features::{FeatureError, FeatureParams, FeatureValidParams, ParamGuard};
+use fieldpulse_features::{
+    FeatureError, FeatureParams, FeatureValidParams, ParamGuard, StateError,
+};
 
 /// Why anomaly detection could not be set up or run.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,10 @@ pub enum AnomalyError {
     /// The feature parameters or sensor list were rejected.
     #[error("features")]
     Features(#[from] FeatureError),
+    /// Asset state bytes were refused (another spec, shape or version,
+    /// truncated or corrupt); the asset's state was left unchanged.
+    #[error("asset state refused: {0}")]
+    State(StateError),
     /// An input slice had the wrong length.
     #[error("{what}: expected length {expected}, got {actual}")]
     ShapeMismatch {
@@ -32,6 +38,12 @@ pub enum AnomalyError {
         /// Given length.
         actual: usize,
     },
+}
+
+impl From<StateError> for AnomalyError {
+    fn from(e: StateError) -> Self {
+        Self::State(e)
+    }
 }
 
 /// Checked detector hyperparameters; only [`ParamGuard::check`] on

@@ -31,11 +31,18 @@
 //! kernel, and the calibration's `exp(-exp(z))` computed for a block of rows at
 //! once with an inline, vectorisable `exp` ([`gumbel`](super::gumbel)).
 //!
+//! Checkpoints: [`FleetScorer::asset_state`] / [`FleetScorer::restore_asset_state`]
+//! serialise and restore everything one asset's future scores depend on
+//! (format and contents in [`snapshot`]); they copy the asset's blocks, off
+//! the row loop.
+//!
 //! Periodic signals: the spike residual is taken against the short-horizon
 //! level, which follows cycles sampled densely; cycles sampled sparsely end up
 //! in the residual and robust scales instead, so their peaks stay near 1-2
 //! sigma, below `cusum_k` + noise and far below `spike_z`. (Seasonal profiles by
 //! hour of day would regain that sensitivity; they are not built.)
+
+pub mod snapshot;
 
 use fieldpulse_features::spec::LANE_CHUNK;
 use fieldpulse_features::{AlignedVec, FeatureSpec, FleetFeatures, RowScratch, RowStatus};

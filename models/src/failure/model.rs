@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use fieldpulse_features::{FeatureParams, FeatureSpec, FleetFeatures, ParamGuard, RowScratch};
+use fieldpulse_features::{
+    FeatureParams, FeatureSpec, FleetFeatures, ParamGuard, RowScratch, StateError,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -128,6 +130,15 @@ pub enum ArtifactError {
     /// The feature schema does not match this build or the input.
     #[error("feature schema mismatch: {0}")]
     Schema(String),
+    /// Asset state bytes were refused (another feature spec, shape or
+    /// version, truncated or corrupt); the asset's state was left unchanged.
+    #[error("asset {asset}: state refused: {source}")]
+    State {
+        /// The asset named in the restore.
+        asset: String,
+        /// Why.
+        source: StateError,
+    },
 }
 
 /// Names of the history features for the given modes.
@@ -496,5 +507,44 @@ impl FailureScorer {
     /// The feature row of the last scored reading.
     pub fn last_row(&self) -> &[f64] {
         &self.row
+    }
+
+    /// The serialised streaming state of `asset`, or `None` when it was never
+    /// scored nor restored: the `fieldpulse-features` snapshot of its block
+    /// (format in `fieldpulse_features::snapshot`), which is all the per-asset
+    /// state a prediction depends on (the model and the Work Order history are
+    /// shared and reloaded on their own). It restores into any scorer whose
+    /// model has the same sensors and streaming parameters.
+    pub fn asset_state(&self, asset: &str) -> Option<Vec<u8>> {
+        self.assets
+            .get(asset)
+            .map(|&idx| self.stream.asset_state(idx))
+    }
+
+    /// Replaces the streaming state of `asset` with an [`Self::asset_state`]
+    /// snapshot, creating the asset's slot if it has none, so its predictions
+    /// continue exactly where the snapshot was taken. The bytes are checked
+    /// first: a refused restore changes nothing and creates no slot.
+    ///
+    /// # Errors
+    /// [`ArtifactError::State`] naming why the bytes were refused (another
+    /// feature spec, shape or version, truncated or corrupt).
+    pub fn restore_asset_state(&mut self, asset: &str, bytes: &[u8]) -> Result<(), ArtifactError> {
+        let refused = |source| ArtifactError::State {
+            asset: asset.to_string(),
+            source,
+        };
+        self.stream.check_asset_state(bytes).map_err(refused)?;
+        let idx = match self.assets.get(asset) {
+            Some(&i) => i,
+            None => {
+                let i = self.stream.add_asset();
+                self.assets.insert(asset.to_string(), i);
+                i
+            }
+        };
+        self.stream
+            .restore_asset_state(idx, bytes)
+            .map_err(refused)
     }
 }
