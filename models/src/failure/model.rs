@@ -548,3 +548,6 @@ impl FailureScorer {
             .map_err(refused)
     }
 }
+
+#[cfg(all(test, feature = "train"))]
+mod snapshot_tests;
