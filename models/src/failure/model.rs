@@ -543,9 +543,7 @@ impl FailureScorer {
                 i
             }
         };
-        self.stream
-            .restore_asset_state(idx, bytes)
-            .map_err(refused)
+        self.stream.restore_asset_state(idx, bytes).map_err(refused)
     }
 }
 

@@ -167,6 +167,8 @@ fn state_of_other_streaming_features_is_refused_and_unknown_assets_have_none() {
     // A fresh state of the right spec restores (and creates the slot).
     let spec = fx.model.validate().unwrap();
     let same = FleetFeatures::new(spec, 1);
-    scorer.restore_asset_state("a", &same.asset_state(0)).unwrap();
+    scorer
+        .restore_asset_state("a", &same.asset_state(0))
+        .unwrap();
     assert_eq!(scorer.asset_state("a"), Some(same.asset_state(0)));
 }
