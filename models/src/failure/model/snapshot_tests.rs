@@ -97,9 +97,20 @@ proptest! {
         let t = &fx.telemetry;
         let split = ((t.n_rows() as f64 * split_frac) as usize).min(t.n_rows());
         let mut before = FailureScorer::new(fx.model.clone(), fx.history.clone()).unwrap();
+        let n = t.sensors.len();
         for i in 0..split {
-            score(&mut before, t, i);
+            // Serving feeds every reading and predicts on a schedule.
+            before
+                .observe(
+                    &t.assets[t.asset_idx[i] as usize],
+                    t.ts_ms[i],
+                    &t.values[i * n..(i + 1) * n],
+                    i % 3 == 0,
+                )
+                .unwrap();
         }
+        let mut with_state: Vec<&str> = before.assets().collect();
+        with_state.sort_unstable();
         let mut after = FailureScorer::new(fx.model.clone(), fx.history.clone()).unwrap();
         for asset in &t.assets {
             let scored = t.asset_idx[..split].iter().any(|a| &t.assets[*a as usize] == asset);
@@ -112,6 +123,9 @@ proptest! {
                 None => prop_assert!(!scored, "{} was scored", asset),
             }
         }
+        let mut restored: Vec<&str> = after.assets().collect();
+        restored.sort_unstable();
+        prop_assert_eq!(restored, with_state);
         for i in split..t.n_rows() {
             let got = score(&mut after, t, i);
             let (want, want_row) = &fx.want[i];
