@@ -207,11 +207,27 @@ fn snapshots_of_another_shape_or_spec_are_refused_naming_why() {
     };
     let e = err(spec_with(&names(6, "s"), vec![4.0, 32.0, 256.0]));
     assert!(
-        matches!(e, StateError::Shape { what: "sensors", expected: 6, found: 5 }),
+        matches!(
+            e,
+            StateError::Shape {
+                what: "sensors",
+                expected: 6,
+                found: 5
+            }
+        ),
         "{e}"
     );
     let e = err(spec_with(&names(5, "s"), vec![4.0, 32.0]));
-    assert!(matches!(e, StateError::Shape { what: "horizons", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            StateError::Shape {
+                what: "horizons",
+                ..
+            }
+        ),
+        "{e}"
+    );
     let e = err(spec_with(&names(5, "t"), vec![4.0, 32.0, 256.0]));
     assert!(matches!(e, StateError::SpecMismatch { .. }), "{e}");
     assert!(e.to_string().contains("feature spec"), "{e}");
@@ -221,7 +237,10 @@ fn snapshots_of_another_shape_or_spec_are_refused_naming_why() {
     let mut same = FleetFeatures::new(default_shape(), 1);
     assert_eq!(
         same.restore_asset_state(1, &snap).unwrap_err(),
-        StateError::NoAsset { asset: 1, n_assets: 1 }
+        StateError::NoAsset {
+            asset: 1,
+            n_assets: 1
+        }
     );
     same.restore_asset_state(0, &snap).unwrap();
     same.check_asset_state(&snap).unwrap();
@@ -254,15 +273,22 @@ fn reframe(snap: &[u8], edit: impl FnOnce(&mut [f64])) -> Vec<u8> {
     w.finish()
 }
 
+/// A change to a block.
+type Edit = Box<dyn FnOnce(&mut [f64])>;
+
 #[test]
 fn well_framed_blocks_that_break_the_state_invariants_are_refused() {
     let spec = default_shape();
     let (mut fleet, snap) = trained(spec.clone());
-    assert_eq!(reframe(&snap, |_| {}), snap, "reframing alone changes nothing");
+    assert_eq!(
+        reframe(&snap, |_| {}),
+        snap,
+        "reframing alone changes nothing"
+    );
     let header = 16; // header slots of 3 horizons, rounded to a cache line
     let lanes = spec.n_lanes();
     let n_valid = header + (2 * 3 + 4) * lanes;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut [f64])>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("rows learned", Box::new(|b| b[2] = -1.0)),
         ("rows learned", Box::new(|b| b[2] = f64::NAN)),
         ("rows learned", Box::new(|b| b[2] = 2.5)),

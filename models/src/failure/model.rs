@@ -509,6 +509,12 @@ impl FailureScorer {
         &self.row
     }
 
+    /// The assets that have streaming state (scored or restored), in no
+    /// particular order: what a checkpoint walks with [`Self::asset_state`].
+    pub fn assets(&self) -> impl Iterator<Item = &str> {
+        self.assets.keys().map(String::as_str)
+    }
+
     /// The serialised streaming state of `asset`, or `None` when it was never
     /// scored nor restored: the `fieldpulse-features` snapshot of its block
     /// (format in `fieldpulse_features::snapshot`), which is all the per-asset
@@ -543,8 +549,9 @@ impl FailureScorer {
                 i
             }
         };
-        self.stream
-            .restore_asset_state(idx, bytes)
-            .map_err(refused)
+        self.stream.restore_asset_state(idx, bytes).map_err(refused)
     }
 }
+
+#[cfg(all(test, feature = "train"))]
+mod snapshot_tests;

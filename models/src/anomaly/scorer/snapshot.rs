@@ -181,7 +181,10 @@ impl FleetScorer {
     /// Counts are whole numbers, CUSUMs within their caps, padding inert.
     fn check_detector_block(&self, det: &[f64]) -> Result<(), StateError> {
         let corrupt = |why: String| Err(StateError::Corrupt(why));
-        for (slot, what) in [(D_MV_N, "covariance rows"), (D_MV_SINCE, "rows since refresh")] {
+        for (slot, what) in [
+            (D_MV_N, "covariance rows"),
+            (D_MV_SINCE, "rows since refresh"),
+        ] {
             let v = det[slot];
             if !((0.0..=MAX_COUNT).contains(&v) && v.fract() == 0.0) {
                 return corrupt(format!("{what} {v}"));
@@ -222,10 +225,14 @@ impl FleetScorer {
                 cus[s]
             )));
         }
-        let padded = |m: &[f32]| (0..mvp).any(|i| (0..mvp).any(|j| (i >= n || j >= n) && m[i * mvp + j] != 0.0));
+        let padded = |m: &[f32]| {
+            (0..mvp).any(|i| (0..mvp).any(|j| (i >= n || j >= n) && m[i * mvp + j] != 0.0))
+        };
         if padded(&mv[..mvp * mvp])
             || padded(&mv[mvp * mvp..2 * mvp * mvp])
-            || mv[2 * mvp * mvp + n..2 * mvp * mvp + mvp].iter().any(|v| *v != 0.0)
+            || mv[2 * mvp * mvp + n..2 * mvp * mvp + mvp]
+                .iter()
+                .any(|v| *v != 0.0)
             || cus[n..].iter().any(|v| *v != 0.0)
         {
             return Err(StateError::Corrupt(

@@ -59,7 +59,12 @@ fn row(f: &SynthFleet, sc: &mut FleetScorer, i: usize) -> RowScore {
 }
 
 fn bits(r: &RowScore) -> (u64, u64, Option<usize>, bool) {
-    (r.score.to_bits(), r.raw.to_bits(), r.top_sensor, r.in_warmup)
+    (
+        r.score.to_bits(),
+        r.raw.to_bits(),
+        r.top_sensor,
+        r.in_warmup,
+    )
 }
 
 /// Scores rows `..split`, snapshots every asset, restores them into a fresh
@@ -189,7 +194,14 @@ fn snapshots_from_another_sensor_layout_or_parameters_are_refused_naming_why() {
 
     let e = refused(&mut sc8, &snap12);
     assert!(
-        matches!(e, StateError::Shape { what: "sensors", expected: 8, found: 12 }),
+        matches!(
+            e,
+            StateError::Shape {
+                what: "sensors",
+                expected: 8,
+                found: 12
+            }
+        ),
         "{e}"
     );
     let f8 = fleet(8);
@@ -213,11 +225,18 @@ fn snapshots_from_another_sensor_layout_or_parameters_are_refused_naming_why() {
         StateError::SpecMismatch { .. }
     ));
     let mut no_mv = scorer(&f8, DetectorParams::default().mv_enabled(false));
-    assert!(matches!(refused(&mut no_mv, &snap8), StateError::Shape { .. } | StateError::SpecMismatch { .. }));
+    assert!(matches!(
+        refused(&mut no_mv, &snap8),
+        StateError::Shape { .. } | StateError::SpecMismatch { .. }
+    ));
 
     // A feature snapshot is not a scorer snapshot, and vice versa.
     let spec = FeatureSpec::new(
-        DetectorParams::default().check().unwrap().features().clone(),
+        DetectorParams::default()
+            .check()
+            .unwrap()
+            .features()
+            .clone(),
         f8.sensor_names.clone(),
     )
     .unwrap();
@@ -232,7 +251,10 @@ fn snapshots_from_another_sensor_layout_or_parameters_are_refused_naming_why() {
 
     assert!(matches!(
         sc8.restore_asset_state(ASSETS, &snap8),
-        Err(AnomalyError::ShapeMismatch { what: "asset index", .. })
+        Err(AnomalyError::ShapeMismatch {
+            what: "asset index",
+            ..
+        })
     ));
     sc8.restore_asset_state(0, &snap8).unwrap();
     assert_eq!(sc8.asset_state(0), snap8);
