@@ -94,7 +94,10 @@ impl LogConsumer {
         if offset < oldest {
             return Err(LogError::OffsetDeleted { offset, oldest });
         }
-        Ok(segments.range(..=offset).next_back().map(|(_, s)| Arc::clone(s)))
+        Ok(segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| Arc::clone(s)))
     }
 
     fn next_segment(&self, after: &Segment) -> Option<Arc<Segment>> {

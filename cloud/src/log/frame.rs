@@ -56,8 +56,8 @@ fn plausible(header: &[u8], pos: u64, limit: u64, after: Option<u64>) -> Option<
     let payload_len = u32_at(header, 0);
     let offset = u64_at(header, 8);
     let appended_ms = u64_at(header, 16) as i64;
-    let fits = payload_len <= MAX_PAYLOAD_BYTES
-        && pos + HEADER_BYTES + u64::from(payload_len) <= limit;
+    let fits =
+        payload_len <= MAX_PAYLOAD_BYTES && pos + HEADER_BYTES + u64::from(payload_len) <= limit;
     let ordered = after.is_none_or(|prev| offset > prev);
     (fits && ordered).then_some(FrameHeader {
         offset,
@@ -155,9 +155,11 @@ mod tests {
             .unwrap();
         assert_eq!((first.offset, first.appended_ms), (7, 1_700));
         assert_eq!(payload, b"hello");
-        assert!(read_at(&file, first.frame_len(), limit, Some(8), &mut payload)
-            .unwrap()
-            .is_none());
+        assert!(
+            read_at(&file, first.frame_len(), limit, Some(8), &mut payload)
+                .unwrap()
+                .is_none()
+        );
 
         bytes[HEADER_BYTES as usize + 1] ^= 0x01;
         let mut damaged = tempfile::tempfile().unwrap();

@@ -130,9 +130,13 @@ impl Walker {
             return Ok(Step::End);
         }
         let pos = self.pos;
-        if let Some(frame) =
-            frame::read_at(&self.file, pos, self.limit, self.last_offset, &mut self.payload)?
-        {
+        if let Some(frame) = frame::read_at(
+            &self.file,
+            pos,
+            self.limit,
+            self.last_offset,
+            &mut self.payload,
+        )? {
             self.advance(frame);
             return Ok(Step::Frame { pos, frame });
         }
@@ -169,7 +173,10 @@ mod tests {
     fn segment_names_round_trip_and_other_files_are_not_segments() {
         assert_eq!(file_name(42), "00000000000000000042.seg");
         assert_eq!(parse_file_name(&file_name(42)), Some(42));
-        assert_eq!(parse_file_name("00000000000000000042.seg.corrupt-1-2"), None);
+        assert_eq!(
+            parse_file_name("00000000000000000042.seg.corrupt-1-2"),
+            None
+        );
         assert_eq!(parse_file_name("42.seg"), None);
         assert_eq!(parse_file_name("dedupe.json"), None);
     }
