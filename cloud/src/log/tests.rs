@@ -200,6 +200,7 @@ async fn readers_resync_past_damage_in_a_segment_open_did_not_scan() {
 #[derive(Clone, Default)]
 struct FaultLayer {
     fail_writes: Arc<AtomicBool>,
+    fail_set_len: Arc<AtomicBool>,
     hold_syncs: Arc<(Mutex<bool>, Condvar)>,
     syncs: Arc<AtomicU64>,
 }
@@ -256,6 +257,9 @@ impl SegmentFile for FaultFile {
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
+        if self.layer.fail_set_len.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         self.file.set_len(len)
     }
 }
@@ -290,6 +294,36 @@ async fn a_failed_append_is_rolled_back_and_later_appends_stay_recoverable() {
         seqs(&read_all(&log, 0).unwrap()),
         vec![(0, 1), (1, 3), (2, 2)]
     );
+}
+
+#[tokio::test]
+async fn a_rollback_that_fails_is_retried_before_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = FaultLayer::default();
+    let (log, _) =
+        IngestLog::open_with_layer(dir.path(), LogConfig::default(), Arc::new(layer.clone()))
+            .unwrap();
+    append(&log, &batch("gw", 1, 1)).await.unwrap();
+    let seg = dir.path().join(segment::file_name(0));
+    let good_len = std::fs::metadata(&seg).unwrap().len();
+    // The write fails halfway and so does the truncation (EIO): half a
+    // frame stays on disk for now.
+    layer.fail_writes.store(true, Ordering::SeqCst);
+    layer.fail_set_len.store(true, Ordering::SeqCst);
+    append(&log, &batch("gw", 1, 2)).await.unwrap_err();
+    assert!(std::fs::metadata(&seg).unwrap().len() > good_len);
+    // While truncation keeps failing, appends fail rather than land behind it.
+    layer.fail_writes.store(false, Ordering::SeqCst);
+    append(&log, &batch("gw", 1, 3)).await.unwrap_err();
+    layer.fail_set_len.store(false, Ordering::SeqCst);
+    assert_eq!(append(&log, &batch("gw", 1, 4)).await.unwrap(), 1);
+    drop(log);
+    let (log, recovered) = IngestLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(
+        (recovered.truncated_bytes, recovered.skipped_bytes),
+        (0, 0)
+    );
+    assert_eq!(seqs(&read_all(&log, 0).unwrap()), vec![(0, 1), (1, 4)]);
 }
 
 #[tokio::test]
