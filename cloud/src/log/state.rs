@@ -281,7 +281,7 @@ fn scan_segment(
 ) -> Result<u64, LogError> {
     let path = &seg.path;
     let len = seg.durable_len();
-    let mut walker = Walker::open(path, 0, len, seg.base.checked_sub(1)).map_err(io_err(path))?;
+    let mut walker = Walker::open(seg, 0, seg.base.checked_sub(1)).map_err(io_err(path))?;
     let mut end = seg.base;
     loop {
         match walker.step().map_err(io_err(path))? {

@@ -319,10 +319,7 @@ async fn a_rollback_that_fails_is_retried_before_the_next_append() {
     assert_eq!(append(&log, &batch("gw", 1, 4)).await.unwrap(), 1);
     drop(log);
     let (log, recovered) = IngestLog::open(dir.path(), LogConfig::default()).unwrap();
-    assert_eq!(
-        (recovered.truncated_bytes, recovered.skipped_bytes),
-        (0, 0)
-    );
+    assert_eq!((recovered.truncated_bytes, recovered.skipped_bytes), (0, 0));
     assert_eq!(seqs(&read_all(&log, 0).unwrap()), vec![(0, 1), (1, 4)]);
 }
 
