@@ -7,7 +7,7 @@ use std::time::Duration;
 use fieldpulse_cloud::ingest::{
     BatchSink, GatewayToken, Ingest, IngestConfig, IngestError, SinkError,
 };
-use fieldpulse_cloud::log::{IngestLog, LogConfig, Recovered};
+use fieldpulse_cloud::log::{BatchSource, IngestLog, LogConfig, Recovered};
 use fieldpulse_proto::v1::{Batch, BatchAck, Series};
 use fieldpulse_proto::Message;
 use sha2::{Digest, Sha256};
@@ -543,4 +543,35 @@ async fn a_restarted_ingest_still_knows_committed_batches() {
     assert_eq!(ingest.stats().duplicate_batches, 1);
     assert_eq!(ingest.stats().batches_committed, 0);
     assert_eq!(log.end_offset(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_share_fsyncs_in_the_log() {
+    const N: u64 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, recovered) = IngestLog::open(dir.path(), LogConfig::default()).unwrap();
+    let (server, ingest) = start(dev_config(), log.clone(), &recovered).await;
+    let posts: Vec<_> = (1..=N)
+        .map(|seq| {
+            let url = server.url.clone();
+            tokio::spawn(async move { post(&url, None, &batch("gw", seq, false)).await })
+        })
+        .collect();
+    for post in posts {
+        assert_eq!(post.await.unwrap().0, 200);
+    }
+    let stats = log.stats();
+    // Printed for the record (`--nocapture`); timing is not asserted.
+    eprintln!(
+        "group commit over HTTP: {N} concurrent posts -> {} fsyncs",
+        stats.fsyncs
+    );
+    assert_eq!((stats.batches_synced, stats.end_offset), (N, N));
+    assert!(stats.fsyncs <= N);
+    assert_eq!(ingest.contiguous_seq("gw", 0), N);
+    let mut consumer = log.consumer("scorer").unwrap();
+    let records = consumer.read(0, usize::MAX, Duration::ZERO).unwrap();
+    let mut seqs: Vec<u64> = records.iter().map(|r| r.batch.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>());
 }
