@@ -7,7 +7,7 @@ use std::time::Duration;
 use fieldpulse_cloud::ingest::{
     BatchSink, GatewayToken, Ingest, IngestConfig, IngestError, SinkError,
 };
-use fieldpulse_cloud::log::{IngestLog, LogConfig, Recovered};
+use fieldpulse_cloud::log::{BatchSource, IngestLog, LogConfig, Recovered};
 use fieldpulse_proto::v1::{Batch, BatchAck, Series};
 use fieldpulse_proto::Message;
 use sha2::{Digest, Sha256};
@@ -74,7 +74,10 @@ impl BatchSink for FlakySink {
 async fn wait_until(mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within 10 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -324,10 +327,28 @@ async fn tokens_are_hashed_and_authenticate_their_own_gateway_only() {
     let (server, ingest) = start(config, FlakySink::default(), &Recovered::default()).await;
     let url = &server.url;
     assert_eq!(post(url, None, &batch("gw-a", 1, false)).await.0, 401);
-    assert_eq!(post(url, Some("wrong"), &batch("gw-a", 1, false)).await.0, 401);
-    assert_eq!(post(url, Some("secret-a"), &batch("gw-b", 1, false)).await.0, 403);
-    assert_eq!(post(url, Some("secret-a"), &batch("gw-a", 1, false)).await.0, 200);
-    assert_eq!(post(url, Some("secret-b"), &batch("gw-b", 1, false)).await.0, 200);
+    assert_eq!(
+        post(url, Some("wrong"), &batch("gw-a", 1, false)).await.0,
+        401
+    );
+    assert_eq!(
+        post(url, Some("secret-a"), &batch("gw-b", 1, false))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        post(url, Some("secret-a"), &batch("gw-a", 1, false))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post(url, Some("secret-b"), &batch("gw-b", 1, false))
+            .await
+            .0,
+        200
+    );
     assert_eq!(ingest.stats().rejected_batches, 3);
 }
 
@@ -352,9 +373,20 @@ async fn no_tokens_is_refused_unless_insecure_dev_on_loopback() {
 async fn malformed_requests_are_rejected_with_reasons() {
     let (server, ingest) = start(dev_config(), FlakySink::default(), &Recovered::default()).await;
     let url = &server.url;
-    assert_eq!(post_raw(url, None, "gw/1", Some("zstd"), vec![1, 2, 3]).await.0, 400);
-    assert_eq!(post_raw(url, None, "gw/1", None, vec![0xff; 16]).await.0, 400);
-    assert_eq!(post_raw(url, None, "gw/1", Some("br"), vec![0; 4]).await.0, 415);
+    assert_eq!(
+        post_raw(url, None, "gw/1", Some("zstd"), vec![1, 2, 3])
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        post_raw(url, None, "gw/1", None, vec![0xff; 16]).await.0,
+        400
+    );
+    assert_eq!(
+        post_raw(url, None, "gw/1", Some("br"), vec![0; 4]).await.0,
+        415
+    );
     let body = batch("gw", 7, false).encode_to_vec();
     assert_eq!(post_raw(url, None, "gw/8", None, body).await.0, 400);
     let mut bad_series = batch("gw", 9, false);
@@ -397,7 +429,10 @@ async fn memory_bombs_are_refused_with_413_and_counted() {
     // 64 MiB of zeros in a few KB of zstd.
     let zeros = zstd::encode_all(vec![0u8; 64 << 20].as_slice(), 3).unwrap();
     assert!(zeros.len() < 64 << 10);
-    assert_eq!(post_raw(url, None, "gw/1", Some("zstd"), zeros).await.0, 413);
+    assert_eq!(
+        post_raw(url, None, "gw/1", Some("zstd"), zeros).await.0,
+        413
+    );
 
     // Three million empty `Series` (two bytes each on the wire) in a few KB.
     let empty_series = wire_batch("gw", 1, &[0x32, 0x00], 3_000_000);
@@ -433,7 +468,9 @@ async fn memory_bombs_are_refused_with_413_and_counted() {
 
     // A body over the limit before any decoding.
     assert_eq!(
-        post_raw(url, None, "gw/3", None, vec![0x0a; 2 << 20]).await.0,
+        post_raw(url, None, "gw/3", None, vec![0x0a; 2 << 20])
+            .await
+            .0,
         413
     );
     // A zstd frame that asks for a 128 MiB window.
@@ -442,11 +479,21 @@ async fn memory_bombs_are_refused_with_413_and_counted() {
     encoder.long_distance_matching(true).unwrap();
     std::io::Write::write_all(&mut encoder, &batch("gw", 4, false).encode_to_vec()).unwrap();
     let wide_window = encoder.finish().unwrap();
-    assert_eq!(post_raw(url, None, "gw/4", Some("zstd"), wide_window).await.0, 400);
+    assert_eq!(
+        post_raw(url, None, "gw/4", Some("zstd"), wide_window)
+            .await
+            .0,
+        400
+    );
     // Random bytes that zstd accepts but that are no Batch.
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let garbage = zstd::encode_all(garbage.as_slice(), 3).unwrap();
-    assert_eq!(post_raw(url, None, "gw/5", Some("zstd"), garbage).await.0, 400);
+    assert_eq!(
+        post_raw(url, None, "gw/5", Some("zstd"), garbage).await.0,
+        400
+    );
 
     let metrics = server.metrics().await;
     for (reason, n) in [
@@ -460,10 +507,14 @@ async fn memory_bombs_are_refused_with_413_and_counted() {
     }
     let metrics_big = server_big.metrics().await;
     assert!(
-        metrics_big.contains("fieldpulse_cloud_batches_rejected_total{reason=\"too_many_series\"} 1"),
+        metrics_big
+            .contains("fieldpulse_cloud_batches_rejected_total{reason=\"too_many_series\"} 1"),
         "{metrics_big}"
     );
-    assert_eq!(ingest.stats().batches_committed + ingest_big.stats().batches_committed, 0);
+    assert_eq!(
+        ingest.stats().batches_committed + ingest_big.stats().batches_committed,
+        0
+    );
     // Still serving.
     assert_eq!(post(url, None, &batch("gw", 6, false)).await.0, 200);
 }
@@ -476,8 +527,14 @@ async fn a_restarted_ingest_still_knows_committed_batches() {
         let (server, _) = start(dev_config(), log, &recovered).await;
         assert_eq!(post(&server.url, None, &batch("gw", 2, false)).await.0, 200);
         let metrics = server.metrics().await;
-        assert!(metrics.contains("fieldpulse_cloud_log_end_offset 1"), "{metrics}");
-        assert!(metrics.contains("fieldpulse_cloud_log_fsyncs_total 1"), "{metrics}");
+        assert!(
+            metrics.contains("fieldpulse_cloud_log_end_offset 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("fieldpulse_cloud_log_fsyncs_total 1"),
+            "{metrics}"
+        );
     }
     let (log, recovered) = IngestLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(recovered.end_offset, 1);
@@ -486,4 +543,35 @@ async fn a_restarted_ingest_still_knows_committed_batches() {
     assert_eq!(ingest.stats().duplicate_batches, 1);
     assert_eq!(ingest.stats().batches_committed, 0);
     assert_eq!(log.end_offset(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_share_fsyncs_in_the_log() {
+    const N: u64 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, recovered) = IngestLog::open(dir.path(), LogConfig::default()).unwrap();
+    let (server, ingest) = start(dev_config(), log.clone(), &recovered).await;
+    let posts: Vec<_> = (1..=N)
+        .map(|seq| {
+            let url = server.url.clone();
+            tokio::spawn(async move { post(&url, None, &batch("gw", seq, false)).await })
+        })
+        .collect();
+    for post in posts {
+        assert_eq!(post.await.unwrap().0, 200);
+    }
+    let stats = log.stats();
+    // Printed for the record (`--nocapture`); timing is not asserted.
+    eprintln!(
+        "group commit over HTTP: {N} concurrent posts -> {} fsyncs",
+        stats.fsyncs
+    );
+    assert_eq!((stats.batches_synced, stats.end_offset), (N, N));
+    assert!(stats.fsyncs <= N);
+    assert_eq!(ingest.contiguous_seq("gw", 0), N);
+    let mut consumer = log.consumer("scorer").unwrap();
+    let records = consumer.read(0, usize::MAX, Duration::ZERO).unwrap();
+    let mut seqs: Vec<u64> = records.iter().map(|r| r.batch.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>());
 }

@@ -675,7 +675,8 @@ async fn post_batch<S: BatchSink>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    // Authenticate before reading or decoding anything costly.
+    // Authenticate before decoding anything (the body itself is bounded by
+    // `max_body_bytes`).
     let authenticated = match ingest.authenticate(&headers) {
         Ok(gateway) => gateway,
         Err(rejection) => return rejection.into_response(),
@@ -754,8 +755,5 @@ async fn metrics<S: BatchSink>(State(ingest): State<Arc<Ingest<S>>>) -> impl Int
     if let Some(stats) = ingest.sink.log_stats() {
         crate::metrics::render_log(&mut text, &stats);
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

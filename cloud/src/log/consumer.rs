@@ -94,7 +94,10 @@ impl LogConsumer {
         if offset < oldest {
             return Err(LogError::OffsetDeleted { offset, oldest });
         }
-        Ok(segments.range(..=offset).next_back().map(|(_, s)| Arc::clone(s)))
+        Ok(segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| Arc::clone(s)))
     }
 
     fn next_segment(&self, after: &Segment) -> Option<Arc<Segment>> {
@@ -112,7 +115,7 @@ impl LogConsumer {
     fn open_walker(&self, segment: &Segment, from: u64) -> Result<Walker, LogError> {
         let (pos, last) = segment.seek_hint(from);
         let last = last.or(segment.base.checked_sub(1));
-        Walker::open(&segment.path, pos, segment.durable_len(), last).map_err(|source| {
+        Walker::open(segment, pos, last).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 LogError::OffsetDeleted {
                     offset: from,

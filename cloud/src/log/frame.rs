@@ -50,15 +50,29 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// A header that could start a frame at `pos`: sane length, fits before
-/// `limit`, offset above `after` (when given).
-fn plausible(header: &[u8], pos: u64, limit: u64, after: Option<u64>) -> Option<FrameHeader> {
+/// Where a frame may be: a segment's base offset, the readable length, and
+/// the offset the frame must be above.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub base: u64,
+    pub limit: u64,
+    pub after: Option<u64>,
+}
+
+/// A header that could start a frame at `pos`: sane length, fits before the
+/// limit, offset above `after` and no higher than the segment could hold by
+/// then (every frame takes at least a header), so a frame-like pattern inside
+/// a payload cannot claim an offset that would hide the real frames after it.
+fn plausible(header: &[u8], pos: u64, bounds: Bounds) -> Option<FrameHeader> {
+    let Bounds { base, limit, after } = bounds;
     let payload_len = u32_at(header, 0);
     let offset = u64_at(header, 8);
     let appended_ms = u64_at(header, 16) as i64;
-    let fits = payload_len <= MAX_PAYLOAD_BYTES
-        && pos + HEADER_BYTES + u64::from(payload_len) <= limit;
-    let ordered = after.is_none_or(|prev| offset > prev);
+    let fits =
+        payload_len <= MAX_PAYLOAD_BYTES && pos + HEADER_BYTES + u64::from(payload_len) <= limit;
+    let ordered = after.is_none_or(|prev| offset > prev)
+        && offset >= base
+        && offset <= base.saturating_add(pos / HEADER_BYTES);
     (fits && ordered).then_some(FrameHeader {
         offset,
         appended_ms,
@@ -74,24 +88,23 @@ fn crc_matches(header: &[u8], payload: &[u8]) -> bool {
     hasher.finalize() == u32_at(header, 4)
 }
 
-/// Reads the frame at `pos` if a whole valid one is there (below `limit`,
-/// offset above `after`); its payload is left in `payload`.
+/// Reads the frame at `pos` if a whole valid one is there (within
+/// `bounds`); its payload is left in `payload`.
 ///
 /// # Errors
 /// Only real IO errors; a damaged or short frame is `Ok(None)`.
 pub(crate) fn read_at(
     file: &File,
     pos: u64,
-    limit: u64,
-    after: Option<u64>,
+    bounds: Bounds,
     payload: &mut Vec<u8>,
 ) -> io::Result<Option<FrameHeader>> {
-    if pos + HEADER_BYTES > limit {
+    if pos + HEADER_BYTES > bounds.limit {
         return Ok(None);
     }
     let mut header = [0u8; HEADER_BYTES as usize];
     file.read_exact_at(&mut header, pos)?;
-    let Some(frame) = plausible(&header, pos, limit, after) else {
+    let Some(frame) = plausible(&header, pos, bounds) else {
         return Ok(None);
     };
     payload.resize(frame.payload_len as usize, 0);
@@ -100,18 +113,18 @@ pub(crate) fn read_at(
 }
 
 /// Finds the first position after `damaged_at` where a whole valid frame
-/// with an offset above `after` starts, reading `RESYNC_WINDOW` bytes at a
-/// time (never the whole segment).
+/// within `bounds` starts, reading `RESYNC_WINDOW` bytes at a time (never
+/// the whole segment).
 ///
 /// # Errors
 /// Only real IO errors.
 pub(crate) fn resync(
     file: &File,
     damaged_at: u64,
-    limit: u64,
-    after: Option<u64>,
+    bounds: Bounds,
     payload: &mut Vec<u8>,
 ) -> io::Result<Option<(u64, FrameHeader)>> {
+    let limit = bounds.limit;
     let mut window_start = damaged_at + 1;
     let mut window = Vec::new();
     while window_start + HEADER_BYTES <= limit {
@@ -123,10 +136,10 @@ pub(crate) fn resync(
             let pos = window_start + i;
             let at = i as usize;
             let header = &window[at..at + HEADER_BYTES as usize];
-            if plausible(header, pos, limit, after).is_none() {
+            if plausible(header, pos, bounds).is_none() {
                 continue;
             }
-            if let Some(frame) = read_at(file, pos, limit, after, payload)? {
+            if let Some(frame) = read_at(file, pos, bounds, payload)? {
                 return Ok(Some((pos, frame)));
             }
         }
@@ -149,26 +162,54 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&bytes).unwrap();
         let limit = bytes.len() as u64;
+        let bounds = |after| Bounds {
+            base: 7,
+            limit,
+            after,
+        };
         let mut payload = Vec::new();
-        let first = read_at(&file, 0, limit, None, &mut payload)
+        let first = read_at(&file, 0, bounds(None), &mut payload)
             .unwrap()
             .unwrap();
         assert_eq!((first.offset, first.appended_ms), (7, 1_700));
         assert_eq!(payload, b"hello");
-        assert!(read_at(&file, first.frame_len(), limit, Some(8), &mut payload)
-            .unwrap()
-            .is_none());
+        assert!(
+            read_at(&file, first.frame_len(), bounds(Some(8)), &mut payload)
+                .unwrap()
+                .is_none()
+        );
 
         bytes[HEADER_BYTES as usize + 1] ^= 0x01;
         let mut damaged = tempfile::tempfile().unwrap();
         damaged.write_all(&bytes).unwrap();
-        assert!(read_at(&damaged, 0, limit, None, &mut payload)
+        assert!(read_at(&damaged, 0, bounds(None), &mut payload)
             .unwrap()
             .is_none());
-        let (pos, frame) = resync(&damaged, 0, limit, None, &mut payload)
+        let (pos, frame) = resync(&damaged, 0, bounds(None), &mut payload)
             .unwrap()
             .unwrap();
         assert_eq!((pos, frame.offset), (first.frame_len(), 8));
         assert_eq!(payload, b"world");
+    }
+
+    #[test]
+    fn resync_ignores_a_frame_hidden_in_a_payload_with_an_impossible_offset() {
+        let mut hidden = Vec::new();
+        encode(&mut hidden, 1_000_000, 1, b"fake");
+        let mut bytes = Vec::new();
+        encode(&mut bytes, 0, 1, &hidden);
+        encode(&mut bytes, 1, 1, b"real");
+        bytes[0] ^= 0x01;
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        let bounds = Bounds {
+            base: 0,
+            limit: bytes.len() as u64,
+            after: None,
+        };
+        let mut payload = Vec::new();
+        let (_, frame) = resync(&file, 0, bounds, &mut payload).unwrap().unwrap();
+        assert_eq!(frame.offset, 1);
+        assert_eq!(payload, b"real");
     }
 }

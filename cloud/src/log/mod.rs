@@ -372,11 +372,8 @@ impl IngestLog {
             read_skipped_bytes: AtomicU64::new(0),
             submitted: AtomicU64::new(0),
         });
-        let handle = writer::Handle::start(
-            Arc::clone(&shared),
-            layer,
-            opened.recovered.dedupe.clone(),
-        )?;
+        let handle =
+            writer::Handle::start(Arc::clone(&shared), layer, opened.recovered.dedupe.clone())?;
         let log = IngestLog {
             inner: Arc::new(Inner {
                 shared,

@@ -3,11 +3,11 @@
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::frame::{self, FrameHeader};
+use super::frame::{self, Bounds, FrameHeader};
 
 /// One index entry per this many bytes of segment.
 pub(crate) const INDEX_INTERVAL_BYTES: u64 = 256 << 10;
@@ -98,6 +98,8 @@ pub(crate) enum Step {
 /// damage.
 pub(crate) struct Walker {
     pub file: File,
+    /// The segment's base offset.
+    pub base: u64,
     pub pos: u64,
     pub limit: u64,
     /// Offset of the last valid frame returned (frames must increase).
@@ -107,11 +109,12 @@ pub(crate) struct Walker {
 }
 
 impl Walker {
-    pub fn open(path: &Path, pos: u64, limit: u64, last_offset: Option<u64>) -> io::Result<Self> {
+    pub fn open(segment: &Segment, pos: u64, last_offset: Option<u64>) -> io::Result<Self> {
         Ok(Self {
-            file: File::open(path)?,
+            file: File::open(&segment.path)?,
+            base: segment.base,
             pos,
-            limit,
+            limit: segment.durable_len(),
             last_offset,
             payload: Vec::new(),
             pending: None,
@@ -130,19 +133,16 @@ impl Walker {
             return Ok(Step::End);
         }
         let pos = self.pos;
-        if let Some(frame) =
-            frame::read_at(&self.file, pos, self.limit, self.last_offset, &mut self.payload)?
-        {
+        let bounds = Bounds {
+            base: self.base,
+            limit: self.limit,
+            after: self.last_offset,
+        };
+        if let Some(frame) = frame::read_at(&self.file, pos, bounds, &mut self.payload)? {
             self.advance(frame);
             return Ok(Step::Frame { pos, frame });
         }
-        match frame::resync(
-            &self.file,
-            pos,
-            self.limit,
-            self.last_offset,
-            &mut self.payload,
-        )? {
+        match frame::resync(&self.file, pos, bounds, &mut self.payload)? {
             Some((to, frame)) => {
                 self.pos = to;
                 self.pending = Some(frame);
@@ -169,7 +169,10 @@ mod tests {
     fn segment_names_round_trip_and_other_files_are_not_segments() {
         assert_eq!(file_name(42), "00000000000000000042.seg");
         assert_eq!(parse_file_name(&file_name(42)), Some(42));
-        assert_eq!(parse_file_name("00000000000000000042.seg.corrupt-1-2"), None);
+        assert_eq!(
+            parse_file_name("00000000000000000042.seg.corrupt-1-2"),
+            None
+        );
         assert_eq!(parse_file_name("42.seg"), None);
         assert_eq!(parse_file_name("dedupe.json"), None);
     }

@@ -118,9 +118,10 @@ pub(crate) fn write_dedupe_snapshot(
 }
 
 /// Reads `dedupe.json`: `Ok(None)` when absent, `Err(why)` when unreadable.
-fn read_dedupe_snapshot(
-    dir: &Path,
-) -> Result<Option<(u64, HashMap<EpochKey, SeqSet>)>, String> {
+/// Per-`(gateway, epoch)` committed seqs.
+type DedupeSets = HashMap<EpochKey, SeqSet>;
+
+fn read_dedupe_snapshot(dir: &Path) -> Result<Option<(u64, DedupeSets)>, String> {
     let path = dir.join(DEDUPE_FILE);
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
@@ -164,11 +165,10 @@ fn read_consumers(dir: &Path) -> Result<BTreeMap<String, u64>, LogError> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(err) => return Err(io_err(&path)(err)),
     };
-    let file: ConsumersFile =
-        serde_json::from_slice(&bytes).map_err(|err| LogError::State {
-            path: path.clone(),
-            detail: err.to_string(),
-        })?;
+    let file: ConsumersFile = serde_json::from_slice(&bytes).map_err(|err| LogError::State {
+        path: path.clone(),
+        detail: err.to_string(),
+    })?;
     if file.version != STATE_VERSION {
         return Err(LogError::State {
             path,
@@ -281,8 +281,7 @@ fn scan_segment(
 ) -> Result<u64, LogError> {
     let path = &seg.path;
     let len = seg.durable_len();
-    let mut walker =
-        Walker::open(path, 0, len, seg.base.checked_sub(1)).map_err(io_err(path))?;
+    let mut walker = Walker::open(seg, 0, seg.base.checked_sub(1)).map_err(io_err(path))?;
     let mut end = seg.base;
     loop {
         match walker.step().map_err(io_err(path))? {

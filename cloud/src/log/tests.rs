@@ -136,7 +136,11 @@ async fn a_flipped_bit_mid_log_is_skipped_and_later_batches_survive() {
     drop(log);
     let seg = dir.path().join(segment::file_name(0));
     let frame_len = encoded_len(&batch("gw", 7, 1));
-    let file = OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
     let at = frame_len + frame::HEADER_BYTES + 3;
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, at).unwrap();
@@ -178,7 +182,10 @@ async fn readers_resync_past_damage_in_a_segment_open_did_not_scan() {
     file.write_all_at(&[0xff; 4], frame_len + 30).unwrap();
     drop(file);
     let (log, recovered) = IngestLog::open(dir.path(), config).unwrap();
-    assert_eq!(recovered.skipped_bytes, 0, "open scans only after the snapshot");
+    assert_eq!(
+        recovered.skipped_bytes, 0,
+        "open scans only after the snapshot"
+    );
     assert!(recovered.dedupe[&("gw".to_string(), 1)].contains(2));
     let records = read_all(&log, 0).unwrap();
     assert_eq!(
@@ -193,6 +200,7 @@ async fn readers_resync_past_damage_in_a_segment_open_did_not_scan() {
 #[derive(Clone, Default)]
 struct FaultLayer {
     fail_writes: Arc<AtomicBool>,
+    fail_set_len: Arc<AtomicBool>,
     hold_syncs: Arc<(Mutex<bool>, Condvar)>,
     syncs: Arc<AtomicU64>,
 }
@@ -249,6 +257,9 @@ impl SegmentFile for FaultFile {
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
+        if self.layer.fail_set_len.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         self.file.set_len(len)
     }
 }
@@ -277,15 +288,39 @@ async fn a_failed_append_is_rolled_back_and_later_appends_stay_recoverable() {
     drop(log);
 
     let (log, recovered) = IngestLog::open(dir.path(), LogConfig::default()).unwrap();
-    assert_eq!(
-        (recovered.truncated_bytes, recovered.skipped_bytes),
-        (0, 0)
-    );
+    assert_eq!((recovered.truncated_bytes, recovered.skipped_bytes), (0, 0));
     assert_eq!(recovered.dedupe[&("gw".to_string(), 1)].contiguous(), 3);
     assert_eq!(
         seqs(&read_all(&log, 0).unwrap()),
         vec![(0, 1), (1, 3), (2, 2)]
     );
+}
+
+#[tokio::test]
+async fn a_rollback_that_fails_is_retried_before_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = FaultLayer::default();
+    let (log, _) =
+        IngestLog::open_with_layer(dir.path(), LogConfig::default(), Arc::new(layer.clone()))
+            .unwrap();
+    append(&log, &batch("gw", 1, 1)).await.unwrap();
+    let seg = dir.path().join(segment::file_name(0));
+    let good_len = std::fs::metadata(&seg).unwrap().len();
+    // The write fails halfway and so does the truncation (EIO): half a
+    // frame stays on disk for now.
+    layer.fail_writes.store(true, Ordering::SeqCst);
+    layer.fail_set_len.store(true, Ordering::SeqCst);
+    append(&log, &batch("gw", 1, 2)).await.unwrap_err();
+    assert!(std::fs::metadata(&seg).unwrap().len() > good_len);
+    // While truncation keeps failing, appends fail rather than land behind it.
+    layer.fail_writes.store(false, Ordering::SeqCst);
+    append(&log, &batch("gw", 1, 3)).await.unwrap_err();
+    layer.fail_set_len.store(false, Ordering::SeqCst);
+    assert_eq!(append(&log, &batch("gw", 1, 4)).await.unwrap(), 1);
+    drop(log);
+    let (log, recovered) = IngestLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!((recovered.truncated_bytes, recovered.skipped_bytes), (0, 0));
+    assert_eq!(seqs(&read_all(&log, 0).unwrap()), vec![(0, 1), (1, 4)]);
 }
 
 #[tokio::test]
@@ -315,10 +350,19 @@ async fn retention_needs_every_consumer_past_a_segment_and_its_age() {
 
     let err = scorer.read(1, 10, Duration::ZERO).unwrap_err();
     assert!(
-        matches!(err, LogError::OffsetDeleted { offset: 1, oldest: 4 }),
+        matches!(
+            err,
+            LogError::OffsetDeleted {
+                offset: 1,
+                oldest: 4
+            }
+        ),
         "{err}"
     );
-    assert_eq!(seqs(&scorer.read(4, 10, Duration::ZERO).unwrap()), vec![(4, 5)]);
+    assert_eq!(
+        seqs(&scorer.read(4, 10, Duration::ZERO).unwrap()),
+        vec![(4, 5)]
+    );
     assert!(matches!(
         scorer.commit(3),
         Err(LogError::CommitOutOfRange { .. })
@@ -371,7 +415,12 @@ async fn reopening_keeps_offsets_consumers_and_dedupe_across_retention() {
     assert_eq!(log.consumer("scorer").unwrap().committed(), 5);
     assert_eq!(append(&log, &batch("gw-a", 1, 3)).await.unwrap(), 5);
     assert_eq!(
-        seqs(&log.consumer("scorer").unwrap().read(5, 10, Duration::ZERO).unwrap()),
+        seqs(
+            &log.consumer("scorer")
+                .unwrap()
+                .read(5, 10, Duration::ZERO)
+                .unwrap()
+        ),
         vec![(5, 3)]
     );
 }
@@ -425,12 +474,9 @@ fn concurrent_commits_on_a_real_disk_group_up() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = IngestLog::open_with_layer(
-        dir.path(),
-        LogConfig::default(),
-        Arc::new(StdFileLayer),
-    )
-    .unwrap();
+    let (log, _) =
+        IngestLog::open_with_layer(dir.path(), LogConfig::default(), Arc::new(StdFileLayer))
+            .unwrap();
     runtime.block_on(async {
         let tasks: Vec<_> = (1..=N)
             .map(|seq| {
@@ -461,7 +507,10 @@ async fn a_reader_waits_for_new_records_and_follows_rolls() {
     };
     let (log, _) = IngestLog::open(dir.path(), config).unwrap();
     let mut consumer = log.consumer("scorer").unwrap();
-    assert!(consumer.read(0, 10, Duration::from_millis(20)).unwrap().is_empty());
+    assert!(consumer
+        .read(0, 10, Duration::from_millis(20))
+        .unwrap()
+        .is_empty());
     let reader = {
         let mut consumer = log.consumer("follower").unwrap();
         std::thread::spawn(move || {

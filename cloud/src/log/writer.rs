@@ -94,7 +94,12 @@ impl Handle {
     ) -> Result<Self, LogError> {
         let active = {
             let segments = shared.segments.read().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(segments.values().next_back().expect("open keeps one segment"))
+            Arc::clone(
+                segments
+                    .values()
+                    .next_back()
+                    .expect("open keeps one segment"),
+            )
         };
         let file = layer
             .open(&active.path)
