@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS outbox_actions (
     ext_key         TEXT    NOT NULL,
     fields          TEXT    NOT NULL,
     priority        INTEGER NOT NULL,
-    deferrable      INTEGER NOT NULL,
+    may_defer       INTEGER NOT NULL,
     source_ms       INTEGER NOT NULL,
     enqueued_ms     INTEGER NOT NULL,
     state           TEXT    NOT NULL DEFAULT 'pending'
@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS outbox_asset_ids (
 pub fn enqueue(tx: &Transaction<'_>, action: &Action, now_ms: i64) -> Result<i64, OutboxError> {
     validate(action)?;
     tx.execute(
-        "INSERT INTO outbox_actions (sobject, ext_key, fields, priority, deferrable, source_ms, enqueued_ms)
+        "INSERT INTO outbox_actions (sobject, ext_key, fields, priority, may_defer, source_ms, enqueued_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             action.sobject,
@@ -139,7 +139,7 @@ pub(crate) fn load_due(
                  GROUP BY sobject, ext_key
                  ORDER BY p, first
                  LIMIT ?2)
-             SELECT a.id, a.sobject, a.ext_key, a.fields, a.priority, a.deferrable,
+             SELECT a.id, a.sobject, a.ext_key, a.fields, a.priority, a.may_defer,
                     a.source_ms, a.attempts
              FROM outbox_actions a JOIN due d ON a.sobject = d.sobject AND a.ext_key = d.ext_key
              WHERE a.state = 'pending'
