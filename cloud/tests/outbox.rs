@@ -378,16 +378,14 @@ async fn every_action_is_delivered_exactly_once_under_faults_and_session_expiry(
     let stats = sender.stats().expect("stats");
     assert_eq!(stats.dead_letters, 0, "{:?}", sender.dead_letters());
     assert_eq!(stats.depth, 0);
-    let retried: usize = std::iter::once(&first)
-        .chain(&reports)
-        .map(|r| r.retried)
-        .sum();
     let sent: usize = std::iter::once(&first)
         .chain(&reports)
         .map(|r| r.sent)
         .sum();
-    assert!(retried > 0, "row-lock faults must have forced retries");
-    assert!(sent >= 600);
+    assert_eq!(sent, 600, "each record confirmed once");
+    // 600 records need 12 calls of 50; faults forced more (retried by the
+    // client, or by the outbox on a later pass).
+    assert!(h.collection_calls("Case") + h.collection_calls("Asset_Alert__c") > 12);
     assert!(h.emulator.request_log().iter().any(|e| e.status == 401));
     assert!(h.emulator.request_log().iter().any(|e| e.status >= 500));
 }

@@ -344,30 +344,69 @@ impl OutboxSender {
                 .cloned()
                 .collect();
             let ready = self.screen(tier_groups, &mut report)?;
-            let mut objects: Vec<&str> = Vec::new();
-            for (group, _) in &ready {
-                if !objects.contains(&group.sobject.as_str()) {
-                    objects.push(&group.sobject);
+            // Urgent records first; whether deferrable ones may follow is
+            // decided on the usage those calls just reported.
+            let mut urgent = Vec::new();
+            let mut deferrable = Vec::new();
+            for (group, fields) in ready {
+                // A Case the outbox never created is a create: never deferred.
+                let may_wait = group.deferrable
+                    && (group.sobject != "Case"
+                        || self.db(|c| store::ever_sent(c, &group.sobject, &group.ext_key))?);
+                if may_wait {
+                    deferrable.push((group, fields));
+                } else {
+                    urgent.push((group, fields));
                 }
             }
-            for object in objects {
-                let of_object: Vec<&(Group, Map<String, Json>)> =
-                    ready.iter().filter(|(g, _)| g.sobject == object).collect();
-                for chunk in of_object.chunks(self.config.batch_size) {
-                    let res = if object == ASSET {
-                        self.send_assets(chunk, &mut report).await?
-                    } else {
-                        self.send_upserts(object, chunk, &mut report).await?
-                    };
-                    if let Err(failure) = res {
-                        self.pause_after(failure, &mut report);
-                        return Ok(report);
-                    }
+            if let Err(failure) = self.send_ready(&urgent, &mut report).await? {
+                self.pause_after(failure, &mut report);
+                return Ok(report);
+            }
+            if self.budget_short() {
+                for (group, _) in &deferrable {
+                    self.count(&group.sobject, "deferred", 1);
                 }
+                report.deferred += deferrable.len();
+                continue;
+            }
+            if let Err(failure) = self.send_ready(&deferrable, &mut report).await? {
+                self.pause_after(failure, &mut report);
+                return Ok(report);
             }
         }
         lock(&self.state).call_failures = 0;
         Ok(report)
+    }
+
+    /// Sends screened records grouped by sObject, in chunks of `batch_size`;
+    /// stops at the first whole-call failure.
+    async fn send_ready(
+        &self,
+        ready: &[(Group, Map<String, Json>)],
+        report: &mut SendReport,
+    ) -> Result<Result<(), CallFailure>, OutboxError> {
+        let mut objects: Vec<&str> = Vec::new();
+        for (group, _) in ready {
+            if !objects.contains(&group.sobject.as_str()) {
+                objects.push(&group.sobject);
+            }
+        }
+        for object in objects {
+            let of_object: Vec<&(Group, Map<String, Json>)> =
+                ready.iter().filter(|(g, _)| g.sobject == object).collect();
+            for chunk in of_object.chunks(self.config.batch_size) {
+                let res = if object == ASSET {
+                    self.send_assets(chunk, report).await?
+                } else {
+                    self.send_upserts(object, chunk, report).await?
+                };
+                if res.is_err() {
+                    return Ok(res);
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// After a budget pause: asks `/limits` whether calls are allowed again.
@@ -412,10 +451,9 @@ impl OutboxSender {
         }
     }
 
-    /// Decides which groups of one tier go out now: holds children of
+    /// Decides which groups of one tier may go out: holds children of
     /// pending parents, dead-letters children of dead ones and corrupt rows,
-    /// defers deferrable records while the budget is short, and resolves
-    /// `$sf_id` references.
+    /// and resolves `$sf_id` references.
     fn screen(
         &self,
         groups: Vec<Group>,
@@ -423,7 +461,6 @@ impl OutboxSender {
     ) -> Result<Vec<(Group, Map<String, Json>)>, OutboxError> {
         let mut ready = Vec::new();
         let mut dead = Vec::new();
-        let short = self.budget_short();
         for group in groups {
             if group.corrupt {
                 dead.push(dead_of(
@@ -467,16 +504,6 @@ impl OutboxSender {
                 ));
                 continue;
             };
-            if short && group.deferrable {
-                // A Case the outbox never created is a create: never deferred.
-                let is_create = group.sobject == "Case"
-                    && !self.db(|c| store::ever_sent(c, &group.sobject, &group.ext_key))?;
-                if !is_create {
-                    report.deferred += 1;
-                    self.count(&group.sobject, "deferred", 1);
-                    continue;
-                }
-            }
             ready.push((group, fields));
         }
         self.bury(dead, report)?;
