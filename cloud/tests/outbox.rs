@@ -185,7 +185,7 @@ async fn drain(sender: &OutboxSender) -> Vec<SendReport> {
     for _ in 0..200 {
         let report = sender.send_pending().await.expect("pass");
         reports.push(report);
-        if sender.stats().expect("stats").depth == 0 {
+        if sender.stats().depth == 0 {
             return reports;
         }
     }
@@ -330,7 +330,7 @@ async fn actions_go_out_parents_first_with_references_resolved_in_one_pass() {
     let report = sender.send_pending().await.expect("pass");
     assert_eq!((report.sent, report.updated), (1, 1));
     assert_eq!(queries(&h.emulator.request_log()), before);
-    let stats = sender.stats().expect("stats");
+    let stats = sender.stats();
     assert_eq!(stats.depth, 0);
     assert_eq!(stats.sent[&("Case".to_string(), "created".to_string())], 1);
     assert_eq!(stats.sent[&("Asset".to_string(), "updated".to_string())], 3);
@@ -375,7 +375,7 @@ async fn every_action_is_delivered_exactly_once_under_faults_and_session_expiry(
         0,
         "every alert found its Case"
     );
-    let stats = sender.stats().expect("stats");
+    let stats = sender.stats();
     assert_eq!(stats.dead_letters, 0, "{:?}", sender.dead_letters());
     assert_eq!(stats.depth, 0);
     let sent: usize = std::iter::once(&first)
@@ -434,7 +434,7 @@ async fn a_short_budget_defers_low_priority_updates_and_an_exhausted_one_pauses_
         report.budget_paused,
         "the probe still sees no budget: {report:?}"
     );
-    let stats = sender.stats().expect("stats");
+    let stats = sender.stats();
     assert!(stats.budget_paused);
     assert_eq!(stats.dead_letters, 0);
     assert_eq!(stats.depth, 4, "1 Case create + 3 deferred updates wait");
@@ -454,7 +454,7 @@ async fn a_short_budget_defers_low_priority_updates_and_an_exhausted_one_pauses_
         .await
         .expect("case 2");
     assert_eq!(case2["Description"], "still rising");
-    assert!(!sender.stats().expect("stats").budget_paused);
+    assert!(!sender.stats().budget_paused);
 }
 
 #[tokio::test]
@@ -504,7 +504,7 @@ async fn a_permanent_error_dead_letters_the_action_and_its_children_and_nothing_
     );
     assert_eq!(code_of("NO-SUCH-SERIAL").0, "ASSET_NOT_FOUND");
     assert_eq!(dead.len(), 4);
-    let stats = sender.stats().expect("stats");
+    let stats = sender.stats();
     assert_eq!(stats.dead_letters, 4);
     assert_eq!(stats.sent[&("Case".to_string(), "rejected".to_string())], 1);
     assert_eq!(
@@ -655,4 +655,45 @@ fn enqueue_refuses_actions_the_sender_could_never_deliver() {
     let ok = enqueue(&tx, &action("Asset", "CP200 0104/β", json!({})), 0)
         .expect("asset serials may use any characters");
     assert!(ok > 0);
+}
+
+#[tokio::test]
+async fn run_sends_when_woken_and_drains_when_cancelled() {
+    let h = Harness::start().await;
+    let asset = h.asset("CP200-0104");
+    let config = SenderConfig {
+        // Only a wake-up or the drain can trigger a pass in this test.
+        poll_interval: Duration::from_secs(3600),
+        ..SenderConfig::default()
+    };
+    let sender =
+        std::sync::Arc::new(OutboxSender::open(&h.db(), h.client(), config).expect("sender opens"));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let sender = sender.clone();
+        let cancel = cancel.clone();
+        async move { sender.run(cancel).await }
+    });
+    h.enqueue(&[case("fp:case:woken", &asset)]);
+    sender.wake();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.emulator.live_count("Case") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the wake-up was lost"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.enqueue(&[
+        case("fp:case:drained", &asset),
+        case("fp:case:drained2", &asset),
+    ]);
+    cancel.cancel();
+    task.await.expect("run ends after cancellation");
+    assert_eq!(
+        h.count("SELECT COUNT() FROM Case").await,
+        3,
+        "the drain sent the rest"
+    );
+    assert_eq!(sender.stats().depth, 0);
 }

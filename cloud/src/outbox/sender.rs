@@ -131,7 +131,8 @@ pub struct SendReport {
 /// Counters for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SenderStats {
-    /// Records by (object, outcome): `created`, `updated`, `rejected` (dead), `retried`, `deferred`.
+    /// Records by (object, outcome): `created`, `updated`, `rejected` (dead
+    /// letters), `retried`, `deferred` (once per pass that held it back).
     pub sent: BTreeMap<(String, String), u64>,
     /// Actions in the dead letters.
     pub dead_letters: u64,
@@ -154,6 +155,8 @@ struct SenderState {
     /// Whole-call failures in a row (backoff exponent).
     call_failures: u32,
     counters: BTreeMap<(String, String), u64>,
+    /// (pending, dead) as last read.
+    last_counts: (u64, u64),
 }
 
 /// Delivers the outbox to Salesforce. Share it behind an `Arc`; all methods take `&self`.
@@ -164,6 +167,9 @@ pub struct OutboxSender {
     state: Mutex<SenderState>,
     wake: tokio::sync::Notify,
 }
+
+/// A screened record: its group and the fields to send (`$sf_id` resolved).
+type Ready = (Group, Map<String, Json>);
 
 /// How one Collections call ended.
 enum CallFailure {
@@ -240,21 +246,30 @@ impl OutboxSender {
         self.wake.notify_one();
     }
 
-    /// Counters, depth, dead letters and budget.
-    ///
-    /// # Errors
-    /// The database could not be read.
-    pub fn stats(&self) -> Result<SenderStats, OutboxError> {
-        let (depth, dead_letters) = self.db(|c| store::counts(c))?;
-        let state = lock(&self.state);
-        Ok(SenderStats {
+    /// Counters, depth, dead letters and budget. Depth and dead letters are
+    /// read from SQLite; if that fails, the last values read are returned
+    /// (and the failure logged), so `/metrics` never breaks.
+    pub fn stats(&self) -> SenderStats {
+        let counts = self.db(|c| store::counts(c));
+        let mut state = lock(&self.state);
+        let (depth, dead_letters) = match counts {
+            Ok(counts) => {
+                state.last_counts = counts;
+                counts
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Reading outbox depth failed; reporting the last values.");
+                state.last_counts
+            }
+        };
+        SenderStats {
             sent: state.counters.clone(),
             dead_letters,
             depth,
             api_calls: self.client.stats().requests,
             remaining_daily_budget: self.client.remaining_daily_calls(),
             budget_paused: state.budget_paused,
-        })
+        }
     }
 
     /// Every dead letter, oldest first.
@@ -383,7 +398,7 @@ impl OutboxSender {
     /// stops at the first whole-call failure.
     async fn send_ready(
         &self,
-        ready: &[(Group, Map<String, Json>)],
+        ready: &[Ready],
         report: &mut SendReport,
     ) -> Result<Result<(), CallFailure>, OutboxError> {
         let mut objects: Vec<&str> = Vec::new();
@@ -393,7 +408,7 @@ impl OutboxSender {
             }
         }
         for object in objects {
-            let of_object: Vec<&(Group, Map<String, Json>)> =
+            let of_object: Vec<&Ready> =
                 ready.iter().filter(|(g, _)| g.sobject == object).collect();
             for chunk in of_object.chunks(self.config.batch_size) {
                 let res = if object == ASSET {
@@ -458,7 +473,7 @@ impl OutboxSender {
         &self,
         groups: Vec<Group>,
         report: &mut SendReport,
-    ) -> Result<Vec<(Group, Map<String, Json>)>, OutboxError> {
+    ) -> Result<Vec<Ready>, OutboxError> {
         let mut ready = Vec::new();
         let mut dead = Vec::new();
         for group in groups {
@@ -526,7 +541,7 @@ impl OutboxSender {
     async fn send_upserts(
         &self,
         object: &str,
-        chunk: &[&(Group, Map<String, Json>)],
+        chunk: &[&Ready],
         report: &mut SendReport,
     ) -> Result<Result<(), CallFailure>, OutboxError> {
         let records: Vec<Map<String, Json>> = chunk
@@ -554,7 +569,7 @@ impl OutboxSender {
     /// Asset health: resolve Ids (cache, then SOQL by serial), then one Collections update.
     async fn send_assets(
         &self,
-        chunk: &[&(Group, Map<String, Json>)],
+        chunk: &[&Ready],
         report: &mut SendReport,
     ) -> Result<Result<(), CallFailure>, OutboxError> {
         let mut ids: HashMap<String, String> = HashMap::new();
