@@ -131,7 +131,8 @@ pub struct SendReport {
 /// Counters for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SenderStats {
-    /// Records by (object, outcome): `created`, `updated`, `rejected` (dead), `retried`, `deferred`.
+    /// Records by (object, outcome): `created`, `updated`, `rejected` (dead
+    /// letters), `retried`, `deferred` (once per pass that held it back).
     pub sent: BTreeMap<(String, String), u64>,
     /// Actions in the dead letters.
     pub dead_letters: u64,
@@ -154,6 +155,8 @@ struct SenderState {
     /// Whole-call failures in a row (backoff exponent).
     call_failures: u32,
     counters: BTreeMap<(String, String), u64>,
+    /// (pending, dead) as last read.
+    last_counts: (u64, u64),
 }
 
 /// Delivers the outbox to Salesforce. Share it behind an `Arc`; all methods take `&self`.
@@ -164,6 +167,9 @@ pub struct OutboxSender {
     state: Mutex<SenderState>,
     wake: tokio::sync::Notify,
 }
+
+/// A screened record: its group and the fields to send (`$sf_id` resolved).
+type Ready = (Group, Map<String, Json>);
 
 /// How one Collections call ended.
 enum CallFailure {
@@ -240,21 +246,30 @@ impl OutboxSender {
         self.wake.notify_one();
     }
 
-    /// Counters, depth, dead letters and budget.
-    ///
-    /// # Errors
-    /// The database could not be read.
-    pub fn stats(&self) -> Result<SenderStats, OutboxError> {
-        let (depth, dead_letters) = self.db(|c| store::counts(c))?;
-        let state = lock(&self.state);
-        Ok(SenderStats {
+    /// Counters, depth, dead letters and budget. Depth and dead letters are
+    /// read from SQLite; if that fails, the last values read are returned
+    /// (and the failure logged), so `/metrics` never breaks.
+    pub fn stats(&self) -> SenderStats {
+        let counts = self.db(|c| store::counts(c));
+        let mut state = lock(&self.state);
+        let (depth, dead_letters) = match counts {
+            Ok(counts) => {
+                state.last_counts = counts;
+                counts
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Reading outbox depth failed; reporting the last values.");
+                state.last_counts
+            }
+        };
+        SenderStats {
             sent: state.counters.clone(),
             dead_letters,
             depth,
             api_calls: self.client.stats().requests,
             remaining_daily_budget: self.client.remaining_daily_calls(),
             budget_paused: state.budget_paused,
-        })
+        }
     }
 
     /// Every dead letter, oldest first.
@@ -344,30 +359,69 @@ impl OutboxSender {
                 .cloned()
                 .collect();
             let ready = self.screen(tier_groups, &mut report)?;
-            let mut objects: Vec<&str> = Vec::new();
-            for (group, _) in &ready {
-                if !objects.contains(&group.sobject.as_str()) {
-                    objects.push(&group.sobject);
+            // Urgent records first; whether deferrable ones may follow is
+            // decided on the usage those calls just reported.
+            let mut urgent = Vec::new();
+            let mut deferrable = Vec::new();
+            for (group, fields) in ready {
+                // A Case the outbox never created is a create: never deferred.
+                let may_wait = group.deferrable
+                    && (group.sobject != "Case"
+                        || self.db(|c| store::ever_sent(c, &group.sobject, &group.ext_key))?);
+                if may_wait {
+                    deferrable.push((group, fields));
+                } else {
+                    urgent.push((group, fields));
                 }
             }
-            for object in objects {
-                let of_object: Vec<&(Group, Map<String, Json>)> =
-                    ready.iter().filter(|(g, _)| g.sobject == object).collect();
-                for chunk in of_object.chunks(self.config.batch_size) {
-                    let res = if object == ASSET {
-                        self.send_assets(chunk, &mut report).await?
-                    } else {
-                        self.send_upserts(object, chunk, &mut report).await?
-                    };
-                    if let Err(failure) = res {
-                        self.pause_after(failure, &mut report);
-                        return Ok(report);
-                    }
+            if let Err(failure) = self.send_ready(&urgent, &mut report).await? {
+                self.pause_after(failure, &mut report);
+                return Ok(report);
+            }
+            if self.budget_short() {
+                for (group, _) in &deferrable {
+                    self.count(&group.sobject, "deferred", 1);
                 }
+                report.deferred += deferrable.len();
+                continue;
+            }
+            if let Err(failure) = self.send_ready(&deferrable, &mut report).await? {
+                self.pause_after(failure, &mut report);
+                return Ok(report);
             }
         }
         lock(&self.state).call_failures = 0;
         Ok(report)
+    }
+
+    /// Sends screened records grouped by sObject, in chunks of `batch_size`;
+    /// stops at the first whole-call failure.
+    async fn send_ready(
+        &self,
+        ready: &[Ready],
+        report: &mut SendReport,
+    ) -> Result<Result<(), CallFailure>, OutboxError> {
+        let mut objects: Vec<&str> = Vec::new();
+        for (group, _) in ready {
+            if !objects.contains(&group.sobject.as_str()) {
+                objects.push(&group.sobject);
+            }
+        }
+        for object in objects {
+            let of_object: Vec<&Ready> =
+                ready.iter().filter(|(g, _)| g.sobject == object).collect();
+            for chunk in of_object.chunks(self.config.batch_size) {
+                let res = if object == ASSET {
+                    self.send_assets(chunk, report).await?
+                } else {
+                    self.send_upserts(object, chunk, report).await?
+                };
+                if res.is_err() {
+                    return Ok(res);
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// After a budget pause: asks `/limits` whether calls are allowed again.
@@ -412,18 +466,16 @@ impl OutboxSender {
         }
     }
 
-    /// Decides which groups of one tier go out now: holds children of
+    /// Decides which groups of one tier may go out: holds children of
     /// pending parents, dead-letters children of dead ones and corrupt rows,
-    /// defers deferrable records while the budget is short, and resolves
-    /// `$sf_id` references.
+    /// and resolves `$sf_id` references.
     fn screen(
         &self,
         groups: Vec<Group>,
         report: &mut SendReport,
-    ) -> Result<Vec<(Group, Map<String, Json>)>, OutboxError> {
+    ) -> Result<Vec<Ready>, OutboxError> {
         let mut ready = Vec::new();
         let mut dead = Vec::new();
-        let short = self.budget_short();
         for group in groups {
             if group.corrupt {
                 dead.push(dead_of(
@@ -467,16 +519,6 @@ impl OutboxSender {
                 ));
                 continue;
             };
-            if short && group.deferrable {
-                // A Case the outbox never created is a create: never deferred.
-                let is_create = group.sobject == "Case"
-                    && !self.db(|c| store::ever_sent(c, &group.sobject, &group.ext_key))?;
-                if !is_create {
-                    report.deferred += 1;
-                    self.count(&group.sobject, "deferred", 1);
-                    continue;
-                }
-            }
             ready.push((group, fields));
         }
         self.bury(dead, report)?;
@@ -499,7 +541,7 @@ impl OutboxSender {
     async fn send_upserts(
         &self,
         object: &str,
-        chunk: &[&(Group, Map<String, Json>)],
+        chunk: &[&Ready],
         report: &mut SendReport,
     ) -> Result<Result<(), CallFailure>, OutboxError> {
         let records: Vec<Map<String, Json>> = chunk
@@ -527,7 +569,7 @@ impl OutboxSender {
     /// Asset health: resolve Ids (cache, then SOQL by serial), then one Collections update.
     async fn send_assets(
         &self,
-        chunk: &[&(Group, Map<String, Json>)],
+        chunk: &[&Ready],
         report: &mut SendReport,
     ) -> Result<Result<(), CallFailure>, OutboxError> {
         let mut ids: HashMap<String, String> = HashMap::new();
