@@ -318,13 +318,17 @@ impl EpisodeChange {
         };
         let mut out = Vec::new();
         let visible = self.rollout != Rollout::Observe;
-        let case_fields = visible && !matches!(self.kind, ChangeKind::Suppressed | ChangeKind::Closed);
+        let case_fields =
+            visible && !matches!(self.kind, ChangeKind::Suppressed | ChangeKind::Closed);
         if case_fields {
             let mut f = Map::new();
             stamp(&mut f, &trace);
             f.insert("Subject".into(), json!(self.subject()));
             f.insert("Description".into(), json!(self.description()));
-            f.insert("Priority".into(), json!(case_priority(self.priority.priority)));
+            f.insert(
+                "Priority".into(),
+                json!(case_priority(self.priority.priority)),
+            );
             f.insert(
                 "IsEscalated".into(),
                 json!(self.priority.priority == Priority::Critical),
@@ -336,7 +340,14 @@ impl EpisodeChange {
                 };
                 f.insert("Status".into(), json!(status));
                 f.insert("Origin".into(), json!("Web"));
-                f.insert("Reason".into(), json!(if self.predictive { "Performance" } else { "Other" }));
+                f.insert(
+                    "Reason".into(),
+                    json!(if self.predictive {
+                        "Performance"
+                    } else {
+                        "Other"
+                    }),
+                );
             }
             if let Some(info) = &self.info {
                 f.insert("AssetId".into(), json!(info.id));
@@ -362,10 +373,19 @@ impl EpisodeChange {
                 stamp(&mut f, &trace);
                 f.insert("Asset__c".into(), json!(info.id));
                 if case_fields || self.kind != ChangeKind::Opened {
-                    f.insert("Case__r".into(), json!({"FieldPulse_Key__c": self.case_key}));
+                    f.insert(
+                        "Case__r".into(),
+                        json!({"FieldPulse_Key__c": self.case_key}),
+                    );
                 }
-                f.insert("Score__c".into(), json!(round(self.risk.clamp(0.0, 9.999), 3)));
-                f.insert("Priority__c".into(), json!(self.priority.priority.to_string()));
+                f.insert(
+                    "Score__c".into(),
+                    json!(round(self.risk.clamp(0.0, 9.999), 3)),
+                );
+                f.insert(
+                    "Priority__c".into(),
+                    json!(self.priority.priority.to_string()),
+                );
                 f.insert("Failure_Mode__c".into(), json!(self.mode));
                 f.insert(
                     "Status__c".into(),
@@ -379,15 +399,36 @@ impl EpisodeChange {
                     f.insert("Predicted_Failure_Date__c".into(), json!(sf_date(ms)));
                 }
                 if let Some(rul) = self.rul_days.filter(|r| r.is_finite() && self.predictive) {
-                    f.insert("RUL_Days__c".into(), json!(round(rul.clamp(0.0, 999_999.0), 1)));
+                    f.insert(
+                        "RUL_Days__c".into(),
+                        json!(round(rul.clamp(0.0, 999_999.0), 1)),
+                    );
                 }
                 let pi = &self.priority.inputs;
-                f.insert("Priority_Score__c".into(), json!(round(self.priority.score.clamp(0.0, 9_999.0), 4)));
-                f.insert("Probability__c".into(), json!(round(pi.probability.clamp(0.0, 1.0), 4)));
-                f.insert("Criticality__c".into(), json!(round(pi.criticality.clamp(0.0, 999.0), 2)));
-                f.insert("SLA_Factor__c".into(), json!(round(pi.sla_factor.clamp(0.0, 999.0), 2)));
-                f.insert("Evidence__c".into(), json!(self.evidence_json().to_string()));
-                f.insert("Model_Version__c".into(), json!(truncate(&self.model.1, 64)));
+                f.insert(
+                    "Priority_Score__c".into(),
+                    json!(round(self.priority.score.clamp(0.0, 9_999.0), 4)),
+                );
+                f.insert(
+                    "Probability__c".into(),
+                    json!(round(pi.probability.clamp(0.0, 1.0), 4)),
+                );
+                f.insert(
+                    "Criticality__c".into(),
+                    json!(round(pi.criticality.clamp(0.0, 999.0), 2)),
+                );
+                f.insert(
+                    "SLA_Factor__c".into(),
+                    json!(round(pi.sla_factor.clamp(0.0, 999.0), 2)),
+                );
+                f.insert(
+                    "Evidence__c".into(),
+                    json!(self.evidence_json().to_string()),
+                );
+                f.insert(
+                    "Model_Version__c".into(),
+                    json!(truncate(&self.model.1, 64)),
+                );
                 f.insert("Detected_At__c".into(), json!(sf_datetime(self.opened_ms)));
                 out.push(Action {
                     sobject: "Asset_Alert__c".into(),
@@ -399,12 +440,18 @@ impl EpisodeChange {
                 });
                 if self.predictive {
                     let mut f = Map::new();
-                    f.insert("FieldPulse_Risk__c".into(), json!(round(self.risk.clamp(0.0, 9.999), 3)));
+                    f.insert(
+                        "FieldPulse_Risk__c".into(),
+                        json!(round(self.risk.clamp(0.0, 9.999), 3)),
+                    );
                     f.insert(
                         "FieldPulse_Health__c".into(),
                         json!(round(100.0 * (1.0 - self.risk.clamp(0.0, 1.0)), 2)),
                     );
-                    f.insert("FieldPulse_Last_Scored__c".into(), json!(sf_datetime(self.ts_ms)));
+                    f.insert(
+                        "FieldPulse_Last_Scored__c".into(),
+                        json!(sf_datetime(self.ts_ms)),
+                    );
                     out.push(Action {
                         sobject: "Asset".into(),
                         ext_key: info.id.clone(),
@@ -425,7 +472,10 @@ impl EpisodeChange {
         let mut f = Map::new();
         stamp(&mut f, &self.trace_id());
         f.insert("Model_Name__c".into(), json!(truncate(&self.model.0, 80)));
-        f.insert("Model_Version__c".into(), json!(truncate(&self.model.1, 64)));
+        f.insert(
+            "Model_Version__c".into(),
+            json!(truncate(&self.model.1, 64)),
+        );
         f.insert("Window_Start__c".into(), json!(sf_datetime(self.opened_ms)));
         f.insert("Window_End__c".into(), json!(sf_datetime(self.ts_ms)));
         f.insert(
@@ -441,10 +491,17 @@ impl EpisodeChange {
             })
             .to_string()),
         );
-        f.insert("Threshold__c".into(), json!(round(self.threshold.clamp(0.0, 9.999), 3)));
+        f.insert(
+            "Threshold__c".into(),
+            json!(round(self.threshold.clamp(0.0, 9.999), 3)),
+        );
         f.insert(
             "Action__c".into(),
-            json!(if self.rollout == Rollout::Observe { "Alert" } else { "Case" }),
+            json!(if self.rollout == Rollout::Observe {
+                "Alert"
+            } else {
+                "Case"
+            }),
         );
         f.insert(
             "Source_Record_Ids__c".into(),
@@ -462,8 +519,18 @@ impl EpisodeChange {
             .to_string()),
         );
         let outcome = match (self.rollout, self.kind) {
-            (Rollout::Observe, k) => format!("observe: {} (no record visible to dispatchers)", k.as_str()),
-            (r, k) => format!("{}: {}{}", r.as_str(), k.as_str(), self.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default()),
+            (Rollout::Observe, k) => {
+                format!("observe: {} (no record visible to dispatchers)", k.as_str())
+            }
+            (r, k) => format!(
+                "{}: {}{}",
+                r.as_str(),
+                k.as_str(),
+                self.reason
+                    .as_ref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            ),
         };
         f.insert("Explanation__c".into(), json!(self.description()));
         f.insert("Outcome__c".into(), json!(truncate(&outcome, 255)));

@@ -20,7 +20,10 @@ pub fn plan_action(key: &str, product: &str, change: &EpisodeChange, n_assets: u
     f.insert("AI_Generated__c".into(), json!(true));
     f.insert("FieldPulse_Trace_Id__c".into(), json!(change.trace_id()));
     let title = format!("DRAFT fieldpulse PM campaign: {} on {product}", change.mode);
-    f.insert("MaintenancePlanTitle".into(), json!(title.chars().take(255).collect::<String>()));
+    f.insert(
+        "MaintenancePlanTitle".into(),
+        json!(title.chars().take(255).collect::<String>()),
+    );
     f.insert("StartDate".into(), json!(date(change.ts_ms)));
     let next = change
         .rul_days

@@ -422,11 +422,13 @@ impl RawCloudConfig {
         let mut gateways = Vec::new();
         for (i, g) in self.gateways.iter().enumerate() {
             if g.id.trim().is_empty() {
-                return Err(bad(&format!("gateways[{i}].id"), "must not be empty".into()));
+                return Err(bad(
+                    &format!("gateways[{i}].id"),
+                    "must not be empty".into(),
+                ));
             }
-            let token = GatewayToken::from_sha256_hex(&g.id, &g.token_sha256).map_err(|e| {
-                bad(&format!("gateways[{i}].token_sha256"), e.to_string())
-            })?;
+            let token = GatewayToken::from_sha256_hex(&g.id, &g.token_sha256)
+                .map_err(|e| bad(&format!("gateways[{i}].token_sha256"), e.to_string()))?;
             gateways.push(token);
         }
         let s = &self.scoring;
@@ -470,10 +472,16 @@ impl RawCloudConfig {
             .map_err(|e| bad(&format!("episodes.{}", e.key), e.problem))?;
         let p = &self.priority;
         if !(p.default_criticality > 0.0 && p.default_criticality.is_finite()) {
-            return Err(bad("priority.default_criticality", "must be positive".into()));
+            return Err(bad(
+                "priority.default_criticality",
+                "must be positive".into(),
+            ));
         }
         if !(p.default_sla_factor > 0.0 && p.default_sla_factor.is_finite()) {
-            return Err(bad("priority.default_sla_factor", "must be positive".into()));
+            return Err(bad(
+                "priority.default_sla_factor",
+                "must be positive".into(),
+            ));
         }
         for (account, f) in &p.sla_by_account {
             if !(*f > 0.0 && f.is_finite()) {
@@ -494,16 +502,10 @@ impl RawCloudConfig {
         }
         let sf = &self.salesforce;
         if !(0.0..1.0).contains(&sf.budget_reserve) {
-            return Err(bad(
-                "salesforce.budget_reserve",
-                "must be in [0, 1)".into(),
-            ));
+            return Err(bad("salesforce.budget_reserve", "must be in [0, 1)".into()));
         }
         if sf.api_version.parse::<f64>().is_err() {
-            return Err(bad(
-                "salesforce.api_version",
-                "must look like 66.0".into(),
-            ));
+            return Err(bad("salesforce.api_version", "must look like 66.0".into()));
         }
         let sf_auth = match sf.auth.as_str() {
             "client_credentials" => AuthConfig::ClientCredentials {
@@ -520,10 +522,9 @@ impl RawCloudConfig {
                 token_url: sf.token_url.clone(),
                 audience: sf.audience.clone(),
                 client_id: sf.client_id.clone(),
-                username: sf
-                    .username
-                    .clone()
-                    .ok_or_else(|| bad("salesforce.username", "required for auth = \"jwt\"".into()))?,
+                username: sf.username.clone().ok_or_else(|| {
+                    bad("salesforce.username", "required for auth = \"jwt\"".into())
+                })?,
                 private_key_pem: read_secret(
                     origin,
                     "salesforce.private_key",
@@ -577,10 +578,7 @@ fn read_secret(
             )),
         };
     }
-    Err(bad(
-        key.to_string(),
-        format!("set {key}_env or {key}_file"),
-    ))
+    Err(bad(key.to_string(), format!("set {key}_env or {key}_file")))
 }
 
 impl CloudConfig {
@@ -622,12 +620,16 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_file() {
         with_secret(|| {
-            let text = "[server]\ninsecure_dev_no_auth = true\n[scoring]\nshards = 0\nsensors = [\"t\"]\n";
+            let text =
+                "[server]\ninsecure_dev_no_auth = true\n[scoring]\nshards = 0\nsensors = [\"t\"]\n";
             let err = RawCloudConfig::from_toml_str(text, "c.toml")
                 .unwrap()
                 .validate("c.toml")
                 .unwrap_err();
-            assert_eq!(err.to_string(), "c.toml: scoring.shards: must be between 1 and 256");
+            assert_eq!(
+                err.to_string(),
+                "c.toml: scoring.shards: must be between 1 and 256"
+            );
         });
     }
 
@@ -639,13 +641,20 @@ mod tests {
                 .unwrap()
                 .validate("c.toml")
                 .unwrap_err();
-            assert!(err.to_string().contains("server.insecure_dev_no_auth"), "{err}");
-            let text = "[[gateways]]\nid = \"gw\"\ntoken_sha256 = \"abc\"\n[scoring]\nsensors = [\"t\"]\n";
+            assert!(
+                err.to_string().contains("server.insecure_dev_no_auth"),
+                "{err}"
+            );
+            let text =
+                "[[gateways]]\nid = \"gw\"\ntoken_sha256 = \"abc\"\n[scoring]\nsensors = [\"t\"]\n";
             let err = RawCloudConfig::from_toml_str(text, "c.toml")
                 .unwrap()
                 .validate("c.toml")
                 .unwrap_err();
-            assert!(err.to_string().contains("gateways[0].token_sha256"), "{err}");
+            assert!(
+                err.to_string().contains("gateways[0].token_sha256"),
+                "{err}"
+            );
         });
     }
 }

@@ -79,7 +79,9 @@ pub const WORK_ORDER_FIELDS: &str = "Id, WorkOrderNumber, AssetId, CaseId, Statu
      WorkTypeId, WorkType.Name, CreatedDate, StartDate, EndDate, SystemModstamp";
 
 fn text<'a>(rec: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    rec.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    rec.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 impl Directory {

@@ -55,7 +55,9 @@ pub struct PollReport {
 }
 
 fn text<'a>(rec: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    rec.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    rec.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// `2026-05-01T17:50:19.000+0000` minus `overlap_ms`, as a SOQL datetime literal.
@@ -134,7 +136,10 @@ pub fn work_order_event(
 
 /// Turns one fieldpulse Case (`FieldPulse_Key__c = fp-case:<asset>:<mode>:<n>`) into an event.
 pub fn case_event(case: &Map<String, Value>) -> Option<(FeedbackEvent, Option<FeedbackLabel>)> {
-    let closed = case.get("IsClosed").and_then(Value::as_bool).unwrap_or(false)
+    let closed = case
+        .get("IsClosed")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
         || text(case, "Status").is_some_and(|s| s.starts_with("Closed"));
     if !closed {
         return None;
@@ -295,7 +300,9 @@ mod tests {
                 "CreatedDate": "2026-01-01T00:00:00.000+0000", "StartDate": "2026-01-01T02:00:00.000+0000"}))
         };
         let (e, l) = work_order_event(&wo("In Progress"), &dir).unwrap();
-        assert!(matches!(e, FeedbackEvent::WorkOrderOpened { ref mode, .. } if mode.as_deref() == Some("bearing")));
+        assert!(
+            matches!(e, FeedbackEvent::WorkOrderOpened { ref mode, .. } if mode.as_deref() == Some("bearing"))
+        );
         assert!(l.is_none());
         let (e, l) = work_order_event(&wo("Completed"), &dir).unwrap();
         assert!(matches!(e, FeedbackEvent::WorkOrderCompleted { .. }));

@@ -118,7 +118,9 @@ pub struct Cloud {
 
 impl std::fmt::Debug for Cloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cloud").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Cloud")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,7 +139,10 @@ impl Cloud {
     ///
     /// # Errors
     /// Any start-up failure, phrased for an operator.
-    pub async fn start(cfg: CloudConfig, listener: Option<TcpListener>) -> Result<Self, CloudError> {
+    pub async fn start(
+        cfg: CloudConfig,
+        listener: Option<TcpListener>,
+    ) -> Result<Self, CloudError> {
         let state_dir = cfg.state_dir.clone();
         std::fs::create_dir_all(&state_dir).map_err(|source| CloudError::Io {
             path: state_dir.clone(),
@@ -181,7 +186,11 @@ impl Cloud {
         .await
         {
             Ok(Ok(d)) => {
-                tracing::info!(assets = d.assets.len(), work_orders = d.history.n_work_orders, "Read assets and Work Order history from Salesforce.");
+                tracing::info!(
+                    assets = d.assets.len(),
+                    work_orders = d.history.n_work_orders,
+                    "Read assets and Work Order history from Salesforce."
+                );
                 d
             }
             Ok(Err(e)) => {
@@ -203,8 +212,14 @@ impl Cloud {
         let processor = {
             let db = db.clone();
             Arc::new(
-                Processor::start(settings, model, directory, move || Store::open(&db), consumer)
-                    .map_err(|e| start_err("processor")(&e))?,
+                Processor::start(
+                    settings,
+                    model,
+                    directory,
+                    move || Store::open(&db),
+                    consumer,
+                )
+                .map_err(|e| start_err("processor")(&e))?,
             )
         };
         let sender = Arc::new(
@@ -258,7 +273,16 @@ impl Cloud {
             let poll_every = cfg.raw.feedback.poll_every;
             let overlap_ms = cfg.raw.feedback.overlap.as_millis() as i64;
             tasks.push(tokio::spawn(async move {
-                poll_loop(client, db, processor, poll_every, overlap_ms, criticality_field, cancel).await;
+                poll_loop(
+                    client,
+                    db,
+                    processor,
+                    poll_every,
+                    overlap_ms,
+                    criticality_field,
+                    cancel,
+                )
+                .await;
             }));
         }
         {
@@ -274,7 +298,9 @@ impl Cloud {
                         _ = cancel.cancelled() => break,
                         _ = tick.tick() => {}
                     }
-                    let now = metrics.actions_enqueued.load(std::sync::atomic::Ordering::Relaxed);
+                    let now = metrics
+                        .actions_enqueued
+                        .load(std::sync::atomic::Ordering::Relaxed);
                     if now != seen {
                         seen = now;
                         sender.wake();
@@ -397,13 +423,24 @@ async fn poll_loop(
             match Directory::load(&client, &criticality_field).await {
                 Ok(d) if !d.assets.is_empty() => processor.set_directory(d),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "Reading assets from Salesforce failed; retrying."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Reading assets from Salesforce failed; retrying.")
+                }
             }
         }
         let dir = processor.directory();
-        let res = feedback::poll_once(&client, &mut store, &dir, overlap_ms, |ev| processor.feedback(ev)).await;
+        let res = feedback::poll_once(&client, &mut store, &dir, overlap_ms, |ev| {
+            processor.feedback(ev)
+        })
+        .await;
         match res {
-            Ok(r) if r.events > 0 => tracing::info!(work_orders = r.work_orders, cases = r.cases, events = r.events, labels = r.labels, "Feedback from Salesforce."),
+            Ok(r) if r.events > 0 => tracing::info!(
+                work_orders = r.work_orders,
+                cases = r.cases,
+                events = r.events,
+                labels = r.labels,
+                "Feedback from Salesforce."
+            ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "Feedback poll failed; retrying next interval."),
         }
@@ -416,16 +453,36 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     let st = s.processor.status();
     let gauge = |text: &mut String, name: &str, help: &str, v: u64| {
         use std::fmt::Write;
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}"
+        );
     };
-    gauge(&mut text, "fieldpulse_cloud_log_lag_records", "Ingest log records not yet scored.", st.lag());
-    gauge(&mut text, "fieldpulse_cloud_alerts_open", "Open alert episodes (suppressed included).", st.episodes_open);
-    gauge(&mut text, "fieldpulse_cloud_alerts_suppressed", "Episodes inhibited by an open Work Order.", st.episodes_suppressed);
-    gauge(&mut text, "fieldpulse_cloud_assets_tracked", "Assets with scoring state in memory.", st.assets);
-    match s.sender.stats() {
-        Ok(stats) => render_sender(&stats, &mut text),
-        Err(e) => tracing::warn!(error = %e, "Reading outbox stats failed."),
-    }
+    gauge(
+        &mut text,
+        "fieldpulse_cloud_log_lag_records",
+        "Ingest log records not yet scored.",
+        st.lag(),
+    );
+    gauge(
+        &mut text,
+        "fieldpulse_cloud_alerts_open",
+        "Open alert episodes (suppressed included).",
+        st.episodes_open,
+    );
+    gauge(
+        &mut text,
+        "fieldpulse_cloud_alerts_suppressed",
+        "Episodes inhibited by an open Work Order.",
+        st.episodes_suppressed,
+    );
+    gauge(
+        &mut text,
+        "fieldpulse_cloud_assets_tracked",
+        "Assets with scoring state in memory.",
+        st.assets,
+    );
+    render_sender(&s.sender.stats(), &mut text);
     {
         use std::fmt::Write;
         let _ = writeln!(
@@ -440,13 +497,19 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
 
 async fn healthz(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     let st = s.processor.status();
-    let depth = s.sender.stats().map_or(0, |st| st.depth);
+    let depth = s.sender.stats().depth;
     if !s.processor.is_healthy() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "failed: a scoring thread stopped (see logs)\n".to_string());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failed: a scoring thread stopped (see logs)\n".to_string(),
+        );
     }
     let mut problems = Vec::new();
     if depth > s.degraded_outbox_depth {
-        problems.push(format!("outbox depth {depth} > {}", s.degraded_outbox_depth));
+        problems.push(format!(
+            "outbox depth {depth} > {}",
+            s.degraded_outbox_depth
+        ));
     }
     if st.lag() > s.degraded_log_lag {
         problems.push(format!("log lag {} > {}", st.lag(), s.degraded_log_lag));
@@ -454,7 +517,10 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     if problems.is_empty() {
         (StatusCode::OK, "ok\n".to_string())
     } else {
-        (StatusCode::OK, format!("degraded: {}\n", problems.join("; ")))
+        (
+            StatusCode::OK,
+            format!("degraded: {}\n", problems.join("; ")),
+        )
     }
 }
 
@@ -462,16 +528,42 @@ fn render_sender(st: &SenderStats, text: &mut String) {
     use std::fmt::Write;
     let _ = writeln!(text, "# HELP fieldpulse_cloud_actions_sent_total Salesforce records by object and outcome.\n# TYPE fieldpulse_cloud_actions_sent_total counter");
     for ((object, outcome), n) in &st.sent {
-        let _ = writeln!(text, "fieldpulse_cloud_actions_sent_total{{object=\"{object}\",outcome=\"{outcome}\"}} {n}");
+        let _ = writeln!(
+            text,
+            "fieldpulse_cloud_actions_sent_total{{object=\"{object}\",outcome=\"{outcome}\"}} {n}"
+        );
     }
     let gauge = |text: &mut String, name: &str, help: &str, v: u64| {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}"
+        );
     };
-    gauge(text, "fieldpulse_cloud_outbox_depth", "Actions waiting to be sent.", st.depth);
-    gauge(text, "fieldpulse_cloud_dead_letters", "Actions Salesforce rejected for good.", st.dead_letters);
-    gauge(text, "fieldpulse_cloud_salesforce_budget_paused", "1 while sending waits for the daily API budget.", u64::from(st.budget_paused));
+    gauge(
+        text,
+        "fieldpulse_cloud_outbox_depth",
+        "Actions waiting to be sent.",
+        st.depth,
+    );
+    gauge(
+        text,
+        "fieldpulse_cloud_dead_letters",
+        "Actions Salesforce rejected for good.",
+        st.dead_letters,
+    );
+    gauge(
+        text,
+        "fieldpulse_cloud_salesforce_budget_paused",
+        "1 while sending waits for the daily API budget.",
+        u64::from(st.budget_paused),
+    );
     let _ = writeln!(text, "# HELP fieldpulse_cloud_salesforce_api_calls_total REST calls to Salesforce by the outbox.\n# TYPE fieldpulse_cloud_salesforce_api_calls_total counter\nfieldpulse_cloud_salesforce_api_calls_total {}", st.api_calls);
     if let Some(left) = st.remaining_daily_budget {
-        gauge(text, "fieldpulse_cloud_salesforce_api_remaining", "Daily API calls left in the org.", left);
+        gauge(
+            text,
+            "fieldpulse_cloud_salesforce_api_remaining",
+            "Daily API calls left in the org.",
+            left,
+        );
     }
 }

@@ -234,11 +234,11 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn resume_offset(&self) -> Result<u64, StoreError> {
-        let min: Option<i64> = self.conn.query_row(
-            "SELECT MIN(next_offset) FROM shard_checkpoint",
-            [],
-            |r| r.get(0),
-        )?;
+        let min: Option<i64> =
+            self.conn
+                .query_row("SELECT MIN(next_offset) FROM shard_checkpoint", [], |r| {
+                    r.get(0)
+                })?;
         Ok(min.unwrap_or(0).max(0) as u64)
     }
 
@@ -314,7 +314,11 @@ pub mod tx {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn put_asset(tx: &Transaction<'_>, asset: &str, rec: &AssetRecord) -> Result<(), StoreError> {
+    pub fn put_asset(
+        tx: &Transaction<'_>,
+        asset: &str,
+        rec: &AssetRecord,
+    ) -> Result<(), StoreError> {
         tx.execute(
             "INSERT INTO asset_state (asset, next_offset, anomaly, failure, episodes, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -477,7 +481,11 @@ pub mod tx {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn join_campaign(tx: &Transaction<'_>, campaign: &str, asset: &str) -> Result<bool, StoreError> {
+    pub fn join_campaign(
+        tx: &Transaction<'_>,
+        campaign: &str,
+        asset: &str,
+    ) -> Result<bool, StoreError> {
         let n = tx.execute(
             "INSERT OR IGNORE INTO campaign_members (campaign, asset) VALUES (?1, ?2)",
             params![campaign, asset],
@@ -513,7 +521,11 @@ pub mod tx {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn put_cursor(tx: &Transaction<'_>, object: &str, modstamp: &str) -> Result<(), StoreError> {
+    pub fn put_cursor(
+        tx: &Transaction<'_>,
+        object: &str,
+        modstamp: &str,
+    ) -> Result<(), StoreError> {
         tx.execute(
             "INSERT INTO feedback_cursor (object, modstamp) VALUES (?1, ?2)
              ON CONFLICT(object) DO UPDATE SET modstamp = excluded.modstamp",

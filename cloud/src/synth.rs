@@ -132,7 +132,10 @@ mod tests {
         let batches = fleet.batches("gw", 7);
         let n: usize = batches.iter().map(|b| b.n_readings()).sum();
         assert_eq!(n as u64, fleet.n_readings());
-        assert!(batches.iter().enumerate().all(|(i, b)| b.seq == i as u64 + 1 && b.spool_epoch == 7));
+        assert!(batches
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.seq == i as u64 + 1 && b.spool_epoch == 7));
         assert!(fleet.value(1, 0, 6) > fleet.value(1, 0, 4) + 1.0);
         assert_eq!(fleet.value(0, 0, 3), fleet.value(0, 0, 3));
     }

@@ -9,7 +9,7 @@ use fieldpulse_cloud::config::{CloudConfig, RawCloudConfig, RawGateway};
 use fieldpulse_cloud::service::{Cloud, DB_FILE};
 use fieldpulse_cloud::synth::SynthFleet;
 use fieldpulse_proto::v1::{Batch, BatchAck};
-use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, Fixture, FaultConfig};
+use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, FaultConfig, Fixture};
 use prost::Message;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,10 @@ async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Batch)
             .header("authorization", format!("Bearer {TOKEN}"))
             .header("content-encoding", "zstd")
             .header("content-type", "application/x-protobuf")
-            .header("idempotency-key", format!("{}/{}", batch.gateway_id, batch.seq))
+            .header(
+                "idempotency-key",
+                format!("{}/{}", batch.gateway_id, batch.seq),
+            )
             .body(body.clone())
             .send()
             .await
@@ -129,7 +132,12 @@ async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Batch)
         if res.status() == 200 {
             return BatchAck::decode(res.bytes().await.unwrap()).expect("ack");
         }
-        assert_eq!(res.status(), 503, "{}", res.text().await.unwrap_or_default());
+        assert_eq!(
+            res.status(),
+            503,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("batch {} never acknowledged", batch.seq);
@@ -138,17 +146,19 @@ async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Batch)
 async fn wait_idle(cloud: &Cloud) {
     let end = cloud.log.end_offset();
     let processor = std::sync::Arc::clone(&cloud.processor);
-    let ok = tokio::task::spawn_blocking(move || processor.wait_processed(end, Duration::from_secs(120)))
-        .await
-        .unwrap();
+    let ok = tokio::task::spawn_blocking(move || {
+        processor.wait_processed(end, Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
     assert!(ok, "processor did not catch up with the log");
     for _ in 0..600 {
-        if cloud.sender.stats().unwrap().depth == 0 {
+        if cloud.sender.stats().depth == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("outbox did not drain: depth {}", cloud.sender.stats().unwrap().depth);
+    panic!("outbox did not drain: depth {}", cloud.sender.stats().depth);
 }
 
 fn count(org: &Org, object: &str) -> usize {
@@ -184,9 +194,20 @@ async fn each_fault_becomes_exactly_one_case_alert_and_audit_trail() {
     let state = tempfile::tempdir().unwrap();
     run_uninterrupted(&org, state.path()).await;
 
-    assert_eq!(count(&org, "Case"), FAULTY.len(), "one Case per faulty asset");
-    assert_eq!(count(&org, "Asset_Alert__c"), FAULTY.len(), "one alert per Case");
-    assert!(count(&org, "AI_Insight__c") >= FAULTY.len(), "an audit record per action");
+    assert_eq!(
+        count(&org, "Case"),
+        FAULTY.len(),
+        "one Case per faulty asset"
+    );
+    assert_eq!(
+        count(&org, "Asset_Alert__c"),
+        FAULTY.len(),
+        "one alert per Case"
+    );
+    assert!(
+        count(&org, "AI_Insight__c") >= FAULTY.len(),
+        "an audit record per action"
+    );
     let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
     let mut stmt = conn
         .prepare("SELECT asset FROM episodes WHERE mode = 'anomaly' ORDER BY asset")
@@ -224,9 +245,12 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
 
     let org_a = start_org().await;
     let clean = tempfile::tempdir().unwrap();
-    let cloud = Cloud::start(cloud_config(&org_a, clean.path(), Duration::from_millis(200)), None)
-        .await
-        .expect("cloud starts");
+    let cloud = Cloud::start(
+        cloud_config(&org_a, clean.path(), Duration::from_millis(200)),
+        None,
+    )
+    .await
+    .expect("cloud starts");
     for b in &plan {
         post(&http, cloud.addr, b).await;
     }
@@ -236,9 +260,12 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
     let org_b = start_org().await;
     let state = tempfile::tempdir().unwrap();
     // First life: a checkpoint a quarter of the way in, then more data, then a crash.
-    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_secs(3600)), None)
-        .await
-        .expect("cloud starts");
+    let cloud = Cloud::start(
+        cloud_config(&org_b, state.path(), Duration::from_secs(3600)),
+        None,
+    )
+    .await
+    .expect("cloud starts");
     for b in &plan[..crash_at / 2] {
         post(&http, cloud.addr, b).await;
     }
@@ -252,9 +279,12 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
 
     // Second life: the gateway re-sends the last batches it may not have seen
     // acknowledged (duplicates now), then the rest.
-    let cloud = Cloud::start(cloud_config(&org_b, state.path(), Duration::from_millis(200)), None)
-        .await
-        .expect("cloud restarts");
+    let cloud = Cloud::start(
+        cloud_config(&org_b, state.path(), Duration::from_millis(200)),
+        None,
+    )
+    .await
+    .expect("cloud restarts");
     for b in &plan[crash_at - 3..] {
         let ack = post(&http, cloud.addr, b).await;
         assert_eq!(ack.seq, b.seq);
@@ -262,7 +292,11 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
     wait_idle(&cloud).await;
     let m = cloud.processor.metrics();
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(m.assets_restored.load(Relaxed), N_ASSETS as u64, "state came from the checkpoint");
+    assert_eq!(
+        m.assets_restored.load(Relaxed),
+        N_ASSETS as u64,
+        "state came from the checkpoint"
+    );
     let replayed = m.records_read.load(Relaxed) as usize;
     assert!(
         replayed > plan.len() - crash_at,
@@ -272,15 +306,24 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
 
     assert_eq!(count(&org_b, "Case"), FAULTY.len());
     assert_eq!(count(&org_b, "Case"), count(&org_a, "Case"));
-    assert_eq!(count(&org_b, "Asset_Alert__c"), count(&org_a, "Asset_Alert__c"));
-    assert_eq!(count(&org_b, "AI_Insight__c"), count(&org_a, "AI_Insight__c"));
+    assert_eq!(
+        count(&org_b, "Asset_Alert__c"),
+        count(&org_a, "Asset_Alert__c")
+    );
+    assert_eq!(
+        count(&org_b, "AI_Insight__c"),
+        count(&org_a, "AI_Insight__c")
+    );
     let a = asset_blobs(clean.path());
     let b = asset_blobs(state.path());
     assert_eq!(a.len(), N_ASSETS);
     assert_eq!(a.len(), b.len());
     for ((name_a, blob_a, ep_a), (name_b, blob_b, ep_b)) in a.iter().zip(&b) {
         assert_eq!(name_a, name_b);
-        assert!(blob_a == blob_b, "scorer state of {name_a} differs after the crash");
+        assert!(
+            blob_a == blob_b,
+            "scorer state of {name_a} differs after the crash"
+        );
         assert_eq!(ep_a, ep_b, "episodes of {name_a} differ after the crash");
     }
 }
@@ -340,9 +383,12 @@ async fn episode_state(state: &Path, asset: &str, label_count: bool) -> (String,
 async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_labels() {
     let org = start_org().await;
     let state = tempfile::tempdir().unwrap();
-    let cloud = Cloud::start(cloud_config(&org, state.path(), Duration::from_millis(200)), None)
-        .await
-        .expect("cloud starts");
+    let cloud = Cloud::start(
+        cloud_config(&org, state.path(), Duration::from_millis(200)),
+        None,
+    )
+    .await
+    .expect("cloud starts");
     let http = reqwest::Client::new();
     // Feed up to just after the fault so the episodes are open.
     let all = batches();
@@ -372,9 +418,13 @@ async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(suppressed, "an open Work Order suppresses the episode");
-    sf.update("WorkOrder", &wo, &obj(serde_json::json!({"Status": "Completed"})))
-        .await
-        .expect("complete");
+    sf.update(
+        "WorkOrder",
+        &wo,
+        &obj(serde_json::json!({"Status": "Completed"})),
+    )
+    .await
+    .expect("complete");
     let mut closed = (String::new(), 0);
     for _ in 0..100 {
         closed = episode_state(state.path(), &faulty, true).await;
@@ -383,7 +433,10 @@ async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(closed.0, "closed", "the completed Work Order closes the episode");
+    assert_eq!(
+        closed.0, "closed",
+        "the completed Work Order closes the episode"
+    );
     assert!(closed.1 >= 1, "the repair is a failure label");
 
     // A dispatcher dismisses another asset's Case as not a problem.
@@ -394,9 +447,13 @@ async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_
         .await
         .expect("case exists");
     let case_id = case["Id"].as_str().expect("id").to_string();
-    sf.update("Case", &case_id, &obj(serde_json::json!({"Status": "Closed - Not a Problem"})))
-        .await
-        .expect("dismiss");
+    sf.update(
+        "Case",
+        &case_id,
+        &obj(serde_json::json!({"Status": "Closed - Not a Problem"})),
+    )
+    .await
+    .expect("dismiss");
     let mut labels = Vec::new();
     for _ in 0..100 {
         let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();

@@ -5,7 +5,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (ms) of the arrival → outbox latency histogram.
-pub const LATENCY_BUCKETS_MS: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000];
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000,
+];
 
 const TRANSITIONS: [&str; 7] = [
     "opened",
@@ -98,19 +100,67 @@ impl ProcessorMetrics {
     /// Renders the counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let c = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         };
-        c(out, "fieldpulse_cloud_log_records_read_total", "Ingest log records handed to the scoring shards.", &self.records_read);
-        c(out, "fieldpulse_cloud_readings_scored_total", "Readings scored.", &self.readings_scored);
-        c(out, "fieldpulse_cloud_rows_scored_total", "Scoring rows (asset, timestamp).", &self.rows_scored);
-        c(out, "fieldpulse_cloud_unknown_sensor_readings_total", "Readings of sensors outside the scoring layout.", &self.unknown_sensor_readings);
-        c(out, "fieldpulse_cloud_replay_skipped_readings_total", "Readings skipped on replay (already in the saved state).", &self.replayed_skipped);
-        c(out, "fieldpulse_cloud_failure_evaluations_total", "Failure model evaluations.", &self.failure_evaluations);
-        c(out, "fieldpulse_cloud_actions_enqueued_total", "Salesforce actions written to the outbox.", &self.actions_enqueued);
-        c(out, "fieldpulse_cloud_checkpoints_total", "Scorer and episode checkpoints written.", &self.checkpoints);
+        c(
+            out,
+            "fieldpulse_cloud_log_records_read_total",
+            "Ingest log records handed to the scoring shards.",
+            &self.records_read,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_readings_scored_total",
+            "Readings scored.",
+            &self.readings_scored,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_rows_scored_total",
+            "Scoring rows (asset, timestamp).",
+            &self.rows_scored,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_unknown_sensor_readings_total",
+            "Readings of sensors outside the scoring layout.",
+            &self.unknown_sensor_readings,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_replay_skipped_readings_total",
+            "Readings skipped on replay (already in the saved state).",
+            &self.replayed_skipped,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_failure_evaluations_total",
+            "Failure model evaluations.",
+            &self.failure_evaluations,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_actions_enqueued_total",
+            "Salesforce actions written to the outbox.",
+            &self.actions_enqueued,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_checkpoints_total",
+            "Scorer and episode checkpoints written.",
+            &self.checkpoints,
+        );
         let _ = writeln!(out, "# HELP fieldpulse_cloud_episode_transitions_total Alert episode transitions by kind.\n# TYPE fieldpulse_cloud_episode_transitions_total counter");
         for (k, v) in TRANSITIONS.iter().zip(&self.transitions) {
-            let _ = writeln!(out, "fieldpulse_cloud_episode_transitions_total{{kind=\"{k}\"}} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "fieldpulse_cloud_episode_transitions_total{{kind=\"{k}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let name = "fieldpulse_cloud_outbox_latency_ms";
         let _ = writeln!(out, "# HELP {name} Batch arrival in the log to action written to the outbox.\n# TYPE {name} histogram");
@@ -121,8 +171,16 @@ impl ProcessorMetrics {
         }
         cum += self.latency_buckets[LATENCY_BUCKETS_MS.len()].load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(out, "{name}_sum {}", self.latency_sum_ms.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_count {}", self.latency_count.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.latency_sum_ms.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}_count {}",
+            self.latency_count.load(Ordering::Relaxed)
+        );
     }
 }
 

@@ -244,7 +244,13 @@ impl Processor {
             let p = Arc::new(ShardProgress::default());
             p.processed.store(resume, Ordering::Relaxed);
             p.checkpointed.store(resume, Ordering::Relaxed);
-            let shard = shard::Shard::new(id, Arc::clone(&shared), open_store()?, Arc::clone(&p), resume)?;
+            let shard = shard::Shard::new(
+                id,
+                Arc::clone(&shared),
+                open_store()?,
+                Arc::clone(&p),
+                resume,
+            )?;
             let (tx, rx) = sync_channel(256);
             let handle = std::thread::Builder::new()
                 .name(format!("fp-shard-{id}"))
@@ -271,7 +277,15 @@ impl Processor {
             std::thread::Builder::new()
                 .name("fp-log-reader".into())
                 .spawn(move || {
-                    let res = read_loop(&mut source, resume, &senders, &progress, &stop, &end, &metrics);
+                    let res = read_loop(
+                        &mut source,
+                        resume,
+                        &senders,
+                        &progress,
+                        &stop,
+                        &end,
+                        &metrics,
+                    );
                     if let Err(e) = &res {
                         tracing::error!(error = %e, "Ingest log reader stopped.");
                     }
@@ -405,7 +419,10 @@ impl Processor {
         if let Some(r) = t.reader.take() {
             let _ = r.join();
         }
-        self.senders.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.senders
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         for h in t.shards.drain(..) {
             let _ = h.join();
         }
@@ -424,7 +441,10 @@ impl Processor {
                 first = Err(e);
             }
         }
-        self.senders.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.senders
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         for h in t.shards.drain(..) {
             match h.join() {
                 Ok(Err(e)) if first.is_ok() => first = Err(e),

@@ -24,7 +24,7 @@ use fieldpulse_models::failure::{FailureModel, FailureScorer};
 use serde::{Deserialize, Serialize};
 
 use super::rows::{split_rows, AssetRows};
-use super::{shard_of, ProcessError, Shared, ShardMsg, ShardProgress};
+use super::{shard_of, ProcessError, ShardMsg, ShardProgress, Shared};
 use crate::actions::{ChangeKind, EpisodeChange, SensorEvidence, SourceRange};
 use crate::config::Rollout;
 use crate::directory::Directory;
@@ -148,7 +148,11 @@ struct FailurePart {
 }
 
 impl FailurePart {
-    fn new(model: Arc<FailureModel>, shared: &Shared, dir: &Directory) -> Result<Self, ProcessError> {
+    fn new(
+        model: Arc<FailureModel>,
+        shared: &Shared,
+        dir: &Directory,
+    ) -> Result<Self, ProcessError> {
         let scorer = FailureScorer::new(Arc::clone(&model), dir.history.clone())
             .map_err(|e| ProcessError::Model(e.to_string()))?;
         let schema = &model.schema;
@@ -399,12 +403,20 @@ impl Shard {
             .as_ref()
             .and_then(|a| settings.priority.sla_by_account.get(a))
         {
-            Some(f) => (*f, format!("sla_by_account[{}]", account.as_deref().unwrap_or(""))),
+            Some(f) => (
+                *f,
+                format!("sla_by_account[{}]", account.as_deref().unwrap_or("")),
+            ),
             None => (settings.priority.default_sla_factor, "default".to_string()),
         };
         let bands = &settings.priority.bands;
-        let mut changes: Vec<(String, Transition, Evaluation, Option<f64>, Vec<SensorEvidence>)> =
-            Vec::new();
+        let mut changes: Vec<(
+            String,
+            Transition,
+            Evaluation,
+            Option<f64>,
+            Vec<SensorEvidence>,
+        )> = Vec::new();
         for i in 0..rows.len() {
             let ts = rows.ts_ms[i];
             let values = rows.row(i, n);
@@ -461,7 +473,13 @@ impl Shard {
                                 .collect();
                             evidence.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
                             evidence.truncate(4);
-                            changes.push((fol.mode.clone(), t, eval, Some(fol.horizon_days), evidence));
+                            changes.push((
+                                fol.mode.clone(),
+                                t,
+                                eval,
+                                Some(fol.horizon_days),
+                                evidence,
+                            ));
                         }
                     }
                 }
@@ -477,7 +495,11 @@ impl Shard {
                     historical: ctx.historical,
                     now_ms: ctx.appended_ms,
                 };
-                let ep = slot.state.modes.entry(ANOMALY_MODE.to_string()).or_default();
+                let ep = slot
+                    .state
+                    .modes
+                    .entry(ANOMALY_MODE.to_string())
+                    .or_default();
                 if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
                     let evidence = score
                         .top_sensor
@@ -557,7 +579,10 @@ impl Shard {
             .map(|p| self.directory.similar(p, mode).to_vec())
             .unwrap_or_default();
         let model = match (&self.failure, mode == ANOMALY_MODE) {
-            (Some(f), false) => ("fieldpulse-failure".to_string(), f.model.model_version.clone()),
+            (Some(f), false) => (
+                "fieldpulse-failure".to_string(),
+                f.model.model_version.clone(),
+            ),
             _ => (
                 "fieldpulse-anomaly".to_string(),
                 format!("detectors-{}", env!("CARGO_PKG_VERSION")),
@@ -590,7 +615,9 @@ impl Shard {
             ),
             Transition::Resumed { work_order, .. } => (
                 ChangeKind::Updated,
-                Some(format!("Work Order {work_order} was cancelled; alerting again")),
+                Some(format!(
+                    "Work Order {work_order} was cancelled; alerting again"
+                )),
             ),
             Transition::Suppressed { work_order, .. } => (
                 ChangeKind::Suppressed,
@@ -620,8 +647,20 @@ impl Shard {
         let case_key = format!("fp-case:{asset}:{mode}:{}", ep.case_gen.max(1));
         let alert_key = format!("fp-alert:{asset}:{mode}:{}", ep.case_gen.max(1));
         let (offset, seq, gateway, epoch, appended_ms) = match ctx {
-            Some(c) => (c.offset, c.seq, c.gateway.to_string(), c.epoch, c.appended_ms),
-            None => (ep.first_offset, ep.first_seq, String::new(), 0, store::now_ms()),
+            Some(c) => (
+                c.offset,
+                c.seq,
+                c.gateway.to_string(),
+                c.epoch,
+                c.appended_ms,
+            ),
+            None => (
+                ep.first_offset,
+                ep.first_seq,
+                String::new(),
+                0,
+                store::now_ms(),
+            ),
         };
         Some(EpisodeChange {
             asset: asset.to_string(),
@@ -674,7 +713,9 @@ impl Shard {
                     work_order,
                     at_ms,
                     ..
-                } if applies(m.as_deref(), &mode) => ep.episode.work_order_opened(work_order, *at_ms),
+                } if applies(m.as_deref(), &mode) => {
+                    ep.episode.work_order_opened(work_order, *at_ms)
+                }
                 FeedbackEvent::WorkOrderCompleted {
                     mode: m,
                     work_order,
@@ -728,10 +769,7 @@ impl Shard {
                 },
                 &settings.priority.bands,
             );
-            let product = self
-                .directory
-                .asset(&asset)
-                .and_then(|i| i.product.clone());
+            let product = self.directory.asset(&asset).and_then(|i| i.product.clone());
             let rollout = settings.rollout.for_product(product.as_deref());
             let threshold = self.threshold_of(&mode);
             if let Some(change) = self.change(
@@ -813,8 +851,18 @@ impl Shard {
                 outbox::enqueue(&tx, &action, now)?;
                 n_actions += 1;
             }
-            if change.kind == ChangeKind::Opened && change.predictive && change.rollout != Rollout::Observe {
-                n_actions += campaign_actions(&tx, change, &directory, campaigns.min_assets, window_ms, now)?;
+            if change.kind == ChangeKind::Opened
+                && change.predictive
+                && change.rollout != Rollout::Observe
+            {
+                n_actions += campaign_actions(
+                    &tx,
+                    change,
+                    &directory,
+                    campaigns.min_assets,
+                    window_ms,
+                    now,
+                )?;
             }
         }
         tx.commit().map_err(store::StoreError::from)?;
@@ -833,7 +881,10 @@ impl Shard {
             let rec = AssetRecord {
                 next_offset: slot.next_offset,
                 anomaly: Some(self.anomaly.asset_state(slot.idx)),
-                failure: self.failure.as_ref().and_then(|f| f.scorer.asset_state(name)),
+                failure: self
+                    .failure
+                    .as_ref()
+                    .and_then(|f| f.scorer.asset_state(name)),
                 episodes: serde_json::to_string(&slot.state)
                     .map_err(|e| store::StoreError::Corrupt(e.to_string()))?,
             };
@@ -865,7 +916,12 @@ impl Shard {
             .metrics
             .checkpoints
             .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(shard = self.id, saved, offset = self.next_offset, "Checkpoint.");
+        tracing::debug!(
+            shard = self.id,
+            saved,
+            offset = self.next_offset,
+            "Checkpoint."
+        );
         Ok(())
     }
 }
@@ -902,7 +958,14 @@ fn campaign_actions(
     let Some(product) = info.product.as_deref() else {
         return Ok(0);
     };
-    let members = store::tx::campaign_signal(tx, product, &change.mode, &change.asset, change.ts_ms, window_ms)?;
+    let members = store::tx::campaign_signal(
+        tx,
+        product,
+        &change.mode,
+        &change.asset,
+        change.ts_ms,
+        window_ms,
+    )?;
     if members.len() < min_assets {
         return Ok(0);
     }
@@ -913,7 +976,11 @@ fn campaign_actions(
             let start = change.ts_ms;
             let key = format!("fp-pm:{product}:{}:{}", change.mode, start / 86_400_000);
             store::tx::put_campaign(tx, &key, product, &change.mode, start)?;
-            outbox::enqueue(tx, &crate::campaign::plan_action(&key, product, change, members.len()), now)?;
+            outbox::enqueue(
+                tx,
+                &crate::campaign::plan_action(&key, product, change, members.len()),
+                now,
+            )?;
             n += 1;
             key
         }
@@ -923,7 +990,11 @@ fn campaign_actions(
             continue;
         };
         if store::tx::join_campaign(tx, &key, asset)? {
-            outbox::enqueue(tx, &crate::campaign::member_action(&key, member, change), now)?;
+            outbox::enqueue(
+                tx,
+                &crate::campaign::member_action(&key, member, change),
+                now,
+            )?;
             n += 1;
         }
     }

@@ -109,7 +109,10 @@ pub fn run(args: CloudBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
-    anyhow::ensure!(args.assets > 0 && args.rows > 0 && args.sensors > 0, "--assets, --rows and --sensors must be positive");
+    anyhow::ensure!(
+        args.assets > 0 && args.rows > 0 && args.sensors > 0,
+        "--assets, --rows and --sensors must be positive"
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or(cores).max(1);
     let fleet = SynthFleet {
@@ -209,19 +212,29 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
     }
     let end = cloud.log.end_offset();
     let processor = Arc::clone(&cloud.processor);
-    let done = tokio::task::spawn_blocking(move || processor.wait_processed(end, Duration::from_secs(600))).await?;
+    let done = tokio::task::spawn_blocking(move || {
+        processor.wait_processed(end, Duration::from_secs(600))
+    })
+    .await?;
     anyhow::ensure!(done, "scoring did not catch up within 10 minutes");
     let seconds = started.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
     // Drain the outbox and time it.
     let drain_start = Instant::now();
-    let queued = cloud.processor.metrics().actions_enqueued.load(std::sync::atomic::Ordering::Relaxed);
+    let queued = cloud
+        .processor
+        .metrics()
+        .actions_enqueued
+        .load(std::sync::atomic::Ordering::Relaxed);
     loop {
-        let stats = cloud.sender.stats()?;
+        let stats = cloud.sender.stats();
         if stats.depth == 0 {
             break;
         }
-        anyhow::ensure!(drain_start.elapsed() < Duration::from_secs(600), "outbox did not drain");
+        anyhow::ensure!(
+            drain_start.elapsed() < Duration::from_secs(600),
+            "outbox did not drain"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let outbox_seconds = drain_start.elapsed().as_secs_f64().max(1e-3);

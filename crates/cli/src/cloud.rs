@@ -94,7 +94,10 @@ pub fn run(args: CloudArgs) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(async move {
                 let cloud = Cloud::start(cfg, None).await?;
-                eprintln!("fieldpulse cloud: serving on http://{} (Ctrl-C or SIGTERM drains and stops)", cloud.addr);
+                eprintln!(
+                    "fieldpulse cloud: serving on http://{} (Ctrl-C or SIGTERM drains and stops)",
+                    cloud.addr
+                );
                 wait_for_signal().await;
                 eprintln!("fieldpulse cloud: draining");
                 cloud.shutdown().await?;

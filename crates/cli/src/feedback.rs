@@ -50,14 +50,20 @@ fn csv_field(s: &str) -> String {
 pub fn run(cmd: FeedbackCommand) -> anyhow::Result<()> {
     let FeedbackCommand::Export(args) = cmd;
     let db = args.state.join(DB_FILE);
-    anyhow::ensure!(db.is_file(), "{}: no cloud database here (--state DIR)", db.display());
+    anyhow::ensure!(
+        db.is_file(),
+        "{}: no cloud database here (--state DIR)",
+        db.display()
+    );
     let store = Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let labels = store.feedback_labels()?;
     let mut text = String::new();
     match args.format {
         Format::Json => text = serde_json::to_string_pretty(&labels)? + "\n",
         Format::Csv => {
-            text.push_str("asset,mode,label,at,at_ms,source_object,source_id,failure_code,detail\n");
+            text.push_str(
+                "asset,mode,label,at,at_ms,source_object,source_id,failure_code,detail\n",
+            );
             for l in &labels {
                 let at = fieldpulse_models::failure::labels::format_ms(l.at_ms);
                 let row = [
@@ -79,7 +85,9 @@ pub fn run(cmd: FeedbackCommand) -> anyhow::Result<()> {
         }
     }
     match &args.out {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     eprintln!("{} labels", labels.len());
