@@ -318,9 +318,8 @@ impl Cloud {
                         _ = cancel.cancelled() => break,
                         _ = tick.tick() => {
                             let log = log.clone();
-                            match tokio::task::spawn_blocking(move || log.apply_retention()).await {
-                                Ok(Err(e)) => tracing::warn!(error = %e, "Ingest log retention failed."),
-                                Ok(Ok(_)) | Err(_) => {}
+                            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.apply_retention()).await {
+                                tracing::warn!(error = %e, "Ingest log retention failed.");
                             }
                         }
                     }

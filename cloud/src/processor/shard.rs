@@ -410,13 +410,7 @@ impl Shard {
             None => (settings.priority.default_sla_factor, "default".to_string()),
         };
         let bands = &settings.priority.bands;
-        let mut changes: Vec<(
-            String,
-            Transition,
-            Evaluation,
-            Option<f64>,
-            Vec<SensorEvidence>,
-        )> = Vec::new();
+        let mut changes: Vec<PendingChange> = Vec::new();
         for i in 0..rows.len() {
             let ts = rows.ts_ms[i];
             let values = rows.row(i, n);
@@ -925,6 +919,16 @@ impl Shard {
         Ok(())
     }
 }
+
+/// A transition seen in the row loop, turned into an [`EpisodeChange`] after it:
+/// (mode, transition, the evaluation, horizon days, evidence).
+type PendingChange = (
+    String,
+    Transition,
+    Evaluation,
+    Option<f64>,
+    Vec<SensorEvidence>,
+);
 
 /// What a change needs beyond the transition.
 struct ChangeInputs {
