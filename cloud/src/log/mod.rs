@@ -56,7 +56,10 @@
 //! `<segment>.corrupt-<position>-<unix_ms>`, counted in [`Recovered`] and
 //! logged at ERROR; later (acknowledged) frames are kept. Damage that reaches
 //! the end of the tail segment is a torn write of batches that were never
-//! acknowledged: it is kept aside the same way and truncated. Readers resync
+//! acknowledged: it is kept aside the same way and truncated. If that damage
+//! is one whole frame by its length field (damaged after it was durable),
+//! its offset stays used, so no reader ever sees two records under one
+//! offset; the end offset is also never below a consumer's committed offset. Readers resync
 //! the same way over damage in segments open did not scan.
 //!
 //! # Retention
