@@ -541,6 +541,18 @@ impl EpisodeChange {
             _ => "Case",
         };
         f.insert("Target_Object__c".into(), json!(target));
+        let target_key = match target {
+            "Case" => Some(&self.case_key),
+            "Asset_Alert__c" if self.info.is_some() => Some(&self.alert_key),
+            _ => None,
+        };
+        if let Some(k) = target_key {
+            // The outbox fills in the target's Salesforce Id once it was sent.
+            f.insert(
+                "Target_Record_Id__c".into(),
+                json!({crate::outbox::SF_ID_OF: k}),
+            );
+        }
         f.insert(
             "Source_Range__c".into(),
             json!(format!(
