@@ -260,7 +260,9 @@ impl Processor {
                 Arc::clone(&p),
                 resume,
             )?;
-            let (tx, rx) = sync_channel(256);
+            // A few records in flight per shard: enough to overlap reading and scoring,
+            // few enough that decoded batches do not pile up in memory.
+            let (tx, rx) = sync_channel(16);
             let handle = std::thread::Builder::new()
                 .name(format!("fp-shard-{id}"))
                 .spawn(move || {
@@ -487,7 +489,7 @@ fn read_loop<S: BatchSource>(
     let mut next = resume;
     let mut committed = resume;
     while !stop.load(Ordering::Acquire) {
-        let records = source.read(next, 256, Duration::from_millis(100))?;
+        let records = source.read(next, 32, Duration::from_millis(100))?;
         for rec in records {
             next = rec.offset + 1;
             metrics.records_read.fetch_add(1, Ordering::Relaxed);

@@ -66,6 +66,7 @@ struct CloudBenchReport {
     latency_ms_p50: Option<u64>,
     latency_ms_p99: Option<u64>,
     bytes_per_asset: u64,
+    state_bytes_per_asset: usize,
     outbox_records: u64,
     outbox_seconds: f64,
     outbox_records_per_s: f64,
@@ -139,6 +140,7 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
     emulator.seed(&fixture)?;
     let sf_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sf_base = format!("http://{}", sf_listener.local_addr()?);
+    let sf_base_for_cloud = sf_base.clone();
     let stop_sf = CancellationToken::new();
     tokio::spawn(emulator.clone().run(sf_listener, stop_sf.clone()));
 
@@ -159,7 +161,7 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
     }];
     raw.scoring.shards = threads;
     raw.scoring.sensors = fleet.sensors.clone();
-    raw.salesforce.token_url = sf_base;
+    raw.salesforce.token_url = sf_base_for_cloud;
     raw.salesforce.client_id = EmulatorConfig::default().consumer_key;
     raw.salesforce.client_secret_env = None;
     raw.salesforce.client_secret_file = Some(secret_file);
@@ -219,31 +221,32 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
     anyhow::ensure!(done, "scoring did not catch up within 10 minutes");
     let seconds = started.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
-    // Drain the outbox and time it.
-    let drain_start = Instant::now();
-    let queued = cloud
-        .processor
-        .metrics()
-        .actions_enqueued
-        .load(std::sync::atomic::Ordering::Relaxed);
-    loop {
-        let stats = cloud.sender.stats();
-        if stats.depth == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            drain_start.elapsed() < Duration::from_secs(600),
-            "outbox did not drain"
-        );
+    // Everything the run enqueued reaches the org.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while cloud.sender.stats().depth > 0 {
+        anyhow::ensure!(Instant::now() < deadline, "outbox did not drain");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let outbox_seconds = drain_start.elapsed().as_secs_f64().max(1e-3);
     let m = cloud.processor.metrics();
     let latency_ms_p50 = m.latency_quantile_ms(0.5);
     let latency_ms_p99 = m.latency_quantile_ms(0.99);
     cloud.shutdown().await?;
     let cases = emulator.live_count("Case");
+    // The sender alone: a backlog of audit records and Cases, timed to empty.
+    let (outbox_records, outbox_seconds) = outbox_throughput(
+        &dir.path().join("outbox-bench.sqlite"),
+        &sf_base,
+        secret,
+        &fleet,
+    )
+    .await?;
     stop_sf.cancel();
+    let state_bytes_per_asset = fieldpulse_models::anomaly::FleetScorer::new(
+        fieldpulse_models::anomaly::DetectorValidParams::default(),
+        fleet.sensors.clone(),
+        1,
+    )?
+    .state_bytes_per_asset();
     let readings = fleet.n_readings();
     Ok(CloudBenchReport {
         readings,
@@ -257,10 +260,84 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
         latency_ms_p50,
         latency_ms_p99,
         bytes_per_asset: rss_after.saturating_sub(rss_before) / args.assets as u64,
-        outbox_records: queued,
+        state_bytes_per_asset,
+        outbox_records,
         outbox_seconds,
-        outbox_records_per_s: queued as f64 / outbox_seconds,
+        outbox_records_per_s: outbox_records as f64 / outbox_seconds,
         cases_created: cases,
         wire_bytes_per_reading: wire as f64 / readings as f64,
     })
+}
+
+/// Enqueues a backlog (one Case and two audit records per asset) into a fresh
+/// outbox and times one sender emptying it against the emulator.
+async fn outbox_throughput(
+    db: &std::path::Path,
+    sf_base: &str,
+    secret: &str,
+    fleet: &SynthFleet,
+) -> anyhow::Result<(u64, f64)> {
+    use fieldpulse_cloud::outbox::{enqueue, Action, OutboxSender, SenderConfig};
+    let mut store = fieldpulse_cloud::store::Store::open(db)?;
+    let tx = store.write()?;
+    let mut n = 0u64;
+    for i in 0..fleet.assets {
+        let asset = SynthFleet::asset_name(i);
+        let mut case = serde_json::Map::new();
+        case.insert(
+            "Subject".into(),
+            serde_json::json!(format!("bench {asset}")),
+        );
+        case.insert("AI_Generated__c".into(), serde_json::json!(true));
+        enqueue(
+            &tx,
+            &Action {
+                sobject: "Case".into(),
+                ext_key: format!("fp-bench-case:{asset}"),
+                fields: case,
+                priority: 1,
+                deferrable: false,
+                source_ms: 0,
+            },
+            0,
+        )?;
+        n += 1;
+        for k in 0..2 {
+            let mut insight = serde_json::Map::new();
+            insight.insert("Model_Name__c".into(), serde_json::json!("bench"));
+            insight.insert("Outcome__c".into(), serde_json::json!("bench"));
+            enqueue(
+                &tx,
+                &Action {
+                    sobject: "AI_Insight__c".into(),
+                    ext_key: format!("fp-bench-insight:{asset}:{k}"),
+                    fields: insight,
+                    priority: 3,
+                    deferrable: false,
+                    source_ms: 0,
+                },
+                0,
+            )?;
+            n += 1;
+        }
+    }
+    tx.commit()?;
+    let client =
+        fieldpulse_salesforce::SalesforceClient::new(fieldpulse_salesforce::ClientConfig::new(
+            fieldpulse_salesforce::AuthConfig::ClientCredentials {
+                token_url: sf_base.to_string(),
+                client_id: EmulatorConfig::default().consumer_key,
+                client_secret: secret.to_string().into(),
+            },
+        ))?;
+    let sender = OutboxSender::open(db, client, SenderConfig::default())?;
+    let started = Instant::now();
+    while sender.stats().depth > 0 {
+        sender.send_pending().await?;
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "outbox bench did not drain"
+        );
+    }
+    Ok((n, started.elapsed().as_secs_f64()))
 }
