@@ -106,6 +106,10 @@ struct EpisodeSlot {
     /// Case generation: a new Case only after the previous one was closed in Salesforce.
     case_gen: u64,
     case_open: bool,
+    /// Asset time the current Case's first episode opened: a Work Order that
+    /// completed before it is not this Case's repair.
+    #[serde(default)]
+    case_opened_ms: Option<i64>,
     /// Changes emitted so far (numbers the audit records).
     changes: u64,
     /// Log offset and seq of the record that opened the current episode.
@@ -597,6 +601,7 @@ impl Shard {
                 if !ep.case_open {
                     ep.case_gen += 1;
                     ep.case_open = true;
+                    ep.case_opened_ms = Some(summary.opened_at_ms);
                 }
                 if let Some(c) = ctx {
                     ep.first_offset = c.offset;
@@ -723,10 +728,21 @@ impl Shard {
                     at_ms,
                     ..
                 } if applies(m.as_deref(), &mode) => {
-                    // The repair closes the Case's problem: the next episode gets a new Case.
-                    ep.case_open = false;
-                    ep.episode
-                        .work_order_completed(work_order, *at_ms, failure_code.as_deref())
+                    // A Work Order that finished before the open episode (or the
+                    // open Case) began is history or a re-read, not its repair.
+                    let began = ep
+                        .episode
+                        .summary(*at_ms)
+                        .map(|s| s.opened_at_ms)
+                        .or(ep.case_opened_ms.filter(|_| ep.case_open));
+                    if began.is_some_and(|b| *at_ms < b) {
+                        None
+                    } else {
+                        // The repair closes the Case's problem: the next episode gets a new Case.
+                        ep.case_open = false;
+                        ep.episode
+                            .work_order_completed(work_order, *at_ms, failure_code.as_deref())
+                    }
                 }
                 FeedbackEvent::WorkOrderCancelled {
                     work_order, at_ms, ..
@@ -942,6 +958,20 @@ fn applies(wo_mode: Option<&str>, mode: &str) -> bool {
     }
 }
 
+/// A product name as a record-key part: outbox keys allow only
+/// `[A-Za-z0-9_:-]`, product names have spaces and dots.
+fn key_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Records a campaign signal and, when enough assets of the product show the
 /// same mode within the window, drafts (or extends) a PM campaign.
 fn campaign_actions(
@@ -958,7 +988,7 @@ fn campaign_actions(
     let Some(product) = info.product.as_deref() else {
         return Ok(0);
     };
-    let members = store::tx::campaign_signal(
+    let (start, members) = store::tx::campaign_signal(
         tx,
         product,
         &change.mode,
@@ -973,8 +1003,12 @@ fn campaign_actions(
     let key = match store::tx::campaign_for(tx, product, &change.mode, change.ts_ms, window_ms)? {
         Some(k) => k,
         None => {
-            let start = change.ts_ms;
-            let key = format!("fp-pm:{product}:{}:{}", change.mode, start / 86_400_000);
+            let key = format!(
+                "fp-pm:{}:{}:{}",
+                key_part(product),
+                change.mode,
+                start / 86_400_000
+            );
             store::tx::put_campaign(tx, &key, product, &change.mode, start)?;
             outbox::enqueue(
                 tx,
