@@ -39,30 +39,51 @@ const DAY_MS: i64 = 86_400_000;
 /// live fleet must report at the training interval.
 const INTERVAL: Duration = Duration::from_secs(4 * 3600);
 /// Wear runs this much faster than the product's median life, for enough failures.
-const SPEEDUP: f64 = 2.0;
+const SPEEDUP: f64 = 1.5;
 const HISTORY_ASSETS: usize = 48;
 const HISTORY_DAYS: u64 = 365;
-const LIVE_ASSETS: usize = 30;
+const LIVE_ASSETS: usize = 36;
 /// Live fleet: telemetry before the window is backfilled (`historical`), so
 /// the scorers are warm when the window starts.
 const WARMUP_DAYS: u64 = 60;
-const WINDOW_DAYS: u64 = 90;
+const WINDOW_DAYS: u64 = 60;
 /// A Case counts for a failure when its episode opened at most this long before it.
-const LOOKBACK_MS: i64 = 30 * DAY_MS;
+const LOOKBACK_MS: i64 = 14 * DAY_MS;
 
-/// Quality bars, set below what was measured with
+/// Quality bars, set below what was measured (deterministic: same seeds, same
+/// numbers) with
 /// `cargo test -p fieldpulse-cloud --test predictive -- --nocapture`
-/// (debug build, 2 cores): see the measured numbers next to each.
+/// (debug build, 2 cores, ~14 s for both tests):
+///
+/// ```text
+/// 29 failures in the window, 26 caught by a Case on the asset, 23 with the right mode;
+/// recall 0.79, precision 0.39 (28 true, 44 false alarms), median lead 184.0 h;
+/// 0.61 false alarms per asset-month; 5 of 8 healthy assets got a Case
+/// per mode [failures, caught, false alarms]:
+///   bearing [12, 10, 12], electrical [7, 6, 1], fouling [10, 7, 31]
+/// ```
+///
+/// A Case counts for a failure when its episode opened within `LOOKBACK_MS`
+/// before it; an opening followed by no failure of its asset and mode within
+/// `LOOKBACK_MS` (the fleet is simulated that far past the window) is a
+/// false alarm. Most false alarms are fouling Cases opening in the evening
+/// load peak: a model matter (small trees, 7-day classifier), not the cloud's.
 struct QualityBars {
+    /// Failures with a right-mode Case opened before them (measured 0.79).
     recall: f64,
+    /// Openings followed by their failure (measured 0.39).
     precision: f64,
+    /// Median hours from the first opening to the failure (measured 184).
+    median_lead_hours: f64,
+    /// Healthy assets that got a Case (measured 5 of 8).
     max_healthy_with_case_fraction: f64,
 }
 
 const QUALITY_BARS: QualityBars = QualityBars {
-    recall: 0.0,
-    precision: 0.0,
-    max_healthy_with_case_fraction: 1.0,
+    recall: 0.65,
+    precision: 0.3,
+    median_lead_hours: 72.0,
+    max_healthy_with_case_fraction: 0.8,
 };
 
 /// A trained model and the live fleet, shared by the tests of this file.
@@ -81,7 +102,9 @@ struct Live {
     window_start_ms: i64,
     end_ms: i64,
     fixture: Value,
-    /// (asset, mode, failure time) of each failure inside the window.
+    /// (asset, mode, failure time) of each failure from the window start to
+    /// `LOOKBACK_MS` after its end (the fleet is simulated that far, unposted,
+    /// so an alarm late in the window can be judged).
     failures: Vec<(String, String, i64)>,
 }
 
@@ -135,7 +158,11 @@ fn prepare() -> Prepared {
     outcome.model.save(model_dir.path()).expect("save model");
 
     // Live fleet (another seed): warm-up + window.
-    let cfg = fleet_config(2027, LIVE_ASSETS, WARMUP_DAYS + WINDOW_DAYS);
+    let cfg = fleet_config(
+        2027,
+        LIVE_ASSETS,
+        WARMUP_DAYS + WINDOW_DAYS + (LOOKBACK_MS / DAY_MS) as u64,
+    );
     let start = cfg.start_ms;
     let mut fleet = Fleet::new(cfg).expect("live fleet");
     let mut readings = Vec::new();
@@ -152,7 +179,7 @@ fn prepare() -> Prepared {
     let failures = history
         .failures
         .iter()
-        .filter(|f| f.ts_ms >= window_start_ms && f.ts_ms < end_ms)
+        .filter(|f| f.ts_ms >= window_start_ms && f.ts_ms < end_ms + LOOKBACK_MS)
         .map(|f| {
             let mode = serde_json::to_value(f.mode).expect("mode");
             (
@@ -476,9 +503,10 @@ struct Quality {
     lead_hours: Vec<f64>,
     true_alarms: usize,
     false_alarms: usize,
-    pending_alarms: usize,
     healthy: usize,
     healthy_with_case: usize,
+    /// Per mode: failures in the window, caught with the mode, false alarms.
+    by_mode: BTreeMap<String, [usize; 3]>,
 }
 
 impl Quality {
@@ -501,18 +529,20 @@ fn quality(live: &Live, opened: &[Opening]) -> Quality {
         .iter()
         .filter(|o| window.contains(&o.opened_ms))
         .collect();
+    let in_window = |t: &i64| window.contains(t);
     let mut q = Quality {
-        failures: live.failures.len(),
+        failures: live.failures.iter().filter(|f| in_window(&f.2)).count(),
         caught: 0,
         caught_mode: 0,
         lead_hours: Vec::new(),
         true_alarms: 0,
         false_alarms: 0,
-        pending_alarms: 0,
         healthy: 0,
         healthy_with_case: 0,
+        by_mode: BTreeMap::new(),
     };
-    for (asset, mode, t) in &live.failures {
+    for (asset, mode, t) in live.failures.iter().filter(|f| in_window(&f.2)) {
+        q.by_mode.entry(mode.clone()).or_default()[0] += 1;
         let before =
             |o: &&&Opening| &o.asset == asset && o.opened_ms < *t && o.opened_ms >= t - LOOKBACK_MS;
         if opened.iter().any(|o| before(&o)) {
@@ -525,6 +555,7 @@ fn quality(live: &Live, opened: &[Opening]) -> Quality {
             .min()
         {
             q.caught_mode += 1;
+            q.by_mode.entry(mode.clone()).or_default()[1] += 1;
             q.lead_hours.push((t - first) as f64 / 3.6e6);
         }
     }
@@ -534,11 +565,9 @@ fn quality(live: &Live, opened: &[Opening]) -> Quality {
         });
         if hit {
             q.true_alarms += 1;
-        } else if o.opened_ms + LOOKBACK_MS > live.end_ms {
-            // Its failure, if any, would come after the window.
-            q.pending_alarms += 1;
         } else {
             q.false_alarms += 1;
+            q.by_mode.entry(o.mode.clone()).or_default()[2] += 1;
         }
     }
     let failed: BTreeSet<&str> = live.failures.iter().map(|f| f.0.as_str()).collect();
@@ -563,8 +592,8 @@ async fn predictive_cases_precede_failures_and_keep_their_guarantees() {
     let q = quality(live, &opened);
     eprintln!(
         "predictive quality: {} failures in the window, {} caught by a Case on the asset, {} with the right mode; \
-         recall {:.2}, precision {:.2} ({} true, {} false, {} pending alarms), median lead {:.1} h; \
-         {} of {} healthy assets got a Case; {} Cases, {} alerts, {} insights",
+         recall {:.2}, precision {:.2} ({} true, {} false alarms), median lead {:.1} h; \
+         {:.2} false alarms per asset-month; {} of {} healthy assets (no failure in the window or {} days after) got a Case; {} Cases, {} alerts, {} insights",
         q.failures,
         q.caught,
         q.caught_mode,
@@ -572,21 +601,26 @@ async fn predictive_cases_precede_failures_and_keep_their_guarantees() {
         q.precision(),
         q.true_alarms,
         q.false_alarms,
-        q.pending_alarms,
         q.median_lead_hours(),
+        q.false_alarms as f64 / (LIVE_ASSETS as f64 * WINDOW_DAYS as f64 / 30.0),
         q.healthy_with_case,
         q.healthy,
+        LOOKBACK_MS / DAY_MS,
         org.emulator.live_count("Case"),
         org.emulator.live_count("Asset_Alert__c"),
         org.emulator.live_count("AI_Insight__c"),
     );
+    eprintln!("per mode [failures, caught, false alarms]: {:?}", q.by_mode);
     assert!(
         q.failures >= 5,
         "too few failures in the window to judge: {q:?}"
     );
     assert!(q.recall() >= QUALITY_BARS.recall, "{q:?}");
     assert!(q.precision() >= QUALITY_BARS.precision, "{q:?}");
-    assert!(q.median_lead_hours() > 0.0, "{q:?}");
+    assert!(
+        q.median_lead_hours() >= QUALITY_BARS.median_lead_hours,
+        "{q:?}"
+    );
     assert!(
         q.healthy_with_case as f64
             <= QUALITY_BARS.max_healthy_with_case_fraction * q.healthy as f64,

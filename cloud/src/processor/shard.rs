@@ -80,6 +80,8 @@ pub enum FeedbackEvent {
         asset: String,
         /// Mode from the Case key.
         mode: String,
+        /// Case generation from the Case key.
+        generation: u64,
         /// True when closed as "not a problem".
         not_a_problem: bool,
         /// When (ms).
@@ -747,12 +749,14 @@ impl Shard {
                 FeedbackEvent::WorkOrderCancelled {
                     work_order, at_ms, ..
                 } => ep.episode.work_order_cancelled(work_order, *at_ms),
+                // Only the current Case: a re-read of an older, closed one says nothing now.
                 FeedbackEvent::CaseClosed {
                     mode: m,
+                    generation,
                     not_a_problem,
                     at_ms,
                     ..
-                } if *m == mode => {
+                } if *m == mode && *generation == ep.case_gen => {
                     ep.case_open = false;
                     if *not_a_problem {
                         ep.episode.case_closed_as_not_a_problem(*at_ms)
