@@ -559,3 +559,38 @@ pub mod tx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    /// Openings of one product and mode recorded in `order`; returns each call's result.
+    fn record(order: &[(&str, i64)]) -> Vec<(i64, Vec<String>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.sqlite")).unwrap();
+        let tx = store.write().unwrap();
+        let out = order
+            .iter()
+            .map(|(asset, ts)| tx::campaign_signal(&tx, "Pump", "bearing", asset, *ts, 14 * DAY))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        tx.commit().unwrap();
+        out
+    }
+
+    #[test]
+    fn campaign_groups_do_not_depend_on_the_order_openings_are_recorded() {
+        // a and b open 10 days apart; b's shard records first, and b opens again later.
+        let in_time = record(&[("a", 0), ("b", 10 * DAY), ("b", 40 * DAY)]);
+        let shards_skewed = record(&[("b", 10 * DAY), ("b", 40 * DAY), ("a", 0)]);
+        let pair = (0, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(in_time[1], pair);
+        assert_eq!(shards_skewed[2], pair);
+        assert_eq!(in_time[2], (40 * DAY, vec!["b".to_string()]));
+        // Three openings 20 days apart never make a 14-day group.
+        let spread = record(&[("a", 0), ("c", 40 * DAY), ("b", 20 * DAY)]);
+        assert!(spread.iter().all(|(_, m)| m.len() == 1), "{spread:?}");
+    }
+}
