@@ -247,13 +247,20 @@ impl EpisodeChange {
         if !self.evidence.is_empty() {
             d.push_str("Evidence (distance from this asset's normal):\n");
             for e in self.evidence.iter().take(4) {
-                d.push_str(&format!(
-                    "  - {}: {:.1}σ {} normal (now {:.3})\n",
-                    e.sensor,
-                    e.z.abs(),
-                    if e.z >= 0.0 { "above" } else { "below" },
-                    e.value
-                ));
+                if e.z.is_finite() {
+                    d.push_str(&format!(
+                        "  - {}: {:.1}σ {} normal (now {:.3})\n",
+                        e.sensor,
+                        e.z.abs(),
+                        if e.z >= 0.0 { "above" } else { "below" },
+                        e.value
+                    ));
+                } else {
+                    d.push_str(&format!(
+                        "  - {}: the most unusual sensor (now {:.3})\n",
+                        e.sensor, e.value
+                    ));
+                }
             }
         }
         let pi = &self.priority.inputs;
@@ -302,7 +309,10 @@ impl EpisodeChange {
         Value::Array(
             self.evidence
                 .iter()
-                .map(|e| json!({"sensor": e.sensor, "z": round(e.z, 3), "value": e.value}))
+                .map(|e| {
+                    let z = e.z.is_finite().then(|| round(e.z, 3));
+                    json!({"sensor": e.sensor, "z": z, "value": e.value})
+                })
                 .collect(),
         )
     }
@@ -541,6 +551,18 @@ impl EpisodeChange {
             _ => "Case",
         };
         f.insert("Target_Object__c".into(), json!(target));
+        let target_key = match target {
+            "Case" => Some(&self.case_key),
+            "Asset_Alert__c" if self.info.is_some() => Some(&self.alert_key),
+            _ => None,
+        };
+        if let Some(k) = target_key {
+            // The outbox fills in the target's Salesforce Id once it was sent.
+            f.insert(
+                "Target_Record_Id__c".into(),
+                json!({crate::outbox::SF_ID_OF: k}),
+            );
+        }
         f.insert(
             "Source_Range__c".into(),
             json!(format!(
@@ -575,4 +597,143 @@ fn round(x: f64, digits: i32) -> f64 {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::episodes::{prioritize, PriorityBands, PriorityInputs};
+
+    fn change(rollout: Rollout, kind: ChangeKind) -> EpisodeChange {
+        EpisodeChange {
+            asset: "PUMP-001".into(),
+            info: Some(AssetInfo {
+                id: "02i000000000001AAA".into(),
+                name: "PUMP-001".into(),
+                product: Some("Centrifugal Pump".into()),
+                product_id: Some("01t000000000001AAA".into()),
+                account_id: Some("001000000000001AAA".into()),
+                account: Some("Acme Water".into()),
+                serial: Some("SN-1".into()),
+                criticality: None,
+            }),
+            mode: "bearing".into(),
+            predictive: true,
+            kind,
+            reason: None,
+            number: 2,
+            change_no: 5,
+            case_key: "fp-case:PUMP-001:bearing:1".into(),
+            alert_key: "fp-alert:PUMP-001:bearing:1".into(),
+            risk: 0.8,
+            threshold: 0.4,
+            horizon_days: Some(14.0),
+            rul_days: Some(9.5),
+            ts_ms: 1_767_225_600_000,
+            opened_ms: 1_767_200_000_000,
+            priority: prioritize(
+                PriorityInputs {
+                    probability: 0.8,
+                    criticality: 1.0,
+                    criticality_source: "default".into(),
+                    sla_factor: 1.0,
+                    sla_source: "default".into(),
+                },
+                &PriorityBands::default(),
+            ),
+            evidence: vec![SensorEvidence {
+                sensor: "vib_rms".into(),
+                z: 3.14,
+                value: 2.5,
+            }],
+            similar: vec![PastWorkOrder {
+                number: "00001234".into(),
+                asset: "PUMP-007".into(),
+                subject: "[BRG] bearing replaced".into(),
+                work_type: Some("Corrective - Bearing".into()),
+                end_ms: Some(1_760_000_000_000),
+            }],
+            model: ("fieldpulse-failure".into(), "fp-failure-test".into()),
+            source: SourceRange {
+                gateway: "gw-1".into(),
+                epoch: 7,
+                seqs: (10, 12),
+                offsets: (100, 120),
+            },
+            rollout,
+            appended_ms: 0,
+            flapping: false,
+        }
+    }
+
+    fn objects(actions: &[Action]) -> Vec<&str> {
+        actions.iter().map(|a| a.sobject.as_str()).collect()
+    }
+
+    #[test]
+    fn rollout_decides_what_a_dispatcher_sees() {
+        let observe = change(Rollout::Observe, ChangeKind::Opened).actions();
+        assert_eq!(objects(&observe), ["AI_Insight__c"]);
+        assert_eq!(observe[0].fields["Rollout_Mode__c"], "observe");
+
+        let review = change(Rollout::Review, ChangeKind::Opened).actions();
+        assert_eq!(
+            objects(&review),
+            ["Case", "Asset_Alert__c", "Asset", "AI_Insight__c"]
+        );
+        assert_eq!(review[0].fields["Status"], REVIEW_CASE_STATUS);
+
+        let act = change(Rollout::Act, ChangeKind::Opened).actions();
+        assert_eq!(act[0].fields["Status"], ACT_CASE_STATUS);
+        assert_eq!(act[0].fields["Priority"], "High");
+        assert_eq!(
+            act[0].fields["IsEscalated"], true,
+            "Critical is High plus escalated"
+        );
+        // Every record carries the AI markers and the same trace id as the insight.
+        let trace = act.last().unwrap().fields["FieldPulse_Trace_Id__c"].clone();
+        for a in &act {
+            if a.sobject != "Asset" {
+                assert_eq!(a.fields["AI_Generated__c"], true, "{}", a.sobject);
+                assert_eq!(a.fields["FieldPulse_Trace_Id__c"], trace, "{}", a.sobject);
+                assert!(!a.fields.contains_key("FieldPulse_Key__c"));
+            }
+        }
+        assert!(trace.as_str().unwrap().len() <= 64);
+    }
+
+    #[test]
+    fn a_suppressed_or_closed_episode_updates_the_alert_not_the_case() {
+        for kind in [ChangeKind::Suppressed, ChangeKind::Closed] {
+            let actions = change(Rollout::Act, kind).actions();
+            assert!(!objects(&actions).contains(&"Case"), "{kind:?}");
+            let alert = actions
+                .iter()
+                .find(|a| a.sobject == "Asset_Alert__c")
+                .unwrap();
+            assert_ne!(alert.fields["Status__c"], "Open");
+        }
+    }
+
+    #[test]
+    fn the_description_says_what_where_when_why_and_what_fixed_it_before() {
+        let c = change(Rollout::Act, ChangeKind::Opened);
+        let d = c.description();
+        for needle in [
+            "PUMP-001",
+            "Centrifugal Pump",
+            "Acme Water",
+            "bearing wear",
+            "80 %",
+            "14 days",
+            "vib_rms: 3.1σ above normal",
+            "WO 00001234",
+            "fp-failure-test",
+            "Priority Critical",
+        ] {
+            assert!(d.contains(needle), "missing {needle:?} in:\n{d}");
+        }
+        assert!(c.subject().len() <= 255);
+        assert!(c.subject().contains("failure expected around"));
+    }
 }

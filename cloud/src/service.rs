@@ -37,6 +37,8 @@ use crate::store::Store;
 pub const DB_FILE: &str = "cloud.sqlite";
 /// Name of the ingest log directory in the state directory.
 pub const LOG_DIR: &str = "log";
+/// How often the asset directory and Work Order history are re-read.
+const DIRECTORY_REFRESH: Duration = Duration::from_secs(15 * 60);
 /// Consumer name of the scoring processor in the ingest log.
 pub const SCORING_CONSUMER: &str = "scoring";
 
@@ -318,9 +320,8 @@ impl Cloud {
                         _ = cancel.cancelled() => break,
                         _ = tick.tick() => {
                             let log = log.clone();
-                            match tokio::task::spawn_blocking(move || log.apply_retention()).await {
-                                Ok(Err(e)) => tracing::warn!(error = %e, "Ingest log retention failed."),
-                                Ok(Ok(_)) | Err(_) => {}
+                            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.apply_retention()).await {
+                                tracing::warn!(error = %e, "Ingest log retention failed.");
                             }
                         }
                     }
@@ -414,14 +415,20 @@ async fn poll_loop(
         }
     };
     let mut tick = tokio::time::interval(every);
+    let mut last_refresh = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if processor.directory().assets.is_empty() {
+        // Assets and Work Order history are re-read when missing and every
+        // DIRECTORY_REFRESH (new assets, new repairs for the history features).
+        if processor.directory().assets.is_empty() || last_refresh.elapsed() >= DIRECTORY_REFRESH {
             match Directory::load(&client, &criticality_field).await {
-                Ok(d) if !d.assets.is_empty() => processor.set_directory(d),
+                Ok(d) if !d.assets.is_empty() => {
+                    processor.set_directory(d);
+                    last_refresh = tokio::time::Instant::now();
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "Reading assets from Salesforce failed; retrying.")

@@ -223,6 +223,39 @@ async fn each_fault_becomes_exactly_one_case_alert_and_audit_trail() {
         .query_row("SELECT COUNT(*) FROM outbox_dead_letters", [], |r| r.get(0))
         .unwrap_or(0);
     assert_eq!(dead, 0);
+
+    // The audit trail leads from every Case to its AI_Insight__c and back.
+    let sf = sf_client(&org);
+    let rows = |soql: &str| {
+        let soql = soql.to_string();
+        let sf = &sf;
+        async move {
+            use futures_util::TryStreamExt;
+            sf.query(&soql, Default::default())
+                .try_collect::<Vec<_>>()
+                .await
+                .expect("soql")
+        }
+    };
+    let cases =
+        rows("SELECT Id, Priority, AI_Generated__c, FieldPulse_Trace_Id__c, AssetId FROM Case")
+            .await;
+    for case in &cases {
+        assert_eq!(case["AI_Generated__c"], true);
+        assert!(case["AssetId"].is_string(), "the Case names its asset");
+        assert!(["High", "Medium", "Low"].contains(&case["Priority"].as_str().unwrap()));
+        let trace = case["FieldPulse_Trace_Id__c"].as_str().expect("trace id");
+        let insights = rows(&format!(
+            "SELECT Target_Record_Id__c, Target_Object__c FROM AI_Insight__c WHERE FieldPulse_Trace_Id__c = '{trace}'"
+        ))
+        .await;
+        assert_eq!(insights.len(), 1, "one audit record per action");
+        assert_eq!(insights[0]["Target_Object__c"], "Case");
+        assert_eq!(
+            insights[0]["Target_Record_Id__c"], case["Id"],
+            "the audit record points at its Case"
+        );
+    }
 }
 
 /// The delivery order both runs see: in order, then a stretch out of order

@@ -19,7 +19,7 @@
 //! cannot leave it half done or its in-flight slot taken; a retry racing the
 //! original waits for the original's outcome. Bodies are bounded before
 //! decoding (body size, zstd window, decompressed size) and the series and
-//! readings are counted on the wire before prost allocates them ([`wire`]);
+//! readings are counted on the wire before prost allocates them (`wire.rs`);
 //! decoding runs on the blocking pool behind a semaphore. Every rejection is
 //! counted by reason.
 

@@ -163,7 +163,8 @@ pub struct IngestConfig {
     /// Most readings in one batch.
     pub max_readings_per_batch: usize,
     /// Largest zstd window accepted (log2 bytes): a frame asking for more
-    /// memory is refused before decoding.
+    /// memory is refused before decoding. The default, 23 (8 MiB), is the
+    /// largest window of the levels the edge may use (1..=19).
     pub zstd_window_log_max: u32,
     /// Requests decoded at once (zstd + protobuf, on the blocking pool).
     pub decode_concurrency: usize,

@@ -39,7 +39,9 @@
 //! once it is durable. A failed write or sync (ENOSPC, EIO) truncates the
 //! segment back to its last durable length, so nothing half-written stays
 //! between good frames, and every commit of that group gets an error (the
-//! ingest answers 503, the gateway retries).
+//! ingest answers 503, the gateway retries). Frames are written at explicit
+//! positions; if the truncation itself fails, the next append retries it
+//! first and fails until it succeeds.
 //!
 //! # Recovery
 //!
@@ -47,19 +49,35 @@
 //! hold records after the dedupe snapshot (and always the tail segment),
 //! frame by frame. A frame that fails its length or CRC check starts a
 //! resync: the scan looks for the next position where a whole frame validates
-//! (with a higher offset). The bytes in between are copied to
+//! with a higher offset, and an offset the segment can hold at that position
+//! (at most `base + position / 24`, so a frame-like pattern inside a payload
+//! cannot claim an offset that would hide the real frames after it). The
+//! bytes in between are copied to
 //! `<segment>.corrupt-<position>-<unix_ms>`, counted in [`Recovered`] and
 //! logged at ERROR; later (acknowledged) frames are kept. Damage that reaches
 //! the end of the tail segment is a torn write of batches that were never
-//! acknowledged: it is kept aside the same way and truncated. Readers resync
+//! acknowledged: it is kept aside the same way and truncated. If that damage
+//! is one whole frame by its length field (damaged after it was durable),
+//! its offset stays used, so no reader ever sees two records under one
+//! offset; the end offset is also never below a consumer's committed offset. Readers resync
 //! the same way over damage in segments open did not scan.
 //!
 //! # Retention
 //!
 //! [`IngestLog::apply_retention`] deletes the oldest closed segments while
 //! every registered consumer has committed past their last record and their
-//! newest record is older than [`LogConfig::retention`]. With no registered
-//! consumer nothing is deleted. The dedupe snapshot written at every roll
+//! newest record is older than [`LogConfig::retention`] (for a segment open
+//! did not scan, the file's mtime stands for its newest record). The active
+//! segment is never deleted; with no registered consumer nothing is. A read
+//! below the oldest retained offset is [`LogError::OffsetDeleted`].
+//!
+//! # Consumers
+//!
+//! [`IngestLog::consumer`] registers a named [`LogConsumer`], the file-backed
+//! [`BatchSource`]: `read(from, max, wait)` returns durable records by
+//! offset (a sparse per-segment index and a cursor avoid rescans),
+//! `commit(next_offset)` persists the consumer's position in
+//! `consumers.json`, which only retention uses. The dedupe snapshot written at every roll
 //! covers every deleted segment, so deduplication survives retention.
 
 mod consumer;

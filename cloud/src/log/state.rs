@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use super::frame;
 use super::segment::{self, Segment, Step, Walker};
 use super::{EpochKey, LogError, Recovered, RetentionReport, Shared};
 use crate::ingest::SeqSet;
@@ -254,7 +255,11 @@ pub(crate) fn recover(dir: &Path) -> Result<Opened, LogError> {
         if is_tail || next_base.is_some_and(|next| next > scan_from) {
             let end = scan_segment(&seg, is_tail, scan_from, &mut recovered)?;
             if is_tail {
-                recovered.end_offset = end.max(scan_from);
+                // Never below what the snapshot covers or a consumer has
+                // committed, even if the tail lost records: an offset once
+                // seen is never given to another record.
+                let committed = consumers.values().copied().max().unwrap_or(0);
+                recovered.end_offset = end.max(scan_from).max(committed);
             }
         }
         segments.insert(base, Arc::new(seg));
@@ -325,6 +330,15 @@ fn scan_segment(
             Step::DamagedTail { from } => {
                 let kept = copy_aside(&walker.file, path, from, len).map_err(io_err(path))?;
                 if is_tail {
+                    // A last frame that is whole but fails its CRC was
+                    // damaged after it became durable (and a reader may have
+                    // seen it): its offset stays used, a gap, rather than
+                    // being given to the next record. A torn write is never
+                    // whole, so its offset is reused.
+                    if whole_frame_at(&walker.file, from, len).map_err(io_err(path))? {
+                        end += 1;
+                        recovered.skipped_frames += 1;
+                    }
                     recovered.truncated_bytes += len - from;
                     let file = OpenOptions::new()
                         .write(true)
@@ -353,6 +367,18 @@ fn scan_segment(
             Step::End => return Ok(end),
         }
     }
+}
+
+/// True when the bytes from `pos` to `len` are exactly one frame by its
+/// length field.
+fn whole_frame_at(file: &File, pos: u64, len: u64) -> io::Result<bool> {
+    if pos + frame::HEADER_BYTES > len {
+        return Ok(false);
+    }
+    let mut payload_len = [0u8; 4];
+    file.read_exact_at(&mut payload_len, pos)?;
+    let payload_len = u64::from(u32::from_le_bytes(payload_len));
+    Ok(pos + frame::HEADER_BYTES + payload_len == len)
 }
 
 /// Deletes the oldest closed segments that every consumer committed past

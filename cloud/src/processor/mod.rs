@@ -131,6 +131,8 @@ pub(crate) enum ShardMsg {
     DirectoryChanged,
     /// Stop now without a final checkpoint (what a crash leaves behind; tests).
     Abort,
+    /// Score with this failure model from the next record on.
+    SwapModel(Arc<FailureModel>),
 }
 
 /// The shard an asset belongs to (FNV-1a, stable across runs and builds).
@@ -230,12 +232,19 @@ impl Processor {
             metrics,
         });
         let n = shared.settings.shards;
+        // Resume where the least advanced shard (of any earlier shard count)
+        // stopped, and give every shard of this run a checkpoint row there, so
+        // an asset that moved to another shard never has records skipped.
         let resume = {
             let mut store = open_store()?;
+            let resume = store.resume_offset()?;
             let tx = store.write()?;
             crate::store::tx::drop_shards_from(&tx, n)?;
+            for shard in 0..n {
+                crate::store::tx::put_shard(&tx, shard, n, resume)?;
+            }
             tx.commit().map_err(StoreError::from)?;
-            store.resume_offset()?
+            resume
         };
         let mut senders = Vec::new();
         let mut progress = Vec::new();
@@ -369,6 +378,17 @@ impl Processor {
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
         for s in self.senders().iter() {
             let _ = s.send(ShardMsg::DirectoryChanged);
+        }
+    }
+
+    /// Hot-swaps the failure model: every shard switches between two records,
+    /// carrying each asset's streaming state over when the new model reads the
+    /// same features (otherwise those assets warm up again). No reading is
+    /// dropped and the shards never stop. The new model must already be
+    /// validated ([`FailureModel::validate`]).
+    pub fn swap_model(&self, model: Arc<FailureModel>) {
+        for s in self.senders().iter() {
+            let _ = s.send(ShardMsg::SwapModel(Arc::clone(&model)));
         }
     }
 

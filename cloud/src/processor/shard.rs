@@ -288,6 +288,7 @@ impl Shard {
                     let _ = done.send(());
                 }
                 Ok(ShardMsg::Abort) => return Ok(()),
+                Ok(ShardMsg::SwapModel(model)) => self.swap_model(model)?,
                 Ok(ShardMsg::DirectoryChanged) => {
                     self.directory = self.shared.directory();
                     if let Some(f) = &mut self.failure {
@@ -304,6 +305,39 @@ impl Shard {
                 self.checkpoint()?;
             }
         }
+    }
+
+    /// Replaces the failure model, carrying per-asset streaming state over
+    /// where the feature spec allows.
+    fn swap_model(&mut self, model: Arc<FailureModel>) -> Result<(), ProcessError> {
+        let mut next = FailurePart::new(model, &self.shared, &self.directory)?;
+        let (mut kept, mut fresh) = (0u64, 0u64);
+        if let Some(old) = &self.failure {
+            for asset in old.scorer.assets() {
+                let carried = old
+                    .scorer
+                    .asset_state(asset)
+                    .is_some_and(|bytes| next.scorer.restore_asset_state(asset, &bytes).is_ok());
+                if carried {
+                    kept += 1;
+                } else {
+                    fresh += 1;
+                }
+            }
+        }
+        for slot in self.assets.values_mut() {
+            slot.dirty = true;
+        }
+        tracing::info!(
+            shard = self.id,
+            version = %next.model.model_version,
+            kept,
+            fresh,
+            "Failure model swapped."
+        );
+        next.buf.fill(f64::NAN);
+        self.failure = Some(next);
+        Ok(())
     }
 
     fn process(&mut self, rec: &LogRecord) -> Result<(), ProcessError> {
@@ -330,7 +364,7 @@ impl Shard {
             self.process_asset(ctx, asset_rows)?;
         }
         self.next_offset = rec.offset + 1;
-        self.flush(rec.appended_ms)?;
+        self.flush(Some(rec.appended_ms))?;
         self.progress
             .processed
             .store(self.next_offset, Ordering::Release);
@@ -416,13 +450,7 @@ impl Shard {
             None => (settings.priority.default_sla_factor, "default".to_string()),
         };
         let bands = &settings.priority.bands;
-        let mut changes: Vec<(
-            String,
-            Transition,
-            Evaluation,
-            Option<f64>,
-            Vec<SensorEvidence>,
-        )> = Vec::new();
+        let mut changes: Vec<PendingChange> = Vec::new();
         for i in 0..rows.len() {
             let ts = rows.ts_ms[i];
             let values = rows.row(i, n);
@@ -501,11 +529,15 @@ impl Shard {
                     historical: ctx.historical,
                     now_ms: ctx.appended_ms,
                 };
-                let ep = slot
-                    .state
-                    .modes
-                    .entry(ANOMALY_MODE.to_string())
-                    .or_default();
+                // No allocation per row: the key is created once per asset.
+                if !slot.state.modes.contains_key(ANOMALY_MODE) {
+                    slot.state
+                        .modes
+                        .insert(ANOMALY_MODE.to_string(), EpisodeSlot::default());
+                }
+                let Some(ep) = slot.state.modes.get_mut(ANOMALY_MODE) else {
+                    continue;
+                };
                 if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
                     let evidence = score
                         .top_sensor
@@ -708,7 +740,26 @@ impl Shard {
         let Some(slot) = self.assets.get_mut(&asset) else {
             return Ok(());
         };
-        let modes: Vec<String> = slot.state.modes.keys().cloned().collect();
+        // Existing episodes, plus the ones a Work Order names, so a Work
+        // Order opened before any alert still inhibits the one that follows.
+        let mut modes: Vec<String> = slot.state.modes.keys().cloned().collect();
+        let named = match ev {
+            FeedbackEvent::WorkOrderOpened { mode, .. } => mode.clone(),
+            _ => None,
+        };
+        if matches!(ev, FeedbackEvent::WorkOrderOpened { .. }) {
+            for m in named.into_iter().chain(
+                self.shared
+                    .settings
+                    .anomaly_episodes
+                    .then(|| ANOMALY_MODE.to_string()),
+            ) {
+                if !modes.contains(&m) {
+                    slot.state.modes.entry(m.clone()).or_default();
+                    modes.push(m);
+                }
+            }
+        }
         let mut transitions = Vec::new();
         for mode in modes {
             let Some(ep) = slot.state.modes.get_mut(&mode) else {
@@ -808,7 +859,7 @@ impl Shard {
                 self.pending.push(change);
             }
         }
-        self.flush(store::now_ms())
+        self.flush(None)
     }
 
     fn threshold_of(&self, mode: &str) -> f64 {
@@ -821,8 +872,10 @@ impl Shard {
             .map_or(0.5, |x| x.threshold)
     }
 
-    /// Writes pending changes' actions to the outbox (once per change key).
-    fn flush(&mut self, appended_ms: i64) -> Result<(), ProcessError> {
+    /// Writes pending changes' actions to the outbox (once per change key);
+    /// `appended_ms` (when the triggering batch reached the log) feeds the
+    /// arrival-to-outbox latency.
+    fn flush(&mut self, appended_ms: Option<i64>) -> Result<(), ProcessError> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -888,7 +941,9 @@ impl Shard {
         tx.commit().map_err(store::StoreError::from)?;
         let m = &self.shared.metrics;
         m.actions_enqueued.fetch_add(n_actions, Ordering::Relaxed);
-        m.record_latency_ms((now - appended_ms).max(0) as u64);
+        if let Some(appended) = appended_ms.filter(|_| n_actions > 0) {
+            m.record_latency_ms((now - appended).max(0) as u64);
+        }
         Ok(())
     }
 
@@ -945,6 +1000,16 @@ impl Shard {
         Ok(())
     }
 }
+
+/// A transition seen in the row loop, turned into an [`EpisodeChange`] after it:
+/// (mode, transition, the evaluation, horizon days, evidence).
+type PendingChange = (
+    String,
+    Transition,
+    Evaluation,
+    Option<f64>,
+    Vec<SensorEvidence>,
+);
 
 /// What a change needs beyond the transition.
 struct ChangeInputs {

@@ -1,7 +1,7 @@
 //! `fieldpulse cloud`: the cloud processor as one process, and `validate`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -46,7 +46,7 @@ struct RunArgs {
     state: Option<PathBuf>,
 }
 
-fn load(path: &PathBuf, run: Option<&RunArgs>) -> anyhow::Result<CloudConfig> {
+fn load(path: &Path, run: Option<&RunArgs>) -> anyhow::Result<CloudConfig> {
     let mut raw = RawCloudConfig::load(path)?;
     if let Some(run) = run {
         if let Some(listen) = run.listen {
