@@ -146,7 +146,7 @@ pub fn case_event(case: &Map<String, Value>) -> Option<(FeedbackEvent, Option<Fe
     }
     let key = text(case, "FieldPulse_Key__c")?;
     let mut parts = key.strip_prefix("fp-case:")?.rsplitn(3, ':');
-    let _gen = parts.next()?;
+    let generation = parts.next()?.parse().ok()?;
     let mode = parts.next()?.to_string();
     let asset = parts.next()?.to_string();
     let status = text(case, "Status").unwrap_or("").to_ascii_lowercase();
@@ -169,6 +169,7 @@ pub fn case_event(case: &Map<String, Value>) -> Option<(FeedbackEvent, Option<Fe
         FeedbackEvent::CaseClosed {
             asset,
             mode,
+            generation,
             not_a_problem,
             at_ms,
         },
@@ -280,6 +281,7 @@ mod tests {
             FeedbackEvent::CaseClosed {
                 asset: "P-001".into(),
                 mode: "bearing".into(),
+                generation: 2,
                 not_a_problem: true,
                 at_ms: parse_sf_datetime("2026-01-02T03:04:05.000+0000").unwrap(),
             }

@@ -11,10 +11,11 @@
 //! | `shard_checkpoint` | per shard: the log offset every record below which is reflected |
 //! | `episodes` | one readable row per (asset, mode) episode: state, risk, priority, Case key |
 //! | `emitted` | keys of transitions already turned into actions (replays emit nothing twice) |
-//! | `campaign_signals`, `campaigns`, `campaign_members` | PM campaign drafting |
+//! | `campaign_openings`, `campaigns`, `campaign_members` | PM campaign drafting |
 //! | `feedback_labels`, `feedback_cursor` | labels from Work Orders / Cases, and the poll position |
 //! | `outbox_actions`, `outbox_dead_letters`, `outbox_asset_ids` | Salesforce actions (see [`crate::outbox`]) |
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -64,12 +65,12 @@ CREATE TABLE IF NOT EXISTS emitted (
     key         TEXT PRIMARY KEY,
     created_ms  INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS campaign_signals (
+CREATE TABLE IF NOT EXISTS campaign_openings (
     product     TEXT NOT NULL,
     mode        TEXT NOT NULL,
     asset       TEXT NOT NULL,
     ts_ms       INTEGER NOT NULL,
-    PRIMARY KEY (product, mode, asset)
+    PRIMARY KEY (product, mode, asset, ts_ms)
 );
 CREATE TABLE IF NOT EXISTS campaigns (
     key         TEXT PRIMARY KEY,
@@ -407,9 +408,13 @@ pub mod tx {
         Ok(())
     }
 
-    /// Records that `asset` shows `mode` risk at `ts_ms`; returns the distinct
-    /// assets of that product and mode whose latest signal lies in
-    /// `[ts_ms - window_ms, ts_ms]`, sorted.
+    /// Records that `asset` opened a `mode` episode at `ts_ms`, and returns
+    /// the window of `window_ms` containing `ts_ms` with the most distinct
+    /// assets of that product and mode (the earliest of equals): its start
+    /// and its assets, sorted. Every opening is kept and the window may lie
+    /// on either side of `ts_ms`, so the result does not depend on the order
+    /// in which shards record openings (they run at different speeds, and
+    /// backfills arrive late).
     ///
     /// # Errors
     /// SQLite errors.
@@ -420,20 +425,40 @@ pub mod tx {
         asset: &str,
         ts_ms: i64,
         window_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<(i64, Vec<String>), StoreError> {
         tx.execute(
-            "INSERT INTO campaign_signals (product, mode, asset, ts_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(product, mode, asset) DO UPDATE SET ts_ms = MAX(ts_ms, excluded.ts_ms)",
+            "INSERT OR IGNORE INTO campaign_openings (product, mode, asset, ts_ms)
+             VALUES (?1, ?2, ?3, ?4)",
             params![product, mode, asset, ts_ms],
         )?;
         let mut stmt = tx.prepare(
-            "SELECT asset FROM campaign_signals
-             WHERE product = ?1 AND mode = ?2 AND ts_ms >= ?3 AND ts_ms <= ?4 ORDER BY asset",
+            "SELECT asset, ts_ms FROM campaign_openings
+             WHERE product = ?1 AND mode = ?2 AND ts_ms >= ?3 AND ts_ms <= ?4 ORDER BY ts_ms, asset",
         )?;
-        let rows = stmt.query_map(params![product, mode, ts_ms - window_ms, ts_ms], |r| {
-            r.get::<_, String>(0)
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows: Vec<(String, i64)> = stmt
+            .query_map(
+                params![
+                    product,
+                    mode,
+                    ts_ms.saturating_sub(window_ms),
+                    ts_ms.saturating_add(window_ms)
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let mut best: (i64, BTreeSet<&str>) = (ts_ms, BTreeSet::from([asset]));
+        for (_, start) in rows.iter().filter(|(_, t)| *t <= ts_ms) {
+            let end = start.saturating_add(window_ms);
+            let assets: BTreeSet<&str> = rows
+                .iter()
+                .filter(|(_, t)| t >= start && *t <= end)
+                .map(|(a, _)| a.as_str())
+                .collect();
+            if assets.len() > best.1.len() {
+                best = (*start, assets);
+            }
+        }
+        Ok((best.0, best.1.into_iter().map(str::to_string).collect()))
     }
 
     /// The open campaign for (product, mode) whose window contains `ts_ms`, if any.
@@ -532,5 +557,40 @@ pub mod tx {
             params![object, modstamp],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    /// Openings of one product and mode recorded in `order`; returns each call's result.
+    fn record(order: &[(&str, i64)]) -> Vec<(i64, Vec<String>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.sqlite")).unwrap();
+        let tx = store.write().unwrap();
+        let out = order
+            .iter()
+            .map(|(asset, ts)| tx::campaign_signal(&tx, "Pump", "bearing", asset, *ts, 14 * DAY))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        tx.commit().unwrap();
+        out
+    }
+
+    #[test]
+    fn campaign_groups_do_not_depend_on_the_order_openings_are_recorded() {
+        // a and b open 10 days apart; b's shard records first, and b opens again later.
+        let in_time = record(&[("a", 0), ("b", 10 * DAY), ("b", 40 * DAY)]);
+        let shards_skewed = record(&[("b", 10 * DAY), ("b", 40 * DAY), ("a", 0)]);
+        let pair = (0, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(in_time[1], pair);
+        assert_eq!(shards_skewed[2], pair);
+        assert_eq!(in_time[2], (40 * DAY, vec!["b".to_string()]));
+        // Three openings 20 days apart never make a 14-day group.
+        let spread = record(&[("a", 0), ("c", 40 * DAY), ("b", 20 * DAY)]);
+        assert!(spread.iter().all(|(_, m)| m.len() == 1), "{spread:?}");
     }
 }

@@ -80,6 +80,8 @@ pub enum FeedbackEvent {
         asset: String,
         /// Mode from the Case key.
         mode: String,
+        /// Case generation from the Case key.
+        generation: u64,
         /// True when closed as "not a problem".
         not_a_problem: bool,
         /// When (ms).
@@ -106,6 +108,10 @@ struct EpisodeSlot {
     /// Case generation: a new Case only after the previous one was closed in Salesforce.
     case_gen: u64,
     case_open: bool,
+    /// Asset time the current Case's first episode opened: a Work Order that
+    /// completed before it is not this Case's repair.
+    #[serde(default)]
+    case_opened_ms: Option<i64>,
     /// Changes emitted so far (numbers the audit records).
     changes: u64,
     /// Log offset and seq of the record that opened the current episode.
@@ -629,6 +635,7 @@ impl Shard {
                 if !ep.case_open {
                     ep.case_gen += 1;
                     ep.case_open = true;
+                    ep.case_opened_ms = Some(summary.opened_at_ms);
                 }
                 if let Some(c) = ctx {
                     ep.first_offset = c.offset;
@@ -774,20 +781,33 @@ impl Shard {
                     at_ms,
                     ..
                 } if applies(m.as_deref(), &mode) => {
-                    // The repair closes the Case's problem: the next episode gets a new Case.
-                    ep.case_open = false;
-                    ep.episode
-                        .work_order_completed(work_order, *at_ms, failure_code.as_deref())
+                    // A Work Order that finished before the open episode (or the
+                    // open Case) began is history or a re-read, not its repair.
+                    let began = ep
+                        .episode
+                        .summary(*at_ms)
+                        .map(|s| s.opened_at_ms)
+                        .or(ep.case_opened_ms.filter(|_| ep.case_open));
+                    if began.is_some_and(|b| *at_ms < b) {
+                        None
+                    } else {
+                        // The repair closes the Case's problem: the next episode gets a new Case.
+                        ep.case_open = false;
+                        ep.episode
+                            .work_order_completed(work_order, *at_ms, failure_code.as_deref())
+                    }
                 }
                 FeedbackEvent::WorkOrderCancelled {
                     work_order, at_ms, ..
                 } => ep.episode.work_order_cancelled(work_order, *at_ms),
+                // Only the current Case: a re-read of an older, closed one says nothing now.
                 FeedbackEvent::CaseClosed {
                     mode: m,
+                    generation,
                     not_a_problem,
                     at_ms,
                     ..
-                } if *m == mode => {
+                } if *m == mode && *generation == ep.case_gen => {
                     ep.case_open = false;
                     if *not_a_problem {
                         ep.episode.case_closed_as_not_a_problem(*at_ms)
@@ -1007,6 +1027,20 @@ fn applies(wo_mode: Option<&str>, mode: &str) -> bool {
     }
 }
 
+/// A product name as a record-key part: outbox keys allow only
+/// `[A-Za-z0-9_:-]`, product names have spaces and dots.
+fn key_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Records a campaign signal and, when enough assets of the product show the
 /// same mode within the window, drafts (or extends) a PM campaign.
 fn campaign_actions(
@@ -1023,7 +1057,7 @@ fn campaign_actions(
     let Some(product) = info.product.as_deref() else {
         return Ok(0);
     };
-    let members = store::tx::campaign_signal(
+    let (start, members) = store::tx::campaign_signal(
         tx,
         product,
         &change.mode,
@@ -1038,8 +1072,12 @@ fn campaign_actions(
     let key = match store::tx::campaign_for(tx, product, &change.mode, change.ts_ms, window_ms)? {
         Some(k) => k,
         None => {
-            let start = change.ts_ms;
-            let key = format!("fp-pm:{product}:{}:{}", change.mode, start / 86_400_000);
+            let key = format!(
+                "fp-pm:{}:{}:{}",
+                key_part(product),
+                change.mode,
+                start / 86_400_000
+            );
             store::tx::put_campaign(tx, &key, product, &change.mode, start)?;
             outbox::enqueue(
                 tx,
