@@ -39,6 +39,7 @@ const ROWS: usize = 1_600;
 const ROWS_PER_BATCH: usize = 40;
 const FAULT_AT: usize = 900;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01
+const SHARDS: i64 = 2;
 const DEFAULT_SEED: u64 = 20_261_203;
 /// Upper bound for anything the test waits for (a hung binary fails, not hangs).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -134,9 +135,9 @@ id = "gw-1"
 token_sha256 = "{token}"
 
 [scoring]
-shards = 2
+shards = {SHARDS}
 sensors = [{sensors}]
-checkpoint_every = "200ms"
+checkpoint_every = "100ms"
 
 [salesforce]
 token_url = "{base}"
@@ -352,6 +353,35 @@ fn pending_actions(state: &Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// (lowest, count) of the shard checkpoints' offsets.
+fn checkpoint(state: &Path) -> Option<(i64, i64)> {
+    open_db(state)?
+        .query_row(
+            "SELECT COALESCE(MIN(next_offset), 0), COUNT(*) FROM shard_checkpoint",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()
+}
+
+/// Waits until every shard has checkpointed past `offset`.
+async fn wait_checkpoint_past(cloud: &CloudProc, state: &Path, offset: i64) {
+    let start = Instant::now();
+    loop {
+        match checkpoint(state) {
+            Some((min, n)) if n == SHARDS && min > offset => return,
+            _ => {}
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no checkpoint past offset {offset} (now {:?}):\n{}",
+            checkpoint(state),
+            cloud.output()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Where a life ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kill {
@@ -363,21 +393,25 @@ enum Kill {
     Pending,
     /// While the outbox sender waits on a slow Salesforce call.
     MidSend,
+    /// As soon as a restarted process answers `/healthz` (replay and resend
+    /// of the previous life's outbox under way).
+    Recovering,
 }
 
-/// A kill: from plan index `from` on, the life ends at the first `kind` point.
+/// A kill: from plan index `from` on, the life ends at the first `kind` point
+/// (`Recovering` ignores `from`).
 #[derive(Debug, Clone, Copy)]
 struct KillAt {
     from: usize,
     kind: Kill,
 }
 
-/// A seeded kill schedule over `plan`: two kills before and around the fault,
-/// the outbox ones after the fault opened episodes.
+/// A seeded kill schedule over `plan`, in posting order: two kills before and
+/// around the fault, the outbox ones after the fault opened episodes.
 fn kill_schedule(rng: &mut StdRng, plan: &[Batch]) -> Vec<KillAt> {
     let fault = fault_index(plan);
     let n = plan.len();
-    let mut kills = vec![
+    vec![
         KillAt {
             from: rng.gen_range(2..fault - 4),
             kind: Kill::AfterAck,
@@ -391,6 +425,10 @@ fn kill_schedule(rng: &mut StdRng, plan: &[Batch]) -> Vec<KillAt> {
             kind: Kill::Pending,
         },
         KillAt {
+            from: 0,
+            kind: Kill::Recovering,
+        },
+        KillAt {
             from: rng.gen_range(fault + 7..n - 8),
             kind: Kill::MidSend,
         },
@@ -398,15 +436,17 @@ fn kill_schedule(rng: &mut StdRng, plan: &[Batch]) -> Vec<KillAt> {
             from: rng.gen_range(n - 6..n - 1),
             kind: Kill::AfterAck,
         },
-    ];
-    kills.sort_by_key(|k| k.from);
-    kills
+    ]
 }
 
 /// What happened at one kill.
 #[derive(Debug)]
 struct KillReport {
     kind: Kill,
+    /// The log offset the next life resumes from (lowest shard checkpoint).
+    resume: i64,
+    /// Log records the life had read (its `/metrics`, just before the kill).
+    read: u64,
     /// Plan index of the last batch posted before the kill.
     at: usize,
     pending: i64,
@@ -429,15 +469,23 @@ async fn run(
     let config = write_config(org, work);
     let mut life = 0;
     let mut cloud = start_cloud(&http, &config, state, work, life).await;
+    let mut resumed_at = 0;
     let mut next = 0;
     let mut reports = Vec::new();
     for kill in kills {
         while next < kill.from {
             post(&http, cloud.addr, &plan[next]).await;
             next += 1;
+            // Gateways post as data arrives, not all at once: scoring and
+            // checkpoints interleave with ingest.
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..20))).await;
         }
         match kill.kind {
+            Kill::Recovering => {}
             Kill::AfterAck => {
+                // This life checkpointed some progress, so the next one
+                // restores state and replays only part of the log.
+                wait_checkpoint_past(&cloud, state, resumed_at).await;
                 post(&http, cloud.addr, &plan[next]).await;
                 next += 1;
             }
@@ -479,15 +527,26 @@ async fn run(
                 assert!(hit, "{kill:?}: no outbox action was ever pending");
             }
         }
+        let read = metrics(&http, cloud.addr)
+            .await
+            .get("fieldpulse_cloud_log_records_read_total")
+            .copied()
+            .unwrap_or(0.0) as u64;
         let report = KillReport {
+            resume: 0,
             kind: kill.kind,
+            read,
             at: next.saturating_sub(1),
             pending: pending_actions(state),
             in_flight: org.emulator.in_flight(),
         };
         cloud.kill9();
         org.emulator.set_faults(FaultConfig::default());
-        reports.push(report);
+        resumed_at = checkpoint(state).map_or(0, |c| c.0);
+        reports.push(KillReport {
+            resume: resumed_at,
+            ..report
+        });
         life += 1;
         cloud = start_cloud(&http, &config, state, work, life).await;
         // The gateway re-sends the last batches it saw acknowledged too: duplicates.
@@ -642,8 +701,8 @@ async fn sigkill_at_random_points_ends_exactly_as_an_uninterrupted_run() {
     assert_eq!(reports.len(), kills.len());
     for r in &reports {
         eprintln!(
-            "killed ({:?}) after plan index {}: {} actions pending, {} Salesforce calls in flight",
-            r.kind, r.at, r.pending, r.in_flight
+            "killed ({:?}) after plan index {}: {} log records read, {} actions pending, {} Salesforce calls in flight; the next life resumes at offset {}",
+            r.kind, r.at, r.read, r.pending, r.in_flight, r.resume
         );
         match r.kind {
             Kill::Pending => assert!(r.pending > 0, "{r:?}: nothing was pending"),
@@ -651,7 +710,7 @@ async fn sigkill_at_random_points_ends_exactly_as_an_uninterrupted_run() {
                 r.pending > 0 && r.in_flight > 0,
                 "{r:?}: not killed mid-send"
             ),
-            Kill::AfterAck | Kill::DuringPost => {}
+            Kill::AfterAck | Kill::DuringPost | Kill::Recovering => {}
         }
     }
 
