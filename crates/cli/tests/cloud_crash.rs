@@ -445,11 +445,13 @@ struct KillReport {
     kind: Kill,
     /// The log offset the next life resumes from (lowest shard checkpoint).
     resume: i64,
-    /// Log records the life had read (its `/metrics`, just before the kill).
+    /// Log records the life had read (its `/metrics`, before the last step).
     read: u64,
     /// Plan index of the last batch posted before the kill.
     at: usize,
+    /// Outbox rows left pending by the kill.
     pending: i64,
+    /// Salesforce calls in flight at the kill.
     in_flight: usize,
 }
 
@@ -480,25 +482,32 @@ async fn run(
             // checkpoints interleave with ingest.
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..20))).await;
         }
-        match kill.kind {
-            Kill::Recovering => {}
-            Kill::AfterAck => {
-                // This life checkpointed some progress, so the next one
-                // restores state and replays only part of the log.
-                wait_checkpoint_past(&cloud, state, resumed_at).await;
-                post(&http, cloud.addr, &plan[next]).await;
+        if kill.kind == Kill::AfterAck {
+            // This life checkpointed some progress, so the next one restores
+            // state and replays only part of the log.
+            wait_checkpoint_past(&cloud, state, resumed_at).await;
+        }
+        let read = metrics(&http, cloud.addr)
+            .await
+            .get("fieldpulse_cloud_log_records_read_total")
+            .copied()
+            .unwrap_or(0.0) as u64;
+        match (kill.kind, plan.get(next)) {
+            (Kill::Recovering, _) | (Kill::AfterAck | Kill::DuringPost, None) => {}
+            (Kill::AfterAck, Some(batch)) => {
+                post(&http, cloud.addr, batch).await;
                 next += 1;
             }
-            Kill::DuringPost => {
+            (Kill::DuringPost, Some(batch)) => {
                 let addr = cloud.addr;
-                let batch = plan[next].clone();
+                let batch = batch.clone();
                 let client = http.clone();
                 let task = tokio::spawn(async move { post(&client, addr, &batch).await });
                 tokio::time::sleep(Duration::from_micros(rng.gen_range(0..5_000))).await;
                 task.abort();
                 // Not known to be acknowledged: re-sent after the restart.
             }
-            Kill::Pending | Kill::MidSend => {
+            (Kill::Pending | Kill::MidSend, _) => {
                 org.emulator.set_faults(if kill.kind == Kill::Pending {
                     FaultConfig {
                         fail_next_503: 1_000_000,
@@ -527,25 +536,17 @@ async fn run(
                 assert!(hit, "{kill:?}: no outbox action was ever pending");
             }
         }
-        let read = metrics(&http, cloud.addr)
-            .await
-            .get("fieldpulse_cloud_log_records_read_total")
-            .copied()
-            .unwrap_or(0.0) as u64;
-        let report = KillReport {
-            resume: 0,
-            kind: kill.kind,
-            read,
-            at: next.saturating_sub(1),
-            pending: pending_actions(state),
-            in_flight: org.emulator.in_flight(),
-        };
+        let in_flight = org.emulator.in_flight();
         cloud.kill9();
         org.emulator.set_faults(FaultConfig::default());
         resumed_at = checkpoint(state).map_or(0, |c| c.0);
         reports.push(KillReport {
+            kind: kill.kind,
             resume: resumed_at,
-            ..report
+            read,
+            at: next.saturating_sub(1),
+            pending: pending_actions(state),
+            in_flight,
         });
         life += 1;
         cloud = start_cloud(&http, &config, state, work, life).await;
