@@ -550,10 +550,19 @@ async fn run(
         });
         life += 1;
         cloud = start_cloud(&http, &config, state, work, life).await;
-        // The gateway re-sends the last batches it saw acknowledged too: duplicates.
-        for b in &plan[next.saturating_sub(2)..next] {
+        // The gateway re-sends the last batches it saw acknowledged too:
+        // duplicates, acknowledged again and not logged twice.
+        let resent = &plan[next.saturating_sub(2)..next];
+        for b in resent {
             post(&http, cloud.addr, b).await;
         }
+        let dups = metrics(&http, cloud.addr).await;
+        assert_eq!(
+            dups.get("fieldpulse_cloud_duplicate_batches_total")
+                .copied(),
+            Some(resent.len() as f64),
+            "re-sent batches are recognised as duplicates after the restart"
+        );
     }
     for b in &plan[next..] {
         post(&http, cloud.addr, b).await;
