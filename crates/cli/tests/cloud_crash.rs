@@ -578,25 +578,20 @@ async fn run(
 async fn wait_idle(http: &reqwest::Client, cloud: &CloudProc, state: &Path) {
     let start = Instant::now();
     let mut calm = 0;
-    let mut last = HashMap::new();
     while calm < 3 {
         let m = metrics(http, cloud.addr).await;
-        let idle = m.get("fieldpulse_cloud_log_lag_records") == Some(&0.0)
-            && m.get("fieldpulse_cloud_outbox_depth") == Some(&0.0)
-            && pending_actions(state) == 0;
+        let lag = m.get("fieldpulse_cloud_log_lag_records").copied();
+        let depth = m.get("fieldpulse_cloud_outbox_depth").copied();
+        let pending = pending_actions(state);
+        let idle = lag == Some(0.0) && depth == Some(0.0) && pending == 0;
         calm = if idle { calm + 1 } else { 0 };
-        last = m;
         assert!(
             start.elapsed() < PATIENCE,
-            "the cloud never went idle (lag {:?}, outbox depth {:?}, pending rows {}):\n{}",
-            last.get("fieldpulse_cloud_log_lag_records"),
-            last.get("fieldpulse_cloud_outbox_depth"),
-            pending_actions(state),
+            "the cloud never went idle (lag {lag:?}, outbox depth {depth:?}, pending rows {pending}):\n{}",
             cloud.output()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = last;
 }
 
 /// (gateway, epoch, seq) of every log record, in offset order.
