@@ -645,6 +645,7 @@ fn outbox(state: &Path) -> Vec<(String, String, String)> {
         .expect("outbox_actions")
 }
 
+/// Rows of `outbox_dead_letters`.
 fn dead_letters(state: &Path) -> i64 {
     open_db(state)
         .expect("database")
@@ -674,6 +675,7 @@ fn assets_of(org: &Org, object: &str, field: &str) -> BTreeMap<String, usize> {
     out
 }
 
+/// `FieldPulse_Key__c` of the org's live records of `object`.
 fn keys_of(org: &Org, object: &str) -> BTreeSet<String> {
     org.emulator
         .records(object)
@@ -730,6 +732,11 @@ async fn sigkill_at_random_points_ends_exactly_as_an_uninterrupted_run() {
         expected.len(),
         distinct.len(),
         "the reference logged each batch once"
+    );
+    assert_eq!(
+        expected.iter().cloned().collect::<BTreeSet<_>>(),
+        distinct,
+        "the reference logged every batch"
     );
     assert_eq!(
         logged, expected,
