@@ -643,7 +643,7 @@ mod tests {
             ),
             evidence: vec![SensorEvidence {
                 sensor: "vib_rms".into(),
-                z: 3.14,
+                z: 3.2,
                 value: 2.5,
             }],
             similar: vec![PastWorkOrder {
@@ -726,7 +726,7 @@ mod tests {
             "bearing wear",
             "80 %",
             "14 days",
-            "vib_rms: 3.1σ above normal",
+            "vib_rms: 3.2σ above normal",
             "WO 00001234",
             "fp-failure-test",
             "Priority Critical",

@@ -358,15 +358,38 @@ pub mod tx {
         Ok(())
     }
 
-    /// Drops checkpoints of shards that no longer exist (the shard count shrank).
+    /// Fits the shard checkpoints to `n_shards` shards at start, before any
+    /// shard runs: drops shards that no longer exist (the shard count
+    /// shrank), and gives every shard a row at the offset the processor
+    /// resumes from. A shard that has not checkpointed yet has reflected
+    /// nothing beyond that offset, so a crash before its first checkpoint
+    /// must not let the other shards' rows move the resume point past it;
+    /// a dropped shard's assets move to the others, so its offset bounds
+    /// theirs.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn drop_shards_from(tx: &Transaction<'_>, n_shards: usize) -> Result<(), StoreError> {
+    pub fn prepare_shards(tx: &Transaction<'_>, n_shards: usize) -> Result<(), StoreError> {
+        let resume: i64 = tx.query_row(
+            "SELECT COALESCE(MIN(next_offset), 0) FROM shard_checkpoint",
+            [],
+            |r| r.get(0),
+        )?;
         tx.execute(
             "DELETE FROM shard_checkpoint WHERE shard >= ?1",
             params![n_shards as i64],
         )?;
+        tx.execute(
+            "UPDATE shard_checkpoint SET next_offset = ?1 WHERE next_offset > ?1",
+            params![resume],
+        )?;
+        for shard in 0..n_shards {
+            tx.execute(
+                "INSERT OR IGNORE INTO shard_checkpoint (shard, n_shards, next_offset, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![shard as i64, n_shards as i64, resume, now_ms()],
+            )?;
+        }
         Ok(())
     }
 
@@ -592,5 +615,44 @@ mod tests {
         // Three openings 20 days apart never make a 14-day group.
         let spread = record(&[("a", 0), ("c", 40 * DAY), ("b", 20 * DAY)]);
         assert!(spread.iter().all(|(_, m)| m.len() == 1), "{spread:?}");
+    }
+
+    fn start(store: &mut Store, n_shards: usize) -> u64 {
+        let t = store.write().unwrap();
+        tx::prepare_shards(&t, n_shards).unwrap();
+        t.commit().unwrap();
+        store.resume_offset().unwrap()
+    }
+
+    fn checkpoint(store: &mut Store, shard: usize, n_shards: usize, offset: u64) {
+        let t = store.write().unwrap();
+        tx::put_shard(&t, shard, n_shards, offset).unwrap();
+        t.commit().unwrap();
+    }
+
+    #[test]
+    fn a_shard_that_never_checkpointed_holds_the_resume_offset_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("cloud.sqlite")).unwrap();
+        assert_eq!(start(&mut store, 2), 0);
+        // Shard 0 checkpoints, the process dies before shard 1 does.
+        checkpoint(&mut store, 0, 2, 10);
+        assert_eq!(start(&mut store, 2), 0, "shard 1 has reflected nothing");
+        checkpoint(&mut store, 0, 2, 12);
+        checkpoint(&mut store, 1, 2, 8);
+        assert_eq!(start(&mut store, 2), 8);
+        // More shards: the new ones start where the old ones resume.
+        assert_eq!(start(&mut store, 4), 8);
+        checkpoint(&mut store, 0, 4, 20);
+        checkpoint(&mut store, 1, 4, 20);
+        assert_eq!(start(&mut store, 4), 8, "shards 2 and 3 never checkpointed");
+        for shard in 0..4 {
+            checkpoint(&mut store, shard, 4, 35 - shard as u64);
+        }
+        // Fewer shards: a dropped shard's assets move, its offset bounds the rest.
+        assert_eq!(start(&mut store, 2), 32);
+        checkpoint(&mut store, 0, 2, 40);
+        checkpoint(&mut store, 1, 2, 40);
+        assert_eq!(start(&mut store, 2), 40);
     }
 }

@@ -233,18 +233,14 @@ impl Processor {
         });
         let n = shared.settings.shards;
         // Resume where the least advanced shard (of any earlier shard count)
-        // stopped, and give every shard of this run a checkpoint row there, so
-        // an asset that moved to another shard never has records skipped.
+        // stopped; every shard of this run gets a checkpoint row there, so an
+        // asset that moved to another shard never has records skipped.
         let resume = {
             let mut store = open_store()?;
-            let resume = store.resume_offset()?;
             let tx = store.write()?;
-            crate::store::tx::drop_shards_from(&tx, n)?;
-            for shard in 0..n {
-                crate::store::tx::put_shard(&tx, shard, n, resume)?;
-            }
+            crate::store::tx::prepare_shards(&tx, n)?;
             tx.commit().map_err(StoreError::from)?;
-            resume
+            store.resume_offset()?
         };
         let mut senders = Vec::new();
         let mut progress = Vec::new();
