@@ -131,6 +131,56 @@ pub struct EpisodeChange {
     pub flapping: bool,
 }
 
+/// A name (asset id, failure mode, product) as part of a record key.
+///
+/// Keys go into upsert URLs and allow only `[A-Za-z0-9_:-]`, while asset ids
+/// come from gateways and may hold anything. ASCII letters, digits and `-`
+/// stay; every other byte becomes `_` and two hex digits, so distinct names
+/// give distinct keys and [`key_part_decode`] gets the name back. A name
+/// whose encoding would pass 96 characters keeps its first 64 and ends with
+/// `_h` and a SHA-256 prefix (distinct still, not reversible).
+pub fn key_part(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02X}"));
+        }
+    }
+    if out.len() > 96 {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let mut cut = 64;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("_h");
+        out.push_str(&hex);
+    }
+    out
+}
+
+/// The name [`key_part`] encoded, or `None` for a hashed or malformed part.
+pub fn key_part_decode(part: &str) -> Option<String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let hex = part.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `2026-12-03T14:00:00.000Z`.
 pub fn sf_datetime(ms: i64) -> String {
     fieldpulse_models::failure::labels::format_ms(ms)
@@ -180,7 +230,10 @@ impl EpisodeChange {
     pub fn insight_key(&self) -> String {
         format!(
             "fp-insight:{}:{}:{}:{}",
-            self.asset, self.mode, self.number, self.change_no
+            key_part(&self.asset),
+            key_part(&self.mode),
+            self.number,
+            self.change_no
         )
     }
 
@@ -668,6 +721,34 @@ mod tests {
 
     fn objects(actions: &[Action]) -> Vec<&str> {
         actions.iter().map(|a| a.sobject.as_str()).collect()
+    }
+
+    #[test]
+    fn any_asset_name_makes_a_valid_distinct_reversible_key() {
+        let names = [
+            "PUMP-001",
+            "plant 1/pump.7",
+            "a_b",
+            "a:b",
+            "a b",
+            "Pumpe Süd #3",
+            "",
+        ];
+        let parts: Vec<String> = names.iter().map(|n| key_part(n)).collect();
+        for (name, part) in names.iter().zip(&parts) {
+            assert!(
+                part.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{part}"
+            );
+            assert_eq!(key_part_decode(part).as_deref(), Some(*name));
+        }
+        let unique: std::collections::BTreeSet<_> = parts.iter().collect();
+        assert_eq!(unique.len(), parts.len(), "{parts:?}");
+        let long = "x".repeat(300);
+        let part = key_part(&long);
+        assert!(part.len() <= 96 && part.contains("_h"));
+        assert_ne!(part, key_part(&"x".repeat(301)));
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn plan_action(key: &str, product: &str, change: &EpisodeChange, n_assets: u
 
 /// A `MaintenanceAsset` row adding `asset` to campaign `key`.
 pub fn member_action(key: &str, asset: &AssetInfo, change: &EpisodeChange) -> Action {
-    let member_key = format!("{key}:{}", asset.name);
+    let member_key = format!("{key}:{}", crate::actions::key_part(&asset.name));
     let mut f = Map::new();
     f.insert("AI_Generated__c".into(), json!(true));
     f.insert("FieldPulse_Trace_Id__c".into(), json!(change.trace_id()));

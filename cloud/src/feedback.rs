@@ -18,6 +18,7 @@ use fieldpulse_salesforce::{flatten_record, QueryOptions, SalesforceClient, SfEr
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value};
 
+use crate::actions::key_part_decode;
 use crate::directory::{Directory, WORK_ORDER_FIELDS};
 use crate::processor::FeedbackEvent;
 use crate::store::{self, FeedbackLabel, Store, StoreError};
@@ -134,8 +135,13 @@ pub fn work_order_event(
     ))
 }
 
-/// Turns one fieldpulse Case (`FieldPulse_Key__c = fp-case:<asset>:<mode>:<n>`) into an event.
-pub fn case_event(case: &Map<String, Value>) -> Option<(FeedbackEvent, Option<FeedbackLabel>)> {
+/// Turns one fieldpulse Case (`FieldPulse_Key__c = fp-case:<asset>:<mode>:<n>`,
+/// name parts as [`key_part`] encodes them) into an event; `resolve` maps a
+/// key whose asset part is hashed (very long names) to (asset, mode).
+pub fn case_event(
+    case: &Map<String, Value>,
+    resolve: impl Fn(&str) -> Option<(String, String)>,
+) -> Option<(FeedbackEvent, Option<FeedbackLabel>)> {
     let closed = case
         .get("IsClosed")
         .and_then(Value::as_bool)
@@ -147,8 +153,11 @@ pub fn case_event(case: &Map<String, Value>) -> Option<(FeedbackEvent, Option<Fe
     let key = text(case, "FieldPulse_Key__c")?;
     let mut parts = key.strip_prefix("fp-case:")?.rsplitn(3, ':');
     let generation = parts.next()?.parse().ok()?;
-    let mode = parts.next()?.to_string();
-    let asset = parts.next()?.to_string();
+    let (mode_part, asset_part) = (parts.next()?, parts.next()?);
+    let (asset, mode) = match (key_part_decode(asset_part), key_part_decode(mode_part)) {
+        (Some(asset), Some(mode)) => (asset, mode),
+        _ => resolve(key)?,
+    };
     let status = text(case, "Status").unwrap_or("").to_ascii_lowercase();
     let not_a_problem = FALSE_ALARM_MARKERS.iter().any(|m| status.contains(m));
     let at_ms = text(case, "ClosedDate")
@@ -237,7 +246,7 @@ pub async fn poll_once(
                 work_order_event(rec, directory)
             } else {
                 report.cases += 1;
-                case_event(rec)
+                case_event(rec, |key| store.episode_of_case(key).ok().flatten())
             };
             if let Some((event, label)) = event {
                 apply(event);
@@ -275,7 +284,7 @@ mod tests {
             "FieldPulse_Key__c": "fp-case:P-001:bearing:2",
             "SystemModstamp": "2026-01-02T03:04:05.000+0000"
         }));
-        let (event, label) = case_event(&case).unwrap();
+        let (event, label) = case_event(&case, |_| None).unwrap();
         assert_eq!(
             event,
             FeedbackEvent::CaseClosed {
@@ -289,7 +298,7 @@ mod tests {
         assert_eq!(label.unwrap().label, "false_alarm");
         let open = flatten_record(&json!({"Status": "New", "IsClosed": false,
             "FieldPulse_Key__c": "fp-case:P-001:bearing:2"}));
-        assert!(case_event(&open).is_none());
+        assert!(case_event(&open, |_| None).is_none());
     }
 
     #[test]

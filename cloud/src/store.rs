@@ -267,6 +267,21 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The (asset, mode) whose episode row carries this Case key.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn episode_of_case(&self, case_key: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT asset, mode FROM episodes WHERE case_key = ?1 LIMIT 1",
+                params![case_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
     /// Feedback labels, oldest first.
     ///
     /// # Errors

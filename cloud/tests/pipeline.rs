@@ -506,3 +506,71 @@ async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_
     assert_eq!(labels, vec!["false_alarm".to_string()]);
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_them() {
+    const ODD: &str = "Süd plant 1/pump.7:a_b";
+    let org = start_org().await;
+    // Rename one faulty asset in Salesforce and in the telemetry.
+    let sf = sf_client(&org);
+    let dir_asset = asset_name(FAULTY[0]);
+    let asset = sf
+        .query(
+            &format!("SELECT Id FROM Asset WHERE Name = '{dir_asset}'"),
+            Default::default(),
+        );
+    let rows: Vec<serde_json::Value> = {
+        use futures_util::TryStreamExt;
+        asset.try_collect().await.expect("soql")
+    };
+    let id = rows[0]["Id"].as_str().unwrap().to_string();
+    sf.update("Asset", &id, &obj(serde_json::json!({"Name": ODD})))
+        .await
+        .expect("rename");
+    let state = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(cloud_config(&org, state.path(), Duration::from_millis(200)), None)
+        .await
+        .expect("cloud starts");
+    let http = reqwest::Client::new();
+    for mut b in batches() {
+        for s in &mut b.series {
+            if s.asset_id == dir_asset {
+                s.asset_id = ODD.into();
+            }
+        }
+        post(&http, cloud.addr, &b).await;
+    }
+    wait_idle(&cloud).await;
+    assert_eq!(count(&org, "Case"), FAULTY.len(), "the odd name opened its Case too");
+    let key = format!(
+        "fp-case:{}:anomaly:1",
+        fieldpulse_cloud::actions::key_part(ODD)
+    );
+    let case = sf
+        .get_by_external_id("Case", "FieldPulse_Key__c", &key)
+        .await
+        .expect("the Case has the encoded key");
+    assert_eq!(case["AssetId"], id);
+    let case_id = case["Id"].as_str().unwrap().to_string();
+    sf.update("Case", &case_id, &obj(serde_json::json!({"Status": "Closed - No Fault Found"})))
+        .await
+        .expect("dismiss");
+    let mut assets = Vec::new();
+    for _ in 0..100 {
+        let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT asset FROM feedback_labels WHERE label = 'false_alarm'")
+            .unwrap();
+        assets = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        if !assets.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(assets, vec![ODD.to_string()]);
+    cloud.shutdown().await.expect("shutdown");
+}

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rows::{split_rows, AssetRows};
 use super::{shard_of, ProcessError, ShardMsg, ShardProgress, Shared};
-use crate::actions::{ChangeKind, EpisodeChange, SensorEvidence, SourceRange};
+use crate::actions::{key_part, ChangeKind, EpisodeChange, SensorEvidence, SourceRange};
 use crate::config::Rollout;
 use crate::directory::Directory;
 use crate::episodes::{
@@ -683,8 +683,9 @@ impl Shard {
             ),
         };
         ep.changes += 1;
-        let case_key = format!("fp-case:{asset}:{mode}:{}", ep.case_gen.max(1));
-        let alert_key = format!("fp-alert:{asset}:{mode}:{}", ep.case_gen.max(1));
+        let (asset_part, mode_part) = (key_part(asset), key_part(mode));
+        let case_key = format!("fp-case:{asset_part}:{mode_part}:{}", ep.case_gen.max(1));
+        let alert_key = format!("fp-alert:{asset_part}:{mode_part}:{}", ep.case_gen.max(1));
         let (offset, seq, gateway, epoch, appended_ms) = match ctx {
             Some(c) => (
                 c.offset,
@@ -921,8 +922,7 @@ impl Shard {
                 continue;
             }
             for action in change.actions() {
-                outbox::enqueue(&tx, &action, now)?;
-                n_actions += 1;
+                n_actions += enqueue_or_refuse(&tx, &action, now)?;
             }
             if change.kind == ChangeKind::Opened
                 && change.predictive
@@ -1027,18 +1027,22 @@ fn applies(wo_mode: Option<&str>, mode: &str) -> bool {
     }
 }
 
-/// A product name as a record-key part: outbox keys allow only
-/// `[A-Za-z0-9_:-]`, product names have spaces and dots.
-fn key_part(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// Enqueues an action; one the outbox refuses as malformed (which would be a
+/// bug here, never the data's fault) is logged and skipped rather than
+/// stopping the shard. Returns how many were enqueued (0 or 1).
+fn enqueue_or_refuse(
+    tx: &rusqlite::Transaction<'_>,
+    action: &outbox::Action,
+    now: i64,
+) -> Result<u64, ProcessError> {
+    match outbox::enqueue(tx, action, now) {
+        Ok(_) => Ok(1),
+        Err(e @ outbox::OutboxError::InvalidAction { .. }) => {
+            tracing::error!(error = %e, "Refused an action the outbox cannot send.");
+            Ok(0)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Records a campaign signal and, when enough assets of the product show the
@@ -1075,16 +1079,15 @@ fn campaign_actions(
             let key = format!(
                 "fp-pm:{}:{}:{}",
                 key_part(product),
-                change.mode,
+                key_part(&change.mode),
                 start / 86_400_000
             );
             store::tx::put_campaign(tx, &key, product, &change.mode, start)?;
-            outbox::enqueue(
+            n += enqueue_or_refuse(
                 tx,
                 &crate::campaign::plan_action(&key, product, change, members.len()),
                 now,
             )?;
-            n += 1;
             key
         }
     };
@@ -1093,12 +1096,11 @@ fn campaign_actions(
             continue;
         };
         if store::tx::join_campaign(tx, &key, asset)? {
-            outbox::enqueue(
+            n += enqueue_or_refuse(
                 tx,
                 &crate::campaign::member_action(&key, member, change),
                 now,
             )?;
-            n += 1;
         }
     }
     Ok(n)
