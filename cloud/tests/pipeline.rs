@@ -2,20 +2,18 @@
 //! log, scoring shards, SQLite, the outbox sender and the strict Salesforce
 //! emulator.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::time::Duration;
 
-use fieldpulse_cloud::config::{CloudConfig, RawCloudConfig, RawGateway};
+use fieldpulse_cloud::config::CloudConfig;
 use fieldpulse_cloud::service::{Cloud, DB_FILE};
 use fieldpulse_cloud::synth::SynthFleet;
-use fieldpulse_proto::v1::{Batch, BatchAck};
-use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, FaultConfig, Fixture};
-use prost::Message;
-use sha2::Digest;
-use tokio_util::sync::CancellationToken;
+use fieldpulse_proto::v1::Batch;
+use fieldpulse_sf_emulator::FaultConfig;
+use support::{post, sf_client, wait_idle, Org};
 
-const TOKEN: &str = "gw-1-test-token";
-const SECRET: &str = "test-only-consumer-secret";
 const SENSORS: [&str; 4] = ["temp_c", "vib_rms", "pressure_bar", "current_a"];
 const N_ASSETS: usize = 10;
 const FAULTY: [usize; 3] = [2, 5, 8];
@@ -23,20 +21,6 @@ const ROWS: usize = 1_600;
 const ROWS_PER_BATCH: usize = 40;
 const FAULT_AT: usize = 900;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01
-
-struct Org {
-    emulator: Emulator,
-    base: String,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-    secret_file: PathBuf,
-}
-
-impl Drop for Org {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
 
 fn asset_name(i: usize) -> String {
     SynthFleet::asset_name(i)
@@ -56,109 +40,18 @@ fn fleet() -> SynthFleet {
 }
 
 async fn start_org() -> Org {
-    // Errors of the cloud's threads show in the test output.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        ))
-        .with_test_writer()
-        .try_init();
-    let config = EmulatorConfig {
-        consumer_secret: Some(SECRET.into()),
-        ..EmulatorConfig::default()
-    };
-    let emulator = Emulator::new(config, None).expect("emulator");
-    let fixture: Fixture = serde_json::from_value(fleet().fixture_json()).expect("fixture");
-    emulator.seed(&fixture).expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(emulator.clone().run(listener, shutdown.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("sf-secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    Org {
-        emulator,
-        base,
-        shutdown,
-        _dir: dir,
-        secret_file,
-    }
+    support::start_org(&fleet().fixture_json()).await
 }
 
 fn cloud_config(org: &Org, state: &Path, checkpoint_every: Duration) -> CloudConfig {
-    let mut raw = RawCloudConfig::default();
-    raw.server.listen = "127.0.0.1:0".into();
-    raw.server.state_dir = state.to_path_buf();
-    raw.gateways = vec![RawGateway {
-        id: "gw-1".into(),
-        token_sha256: hex(&sha2::Sha256::digest(TOKEN.as_bytes())),
-    }];
-    raw.scoring.shards = 2;
-    raw.scoring.sensors = SENSORS.iter().map(|s| s.to_string()).collect();
-    raw.scoring.checkpoint_every = checkpoint_every;
-    raw.salesforce.token_url = org.base.clone();
-    raw.salesforce.client_id = EmulatorConfig::default().consumer_key;
-    raw.salesforce.client_secret_env = None;
-    raw.salesforce.client_secret_file = Some(org.secret_file.clone());
-    raw.feedback.poll_every = Duration::from_millis(300);
-    raw.validate("test config").expect("valid test config")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    support::cloud_config(org, state, |raw| {
+        raw.scoring.sensors = SENSORS.iter().map(|s| s.to_string()).collect();
+        raw.scoring.checkpoint_every = checkpoint_every;
+    })
 }
 
 fn batches() -> Vec<Batch> {
     fleet().batches("gw-1", 42)
-}
-
-async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Batch) -> BatchAck {
-    let body = zstd::encode_all(batch.encode_to_vec().as_slice(), 3).unwrap();
-    for _ in 0..50 {
-        let res = http
-            .post(format!("http://{addr}/v1/batches"))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-encoding", "zstd")
-            .header("content-type", "application/x-protobuf")
-            .header(
-                "idempotency-key",
-                format!("{}/{}", batch.gateway_id, batch.seq),
-            )
-            .body(body.clone())
-            .send()
-            .await
-            .expect("post");
-        if res.status() == 200 {
-            return BatchAck::decode(res.bytes().await.unwrap()).expect("ack");
-        }
-        assert_eq!(
-            res.status(),
-            503,
-            "{}",
-            res.text().await.unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("batch {} never acknowledged", batch.seq);
-}
-
-async fn wait_idle(cloud: &Cloud) {
-    let end = cloud.log.end_offset();
-    let processor = std::sync::Arc::clone(&cloud.processor);
-    let ok = tokio::task::spawn_blocking(move || {
-        processor.wait_processed(end, Duration::from_secs(120))
-    })
-    .await
-    .unwrap();
-    assert!(ok, "processor did not catch up with the log");
-    for _ in 0..600 {
-        if cloud.sender.stats().depth == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("outbox did not drain: depth {}", cloud.sender.stats().depth);
 }
 
 fn count(org: &Org, object: &str) -> usize {
@@ -379,17 +272,6 @@ async fn salesforce_faults_lose_and_duplicate_nothing() {
     assert_eq!(count(&org, "Asset_Alert__c"), FAULTY.len());
 }
 
-fn sf_client(org: &Org) -> fieldpulse_salesforce::SalesforceClient {
-    fieldpulse_salesforce::SalesforceClient::new(fieldpulse_salesforce::ClientConfig::new(
-        fieldpulse_salesforce::AuthConfig::ClientCredentials {
-            token_url: org.base.clone(),
-            client_id: EmulatorConfig::default().consumer_key,
-            client_secret: SECRET.to_string().into(),
-        },
-    ))
-    .expect("client")
-}
-
 fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().expect("object")
 }
@@ -514,11 +396,10 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
     // Rename one faulty asset in Salesforce and in the telemetry.
     let sf = sf_client(&org);
     let dir_asset = asset_name(FAULTY[0]);
-    let asset = sf
-        .query(
-            &format!("SELECT Id FROM Asset WHERE Name = '{dir_asset}'"),
-            Default::default(),
-        );
+    let asset = sf.query(
+        &format!("SELECT Id FROM Asset WHERE Name = '{dir_asset}'"),
+        Default::default(),
+    );
     let rows: Vec<serde_json::Value> = {
         use futures_util::TryStreamExt;
         asset.try_collect().await.expect("soql")
@@ -528,9 +409,12 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
         .await
         .expect("rename");
     let state = tempfile::tempdir().unwrap();
-    let cloud = Cloud::start(cloud_config(&org, state.path(), Duration::from_millis(200)), None)
-        .await
-        .expect("cloud starts");
+    let cloud = Cloud::start(
+        cloud_config(&org, state.path(), Duration::from_millis(200)),
+        None,
+    )
+    .await
+    .expect("cloud starts");
     let http = reqwest::Client::new();
     for mut b in batches() {
         for s in &mut b.series {
@@ -541,7 +425,11 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
         post(&http, cloud.addr, &b).await;
     }
     wait_idle(&cloud).await;
-    assert_eq!(count(&org, "Case"), FAULTY.len(), "the odd name opened its Case too");
+    assert_eq!(
+        count(&org, "Case"),
+        FAULTY.len(),
+        "the odd name opened its Case too"
+    );
     let key = format!(
         "fp-case:{}:anomaly:1",
         fieldpulse_cloud::actions::key_part(ODD)
@@ -552,9 +440,13 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
         .expect("the Case has the encoded key");
     assert_eq!(case["AssetId"], id);
     let case_id = case["Id"].as_str().unwrap().to_string();
-    sf.update("Case", &case_id, &obj(serde_json::json!({"Status": "Closed - No Fault Found"})))
-        .await
-        .expect("dismiss");
+    sf.update(
+        "Case",
+        &case_id,
+        &obj(serde_json::json!({"Status": "Closed - No Fault Found"})),
+    )
+    .await
+    .expect("dismiss");
     let mut assets = Vec::new();
     for _ in 0..100 {
         let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();

@@ -12,28 +12,25 @@
 //! quality is asserted with bars set below the measured numbers (see
 //! [`QUALITY_BARS`]).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use fieldpulse_cloud::config::{CloudConfig, RawCloudConfig, RawGateway, Rollout};
+use fieldpulse_cloud::config::{CloudConfig, RawCloudConfig, Rollout};
 use fieldpulse_cloud::service::{Cloud, DB_FILE};
 use fieldpulse_models::failure::dataset::Telemetry;
 use fieldpulse_models::failure::train::{train, TrainConfig};
 use fieldpulse_models::failure::FleetHistory;
 use fieldpulse_models::gbdt::GbdtParams;
-use fieldpulse_proto::v1::{Batch, BatchAck, Series};
-use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, Fixture};
+use fieldpulse_proto::v1::{Batch, Series};
 use fieldpulse_simulator::product::PRODUCTS;
 use fieldpulse_simulator::{telemetry, Fleet, FleetConfig, Reading, SENSORS};
-use prost::Message;
 use serde_json::Value;
-use sha2::Digest;
-use tokio_util::sync::CancellationToken;
+use support::{post, start_org, wait_idle, Org};
 
-const TOKEN: &str = "gw-predictive-token";
-const SECRET: &str = "test-only-consumer-secret";
 const DAY_MS: i64 = 86_400_000;
 /// Readings every 4 h: the model's streaming features count readings, so the
 /// live fleet must report at the training interval.
@@ -250,122 +247,18 @@ fn batches(live: &Live, days: Option<u64>) -> Vec<Batch> {
         .collect()
 }
 
-struct Org {
-    emulator: Emulator,
-    base: String,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-    secret_file: PathBuf,
-}
-
-impl Drop for Org {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start_org(fixture: &Value) -> Org {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        ))
-        .with_test_writer()
-        .try_init();
-    let config = EmulatorConfig {
-        consumer_secret: Some(SECRET.into()),
-        ..EmulatorConfig::default()
-    };
-    let emulator = Emulator::new(config, None).expect("emulator");
-    let fixture: Fixture = serde_json::from_value(fixture.clone()).expect("fixture");
-    emulator.seed(&fixture).expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(emulator.clone().run(listener, shutdown.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("sf-secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    Org {
-        emulator,
-        base,
-        shutdown,
-        _dir: dir,
-        secret_file,
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn cloud_config(org: &Org, state: &Path, tweak: impl FnOnce(&mut RawCloudConfig)) -> CloudConfig {
-    let mut raw = RawCloudConfig::default();
-    raw.server.listen = "127.0.0.1:0".into();
-    raw.server.state_dir = state.to_path_buf();
-    raw.gateways = vec![RawGateway {
-        id: "gw-1".into(),
-        token_sha256: hex(&sha2::Sha256::digest(TOKEN.as_bytes())),
-    }];
-    raw.scoring.shards = 2;
-    // The model's sensors are used.
-    raw.scoring.sensors = Vec::new();
-    raw.scoring.model = Some(prepared().model_path.clone());
-    // Predictive Cases only: anomaly episodes would blur the model's figures.
-    raw.scoring.anomaly_episodes = false;
-    raw.scoring.failure_every = INTERVAL;
-    raw.campaigns.min_assets = 2;
-    raw.salesforce.token_url = org.base.clone();
-    raw.salesforce.client_id = EmulatorConfig::default().consumer_key;
-    raw.salesforce.client_secret_env = None;
-    raw.salesforce.client_secret_file = Some(org.secret_file.clone());
-    raw.feedback.poll_every = Duration::from_millis(500);
-    tweak(&mut raw);
-    raw.validate("test config").expect("valid test config")
-}
-
-async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Batch) -> BatchAck {
-    let body = zstd::encode_all(batch.encode_to_vec().as_slice(), 3).unwrap();
-    for _ in 0..200 {
-        let res = http
-            .post(format!("http://{addr}/v1/batches"))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-encoding", "zstd")
-            .header("content-type", "application/x-protobuf")
-            .header("idempotency-key", batch.idempotency_key())
-            .body(body.clone())
-            .send()
-            .await
-            .expect("post");
-        if res.status() == 200 {
-            return BatchAck::decode(res.bytes().await.unwrap()).expect("ack");
-        }
-        assert_eq!(
-            res.status(),
-            503,
-            "{}",
-            res.text().await.unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("batch {} never acknowledged", batch.seq);
-}
-
-async fn wait_idle(cloud: &Cloud) {
-    let end = cloud.log.end_offset();
-    let processor = std::sync::Arc::clone(&cloud.processor);
-    let ok = tokio::task::spawn_blocking(move || {
-        processor.wait_processed(end, Duration::from_secs(300))
+    support::cloud_config(org, state, |raw| {
+        // The model's sensors are used.
+        raw.scoring.sensors = Vec::new();
+        raw.scoring.model = Some(prepared().model_path.clone());
+        // Predictive Cases only: anomaly episodes would blur the model's figures.
+        raw.scoring.anomaly_episodes = false;
+        raw.scoring.failure_every = INTERVAL;
+        raw.campaigns.min_assets = 2;
+        raw.feedback.poll_every = Duration::from_millis(500);
+        tweak(raw);
     })
-    .await
-    .unwrap();
-    assert!(ok, "processor did not catch up with the log");
-    for _ in 0..2400 {
-        if cloud.sender.stats().depth == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("outbox did not drain: depth {}", cloud.sender.stats().depth);
 }
 
 /// Runs the cloud over the live fleet's batches and returns its state dir.
