@@ -703,3 +703,59 @@ async fn observe_writes_only_insights_and_review_cases_await_acceptance() {
         );
     }
 }
+
+/// Failure-model state of every asset, as checkpointed.
+fn failure_blobs(state: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    let conn = rusqlite::Connection::open(state.join(DB_FILE)).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT asset, failure FROM asset_state ORDER BY asset")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_swapped_mid_stream_keeps_every_asset_state_and_drops_nothing() {
+    let days = Some(20);
+    let org_a = start_org(&prepared().live.fixture).await;
+    let reference = run(&org_a, days, |_| {}).await;
+
+    let org_b = start_org(&prepared().live.fixture).await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(cloud_config(&org_b, state.path(), |_| {}), None)
+        .await
+        .expect("cloud starts");
+    let http = reqwest::Client::new();
+    let all = batches(&prepared().live, days);
+    let half = all.len() / 2;
+    for b in &all[..half] {
+        post(&http, cloud.addr, b).await;
+    }
+    // A re-promoted model (same features): the shards switch between two
+    // records without stopping, carrying each asset's streaming state over.
+    let model = fieldpulse_cloud::service::load_model(&prepared().model_path).expect("model");
+    cloud.processor.swap_model(model);
+    for b in &all[half..] {
+        post(&http, cloud.addr, b).await;
+    }
+    wait_idle(&cloud).await;
+    let scored = cloud
+        .processor
+        .metrics()
+        .readings_scored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    cloud.shutdown().await.expect("clean shutdown");
+
+    let expected: u64 = all.iter().map(|b| b.n_readings() as u64).sum();
+    assert_eq!(scored, expected, "every reading scored across the swap");
+    let a = failure_blobs(reference.path());
+    let b = failure_blobs(state.path());
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "the swap changed no asset's failure-model state");
+    assert_eq!(
+        org_b.emulator.live_count("Case"),
+        org_a.emulator.live_count("Case")
+    );
+}
