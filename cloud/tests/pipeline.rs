@@ -466,3 +466,54 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
     assert_eq!(assets, vec![ODD.to_string()]);
     cloud.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_backfill_is_scored_but_opens_no_alert() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(
+        cloud_config(&org, state.path(), Duration::from_millis(200)),
+        None,
+    )
+    .await
+    .expect("cloud starts");
+    let http = reqwest::Client::new();
+    // The same faults, delivered by the edge's backfill lane long after they happened.
+    for mut b in batches() {
+        b.historical = true;
+        post(&http, cloud.addr, &b).await;
+    }
+    wait_idle(&cloud).await;
+    let scored = cloud
+        .processor
+        .metrics()
+        .readings_scored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    cloud.shutdown().await.expect("shutdown");
+    assert_eq!(
+        scored,
+        fleet().n_readings(),
+        "backfill updates state and is scored"
+    );
+    assert_eq!(count(&org, "Case"), 0, "but old data opens no alert");
+    assert_eq!(count(&org, "Asset_Alert__c"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_artifact_that_does_not_validate_is_refused_at_start() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let model = tempfile::tempdir().unwrap();
+    std::fs::write(model.path().join("model.json"), "{\"version\": 1}").unwrap();
+    let cfg = support::cloud_config(&org, state.path(), |raw| {
+        raw.scoring.model = Some(model.path().to_path_buf());
+    });
+    let err = Cloud::start(cfg, None)
+        .await
+        .expect_err("a broken model must not score");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("model") && msg.contains(&model.path().display().to_string()),
+        "{msg}"
+    );
+}
