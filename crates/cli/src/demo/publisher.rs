@@ -146,7 +146,9 @@ pub async fn run(
     Ok(())
 }
 
-/// One scan of one asset, in one of three payload shapes chosen by asset.
+/// One scan of one asset, in one of three payload shapes chosen by asset
+/// (every product gets every shape: products are assigned round-robin by
+/// asset index, shapes by a third of it).
 async fn publish_scan(
     client: &AsyncClient,
     asset_idx: usize,
@@ -169,7 +171,7 @@ async fn publish_scan(
         return Ok(());
     }
     let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(values.len());
-    match asset_idx % 3 {
+    match (asset_idx / 3) % 3 {
         // One JSON `{"ts","value"}` message per sensor.
         0 => {
             for (sensor, value) in &values {

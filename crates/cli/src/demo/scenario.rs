@@ -5,7 +5,7 @@
 //!
 //! The replayed window ends at a fixed date ([`REPLAY_END_MS`]): the
 //! simulator's physics follow the season and the time of day, so a fixed
-//! calendar is what makes the same seed give the same Cases on any day.
+//! calendar is what makes the same seed give the same fleet on any day.
 
 use std::path::Path;
 use std::time::Duration;
@@ -165,12 +165,17 @@ pub fn prepare(
         },
     )
     .context("training the failure model")?;
-    for c in &outcome.test.classifiers {
-        progress(&format!(
-            "  held-out test: {} within {} days: precision {:.2}, recall {:.2}",
-            c.mode, c.horizon_days, c.precision, c.recall
-        ));
-    }
+    let held_out: Vec<String> = outcome
+        .test
+        .classifiers
+        .iter()
+        .filter(|c| (c.horizon_days - 14.0).abs() < 0.5)
+        .map(|c| format!("{} P {:.2} R {:.2}", c.mode, c.precision, c.recall))
+        .collect();
+    progress(&format!(
+        "  held-out test, failure within 14 days: {}",
+        held_out.join(", ")
+    ));
     outcome
         .model
         .save(model_dir)
