@@ -24,11 +24,12 @@ mod uplink;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use fieldpulse_cloud::processor::Processor;
 use fieldpulse_cloud::service::Cloud;
 use fieldpulse_edge::{Agent, EdgeConfig};
 use tokio_util::sync::CancellationToken;
@@ -237,10 +238,12 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         Arc::clone(&stats),
         shutdown.child_token(),
     ));
+    let live_processor = Arc::new(Mutex::new(Arc::clone(&cloud.processor)));
     let ticker = (!args.json).then(|| {
         tokio::spawn(live_progress(
             Arc::clone(&stats),
             edge_metrics.clone(),
+            Arc::clone(&live_processor),
             org.emulator.clone(),
             scenario.start_ms,
         ))
@@ -262,6 +265,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         .await
         .context("restarting the cloud")?;
     uplink.restore(cloud.addr);
+    *live_processor.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&cloud.processor);
     progress(
         args,
         "cloud restarted on its state directory, uplink back: live data first, backlog drains as historical",
@@ -307,6 +311,15 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     edge_shutdown.cancel();
     let edge_summary = edge.await.context("edge task")?.context("edge agent")?;
     lives.push(cloud.ingest.stats());
+    let recovery = {
+        let m = cloud.processor.metrics();
+        report::Recovery {
+            assets_restored: m.assets_restored.load(Ordering::Relaxed),
+            readings_skipped: m.replayed_skipped.load(Ordering::Relaxed),
+            changes_not_reemitted: m.replayed_changes.load(Ordering::Relaxed),
+            episodes_open: cloud.processor.status().episodes_open,
+        }
+    };
     cloud.shutdown().await.context("cloud shutdown")?;
     let outcome = outcome::collect(&org.emulator, &scenario, &stats);
     Ok(report::DemoSummary::collect(report::Collected {
@@ -320,14 +333,17 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         cloud: &lives,
         outcome,
         peak_spool,
+        recovery,
         wall_seconds: wall.elapsed().as_secs_f64(),
     }))
 }
 
-/// One line every 5 s: fleet time, readings/s, spool backlog, Cases.
+/// One line every 5 s: fleet time, readings/s, spool backlog, open
+/// episodes, Cases.
 async fn live_progress(
     stats: Arc<PublishStats>,
     edge: fieldpulse_edge::MetricsHandle,
+    processor: Arc<Mutex<Arc<Processor>>>,
     emulator: fieldpulse_sf_emulator::Emulator,
     start_ms: i64,
 ) {
@@ -338,8 +354,13 @@ async fn live_progress(
         let now = stats.valid_readings.load(Ordering::Relaxed);
         let fleet_ms = stats.fleet_ms.load(Ordering::Relaxed);
         let m = edge.snapshot();
+        let open = processor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status()
+            .episodes_open;
         eprintln!(
-            "demo: fleet day {:>5.1}: {:>6.0} readings/s, spool backlog {} records, {} Cases in Salesforce",
+            "demo: fleet day {:>5.1}: {:>6.0} readings/s, spool backlog {} records, {open} open episodes, {} Cases in Salesforce",
             (fleet_ms - start_ms).max(0) as f64 / DAY_MS as f64,
             (now - last) as f64 / every.as_secs_f64(),
             m.spool_records_uncut,

@@ -75,6 +75,15 @@ pub struct DemoSummary {
     pub cloud_readings_historical: u64,
     /// The edge agent flushed, fsynced and forwarded within its shutdown grace period.
     pub edge_finished_in_grace: bool,
+    /// After the cloud was killed: assets whose state came back from a checkpoint.
+    pub cloud_assets_restored: u64,
+    /// After the cloud was killed: readings re-read from the log and skipped
+    /// because the restored state already reflected them.
+    pub cloud_readings_skipped_on_replay: u64,
+    /// After the cloud was killed: episode changes replayed but not emitted again.
+    pub cloud_changes_not_reemitted: u64,
+    /// Episodes open at the end.
+    pub episodes_open: u64,
     /// Cases in the emulator.
     pub cases_created: usize,
     /// `Asset_Alert__c` records in the emulator.
@@ -107,6 +116,19 @@ pub struct DemoSummary {
     pub cases: Vec<CaseRow>,
 }
 
+/// The restarted cloud's recovery counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery {
+    /// Assets restored from a checkpoint.
+    pub assets_restored: u64,
+    /// Readings skipped on replay.
+    pub readings_skipped: u64,
+    /// Changes replayed but not emitted again.
+    pub changes_not_reemitted: u64,
+    /// Episodes open at the end.
+    pub episodes_open: u64,
+}
+
 /// Inputs of [`DemoSummary::collect`].
 #[derive(Debug)]
 pub struct Collected<'a> {
@@ -130,6 +152,8 @@ pub struct Collected<'a> {
     pub outcome: Outcome,
     /// Peak spool backlog during the outage.
     pub peak_spool: u64,
+    /// The restarted cloud's recovery.
+    pub recovery: Recovery,
     /// Wall time of the run, seconds.
     pub wall_seconds: f64,
 }
@@ -179,6 +203,10 @@ impl DemoSummary {
             peak_spool_backlog_records: c.peak_spool,
             cloud_readings_historical: c.cloud.iter().map(|s| s.readings_historical).sum(),
             edge_finished_in_grace: c.edge_run.finished_in_grace,
+            cloud_assets_restored: c.recovery.assets_restored,
+            cloud_readings_skipped_on_replay: c.recovery.readings_skipped,
+            cloud_changes_not_reemitted: c.recovery.changes_not_reemitted,
+            episodes_open: c.recovery.episodes_open,
             cases_created: c.outcome.cases.len(),
             asset_alerts: c.outcome.asset_alerts,
             pm_campaign_drafts: c.outcome.pm_campaign_drafts,
@@ -307,6 +335,13 @@ impl DemoSummary {
             out,
             "  outage     uplink cut and cloud killed and restarted: spool backlog peaked at {} records",
             self.peak_spool_backlog_records
+        );
+        let _ = writeln!(
+            out,
+            "             the restarted cloud restored {} assets from checkpoints, skipped {} readings it had already scored, did not re-emit {} changes",
+            self.cloud_assets_restored,
+            self.cloud_readings_skipped_on_replay,
+            self.cloud_changes_not_reemitted
         );
         let _ = writeln!(
             out,
