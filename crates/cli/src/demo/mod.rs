@@ -226,7 +226,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     progress(
         args,
         &format!(
-            "replaying {} assets x {replay_days} days of fleet time ({} readings) over MQTT in about {:?}",
+            "replaying {} assets x {replay_days} days of fleet time ({} scans) over MQTT in about {:?}",
             args.assets,
             plan.readings.len(),
             args.duration
