@@ -262,3 +262,80 @@ pub fn assets_with_cases(cases: &[CaseRow]) -> usize {
         .collect::<BTreeSet<_>>()
         .len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::scenario::{Failure, DAY_MS};
+
+    fn scenario(failures: Vec<Failure>) -> Scenario {
+        Scenario {
+            names: vec!["pump-0001".into(), "comp-0002".into()],
+            readings: Vec::new(),
+            start_ms: 0,
+            window_start_ms: 10 * DAY_MS,
+            end_ms: 40 * DAY_MS,
+            fixture: Value::Null,
+            failures,
+            trained_on: (0, 0),
+        }
+    }
+
+    fn failure(asset: &str, mode: &str, day: i64) -> Failure {
+        Failure {
+            asset: asset.into(),
+            mode: mode.into(),
+            ts_ms: day * DAY_MS,
+        }
+    }
+
+    fn opening(asset: &str, mode: &str, day: i64) -> Opening {
+        Opening {
+            asset: asset.into(),
+            mode: mode.into(),
+            opened_ms: day * DAY_MS,
+        }
+    }
+
+    #[test]
+    fn quality_judges_openings_in_the_window_against_the_truth() {
+        let s = scenario(vec![
+            // Caught 5 days ahead by a right-mode opening (the first one counts).
+            failure("pump-0001", "bearing", 20),
+            // Only a wrong-mode opening before it: missed.
+            failure("comp-0002", "fouling", 30),
+            // Before the window: not judged.
+            failure("pump-0001", "fouling", 5),
+            // After the window: judges an opening, is not a failure in it.
+            failure("comp-0002", "bearing", 45),
+        ]);
+        let opened = [
+            opening("pump-0001", "bearing", 15),
+            opening("pump-0001", "bearing", 17),
+            opening("comp-0002", "electrical", 28),
+            opening("comp-0002", "bearing", 38),
+            // Warm-up opening: not judged.
+            opening("pump-0001", "fouling", 2),
+        ];
+        let q = quality(&s, &opened);
+        assert_eq!(q.failures, 2);
+        assert_eq!(q.caught, 1);
+        assert_eq!(q.lead_hours, vec![5.0 * 24.0]);
+        assert_eq!((q.true_alarms, q.false_alarms), (3, 1));
+        assert_eq!(q.recall(), 0.5);
+        assert_eq!(q.precision(), 0.75);
+        assert_eq!(q.median_lead_hours(), Some(120.0));
+        assert_eq!(Quality::default().median_lead_hours(), None);
+        assert_eq!(Quality::default().precision(), 0.0);
+    }
+
+    #[test]
+    fn case_keys_give_asset_and_mode_and_bad_keys_none() {
+        assert_eq!(
+            case_asset_mode("fp-case:pump-0001:bearing:2"),
+            Some(("pump-0001".into(), "bearing".into()))
+        );
+        assert_eq!(case_asset_mode("fp-alert:pump-0001:bearing:2"), None);
+        assert_eq!(case_asset_mode("fp-case:bearing"), None);
+    }
+}

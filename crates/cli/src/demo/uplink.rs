@@ -89,3 +89,65 @@ async fn relay(mut inbound: TcpStream, target: SocketAddr) {
         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An echo server; returns its address.
+    async fn echo() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// Sends a byte through the uplink; true when it came back.
+    async fn round_trip(addr: SocketAddr) -> bool {
+        let Ok(mut s) = TcpStream::connect(addr).await else {
+            return false;
+        };
+        if s.write_all(b"x").await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await,
+            Ok(Ok(1))
+        )
+    }
+
+    #[tokio::test]
+    async fn relays_is_cut_and_is_restored_towards_a_new_target() {
+        let first = echo().await;
+        let uplink = Uplink::start(first).await.unwrap();
+        assert!(round_trip(uplink.addr).await);
+        // A connection open across the cut is reset.
+        let mut open = TcpStream::connect(uplink.addr).await.unwrap();
+        open.write_all(b"x").await.unwrap();
+        let mut buf = [0u8; 1];
+        open.read_exact(&mut buf).await.unwrap();
+        uplink.cut();
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            open.read_to_end(&mut rest),
+        )
+        .await
+        .unwrap()
+        .unwrap_or(0);
+        assert_eq!(n, 0, "the open connection ended");
+        assert!(!round_trip(uplink.addr).await, "cut: nothing comes back");
+        let second = echo().await;
+        uplink.restore(second);
+        assert!(round_trip(uplink.addr).await);
+    }
+}
