@@ -251,7 +251,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     tokio::time::sleep(args.duration / 3).await;
     progress(
         args,
-        "uplink cut: the edge keeps PUBACKing from its spool; killing the cloud process",
+        "uplink cut: the edge keeps accepting readings into its spool; killing the cloud process",
     );
     uplink.cut();
     // Let a commit that was already under way finish before the kill is
@@ -300,6 +300,13 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     let drained_by = tokio::time::Instant::now() + Duration::from_secs(120);
     while cloud.sender.stats().depth > 0 && tokio::time::Instant::now() < drained_by {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let depth = cloud.sender.stats().depth;
+    if depth > 0 {
+        progress(
+            args,
+            &format!("the outbox still holds {depth} actions after 120 s; the summary shows what reached Salesforce"),
+        );
     }
     if let Some(t) = ticker {
         t.abort();
