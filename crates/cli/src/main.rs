@@ -43,7 +43,7 @@ enum Command {
     ///
     /// Example: `fieldpulse cloud --config cloud/fieldpulse-cloud.example.toml`
     Cloud(cloud::CloudArgs),
-    /// Run the whole pipeline locally on embedded defaults and print a summary.
+    /// Run the whole product locally (simulated fleet, edge, cloud, emulated Salesforce) and print the Cases.
     Demo(demo::DemoArgs),
     /// Evaluate models: the NASA C-MAPSS benchmark, or a trained artifact.
     Eval(eval::EvalArgs),

@@ -1,18 +1,25 @@
-//! `fieldpulse demo` end to end: the real binary, broker, edge and ingest.
+//! `fieldpulse demo` end to end: the real binary, broker, edge, cloud
+//! processor and Salesforce emulator, at a small size.
 
 use std::process::Command;
 
 #[test]
-fn demo_accounts_for_every_reading_and_writes_its_summary() {
+fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
         .args([
             "demo",
             "--json",
             "--assets",
-            "12",
+            "24",
+            "--days",
+            "20",
+            "--warmup-days",
+            "20",
+            "--history-assets",
+            "24",
             "--duration",
-            "4s",
+            "6s",
             "--out",
         ])
         .arg(out.path())
@@ -29,13 +36,29 @@ fn demo_accounts_for_every_reading_and_writes_its_summary() {
             .as_u64()
             .unwrap_or_else(|| panic!("{key} in {summary}"))
     };
+    for key in [
+        "readings_published",
+        "readings_ingested",
+        "readings_lost",
+        "duplicates_dropped",
+        "rejected",
+        "cases_created",
+        "asset_alerts",
+        "pm_campaign_drafts",
+        "ai_insights",
+        "case_precision",
+        "case_recall",
+        "median_lead_time_hours",
+        "false_alarms",
+        "latency_ms_p50",
+        "latency_ms_p99",
+    ] {
+        assert!(summary.get(key).is_some(), "{key} missing in {summary}");
+    }
     assert_eq!(count("readings_lost"), 0);
     assert_eq!(count("readings_duplicated"), 0);
     assert!(count("readings_published") > 1_000);
-    assert_eq!(
-        count("cloud_readings_ingested"),
-        count("readings_published")
-    );
+    assert_eq!(count("readings_ingested"), count("readings_published"));
     assert_eq!(
         count("messages_acknowledged_by_broker"),
         count("messages_published")
@@ -48,9 +71,32 @@ fn demo_accounts_for_every_reading_and_writes_its_summary() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(rejected, count("malformed_messages_published"));
-    // The outage made the edge spool and backfill.
+    assert_eq!(count("rejected"), rejected);
+    // The outage (uplink cut, cloud killed and restarted) made the edge spool
+    // and backfill.
     assert!(count("cloud_readings_historical") > 0);
-    assert!(summary["live_resumed_before_backlog"].as_bool().unwrap());
+    assert!(count("edge_send_failures") > 0);
+    // The model raised Cases; every Case has its alert and its audit trail.
+    let cases = count("cases_created");
+    assert!(cases >= 1, "{summary}");
+    assert_eq!(summary["cases"].as_array().unwrap().len() as u64, cases);
+    assert!(count("asset_alerts") >= cases);
+    assert!(count("ai_insights") >= cases);
+    for c in summary["cases"].as_array().unwrap() {
+        for field in ["asset", "priority", "mode", "opened"] {
+            assert!(
+                !c[field].as_str().unwrap_or_default().is_empty(),
+                "{field} in {c}"
+            );
+        }
+    }
+    let unit = |key: &str| {
+        let x = summary[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key} {x}");
+    };
+    unit("case_precision");
+    unit("case_recall");
+    assert!(count("latency_ms_p99") >= count("latency_ms_p50"));
     assert!(
         summary["edge_finished_in_grace"].as_bool().unwrap(),
         "{summary}"

@@ -1,50 +1,70 @@
-//! `fieldpulse demo`: the whole pipeline on embedded defaults.
+//! `fieldpulse demo`: the whole product on embedded defaults.
 //!
-//! An in-process MQTT broker (`rumqttd`, or `--broker` for your own), a
-//! simulated fleet publishing in
-//! every supported payload shape plus malformed payloads, the real edge agent
-//! (`fieldpulse_edge::Agent`) with its disk spool, and the real cloud ingest
-//! endpoint (`fieldpulse_cloud::ingest`, authenticated by a per-run gateway
-//! token) over the durable, segmented `fieldpulse_cloud::log::IngestLog`. Midway
-//! the ingest goes down for a few seconds (it answers 503, as a cloud that
-//! cannot commit does): the spool grows, then live data resumes first while
-//! the backlog drains as `historical`. The summary accounts for every reading.
+//! A simulated history fleet trains a failure model; a separate simulated
+//! live fleet seeds an in-process Salesforce emulator (Accounts, Products,
+//! Assets, Work Order history) and is replayed at a speed-up over MQTT
+//! (`rumqttd` in-process, or `--broker` for your own), in every timestamped
+//! payload shape plus malformed payloads; the real edge agent
+//! (`fieldpulse_edge::Agent`) spools and forwards it to the real cloud
+//! (`fieldpulse_cloud::service::Cloud`: ingest log, scoring shards with the
+//! model, episodes, outbox) through a relay standing for the network. A third
+//! of the way in the uplink is cut and the cloud process is killed
+//! (`Cloud::abort`, no drain) and restarted on its state directory: the edge
+//! spools, then backfills. The summary accounts for every reading, lists the
+//! Cases the dispatcher sees and judges them against the simulator's ground
+//! truth.
 
 mod broker;
+mod org;
+mod outcome;
 mod publisher;
 mod report;
-mod sink;
+mod scenario;
+mod uplink;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use fieldpulse_cloud::ingest::{GatewayToken, Ingest, IngestConfig};
-use fieldpulse_cloud::log::{IngestLog, LogConfig};
+use fieldpulse_cloud::processor::Processor;
+use fieldpulse_cloud::service::Cloud;
 use fieldpulse_edge::{Agent, EdgeConfig};
 use tokio_util::sync::CancellationToken;
 
 use self::publisher::{FleetPlan, PublishStats};
-use self::sink::DemoSink;
+use self::scenario::{ScenarioConfig, DAY_MS};
 
-/// Run the whole pipeline locally and print what happened.
+/// Run the whole product locally and print what happened.
 ///
 /// Example: `fieldpulse demo --json`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  fieldpulse demo --json          # summary as JSON (also in demo-out/summary.json)\n  fieldpulse demo --broker 127.0.0.1:1883 --assets 100 --duration 30s"
+    after_help = "Example:\n  fieldpulse demo --json          # summary as JSON (also in demo-out/summary.json)\n  fieldpulse demo --broker 127.0.0.1:1883 --assets 60 --days 14 --duration 30s"
 )]
 pub struct DemoArgs {
-    /// Directory for the spool, the ingest log and `summary.json` (emptied first).
+    /// Directory for the model, the spool, the cloud state and `summary.json` (emptied first).
     #[arg(long, default_value = "demo-out")]
     pub out: PathBuf,
-    /// Number of simulated assets.
-    #[arg(long, default_value_t = 40)]
+    /// Number of simulated assets replayed.
+    #[arg(long, default_value_t = 120)]
     pub assets: usize,
-    /// How long the fleet publishes.
-    #[arg(long, default_value = "12s", value_parser = humantime::parse_duration)]
+    /// Days of fleet time judged against the ground truth (replayed after the warm-up).
+    #[arg(long, default_value_t = 30)]
+    pub days: u64,
+    /// Days of fleet time replayed first so the scorers are warm.
+    #[arg(long, default_value_t = 30)]
+    pub warmup_days: u64,
+    /// Assets in the simulated year of history the model is trained on.
+    #[arg(long, default_value_t = 48)]
+    pub history_assets: usize,
+    /// Seed of the simulated fleets (the same seed gives the same Cases).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Wall time the replay should take (longer if the machine cannot keep up).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Use this MQTT broker (`host:port`, e.g. a local mosquitto) instead of
     /// the embedded one.
@@ -57,6 +77,22 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=5_000).contains(&args.assets),
+        "--assets must be in 1..=5000"
+    );
+    anyhow::ensure!(
+        (1..=3_650).contains(&args.days),
+        "--days must be in 1..=3650"
+    );
+    anyhow::ensure!(
+        args.warmup_days <= 3_650,
+        "--warmup-days must be at most 3650"
+    );
+    anyhow::ensure!(
+        (6..=5_000).contains(&args.history_assets),
+        "--history-assets must be in 6..=5000"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,13 +115,79 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
+    let wall = std::time::Instant::now();
     if args.out.exists() {
         std::fs::remove_dir_all(&args.out)
             .with_context(|| format!("emptying {}", args.out.display()))?;
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = std::fs::canonicalize(&args.out)
+        .with_context(|| format!("resolving {}", args.out.display()))?;
     let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+
+    // The world: a trained model, the live fleet and its truth.
+    let model_dir = out.join("model");
+    let scenario_cfg = ScenarioConfig {
+        assets: args.assets,
+        history_assets: args.history_assets,
+        warmup_days: args.warmup_days,
+        days: args.days,
+        seed: args.seed,
+    };
+    let quiet = args.json;
+    let scenario = {
+        let model_dir = model_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            scenario::prepare(&scenario_cfg, &model_dir, &mut |line| {
+                if !quiet {
+                    eprintln!("demo: {line}");
+                }
+            })
+        })
+        .await
+        .context("scenario task")??
+    };
+
+    // Salesforce (emulated) and the cloud processor with the model.
+    let org = org::start(&scenario.fixture, &out, shutdown.child_token()).await?;
+    progress(
+        args,
+        &format!(
+            "Salesforce emulator at {} seeded with {} assets and their Work Order history",
+            org.base,
+            scenario.names.len()
+        ),
+    );
+    let token = random_token();
+    let token_file = out.join("gateway.token");
+    std::fs::write(&token_file, &token)
+        .with_context(|| format!("writing {}", token_file.display()))?;
+    let replay_days = args.warmup_days + args.days;
+    // How old the replayed readings are by the wall clock, in days: the edge
+    // must accept them and the cloud may open Cases on them.
+    let age_days = (fieldpulse_edge::clock::now_ms() - scenario.start_ms).max(0) / DAY_MS + 2;
+    let cloud_cfg = org::cloud_config(
+        &org,
+        &out.join("cloud-state"),
+        GATEWAY_ID,
+        &token,
+        &model_dir,
+        age_days as u64,
+    )?;
+    let cloud = Cloud::start(cloud_cfg.clone(), None)
+        .await
+        .context("starting the cloud")?;
+    progress(
+        args,
+        &format!(
+            "cloud processor serving on {} with the model loaded",
+            cloud.addr
+        ),
+    );
+    let uplink = uplink::Uplink::start(cloud.addr).await?;
+
     let (broker, broker_kind) = match args.broker {
         Some(addr) => (addr, format!("external {addr}")),
         None => {
@@ -93,29 +195,8 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
             (broker::start()?, "rumqttd (embedded)".to_string())
         }
     };
-
-    // The cloud side: the real ingest API over the durable log, with a
-    // gateway token made for this run (the edge reads it from a file).
-    let token = demo_token();
-    let token_file = args.out.join("gateway.token");
-    std::fs::write(&token_file, &token)
-        .with_context(|| format!("writing {}", token_file.display()))?;
-    let log_dir = args.out.join("ingest-log");
-    let (log, recovered) = IngestLog::open(&log_dir, LogConfig::default())
-        .with_context(|| format!("opening the ingest log in {}", log_dir.display()))?;
-    let sink = DemoSink::new(log);
-    let ingest_config = IngestConfig {
-        tokens: vec![GatewayToken::from_plaintext(GATEWAY_ID, &token)],
-        ..IngestConfig::default()
-    };
-    let ingest = Ingest::new(ingest_config, sink.clone(), &recovered)
-        .context("building the ingest service")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let cloud_addr = listener.local_addr()?;
-    let cloud = tokio::spawn(Arc::clone(&ingest).serve(listener, shutdown.child_token()));
-
     // The edge agent, configured as a gateway operator would.
-    let config = edge_config(broker, cloud_addr, &args.out)?;
+    let config = edge_config(broker, uplink.addr, &out, age_days as u64)?;
     let agent = Agent::start(config)
         .await
         .context("starting the edge agent")?;
@@ -133,17 +214,23 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // The fleet, with an uplink outage in the middle of the run.
+    // The fleet, with an uplink cut and a cloud crash a third of the way in.
     let stats = Arc::new(PublishStats::default());
     let plan = FleetPlan {
-        n_assets: args.assets,
-        tick: Duration::from_millis(50),
+        names: scenario.names.clone(),
+        readings: scenario.readings.clone(),
+        start_ms: scenario.start_ms,
+        end_ms: scenario.end_ms,
         duration: args.duration,
-        seed: 7,
     };
     progress(
         args,
-        &format!("publishing {} assets for {:?}", args.assets, args.duration),
+        &format!(
+            "replaying {} assets x {replay_days} days of fleet time ({} scans) over MQTT in about {:?}",
+            args.assets,
+            plan.readings.len(),
+            args.duration
+        ),
     );
     let fleet = tokio::spawn(publisher::run(
         broker,
@@ -151,62 +238,153 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         Arc::clone(&stats),
         shutdown.child_token(),
     ));
-    let outage = outage_window(args.duration);
-    tokio::time::sleep(outage.0).await;
+    let live_processor = Arc::new(Mutex::new(Arc::clone(&cloud.processor)));
+    let ticker = (!args.json).then(|| {
+        tokio::spawn(live_progress(
+            Arc::clone(&stats),
+            edge_metrics.clone(),
+            Arc::clone(&live_processor),
+            org.emulator.clone(),
+            scenario.start_ms,
+        ))
+    });
+    tokio::time::sleep(args.duration / 3).await;
     progress(
         args,
-        "uplink outage: the cloud answers 503, the edge spools",
+        "uplink cut: the edge keeps accepting readings into its spool; killing the cloud process",
     );
-    sink.set_outage(true);
-    let peak_spool = watch_peak_spool(&edge_metrics, outage.1).await;
-    sink.set_outage(false);
+    uplink.cut();
+    // Let a commit that was already under way finish before the kill is
+    // counted (its batch is then a duplicate the edge re-sends).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut lives = vec![cloud.ingest.stats()];
+    cloud.abort().await;
+    let outage = (args.duration / 6).max(Duration::from_secs(2));
+    let peak_spool = watch_peak_spool(&edge_metrics, outage).await;
+    let cloud = Cloud::start(cloud_cfg, None)
+        .await
+        .context("restarting the cloud")?;
+    uplink.restore(cloud.addr);
+    *live_processor.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&cloud.processor);
     progress(
         args,
-        "uplink back: live data first, backlog drains as historical",
+        "cloud restarted on its state directory, uplink back: live data first, backlog drains as historical",
     );
     fleet.await.context("publisher task")??;
 
-    // Everything the broker acknowledged must reach the cloud.
-    let expected = stats
-        .valid_readings
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while ingest.stats().readings_ingested < expected && tokio::time::Instant::now() < deadline {
+    // Everything the broker acknowledged must reach the cloud, be scored and
+    // its actions reach Salesforce.
+    let expected = stats.valid_readings.load(Ordering::Relaxed);
+    let before: u64 = lives.iter().map(|s| s.readings_ingested).sum();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while before + cloud.ingest.stats().readings_ingested < expected
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    progress(args, "stopping the edge (flush, fsync, exit)");
+    progress(
+        args,
+        "fleet replayed; waiting for scoring and the outbox to drain",
+    );
+    let end = cloud.log.end_offset();
+    let processor = Arc::clone(&cloud.processor);
+    let caught_up = tokio::task::spawn_blocking(move || {
+        processor.wait_processed(end, Duration::from_secs(300))
+    })
+    .await
+    .context("waiting for the processor")?;
+    anyhow::ensure!(
+        caught_up,
+        "the cloud processor did not catch up with its log within 300 s"
+    );
+    let drained_by = tokio::time::Instant::now() + Duration::from_secs(120);
+    while cloud.sender.stats().depth > 0 && tokio::time::Instant::now() < drained_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let depth = cloud.sender.stats().depth;
+    if depth > 0 {
+        progress(
+            args,
+            &format!("the outbox still holds {depth} actions after 120 s; the summary shows what reached Salesforce"),
+        );
+    }
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    progress(
+        args,
+        "stopping the edge (flush, fsync, exit) and the cloud (drain, checkpoint)",
+    );
     edge_shutdown.cancel();
     let edge_summary = edge.await.context("edge task")?.context("edge agent")?;
-    shutdown.cancel();
-    cloud
-        .await
-        .context("ingest task")?
-        .context("ingest server")?;
-    let mut summary = report::DemoSummary::collect(
-        &stats,
-        &edge_metrics.snapshot(),
-        &edge_summary,
-        &ingest.stats(),
-        sink.take_latencies(),
+    lives.push(cloud.ingest.stats());
+    let recovery = {
+        let m = cloud.processor.metrics();
+        report::Recovery {
+            assets_restored: m.assets_restored.load(Ordering::Relaxed),
+            readings_skipped: m.replayed_skipped.load(Ordering::Relaxed),
+            changes_not_reemitted: m.replayed_changes.load(Ordering::Relaxed),
+            episodes_open: cloud.processor.status().episodes_open,
+        }
+    };
+    cloud.shutdown().await.context("cloud shutdown")?;
+    let outcome = outcome::collect(&org.emulator, &scenario, &stats);
+    Ok(report::DemoSummary::collect(report::Collected {
+        broker: broker_kind,
+        scenario: &scenario,
+        seed: args.seed,
+        warmup_days: args.warmup_days,
+        published: &stats,
+        edge: &edge_metrics.snapshot(),
+        edge_run: &edge_summary,
+        cloud: &lives,
+        outcome,
         peak_spool,
-    );
-    summary.broker = broker_kind;
-    Ok(summary)
+        recovery,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+    }))
+}
+
+/// One line every 5 s: fleet time, readings/s, spool backlog, open
+/// episodes, Cases.
+async fn live_progress(
+    stats: Arc<PublishStats>,
+    edge: fieldpulse_edge::MetricsHandle,
+    processor: Arc<Mutex<Arc<Processor>>>,
+    emulator: fieldpulse_sf_emulator::Emulator,
+    start_ms: i64,
+) {
+    let every = Duration::from_secs(5);
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = stats.valid_readings.load(Ordering::Relaxed);
+        let fleet_ms = stats.fleet_ms.load(Ordering::Relaxed);
+        let m = edge.snapshot();
+        let open = processor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status()
+            .episodes_open;
+        eprintln!(
+            "demo: fleet day {:>5.1}: {:>6.0} readings/s, spool backlog {} records, {open} open episodes, {} Cases in Salesforce",
+            (fleet_ms - start_ms).max(0) as f64 / DAY_MS as f64,
+            (now - last) as f64 / every.as_secs_f64(),
+            m.spool_records_uncut,
+            emulator.live_count("Case"),
+        );
+        last = now;
+    }
 }
 
 /// The demo gateway's id (in the edge config and the ingest's token list).
 const GATEWAY_ID: &str = "demo-gateway";
 
-/// A random token for this run (never printed; the edge reads it from a file).
-fn demo_token() -> String {
+/// A random secret for this run (never printed; read from files).
+fn random_token() -> String {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::from_entropy();
     format!("{:032x}", rng.gen::<u128>())
-}
-
-/// The outage starts after a third of the run and lasts a third of it.
-fn outage_window(duration: Duration) -> (Duration, Duration) {
-    (duration / 3, duration / 3)
 }
 
 async fn watch_peak_spool(metrics: &fieldpulse_edge::MetricsHandle, window: Duration) -> u64 {
@@ -223,6 +401,7 @@ fn edge_config(
     broker: std::net::SocketAddr,
     cloud: std::net::SocketAddr,
     out: &std::path::Path,
+    max_age_days: u64,
 ) -> anyhow::Result<EdgeConfig> {
     let patterns = publisher::TOPIC_PATTERNS;
     let toml = format!(
@@ -241,12 +420,13 @@ pattern = "{p1}"
 
 [validation]
 quarantine_file = "{quarantine}"
+# The replay publishes the fleet's own (past) timestamps.
+max_age = "{max_age_days}d"
 
+# Physical limits, far outside anything the simulated fleet produces.
 [validation.ranges]
-temp = {{ min = -40.0, max = 200.0 }}
-vib_rms = {{ min = 0.0, max = 50.0 }}
-pressure = {{ min = 0.0, max = 100.0 }}
-current = {{ min = 0.0, max = 500.0 }}
+temp_c = {{ min = -60.0, max = 400.0 }}
+pressure_bar = {{ min = -10.0, max = 1000.0 }}
 
 [spool]
 dir = "{spool}"

@@ -1,28 +1,25 @@
-//! The demo's sensor publisher: a small fleet publishing over MQTT QoS 1 in
-//! the payload shapes real devices use, plus a corpus of malformed payloads
-//! the edge must reject (and count) without losing anything else.
+//! The demo's sensor publisher: replays the simulated live fleet over MQTT
+//! QoS 1 at a speed-up (days of fleet time in a minute or two), in the
+//! payload shapes real devices use, plus a corpus of malformed payloads the
+//! edge must reject (and count) without losing anything else.
+//!
+//! Every payload carries the reading's own timestamp (fleet time): bare
+//! numbers, which the edge stamps on receipt, cannot replay the past, so the
+//! fleet uses per-sensor JSON, one JSON object per scan and protobuf
+//! `ReadingBatch`es.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use fieldpulse_edge::clock::now_ms;
-use fieldpulse_proto::v1::{Reading, ReadingBatch};
+use fieldpulse_proto::v1::{Reading as WireReading, ReadingBatch};
 use fieldpulse_proto::Message;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use fieldpulse_simulator::{Reading, SENSORS};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
-
-/// Sensors every demo asset carries, with a nominal level and noise scale.
-const SENSORS: [(&str, f64, f64); 4] = [
-    ("temp", 65.0, 0.8),
-    ("vib_rms", 0.35, 0.03),
-    ("pressure", 5.2, 0.05),
-    ("current", 14.0, 0.4),
-];
 
 /// What the publisher sent, for the summary's exact accounting.
 #[derive(Debug, Default)]
@@ -35,29 +32,47 @@ pub struct PublishStats {
     pub malformed_messages: AtomicU64,
     /// PUBACKs received from the broker.
     pub pubacks: AtomicU64,
+    /// Fleet time of the last published reading, epoch ms.
+    pub fleet_ms: AtomicI64,
+    /// `(fleet time, wall time)` at which each distinct reading time was
+    /// first published, in order (for sensor-to-Case latency).
+    pub published_at: Mutex<Vec<(i64, i64)>>,
 }
 
-/// How the fleet publishes.
-#[derive(Debug, Clone)]
+impl PublishStats {
+    /// Wall time (epoch ms) at which readings stamped `fleet_ms` (or the next
+    /// reading time after it) were published, if they were.
+    pub fn wall_time_of(&self, fleet_ms: i64) -> Option<i64> {
+        let at = self.published_at.lock().unwrap_or_else(|p| p.into_inner());
+        let i = at.partition_point(|(ts, _)| *ts < fleet_ms);
+        at.get(i).map(|(_, wall)| *wall)
+    }
+}
+
+/// What the fleet replays.
+#[derive(Debug)]
 pub struct FleetPlan {
-    /// Number of assets.
-    pub n_assets: usize,
-    /// Interval between scans of every asset.
-    pub tick: Duration,
-    /// How long to publish.
+    /// Asset names by asset index.
+    pub names: Vec<String>,
+    /// Readings in time order.
+    pub readings: Vec<Reading>,
+    /// Fleet time the replay starts at.
+    pub start_ms: i64,
+    /// Fleet time the replay ends at.
+    pub end_ms: i64,
+    /// Wall time the replay should take (it takes longer if the broker or
+    /// the edge cannot keep up: MQTT QoS 1 pushes back).
     pub duration: Duration,
-    /// RNG seed (values only; the payload mix is fixed).
-    pub seed: u64,
 }
 
 /// The MQTT topic patterns the demo's edge subscribes with.
 pub const TOPIC_PATTERNS: [&str; 2] = ["plant/{site}/{asset}/{sensor}", "sensors/{asset}"];
 
-/// Publishes the fleet until `plan.duration` elapsed or `shutdown`, then waits
-/// (bounded) for every PUBACK.
+/// Replays the fleet until its end or `shutdown`, then waits (bounded) for
+/// every PUBACK.
 ///
 /// # Errors
-/// Broker connection failures that outlast the publish window.
+/// The MQTT client's queue closed.
 pub async fn run(
     broker: SocketAddr,
     plan: FleetPlan,
@@ -89,31 +104,38 @@ pub async fn run(
         }
     });
 
-    let mut rng = SmallRng::seed_from_u64(plan.seed);
     let started = tokio::time::Instant::now();
-    let mut ticker = tokio::time::interval(plan.tick);
-    let mut tick_idx: u64 = 0;
-    while started.elapsed() < plan.duration && !shutdown.is_cancelled() {
-        ticker.tick().await;
-        let now_ms = now_ms();
-        let phase = tick_idx as f64 * plan.tick.as_secs_f64() / 10.0 * std::f64::consts::TAU;
-        for asset_idx in 0..plan.n_assets {
-            let values: Vec<f64> = SENSORS
-                .iter()
-                .map(|(_, level, noise)| {
-                    let cycle = 1.0 + 0.03 * (phase + asset_idx as f64).sin();
-                    level * cycle + noise * (rng.gen::<f64>() - 0.5) * 2.0
-                })
-                .collect();
-            publish_scan(&client, asset_idx, now_ms, &values, &stats).await?;
+    let span = (plan.end_ms - plan.start_ms).max(1) as f64;
+    let mut last_ts = i64::MIN;
+    let mut distinct_ts: u64 = 0;
+    for reading in &plan.readings {
+        if shutdown.is_cancelled() {
+            break;
         }
-        if tick_idx % 50 == 7 {
-            publish_malformed(&client, tick_idx, &stats).await?;
+        if reading.ts_ms != last_ts {
+            // Pace: fleet time maps linearly onto the replay's wall time.
+            let at = started
+                + plan
+                    .duration
+                    .mul_f64(((reading.ts_ms - plan.start_ms) as f64 / span).clamp(0.0, 1.0));
+            tokio::time::sleep_until(at).await;
+            last_ts = reading.ts_ms;
+            distinct_ts += 1;
+            stats
+                .published_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((reading.ts_ms, now_ms()));
+            stats.fleet_ms.store(reading.ts_ms, Ordering::Relaxed);
+            if distinct_ts % 50 == 7 {
+                publish_malformed(&client, distinct_ts, &stats).await?;
+            }
         }
-        tick_idx += 1;
+        let name = &plan.names[reading.asset_idx];
+        publish_scan(&client, reading.asset_idx, name, reading, &stats).await?;
     }
     // Every publish must be acknowledged by the broker before we report.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while stats.pubacks.load(Ordering::Relaxed) < stats.messages.load(Ordering::Relaxed)
         && tokio::time::Instant::now() < deadline
     {
@@ -124,59 +146,54 @@ pub async fn run(
     Ok(())
 }
 
-fn asset_name(asset_idx: usize) -> (String, &'static str) {
+/// One scan of one asset, in one of three payload shapes chosen by asset
+/// (every product gets every shape: products are assigned round-robin by
+/// asset index, shapes by a third of it).
+async fn publish_scan(
+    client: &AsyncClient,
+    asset_idx: usize,
+    asset: &str,
+    reading: &Reading,
+    stats: &PublishStats,
+) -> anyhow::Result<()> {
     let site = if asset_idx.is_multiple_of(2) {
         "north"
     } else {
         "south"
     };
-    (format!("pump-{:03}", asset_idx + 1), site)
-}
-
-/// One scan of one asset, in one of four payload shapes chosen by asset.
-async fn publish_scan(
-    client: &AsyncClient,
-    asset_idx: usize,
-    ts_ms: i64,
-    values: &[f64],
-    stats: &PublishStats,
-) -> anyhow::Result<()> {
-    let (asset, site) = asset_name(asset_idx);
-    let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(SENSORS.len());
-    match asset_idx % 4 {
+    let ts_ms = reading.ts_ms;
+    let values: Vec<(&str, f64)> = SENSORS
+        .iter()
+        .zip(reading.values)
+        .filter_map(|(sensor, v)| v.filter(|v| v.is_finite()).map(|v| (*sensor, v)))
+        .collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(values.len());
+    match (asset_idx / 3) % 3 {
         // One JSON `{"ts","value"}` message per sensor.
         0 => {
-            for ((sensor, ..), value) in SENSORS.iter().zip(values) {
-                let body = format!("{{\"ts\":{ts_ms},\"value\":{value:.4}}}");
+            for (sensor, value) in &values {
+                let body = format!("{{\"ts\":{ts_ms},\"value\":{value}}}");
                 messages.push((format!("plant/{site}/{asset}/{sensor}"), body.into_bytes()));
             }
         }
-        // Bare numbers, stamped by the edge on receipt.
-        1 => {
-            for ((sensor, ..), value) in SENSORS.iter().zip(values) {
-                messages.push((
-                    format!("plant/{site}/{asset}/{sensor}"),
-                    format!("{value:.4}").into_bytes(),
-                ));
-            }
-        }
         // One JSON object with every sensor.
-        2 => {
-            let fields: Vec<String> = SENSORS
+        1 => {
+            let fields: Vec<String> = values
                 .iter()
-                .zip(values)
-                .map(|((sensor, ..), value)| format!("\"{sensor}\":{value:.4}"))
+                .map(|(sensor, value)| format!("\"{sensor}\":{value}"))
                 .collect();
             let body = format!("{{\"ts\":{ts_ms},{}}}", fields.join(","));
             messages.push((format!("sensors/{asset}"), body.into_bytes()));
         }
         // A protobuf ReadingBatch.
         _ => {
-            let readings = SENSORS
+            let readings = values
                 .iter()
-                .zip(values)
-                .map(|((sensor, ..), value)| Reading {
-                    asset_id: asset.clone(),
+                .map(|(sensor, value)| WireReading {
+                    asset_id: asset.to_string(),
                     sensor: (*sensor).to_string(),
                     ts_ms,
                     value: *value,
@@ -219,7 +236,7 @@ async fn publish_malformed(
             b"{\"ts\": \"yesterday\", \"temp\": ".to_vec(),
         ),
         (
-            "plant/north/pump-001/pressure",
+            "plant/north/pump-001/pressure_bar",
             format!("1e{}", 300 + tick_idx % 10).into_bytes(),
         ),
     ];
