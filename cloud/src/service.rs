@@ -494,6 +494,14 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
         use std::fmt::Write;
         let _ = writeln!(
             text,
+            "# HELP fieldpulse_cloud_rows_not_learned_total Rows scored but not learned since start (as of the last checkpoint), by reason.\n# TYPE fieldpulse_cloud_rows_not_learned_total counter\nfieldpulse_cloud_rows_not_learned_total{{reason=\"out_of_order\"}} {}\nfieldpulse_cloud_rows_not_learned_total{{reason=\"same_instant\"}} {}",
+            st.rows_out_of_order, st.rows_duplicate
+        );
+    }
+    {
+        use std::fmt::Write;
+        let _ = writeln!(
+            text,
             "# HELP fieldpulse_cloud_model_info The failure model in use.\n# TYPE fieldpulse_cloud_model_info gauge\nfieldpulse_cloud_model_info{{version=\"{}\"}} 1",
             s.model_version.replace('"', "'")
         );

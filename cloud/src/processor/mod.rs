@@ -121,6 +121,10 @@ pub(crate) struct ShardProgress {
     pub(crate) episodes_open: AtomicU64,
     pub(crate) episodes_suppressed: AtomicU64,
     pub(crate) assets: AtomicU64,
+    /// Rows scored but not learned since start (as of the last checkpoint):
+    /// earlier than the asset's last row, or at the same instant.
+    pub(crate) rows_out_of_order: AtomicU64,
+    pub(crate) rows_duplicate: AtomicU64,
 }
 
 /// A message to a shard.
@@ -202,6 +206,10 @@ pub struct ProcessorStatus {
     pub episodes_suppressed: u64,
     /// Assets with state in memory.
     pub assets: u64,
+    /// Rows earlier than their asset's last row (scored, not learned), since start.
+    pub rows_out_of_order: u64,
+    /// Rows at the same instant as their asset's last row (scored, not learned), since start.
+    pub rows_duplicate: u64,
 }
 
 impl ProcessorStatus {
@@ -341,6 +349,8 @@ impl Processor {
             episodes_open: sum(|p| &p.episodes_open),
             episodes_suppressed: sum(|p| &p.episodes_suppressed),
             assets: sum(|p| &p.assets),
+            rows_out_of_order: sum(|p| &p.rows_out_of_order),
+            rows_duplicate: sum(|p| &p.rows_duplicate),
         }
     }
 

@@ -987,6 +987,14 @@ impl Shard {
         self.progress
             .assets
             .store(self.assets.len() as u64, Ordering::Relaxed);
+        // O(assets × sensors): once per checkpoint, never per row.
+        let counters = self.anomaly.counters();
+        self.progress
+            .rows_out_of_order
+            .store(counters.out_of_order_rows, Ordering::Relaxed);
+        self.progress
+            .rows_duplicate
+            .store(counters.duplicate_rows, Ordering::Relaxed);
         self.shared
             .metrics
             .checkpoints
