@@ -287,6 +287,45 @@ fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().expect("object")
 }
 
+/// Closes a fieldpulse Case the way a dispatcher does; returns its Id.
+async fn dismiss_case(
+    sf: &fieldpulse_salesforce::SalesforceClient,
+    key: &str,
+    status: &str,
+) -> serde_json::Value {
+    let case = sf
+        .get_by_external_id("Case", "FieldPulse_Key__c", key)
+        .await
+        .expect("the Case exists under its key");
+    let case_id = case["Id"].as_str().expect("id").to_string();
+    sf.update(
+        "Case",
+        &case_id,
+        &obj(serde_json::json!({"Status": status})),
+    )
+    .await
+    .expect("dismiss");
+    case
+}
+
+/// Polls `cloud.sqlite` until `sql` (one text column, `?1` = `param`) returns rows.
+async fn wait_rows(state: &Path, sql: &str, param: &str) -> Vec<String> {
+    for _ in 0..100 {
+        let conn = rusqlite::Connection::open(state.join(DB_FILE)).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows: Vec<String> = stmt
+            .query_map([param], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        if !rows.is_empty() {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Vec::new()
+}
+
 async fn episode_state(state: &Path, asset: &str, label_count: bool) -> (String, i64) {
     let conn = rusqlite::Connection::open(state.join(DB_FILE)).unwrap();
     let s: String = conn
@@ -368,34 +407,13 @@ async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_
     // A dispatcher dismisses another asset's Case as not a problem.
     let other = asset_name(FAULTY[1]);
     let case_key = format!("fp-case:{other}:anomaly:1");
-    let case = sf
-        .get_by_external_id("Case", "FieldPulse_Key__c", &case_key)
-        .await
-        .expect("case exists");
-    let case_id = case["Id"].as_str().expect("id").to_string();
-    sf.update(
-        "Case",
-        &case_id,
-        &obj(serde_json::json!({"Status": "Closed - Not a Problem"})),
+    dismiss_case(&sf, &case_key, "Closed - Not a Problem").await;
+    let labels = wait_rows(
+        state.path(),
+        "SELECT label FROM feedback_labels WHERE asset = ?1",
+        &other,
     )
-    .await
-    .expect("dismiss");
-    let mut labels = Vec::new();
-    for _ in 0..100 {
-        let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT label FROM feedback_labels WHERE asset = ?1")
-            .unwrap();
-        labels = stmt
-            .query_map([&other], |r| r.get::<_, String>(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        if !labels.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
     assert_eq!(labels, vec!["false_alarm".to_string()]);
     cloud.shutdown().await.expect("shutdown");
 }
@@ -445,35 +463,17 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
         "fp-case:{}:anomaly:1",
         fieldpulse_cloud::actions::key_part(ODD)
     );
-    let case = sf
-        .get_by_external_id("Case", "FieldPulse_Key__c", &key)
-        .await
-        .expect("the Case has the encoded key");
-    assert_eq!(case["AssetId"], id);
-    let case_id = case["Id"].as_str().unwrap().to_string();
-    sf.update(
-        "Case",
-        &case_id,
-        &obj(serde_json::json!({"Status": "Closed - No Fault Found"})),
+    let case = dismiss_case(&sf, &key, "Closed - No Fault Found").await;
+    assert_eq!(
+        case["AssetId"], id,
+        "the Case has the encoded key and names the asset"
+    );
+    let assets = wait_rows(
+        state.path(),
+        "SELECT asset FROM feedback_labels WHERE label = ?1",
+        "false_alarm",
     )
-    .await
-    .expect("dismiss");
-    let mut assets = Vec::new();
-    for _ in 0..100 {
-        let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT asset FROM feedback_labels WHERE label = 'false_alarm'")
-            .unwrap();
-        assets = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        if !assets.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
     assert_eq!(assets, vec![ODD.to_string()]);
     cloud.shutdown().await.expect("shutdown");
 }

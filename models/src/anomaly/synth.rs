@@ -1,8 +1,8 @@
 //! A seeded synthetic fleet with labelled anomalies, for quality tests and the
 //! default input of `fieldpulse bench scoring`.
 //!
-//! The normal signal follows `../shared/peers/make_fleet.py` (same sensors,
-//! levels, per-asset spread, daily cycle with a per-asset phase, AR(1) noise
+//! The normal signal follows `make_fleet.py`, the benchmark fleet generator
+//! the Python peers score (same sensors, levels, per-asset spread, daily cycle with a per-asset phase, AR(1) noise
 //! with coefficient 0.7, a shared AR(0.95) load factor), with one deliberate
 //! difference: the load couples the four load-following sensors (temp,
 //! vib_rms, current, oil_temp) with gain `load_gain` (default 2) instead of 1,
