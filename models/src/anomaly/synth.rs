@@ -2,8 +2,9 @@
 //! default input of `fieldpulse bench scoring`.
 //!
 //! The normal signal follows `make_fleet.py`, the benchmark fleet generator
-//! the Python peers score (same sensors, levels, per-asset spread, daily cycle with a per-asset phase, AR(1) noise
-//! with coefficient 0.7, a shared AR(0.95) load factor), with one deliberate
+//! the Python peers score (same sensors, levels, per-asset spread, daily
+//! cycle with a per-asset phase, AR(1) noise with coefficient 0.7, a shared
+//! AR(0.95) load factor), with one deliberate
 //! difference: the load couples the four load-following sensors (temp,
 //! vib_rms, current, oil_temp) with gain `load_gain` (default 2) instead of 1,
 //! so that they are correlated the way real machines are and a *broken*
