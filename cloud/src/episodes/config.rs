@@ -51,7 +51,9 @@ impl Default for EpisodeConfig {
             close_after: 5,
             hysteresis: 0.8,
             escalate_ratio: 1.5,
-            min_update_interval_ms: HOUR_MS,
+            // A dispatcher wants a daily refresh of an open Case, not an hourly one
+            // (escalations go out at once regardless); every update costs API calls.
+            min_update_interval_ms: 24 * HOUR_MS,
             cooldown_ms: 6 * HOUR_MS,
             flap_window_ms: 24 * HOUR_MS,
             flap_max_opens: 3,
