@@ -139,6 +139,11 @@ shards = {SHARDS}
 sensors = [{sensors}]
 checkpoint_every = "100ms"
 
+[episodes]
+# Hourly Case refreshes (the default is daily) keep actions flowing through
+# the whole run, so there is always an outbox to kill the process in.
+min_update_interval_ms = 3600000
+
 [salesforce]
 token_url = "{base}"
 client_id = "{client_id}"
