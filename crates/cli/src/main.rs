@@ -27,7 +27,7 @@ mod wide_csv_args;
 #[command(name = "fieldpulse", version, about, long_about = None)]
 struct Cli {
     /// Log filter (`RUST_LOG` syntax), e.g. `info` or `fieldpulse_edge=debug`.
-    /// Default: `warn` (`error` for `demo`, whose outage warnings are staged).
+    /// Default: `warn` (`info` for `cloud`; `error` for `demo`, whose outage warnings are staged).
     #[arg(long, global = true, env = "FIELDPULSE_LOG")]
     log: Option<String>,
     #[command(subcommand)]
