@@ -130,7 +130,6 @@ struct HttpState {
     ingest: Arc<Ingest<IngestLog>>,
     processor: Arc<Processor>,
     sender: Arc<OutboxSender>,
-    log: IngestLog,
     degraded_outbox_depth: u64,
     degraded_log_lag: u64,
     model_version: String,
@@ -332,7 +331,6 @@ impl Cloud {
             ingest: Arc::clone(&ingest),
             processor: Arc::clone(&processor),
             sender: Arc::clone(&sender),
-            log: log.clone(),
             degraded_outbox_depth: cfg.raw.server.degraded_outbox_depth,
             degraded_log_lag: cfg.raw.server.degraded_log_lag,
             model_version,
@@ -506,7 +504,6 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
             s.model_version.replace('"', "'")
         );
     }
-    let _ = &s.log;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -229,8 +229,8 @@ impl Store {
             .optional()?)
     }
 
-    /// The lowest shard checkpoint: reading the log from here replays
-    /// nothing any shard still needs to see skipped... and misses nothing.
+    /// The lowest shard checkpoint: the log offset to resume reading at, so
+    /// no shard misses a record (assets skip what their state already holds).
     ///
     /// # Errors
     /// SQLite errors.

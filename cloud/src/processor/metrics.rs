@@ -56,14 +56,6 @@ impl ProcessorMetrics {
         }
     }
 
-    /// Transitions of one kind so far.
-    pub fn transitions(&self, kind: &str) -> u64 {
-        TRANSITIONS
-            .iter()
-            .position(|k| *k == kind)
-            .map_or(0, |i| self.transitions[i].load(Ordering::Relaxed))
-    }
-
     /// Records one batch-arrival → outbox-write latency.
     pub fn record_latency_ms(&self, ms: u64) {
         let i = LATENCY_BUCKETS_MS
@@ -135,6 +127,12 @@ impl ProcessorMetrics {
             "fieldpulse_cloud_replay_skipped_readings_total",
             "Readings skipped on replay (already in the saved state).",
             &self.replayed_skipped,
+        );
+        c(
+            out,
+            "fieldpulse_cloud_replay_skipped_changes_total",
+            "Episode changes not emitted again on replay (already in the outbox).",
+            &self.replayed_changes,
         );
         c(
             out,

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use super::rows::{split_rows, AssetRows};
 use super::{shard_of, ProcessError, ShardMsg, ShardProgress, Shared};
 use crate::actions::{key_part, ChangeKind, EpisodeChange, SensorEvidence, SourceRange};
-use crate::config::Rollout;
-use crate::directory::Directory;
+use crate::config::{RawPriority, Rollout};
+use crate::directory::{AssetInfo, Directory};
 use crate::episodes::{
     prioritize, CloseReason, Episode, Evaluation, PriorityDecision, PriorityInputs, Transition,
 };
@@ -434,21 +434,9 @@ impl Shard {
         let info = directory.asset(&rows.asset);
         let product = info.and_then(|i| i.product.clone());
         let rollout = settings.rollout.for_product(product.as_deref());
-        let (crit, crit_src) = match info.and_then(|i| i.criticality) {
-            Some(c) => (c, format!("Asset.{}", settings.priority.criticality_field)),
-            None => (settings.priority.default_criticality, "default".to_string()),
-        };
-        let account = info.and_then(|i| i.account.clone());
-        let (sla, sla_src) = match account
-            .as_ref()
-            .and_then(|a| settings.priority.sla_by_account.get(a))
-        {
-            Some(f) => (
-                *f,
-                format!("sla_by_account[{}]", account.as_deref().unwrap_or("")),
-            ),
-            None => (settings.priority.default_sla_factor, "default".to_string()),
-        };
+        // Criticality and SLA of this asset, with where each came from.
+        let base = priority_inputs(&settings.priority, info, 0.0);
+        let (crit, sla) = (base.criticality, base.sla_factor);
         let bands = &settings.priority.bands;
         let mut changes: Vec<PendingChange> = Vec::new();
         for i in 0..rows.len() {
@@ -571,10 +559,7 @@ impl Shard {
             let priority = prioritize(
                 PriorityInputs {
                     probability,
-                    criticality: crit,
-                    criticality_source: crit_src.clone(),
-                    sla_factor: sla,
-                    sla_source: sla_src.clone(),
+                    ..base.clone()
                 },
                 bands,
             );
@@ -827,21 +812,17 @@ impl Shard {
         let settings = &settings.settings;
         for (mode, t) in transitions {
             let summary = t.episode().clone();
+            let probability = if mode == ANOMALY_MODE {
+                settings.anomaly_probability
+            } else {
+                summary.last_risk
+            };
+            let info = self.directory.asset(&asset);
             let priority = prioritize(
-                PriorityInputs {
-                    probability: if mode == ANOMALY_MODE {
-                        settings.anomaly_probability
-                    } else {
-                        summary.last_risk
-                    },
-                    criticality: settings.priority.default_criticality,
-                    criticality_source: "default".into(),
-                    sla_factor: settings.priority.default_sla_factor,
-                    sla_source: "default".into(),
-                },
+                priority_inputs(&settings.priority, info, probability),
                 &settings.priority.bands,
             );
-            let product = self.directory.asset(&asset).and_then(|i| i.product.clone());
+            let product = info.and_then(|i| i.product.clone());
             let rollout = settings.rollout.for_product(product.as_deref());
             let threshold = self.threshold_of(&mode);
             if let Some(change) = self.change(
@@ -1019,6 +1000,32 @@ type PendingChange = (
     Vec<SensorEvidence>,
 );
 
+/// The priority inputs of an asset: its criticality (the configured Asset
+/// field, else the default) and SLA factor (by account, else the default),
+/// each with where it came from. One place, so scoring and feedback agree.
+fn priority_inputs(
+    priority: &RawPriority,
+    info: Option<&AssetInfo>,
+    probability: f64,
+) -> PriorityInputs {
+    let (criticality, criticality_source) = match info.and_then(|i| i.criticality) {
+        Some(c) => (c, format!("Asset.{}", priority.criticality_field)),
+        None => (priority.default_criticality, "default".to_string()),
+    };
+    let account = info.and_then(|i| i.account.as_deref());
+    let (sla_factor, sla_source) = match account.and_then(|a| priority.sla_by_account.get(a)) {
+        Some(f) => (*f, format!("sla_by_account[{}]", account.unwrap_or(""))),
+        None => (priority.default_sla_factor, "default".to_string()),
+    };
+    PriorityInputs {
+        probability,
+        criticality,
+        criticality_source,
+        sla_factor,
+        sla_source,
+    }
+}
+
 /// What a change needs beyond the transition.
 struct ChangeInputs {
     threshold: f64,
@@ -1112,4 +1119,39 @@ fn campaign_actions(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_inputs_name_where_criticality_and_sla_came_from() {
+        let mut priority = RawPriority {
+            criticality_field: "Criticality__c".into(),
+            ..RawPriority::default()
+        };
+        priority.sla_by_account.insert("Hospital".into(), 2.0);
+        let info = AssetInfo {
+            account: Some("Hospital".into()),
+            criticality: Some(0.5),
+            ..AssetInfo::default()
+        };
+        let p = priority_inputs(&priority, Some(&info), 0.8);
+        assert_eq!(
+            (p.criticality, p.sla_factor, p.probability),
+            (0.5, 2.0, 0.8)
+        );
+        assert_eq!(p.criticality_source, "Asset.Criticality__c");
+        assert_eq!(p.sla_source, "sla_by_account[Hospital]");
+        let unknown = priority_inputs(&priority, None, 0.8);
+        assert_eq!((unknown.criticality, unknown.sla_factor), (1.0, 1.0));
+        assert_eq!(
+            (
+                unknown.criticality_source.as_str(),
+                unknown.sla_source.as_str()
+            ),
+            ("default", "default")
+        );
+    }
 }
