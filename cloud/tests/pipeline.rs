@@ -50,6 +50,13 @@ fn cloud_config(org: &Org, state: &Path, checkpoint_every: Duration) -> CloudCon
     })
 }
 
+/// Starts the cloud on `state` against `org`.
+async fn start_cloud(org: &Org, state: &Path, checkpoint_every: Duration) -> Cloud {
+    Cloud::start(cloud_config(org, state, checkpoint_every), None)
+        .await
+        .expect("cloud starts")
+}
+
 fn batches() -> Vec<Batch> {
     fleet().batches("gw-1", 42)
 }
@@ -70,9 +77,7 @@ fn asset_blobs(state: &Path) -> Vec<(String, Vec<u8>, String)> {
 }
 
 async fn run_uninterrupted(org: &Org, state: &Path) {
-    let cloud = Cloud::start(cloud_config(org, state, Duration::from_millis(200)), None)
-        .await
-        .expect("cloud starts");
+    let cloud = start_cloud(org, state, Duration::from_millis(200)).await;
     let http = reqwest::Client::new();
     for b in batches() {
         post(&http, cloud.addr, &b).await;
@@ -171,12 +176,7 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
 
     let org_a = start_org().await;
     let clean = tempfile::tempdir().unwrap();
-    let cloud = Cloud::start(
-        cloud_config(&org_a, clean.path(), Duration::from_millis(200)),
-        None,
-    )
-    .await
-    .expect("cloud starts");
+    let cloud = start_cloud(&org_a, clean.path(), Duration::from_millis(200)).await;
     for b in &plan {
         post(&http, cloud.addr, b).await;
     }
@@ -197,12 +197,7 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
     let org_b = start_org().await;
     let state = tempfile::tempdir().unwrap();
     // First life: a checkpoint a quarter of the way in, then more data, then a crash.
-    let cloud = Cloud::start(
-        cloud_config(&org_b, state.path(), Duration::from_secs(3600)),
-        None,
-    )
-    .await
-    .expect("cloud starts");
+    let cloud = start_cloud(&org_b, state.path(), Duration::from_secs(3600)).await;
     for b in &plan[..crash_at / 2] {
         post(&http, cloud.addr, b).await;
     }
@@ -216,12 +211,7 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
 
     // Second life: the gateway re-sends the last batches it may not have seen
     // acknowledged (duplicates now), then the rest.
-    let cloud = Cloud::start(
-        cloud_config(&org_b, state.path(), Duration::from_millis(200)),
-        None,
-    )
-    .await
-    .expect("cloud restarts");
+    let cloud = start_cloud(&org_b, state.path(), Duration::from_millis(200)).await;
     for b in &plan[crash_at - 3..] {
         let ack = post(&http, cloud.addr, b).await;
         assert_eq!(ack.seq, b.seq);
@@ -348,12 +338,7 @@ async fn episode_state(state: &Path, asset: &str, label_count: bool) -> (String,
 async fn work_orders_suppress_then_close_and_dismissed_cases_become_false_alarm_labels() {
     let org = start_org().await;
     let state = tempfile::tempdir().unwrap();
-    let cloud = Cloud::start(
-        cloud_config(&org, state.path(), Duration::from_millis(200)),
-        None,
-    )
-    .await
-    .expect("cloud starts");
+    let cloud = start_cloud(&org, state.path(), Duration::from_millis(200)).await;
     let http = reqwest::Client::new();
     // Feed up to just after the fault so the episodes are open.
     let all = batches();
@@ -438,12 +423,7 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
         .await
         .expect("rename");
     let state = tempfile::tempdir().unwrap();
-    let cloud = Cloud::start(
-        cloud_config(&org, state.path(), Duration::from_millis(200)),
-        None,
-    )
-    .await
-    .expect("cloud starts");
+    let cloud = start_cloud(&org, state.path(), Duration::from_millis(200)).await;
     let http = reqwest::Client::new();
     for mut b in batches() {
         for s in &mut b.series {
@@ -482,12 +462,7 @@ async fn asset_ids_with_any_characters_get_valid_keys_and_their_feedback_finds_t
 async fn old_backfill_is_scored_but_opens_no_alert() {
     let org = start_org().await;
     let state = tempfile::tempdir().unwrap();
-    let cloud = Cloud::start(
-        cloud_config(&org, state.path(), Duration::from_millis(200)),
-        None,
-    )
-    .await
-    .expect("cloud starts");
+    let cloud = start_cloud(&org, state.path(), Duration::from_millis(200)).await;
     let http = reqwest::Client::new();
     // The same faults, delivered by the edge's backfill lane long after they happened.
     for mut b in batches() {
