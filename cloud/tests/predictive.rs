@@ -287,6 +287,20 @@ fn dead_letters(state: &Path) -> i64 {
         .unwrap()
 }
 
+/// Asset Name by Salesforce Id, as the emulator holds them.
+fn asset_names_by_id(org: &Org) -> BTreeMap<String, String> {
+    org.emulator
+        .records("Asset")
+        .iter()
+        .map(|a| {
+            (
+                str_field(a, "Id").to_string(),
+                str_field(a, "Name").to_string(),
+            )
+        })
+        .collect()
+}
+
 fn str_field<'a>(rec: &'a Value, field: &str) -> &'a str {
     rec.get(field).and_then(Value::as_str).unwrap_or_default()
 }
@@ -565,17 +579,7 @@ async fn predictive_cases_precede_failures_and_keep_their_guarantees() {
         "no campaign situation in the data"
     );
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    let asset_ids: BTreeMap<String, String> = org
-        .emulator
-        .records("Asset")
-        .iter()
-        .map(|a| {
-            (
-                str_field(a, "Id").to_string(),
-                str_field(a, "Name").to_string(),
-            )
-        })
-        .collect();
+    let asset_ids: BTreeMap<String, String> = asset_names_by_id(&org);
     for plan in &plans {
         assert_eq!(plan["DoesAutoGenerateWorkOrders"], Value::Bool(false));
         assert_eq!(plan["AI_Generated__c"], Value::Bool(true));
@@ -664,17 +668,7 @@ async fn observe_writes_only_insights_and_review_cases_await_acceptance() {
         }
     }
     assert!(review_cases > 0);
-    let asset_names: BTreeMap<String, String> = org
-        .emulator
-        .records("Asset")
-        .iter()
-        .map(|a| {
-            (
-                str_field(a, "Id").to_string(),
-                str_field(a, "Name").to_string(),
-            )
-        })
-        .collect();
+    let asset_names: BTreeMap<String, String> = asset_names_by_id(&org);
     for alert in org.emulator.records("Asset_Alert__c") {
         let asset = &asset_names[str_field(&alert, "Asset__c")];
         assert_ne!(
