@@ -36,7 +36,7 @@ use crate::envelope;
 use crate::intake::{publish_spool_gauges, AckGate};
 use crate::metrics::{DropReason, MetricsHandle};
 use crate::redelivery::RedeliveryRing;
-use crate::spool::{CutBatch, CutEnd, Lane, Spool, SpoolError};
+use crate::spool::{CutBatch, CutEnd, Lane, SendCheck, Spool, SpoolError};
 
 /// Why a POST failed.
 #[derive(Debug, thiserror::Error)]
@@ -535,31 +535,36 @@ async fn send_cut(
 ) -> Result<Sent, ForwarderError> {
     let seq = batch.seq;
     let metrics = shared.metrics.inner();
-    let mut evictions_seen = metrics.evictions.load(Ordering::Relaxed);
     let mut encoded = encode_cut(shared, batch, historical).await?;
+    // Eviction under `drop_oldest` may trim the batch at any time; the spool counts how often.
+    let mut trims_seen = 0;
     let mut attempt = 0u32;
     let outcome = loop {
-        if attempt > 0 && metrics.evictions.load(Ordering::Relaxed) != evictions_seen {
-            // drop_oldest evicted records while this batch waited: send what is left of it
-            // (the evicted readings are already counted as dropped), or nothing if it is gone.
-            evictions_seen = metrics.evictions.load(Ordering::Relaxed);
-            let current = blocking(shared, move |spool| {
-                Ok(spool.pending()?.into_iter().find(|batch| batch.seq == seq))
-            })
-            .await?;
-            match current {
-                Some(batch) => encoded = encode_cut(shared, batch, historical).await?,
-                None => {
-                    debug!("Batch evicted by drop_oldest while waiting to be sent.");
-                    break Sent::Evicted;
-                }
+        let check = blocking(shared, move |spool| spool.begin_send(seq, trims_seen)).await?;
+        match check {
+            SendCheck::Unchanged => {}
+            SendCheck::Changed { batch, trims } => {
+                // Send what is left: the evicted readings are counted as dropped.
+                trims_seen = trims;
+                encoded = encode_cut(shared, batch, historical).await?;
+            }
+            SendCheck::Gone => {
+                debug!("Batch evicted by drop_oldest while waiting to be sent.");
+                break Sent::Evicted;
             }
         }
         let res = tokio::select! {
             biased;
-            _ = hard_stop.cancelled() => return Ok(Sent::Stopped),
+            _ = hard_stop.cancelled() => {
+                end_send(shared, seq).await?;
+                return Ok(Sent::Stopped);
+            }
             res = post(shared, &encoded) => res,
         };
+        if res.as_ref().is_err_and(ForwardError::is_retriable) {
+            // Records evicted during the request were not delivered after all.
+            end_send(shared, seq).await?;
+        }
         match res {
             Ok(()) => break Sent::Acked,
             Err(err) if err.is_retriable() => {
@@ -638,6 +643,19 @@ async fn send_cut(
     }
     shared.space_freed.notify_one();
     Ok(outcome)
+}
+
+/// Ends an unsuccessful send of `seq`, counting what eviction took from it meanwhile.
+async fn end_send(shared: &Arc<Shared>, seq: u64) -> Result<(), ForwarderError> {
+    let dropped = blocking(shared, move |spool| Ok(spool.end_send(seq))).await?;
+    if dropped.records > 0 {
+        let metrics = shared.metrics.inner();
+        metrics.add_dropped(DropReason::SpoolFull, dropped.readings);
+        metrics
+            .records_dropped
+            .fetch_add(dropped.records, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<(), ForwardError> {

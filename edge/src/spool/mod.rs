@@ -234,6 +234,8 @@ pub use self::{
     error::SpoolError,
     fs::{FileLayer, StdFileLayer},
     inspect::{inspect, InspectReport, LedgerInspect, PendingInspect, SegmentInspect},
-    report::{AckReport, Appended, CutBatch, Dropped, RecoveryReport, SpoolRecord, SpoolStats},
+    report::{
+        AckReport, Appended, CutBatch, Dropped, RecoveryReport, SendCheck, SpoolRecord, SpoolStats,
+    },
     store::Spool,
 };

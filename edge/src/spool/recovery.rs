@@ -217,11 +217,7 @@ pub(super) fn recover(
             Some(found) => {
                 pending.insert(
                     cut.seq,
-                    PendingBatch {
-                        lane: cut.lane,
-                        ranges: found.ranges,
-                        per_segment: found.per_segment,
-                    },
+                    PendingBatch::new(cut.lane, found.ranges, found.per_segment),
                 );
             }
             None => report.batches_emptied += 1,

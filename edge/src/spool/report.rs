@@ -36,6 +36,22 @@ impl CutBatch {
     }
 }
 
+/// What [`Spool::begin_send`](super::Spool::begin_send) found.
+#[derive(Debug, Clone)]
+pub enum SendCheck {
+    /// The batch is as the sender built it.
+    Unchanged,
+    /// Eviction trimmed the batch: send this instead, remembering `trims`.
+    Changed {
+        /// What is left of the batch.
+        batch: CutBatch,
+        /// Its trim count, for the next check.
+        trims: u64,
+    },
+    /// Eviction took the whole batch (or it is not pending): nothing to send.
+    Gone,
+}
+
 /// What an append dropped to make room (policy `DropOldest`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Dropped {

@@ -15,8 +15,8 @@ use super::{
     ranges::{ids_to_ranges, RangeSet},
     record,
     segment::{self, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
-    AckReport, Appended, CutBatch, CutEnd, Dropped, FullPolicy, Lane, RecoveryReport, SpoolConfig,
-    SpoolError, SpoolRecord, SpoolStats,
+    AckReport, Appended, CutBatch, CutEnd, Dropped, FullPolicy, Lane, RecoveryReport, SendCheck,
+    SpoolConfig, SpoolError, SpoolRecord, SpoolStats,
 };
 
 /// Buffered frames are written out (without fsync) once they reach this size, so
@@ -70,6 +70,31 @@ pub(super) struct PendingBatch {
     pub(super) ranges: Vec<Range<u64>>,
     /// Its totals per segment id.
     pub(super) per_segment: Vec<(u64, Totals)>,
+    /// How many times eviction took records from it.
+    pub(super) trims: u64,
+    /// Between [`Spool::begin_send`] and [`Spool::end_send`] / [`Spool::ack`]: its
+    /// records are in the sender's request body.
+    pub(super) in_flight: bool,
+    /// Records evicted while in flight: delivered if the send succeeds, dropped if not.
+    pub(super) evicted_in_flight: Totals,
+}
+
+impl PendingBatch {
+    /// A batch as cut (or recovered): untouched by eviction, not in flight.
+    pub(super) fn new(
+        lane: Lane,
+        ranges: Vec<Range<u64>>,
+        per_segment: Vec<(u64, Totals)>,
+    ) -> Self {
+        Self {
+            lane,
+            ranges,
+            per_segment,
+            trims: 0,
+            in_flight: false,
+            evicted_in_flight: Totals::default(),
+        }
+    }
 }
 
 impl PendingBatch {
@@ -328,14 +353,8 @@ impl Spool {
         for range in &ranges {
             self.uncut.remove(range.clone());
         }
-        self.pending.insert(
-            seq,
-            PendingBatch {
-                lane,
-                ranges,
-                per_segment,
-            },
-        );
+        self.pending
+            .insert(seq, PendingBatch::new(lane, ranges, per_segment));
         self.maybe_compact()?;
         Ok(Some(CutBatch { seq, lane, records }))
     }
@@ -390,6 +409,64 @@ impl Spool {
     /// Seqs of the batches cut but not yet acked, ascending.
     pub fn pending_seqs(&self) -> Vec<u64> {
         self.pending.keys().copied().collect()
+    }
+
+    /// A sender is about to send batch `seq`, whose body it built when the batch had been
+    /// trimmed `trims_seen` times. Marks the batch in flight: records evicted from now on
+    /// are settled by [`Spool::ack`] (delivered) or [`Spool::end_send`] (dropped).
+    ///
+    /// Returns [`SendCheck::Changed`] with the batch as it is now when eviction trimmed it
+    /// since (the sender must rebuild its body), and [`SendCheck::Gone`] when eviction took
+    /// all of it or `seq` is not pending.
+    ///
+    /// # Errors
+    ///
+    /// IO errors re-reading the trimmed batch.
+    pub fn begin_send(&mut self, seq: u64, trims_seen: u64) -> Result<SendCheck, SpoolError> {
+        self.check_poisoned()?;
+        let Some(batch) = self.pending.get(&seq) else {
+            return Ok(SendCheck::Gone);
+        };
+        if batch.ranges.is_empty() {
+            return Ok(SendCheck::Gone);
+        }
+        let check = if batch.trims == trims_seen {
+            SendCheck::Unchanged
+        } else {
+            SendCheck::Changed {
+                batch: CutBatch {
+                    seq,
+                    lane: batch.lane,
+                    records: self.read_ranges(&batch.ranges)?,
+                },
+                trims: batch.trims,
+            }
+        };
+        if let Some(batch) = self.pending.get_mut(&seq) {
+            batch.in_flight = true;
+        }
+        Ok(check)
+    }
+
+    /// The send of `seq` failed (it will be retried, or the process is stopping): what
+    /// eviction took from it while it was in flight is now dropped, and is returned so
+    /// the caller can count it. A batch left empty is forgotten.
+    pub fn end_send(&mut self, seq: u64) -> Dropped {
+        let Some(batch) = self.pending.get_mut(&seq) else {
+            return Dropped::default();
+        };
+        batch.in_flight = false;
+        let lost = std::mem::take(&mut batch.evicted_in_flight);
+        if batch.ranges.is_empty() {
+            self.pending.remove(&seq);
+        }
+        self.dropped_total.add(lost);
+        Dropped {
+            records: lost.records,
+            readings: lost.readings,
+            bytes: lost.bytes,
+            ..Dropped::default()
+        }
     }
 
     /// The cloud acknowledged `seq`: persists the ack (fsync) and deletes segment
@@ -566,6 +643,35 @@ impl Spool {
         let ids = seg.first_id..seg.end_id;
         let mut lost = seg.uncut;
         lost.add(seg.pending);
+        for batch in self.pending.values_mut() {
+            let Some(part) = batch
+                .per_segment
+                .iter()
+                .find(|(id, _)| *id == seg.id)
+                .map(|(_, part)| *part)
+            else {
+                continue;
+            };
+            batch.trims += 1;
+            batch.per_segment.retain(|(id, _)| *id != seg.id);
+            batch.ranges = batch
+                .ranges
+                .iter()
+                .filter_map(|r| {
+                    let start = r.start.max(ids.end);
+                    (start < r.end).then_some(start..r.end)
+                })
+                .collect();
+            if batch.in_flight {
+                // The sender holds these records in its request: whether they are lost is
+                // decided when the send ends (`ack` or `end_send`).
+                batch.evicted_in_flight.add(part);
+                lost.sub(part);
+            }
+        }
+        // A batch in flight stays known even when empty, so its outcome can still be settled.
+        self.pending
+            .retain(|_, batch| batch.in_flight || !batch.ranges.is_empty());
         dropped.records += lost.records;
         dropped.readings += lost.readings;
         dropped.bytes += lost.bytes;
@@ -576,18 +682,6 @@ impl Spool {
         self.acked.remove(ids.clone());
         // Its unsynced data no longer matters: the file is being deleted.
         self.sealed_unsynced.retain(|(id, _, _)| *id != seg.id);
-        for batch in self.pending.values_mut() {
-            batch.ranges = batch
-                .ranges
-                .iter()
-                .filter_map(|r| {
-                    let start = r.start.max(ids.end);
-                    (start < r.end).then_some(start..r.end)
-                })
-                .collect();
-            batch.per_segment.retain(|(id, _)| *id != seg.id);
-        }
-        self.pending.retain(|_, batch| !batch.ranges.is_empty());
         self.segments_len -= seg.len;
         warn!(
             segment = seg.id,

@@ -383,6 +383,100 @@ fn drop_oldest_evicts_whole_segments_and_counts_exactly_what_was_lost() {
     assert_eq!(remaining.first(), Some(&dropped.below_id));
 }
 
+/// Fills a drop_oldest spool, cuts `n` records from the oldest, and returns the batch.
+fn full_spool_with_a_batch(dir: &Path, n: usize) -> (Spool, super::CutBatch) {
+    let (mut spool, _) = Spool::open(dir, small_config(FullPolicy::DropOldest)).expect("open");
+    for i in 0..300 {
+        spool.append(&payload(i, 1000), 2).expect("append");
+    }
+    spool.sync().expect("sync");
+    let batch = spool
+        .cut(Lane::Backfill, n, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    (spool, batch)
+}
+
+/// Appends until one segment is evicted; returns what the append reported dropped.
+fn append_until_evicted(spool: &mut Spool) -> super::Dropped {
+    loop {
+        let appended = spool.append(&payload(7, 1000), 2).expect("append");
+        if !appended.dropped.is_empty() {
+            return appended.dropped;
+        }
+    }
+}
+
+#[test]
+fn a_batch_trimmed_before_its_send_is_handed_back_as_it_is_now() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, batch) = full_spool_with_a_batch(dir.path(), 200);
+    assert!(matches!(
+        spool.begin_send(batch.seq, 0).expect("begin"),
+        super::SendCheck::Unchanged
+    ));
+    // Not in flight any more: an eviction now drops the batch's records at once.
+    assert_eq!(spool.end_send(batch.seq), super::Dropped::default());
+    let dropped = append_until_evicted(&mut spool);
+    let evicted_from_batch = batch
+        .records
+        .iter()
+        .filter(|r| r.id < dropped.below_id)
+        .count() as u64;
+    assert!(evicted_from_batch > 0);
+    assert_eq!(
+        dropped.records, evicted_from_batch,
+        "only the batch was unacked there"
+    );
+    let super::SendCheck::Changed { batch: now, trims } =
+        spool.begin_send(batch.seq, 0).expect("begin")
+    else {
+        panic!("the eviction trimmed the batch");
+    };
+    assert_eq!(trims, 1);
+    assert_eq!(now.records.len() as u64, 200 - evicted_from_batch);
+    assert!(now.records.iter().all(|r| r.id >= dropped.below_id));
+    assert!(matches!(
+        spool.begin_send(batch.seq, trims).expect("begin"),
+        super::SendCheck::Unchanged
+    ));
+}
+
+#[test]
+fn records_evicted_while_in_flight_are_dropped_only_if_the_send_fails() {
+    for delivered in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut spool, batch) = full_spool_with_a_batch(dir.path(), 50);
+        assert!(matches!(
+            spool.begin_send(batch.seq, 0).expect("begin"),
+            super::SendCheck::Unchanged
+        ));
+        // The whole batch sits in the oldest segment, now evicted while its request is out.
+        let dropped = append_until_evicted(&mut spool);
+        assert!(batch.records.iter().all(|r| r.id < dropped.below_id));
+        // Record ids start at 1: the segment's other records were uncut, and are dropped.
+        let uncut_lost = dropped.below_id - 1 - 50;
+        assert_eq!(
+            dropped.records, uncut_lost,
+            "the sender still holds the batch's records"
+        );
+        assert_eq!(spool.stats().dropped_records_total, uncut_lost);
+        if delivered {
+            assert!(spool.ack(batch.seq).expect("ack").known);
+            assert_eq!(spool.stats().dropped_records_total, uncut_lost);
+        } else {
+            let lost = spool.end_send(batch.seq);
+            assert_eq!((lost.records, lost.readings, lost.bytes), (50, 100, 50_000));
+            assert_eq!(spool.stats().dropped_records_total, uncut_lost + 50);
+            assert!(matches!(
+                spool.begin_send(batch.seq, 0).expect("begin"),
+                super::SendCheck::Gone
+            ));
+            assert!(spool.pending_seqs().is_empty());
+        }
+    }
+}
+
 #[test]
 fn segments_whose_records_are_all_acked_are_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
