@@ -45,6 +45,7 @@ pub mod payload;
 pub mod quarantine;
 pub mod redelivery;
 pub mod reject;
+pub mod signals;
 pub mod spool;
 pub mod topic;
 pub mod validate;

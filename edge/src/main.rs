@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fieldpulse_edge::config::{RawEdgeConfig, EXAMPLE_TOML};
-use fieldpulse_edge::{Agent, EdgeConfig};
-use tokio_util::sync::CancellationToken;
-use tracing::info;
+use fieldpulse_edge::EdgeConfig;
 
 /// fieldpulse-edge: the gateway agent (MQTT in, crash-safe spool, batches to fieldpulse cloud).
 #[derive(Debug, Parser)]
@@ -158,65 +156,11 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn run_agent(config: EdgeConfig) -> anyhow::Result<()> {
-    // Listen for signals before anything else, so a SIGTERM during startup still shuts down
-    // cleanly instead of killing the process.
-    let signal_wait = wait_for_signal();
     let origin = config.origin.clone();
-    let agent = Agent::start(config)
+    fieldpulse_edge::signals::run_until_signal(config)
         .await
-        .with_context(|| format!("starting the agent ({origin})"))?;
-    if let Some(addr) = agent.http_addr() {
-        info!(%addr, "Serving /metrics and /healthz.");
-    }
-    let shutdown = CancellationToken::new();
-    let signals = shutdown.clone();
-    let agent_run = agent.run(shutdown.clone());
-    let signal_wait = async move {
-        signal_wait.await;
-        info!("Signal received.");
-        signals.cancel();
-    };
-    tokio::pin!(agent_run);
-    let summary = tokio::select! {
-        res = &mut agent_run => res,
-        () = signal_wait => agent_run.await,
-    }?;
-    info!(
-        received = summary.metrics.readings_received,
-        spooled = summary.metrics.readings_spooled,
-        forwarded = summary.metrics.readings_forwarded,
-        "Exiting."
-    );
+        .with_context(|| format!("running the agent ({origin})"))?;
     Ok(())
-}
-
-/// Registers SIGTERM and SIGINT handlers now; the returned future completes on either.
-#[cfg(unix)]
-fn wait_for_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-}
-
-/// Completes on Ctrl-C.
-#[cfg(not(unix))]
-fn wait_for_signal() -> impl std::future::Future<Output = ()> {
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Keeps the resident set small on glibc: few malloc arenas (one per thread by default, each

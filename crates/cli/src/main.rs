@@ -11,6 +11,7 @@ mod bench_scoring;
 mod cloud;
 mod demo;
 mod detect;
+mod edge;
 mod eval;
 mod feedback;
 mod logging;
@@ -45,6 +46,9 @@ enum Command {
     Cloud(cloud::CloudArgs),
     /// Run the whole product locally (simulated fleet, edge, cloud, emulated Salesforce) and print the Cases.
     Demo(demo::DemoArgs),
+    /// Run the edge agent from this binary (as `fieldpulse-edge run`; the demo uses it).
+    #[command(hide = true)]
+    Edge(edge::EdgeArgs),
     /// Evaluate models: the NASA C-MAPSS benchmark, or a trained artifact.
     Eval(eval::EvalArgs),
     /// Labels the cloud learned from Salesforce (confirmed failures, false alarms).
@@ -76,7 +80,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Demo(_) => "error,rumqttd=off",
-        Command::Cloud(_) => "info",
+        Command::Cloud(_) | Command::Edge(_) => "info",
         _ => "warn",
     };
     logging::init(cli.log.as_deref().unwrap_or(default_log));
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Edge(args) => edge::run(args),
         Command::Feedback(cmd) => feedback::run(cmd),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),

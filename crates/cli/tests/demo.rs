@@ -63,15 +63,23 @@ fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
         count("messages_acknowledged_by_broker"),
         count("messages_published")
     );
-    // Every malformed payload was rejected, none silently.
+    // Every malformed payload was rejected, none silently. The edge agent is
+    // killed with SIGKILL once: its counters are read just before, and the
+    // broker redelivers what it had not PUBACKed, which the next life counts
+    // again. So the count is exact up to the messages in flight at the kill.
     let rejected: u64 = summary["edge_rejected"]
         .as_object()
         .unwrap()
         .values()
         .map(|v| v.as_u64().unwrap())
         .sum();
-    assert_eq!(rejected, count("malformed_messages_published"));
     assert_eq!(count("rejected"), rejected);
+    assert_eq!(count("edge_kills"), 1, "{summary}");
+    let malformed = count("malformed_messages_published");
+    assert!(
+        rejected.abs_diff(malformed) <= 25,
+        "{rejected} readings rejected, {malformed} malformed published"
+    );
     // The outage (uplink cut, cloud killed and restarted) made the edge spool
     // and backfill.
     assert!(count("cloud_readings_historical") > 0);

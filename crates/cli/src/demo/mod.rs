@@ -4,17 +4,19 @@
 //! live fleet seeds an in-process Salesforce emulator (Accounts, Products,
 //! Assets, Work Order history) and is replayed at a speed-up over MQTT
 //! (`rumqttd` in-process, or `--broker` for your own), in every timestamped
-//! payload shape plus malformed payloads; the real edge agent
-//! (`fieldpulse_edge::Agent`) spools and forwards it to the real cloud
-//! (`fieldpulse_cloud::service::Cloud`: ingest log, scoring shards with the
-//! model, episodes, outbox) through a relay standing for the network. A third
-//! of the way in the uplink is cut and the cloud process is killed
-//! (`Cloud::abort`, no drain) and restarted on its state directory: the edge
-//! spools, then backfills. The summary accounts for every reading, lists the
-//! Cases the dispatcher sees and judges them against the simulator's ground
-//! truth.
+//! payload shape plus malformed payloads; the real edge agent, in its own
+//! process (`fieldpulse edge`, see [`edge_process`]), spools and forwards it
+//! to the real cloud (`fieldpulse_cloud::service::Cloud`: ingest log, scoring
+//! shards with the model, episodes, outbox) through a relay standing for the
+//! network. A third of the way in the uplink is cut and the cloud process is
+//! killed (`Cloud::abort`, no drain) and restarted on its state directory: the
+//! edge spools, then backfills. Later the edge agent is killed with SIGKILL
+//! and restarted on its spool. The summary accounts for every reading, lists
+//! the Cases the dispatcher sees and judges them against the simulator's
+//! ground truth.
 
 mod broker;
+mod edge_process;
 mod org;
 mod outcome;
 mod publisher;
@@ -31,9 +33,10 @@ use anyhow::Context;
 use clap::Args;
 use fieldpulse_cloud::processor::Processor;
 use fieldpulse_cloud::service::Cloud;
-use fieldpulse_edge::{Agent, EdgeConfig};
+use fieldpulse_edge::EdgeConfig;
 use tokio_util::sync::CancellationToken;
 
+use self::edge_process::{EdgeProcess, EdgeWatch};
 use self::publisher::{FleetPlan, PublishStats};
 use self::scenario::{ScenarioConfig, DAY_MS};
 
@@ -195,26 +198,23 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
             (broker::start()?, "rumqttd (embedded)".to_string())
         }
     };
-    // The edge agent, configured as a gateway operator would.
-    let config = edge_config(broker, uplink.addr, &out, age_days as u64)?;
-    let agent = Agent::start(config)
-        .await
-        .context("starting the edge agent")?;
-    let edge_metrics = agent.metrics();
-    let edge_shutdown = CancellationToken::new();
-    let edge = tokio::spawn(agent.run(edge_shutdown.clone()));
+    // The edge agent, configured as a gateway operator would, in its own process.
+    let edge_http = free_port().context("finding a port for the edge's /metrics")?;
+    let edge_toml = out.join("edge.toml");
+    std::fs::write(
+        &edge_toml,
+        edge_config(broker, uplink.addr, edge_http, &out, age_days as u64),
+    )
+    .with_context(|| format!("writing {}", edge_toml.display()))?;
+    EdgeConfig::load(&edge_toml).context("checking the demo edge config")?;
+    let mut edge = EdgeProcess::start(&edge_toml, &out.join("edge.log"), edge_http).await?;
+    let edge_watch = edge.watch();
     // A broker drops QoS 1 messages for which no subscription exists yet: the
     // fleet starts only once the edge's persistent session is subscribed.
-    let subscribed_by = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !edge_metrics.snapshot().mqtt_connected {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < subscribed_by,
-            "the edge did not subscribe to the demo broker within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    edge.wait_connected(Duration::from_secs(20)).await?;
 
-    // The fleet, with an uplink cut and a cloud crash a third of the way in.
+    // The fleet, with an uplink cut and a cloud crash a third of the way in, and a
+    // kill -9 of the edge agent later.
     let stats = Arc::new(PublishStats::default());
     let plan = FleetPlan {
         names: scenario.names.clone(),
@@ -239,10 +239,11 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         shutdown.child_token(),
     ));
     let live_processor = Arc::new(Mutex::new(Arc::clone(&cloud.processor)));
+    let replay_started = tokio::time::Instant::now();
     let ticker = (!args.json).then(|| {
         tokio::spawn(live_progress(
             Arc::clone(&stats),
-            edge_metrics.clone(),
+            edge_watch.clone(),
             Arc::clone(&live_processor),
             org.emulator.clone(),
             scenario.start_ms,
@@ -260,7 +261,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     let mut lives = vec![cloud.ingest.stats()];
     cloud.abort().await;
     let outage = (args.duration / 6).max(Duration::from_secs(2));
-    let peak_spool = watch_peak_spool(&edge_metrics, outage).await;
+    let peak_spool = watch_peak_spool(&edge_watch, outage).await;
     let cloud = Cloud::start(cloud_cfg, None)
         .await
         .context("restarting the cloud")?;
@@ -270,6 +271,25 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         args,
         "cloud restarted on its state directory, uplink back: live data first, backlog drains as historical",
     );
+    // Later, the gateway loses power: SIGKILL, no drain. The broker keeps the
+    // edge's persistent session (and redelivers what it never PUBACKed); the
+    // restarted agent recovers its spool and carries on.
+    tokio::time::sleep_until(replay_started + args.duration * 5 / 8).await;
+    if !fleet.is_finished() {
+        let spooled = edge_watch.counters().readings_spooled;
+        edge.kill9().await?;
+        progress(
+            args,
+            &format!("edge agent killed with SIGKILL ({spooled} readings spooled so far); restarting it on its spool"),
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        edge.restart()?;
+        edge.wait_connected(Duration::from_secs(20)).await?;
+        progress(
+            args,
+            "edge agent back: spool recovered, broker session resumed",
+        );
+    }
     fleet.await.context("publisher task")??;
 
     // Everything the broker acknowledged must reach the cloud, be scored and
@@ -315,8 +335,8 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         args,
         "stopping the edge (flush, fsync, exit) and the cloud (drain, checkpoint)",
     );
-    edge_shutdown.cancel();
-    let edge_summary = edge.await.context("edge task")?.context("edge agent")?;
+    let edge_kills = edge.kills;
+    let (edge_counters, edge_clean_exit) = edge.stop(Duration::from_secs(30)).await?;
     lives.push(cloud.ingest.stats());
     let recovery = {
         let m = cloud.processor.metrics();
@@ -335,8 +355,9 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         seed: args.seed,
         warmup_days: args.warmup_days,
         published: &stats,
-        edge: &edge_metrics.snapshot(),
-        edge_run: &edge_summary,
+        edge: &edge_counters,
+        edge_clean_exit,
+        edge_kills,
         cloud: &lives,
         outcome,
         peak_spool,
@@ -349,7 +370,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
 /// episodes, Cases.
 async fn live_progress(
     stats: Arc<PublishStats>,
-    edge: fieldpulse_edge::MetricsHandle,
+    edge: EdgeWatch,
     processor: Arc<Mutex<Arc<Processor>>>,
     emulator: fieldpulse_sf_emulator::Emulator,
     start_ms: i64,
@@ -360,7 +381,7 @@ async fn live_progress(
         tokio::time::sleep(every).await;
         let now = stats.valid_readings.load(Ordering::Relaxed);
         let fleet_ms = stats.fleet_ms.load(Ordering::Relaxed);
-        let m = edge.snapshot();
+        let m = edge.counters();
         let open = processor
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -387,25 +408,32 @@ fn random_token() -> String {
     format!("{:032x}", rng.gen::<u128>())
 }
 
-async fn watch_peak_spool(metrics: &fieldpulse_edge::MetricsHandle, window: Duration) -> u64 {
+async fn watch_peak_spool(edge: &EdgeWatch, window: Duration) -> u64 {
     let end = tokio::time::Instant::now() + window;
     let mut peak = 0;
     while tokio::time::Instant::now() < end {
-        peak = peak.max(metrics.snapshot().spool_records_uncut);
+        peak = peak.max(edge.counters().spool_records_uncut);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     peak
 }
 
+/// A free loopback port (bound, then released for the edge process to bind).
+fn free_port() -> std::io::Result<std::net::SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The demo edge's config file, as a gateway operator would write it.
 fn edge_config(
     broker: std::net::SocketAddr,
     cloud: std::net::SocketAddr,
+    http: std::net::SocketAddr,
     out: &std::path::Path,
     max_age_days: u64,
-) -> anyhow::Result<EdgeConfig> {
+) -> String {
     let patterns = publisher::TOPIC_PATTERNS;
-    let toml = format!(
-        r#"
+    format!(
+        r#"# Written by `fieldpulse demo`; run by `fieldpulse edge --config` (as `fieldpulse-edge run`).
 gateway_id = "{gateway}"
 
 [mqtt]
@@ -441,7 +469,8 @@ retry_max = "1s"
 backfill_rate = 20000
 
 [http]
-enabled = false
+enabled = true
+listen = "{http}"
 "#,
         host = broker.ip(),
         port = broker.port(),
@@ -451,8 +480,7 @@ enabled = false
         spool = out.join("spool").display(),
         gateway = GATEWAY_ID,
         token_file = out.join("gateway.token").display(),
-    );
-    EdgeConfig::from_toml_str(&toml, "demo edge config").context("building the demo edge config")
+    )
 }
 
 fn progress(args: &DemoArgs, message: &str) {

@@ -7,9 +7,9 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use fieldpulse_cloud::ingest::IngestStats;
-use fieldpulse_edge::{MetricsSnapshot, RunSummary};
 use serde::Serialize;
 
+use super::edge_process::EdgeCounters;
 use super::outcome::{assets_with_cases, CaseRow, Outcome};
 use super::publisher::PublishStats;
 use super::scenario::Scenario;
@@ -58,7 +58,7 @@ pub struct DemoSummary {
     /// Readings the cloud acknowledged to the edge.
     pub edge_readings_forwarded: u64,
     /// Rejected readings by reason.
-    pub edge_rejected: BTreeMap<&'static str, u64>,
+    pub edge_rejected: BTreeMap<String, u64>,
     /// Readings dropped after acceptance (spool cap, dead letter, corruption).
     pub edge_readings_dropped: u64,
     /// Batches the cloud acknowledged.
@@ -73,8 +73,14 @@ pub struct DemoSummary {
     pub peak_spool_backlog_records: u64,
     /// Readings the cloud committed from backfill batches.
     pub cloud_readings_historical: u64,
-    /// The edge agent flushed, fsynced and forwarded within its shutdown grace period.
+    /// The edge agent flushed, fsynced, forwarded and exited cleanly within its shutdown
+    /// grace period (after SIGTERM).
     pub edge_finished_in_grace: bool,
+    /// Times the edge agent was killed with SIGKILL and restarted on its spool.
+    pub edge_kills: u32,
+    /// MQTT messages the broker redelivered after the kill that the edge recognised as
+    /// already spooled and skipped.
+    pub edge_redeliveries_skipped: u64,
     /// After the cloud was killed: assets whose state came back from a checkpoint.
     pub cloud_assets_restored: u64,
     /// After the cloud was killed: readings re-read from the log and skipped
@@ -142,10 +148,12 @@ pub struct Collected<'a> {
     pub warmup_days: u64,
     /// The publisher's counters.
     pub published: &'a PublishStats,
-    /// The edge's counters at the end.
-    pub edge: &'a MetricsSnapshot,
-    /// The edge's shutdown.
-    pub edge_run: &'a RunSummary,
+    /// The edge's counters over its lives (a killed life's as of its last scrape).
+    pub edge: &'a EdgeCounters,
+    /// The edge exited cleanly after SIGTERM.
+    pub edge_clean_exit: bool,
+    /// Times the edge was killed and restarted.
+    pub edge_kills: u32,
     /// Each cloud life's ingest counters.
     pub cloud: &'a [IngestStats],
     /// What the org holds.
@@ -183,7 +191,7 @@ impl DemoSummary {
             readings_lost: readings_published.saturating_sub(readings_ingested),
             readings_duplicated: readings_ingested.saturating_sub(readings_published),
             duplicates_dropped: c.cloud.iter().map(|s| s.duplicate_batches).sum(),
-            rejected: c.edge.rejected.iter().map(|(_, n)| n).sum(),
+            rejected: c.edge.rejected_total(),
             edge_readings_received: c.edge.readings_received,
             edge_readings_spooled: c.edge.readings_spooled,
             edge_readings_forwarded: c.edge.readings_forwarded,
@@ -191,10 +199,10 @@ impl DemoSummary {
                 .edge
                 .rejected
                 .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(reason, n)| (reason.as_str(), n))
+                .filter(|(_, n)| **n > 0)
+                .map(|(reason, n)| (reason.clone(), *n))
                 .collect(),
-            edge_readings_dropped: c.edge.dropped_total(),
+            edge_readings_dropped: c.edge.dropped,
             edge_batches_acked: c.edge.batches_acked,
             edge_batches_historical: c.edge.batches_historical,
             edge_send_failures: c.edge.send_failures,
@@ -202,7 +210,9 @@ impl DemoSummary {
                 / c.edge.readings_forwarded.max(1) as f64,
             peak_spool_backlog_records: c.peak_spool,
             cloud_readings_historical: c.cloud.iter().map(|s| s.readings_historical).sum(),
-            edge_finished_in_grace: c.edge_run.finished_in_grace,
+            edge_finished_in_grace: c.edge_clean_exit,
+            edge_kills: c.edge_kills,
+            edge_redeliveries_skipped: c.edge.messages_duplicate,
             cloud_assets_restored: c.recovery.assets_restored,
             cloud_readings_skipped_on_replay: c.recovery.readings_skipped,
             cloud_changes_not_reemitted: c.recovery.changes_not_reemitted,
@@ -315,7 +325,7 @@ impl DemoSummary {
         );
         let _ = writeln!(
             out,
-            "  edge       {} received, {} spooled (fsynced before PUBACK), {} forwarded, {} dropped; rejected: {}",
+            "  edge       {} received, {} spooled (fsynced before PUBACK), {} forwarded, {} dropped; rejected: {} (a killed agent's counters as of its last /metrics read)",
             self.edge_readings_received,
             self.edge_readings_spooled,
             self.edge_readings_forwarded,
@@ -343,6 +353,13 @@ impl DemoSummary {
             self.cloud_readings_skipped_on_replay,
             self.cloud_changes_not_reemitted
         );
+        if self.edge_kills > 0 {
+            let _ = writeln!(
+                out,
+                "  power cut  edge agent killed with SIGKILL {} time(s) and restarted on its spool; {} broker redeliveries recognised and skipped",
+                self.edge_kills, self.edge_redeliveries_skipped
+            );
+        }
         let _ = writeln!(
             out,
             "  cloud      {} readings committed ({} from backfill), {} duplicate batches re-acknowledged",
