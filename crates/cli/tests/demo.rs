@@ -11,15 +11,15 @@ fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
             "demo",
             "--json",
             "--assets",
-            "24",
+            "40",
             "--days",
             "20",
             "--warmup-days",
-            "20",
+            "30",
             "--history-assets",
-            "24",
+            "48",
             "--duration",
-            "6s",
+            "8s",
             "--out",
         ])
         .arg(out.path())
@@ -98,12 +98,37 @@ fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
             );
         }
     }
-    let unit = |key: &str| {
+    // Every Case has exactly one Asset_Alert__c and its audit trail.
+    for c in summary["cases"].as_array().unwrap() {
+        assert_eq!(c["asset_alerts"].as_u64(), Some(1), "{c}");
+        assert!(c["ai_insights"].as_u64().unwrap() >= 1, "{c}");
+    }
+    // Every failure mode the simulator produced got at least one Case.
+    let failure_modes = summary["failures_by_mode"].as_object().unwrap();
+    assert!(!failure_modes.is_empty(), "{summary}");
+    for mode in failure_modes.keys() {
+        assert!(
+            summary["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["mode"] == mode.as_str()),
+            "no Case for failure mode {mode}: {summary}"
+        );
+    }
+    // Quality floors, at this size (40 assets, 20 judged days, about 15
+    // failures). By chance, an alarm on an asset and mode is followed by that
+    // failure within the 14-day look-ahead about 1 time in 10 (15 failures /
+    // (40 assets x 3 modes x 20 days) x 14 days), so a precision of 0.4 is four
+    // times chance; seeds 7 to 9 measured 0.59 to 0.87 precision and 0.39 to
+    // 0.64 recall (the full-size demo: 0.69 and 0.67).
+    let fraction = |key: &str| {
         let x = summary[key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&x), "{key} {x}");
+        x
     };
-    unit("case_precision");
-    unit("case_recall");
+    assert!(fraction("case_precision") >= 0.4, "{summary}");
+    assert!(fraction("case_recall") >= 0.25, "{summary}");
     assert!(count("latency_ms_p99") >= count("latency_ms_p50"));
     assert!(
         summary["edge_finished_in_grace"].as_bool().unwrap(),

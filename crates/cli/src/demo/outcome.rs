@@ -37,6 +37,10 @@ pub struct CaseRow {
     /// Sensor-to-Case latency: MQTT publish of the reading that opened the
     /// episode to the Case's `CreatedDate` in the emulator, ms.
     pub latency_ms: Option<u64>,
+    /// `Asset_Alert__c` records pointing at this Case (one expected).
+    pub asset_alerts: usize,
+    /// `AI_Insight__c` audit records of this Case's episode (at least its opening).
+    pub ai_insights: usize,
 }
 
 /// Prediction quality against the ground truth in the judged window.
@@ -118,7 +122,14 @@ fn datetime(ms: i64) -> String {
 pub fn collect(emulator: &Emulator, scenario: &Scenario, published: &PublishStats) -> Outcome {
     // Episode openings, from the audit trail: case key → opening.
     let mut openings: BTreeMap<String, Opening> = BTreeMap::new();
+    let mut insights_of: BTreeMap<String, usize> = BTreeMap::new();
     for r in emulator.records("AI_Insight__c") {
+        if let Some(key) = serde_json::from_str::<Value>(text(&r, "Source_Record_Ids__c"))
+            .ok()
+            .and_then(|src| src["case_key"].as_str().map(str::to_string))
+        {
+            *insights_of.entry(key).or_default() += 1;
+        }
         let opened = text(&r, "Outcome__c")
             .split_once(':')
             .is_some_and(|(_, what)| what.trim_start().starts_with("opened"));
@@ -149,6 +160,10 @@ pub fn collect(emulator: &Emulator, scenario: &Scenario, published: &PublishStat
         .map(|a| (text(a, "Case__c"), a))
         .filter(|(id, _)| !id.is_empty())
         .collect();
+    let mut alerts_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in &alerts {
+        *alerts_of.entry(text(a, "Case__c")).or_default() += 1;
+    }
     let mut cases = Vec::new();
     let mut latencies_ms = Vec::new();
     for case in emulator.records("Case") {
@@ -193,6 +208,8 @@ pub fn collect(emulator: &Emulator, scenario: &Scenario, published: &PublishStat
                 judged: opened_ms
                     .is_some_and(|t| (scenario.window_start_ms..scenario.end_ms).contains(&t)),
                 latency_ms,
+                asset_alerts: alerts_of.get(text(&case, "Id")).copied().unwrap_or(0),
+                ai_insights: insights_of.get(key).copied().unwrap_or(0),
             },
         ));
     }

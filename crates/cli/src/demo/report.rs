@@ -102,6 +102,8 @@ pub struct DemoSummary {
     pub failures_in_window: usize,
     /// Of those, preceded by a Case of the right mode within 14 days.
     pub failures_caught: usize,
+    /// Failures in the judged window by failure mode (ground truth).
+    pub failures_by_mode: BTreeMap<String, usize>,
     /// Openings in the window followed by their failure / all openings in it.
     pub case_precision: f64,
     /// Failures caught / failures in the window.
@@ -223,6 +225,15 @@ impl DemoSummary {
             ai_insights: c.outcome.ai_insights,
             failures_in_window: q.failures,
             failures_caught: q.caught,
+            failures_by_mode: c
+                .scenario
+                .failures
+                .iter()
+                .filter(|f| (c.scenario.window_start_ms..c.scenario.end_ms).contains(&f.ts_ms))
+                .fold(BTreeMap::new(), |mut by_mode, f| {
+                    *by_mode.entry(f.mode.clone()).or_default() += 1;
+                    by_mode
+                }),
             case_precision: round2(q.precision()),
             case_recall: round2(q.recall()),
             median_lead_time_hours: q.median_lead_hours().map(|h| (h * 10.0).round() / 10.0),
