@@ -171,6 +171,11 @@ pub struct RawScoring {
     /// Scorer and episode state checkpointed at least this often (wall time).
     #[serde(with = "humantime_serde")]
     pub checkpoint_every: Duration,
+    /// An asset's newest row is scored once a later reading of the asset arrives, or
+    /// after this long (wall time): a scan whose readings are split across batches
+    /// is scored whole. "0s" scores every batch's rows at once.
+    #[serde(with = "humantime_serde")]
+    pub scan_hold: Duration,
     /// Open anomaly episodes from the anomaly detector (not only the failure model).
     pub anomaly_episodes: bool,
     /// Failure probability an anomaly episode's priority assumes (an anomaly
@@ -189,6 +194,7 @@ impl Default for RawScoring {
             anomaly_threshold: 0.9999,
             failure_every: Duration::from_secs(3600),
             checkpoint_every: Duration::from_secs(5),
+            scan_hold: Duration::from_secs(2),
             anomaly_episodes: true,
             anomaly_probability: 0.3,
         }

@@ -92,6 +92,7 @@ pub fn settings(cfg: &CloudConfig, model: Option<&FailureModel>) -> ProcessorSet
         anomaly_episodes: s.anomaly_episodes,
         anomaly_probability: s.anomaly_probability,
         failure_every_ms: s.failure_every.as_millis() as i64,
+        scan_hold: s.scan_hold,
         checkpoint_every: s.checkpoint_every,
         episodes: cfg.raw.episodes.clone(),
         priority: cfg.raw.priority.clone(),
@@ -486,6 +487,12 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
         "fieldpulse_cloud_assets_tracked",
         "Assets with scoring state in memory.",
         st.assets,
+    );
+    gauge(
+        &mut text,
+        "fieldpulse_cloud_rows_held",
+        "Rows waiting for the rest of their scan before they are scored (scoring.scan_hold).",
+        st.rows_held,
     );
     render_sender(&s.sender.stats(), &mut text);
     {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fieldpulse_cloud::config::CloudConfig;
 use fieldpulse_cloud::service::{Cloud, DB_FILE};
 use fieldpulse_cloud::synth::SynthFleet;
-use fieldpulse_proto::v1::Batch;
+use fieldpulse_proto::v1::{Batch, Series};
 use fieldpulse_sf_emulator::FaultConfig;
 use support::{post, sf_client, wait_idle, Org};
 
@@ -502,4 +502,74 @@ async fn a_model_artifact_that_does_not_validate_is_refused_at_start() {
         msg.contains("model") && msg.contains(&model.path().display().to_string()),
         "{msg}"
     );
+}
+
+/// The fleet's batches with every scan split across two batches: the last
+/// reading of half the sensors of each asset moves to the next batch, as a
+/// gateway's batch boundary falls between the readings of one scan.
+fn split_scan_batches() -> Vec<Batch> {
+    let mut all = batches();
+    for k in 0..all.len() - 1 {
+        let (head, tail) = all.split_at_mut(k + 1);
+        let (this, next) = (&mut head[k], &mut tail[0]);
+        for (i, series) in this.series.iter_mut().enumerate() {
+            if SENSORS.iter().position(|s| *s == series.sensor).unwrap() < SENSORS.len() / 2 {
+                continue;
+            }
+            let mut points: Vec<(i64, f64)> = series.points().collect();
+            let moved = points.pop().unwrap();
+            let mut kept = Series {
+                asset_id: series.asset_id.clone(),
+                sensor: series.sensor.clone(),
+                ..Default::default()
+            };
+            for (ts, v) in points {
+                kept.push(ts, v);
+            }
+            *series = kept;
+            let later = &mut next.series[i];
+            let mut joined = Series {
+                asset_id: later.asset_id.clone(),
+                sensor: later.sensor.clone(),
+                ..Default::default()
+            };
+            joined.push(moved.0, moved.1);
+            for (ts, v) in later.points() {
+                joined.push(ts, v);
+            }
+            *later = joined;
+        }
+    }
+    all
+}
+
+async fn run_split_scans(scan_hold: Duration) -> (u64, usize) {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = cloud_config(&org, state.path(), Duration::from_millis(200));
+    cfg.raw.scoring.scan_hold = scan_hold;
+    let cloud = Cloud::start(cfg, None).await.expect("cloud starts");
+    let http = reqwest::Client::new();
+    for b in split_scan_batches() {
+        post(&http, cloud.addr, &b).await;
+    }
+    wait_idle(&cloud).await;
+    cloud.processor.checkpoint();
+    let status = cloud.processor.status();
+    assert_eq!(status.rows_held, 0, "every held row was scored");
+    cloud.shutdown().await.expect("clean shutdown");
+    (status.rows_duplicate, count(&org, "Case"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_split_across_batches_is_scored_as_one_row() {
+    // Held until the next instant arrives, each split scan is one whole row:
+    // nothing is scored twice at the same instant, and each fault is one Case.
+    let (same_instant, cases) = run_split_scans(Duration::from_secs(2)).await;
+    assert_eq!(same_instant, 0, "no partial row was scored");
+    assert_eq!(cases, FAULTY.len());
+    // Without the hold, the second half of every split scan arrives at an
+    // instant the scorer already learned (the condition the hold removes).
+    let (same_instant, _) = run_split_scans(Duration::ZERO).await;
+    assert!(same_instant > 0);
 }

@@ -84,6 +84,9 @@ pub struct ProcessorSettings {
     pub anomaly_probability: f64,
     /// Failure model evaluated at least this often per asset (asset time).
     pub failure_every_ms: i64,
+    /// An asset's newest row waits this long (wall time) for readings of the same
+    /// instant in later batches before it is scored; zero scores at once.
+    pub scan_hold: Duration,
     /// Checkpoint cadence (wall time).
     pub checkpoint_every: Duration,
     /// Episode state machine.
@@ -124,6 +127,8 @@ pub(crate) struct ShardProgress {
     /// Rows scored but not learned since start (as of the last checkpoint):
     /// earlier than the asset's last row, or at the same instant.
     pub(crate) rows_out_of_order: AtomicU64,
+    /// Rows held for the rest of their scan (`scan_hold`).
+    pub(crate) rows_held: AtomicU64,
     pub(crate) rows_duplicate: AtomicU64,
 }
 
@@ -210,6 +215,8 @@ pub struct ProcessorStatus {
     pub rows_out_of_order: u64,
     /// Rows at the same instant as their asset's last row (scored, not learned), since start.
     pub rows_duplicate: u64,
+    /// Rows waiting for the rest of their scan before they are scored.
+    pub rows_held: u64,
 }
 
 impl ProcessorStatus {
@@ -350,6 +357,7 @@ impl Processor {
             episodes_suppressed: sum(|p| &p.episodes_suppressed),
             assets: sum(|p| &p.assets),
             rows_out_of_order: sum(|p| &p.rows_out_of_order),
+            rows_held: sum(|p| &p.rows_held),
             rows_duplicate: sum(|p| &p.rows_duplicate),
         }
     }
@@ -433,6 +441,26 @@ impl Processor {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.status().processed >= offset
+    }
+
+    /// Like [`Processor::wait_processed`], and also until no row waits for the rest
+    /// of its scan (at most `scan_hold` after the last record): every reading below
+    /// `offset` has been scored and its changes written to the outbox.
+    pub fn wait_idle(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        if !self.wait_processed(offset, timeout) {
+            return false;
+        }
+        while std::time::Instant::now() < deadline {
+            if self.status().rows_held == 0 {
+                return true;
+            }
+            if !self.is_healthy() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.status().rows_held == 0
     }
 
     /// Stops at once without a final checkpoint, as a crash would (state on

@@ -12,7 +12,7 @@
 //! first seen again, and skips records below that asset's saved offset, so
 //! the result equals an uninterrupted run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -124,6 +124,64 @@ struct EpisodeSlot {
 struct AssetEpisodes {
     last_failure_eval_ms: Option<i64>,
     modes: BTreeMap<String, EpisodeSlot>,
+    /// The asset's newest row, not scored yet: readings of the same instant may
+    /// still arrive in a later batch (a scan split across batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    held: Option<HeldRow>,
+}
+
+/// A row waiting for the rest of its scan (see `scoring.scan_hold`), with the
+/// record it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct HeldRow {
+    ts_ms: i64,
+    /// Per sensor in scoring order; `None` = no reading yet.
+    values: Vec<Option<f64>>,
+    offset: u64,
+    appended_ms: i64,
+    gateway: String,
+    epoch: u64,
+    seq: u64,
+    historical: bool,
+}
+
+impl HeldRow {
+    fn new(ts_ms: i64, values: &[f64], ctx: RecordCtx<'_>) -> Self {
+        Self {
+            ts_ms,
+            values: values.iter().map(|v| v.is_finite().then_some(*v)).collect(),
+            offset: ctx.offset,
+            appended_ms: ctx.appended_ms,
+            gateway: ctx.gateway.to_string(),
+            epoch: ctx.epoch,
+            seq: ctx.seq,
+            historical: ctx.historical,
+        }
+    }
+
+    /// Adds readings of the same instant (a later reading of a sensor wins).
+    fn merge(&mut self, values: &[f64]) {
+        for (dst, v) in self.values.iter_mut().zip(values) {
+            if v.is_finite() {
+                *dst = Some(*v);
+            }
+        }
+    }
+
+    fn row(&self) -> Vec<f64> {
+        self.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+    }
+
+    fn ctx(&self) -> RecordCtx<'_> {
+        RecordCtx {
+            offset: self.offset,
+            appended_ms: self.appended_ms,
+            gateway: &self.gateway,
+            epoch: self.epoch,
+            seq: self.seq,
+            historical: self.historical,
+        }
+    }
 }
 
 struct AssetSlot {
@@ -233,6 +291,10 @@ pub(crate) struct Shard {
     next_offset: u64,
     progress: Arc<ShardProgress>,
     pending: Vec<EpisodeChange>,
+    /// Held rows in the order they were held: (when, asset, row time).
+    held_queue: VecDeque<(Instant, String, i64)>,
+    /// Assets with a held row.
+    n_held: u64,
     last_checkpoint: Instant,
     directory: Arc<Directory>,
 }
@@ -266,6 +328,8 @@ impl Shard {
             next_offset: start_offset,
             progress,
             pending: Vec::new(),
+            held_queue: VecDeque::new(),
+            n_held: 0,
             last_checkpoint: Instant::now(),
             directory,
             shared,
@@ -275,8 +339,12 @@ impl Shard {
     /// Runs until the channel closes; checkpoints on the way out.
     pub(crate) fn run(mut self, rx: Receiver<ShardMsg>) -> Result<(), ProcessError> {
         let every = self.shared.settings.checkpoint_every;
+        let hold = self.shared.settings.scan_hold;
         loop {
-            let wait = every.saturating_sub(self.last_checkpoint.elapsed());
+            let mut wait = every.saturating_sub(self.last_checkpoint.elapsed());
+            if let Some((since, _, _)) = self.held_queue.front() {
+                wait = wait.min(hold.saturating_sub(since.elapsed()));
+            }
             match rx.recv_timeout(wait) {
                 Ok(ShardMsg::Record(rec)) => self.process(&rec)?,
                 Ok(ShardMsg::Feedback(ev)) => {
@@ -297,10 +365,16 @@ impl Shard {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
+                    // Draining: nothing more will arrive to complete a held scan.
+                    self.release_held(true)?;
                     self.checkpoint()?;
                     return Ok(());
                 }
             }
+            self.release_held(false)?;
+            self.progress
+                .rows_held
+                .store(self.n_held, Ordering::Relaxed);
             if self.last_checkpoint.elapsed() >= every {
                 self.checkpoint()?;
             }
@@ -395,8 +469,16 @@ impl Shard {
                     tracing::warn!(asset, error = %e, "Saved failure-model state does not fit this model; starting fresh.");
                 }
             }
-            match serde_json::from_str(&rec.episodes) {
-                Ok(state) => slot.state = state,
+            match serde_json::from_str::<AssetEpisodes>(&rec.episodes) {
+                Ok(state) => {
+                    if let Some(held) = &state.held {
+                        // Saved while waiting for the rest of its scan: it waits again.
+                        self.held_queue
+                            .push_back((Instant::now(), asset.to_string(), held.ts_ms));
+                        self.n_held += 1;
+                    }
+                    slot.state = state;
+                }
                 Err(e) => {
                     return Err(ProcessError::Store(store::StoreError::Corrupt(format!(
                         "episodes of asset {asset}: {e}"
@@ -416,10 +498,9 @@ impl Shard {
         let idx = self.slot_index(&rows.asset)?;
         let shared = Arc::clone(&self.shared);
         let settings = &shared.settings;
-        let directory = Arc::clone(&self.directory);
         let n = settings.layout.len();
-        let thr = settings.anomaly_threshold;
-        let every = settings.failure_every_ms;
+        let hold = !settings.scan_hold.is_zero();
+        let directory = Arc::clone(&self.directory);
         let slot = self
             .assets
             .get_mut(&rows.asset)
@@ -432,114 +513,52 @@ impl Shard {
             return Ok(());
         }
         let info = directory.asset(&rows.asset);
-        let product = info.and_then(|i| i.product.clone());
-        let rollout = settings.rollout.for_product(product.as_deref());
-        // Criticality and SLA of this asset, with where each came from.
-        let base = priority_inputs(&settings.priority, info, 0.0);
-        let (crit, sla) = (base.criticality, base.sla_factor);
-        let bands = &settings.priority.bands;
+        let mut parts = ScoreParts::new(&mut self.anomaly, &mut self.failure, &shared, info);
         let mut changes: Vec<PendingChange> = Vec::new();
+        let origin = Origin {
+            historical: ctx.historical,
+            appended_ms: ctx.appended_ms,
+        };
+        let last = rows.len().saturating_sub(1);
         for i in 0..rows.len() {
             let ts = rows.ts_ms[i];
             let values = rows.row(i, n);
-            let score = self.anomaly.score_row(idx, ts, values);
-            let crossing = !score.in_warmup && score.score >= thr;
-            if let Some(f) = &mut self.failure {
-                for (dst, pos) in f.buf.iter_mut().zip(&f.perm) {
-                    *dst = pos.map_or(f64::NAN, |p| values[p]);
-                }
-                let due = crossing
-                    || slot
-                        .state
-                        .last_failure_eval_ms
-                        .is_none_or(|t| ts - t >= every || ts < t);
-                let pred = f
-                    .scorer
-                    .observe(&rows.asset, ts, &f.buf, due)
-                    .map_err(|e| ProcessError::Model(e.to_string()))?;
-                if let Some(pred) = pred {
-                    slot.state.last_failure_eval_ms = Some(ts);
-                    self.shared
-                        .metrics
-                        .failure_evaluations
-                        .fetch_add(1, Ordering::Relaxed);
-                    for fol in &f.followed {
-                        let risk = pred.probabilities[fol.classifier];
-                        let eval = Evaluation {
-                            ts_ms: ts,
-                            risk,
-                            threshold: fol.threshold,
-                            rul_days: Some(pred.rul_days),
-                            priority: bands.classify(risk * crit * sla),
-                            historical: ctx.historical,
-                            now_ms: ctx.appended_ms,
-                        };
-                        let ep = slot.state.modes.entry(fol.mode.clone()).or_default();
-                        if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
-                            let row = f.scorer.last_row();
-                            let mut evidence: Vec<SensorEvidence> = f
-                                .model
-                                .schema
-                                .sensors
-                                .iter()
-                                .zip(&f.robust_z)
-                                .zip(&f.buf)
-                                .filter_map(|((s, z), v)| {
-                                    let z = row.get((*z)?).copied()?;
-                                    z.is_finite().then(|| SensorEvidence {
-                                        sensor: s.clone(),
-                                        z,
-                                        value: *v,
-                                    })
-                                })
-                                .collect();
-                            evidence.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
-                            evidence.truncate(4);
-                            changes.push((
-                                fol.mode.clone(),
-                                t,
-                                eval,
-                                Some(fol.horizon_days),
-                                evidence,
-                            ));
-                        }
-                    }
-                }
-            }
-            if settings.anomaly_episodes && !score.in_warmup && score.score.is_finite() {
-                let prob = settings.anomaly_probability;
-                let eval = Evaluation {
-                    ts_ms: ts,
-                    risk: score.score,
-                    threshold: thr,
-                    rul_days: None,
-                    priority: bands.classify(prob * crit * sla),
-                    historical: ctx.historical,
-                    now_ms: ctx.appended_ms,
-                };
-                // No allocation per row: the key is created once per asset.
-                if !slot.state.modes.contains_key(ANOMALY_MODE) {
-                    slot.state
-                        .modes
-                        .insert(ANOMALY_MODE.to_string(), EpisodeSlot::default());
-                }
-                let Some(ep) = slot.state.modes.get_mut(ANOMALY_MODE) else {
+            if let Some(held) = &mut slot.state.held {
+                if ts == held.ts_ms {
+                    held.merge(values);
                     continue;
-                };
-                if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
-                    let evidence = score
-                        .top_sensor
-                        .map(|s| SensorEvidence {
-                            sensor: settings.layout.names()[s].clone(),
-                            z: f64::NAN,
-                            value: values[s],
-                        })
-                        .into_iter()
-                        .collect();
-                    changes.push((ANOMALY_MODE.to_string(), t, eval, None, evidence));
                 }
+                if ts > held.ts_ms {
+                    // A later instant: the held scan is complete.
+                    let held = slot.state.held.take().expect("checked above");
+                    self.n_held -= 1;
+                    let held_origin = Origin {
+                        historical: held.historical,
+                        appended_ms: held.appended_ms,
+                    };
+                    parts.score_row(
+                        slot,
+                        idx,
+                        &rows.asset,
+                        held.ts_ms,
+                        &held.row(),
+                        held_origin,
+                        &mut changes,
+                    )?;
+                }
+                // Older than the held row: scored now, before it (it is still newer).
+            }
+            if hold && i == last && slot.state.held.is_none() {
+                slot.state.held = Some(HeldRow::new(ts, values, ctx));
+                self.n_held += 1;
+                self.held_queue
+                    .push_back((Instant::now(), rows.asset.clone(), ts));
+            } else {
+                parts.score_row(slot, idx, &rows.asset, ts, values, origin, &mut changes)?;
             }
         }
+        let base = parts.base.clone();
+        drop(parts);
         slot.next_offset = ctx.offset + 1;
         slot.dirty = true;
         self.shared
@@ -550,6 +569,74 @@ impl Shard {
             .metrics
             .rows_scored
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        // Changes are attributed to the record that triggered them (a released
+        // scan's changes to the record that completed it).
+        self.emit_changes(&rows.asset, changes, &base, ctx);
+        Ok(())
+    }
+
+    /// Scores the held rows that waited `scoring.scan_hold` without the rest of
+    /// their scan arriving (or all of them, at shutdown).
+    fn release_held(&mut self, all: bool) -> Result<(), ProcessError> {
+        let hold = self.shared.settings.scan_hold;
+        while let Some((since, _, _)) = self.held_queue.front() {
+            if !all && since.elapsed() < hold {
+                break;
+            }
+            let (_, asset, ts) = self.held_queue.pop_front().expect("front exists");
+            let Some(slot) = self.assets.get_mut(&asset) else {
+                continue;
+            };
+            // Already released by a later row, or replaced by a newer held row.
+            if slot.state.held.as_ref().is_none_or(|h| h.ts_ms != ts) {
+                continue;
+            }
+            let held = slot.state.held.take().expect("checked above");
+            self.n_held -= 1;
+            slot.dirty = true;
+            let idx = slot.idx;
+            let shared = Arc::clone(&self.shared);
+            let directory = Arc::clone(&self.directory);
+            let mut parts = ScoreParts::new(
+                &mut self.anomaly,
+                &mut self.failure,
+                &shared,
+                directory.asset(&asset),
+            );
+            let mut changes = Vec::new();
+            let origin = Origin {
+                historical: held.historical,
+                appended_ms: held.appended_ms,
+            };
+            parts.score_row(
+                slot,
+                idx,
+                &asset,
+                held.ts_ms,
+                &held.row(),
+                origin,
+                &mut changes,
+            )?;
+            let base = parts.base.clone();
+            drop(parts);
+            self.emit_changes(&asset, changes, &base, held.ctx());
+        }
+        self.flush(None)
+    }
+
+    /// Turns the row loop's transitions into changes waiting for the next flush.
+    fn emit_changes(
+        &mut self,
+        asset: &str,
+        changes: Vec<PendingChange>,
+        base: &PriorityInputs,
+        ctx: RecordCtx<'_>,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let settings = &shared.settings;
+        let bands = &settings.priority.bands;
+        let product = self.directory.asset(asset).and_then(|i| i.product.clone());
+        let rollout = settings.rollout.for_product(product.as_deref());
         for (mode, t, eval, horizon, evidence) in changes {
             let probability = if mode == ANOMALY_MODE {
                 settings.anomaly_probability
@@ -564,7 +651,7 @@ impl Shard {
                 bands,
             );
             let change = self.change(
-                &rows.asset,
+                asset,
                 &mode,
                 &t,
                 priority,
@@ -580,7 +667,6 @@ impl Shard {
                 self.pending.push(change);
             }
         }
-        Ok(())
     }
 
     /// Turns a transition into an [`EpisodeChange`] and advances the slot's
@@ -986,6 +1072,152 @@ impl Shard {
             offset = self.next_offset,
             "Checkpoint."
         );
+        Ok(())
+    }
+}
+
+/// When and how a row arrived, for its evaluations.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    historical: bool,
+    appended_ms: i64,
+}
+
+/// What scoring one row of an asset touches: the shard's scorers and the
+/// asset's priority inputs.
+struct ScoreParts<'a> {
+    anomaly: &'a mut FleetScorer,
+    failure: &'a mut Option<FailurePart>,
+    shared: &'a Shared,
+    base: PriorityInputs,
+}
+
+impl<'a> ScoreParts<'a> {
+    fn new(
+        anomaly: &'a mut FleetScorer,
+        failure: &'a mut Option<FailurePart>,
+        shared: &'a Shared,
+        info: Option<&AssetInfo>,
+    ) -> Self {
+        Self {
+            anomaly,
+            failure,
+            base: priority_inputs(&shared.settings.priority, info, 0.0),
+            shared,
+        }
+    }
+
+    /// Scores one row (anomaly, and the failure model when due) and feeds the
+    /// asset's episodes; transitions go to `changes`.
+    #[allow(clippy::too_many_arguments)]
+    fn score_row(
+        &mut self,
+        slot: &mut AssetSlot,
+        idx: usize,
+        asset: &str,
+        ts: i64,
+        values: &[f64],
+        origin: Origin,
+        changes: &mut Vec<PendingChange>,
+    ) -> Result<(), ProcessError> {
+        let parts = self;
+        let settings = &parts.shared.settings;
+        let thr = settings.anomaly_threshold;
+        let every = settings.failure_every_ms;
+        let bands = &settings.priority.bands;
+        let (crit, sla) = (parts.base.criticality, parts.base.sla_factor);
+        let score = parts.anomaly.score_row(idx, ts, values);
+        let crossing = !score.in_warmup && score.score >= thr;
+        if let Some(f) = parts.failure {
+            for (dst, pos) in f.buf.iter_mut().zip(&f.perm) {
+                *dst = pos.map_or(f64::NAN, |p| values[p]);
+            }
+            let due = crossing
+                || slot
+                    .state
+                    .last_failure_eval_ms
+                    .is_none_or(|t| ts - t >= every || ts < t);
+            let pred = f
+                .scorer
+                .observe(asset, ts, &f.buf, due)
+                .map_err(|e| ProcessError::Model(e.to_string()))?;
+            if let Some(pred) = pred {
+                slot.state.last_failure_eval_ms = Some(ts);
+                parts
+                    .shared
+                    .metrics
+                    .failure_evaluations
+                    .fetch_add(1, Ordering::Relaxed);
+                for fol in &f.followed {
+                    let risk = pred.probabilities[fol.classifier];
+                    let eval = Evaluation {
+                        ts_ms: ts,
+                        risk,
+                        threshold: fol.threshold,
+                        rul_days: Some(pred.rul_days),
+                        priority: bands.classify(risk * crit * sla),
+                        historical: origin.historical,
+                        now_ms: origin.appended_ms,
+                    };
+                    let ep = slot.state.modes.entry(fol.mode.clone()).or_default();
+                    if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
+                        let row = f.scorer.last_row();
+                        let mut evidence: Vec<SensorEvidence> = f
+                            .model
+                            .schema
+                            .sensors
+                            .iter()
+                            .zip(&f.robust_z)
+                            .zip(&f.buf)
+                            .filter_map(|((s, z), v)| {
+                                let z = row.get((*z)?).copied()?;
+                                z.is_finite().then(|| SensorEvidence {
+                                    sensor: s.clone(),
+                                    z,
+                                    value: *v,
+                                })
+                            })
+                            .collect();
+                        evidence.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+                        evidence.truncate(4);
+                        changes.push((fol.mode.clone(), t, eval, Some(fol.horizon_days), evidence));
+                    }
+                }
+            }
+        }
+        if settings.anomaly_episodes && !score.in_warmup && score.score.is_finite() {
+            let prob = settings.anomaly_probability;
+            let eval = Evaluation {
+                ts_ms: ts,
+                risk: score.score,
+                threshold: thr,
+                rul_days: None,
+                priority: bands.classify(prob * crit * sla),
+                historical: origin.historical,
+                now_ms: origin.appended_ms,
+            };
+            // No allocation per row: the key is created once per asset.
+            if !slot.state.modes.contains_key(ANOMALY_MODE) {
+                slot.state
+                    .modes
+                    .insert(ANOMALY_MODE.to_string(), EpisodeSlot::default());
+            }
+            let Some(ep) = slot.state.modes.get_mut(ANOMALY_MODE) else {
+                return Ok(());
+            };
+            if let Some(t) = ep.episode.observe(&settings.episodes, &eval) {
+                let evidence = score
+                    .top_sensor
+                    .map(|s| SensorEvidence {
+                        sensor: settings.layout.names()[s].clone(),
+                        z: f64::NAN,
+                        value: values[s],
+                    })
+                    .into_iter()
+                    .collect();
+                changes.push((ANOMALY_MODE.to_string(), t, eval, None, evidence));
+            }
+        }
         Ok(())
     }
 }

@@ -136,15 +136,14 @@ pub async fn post(http: &reqwest::Client, addr: std::net::SocketAddr, batch: &Ba
     panic!("batch {} never acknowledged", batch.seq);
 }
 
-/// Waits until every logged record is scored and the outbox is empty.
+/// Waits until every logged record is scored (held rows included) and the outbox is empty.
 pub async fn wait_idle(cloud: &Cloud) {
     let end = cloud.log.end_offset();
     let processor = std::sync::Arc::clone(&cloud.processor);
-    let ok = tokio::task::spawn_blocking(move || {
-        processor.wait_processed(end, Duration::from_secs(300))
-    })
-    .await
-    .unwrap();
+    let ok =
+        tokio::task::spawn_blocking(move || processor.wait_idle(end, Duration::from_secs(300)))
+            .await
+            .unwrap();
     assert!(ok, "processor did not catch up with the log");
     for _ in 0..2400 {
         if cloud.sender.stats().depth == 0 {

@@ -308,11 +308,10 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     );
     let end = cloud.log.end_offset();
     let processor = Arc::clone(&cloud.processor);
-    let caught_up = tokio::task::spawn_blocking(move || {
-        processor.wait_processed(end, Duration::from_secs(300))
-    })
-    .await
-    .context("waiting for the processor")?;
+    let caught_up =
+        tokio::task::spawn_blocking(move || processor.wait_idle(end, Duration::from_secs(300)))
+            .await
+            .context("waiting for the processor")?;
     anyhow::ensure!(
         caught_up,
         "the cloud processor did not catch up with its log within 300 s"
@@ -345,6 +344,8 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
             readings_skipped: m.replayed_skipped.load(Ordering::Relaxed),
             changes_not_reemitted: m.replayed_changes.load(Ordering::Relaxed),
             episodes_open: cloud.processor.status().episodes_open,
+            rows_out_of_order: cloud.processor.status().rows_out_of_order,
+            rows_same_instant: cloud.processor.status().rows_duplicate,
         }
     };
     cloud.shutdown().await.context("cloud shutdown")?;

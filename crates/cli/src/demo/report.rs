@@ -90,6 +90,10 @@ pub struct DemoSummary {
     pub cloud_changes_not_reemitted: u64,
     /// Episodes open at the end.
     pub episodes_open: u64,
+    /// Rows the restarted cloud scored but did not learn: older than the asset's last row.
+    pub cloud_rows_out_of_order: u64,
+    /// Rows the restarted cloud scored but did not learn: same instant as the asset's last row.
+    pub cloud_rows_same_instant: u64,
     /// Cases in the emulator.
     pub cases_created: usize,
     /// `Asset_Alert__c` records in the emulator.
@@ -135,6 +139,12 @@ pub struct Recovery {
     pub changes_not_reemitted: u64,
     /// Episodes open at the end.
     pub episodes_open: u64,
+    /// Rows scored but not learned: older than the asset's last row (backlog after
+    /// live data), in the restarted cloud's life.
+    pub rows_out_of_order: u64,
+    /// Rows scored but not learned: same instant as the asset's last row (a scan split
+    /// across batches).
+    pub rows_same_instant: u64,
 }
 
 /// Inputs of [`DemoSummary::collect`].
@@ -219,6 +229,8 @@ impl DemoSummary {
             cloud_readings_skipped_on_replay: c.recovery.readings_skipped,
             cloud_changes_not_reemitted: c.recovery.changes_not_reemitted,
             episodes_open: c.recovery.episodes_open,
+            cloud_rows_out_of_order: c.recovery.rows_out_of_order,
+            cloud_rows_same_instant: c.recovery.rows_same_instant,
             cases_created: c.outcome.cases.len(),
             asset_alerts: c.outcome.asset_alerts,
             pm_campaign_drafts: c.outcome.pm_campaign_drafts,
