@@ -194,7 +194,7 @@ fn judgement(c: &CaseRow) -> (&'static str, &'static str) {
     match (c.judged, c.actual_failure.is_some()) {
         (true, true) => ("true alarm", "true"),
         (true, false) => ("false alarm", "false"),
-        (false, _) => ("not judged (warm-up)", "warm"),
+        (false, _) => ("warm-up, not judged", "warm"),
     }
 }
 
@@ -253,7 +253,7 @@ fn cases_table(out: &mut String, s: &DemoSummary) {
         let (verdict, class) = judgement(c);
         let _ = write!(
             out,
-            r#"<tr id="case-{n}"><td class="num" data-sort="{n}">{number}</td><td class="id">{case_link}</td><td class="nw">{asset_link}</td><td>{mode}</td><td data-sort="{prio_rank}"><span class="prio prio-{prio}">{prio}</span></td><td>{status}</td><td class="nw" data-sort="{opened_ms}">{opened}</td><td class="nw" data-sort="{rul}">{predicted}</td><td class="nw" data-sort="{failed_ms}">{failed}</td><td class="{class}">{verdict}</td><td class="num" data-sort="{lat_ms}">{lat}</td></tr>"#,
+            r#"<tr id="case-{n}"><td class="num" data-sort="{n}">{number}</td><td class="id">{case_link}</td><td class="nw">{asset_link}</td><td>{mode}</td><td data-sort="{prio_rank}"><span class="prio prio-{prio}">{prio}</span></td><td>{status}</td><td class="nw" data-sort="{opened_ms}">{opened}</td><td class="nw" data-sort="{rul}">{predicted}</td><td class="nw" data-sort="{failed_ms}">{failed}</td><td class="nw {class}">{verdict}</td><td class="num" data-sort="{lat_ms}">{lat}</td></tr>"#,
             mode = esc(&c.mode),
             prio_rank = match c.priority.as_str() {
                 "Critical" => 0,
@@ -403,7 +403,7 @@ fn timeline_chart(p: &PageData, c: &CaseRow, t: &Timeline, n: usize) -> TimeChar
 
 fn risk(out: &mut String, s: &DemoSummary) {
     let p = &s.page;
-    out.push_str(r#"<section id="risk"><h2>Failure risk over time</h2><p class="note">What the cloud wrote to <code>AI_Insight__c</code> for each asset with a Case: one point per episode change (opened, escalated, updated, closed), the model's probability of failure within its horizon and its remaining-useful-life estimate, per failure mode; dashed: the mode's alert threshold. Hover a point for the change. Amber: Cases opened; red: actual failures.</p>"#);
+    out.push_str(r#"<section id="risk"><h2>Failure risk over time</h2><p class="note">What the cloud wrote to <code>AI_Insight__c</code> for each asset with a Case: one point per episode change (opened, escalated, updated, closed): the model's probability of failure within its horizon and its remaining-useful-life estimate, per failure mode, each held until the next change; dashed: the mode's alert threshold. Hover a point for the change. Amber: Cases opened; red: actual failures.</p>"#);
     if p.risk.is_empty() {
         out.push_str(&no_data(
             "risk",
@@ -457,9 +457,9 @@ fn risk_chart(p: &PageData, cases: &[CaseRow], a: &AssetRisk) -> TimeChart {
             .collect();
         let color = mode_color(mode);
         risk_series.push(Series {
-            label: format!("{mode} risk"),
+            label: mode.to_string(),
             color,
-            style: Style::LineDots,
+            style: Style::StepDots,
             points: pts.iter().map(|r| (r.ts_ms, r.risk)).collect(),
             tips: tips.clone(),
             max_gap_ms: None,
@@ -479,9 +479,9 @@ fn risk_chart(p: &PageData, cases: &[CaseRow], a: &AssetRisk) -> TimeChart {
             .collect();
         if !rul.is_empty() {
             rul_series.push(Series {
-                label: format!("{mode} RUL"),
+                label: mode.to_string(),
                 color,
-                style: Style::LineDots,
+                style: Style::StepDots,
                 points: rul.iter().map(|(t, d, _)| (*t, *d)).collect(),
                 tips: rul.into_iter().map(|(_, _, tip)| tip).collect(),
                 max_gap_ms: None,
@@ -795,7 +795,7 @@ mod tests {
         ));
         assert!(html.contains(r#"/sobjects/Asset/02i000000000007AAA""#));
         assert!(html.contains(r#"id="case-1""#) && html.contains(r#"id="case-2""#));
-        assert!(html.contains(">true alarm<") && html.contains(">not judged (warm-up)<"));
+        assert!(html.contains(">true alarm<") && html.contains(">warm-up, not judged<"));
         assert!(html.contains("by 2026-11-24 (RUL 4.2 d)"));
         assert!(html.contains("the emulator stopped when the demo ended"));
     }

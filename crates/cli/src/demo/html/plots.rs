@@ -27,10 +27,10 @@ const FOOT: f64 = 44.0;
 pub enum Style {
     /// A line.
     Line,
-    /// A line with a dot at every point.
-    LineDots,
     /// A dashed line (thresholds).
     Dashed,
+    /// Steps (a value holds until the next one) with a dot at every point.
+    StepDots,
 }
 
 /// One line of a panel: `(fleet time ms, value)`; a non-finite value breaks
@@ -45,7 +45,7 @@ pub struct Series {
     pub style: Style,
     /// The points, in time order.
     pub points: Vec<(i64, f64)>,
-    /// Hover text per point (`LineDots` only; empty for none).
+    /// Hover text per point (`StepDots` only; empty for none).
     pub tips: Vec<String>,
     /// Points further apart than this are not joined (missing readings).
     pub max_gap_ms: Option<i64>,
@@ -439,6 +439,9 @@ fn series_svg(out: &mut String, s: &Series, px: &dyn Fn(i64) -> f64, py: &dyn Fn
             pen_down = false;
         }
         last_t = *t;
+        if pen_down && s.style == Style::StepDots {
+            let _ = write!(d, " H{:.1}", px(*t));
+        }
         let _ = write!(
             d,
             "{}{:.1} {:.1}",
@@ -461,7 +464,7 @@ fn series_svg(out: &mut String, s: &Series, px: &dyn Fn(i64) -> f64, py: &dyn Fn
             s.color
         );
     }
-    if s.style == Style::LineDots {
+    if s.style == Style::StepDots {
         for (i, (t, y)) in s.points.iter().enumerate() {
             if !y.is_finite() {
                 continue;
@@ -488,7 +491,7 @@ impl Histogram {
             .copied()
             .filter(|v| v.is_finite() && *v >= 0.0)
             .collect();
-        if values.is_empty() || !(self.bin_width > 0.0) {
+        if values.is_empty() || !self.bin_width.is_finite() || self.bin_width <= 0.0 {
             return no_data(self.kind, &self.title, "no data: nothing to count");
         }
         let max = values.iter().copied().fold(self.x_min_extent, f64::max);
@@ -570,7 +573,7 @@ impl Histogram {
             let x = px(v.clamp(0.0, x_hi));
             let _ = write!(
                 out,
-                r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#d97706" stroke-width="2" stroke-dasharray="5 3"/><text x="{:.1}" y="{:.1}" class="marker" fill="#b45309">{}</text>"##,
+                r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#d97706" stroke-width="2" stroke-dasharray="5 3"/><text x="{:.1}" y="{:.1}" class="marker" fill="#b45309" stroke="#fff" stroke-width="3" paint-order="stroke">{}</text>"##,
                 x + 4.0,
                 top + 14.0,
                 esc(label)
@@ -688,6 +691,22 @@ mod tests {
         let svg = c.to_svg();
         let path = svg.split("<path d=\"").nth(1).unwrap();
         assert_eq!(path[..path.find('"').unwrap()].matches('M').count(), 2);
+    }
+
+    #[test]
+    fn a_step_series_holds_each_value_until_the_next() {
+        let mut c = chart(vec![(0, 1.0), (2 * DAY_MS, 3.0)]);
+        c.panels[0].series[0].style = Style::StepDots;
+        c.panels[0].series[0].tips = vec!["first".into(), "<second>".into()];
+        let svg = c.to_svg();
+        let path = svg.split("<path d=\"").nth(1).unwrap();
+        let path = &path[..path.find('"').unwrap()];
+        // Move, horizontal to the second point's x, then up to its value.
+        assert_eq!(path.matches('H').count(), 1, "{path}");
+        assert!(
+            svg.contains("<title>first</title>") && svg.contains("<title>&lt;second&gt;</title>")
+        );
+        assert_eq!(svg.matches("<circle").count(), 2);
     }
 
     #[test]
