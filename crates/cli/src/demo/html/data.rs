@@ -206,23 +206,41 @@ pub fn collect(
     }
 }
 
-/// Indexes of the Cases to plot: caught failures, then judged false
-/// alarms, then warm-up Cases, each by opening time; at most [`MAX_TIMELINES`].
+/// Indexes of the Cases to plot, by opening time: at most
+/// [`MAX_TIMELINES`], judged Cases first (up to two thirds true alarms, so
+/// false alarms are seen too), then warm-up Cases with a failure, then the rest.
 pub fn plotted_cases(cases: &[CaseRow]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..cases.len())
-        .filter(|&i| cases[i].opened_ms.is_some())
+    let of = |judged: bool, failed: bool| -> Vec<usize> {
+        (0..cases.len())
+            .filter(|&i| {
+                let c = &cases[i];
+                c.opened_ms.is_some()
+                    && c.judged == judged
+                    && c.actual_failure_ms.is_some() == failed
+            })
+            .collect()
+    };
+    let (true_alarms, false_alarms) = (of(true, true), of(true, false));
+    let mut picked: Vec<usize> = true_alarms
+        .iter()
+        .take(MAX_TIMELINES * 2 / 3)
+        .copied()
         .collect();
-    idx.sort_by_key(|&i| {
-        let c = &cases[i];
-        let rank = match (c.judged, c.actual_failure_ms.is_some()) {
-            (_, true) => 0,
-            (true, false) => 1,
-            (false, false) => 2,
-        };
-        (rank, c.opened_ms, i)
-    });
-    idx.truncate(MAX_TIMELINES);
-    idx
+    for i in false_alarms
+        .into_iter()
+        .chain(true_alarms)
+        .chain(of(false, true))
+        .chain(of(false, false))
+    {
+        if picked.len() == MAX_TIMELINES {
+            break;
+        }
+        if !picked.contains(&i) {
+            picked.push(i);
+        }
+    }
+    picked.sort_unstable();
+    picked
 }
 
 /// One pass over the replayed readings, copying only those of a plotted
@@ -327,22 +345,36 @@ mod tests {
     }
 
     #[test]
-    fn caught_failures_are_plotted_first_and_at_most_twelve() {
+    fn judged_cases_are_plotted_first_true_and_false_alarms_at_most_twelve() {
         let mut cases = vec![
-            case("a", false, None, 1),
-            case("b", true, None, 2),
-            case("c", true, Some(50), 3),
+            case("warm-up false alarm", false, None, 1),
+            case("false alarm", true, None, 2),
+            case("true alarm", true, Some(50), 3),
             CaseRow {
                 opened_ms: None,
-                ..case("d", true, Some(60), 0)
+                ..case("no opening", true, Some(60), 0)
             },
+            case("warm-up caught", false, Some(70), 4),
         ];
-        assert_eq!(plotted_cases(&cases), [2, 1, 0]);
-        cases.extend((0..20).map(|i| case("e", true, None, 10 + i)));
+        assert_eq!(plotted_cases(&cases), [0, 1, 2, 4]);
+        // 20 more true alarms and 20 more false alarms: 8 true alarms, then
+        // false alarms fill the page; warm-up Cases wait.
+        cases.extend((0..20).map(|i| case("t", true, Some(100 + i), 10 + i)));
+        cases.extend((0..20).map(|i| case("f", true, None, 40 + i)));
         let plotted = plotted_cases(&cases);
         assert_eq!(plotted.len(), MAX_TIMELINES);
-        assert_eq!(&plotted[..2], [2, 1]);
-        assert!(plotted.iter().all(|&i| i != 0 && i != 3));
+        let n_true = plotted
+            .iter()
+            .filter(|&&i| cases[i].actual_failure_ms.is_some())
+            .count();
+        assert_eq!(n_true, MAX_TIMELINES * 2 / 3);
+        assert!(plotted.iter().all(|&i| cases[i].judged));
+        assert!(plotted.windows(2).all(|w| w[0] < w[1]));
+        // Few false alarms: true alarms fill the rest.
+        cases.truncate(25);
+        let plotted = plotted_cases(&cases);
+        assert_eq!(plotted.len(), MAX_TIMELINES);
+        assert_eq!(plotted.iter().filter(|&&i| !cases[i].judged).count(), 0);
         assert!(plotted_cases(&[]).is_empty());
     }
 }

@@ -321,7 +321,7 @@ fn timelines(out: &mut String, s: &DemoSummary) {
     if !rest.is_empty() {
         let _ = write!(
             out,
-            r#"<p class="note">Not plotted ({} more Cases; caught failures come first): {}.</p>"#,
+            r#"<p class="note">Not plotted ({} more Cases; judged Cases are plotted first, true and false alarms): {}.</p>"#,
             rest.len(),
             rest.join(", ")
         );
@@ -547,7 +547,7 @@ fn lead_time(out: &mut String, s: &DemoSummary) {
         x_label: "lead time (hours before the failure, 24 h bins)".into(),
         y_label: "failures caught".into(),
         bin_width: 24.0,
-        x_min_extent: lookback_h - 1.0,
+        x_min_extent: lookback_h,
         values: p.lead_hours.clone(),
         marker: s
             .median_lead_time_hours
@@ -686,7 +686,7 @@ td.id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:11px}
 .prio{padding:0 6px;border-radius:8px;font-size:12px;background:#e5e7eb}
 .prio-Critical,.prio-High{background:#fee2e2;color:#991b1b}
 .prio-Medium{background:#fef3c7;color:#92400e}
-table.kv th{width:280px;background:none;font-weight:600}
+table.kv th{width:320px;background:none;font-weight:600}
 figure{margin:16px 0 22px;break-inside:avoid;page-break-inside:avoid}
 figcaption{font-weight:600;margin-bottom:4px}
 figure:target figcaption{background:#fef3c7}

@@ -495,7 +495,8 @@ impl Histogram {
             return no_data(self.kind, &self.title, "no data: nothing to count");
         }
         let max = values.iter().copied().fold(self.x_min_extent, f64::max);
-        let n_bins = ((max / self.bin_width).floor() as usize + 1).min(500);
+        // The last bin is closed: a value on the axis' end counts in it.
+        let n_bins = ((max / self.bin_width).ceil() as usize).clamp(1, 500);
         let mut counts = vec![0usize; n_bins];
         for v in &values {
             let i = ((v / self.bin_width) as usize).min(n_bins - 1);
