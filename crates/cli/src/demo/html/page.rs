@@ -698,7 +698,7 @@ svg .axis,svg .legend{font-size:12px;fill:#374151}
 svg .marker{font-size:12px;font-weight:600}
 footer{margin-top:28px;border-top:1px solid var(--line)}
 @media (max-width:1100px){.cards{grid-template-columns:repeat(4,1fr)}}
-@media print{body{max-width:none;padding:0;font-size:11px}a{color:inherit;text-decoration:none}thead th{position:static}h2{break-after:avoid}.cards{grid-template-columns:repeat(7,1fr)}thead th.sort::after{content:none}}
+@media print{body{max-width:none;padding:0;font-size:11px}td.nw,td.num{white-space:normal}table{font-size:10px}a{color:inherit;text-decoration:none}thead th{position:static}h2{break-after:avoid}.cards{grid-template-columns:repeat(7,1fr)}thead th.sort::after{content:none}}
 "#;
 
 /// Column sorting for the Case table, and `data-rendered` on `<body>` (the
