@@ -13,10 +13,11 @@
 //! edge spools, then backfills. Later the edge agent is killed with SIGKILL
 //! and restarted on its spool. The summary accounts for every reading, lists
 //! the Cases the dispatcher sees and judges them against the simulator's
-//! ground truth.
+//! ground truth; `report.html` shows them with plots (`html/`).
 
 mod broker;
 mod edge_process;
+mod html;
 mod org;
 mod outcome;
 mod publisher;
@@ -106,10 +107,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&summary)? + "\n",
     )
     .with_context(|| format!("writing {}", args.out.join("summary.json").display()))?;
+    let report_html = args.out.join("report.html");
+    html::write(&report_html, &summary)?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         eprint!("{}", summary.to_text());
+        eprintln!("  report     {}", report_html.display());
     }
     if summary.readings_lost > 0 {
         anyhow::bail!("{} acknowledged readings were lost", summary.readings_lost);
@@ -349,7 +353,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         }
     };
     cloud.shutdown().await.context("cloud shutdown")?;
-    let outcome = outcome::collect(&org.emulator, &scenario, &stats);
+    let outcome = outcome::collect(&org.emulator, &scenario, &stats, &org.base);
     Ok(report::DemoSummary::collect(report::Collected {
         broker: broker_kind,
         scenario: &scenario,

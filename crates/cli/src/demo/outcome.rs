@@ -10,6 +10,7 @@ use fieldpulse_sf_emulator::Emulator;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::html::{self, PageData};
 use super::publisher::PublishStats;
 use super::scenario::{Scenario, LOOKBACK_MS};
 
@@ -41,6 +42,18 @@ pub struct CaseRow {
     pub asset_alerts: usize,
     /// `AI_Insight__c` audit records of this Case's episode (at least its opening).
     pub ai_insights: usize,
+    /// The Case's Salesforce Id (for the report's links; not in the JSON).
+    #[serde(skip)]
+    pub case_id: String,
+    /// The Case's `AssetId`.
+    #[serde(skip)]
+    pub asset_id: String,
+    /// When the episode opened, ms.
+    #[serde(skip)]
+    pub opened_ms: Option<i64>,
+    /// The actual failure, ms.
+    #[serde(skip)]
+    pub actual_failure_ms: Option<i64>,
 }
 
 /// Prediction quality against the ground truth in the judged window.
@@ -90,6 +103,8 @@ pub struct Outcome {
     pub quality: Quality,
     /// Sensor-to-Case latencies, ms.
     pub latencies_ms: Vec<u64>,
+    /// What `report.html` plots.
+    pub page: PageData,
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +119,7 @@ fn text<'a>(rec: &'a Value, field: &str) -> &'a str {
 }
 
 /// (asset, mode) from `fp-case:<asset>:<mode>:<generation>`.
-fn case_asset_mode(key: &str) -> Option<(String, String)> {
+pub fn case_asset_mode(key: &str) -> Option<(String, String)> {
     let mut parts = key.strip_prefix("fp-case:")?.rsplitn(3, ':');
     let _generation = parts.next()?;
     let mode = key_part_decode(parts.next()?)?;
@@ -118,8 +133,13 @@ fn datetime(ms: i64) -> String {
     format!("{} {}", &s[..10], &s[11..16])
 }
 
-/// Reads the org and judges it.
-pub fn collect(emulator: &Emulator, scenario: &Scenario, published: &PublishStats) -> Outcome {
+/// Reads the org (served at `org_base`) and judges it.
+pub fn collect(
+    emulator: &Emulator,
+    scenario: &Scenario,
+    published: &PublishStats,
+    org_base: &str,
+) -> Outcome {
     // Episode openings, from the audit trail: case key → opening.
     let mut openings: BTreeMap<String, Opening> = BTreeMap::new();
     let mut insights_of: BTreeMap<String, usize> = BTreeMap::new();
@@ -210,18 +230,27 @@ pub fn collect(emulator: &Emulator, scenario: &Scenario, published: &PublishStat
                 latency_ms,
                 asset_alerts: alerts_of.get(text(&case, "Id")).copied().unwrap_or(0),
                 ai_insights: insights_of.get(key).copied().unwrap_or(0),
+                case_id: text(&case, "Id").to_string(),
+                asset_id: text(&case, "AssetId").to_string(),
+                opened_ms,
+                actual_failure_ms: actual_failure,
             },
         ));
     }
     cases.sort_by_key(|(t, _)| *t);
     let openings: Vec<Opening> = openings.into_values().collect();
+    let cases: Vec<CaseRow> = cases.into_iter().map(|(_, c)| c).collect();
+    let quality = quality(scenario, &openings);
+    let mut page = html::collect(emulator, scenario, &cases, org_base);
+    page.lead_hours = quality.lead_hours.clone();
     Outcome {
-        cases: cases.into_iter().map(|(_, c)| c).collect(),
+        cases,
         asset_alerts: emulator.live_count("Asset_Alert__c"),
         pm_campaign_drafts: emulator.live_count("MaintenancePlan"),
         ai_insights: emulator.live_count("AI_Insight__c"),
-        quality: quality(scenario, &openings),
+        quality,
         latencies_ms,
+        page,
     }
 }
 

@@ -10,12 +10,13 @@ use fieldpulse_cloud::ingest::IngestStats;
 use serde::Serialize;
 
 use super::edge_process::EdgeCounters;
+use super::html::PageData;
 use super::outcome::{assets_with_cases, CaseRow, Outcome};
 use super::publisher::PublishStats;
 use super::scenario::Scenario;
 
 /// What `fieldpulse demo` prints and writes to `summary.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct DemoSummary {
     /// Which MQTT broker carried the run.
     pub broker: String,
@@ -126,6 +127,9 @@ pub struct DemoSummary {
     pub latency_ms_p99: u64,
     /// The Cases, by opening time.
     pub cases: Vec<CaseRow>,
+    /// What `report.html` plots besides these numbers (not in the JSON).
+    #[serde(skip)]
+    pub page: PageData,
 }
 
 /// The restarted cloud's recovery counters.
@@ -253,6 +257,7 @@ impl DemoSummary {
             latency_ms_p50: percentile(&mut latencies, 50.0),
             latency_ms_p99: percentile(&mut latencies, 99.0),
             cases: c.outcome.cases,
+            page: c.outcome.page,
         }
     }
 
