@@ -64,7 +64,10 @@ pub struct DemoArgs {
     /// Assets in the simulated year of history the model is trained on.
     #[arg(long, default_value_t = 48)]
     pub history_assets: usize,
-    /// Seed of the simulated fleets (the same seed gives the same Cases).
+    /// Seed of the simulated fleets, their failures and Work Order history. With
+    /// `--no-faults` the same seed gives the same Cases; the injected faults
+    /// make some readings arrive late (backlog after live data), and which ones
+    /// depends on timing.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Wall time the replay should take (longer if the machine cannot keep up).
@@ -77,6 +80,9 @@ pub struct DemoArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Skip the injected faults (uplink cut, cloud kill, edge kill -9).
+    #[arg(long)]
+    pub no_faults: bool,
 }
 
 /// Runs the demo.
@@ -253,33 +259,39 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
             scenario.start_ms,
         ))
     });
-    tokio::time::sleep(args.duration / 3).await;
-    progress(
-        args,
-        "uplink cut: the edge keeps accepting readings into its spool; killing the cloud process",
-    );
-    uplink.cut();
-    // Let a commit that was already under way finish before the kill is
-    // counted (its batch is then a duplicate the edge re-sends).
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut lives = vec![cloud.ingest.stats()];
-    cloud.abort().await;
-    let outage = (args.duration / 6).max(Duration::from_secs(2));
-    let peak_spool = watch_peak_spool(&edge_watch, outage).await;
-    let cloud = Cloud::start(cloud_cfg, None)
-        .await
-        .context("restarting the cloud")?;
-    uplink.restore(cloud.addr);
-    *live_processor.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&cloud.processor);
-    progress(
-        args,
-        "cloud restarted on its state directory, uplink back: live data first, backlog drains as historical",
-    );
+    let mut lives = Vec::new();
+    let (cloud, peak_spool) = if args.no_faults {
+        (cloud, 0)
+    } else {
+        tokio::time::sleep(args.duration / 3).await;
+        progress(
+            args,
+            "uplink cut: the edge keeps accepting readings into its spool; killing the cloud process",
+        );
+        uplink.cut();
+        // Let a commit that was already under way finish before the kill is
+        // counted (its batch is then a duplicate the edge re-sends).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        lives.push(cloud.ingest.stats());
+        cloud.abort().await;
+        let outage = (args.duration / 6).max(Duration::from_secs(2));
+        let peak_spool = watch_peak_spool(&edge_watch, outage).await;
+        let cloud = Cloud::start(cloud_cfg, None)
+            .await
+            .context("restarting the cloud")?;
+        uplink.restore(cloud.addr);
+        *live_processor.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&cloud.processor);
+        progress(
+            args,
+            "cloud restarted on its state directory, uplink back: live data first, backlog drains as historical",
+        );
+        (cloud, peak_spool)
+    };
     // Later, the gateway loses power: SIGKILL, no drain. The broker keeps the
     // edge's persistent session (and redelivers what it never PUBACKed); the
     // restarted agent recovers its spool and carries on.
     tokio::time::sleep_until(replay_started + args.duration * 5 / 8).await;
-    if !fleet.is_finished() {
+    if !args.no_faults && !fleet.is_finished() {
         let spooled = edge_watch.counters().readings_spooled;
         edge.kill9().await?;
         progress(
@@ -363,6 +375,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         edge: &edge_counters,
         edge_clean_exit,
         edge_kills,
+        faults_injected: !args.no_faults,
         cloud: &lives,
         outcome,
         peak_spool,

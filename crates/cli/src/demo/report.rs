@@ -79,6 +79,8 @@ pub struct DemoSummary {
     pub edge_finished_in_grace: bool,
     /// Times the edge agent was killed with SIGKILL and restarted on its spool.
     pub edge_kills: u32,
+    /// The uplink cut, cloud kill and edge kill were injected (not `--no-faults`).
+    pub faults_injected: bool,
     /// MQTT messages the broker redelivered after the kill that the edge recognised as
     /// already spooled and skipped.
     pub edge_redeliveries_skipped: u64,
@@ -170,6 +172,8 @@ pub struct Collected<'a> {
     pub edge_clean_exit: bool,
     /// Times the edge was killed and restarted.
     pub edge_kills: u32,
+    /// Faults were injected.
+    pub faults_injected: bool,
     /// Each cloud life's ingest counters.
     pub cloud: &'a [IngestStats],
     /// What the org holds.
@@ -228,6 +232,7 @@ impl DemoSummary {
             cloud_readings_historical: c.cloud.iter().map(|s| s.readings_historical).sum(),
             edge_finished_in_grace: c.edge_clean_exit,
             edge_kills: c.edge_kills,
+            faults_injected: c.faults_injected,
             edge_redeliveries_skipped: c.edge.messages_duplicate,
             cloud_assets_restored: c.recovery.assets_restored,
             cloud_readings_skipped_on_replay: c.recovery.readings_skipped,
@@ -369,18 +374,22 @@ impl DemoSummary {
             "             {} batches acked ({} backfill), {:.2} bytes/reading on the wire, {} failed sends retried",
             self.edge_batches_acked, self.edge_batches_historical, self.bytes_per_reading_on_wire, self.edge_send_failures
         );
-        let _ = writeln!(
-            out,
-            "  outage     uplink cut and cloud killed and restarted: spool backlog peaked at {} records",
-            self.peak_spool_backlog_records
-        );
-        let _ = writeln!(
-            out,
-            "             the restarted cloud restored {} assets from checkpoints, skipped {} readings it had already scored, did not re-emit {} changes",
-            self.cloud_assets_restored,
-            self.cloud_readings_skipped_on_replay,
-            self.cloud_changes_not_reemitted
-        );
+        if self.faults_injected {
+            let _ = writeln!(
+                out,
+                "  outage     uplink cut and cloud killed and restarted: spool backlog peaked at {} records",
+                self.peak_spool_backlog_records
+            );
+            let _ = writeln!(
+                out,
+                "             the restarted cloud restored {} assets from checkpoints, skipped {} readings it had already scored, did not re-emit {} changes",
+                self.cloud_assets_restored,
+                self.cloud_readings_skipped_on_replay,
+                self.cloud_changes_not_reemitted
+            );
+        } else {
+            let _ = writeln!(out, "  faults     none injected (--no-faults)");
+        }
         if self.edge_kills > 0 {
             let _ = writeln!(
                 out,
