@@ -455,6 +455,7 @@ async fn poll_loop(
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     let mut text = s.ingest.metrics().render();
+    crate::metrics::render_log(&mut text, &s.ingest.sink().stats());
     s.processor.metrics().render(&mut text);
     let st = s.processor.status();
     let gauge = |text: &mut String, name: &str, help: &str, v: u64| {

@@ -192,6 +192,14 @@ async fn a_crash_and_replay_with_duplicates_ends_exactly_as_an_uninterrupted_run
         .await
         .unwrap();
     assert!(metrics.contains("fieldpulse_cloud_rows_not_learned_total{reason=\"out_of_order\"}"));
+    // The ingest log's own series are served by the cloud's /metrics too.
+    let log_end = cloud.log.end_offset();
+    assert!(
+        metrics.contains(&format!("fieldpulse_cloud_log_end_offset {log_end}\n")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fieldpulse_cloud_log_fsyncs_total "));
+    assert!(metrics.contains("fieldpulse_cloud_rows_held 0\n"));
     cloud.shutdown().await.expect("clean shutdown");
 
     let org_b = start_org().await;
@@ -572,4 +580,30 @@ async fn a_scan_split_across_batches_is_scored_as_one_row() {
     // instant the scorer already learned (the condition the hold removes).
     let (same_instant, _) = run_split_scans(Duration::ZERO).await;
     assert!(same_instant > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_ahead_of_its_log_is_refused_at_start() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = start_cloud(&org, state.path(), Duration::from_millis(200)).await;
+    let http = reqwest::Client::new();
+    for b in batches().iter().take(5) {
+        post(&http, cloud.addr, b).await;
+    }
+    wait_idle(&cloud).await;
+    cloud.shutdown().await.expect("clean shutdown");
+    // The log goes, the database stays: its checkpoints point past the new log's end.
+    std::fs::remove_dir_all(state.path().join(fieldpulse_cloud::service::LOG_DIR)).unwrap();
+    let err = match Cloud::start(
+        cloud_config(&org, state.path(), Duration::from_millis(200)),
+        None,
+    )
+    .await
+    {
+        Ok(_) => panic!("a cloud whose database is ahead of its log must not start"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("checkpointed at log offset 5"), "{err}");
+    assert!(err.contains("ingest log ends at offset 0"), "{err}");
 }

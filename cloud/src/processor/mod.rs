@@ -52,6 +52,20 @@ pub enum ProcessError {
     /// The outbox refused an action.
     #[error("outbox: {0}")]
     Outbox(String),
+    /// The store's checkpoints point past the end of the log: the log was
+    /// replaced or emptied under a database that had scored more of it.
+    #[error(
+        "the scoring state (cloud.sqlite) was checkpointed at log offset {checkpoint}, but the \
+         ingest log ends at offset {log_end}: the log directory was replaced or emptied. Restore \
+         the log that belongs to this database, or move cloud.sqlite aside to start over from the \
+         log's beginning"
+    )]
+    StateAheadOfLog {
+        /// Where the shards would resume.
+        checkpoint: u64,
+        /// Where the log ends.
+        log_end: u64,
+    },
 }
 
 impl From<crate::outbox::OutboxError> for ProcessError {
@@ -257,6 +271,15 @@ impl Processor {
             tx.commit().map_err(StoreError::from)?;
             store.resume_offset()?
         };
+        let log_end = source.end_offset();
+        if resume > log_end {
+            // Reading from `resume` would wait forever for records that will
+            // carry other data: refuse instead of scoring nothing.
+            return Err(ProcessError::StateAheadOfLog {
+                checkpoint: resume,
+                log_end,
+            });
+        }
         let mut senders = Vec::new();
         let mut progress = Vec::new();
         let mut shards = Vec::new();
