@@ -194,3 +194,50 @@ fn the_same_seed_gives_the_same_cases() {
     // Batch boundaries and timing differ between runs; the Cases must not.
     assert_eq!(cases_without_faults("11"), first);
 }
+
+#[test]
+fn edge_only_accounts_for_every_reading_through_an_outage_and_a_kill_9() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+        .args([
+            "demo",
+            "--edge-only",
+            "--json",
+            "--assets",
+            "30",
+            "--days",
+            "10",
+            "--warmup-days",
+            "10",
+            "--duration",
+            "5s",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "demo --edge-only failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let count = |key: &str| {
+        summary[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {summary}"))
+    };
+    assert!(count("readings_published") > 1_000, "{summary}");
+    assert_eq!(count("readings_lost"), 0, "{summary}");
+    assert_eq!(count("readings_duplicated"), 0, "{summary}");
+    assert_eq!(count("readings_ingested"), count("readings_published"));
+    assert_eq!(count("edge_kills"), 1, "{summary}");
+    // The uplink cut made the edge spool (what it had spooled then reached
+    // the log: nothing lost above).
+    assert!(count("peak_spool_backlog_records") > 0, "{summary}");
+    assert!(summary["edge_finished_in_grace"].as_bool().unwrap());
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk, summary);
+}

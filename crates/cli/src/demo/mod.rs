@@ -16,6 +16,7 @@
 //! ground truth; `report.html` shows them with plots (`html/`).
 
 mod broker;
+mod edge_only;
 mod edge_process;
 mod html;
 mod org;
@@ -70,9 +71,10 @@ pub struct DemoArgs {
     /// depends on timing.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Wall time the replay should take (longer if the machine cannot keep up).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
+    /// Wall time the replay should take (longer if the machine cannot keep up);
+    /// default 60s, 15s with `--edge-only`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
     /// Use this MQTT broker (`host:port`, e.g. a local mosquitto) instead of
     /// the embedded one.
     #[arg(long)]
@@ -83,6 +85,31 @@ pub struct DemoArgs {
     /// Skip the injected faults (uplink cut, cloud kill, edge kill -9).
     #[arg(long)]
     pub no_faults: bool,
+    /// Only the gateway half: fleet → MQTT → edge agent → the cloud's ingest
+    /// log (no model, no scoring, no Salesforce), with the uplink cut and the
+    /// edge kill -9; the summary accounts for every reading.
+    #[arg(long)]
+    pub edge_only: bool,
+}
+
+impl DemoArgs {
+    /// The replay's wall time.
+    fn duration(&self) -> Duration {
+        self.duration.unwrap_or(if self.edge_only {
+            Duration::from_secs(15)
+        } else {
+            Duration::from_secs(60)
+        })
+    }
+}
+
+/// Empties (or creates) the output directory and returns its absolute path.
+fn prepare_out(out: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("emptying {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::canonicalize(out).with_context(|| format!("resolving {}", out.display()))
 }
 
 /// Runs the demo.
@@ -107,6 +134,26 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if args.edge_only {
+        let out = prepare_out(&args.out)?;
+        let summary = runtime.block_on(edge_only::run(&args, &out))?;
+        std::fs::write(
+            out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)? + "\n",
+        )
+        .with_context(|| format!("writing {}", out.join("summary.json").display()))?;
+        if args.json {
+            println!("{}", serde_json::to_string(&summary)?);
+        } else {
+            eprint!("{}", summary.to_text());
+        }
+        anyhow::ensure!(
+            summary.readings_lost == 0,
+            "{} acknowledged readings were lost",
+            summary.readings_lost
+        );
+        return Ok(());
+    }
     let summary = runtime.block_on(run_pipeline(&args))?;
     std::fs::write(
         args.out.join("summary.json"),
@@ -129,14 +176,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     let wall = std::time::Instant::now();
-    if args.out.exists() {
-        std::fs::remove_dir_all(&args.out)
-            .with_context(|| format!("emptying {}", args.out.display()))?;
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let out = std::fs::canonicalize(&args.out)
-        .with_context(|| format!("resolving {}", args.out.display()))?;
+    let out = prepare_out(&args.out)?;
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
 
@@ -208,20 +248,8 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
             (broker::start()?, "rumqttd (embedded)".to_string())
         }
     };
-    // The edge agent, configured as a gateway operator would, in its own process.
-    let edge_http = free_port().context("finding a port for the edge's /metrics")?;
-    let edge_toml = out.join("edge.toml");
-    std::fs::write(
-        &edge_toml,
-        edge_config(broker, uplink.addr, edge_http, &out, age_days as u64),
-    )
-    .with_context(|| format!("writing {}", edge_toml.display()))?;
-    EdgeConfig::load(&edge_toml).context("checking the demo edge config")?;
-    let mut edge = EdgeProcess::start(&edge_toml, &out.join("edge.log"), edge_http).await?;
+    let mut edge = start_edge(broker, uplink.addr, &out, age_days as u64).await?;
     let edge_watch = edge.watch();
-    // A broker drops QoS 1 messages for which no subscription exists yet: the
-    // fleet starts only once the edge's persistent session is subscribed.
-    edge.wait_connected(Duration::from_secs(20)).await?;
 
     // The fleet, with an uplink cut and a cloud crash a third of the way in, and a
     // kill -9 of the edge agent later.
@@ -231,7 +259,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         readings: scenario.readings.clone(),
         start_ms: scenario.start_ms,
         end_ms: scenario.end_ms,
-        duration: args.duration,
+        duration: args.duration(),
     };
     progress(
         args,
@@ -239,7 +267,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
             "replaying {} assets x {replay_days} days of fleet time ({} scans) over MQTT in about {:?}",
             args.assets,
             plan.readings.len(),
-            args.duration
+            args.duration()
         ),
     );
     let fleet = tokio::spawn(publisher::run(
@@ -263,7 +291,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     let (cloud, peak_spool) = if args.no_faults {
         (cloud, 0)
     } else {
-        tokio::time::sleep(args.duration / 3).await;
+        tokio::time::sleep(args.duration() / 3).await;
         progress(
             args,
             "uplink cut: the edge keeps accepting readings into its spool; killing the cloud process",
@@ -274,7 +302,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         lives.push(cloud.ingest.stats());
         cloud.abort().await;
-        let outage = (args.duration / 6).max(Duration::from_secs(2));
+        let outage = (args.duration() / 6).max(Duration::from_secs(2));
         let peak_spool = watch_peak_spool(&edge_watch, outage).await;
         let cloud = Cloud::start(cloud_cfg, None)
             .await
@@ -290,21 +318,9 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
     // Later, the gateway loses power: SIGKILL, no drain. The broker keeps the
     // edge's persistent session (and redelivers what it never PUBACKed); the
     // restarted agent recovers its spool and carries on.
-    tokio::time::sleep_until(replay_started + args.duration * 5 / 8).await;
+    tokio::time::sleep_until(replay_started + args.duration() * 5 / 8).await;
     if !args.no_faults && !fleet.is_finished() {
-        let spooled = edge_watch.counters().readings_spooled;
-        edge.kill9().await?;
-        progress(
-            args,
-            &format!("edge agent killed with SIGKILL ({spooled} readings spooled so far); restarting it on its spool"),
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        edge.restart()?;
-        edge.wait_connected(Duration::from_secs(20)).await?;
-        progress(
-            args,
-            "edge agent back: spool recovered, broker session resumed",
-        );
+        kill_and_restart_edge(args, &mut edge).await?;
     }
     fleet.await.context("publisher task")??;
 
@@ -382,6 +398,45 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         recovery,
         wall_seconds: wall.elapsed().as_secs_f64(),
     }))
+}
+
+/// The edge agent, configured as a gateway operator would, in its own process,
+/// once it is subscribed (a broker drops QoS 1 messages for which no
+/// subscription exists yet, so the fleet starts only after this).
+async fn start_edge(
+    broker: std::net::SocketAddr,
+    cloud: std::net::SocketAddr,
+    out: &std::path::Path,
+    age_days: u64,
+) -> anyhow::Result<EdgeProcess> {
+    let http = free_port().context("finding a port for the edge's /metrics")?;
+    let toml_path = out.join("edge.toml");
+    std::fs::write(&toml_path, edge_config(broker, cloud, http, out, age_days))
+        .with_context(|| format!("writing {}", toml_path.display()))?;
+    EdgeConfig::load(&toml_path).context("checking the demo edge config")?;
+    let mut edge = EdgeProcess::start(&toml_path, &out.join("edge.log"), http).await?;
+    edge.wait_connected(Duration::from_secs(20)).await?;
+    Ok(edge)
+}
+
+/// The gateway loses power: SIGKILL, no drain. The broker keeps the edge's
+/// persistent session (and redelivers what it never PUBACKed); the restarted
+/// agent recovers its spool and carries on.
+async fn kill_and_restart_edge(args: &DemoArgs, edge: &mut EdgeProcess) -> anyhow::Result<()> {
+    let spooled = edge.watch().counters().readings_spooled;
+    edge.kill9().await?;
+    progress(
+        args,
+        &format!("edge agent killed with SIGKILL ({spooled} readings spooled so far); restarting it on its spool"),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    edge.restart()?;
+    edge.wait_connected(Duration::from_secs(20)).await?;
+    progress(
+        args,
+        "edge agent back: spool recovered, broker session resumed",
+    );
+    Ok(())
 }
 
 /// One line every 5 s: fleet time, readings/s, spool backlog, open

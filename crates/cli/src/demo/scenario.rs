@@ -96,6 +96,31 @@ fn fleet_config(seed: u64, n_assets: usize, start_ms: i64, days: u64) -> FleetCo
     }
 }
 
+/// The live fleet alone (for `--edge-only`): asset names, readings in time
+/// order, and the replayed span (warm-up and window).
+///
+/// # Errors
+/// An invalid fleet size.
+pub fn live_fleet(cfg: &ScenarioConfig) -> anyhow::Result<(Vec<String>, Vec<Reading>, i64, i64)> {
+    let end_ms = REPLAY_END_MS;
+    let start_ms = end_ms - (cfg.days + cfg.warmup_days) as i64 * DAY_MS;
+    let mut fleet = Fleet::new(fleet_config(
+        cfg.seed,
+        cfg.assets,
+        start_ms,
+        cfg.warmup_days + cfg.days,
+    ))
+    .context("live fleet")?;
+    let mut readings = Vec::new();
+    while let Some(r) = fleet.next_reading() {
+        if r.ts_ms < end_ms {
+            readings.push(r);
+        }
+    }
+    let names = fleet.assets().iter().map(|a| a.name.clone()).collect();
+    Ok((names, readings, start_ms, end_ms))
+}
+
 /// Simulates both fleets and trains the failure model into `model_dir`.
 /// `progress` receives one line per step.
 ///
