@@ -12,31 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fieldpulse_tests::fieldpulse_bin;
+
 /// The `data-plot` kinds the page always has (crates/cli/src/demo/html/page.rs).
 const PLOT_KINDS: [&str; 3] = ["timeline", "risk", "lead-time"];
 /// At most this many timelines and risk plots (html/data.rs).
 const MAX_PLOTS: usize = 12;
-
-/// `target/<profile>/fieldpulse`, found from this test's own path
-/// (`target/<profile>/deps/report-<hash>`) the way assert_cmd's `cargo_bin` does.
-fn fieldpulse_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let mut dir = exe
-        .parent()
-        .expect("the test binary's directory")
-        .to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join(format!("fieldpulse{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the workspace's binaries first (`cargo test --workspace` does, \
-         or `cargo build -p fieldpulse` before `cargo test -p fieldpulse-tests`)",
-        bin.display()
-    );
-    bin
-}
 
 /// `$CHROMIUM`, else `chromium` or `chromium-browser` on `PATH`.
 fn chromium() -> PathBuf {
@@ -141,7 +122,7 @@ fn demo_report_renders_every_plot_in_headless_chromium_without_console_errors() 
     let bin = fieldpulse_bin();
     let out = tempfile::tempdir().unwrap();
     let demo_out = out.path().join("demo-out");
-    // The small size of crates/cli/tests/demo.rs: enough fleet time for Cases.
+    // The small size of tests/tests/demo.rs: enough fleet time for Cases.
     let (ok, stdout, stderr) = run_with_limit(
         Command::new(&bin)
             .args([

@@ -3,10 +3,12 @@
 
 use std::process::Command;
 
+use fieldpulse_tests::fieldpulse_bin;
+
 #[test]
 fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+    let output = Command::new(fieldpulse_bin())
         .args([
             "demo",
             "--json",
@@ -144,7 +146,7 @@ fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
 /// (asset, mode, priority, opened, predicted failure) lines.
 fn cases_without_faults(seed: &str) -> Vec<String> {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+    let output = Command::new(fieldpulse_bin())
         .args([
             "demo",
             "--json",
@@ -198,7 +200,7 @@ fn the_same_seed_gives_the_same_cases() {
 #[test]
 fn edge_only_accounts_for_every_reading_through_an_outage_and_a_kill_9() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+    let output = Command::new(fieldpulse_bin())
         .args([
             "demo",
             "--edge-only",
