@@ -97,13 +97,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => {
             let config = EdgeConfig::load(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                // Few blocking threads (spool IO, batch encoding): each one grows its own
-                // allocator arena, and the agent never needs more than a handful at once.
-                .max_blocking_threads(4)
-                .enable_all()
-                .build()
+            let runtime = fieldpulse_edge::signals::service_runtime()
                 .context("starting the tokio runtime")?;
             runtime.block_on(run_agent(config))
         }

@@ -40,6 +40,21 @@ pub async fn run_until_signal(config: EdgeConfig) -> Result<RunSummary, AgentErr
     Ok(summary)
 }
 
+/// The agent's runtime: two workers, and few blocking threads (spool IO, batch
+/// encoding): each one grows its own allocator arena, and the agent never needs
+/// more than a handful at once.
+///
+/// # Errors
+///
+/// The runtime could not start (threads, epoll).
+pub fn service_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+}
+
 /// Registers SIGTERM and SIGINT handlers now; the returned future completes on either.
 #[cfg(unix)]
 fn wait_for_signal() -> impl std::future::Future<Output = ()> {

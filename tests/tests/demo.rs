@@ -5,34 +5,44 @@ use std::process::Command;
 
 use fieldpulse_tests::fieldpulse_bin;
 
-#[test]
-fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
+/// Runs `fieldpulse demo --json --out <tmp> <args>`, checks it succeeded, and
+/// returns the printed summary after checking `summary.json` holds the same.
+fn run_demo(args: &[&str]) -> serde_json::Value {
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(fieldpulse_bin())
-        .args([
-            "demo",
-            "--json",
-            "--assets",
-            "40",
-            "--days",
-            "20",
-            "--warmup-days",
-            "30",
-            "--history-assets",
-            "48",
-            "--duration",
-            "8s",
-            "--out",
-        ])
+        .args(["demo", "--json"])
+        .args(args)
+        .arg("--out")
         .arg(out.path())
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "demo failed: {}",
+        "demo {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk, summary);
+    summary
+}
+
+#[test]
+fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
+    let summary = run_demo(&[
+        "--assets",
+        "40",
+        "--days",
+        "20",
+        "--warmup-days",
+        "30",
+        "--history-assets",
+        "48",
+        "--duration",
+        "8s",
+    ]);
     let count = |key: &str| {
         summary[key]
             .as_u64()
@@ -136,44 +146,26 @@ fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
         summary["edge_finished_in_grace"].as_bool().unwrap(),
         "{summary}"
     );
-    let on_disk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
-            .unwrap();
-    assert_eq!(on_disk, summary);
 }
 
 /// Runs a small demo without injected faults and returns its Cases as
 /// (asset, mode, priority, opened, predicted failure) lines.
 fn cases_without_faults(seed: &str) -> Vec<String> {
-    let out = tempfile::tempdir().unwrap();
-    let output = Command::new(fieldpulse_bin())
-        .args([
-            "demo",
-            "--json",
-            "--no-faults",
-            "--assets",
-            "30",
-            "--days",
-            "15",
-            "--warmup-days",
-            "25",
-            "--history-assets",
-            "24",
-            "--duration",
-            "4s",
-            "--seed",
-            seed,
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "demo failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let summary = run_demo(&[
+        "--no-faults",
+        "--assets",
+        "30",
+        "--days",
+        "15",
+        "--warmup-days",
+        "25",
+        "--history-assets",
+        "24",
+        "--duration",
+        "4s",
+        "--seed",
+        seed,
+    ]);
     assert_eq!(summary["readings_lost"], 0);
     assert_eq!(summary["faults_injected"], false);
     summary["cases"]
@@ -199,31 +191,17 @@ fn the_same_seed_gives_the_same_cases() {
 
 #[test]
 fn edge_only_accounts_for_every_reading_through_an_outage_and_a_kill_9() {
-    let out = tempfile::tempdir().unwrap();
-    let output = Command::new(fieldpulse_bin())
-        .args([
-            "demo",
-            "--edge-only",
-            "--json",
-            "--assets",
-            "30",
-            "--days",
-            "10",
-            "--warmup-days",
-            "10",
-            "--duration",
-            "5s",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "demo --edge-only failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let summary = run_demo(&[
+        "--edge-only",
+        "--assets",
+        "30",
+        "--days",
+        "10",
+        "--warmup-days",
+        "10",
+        "--duration",
+        "5s",
+    ]);
     let count = |key: &str| {
         summary[key]
             .as_u64()
@@ -238,8 +216,4 @@ fn edge_only_accounts_for_every_reading_through_an_outage_and_a_kill_9() {
     // the log: nothing lost above).
     assert!(count("peak_spool_backlog_records") > 0, "{summary}");
     assert!(summary["edge_finished_in_grace"].as_bool().unwrap());
-    let on_disk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
-            .unwrap();
-    assert_eq!(on_disk, summary);
 }

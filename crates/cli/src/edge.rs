@@ -20,12 +20,8 @@ pub struct EdgeArgs {
 pub fn run(args: EdgeArgs) -> anyhow::Result<()> {
     let config = EdgeConfig::load(&args.config)?;
     let origin = config.origin.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(4)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime =
+        fieldpulse_edge::signals::service_runtime().context("starting the tokio runtime")?;
     runtime
         .block_on(fieldpulse_edge::signals::run_until_signal(config))
         .with_context(|| format!("running the agent ({origin})"))?;

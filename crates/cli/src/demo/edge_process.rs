@@ -147,6 +147,11 @@ impl EdgeWatch {
             .clone()
     }
 
+    /// The current life's number.
+    fn life(&self) -> u64 {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).life
+    }
+
     fn set(&self, life: u64, counters: EdgeCounters) {
         let mut lives = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if lives.life == life {
@@ -233,16 +238,7 @@ impl EdgeProcess {
     /// just before; what it counted after that read is lost with it, and messages it had
     /// not PUBACKed are redelivered by the broker and counted again by the next life.
     pub async fn kill9(&mut self) -> anyhow::Result<()> {
-        self.scraper.abort();
-        let life = self
-            .watch
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .life;
-        if let Ok(text) = fetch(&self.metrics_url).await {
-            self.watch.set(life, EdgeCounters::from_prometheus(&text));
-        }
+        self.last_scrape().await;
         self.child
             .kill()
             .await
@@ -252,15 +248,19 @@ impl EdgeProcess {
         Ok(())
     }
 
+    /// Stops the periodic scrape and reads the metrics once more, now.
+    async fn last_scrape(&mut self) {
+        self.scraper.abort();
+        let life = self.watch.life();
+        if let Ok(text) = fetch(&self.metrics_url).await {
+            self.watch.set(life, EdgeCounters::from_prometheus(&text));
+        }
+    }
+
     /// Starts a new life on the same config and spool.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.child = spawn(&self.exe, &self.config, &self.log)?;
-        let life = self
-            .watch
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .life;
+        let life = self.watch.life();
         self.scraper = tokio::spawn(scrape(self.metrics_url.clone(), self.watch.clone(), life));
         Ok(())
     }
@@ -268,16 +268,7 @@ impl EdgeProcess {
     /// Reads the metrics once more, then SIGTERM: the agent drains and exits. Returns the
     /// counters over every life and whether it exited cleanly within `grace`.
     pub async fn stop(mut self, grace: Duration) -> anyhow::Result<(EdgeCounters, bool)> {
-        self.scraper.abort();
-        let life = self
-            .watch
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .life;
-        if let Ok(text) = fetch(&self.metrics_url).await {
-            self.watch.set(life, EdgeCounters::from_prometheus(&text));
-        }
+        self.last_scrape().await;
         let counters = self.watch.counters();
         if let Some(pid) = self.child.id() {
             // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
