@@ -325,6 +325,8 @@ impl MqttTask {
 pub struct RecentMessages {
     set: HashSet<(u16, u64)>,
     order: VecDeque<(u16, u64)>,
+    /// How many remembered messages have each hash (whatever their packet id).
+    hashes: HashMap<u64, u32>,
 }
 
 impl RecentMessages {
@@ -332,9 +334,16 @@ impl RecentMessages {
     pub fn insert(&mut self, pkid: u16, msg_hash: u64) {
         if self.set.insert((pkid, msg_hash)) {
             self.order.push_back((pkid, msg_hash));
+            *self.hashes.entry(msg_hash).or_default() += 1;
             if self.order.len() > RECENT_MESSAGES {
                 if let Some(old) = self.order.pop_front() {
                     self.set.remove(&old);
+                    if let Some(n) = self.hashes.get_mut(&old.1) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.hashes.remove(&old.1);
+                        }
+                    }
                 }
             }
         }
@@ -343,6 +352,12 @@ impl RecentMessages {
     /// True when a message with this packet id and hash was spooled recently.
     pub fn contains(&self, pkid: u16, msg_hash: u64) -> bool {
         self.set.contains(&(pkid, msg_hash))
+    }
+
+    /// True when a message with this hash (same topic and payload) was spooled recently,
+    /// under any packet id.
+    pub fn contains_hash(&self, msg_hash: u64) -> bool {
+        self.hashes.contains_key(&msg_hash)
     }
 
     /// Rebuilds the filter: first `sent` (messages of batches sent before, from the redelivery
@@ -459,6 +474,16 @@ impl WriterCore {
             default_sensor: sub.sensor.as_deref(),
         };
         let decoded = payload::decode(&publish.payload, sub.format, names, &self.limits);
+        // The same topic and payload with device timestamps is the same readings: a
+        // redelivery under a new packet id without the DUP flag (a broker that re-reads
+        // its log when a session resumes, as rumqttd does) or a device re-publishing.
+        // Without timestamps each copy is a new reading (stamped at receive time).
+        if !decoded.readings.is_empty()
+            && decoded.readings.iter().all(|r| r.ts_ms.is_some())
+            && self.recent.contains_hash(msg_hash)
+        {
+            return Prepared::Duplicate;
+        }
         let mut rejected = decoded.rejected;
         let n_received = decoded.readings.len() as u64 + rejected.total();
         self.valid.clear();

@@ -7,6 +7,7 @@ mod support;
 mod broker_restart;
 mod cli;
 mod crash;
+mod duplicates;
 mod malformed;
 mod outage;
 mod pipeline;
