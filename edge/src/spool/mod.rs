@@ -204,6 +204,7 @@
 //! the durability, ack and seq invariants over thousands of crash points.
 
 mod config;
+mod epoch;
 mod error;
 pub mod fs;
 mod inspect;
@@ -235,7 +236,8 @@ pub use self::{
     fs::{FileLayer, StdFileLayer},
     inspect::{inspect, InspectReport, LedgerInspect, PendingInspect, SegmentInspect},
     report::{
-        AckReport, Appended, CutBatch, Dropped, RecoveryReport, SendCheck, SpoolRecord, SpoolStats,
+        AckReport, Appended, CutBatch, Dropped, NewEpochReason, RecoveryReport, SendCheck,
+        SpoolRecord, SpoolStats,
     },
     store::Spool,
 };
