@@ -148,7 +148,7 @@ fn batch_encode_compress(c: &mut Criterion) {
         let records = records(n_records);
         let n_readings = (n_records * 8) as u64;
         let build = || {
-            let mut builder = BatchBuilder::new("gw-1", 1, false, NOW_MS);
+            let mut builder = BatchBuilder::new("gw-1", 1, 1, false, NOW_MS);
             for record in &records {
                 builder.add_record(record).expect("valid record");
             }

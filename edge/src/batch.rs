@@ -2,8 +2,8 @@
 //!
 //! Records are grouped into one [`Series`] per (asset, sensor), in order of first appearance;
 //! inside a series, readings keep the records' order (which is receive order). A batch is a pure
-//! function of its seq, lane and records, so a batch re-sent after a restart carries the same
-//! readings (only `created_ms` differs).
+//! function of its spool epoch, seq, lane and records, so a batch re-sent after a restart carries
+//! the same readings (only `created_ms` differs).
 
 use std::collections::HashMap;
 
@@ -26,6 +26,8 @@ pub struct BatchBuilder<'a> {
 pub struct EncodedBatch {
     /// The batch seq.
     pub seq: u64,
+    /// The spool epoch the seq belongs to.
+    pub spool_epoch: u64,
     /// Readings in the batch.
     pub n_readings: u64,
     /// Records that could not be read (their readings are lost; counted as dropped).
@@ -39,8 +41,14 @@ pub struct EncodedBatch {
 }
 
 impl<'a> BatchBuilder<'a> {
-    /// Starts a batch.
-    pub fn new(gateway_id: &str, seq: u64, historical: bool, created_ms: i64) -> Self {
+    /// Starts batch `seq` of spool epoch `spool_epoch` (see [`crate::spool::Spool::epoch`]).
+    pub fn new(
+        gateway_id: &str,
+        spool_epoch: u64,
+        seq: u64,
+        historical: bool,
+        created_ms: i64,
+    ) -> Self {
         Self {
             batch: Batch {
                 gateway_id: gateway_id.to_string(),
@@ -49,9 +57,7 @@ impl<'a> BatchBuilder<'a> {
                 clock_suspect: false,
                 created_ms,
                 series: Vec::new(),
-                // The edge does not keep a spool epoch yet: 0 is the
-                // "predates epochs" value of the contract.
-                spool_epoch: 0,
+                spool_epoch,
             },
             index: HashMap::new(),
             n_readings: 0,
@@ -117,6 +123,7 @@ impl<'a> BatchBuilder<'a> {
         let body = zstd::bulk::compress(&encoded, zstd_level)?;
         Ok(EncodedBatch {
             seq: batch.seq,
+            spool_epoch: batch.spool_epoch,
             n_readings,
             n_corrupt_records,
             historical: batch.historical,
@@ -158,15 +165,20 @@ mod tests {
         ]);
         let r2 = record(&[("p1", "temp", 2000, 2.0, false)]);
         let r3 = record(&[("p2", "temp", 1500, 3.0, true)]);
-        let mut builder = BatchBuilder::new("gw", 7, true, 99);
+        let mut builder = BatchBuilder::new("gw", 42, 7, true, 99);
         for r in [&r1, &r2, &r3] {
             builder.add_record(r).unwrap();
         }
         assert_eq!(builder.n_readings(), 4);
         let batch = builder.finish();
         assert_eq!(
-            (batch.seq, batch.historical, batch.clock_suspect),
-            (7, true, true)
+            (
+                batch.seq,
+                batch.spool_epoch,
+                batch.historical,
+                batch.clock_suspect
+            ),
+            (7, 42, true, true)
         );
         let streams: Vec<_> = batch
             .series
@@ -193,13 +205,18 @@ mod tests {
     #[test]
     fn an_encoded_batch_decompresses_to_the_same_protobuf() {
         let r1 = record(&[("p1", "temp", 1000, 1.0, false)]);
-        let mut builder = BatchBuilder::new("gw", 3, false, 5);
+        let mut builder = BatchBuilder::new("gw", 9, 3, false, 5);
         builder.add_record(&r1).unwrap();
         builder.add_record(b"garbage").unwrap_err();
         let encoded = builder.encode(3).unwrap();
         assert_eq!(
-            (encoded.seq, encoded.n_readings, encoded.n_corrupt_records),
-            (3, 1, 1)
+            (
+                encoded.seq,
+                encoded.spool_epoch,
+                encoded.n_readings,
+                encoded.n_corrupt_records
+            ),
+            (3, 9, 1, 1)
         );
         let raw = zstd::bulk::decompress(&encoded.body, 1 << 20).unwrap();
         assert_eq!(raw.len(), encoded.encoded_len);

@@ -4,7 +4,7 @@
 //! durations such as `"30s"`). [`RawEdgeConfig::validate`] turns it into [`EdgeConfig`], whose
 //! values are checked and resolved (topic patterns compiled, secrets read from the environment or a
 //! file). Code past the loader only sees [`EdgeConfig`]. Every error names the file and the key:
-//! `edge.toml: spool.max_bytes: must be at least 1048576 (1 MiB)`.
+//! `edge.toml: spool.max_bytes: must be at least 262144 (256 KiB), got 1000`.
 //!
 //! Secrets never sit in the file itself: `forward.token_env` names an environment variable and
 //! `forward.token_file` a file holding the gateway token. They end up in a [`Secret`], whose
@@ -23,6 +23,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::spool::{FullPolicy, SpoolConfig, MIN_MAX_BYTES, MIN_SEGMENT_BYTES};
 use crate::topic::{TopicError, TopicPattern};
+
+/// Longest accepted `gateway_id`.
+pub const MAX_GATEWAY_ID_LEN: usize = 128;
+
+/// True when `id` is a usable gateway id: 1 to [`MAX_GATEWAY_ID_LEN`] characters of
+/// `A-Z a-z 0-9 . _ : -`. The id is the first half of every batch's
+/// `Idempotency-Key: <gateway_id>/<seq>` header (so no `/`, nothing outside visible ASCII), and
+/// appears in the MQTT client id, logs and file names.
+pub fn is_valid_gateway_id(id: &str) -> bool {
+    (1..=MAX_GATEWAY_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
 
 /// The annotated example configuration shipped with the binary (`print-config` prints it).
 pub const EXAMPLE_TOML: &str = include_str!("../fieldpulse-edge.example.toml");
@@ -592,11 +606,13 @@ impl RawEdgeConfig {
             message,
         };
         let gateway_id = self.gateway_id.trim().to_string();
-        if gateway_id.is_empty() || gateway_id.len() > 128 || gateway_id.contains(['/', ' ', '\n'])
-        {
+        if !is_valid_gateway_id(&gateway_id) {
             return Err(invalid(
                 "gateway_id",
-                format!("must be 1 to 128 characters without '/' or spaces, got {gateway_id:?}"),
+                format!(
+                    "must be 1 to {MAX_GATEWAY_ID_LEN} characters of A-Z a-z 0-9 . _ : - \
+                     (it travels in the Idempotency-Key header), got {gateway_id:?}"
+                ),
             ));
         }
 
@@ -649,10 +665,16 @@ impl RawEdgeConfig {
             .clone()
             .unwrap_or_else(|| format!("fieldpulse-edge-{gateway_id}"));
         if client_id.is_empty() || client_id.len() > 128 {
-            return Err(invalid(
-                "mqtt.client_id",
-                "must be 1 to 128 characters".into(),
-            ));
+            let message = if mqtt.client_id.is_none() {
+                format!(
+                    "must be 1 to 128 characters; the default fieldpulse-edge-<gateway_id> has {}: \
+                     set mqtt.client_id or shorten gateway_id",
+                    client_id.len()
+                )
+            } else {
+                "must be 1 to 128 characters".into()
+            };
+            return Err(invalid("mqtt.client_id", message));
         }
         let password = resolve_secret(
             origin,
@@ -729,7 +751,8 @@ impl RawEdgeConfig {
             return Err(invalid(
                 "spool.max_bytes",
                 format!(
-                    "must be at least {MIN_MAX_BYTES} (1 MiB), got {}",
+                    "must be at least {MIN_MAX_BYTES} ({} KiB), got {}",
+                    MIN_MAX_BYTES / 1024,
                     spool.max_bytes
                 ),
             ));
@@ -1140,15 +1163,67 @@ mod tests {
     }
 
     #[test]
-    fn a_too_small_spool_names_the_key() {
+    fn a_too_small_spool_names_the_key_and_the_minimum_accepted() {
         let text = format!("{}[spool]\nmax_bytes = 1000\n", minimal());
         let err = EdgeConfig::from_toml_str(&text, "edge.toml")
             .unwrap_err()
             .to_string();
+        assert_eq!(
+            err,
+            "edge.toml: spool.max_bytes: must be at least 262144 (256 KiB), got 1000"
+        );
+        // The minimum the message names is accepted.
+        let text = format!("{}[spool]\nmax_bytes = 262144\n", minimal());
+        let cfg = EdgeConfig::from_toml_str(&text, "edge.toml").unwrap();
+        assert_eq!(cfg.spool.spool.max_bytes, MIN_MAX_BYTES);
+    }
+
+    #[test]
+    fn gateway_ids_are_limited_to_a_header_safe_charset() {
+        for ok in ["gw-7", "plant.north:gw_01", "A"] {
+            let text = format!("gateway_id = {ok:?}\n");
+            let cfg = EdgeConfig::from_toml_str(&text, "edge.toml").unwrap();
+            assert_eq!(cfg.gateway_id, ok);
+        }
+        // The longest id fits when the MQTT client id is set; the default client id
+        // (`fieldpulse-edge-<gateway_id>`) would be too long, and the error says so.
+        let longest = "g".repeat(128);
+        let text = format!("gateway_id = {longest:?}\n[mqtt]\nclient_id = \"edge-1\"\n");
+        assert_eq!(
+            EdgeConfig::from_toml_str(&text, "edge.toml")
+                .unwrap()
+                .gateway_id,
+            longest
+        );
+        let text = format!("gateway_id = {longest:?}\n");
+        let err = EdgeConfig::from_toml_str(&text, "edge.toml")
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.starts_with("edge.toml: spool.max_bytes: must be at least"),
+            err.starts_with("edge.toml: mqtt.client_id: ") && err.contains("gateway_id"),
             "{err}"
         );
+        for bad in [
+            "",
+            "gw-ü",
+            "Gateway–7",
+            "gw 7",
+            "gw/7",
+            "gw\t7",
+            "gw\"7",
+            "gw,7",
+            &"g".repeat(129),
+        ] {
+            let text = format!("gateway_id = {bad:?}\n");
+            let err = EdgeConfig::from_toml_str(&text, "edge.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("edge.toml: gateway_id: must be 1 to 128 characters of "),
+                "{bad:?}: {err}"
+            );
+            assert!(err.contains("A-Z a-z 0-9"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

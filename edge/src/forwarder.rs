@@ -11,6 +11,14 @@
 //! uncut records found on disk, when more than one batch's worth). Batches already cut before a
 //! crash are re-sent first, with their seq and lane ([`Spool::pending`]).
 //!
+//! Every batch carries the spool's epoch ([`Spool::epoch`]); the cloud deduplicates by
+//! `(gateway, epoch, seq)`, so a wiped or replaced spool, whose seqs start at 1 again, is never
+//! taken for the old one. A reply counts as the batch's ack only if it is a `BatchAck` echoing both
+//! the seq and the epoch; anything else is counted (`acks_refused`), logged and retried. An ack
+//! whose `contiguous_seq` is beyond every seq this epoch has handed out (something else sends under
+//! this gateway id and epoch, such as a copied spool directory) is accepted, since it echoes the
+//! batch, but counted (`acks_contiguous_ahead`) and logged.
+//!
 //! Every POST has a timeout. Failures are classified like vector's `RetryLogic`: transport
 //! errors, timeouts, 408, 429, 5xx and the configuration errors 401/403/404 (an operator fixes
 //! them; dropping data would not) are retried with capped exponential backoff and jitter; other
@@ -66,13 +74,26 @@ pub enum ForwardError {
         /// What was wrong.
         detail: String,
     },
+    /// A `BatchAck` for this seq but another spool epoch: it does not acknowledge this batch.
+    #[error(
+        "cloud acknowledged batch {seq} for spool epoch {got}, but the batch is of epoch \
+         {expected}; is the cloud older than this edge (no spool epochs)?"
+    )]
+    WrongEpoch {
+        /// The batch.
+        seq: u64,
+        /// The spool's epoch, sent in the batch.
+        expected: u64,
+        /// The epoch the ack names.
+        got: u64,
+    },
 }
 
 impl ForwardError {
     /// True when retrying can succeed (see the module docs for the classification).
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::Transport { .. } | Self::BadAck { .. } => true,
+            Self::Transport { .. } | Self::BadAck { .. } | Self::WrongEpoch { .. } => true,
             Self::Status { status, .. } => {
                 matches!(status, 401 | 403 | 404 | 408 | 429) || *status >= 500
             }
@@ -110,6 +131,8 @@ struct Shared {
     spool: Arc<Mutex<Spool>>,
     cfg: ForwardConfig,
     gateway_id: String,
+    /// The spool's epoch, sent in every batch and expected back in every ack.
+    spool_epoch: u64,
     http: reqwest::Client,
     metrics: MetricsHandle,
     /// Oldest uncut records reserved for the backfill lane.
@@ -178,11 +201,13 @@ impl Forwarder {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(ForwarderError::Client)?;
+        let spool_epoch = spool.lock().unwrap_or_else(PoisonError::into_inner).epoch();
         Ok(Self {
             shared: Arc::new(Shared {
                 spool,
                 cfg,
                 gateway_id,
+                spool_epoch,
                 http,
                 metrics,
                 backlog: AtomicU64::new(0),
@@ -479,6 +504,7 @@ async fn encode_cut(
     historical: bool,
 ) -> Result<EncodedBatch, ForwarderError> {
     let gateway_id = shared.gateway_id.clone();
+    let spool_epoch = shared.spool_epoch;
     let level = shared.cfg.zstd_level;
     let seq = batch.seq;
     let shared_for_ring = Arc::clone(shared);
@@ -497,7 +523,13 @@ async fn encode_cut(
                 warn!(path = %ring.path().display(), error = %err, "Cannot write the redelivery ring; a crash may duplicate readings.");
             }
         }
-        let mut builder = BatchBuilder::new(&gateway_id, batch.seq, historical, crate::clock::now_ms());
+        let mut builder = BatchBuilder::new(
+            &gateway_id,
+            spool_epoch,
+            batch.seq,
+            historical,
+            crate::clock::now_ms(),
+        );
         for record in &batch.records {
             if let Err(err) = builder.add_record(&record.payload) {
                 error!(record = record.id, error = %err, "Unreadable spool record; its readings are lost.");
@@ -539,6 +571,8 @@ async fn send_cut(
     // Eviction under `drop_oldest` may trim the batch at any time; the spool counts how often.
     let mut trims_seen = 0;
     let mut attempt = 0u32;
+    // The cloud's contiguous seq from the ack, once acknowledged.
+    let mut cloud_contiguous = None;
     let outcome = loop {
         let check = blocking(shared, move |spool| spool.begin_send(seq, trims_seen)).await?;
         match check {
@@ -566,9 +600,18 @@ async fn send_cut(
             end_send(shared, seq).await?;
         }
         match res {
-            Ok(()) => break Sent::Acked,
+            Ok(ack) => {
+                cloud_contiguous = Some(ack.contiguous_seq);
+                break Sent::Acked;
+            }
             Err(err) if err.is_retriable() => {
                 metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+                if matches!(
+                    err,
+                    ForwardError::BadAck { .. } | ForwardError::WrongEpoch { .. }
+                ) {
+                    metrics.acks_refused.fetch_add(1, Ordering::Relaxed);
+                }
                 shared.outage.store(true, Ordering::Relaxed);
                 let wait = backoff(
                     shared.cfg.retry_initial,
@@ -584,6 +627,8 @@ async fn send_cut(
                     }
                 ) {
                     error!(error = %err, "The cloud refuses this gateway's requests; check forward.url and the token.");
+                } else if matches!(err, ForwardError::WrongEpoch { .. }) {
+                    error!(error = %err, attempt, ?wait, "Ack not accepted; retrying.");
                 } else {
                     warn!(error = %err, attempt, ?wait, "Batch not delivered; retrying.");
                 }
@@ -606,17 +651,30 @@ async fn send_cut(
     // An evicted batch was never delivered: the outage (if any) goes on.
     let was_outage = outcome != Sent::Evicted && shared.outage.swap(false, Ordering::Relaxed);
     let shared_for_ack = Arc::clone(shared);
-    let report = blocking(shared, move |spool| {
+    let (report, next_seq) = blocking(shared, move |spool| {
         let report = spool.ack(seq)?;
+        let stats = spool.stats();
         if was_outage {
             // Everything that piled up during the outage is backlog; live takes newer data only.
-            let stats = spool.stats();
             let uncut = stats.uncut_records.saturating_sub(stats.unsynced_records);
             shared_for_ack.backlog.fetch_max(uncut, Ordering::Relaxed);
         }
-        Ok(report)
+        Ok((report, stats.next_seq))
     })
     .await?;
+    if let Some(contiguous) = cloud_contiguous.filter(|&c| c >= next_seq) {
+        // Read after the ack: every seq this epoch handed out is below `next_seq`.
+        metrics
+            .acks_contiguous_ahead
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(
+            contiguous_seq = contiguous,
+            highest_seq_sent = next_seq - 1,
+            spool_epoch = shared.spool_epoch,
+            "The cloud holds batches of this gateway id and spool epoch that this spool never \
+             sent; is another gateway running with this gateway id and a copy of this spool?"
+        );
+    }
     if was_outage {
         let backlog = shared.backlog.load(Ordering::Relaxed);
         metrics.backlog_records.store(backlog, Ordering::Relaxed);
@@ -658,7 +716,8 @@ async fn end_send(shared: &Arc<Shared>, seq: u64) -> Result<(), ForwarderError> 
     Ok(())
 }
 
-async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<(), ForwardError> {
+/// POSTs the batch; `Ok` only with a `BatchAck` of this batch (its seq and spool epoch).
+async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<BatchAck, ForwardError> {
     let seq = batch.seq;
     let mut request = shared
         .http
@@ -695,7 +754,14 @@ async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<(), ForwardError>
             detail: format!("it echoes seq {}", ack.seq),
         });
     }
-    Ok(())
+    if ack.spool_epoch != batch.spool_epoch {
+        return Err(ForwardError::WrongEpoch {
+            seq,
+            expected: batch.spool_epoch,
+            got: ack.spool_epoch,
+        });
+    }
+    Ok(ack)
 }
 
 fn write_dead_letter(cfg: &ForwardConfig, batch: &EncodedBatch, err: &ForwardError) {
@@ -746,6 +812,12 @@ mod tests {
         assert!(ForwardError::BadAck {
             seq: 1,
             detail: String::new()
+        }
+        .is_retriable());
+        assert!(ForwardError::WrongEpoch {
+            seq: 1,
+            expected: 2,
+            got: 0
         }
         .is_retriable());
     }

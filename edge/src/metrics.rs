@@ -58,6 +58,9 @@ pub struct EdgeMetrics {
     pub(crate) batches_historical: AtomicU64,
     pub(crate) batches_dead_letter: AtomicU64,
     pub(crate) send_failures: AtomicU64,
+    // Checks of the cloud's `BatchAck` against the batch and the spool epoch.
+    pub(crate) acks_refused: AtomicU64,
+    pub(crate) acks_contiguous_ahead: AtomicU64,
     pub(crate) wire_bytes: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) backpressure_waits: AtomicU64,
@@ -106,6 +109,11 @@ pub struct MetricsSnapshot {
     pub batches_dead_letter: u64,
     /// Failed POST attempts (each retried).
     pub send_failures: u64,
+    /// 2xx replies not accepted as the batch's ack (undecodable, another seq or another
+    /// spool epoch); each is a failed attempt, retried.
+    pub acks_refused: u64,
+    /// Acks whose `contiguous_seq` is beyond every seq this spool epoch has handed out.
+    pub acks_contiguous_ahead: u64,
     /// Compressed body bytes of acknowledged batches.
     pub wire_bytes: u64,
     /// Group commits (fsyncs) done.
@@ -180,6 +188,8 @@ impl MetricsHandle {
             batches_historical: load(&m.batches_historical),
             batches_dead_letter: load(&m.batches_dead_letter),
             send_failures: load(&m.send_failures),
+            acks_refused: load(&m.acks_refused),
+            acks_contiguous_ahead: load(&m.acks_contiguous_ahead),
             wire_bytes: load(&m.wire_bytes),
             commits: load(&m.commits),
             backpressure_waits: load(&m.backpressure_waits),
@@ -263,6 +273,16 @@ impl MetricsHandle {
             "fieldpulse_edge_send_failures_total",
             "Failed batch POST attempts (retried).",
             s.send_failures,
+        );
+        counter(
+            "fieldpulse_edge_acks_refused_total",
+            "Cloud replies not accepted as the batch's ack (undecodable, other seq or spool epoch); retried.",
+            s.acks_refused,
+        );
+        counter(
+            "fieldpulse_edge_acks_contiguous_seq_ahead_total",
+            "Acks whose contiguous_seq is beyond every seq this spool epoch has sent.",
+            s.acks_contiguous_ahead,
         );
         counter(
             "fieldpulse_edge_wire_bytes_total",

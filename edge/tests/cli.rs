@@ -60,11 +60,12 @@ fn print_config_prints_a_config_that_validates() {
 fn spool_inspect_reads_a_spool_without_changing_it() {
     let dir = tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
-    {
+    let epoch = {
         let (mut spool, _) = Spool::open(&spool_dir, SpoolConfig::default()).unwrap();
         spool.append(b"record", 1).unwrap();
         spool.sync().unwrap();
-    }
+        spool.epoch()
+    };
     let before: Vec<_> = std::fs::read_dir(&spool_dir)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
@@ -81,13 +82,16 @@ fn spool_inspect_reads_a_spool_without_changing_it() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert!(report.is_object());
+    assert_eq!(report["epoch"], serde_json::json!(epoch));
+    assert_eq!(report["epoch_file"], "ok");
     let out = edge()
         .args(["spool", "inspect"])
         .arg(&spool_dir)
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(!out.stdout.is_empty());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("epoch {epoch}\n")), "{text}");
     let after: Vec<_> = std::fs::read_dir(&spool_dir)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())

@@ -1,5 +1,6 @@
 //! Integration tests of `fieldpulse-edge` with real parts: a `mosquitto` broker on a free port per
-//! test, an in-process HTTP receiver speaking the batch protocol, and (for crash tests) the built
+//! test, an in-process HTTP receiver speaking the batch protocol (and the real cloud ingest where
+//! the cloud's own deduplication is under test), and (for crash tests) the built
 //! `fieldpulse-edge` binary as a separate process.
 
 mod support;
@@ -11,3 +12,4 @@ mod duplicates;
 mod malformed;
 mod outage;
 mod pipeline;
+mod wiped_spool;

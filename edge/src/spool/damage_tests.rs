@@ -1,7 +1,8 @@
-//! Random damage: whatever happens to the bytes of the segment files and the
-//! ledger (bit flips, zeroed ranges, inserted or deleted bytes, truncation), the
-//! spool opens, every record it recovers carries exactly the payload appended
-//! with its id, and a second open finds nothing left to repair.
+//! Random damage: whatever happens to the bytes of the segment files, the
+//! ledger and the epoch file (bit flips, zeroed ranges, inserted or deleted bytes,
+//! truncation), the spool opens, every record it recovers carries exactly the
+//! payload appended with its id, and a second open finds nothing left to repair
+//! (and keeps the epoch the first one settled on).
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
@@ -158,10 +159,14 @@ proptest! {
         seen.dedup();
         prop_assert_eq!(before, seen.len(), "a record was recovered twice");
         prop_assert!(report.records as usize <= n_records, "{}", report);
+        prop_assert_ne!(spool.epoch(), 0);
+        let epoch = spool.epoch();
         drop(spool);
 
         // The first open repaired what can be repaired: nothing torn is left.
-        let (_spool, again) = open().expect("second open");
+        let (again_spool, again) = open().expect("second open");
+        prop_assert_eq!(again.new_epoch, None, "{}", again);
+        prop_assert_eq!(again_spool.epoch(), epoch);
         prop_assert_eq!(again.torn_tails, 0, "{}", again);
         prop_assert_eq!(again.ledger_torn_bytes, 0, "{}", again);
         prop_assert_eq!(again.ledger_corrupt_regions, 0, "{}", again);

@@ -7,6 +7,7 @@ use std::{fmt, io, path::Path};
 use serde::Serialize;
 
 use super::{
+    epoch::{self, EpochFile, EPOCH_FILE, EPOCH_TMP_FILE},
     fs::{FileLayer, StdFileLayer, LOCK_FILE},
     ledger::{self, LEDGER_FILE, LEDGER_TMP_FILE},
     segment::{self, HeaderState},
@@ -18,6 +19,12 @@ use super::{
 pub struct InspectReport {
     /// The directory inspected.
     pub dir: String,
+    /// The spool epoch, when `spool.epoch` is readable.
+    pub epoch: Option<u64>,
+    /// The epoch file: `ok`, `missing` (a new spool, or one written before epochs:
+    /// the next open creates it), `damaged` or `unsupported version N` (the next open
+    /// replaces it with a new epoch).
+    pub epoch_file: String,
     /// Segment files in id order.
     pub segments: Vec<SegmentInspect>,
     /// The ledger.
@@ -117,6 +124,13 @@ pub(crate) fn inspect_with(fs: &dyn FileLayer, dir: &Path) -> Result<InspectRepo
         dir: dir.display().to_string(),
         ..InspectReport::default()
     };
+    let epoch_file = epoch::load(fs, dir)?;
+    report.epoch = epoch_file.valid();
+    report.epoch_file = epoch_file.describe();
+    report.damaged |= matches!(
+        epoch_file,
+        EpochFile::Damaged | EpochFile::UnsupportedVersion(_)
+    );
     let ledger_path = dir.join(LEDGER_FILE);
     let loaded = match fs.read(&ledger_path) {
         Ok(bytes) => {
@@ -150,7 +164,14 @@ pub(crate) fn inspect_with(fs: &dyn FileLayer, dir: &Path) -> Result<InspectRepo
         match segment::parse_file_name(&entry.name) {
             Some(segment_id) => files.push((segment_id, entry.name)),
             // A leftover compaction file is the spool's own; the next open deletes it.
-            None if [LEDGER_FILE, LEDGER_TMP_FILE, LOCK_FILE].contains(&entry.name.as_str()) => {}
+            None if [
+                LEDGER_FILE,
+                LEDGER_TMP_FILE,
+                LOCK_FILE,
+                EPOCH_FILE,
+                EPOCH_TMP_FILE,
+            ]
+            .contains(&entry.name.as_str()) => {}
             None => report.foreign_files.push(entry.name),
         }
     }
@@ -217,6 +238,10 @@ impl fmt::Display for InspectReport {
             self.bytes_on_disk,
             if self.damaged { ", DAMAGE FOUND" } else { "" }
         )?;
+        match self.epoch {
+            Some(epoch) => writeln!(f, "epoch {epoch}")?,
+            None => writeln!(f, "epoch: {} file", self.epoch_file)?,
+        }
         writeln!(
             f,
             "{:<26} {:>10} {:<8} {:>21} {:>8} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9}",

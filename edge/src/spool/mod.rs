@@ -15,7 +15,8 @@
 //! spool.append(b"encoded readings", 8)?;
 //! spool.sync()?; // now PUBACK the MQTT message(s)
 //! if let Some(batch) = spool.cut(Lane::Live, 1000, 256 * 1024)? {
-//!     // ... POST it with Idempotency-Key <gateway>/<batch.seq>, then on BatchAck:
+//!     // ... POST it with `spool_epoch = spool.epoch()` and Idempotency-Key
+//!     // <gateway>/<batch.seq>, then on a BatchAck echoing both:
 //!     spool.ack(batch.seq)?;
 //! }
 //! # Ok(()) }
@@ -33,8 +34,21 @@
 //! | `00000000000000000001.seg` ... | segment files, named by a 20-digit segment id so names sort by id |
 //! | `ledger.log` | batch cuts and acks, the seq counter |
 //! | `ledger.log.tmp` | a ledger compaction in progress (deleted on open) |
+//! | `spool.epoch` | the spool epoch (32 bytes; see "Spool epoch" below) |
+//! | `spool.epoch.tmp` | an epoch being written (deleted on open) |
 //! | `spool.lock` | empty; an advisory lock (flock) held while a spool is open, so a second agent on the same directory gets [`SpoolError::Locked`]; the kernel releases it when the process dies |
 //! | anything else | foreign: reported, never touched |
+//!
+//! ### Format versions
+//!
+//! - **v1**: segment files and the ledger.
+//! - **v2** (current): v1 plus `spool.epoch`. Segment and ledger layouts are
+//!   unchanged (their version fields stay 1), so nothing is rewritten on upgrade:
+//!   opening a v1 spool creates its epoch file (a new epoch; pending batches keep
+//!   their seqs and are re-sent under it, which can duplicate a batch the cloud
+//!   had committed under epoch 0 but never lose one). An older agent opening a v2
+//!   spool reports `spool.epoch` as foreign and sends epoch 0 again; its seqs
+//!   continue above every seq used before, so none is reused in epoch 0.
 //!
 //! ### Segment file
 //!
@@ -71,6 +85,34 @@
 //! (clamped to 4..64 KiB) and twice its snapshot it is compacted: a new snapshot is written to `ledger.log.tmp`,
 //! fsynced, renamed over `ledger.log`, and the directory fsynced (entry bodies
 //! are documented in `ledger.rs`).
+//!
+//! ### Epoch file
+//!
+//! 32 bytes: magic `FPEPOCH\0` (8), version `u32` (1), reserved `u32`, the epoch
+//! `u64` (never 0), CRC-32 of bytes 0..24 `u32`, reserved `u32`.
+//!
+//! ## Spool epoch
+//!
+//! Seqs are unique within one spool directory, not per gateway: a wiped or
+//! replaced directory (re-imaged gateway, new SD card, deleted by hand) starts at
+//! seq 1 again. So every spool has an *epoch*, a random non-zero `u64`
+//! ([`Spool::epoch`]), sent in every batch; the cloud deduplicates by
+//! `(gateway, epoch, seq)` and echoes the epoch in its ack. Open creates a new
+//! epoch when the old one cannot be trusted to cover the seqs the spool will hand
+//! out ([`NewEpochReason`] in the [`RecoveryReport`]):
+//!
+//! - a new spool (no epoch file, ledger or segment);
+//! - an existing spool without an epoch file (format v1, or the file deleted);
+//! - an unreadable epoch file (damaged, or a version this build cannot read);
+//! - a lost ledger (missing, or its snapshot damaged): the seq counter may then
+//!   restart below seqs already used, so the old epoch is retired with it.
+//!
+//! The last two are damage and make the report unclean. A new epoch costs at most
+//! duplicates (batches re-sent under it), never loss. It is written to
+//! `spool.epoch.tmp`, fsynced, renamed over `spool.epoch` and the directory
+//! fsynced before the new ledger snapshot, so it is durable before any seq is
+//! handed out under it; a readable epoch file of a spool whose ledger is intact is
+//! never rewritten. The file (32 bytes) is not counted in the byte cap.
 //!
 //! ## Invariants
 //!
@@ -145,6 +187,8 @@
 //!   snapshot is lost or the ledger is missing while segments exist, the seq counter
 //!   jumps past every seq that can have been used (the newest segment header's seq
 //!   hint plus the next record id) so that no seq is ever reused.
+//! - **Epoch**: kept, or replaced by a new one as described under "Spool epoch"
+//!   (before anything else is written).
 //! - A fresh ledger snapshot is written on every open, and segments with no record
 //!   left to send are deleted.
 //!
@@ -201,9 +245,12 @@
 //! has nothing left to repair. `power_cut_tests.rs` runs the spool on
 //! `sim_fs.rs`, a file layer that discards every byte and directory change not yet
 //! fsynced at a simulated power cut (sometimes keeping a torn prefix), and checks
-//! the durability, ack and seq invariants over thousands of crash points.
+//! the durability, ack and seq invariants over thousands of crash points, and
+//! that the epoch an open returns is durable and never changes afterwards (also
+//! with the power cut in the middle of an open).
 
 mod config;
+mod epoch;
 mod error;
 pub mod fs;
 mod inspect;
@@ -235,7 +282,8 @@ pub use self::{
     fs::{FileLayer, StdFileLayer},
     inspect::{inspect, InspectReport, LedgerInspect, PendingInspect, SegmentInspect},
     report::{
-        AckReport, Appended, CutBatch, Dropped, RecoveryReport, SendCheck, SpoolRecord, SpoolStats,
+        AckReport, Appended, CutBatch, Dropped, NewEpochReason, RecoveryReport, SendCheck,
+        SpoolRecord, SpoolStats,
     },
     store::Spool,
 };

@@ -223,9 +223,16 @@ fn run(seed: u64, epochs: usize) -> Events {
     let sim = SimFs::new();
     let dir = Path::new("/spool");
     let mut model = Model::default();
+    let mut spool_epoch = None;
     for _ in 0..epochs {
         let mut spool = open(&sim, dir, policy);
         model.reconcile(&spool);
+        // Seqs are unique per epoch: the epoch a spool was opened with never changes.
+        assert_eq!(
+            *spool_epoch.get_or_insert(spool.epoch()),
+            spool.epoch(),
+            "the epoch changed"
+        );
         // Power fails after a random number of file operations, or, if the epoch's
         // calls all finish first, between two calls.
         sim.cut_power_after(rng.gen_range(0..100));
@@ -256,6 +263,7 @@ fn run(seed: u64, epochs: usize) -> Events {
     }
     let spool = open(&sim, dir, policy);
     model.reconcile(&spool);
+    assert_eq!(spool_epoch, Some(spool.epoch()), "the epoch changed");
     model.events
 }
 
@@ -395,4 +403,41 @@ fn every_synced_record_and_every_ack_survives_thousands_of_power_cuts() {
     assert!(events.evictions >= 50, "{events:?}");
     assert!(events.full >= 50, "{events:?}");
     assert!(events.unsynced_survivors >= 50, "{events:?}");
+}
+
+#[test]
+fn the_epoch_is_durable_when_open_returns_and_an_established_epoch_never_changes() {
+    let dir = Path::new("/spool");
+    let mut rng = SmallRng::seed_from_u64(12);
+    let mut cut_during_open = 0;
+    for ops in 0..40 {
+        // A new spool: power fails after `ops` operations of its first open.
+        let sim = SimFs::new();
+        let fs: Arc<dyn super::FileLayer> = sim.clone();
+        sim.cut_power_after(ops);
+        if Spool::open_with(Arc::clone(&fs), dir, config(FullPolicy::DropOldest)).is_err() {
+            cut_during_open += 1;
+        }
+        sim.crash(&mut rng);
+        // Whatever that left, the epoch an open returns survives the next power cut.
+        let epoch = open(&sim, dir, FullPolicy::DropOldest).epoch();
+        assert_ne!(epoch, 0);
+        sim.crash(&mut rng);
+        let mut spool = open(&sim, dir, FullPolicy::DropOldest);
+        assert_eq!(spool.epoch(), epoch, "ops {ops}: epoch not durable");
+        spool.append(b"r", 1).expect("append");
+        spool.sync().expect("sync");
+        spool.cut(Lane::Live, 1, 100).expect("cut");
+        drop(spool);
+        // An established spool: a power cut anywhere in a reopen keeps its epoch.
+        sim.cut_power_after(ops);
+        let _ = Spool::open_with(fs, dir, config(FullPolicy::DropOldest));
+        sim.crash(&mut rng);
+        assert_eq!(
+            open(&sim, dir, FullPolicy::DropOldest).epoch(),
+            epoch,
+            "ops {ops}: a reopen changed the epoch"
+        );
+    }
+    assert!(cut_during_open >= 5, "{cut_during_open}");
 }

@@ -17,12 +17,13 @@ use std::{
 use tracing::{info, warn};
 
 use super::{
+    epoch::{self, EpochFile, EPOCH_FILE, EPOCH_TMP_FILE},
     fs::{FileLayer, LOCK_FILE},
     ledger::{CutEntry, Ledger, LedgerState, LEDGER_FILE, LEDGER_TMP_FILE},
     ranges::RangeSet,
     segment::{self, HeaderState, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
     store::{PendingBatch, Spool},
-    RecoveryReport, SpoolConfig, SpoolError,
+    NewEpochReason, RecoveryReport, SpoolConfig, SpoolError,
 };
 
 /// Records of one pending batch found on disk.
@@ -77,7 +78,12 @@ pub(super) fn recover(
             let path = dir.join(LEDGER_TMP_FILE);
             fs.remove_file(&path)
                 .map_err(|source| SpoolError::io("removing stale ledger", &path, source))?;
-        } else if entry.name != LEDGER_FILE && entry.name != LOCK_FILE {
+        } else if entry.name == EPOCH_TMP_FILE {
+            // An epoch write that crashed before its rename: nothing used that epoch.
+            let path = dir.join(EPOCH_TMP_FILE);
+            fs.remove_file(&path)
+                .map_err(|source| SpoolError::io("removing stale spool epoch", &path, source))?;
+        } else if ![LEDGER_FILE, LOCK_FILE, EPOCH_FILE].contains(&entry.name.as_str()) {
             report.foreign_files.push(entry.name);
         }
     }
@@ -90,6 +96,37 @@ pub(super) fn recover(
     report.ledger_corrupt_regions = loaded.damage.corrupt_regions + loaded.bad_entries;
     report.ledger_torn_bytes = loaded.damage.tail_bytes;
     let state = &loaded.state;
+
+    // The epoch. A new one whenever the old one cannot be trusted to cover the seqs
+    // this spool will hand out: a new or upgraded spool, an unreadable epoch file,
+    // or a lost ledger (its seq counter may restart below seqs already sent). A new
+    // epoch is durable before any seq is handed out under it; it costs at most
+    // duplicates of batches re-sent under it, never loss.
+    let found = epoch::load(fs.as_ref(), dir)?;
+    let new_epoch = match found {
+        EpochFile::Valid(_) if loaded.snapshot_missing => Some(NewEpochReason::LedgerLost),
+        EpochFile::Valid(_) => None,
+        EpochFile::Missing if loaded.missing && segment_files.is_empty() => {
+            Some(NewEpochReason::NewSpool)
+        }
+        EpochFile::Missing => Some(NewEpochReason::EpochFileMissing),
+        EpochFile::Damaged | EpochFile::UnsupportedVersion(_) => {
+            Some(NewEpochReason::EpochFileUnreadable)
+        }
+    };
+    let spool_epoch = match (found.valid(), new_epoch) {
+        (Some(epoch), None) => epoch,
+        _ => {
+            let mut fresh = epoch::random_epoch();
+            while Some(fresh) == found.valid() {
+                fresh = epoch::random_epoch();
+            }
+            epoch::store(fs.as_ref(), dir, fresh)?;
+            fresh
+        }
+    };
+    report.epoch = spool_epoch;
+    report.new_epoch = new_epoch;
 
     // Which pending batch owns a record id: start -> (end, seq).
     let mut owner: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
@@ -312,6 +349,7 @@ pub(super) fn recover(
         acked,
         pending,
         ledger,
+        spool_epoch,
     );
     Ok((spool, report))
 }

@@ -183,6 +183,38 @@ pub struct RecoveryReport {
     pub seq_jumped: bool,
     /// The seq the next cut will get.
     pub next_seq: u64,
+    /// The spool epoch (see [`super::Spool::epoch`]).
+    pub epoch: u64,
+    /// Why this open created a new epoch, if it did.
+    pub new_epoch: Option<NewEpochReason>,
+}
+
+/// Why opening a spool created a new epoch (see the module docs, "Spool epoch").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewEpochReason {
+    /// A new spool: no epoch file, no ledger, no segment.
+    NewSpool,
+    /// An existing spool without an epoch file: written before epochs (format v1),
+    /// or the file was deleted.
+    EpochFileMissing,
+    /// The epoch file is damaged or of an unsupported version.
+    EpochFileUnreadable,
+    /// The ledger or its snapshot is gone, so the seq counter may restart below seqs
+    /// already used under the old epoch.
+    LedgerLost,
+}
+
+impl NewEpochReason {
+    /// A short description for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NewSpool => "new spool",
+            Self::EpochFileMissing => "the spool had no epoch file (format v1)",
+            Self::EpochFileUnreadable => "the epoch file was unreadable",
+            Self::LedgerLost => "the ledger was lost",
+        }
+    }
 }
 
 impl RecoveryReport {
@@ -196,6 +228,10 @@ impl RecoveryReport {
             && self.ledger_corrupt_regions == 0
             && self.ledger_torn_bytes == 0
             && !self.seq_jumped
+            && !matches!(
+                self.new_epoch,
+                Some(NewEpochReason::EpochFileUnreadable | NewEpochReason::LedgerLost)
+            )
     }
 }
 
@@ -203,9 +239,17 @@ impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} segments, {} records ({} unacked), {} batches pending, next seq {}",
-            self.segments, self.records, self.records_unacked, self.batches_pending, self.next_seq
+            "{} segments, {} records ({} unacked), {} batches pending, next seq {}, epoch {}",
+            self.segments,
+            self.records,
+            self.records_unacked,
+            self.batches_pending,
+            self.next_seq,
+            self.epoch
         )?;
+        if let Some(reason) = self.new_epoch {
+            write!(f, " (new: {})", reason.as_str())?;
+        }
         if self.corrupt_regions > 0 {
             write!(
                 f,

@@ -59,6 +59,8 @@ pub struct Spool {
     ledger: Ledger,
     dropped_total: Totals,
     poisoned: bool,
+    /// The spool epoch (never 0).
+    epoch: u64,
 }
 
 /// A batch cut and not yet acked.
@@ -147,6 +149,7 @@ impl Spool {
         acked: RangeSet,
         pending: BTreeMap<u64, PendingBatch>,
         ledger: Ledger,
+        epoch: u64,
     ) -> Spool {
         let active_id = segments
             .back()
@@ -176,7 +179,16 @@ impl Spool {
             ledger,
             dropped_total: Totals::default(),
             poisoned: false,
+            epoch,
         }
+    }
+
+    /// The spool epoch: a random non-zero id created with the spool directory and
+    /// kept in it. Seqs are unique within one epoch; a wiped or replaced spool has
+    /// a new one. Every batch carries it (`Batch.spool_epoch`) and the cloud
+    /// deduplicates by `(gateway, epoch, seq)`.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The spool directory.

@@ -868,3 +868,145 @@ fn a_second_open_of_the_same_directory_is_refused_until_the_first_is_dropped() {
         .foreign_files
         .is_empty());
 }
+
+#[test]
+fn a_spool_keeps_its_random_epoch_across_reopens_and_a_wiped_directory_gets_a_new_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool_dir = dir.path().join("spool");
+    let (mut spool, report) = Spool::open(&spool_dir, SpoolConfig::default()).expect("open");
+    let epoch = spool.epoch();
+    assert_ne!(epoch, 0);
+    assert_eq!(
+        (report.epoch, report.new_epoch),
+        (epoch, Some(super::NewEpochReason::NewSpool))
+    );
+    assert!(report.is_clean(), "{report}");
+    spool.append(b"one", 1).expect("append");
+    spool.sync().expect("sync");
+    let first = spool
+        .cut(Lane::Live, 10, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    spool.ack(first.seq).expect("ack");
+    drop(spool);
+
+    let (spool, report) = Spool::open(&spool_dir, SpoolConfig::default()).expect("reopen");
+    assert_eq!((spool.epoch(), report.new_epoch), (epoch, None));
+    assert!(
+        report.to_string().contains(&format!("epoch {epoch}")),
+        "{report}"
+    );
+    let inspected = super::inspect(&spool_dir).expect("inspect");
+    assert_eq!(
+        (
+            inspected.epoch,
+            inspected.epoch_file.as_str(),
+            inspected.damaged
+        ),
+        (Some(epoch), "ok", false)
+    );
+    assert!(inspected.to_string().contains(&format!("epoch {epoch}")));
+    drop(spool);
+
+    // Re-imaged: the directory is gone, seqs start at 1 again, under a new epoch.
+    fs::remove_dir_all(&spool_dir).expect("wipe");
+    let (mut spool, report) = Spool::open(&spool_dir, SpoolConfig::default()).expect("open");
+    assert_ne!(spool.epoch(), 0);
+    assert_ne!(
+        spool.epoch(),
+        epoch,
+        "a wiped spool must not reuse the epoch"
+    );
+    assert_eq!(report.new_epoch, Some(super::NewEpochReason::NewSpool));
+    spool.append(b"two", 1).expect("append");
+    spool.sync().expect("sync");
+    let again = spool
+        .cut(Lane::Live, 10, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    assert_eq!(
+        (first.seq, again.seq),
+        (1, 1),
+        "same seq, told apart by the epoch"
+    );
+}
+
+#[test]
+fn a_spool_without_an_epoch_file_gets_one_on_open_and_keeps_its_pending_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    for i in 0..3 {
+        spool.append(&payload(i, 8), 1).expect("append");
+    }
+    spool.sync().expect("sync");
+    let batch = spool
+        .cut(Lane::Live, 2, usize::MAX)
+        .expect("cut")
+        .expect("batch");
+    let old_epoch = spool.epoch();
+    drop(spool);
+    // A spool written before epochs (format v1) has no epoch file.
+    fs::remove_file(dir.path().join("spool.epoch")).expect("remove epoch");
+    let inspected = super::inspect(dir.path()).expect("inspect");
+    assert_eq!(
+        (
+            inspected.epoch,
+            inspected.epoch_file.as_str(),
+            inspected.damaged
+        ),
+        (None, "missing", false)
+    );
+    let (spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!(
+        report.new_epoch,
+        Some(super::NewEpochReason::EpochFileMissing)
+    );
+    assert!(report.is_clean(), "an upgrade is not damage: {report}");
+    assert!(spool.epoch() != 0 && spool.epoch() != old_epoch);
+    assert_eq!(spool.pending_seqs(), vec![batch.seq], "seqs carry on");
+    let epoch = spool.epoch();
+    drop(spool);
+    assert_eq!(open(dir.path()).epoch(), epoch, "created once, then kept");
+}
+
+#[test]
+fn a_damaged_epoch_file_or_a_lost_ledger_gets_a_new_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    spool.append(b"x", 1).expect("append");
+    spool.sync().expect("sync");
+    let epoch = spool.epoch();
+    drop(spool);
+
+    let path = dir.path().join("spool.epoch");
+    let mut bytes = fs::read(&path).expect("read epoch");
+    bytes[17] ^= 1;
+    fs::write(&path, &bytes).expect("write epoch");
+    let inspected = super::inspect(dir.path()).expect("inspect");
+    assert_eq!(
+        (inspected.epoch_file.as_str(), inspected.damaged),
+        ("damaged", true)
+    );
+    let (spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!(
+        report.new_epoch,
+        Some(super::NewEpochReason::EpochFileUnreadable)
+    );
+    assert!(!report.is_clean());
+    let second = spool.epoch();
+    assert!(second != 0 && second != epoch);
+    drop(spool);
+
+    // Ledger and segments deleted by hand, the epoch file left behind: seqs restart
+    // at 1, so the old epoch must not be used again.
+    for entry in fs::read_dir(dir.path()).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n != "spool.epoch") {
+            fs::remove_file(path).expect("remove");
+        }
+    }
+    let (spool, report) = Spool::open(dir.path(), SpoolConfig::default()).expect("open");
+    assert_eq!(report.new_epoch, Some(super::NewEpochReason::LedgerLost));
+    assert_eq!(spool.stats().next_seq, 1);
+    assert!(spool.epoch() != 0 && spool.epoch() != second);
+}

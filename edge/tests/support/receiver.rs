@@ -1,10 +1,11 @@
 //! An in-process HTTP receiver speaking the cloud's batch protocol: zstd + protobuf `Batch` in,
-//! protobuf `BatchAck` out, dedupe by exact `(gateway, seq)` membership. It records every
-//! reading it commits, and can be told to answer 503.
+//! protobuf `BatchAck` out, dedupe by exact `(gateway, spool_epoch, seq)` membership. It records
+//! every reading it commits, and can be told to answer 503 or to send acks the edge must not
+//! accept (another spool epoch) or must question (a contiguous seq the edge never sent).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -29,11 +30,11 @@ pub struct Got {
 
 #[derive(Default)]
 pub struct Inner {
-    /// (gateway, seq) -> content fingerprint of the committed batch.
-    committed: HashMap<(String, u64), Vec<u8>>,
+    /// (gateway, spool epoch, seq) -> content fingerprint of the committed batch.
+    committed: HashMap<(String, u64, u64), Vec<u8>>,
     /// Committed readings in commit order.
     pub readings: Vec<Got>,
-    /// Re-sent batches (same gateway and seq).
+    /// Re-sent batches (same gateway, spool epoch and seq).
     pub duplicate_batches: u64,
     /// Re-sent batches whose readings differ from the first copy (must stay 0).
     pub duplicate_mismatches: u64,
@@ -41,8 +42,8 @@ pub struct Inner {
     pub bad_requests: Vec<String>,
     /// Requests answered 503.
     pub refused_503: u64,
-    /// Committed seqs.
-    pub seqs: BTreeSet<u64>,
+    /// Committed seqs per spool epoch.
+    pub epoch_seqs: HashMap<u64, BTreeSet<u64>>,
 }
 
 struct Shared {
@@ -50,6 +51,10 @@ struct Shared {
     unavailable: AtomicBool,
     /// Answer every batch with this status (a permanent rejection), when non-zero.
     reject_status: std::sync::atomic::AtomicU16,
+    /// Added (wrapping) to the spool epoch the ack echoes: non-zero acks another epoch.
+    ack_epoch_offset: AtomicU64,
+    /// When non-zero, the ack's `contiguous_seq`.
+    ack_contiguous_seq: AtomicU64,
 }
 
 /// The running receiver.
@@ -70,6 +75,8 @@ impl Receiver {
             inner: Mutex::new(Inner::default()),
             unavailable: AtomicBool::new(false),
             reject_status: std::sync::atomic::AtomicU16::new(0),
+            ack_epoch_offset: AtomicU64::new(0),
+            ack_contiguous_seq: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/v1/batches", post(handle))
@@ -98,6 +105,17 @@ impl Receiver {
     /// Answer every batch with `status` (e.g. 422); 0 serves normally.
     pub fn set_reject_status(&self, status: u16) {
         self.shared.reject_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Acks name the batch's spool epoch plus `offset` (wrapping); 0 echoes it. The batch is
+    /// committed either way.
+    pub fn set_ack_epoch_offset(&self, offset: u64) {
+        self.shared.ack_epoch_offset.store(offset, Ordering::SeqCst);
+    }
+
+    /// Acks claim this `contiguous_seq`; 0 reports the true one.
+    pub fn set_ack_contiguous_seq(&self, seq: u64) {
+        self.shared.ack_contiguous_seq.store(seq, Ordering::SeqCst);
     }
 
     /// Runs `f` on the recorded state.
@@ -180,7 +198,7 @@ async fn handle(
     fingerprint_batch.created_ms = 0;
     let fingerprint = fingerprint_batch.encode_to_vec();
     let mut inner = shared.inner.lock().unwrap();
-    let key = (batch.gateway_id.clone(), batch.seq);
+    let key = (batch.gateway_id.clone(), batch.spool_epoch, batch.seq);
     if let Some(first) = inner.committed.get(&key) {
         let mismatch = *first != fingerprint;
         inner.duplicate_batches += 1;
@@ -189,7 +207,11 @@ async fn handle(
         }
     } else {
         inner.committed.insert(key, fingerprint);
-        inner.seqs.insert(batch.seq);
+        inner
+            .epoch_seqs
+            .entry(batch.spool_epoch)
+            .or_default()
+            .insert(batch.seq);
         for series in &batch.series {
             for (ts_ms, value) in series.points() {
                 inner.readings.push(Got {
@@ -203,16 +225,20 @@ async fn handle(
             }
         }
     }
-    let contiguous_seq = inner
-        .seqs
-        .iter()
-        .enumerate()
-        .take_while(|(idx, seq)| **seq == *idx as u64 + 1)
-        .count() as u64;
+    let contiguous_seq = match shared.ack_contiguous_seq.load(Ordering::SeqCst) {
+        0 => inner.epoch_seqs[&batch.spool_epoch]
+            .iter()
+            .enumerate()
+            .take_while(|(idx, seq)| **seq == *idx as u64 + 1)
+            .count() as u64,
+        claimed => claimed,
+    };
     let ack = BatchAck {
         seq: batch.seq,
         contiguous_seq,
-        spool_epoch: batch.spool_epoch,
+        spool_epoch: batch
+            .spool_epoch
+            .wrapping_add(shared.ack_epoch_offset.load(Ordering::SeqCst)),
     };
     (StatusCode::OK, ack.encode_to_vec())
 }
