@@ -58,9 +58,9 @@ pub const RECENT_MESSAGES: usize = 32_768;
 /// leave in commit order, so the unflushed records are always the newest committed ones.
 #[derive(Debug, Default)]
 pub struct AckGate {
-    /// Acks handed to the MQTT client's request channel.
+    /// Acks handed to the MQTT client's request channel (or dropped unsent, see `hand_acks`).
     handed: AtomicU64,
-    /// PUBACKs written to the socket (or written off at a reconnect, which drops queued acks).
+    /// PUBACKs written to the socket (or written off: dropped unsent or with their connection).
     flushed: AtomicU64,
     /// Records committed (appended and synced).
     committed_records: AtomicU64,
@@ -73,6 +73,27 @@ pub struct AckGate {
     /// The writer waits for spool space. Its acks cannot leave then (the mqtt task is stalled
     /// behind the full intake channel), so holding records back would deadlock: the gate opens.
     spool_full: std::sync::atomic::AtomicBool,
+    /// The broker connection acks may leave on. Locked while acks are handed to the client and
+    /// while the mqtt task marks a connection up or down, so no ack slips onto the wrong one.
+    link: Mutex<Link>,
+}
+
+/// The broker connection as the ack path sees it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Link {
+    /// Number of the current (or last) connection; 0 before the first CONNACK.
+    connection: u64,
+    /// True between a CONNACK and the connection's failure.
+    up: bool,
+}
+
+/// An acknowledgement waiting to be handed to the MQTT client.
+#[derive(Debug)]
+pub struct QueuedAck {
+    /// Packet id and QoS of the message (see `ack_handle`).
+    publish: Publish,
+    /// The connection the message arrived on; the ack may leave only on that one.
+    connection: u64,
 }
 
 impl AckGate {
@@ -89,23 +110,86 @@ impl AckGate {
         self.advance();
     }
 
-    /// Counts acks handed to the client.
-    pub fn on_handed(&self, n: u64) {
-        self.handed.fetch_add(n, Ordering::SeqCst);
-    }
-
-    /// Counts one PUBACK written to the connection.
+    /// Counts one PUBACK written to the connection. Never counts past the acks handed: an event
+    /// of a connection that already failed (and was written off) may still come out of rumqttc.
     pub fn on_flushed(&self) {
-        self.flushed.fetch_add(1, Ordering::SeqCst);
+        let handed = self.handed.load(Ordering::SeqCst);
+        let _ = self
+            .flushed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |flushed| {
+                (flushed < handed).then_some(flushed + 1)
+            });
         self.advance();
     }
 
-    /// The connection dropped: rumqttc discards queued acks (the broker redelivers those
-    /// messages, and the in-memory redelivery filter recognises them), so stop waiting for them.
-    pub fn on_connection_lost(&self) {
+    /// A CONNACK arrived: acks of messages received from now on may leave. Returns the new
+    /// connection's number (1 for the first), which the mqtt task stamps on every message.
+    pub fn on_connected(&self) -> u64 {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        link.connection += 1;
+        link.up = true;
+        link.connection
+    }
+
+    /// The number of the current (or last) connection.
+    pub fn connection(&self) -> u64 {
+        self.link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .connection
+    }
+
+    /// The connection failed. An ack goes out only on the connection its message arrived on
+    /// (MQTT packet ids belong to a session, and a broker that did not keep the session reuses
+    /// them for other messages), so every ack not written yet is dropped: `discard_handed` must
+    /// remove acks still in the client's request channel (rumqttc drops them when the connection
+    /// fails; `EventLoop::clean` drops any handed since). Runs under the link lock, so no ack is
+    /// handed meanwhile. Dropping is lossless: the message is in the spool (acks are queued
+    /// only after its fsync); a broker that kept the session redelivers it with DUP set and the
+    /// redelivery is recognised and acknowledged; a broker that lost the session forgot it.
+    pub fn on_connection_lost(&self, discard_handed: impl FnOnce()) {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        link.up = false;
+        discard_handed();
         self.flushed
             .fetch_max(self.handed.load(Ordering::SeqCst), Ordering::SeqCst);
+        drop(link);
         self.advance();
+    }
+
+    /// Hands queued acks to the client with `try_ack` (non-blocking), oldest first, until one
+    /// does not fit; drops those whose connection is gone (see
+    /// [`AckGate::on_connection_lost`]). Returns how many were dropped.
+    pub fn hand_acks(
+        &self,
+        queue: &mut VecDeque<QueuedAck>,
+        mut try_ack: impl FnMut(&Publish) -> Result<(), ClientError>,
+    ) -> u64 {
+        let link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut handed, mut dropped) = (0u64, 0u64);
+        while let Some(ack) = queue.front() {
+            if !link.up || ack.connection != link.connection {
+                queue.pop_front();
+                dropped += 1;
+                continue;
+            }
+            match try_ack(&ack.publish) {
+                Ok(()) => {
+                    queue.pop_front();
+                    handed += 1;
+                }
+                Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => break,
+            }
+        }
+        // Counted under the link lock: `on_connection_lost` must see every handed ack.
+        self.handed.fetch_add(handed + dropped, Ordering::SeqCst);
+        if dropped > 0 {
+            // Written off: they will never be flushed.
+            self.flushed.fetch_add(dropped, Ordering::SeqCst);
+        }
+        drop(link);
+        self.advance();
+        dropped
     }
 
     /// Marks whether the writer is waiting for spool space.
@@ -170,6 +254,8 @@ pub struct Received {
     pub publish: Publish,
     /// Gateway receive time, ms since epoch.
     pub recv_ms: i64,
+    /// The broker connection it arrived on (see [`AckGate::on_connected`]).
+    pub connection: u64,
 }
 
 /// Builds the rumqttc client and event loop from the config.
@@ -223,6 +309,7 @@ impl MqttTask {
         let metrics = metrics.inner();
         let mut tx = Some(tx);
         let mut need_subscribe = false;
+        let mut connection = gate.connection();
         loop {
             if stop_intake.is_cancelled() && tx.is_some() {
                 info!("Stopping MQTT intake.");
@@ -255,6 +342,7 @@ impl MqttTask {
                     let received = Received {
                         publish,
                         recv_ms: crate::clock::now_ms(),
+                        connection,
                     };
                     metrics
                         .last_message_ms
@@ -273,10 +361,22 @@ impl MqttTask {
                     }
                 }
                 Ok(Event::Incoming(Incoming::ConnAck(connack))) => {
+                    connection = gate.on_connected();
                     info!(
                         session_present = connack.session_present,
                         "Connected to the MQTT broker."
                     );
+                    if !connack.session_present && connection > 1 {
+                        // Acks of the old session were dropped with its connection (see
+                        // `AckGate::on_connection_lost`); their messages are spooled. What the
+                        // broker held for the agent and had not delivered yet is gone.
+                        metrics.mqtt_sessions_lost.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            "The MQTT broker did not keep the agent's session: messages it held \
+                             for the agent are lost. Unsent acknowledgements were dropped; what \
+                             the agent received before is spooled."
+                        );
+                    }
                     metrics.mqtt_connects.fetch_add(1, Ordering::Relaxed);
                     // Always (re)subscribe: a broker restarted without persistence forgot us.
                     need_subscribe = true;
@@ -292,7 +392,8 @@ impl MqttTask {
                     }
                     metrics.mqtt_connected.store(true, Ordering::Relaxed);
                 }
-                Ok(Event::Outgoing(Outgoing::PubAck(_))) => gate.on_flushed(),
+                // PUBREC: the ack of a QoS 2 delivery (not expected: we subscribe at QoS 1).
+                Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => gate.on_flushed(),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     debug!("Sent DISCONNECT; all acknowledgements are flushed.");
                     break;
@@ -300,7 +401,9 @@ impl MqttTask {
                 Ok(_) => {}
                 Err(err) => {
                     metrics.mqtt_connected.store(false, Ordering::Relaxed);
-                    gate.on_connection_lost();
+                    // `poll` failed after `clean`ing the event loop; clean again under the link
+                    // lock to drop acks the writer handed in between.
+                    gate.on_connection_lost(|| eventloop.clean());
                     if stop_intake.is_cancelled() && tx.is_none() {
                         // Shutting down without a broker: unsent acks are redelivered next
                         // session (and recognised), so there is nothing left to wait for.
@@ -399,8 +502,8 @@ pub struct WriterCore {
 /// Result of one group commit.
 #[derive(Debug, Default)]
 pub struct GroupOutcome {
-    /// Publishes to acknowledge, in receive order.
-    pub acks: Vec<Publish>,
+    /// Acks to send (QoS 1 and 2 messages only), in receive order.
+    pub acks: Vec<QueuedAck>,
     /// True when the spool refused an append (backpressure): the rest of the group is waiting.
     pub full: bool,
     /// Records made durable by this commit.
@@ -576,7 +679,10 @@ impl WriterCore {
                                 "Spool full: dropped the oldest records (policy drop_oldest)."
                             );
                         }
-                        self.recent.insert(received.publish.pkid, msg_hash);
+                        if received.publish.qos != QoS::AtMostOnce {
+                            // QoS 0 messages are never redelivered (and all have packet id 0).
+                            self.recent.insert(received.publish.pkid, msg_hash);
+                        }
                         n_spooled_readings += u64::from(n_readings);
                         outcome.n_committed += 1;
                         metrics
@@ -607,7 +713,15 @@ impl WriterCore {
                 },
             }
             metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-            outcome.acks.push(ack_handle(&received.publish));
+            // A QoS 0 delivery (a sensor publishing at QoS 0 is delivered at QoS 0 despite our
+            // QoS 1 subscription) has nothing to acknowledge: it must not enter the ack gate,
+            // which would wait forever for its PUBACK and hold back every later record.
+            if received.publish.qos != QoS::AtMostOnce {
+                outcome.acks.push(QueuedAck {
+                    publish: ack_handle(&received.publish),
+                    connection: received.connection,
+                });
+            }
         }
         if outcome.n_committed > 0 {
             spool.sync()?;
@@ -683,7 +797,7 @@ impl Writer {
             gate,
         } = self;
         let mut group: VecDeque<(Received, Option<Prepared>)> = VecDeque::new();
-        let mut unsent_acks: VecDeque<Publish> = VecDeque::new();
+        let mut unsent_acks: VecDeque<QueuedAck> = VecDeque::new();
         let mut open = true;
         let metrics = core.metrics.clone();
         loop {
@@ -773,16 +887,15 @@ impl Writer {
         }
         // Channel closed: every consumed message is durable. Hand the remaining acks to the event
         // loop (still polled by the mqtt task), then DISCONNECT behind them.
-        while let Some(publish) = unsent_acks.pop_front() {
+        loop {
+            flush_acks(&client, &mut unsent_acks, &gate);
+            if unsent_acks.is_empty() {
+                break;
+            }
             tokio::select! {
                 biased;
                 _ = hard_stop.cancelled() => return Ok(()),
-                res = client.ack(&publish) => {
-                    if res.is_err() {
-                        return Ok(());
-                    }
-                    gate.on_handed(1);
-                }
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
             }
         }
         tokio::select! {
@@ -795,15 +908,14 @@ impl Writer {
 }
 
 /// Hands queued acks to the event loop without waiting; stops at the first that does not fit.
-fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>, gate: &AckGate) {
-    while let Some(publish) = unsent.front() {
-        match client.try_ack(publish) {
-            Ok(()) => {
-                unsent.pop_front();
-                gate.on_handed(1);
-            }
-            Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => break,
-        }
+/// Acks whose connection is gone are dropped (see [`AckGate::on_connection_lost`]).
+fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<QueuedAck>, gate: &AckGate) {
+    let dropped = gate.hand_acks(unsent, |publish| client.try_ack(publish));
+    if dropped > 0 {
+        debug!(
+            dropped,
+            "Dropped acknowledgements of a closed broker connection."
+        );
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use crate::intake::AckGate;
 
 use crate::reject::{RejectCounts, RejectReason};
 
@@ -63,6 +65,8 @@ pub struct EdgeMetrics {
     pub(crate) backpressure_waits: AtomicU64,
     pub(crate) mqtt_connected: AtomicBool,
     pub(crate) mqtt_connects: AtomicU64,
+    /// Reconnects where the broker had not kept the agent's session.
+    pub(crate) mqtt_sessions_lost: AtomicU64,
     pub(crate) last_message_ms: AtomicI64,
     pub(crate) spool_bytes: AtomicU64,
     pub(crate) spool_max_bytes: AtomicU64,
@@ -73,6 +77,8 @@ pub struct EdgeMetrics {
     pub(crate) acks_waiting: AtomicU64,
     /// Bumped whenever `drop_oldest` evicted records (pending batches may have shrunk).
     pub(crate) evictions: AtomicU64,
+    /// The agent's PUBACK gate, read when rendering (set once by the agent).
+    pub(crate) ack_gate: OnceLock<Arc<AckGate>>,
 }
 
 /// A cheap, clonable handle on an agent's metrics.
@@ -116,6 +122,12 @@ pub struct MetricsSnapshot {
     pub mqtt_connected: bool,
     /// Successful broker connections (first one included).
     pub mqtt_connects: u64,
+    /// Reconnects where the broker had not kept the agent's session (`session_present = false`).
+    pub mqtt_sessions_lost: u64,
+    /// Acknowledgements waiting for room in the MQTT client's request channel.
+    pub mqtt_acks_waiting: u64,
+    /// Committed records held back from batches until their PUBACK has left (see `AckGate`).
+    pub gate_held_records: u64,
     /// Receive time of the last MQTT message (ms since epoch; 0 = none yet).
     pub last_message_ms: i64,
     /// Spool bytes on disk.
@@ -159,6 +171,12 @@ impl MetricsHandle {
         &self.0
     }
 
+    /// Reports `gate`'s held-back records as `fieldpulse_edge_puback_gate_held_records` (the
+    /// first gate attached wins: one agent, one gate).
+    pub(crate) fn attach_gate(&self, gate: Arc<AckGate>) {
+        let _ = self.0.ack_gate.set(gate);
+    }
+
     /// Copies every metric.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let m = &self.0;
@@ -185,6 +203,9 @@ impl MetricsHandle {
             backpressure_waits: load(&m.backpressure_waits),
             mqtt_connected: m.mqtt_connected.load(Ordering::Relaxed),
             mqtt_connects: load(&m.mqtt_connects),
+            mqtt_sessions_lost: load(&m.mqtt_sessions_lost),
+            mqtt_acks_waiting: load(&m.acks_waiting),
+            gate_held_records: m.ack_gate.get().map_or(0, |gate| gate.unflushed_records()),
             last_message_ms: m.last_message_ms.load(Ordering::Relaxed),
             spool_bytes: load(&m.spool_bytes),
             spool_max_bytes: load(&m.spool_max_bytes),
@@ -218,6 +239,11 @@ impl MetricsHandle {
             "fieldpulse_edge_mqtt_connects_total",
             "Successful broker connections.",
             s.mqtt_connects,
+        );
+        counter(
+            "fieldpulse_edge_mqtt_sessions_lost_total",
+            "Reconnects where the broker had not kept the agent's session (unsent PUBACKs dropped).",
+            s.mqtt_sessions_lost,
         );
         counter(
             "fieldpulse_edge_readings_received_total",
@@ -335,7 +361,12 @@ impl MetricsHandle {
         gauge(
             "fieldpulse_edge_mqtt_acks_waiting",
             "Acknowledgements waiting for room in the MQTT client's request channel.",
-            self.0.acks_waiting.load(Ordering::Relaxed).into(),
+            s.mqtt_acks_waiting.into(),
+        );
+        gauge(
+            "fieldpulse_edge_puback_gate_held_records",
+            "Committed records held back from batches until their PUBACK has left.",
+            s.gate_held_records.into(),
         );
         gauge(
             "fieldpulse_edge_mqtt_connected",

@@ -10,3 +10,4 @@ mod crash;
 mod malformed;
 mod outage;
 mod pipeline;
+mod qos;
