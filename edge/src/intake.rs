@@ -13,6 +13,12 @@
 //!   take yet is queued locally (in order) and retried, so the writer never waits on the mqtt task.
 //! - A message is acknowledged only after `Spool::sync` returned Ok for its record (or after it
 //!   was rejected or recognised as a redelivery of a synced record), in receive order.
+//! - An ack leaves only on the connection its message arrived on; acks of a failed connection are
+//!   dropped (see [`AckGate::on_connection_lost`]), so a broker that lost the session never gets a
+//!   stale PUBACK for a packet id it has since given to another message. A lost session is
+//!   counted (`fieldpulse_edge_mqtt_sessions_lost_total`) and logged.
+//! - QoS 0 deliveries (a sensor publishing at QoS 0 gets QoS 0 despite our QoS 1 subscription)
+//!   are spooled like the rest but have no ack, so they never enter the [`AckGate`].
 //! - Backpressure: when the spool is full (policy `backpressure`), the writer stops taking
 //!   messages; the channel fills, the mqtt task stops polling, and the broker holds further
 //!   messages (up to its `max_queued_messages`) because they are not acknowledged.
@@ -55,7 +61,10 @@ pub const RECENT_MESSAGES: usize = 32_768;
 /// The forwarder must not cut (and so, after the cloud's ack, possibly delete) a record whose
 /// PUBACK has not left yet: after a kill -9 the broker redelivers that message, and the restarted
 /// agent recognises the redelivery only while the record is still on disk (the spool tail). Acks
-/// leave in commit order, so the unflushed records are always the newest committed ones.
+/// leave in commit order, so the unflushed records are always the newest committed ones. A
+/// QoS 0 message has no ack: its record counts for the gate as flushed once every earlier ack is.
+/// The gate also knows the broker connection (see [`AckGate::hand_acks`]): an ack that cannot
+/// leave any more (its connection failed) is written off, never waited for.
 #[derive(Debug, Default)]
 pub struct AckGate {
     /// Acks handed to the MQTT client's request channel (or dropped unsent, see `hand_acks`).
@@ -335,30 +344,7 @@ impl MqttTask {
             };
             match event {
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                    let Some(sender) = tx.as_ref() else {
-                        // Shutting down: not acknowledged, the broker keeps it for next session.
-                        continue;
-                    };
-                    let received = Received {
-                        publish,
-                        recv_ms: crate::clock::now_ms(),
-                        connection,
-                    };
-                    metrics
-                        .last_message_ms
-                        .store(received.recv_ms, Ordering::Relaxed);
-                    // Backpressure point: waiting here stops polling, so TCP and then the broker
-                    // hold further messages. Cancel-safe: a message lost here was not acked.
-                    tokio::select! {
-                        biased;
-                        _ = stop_intake.cancelled() => {}
-                        res = sender.send(received) => {
-                            if res.is_err() {
-                                // The writer is gone (fatal error); stop taking messages.
-                                tx = None;
-                            }
-                        }
-                    }
+                    hand_over(&mut tx, publish, connection, metrics, &stop_intake).await;
                 }
                 Ok(Event::Incoming(Incoming::ConnAck(connack))) => {
                     connection = gate.on_connected();
@@ -401,6 +387,16 @@ impl MqttTask {
                 Ok(_) => {}
                 Err(err) => {
                     metrics.mqtt_connected.store(false, Ordering::Relaxed);
+                    // Publishes read in the same batch as the end of the stream are still
+                    // buffered in the event loop, which would yield them after the next CONNACK:
+                    // hand them over now, as the failed connection's (their acks must not go out
+                    // on the next one). Their other buffered events are moot with the connection.
+                    let leftovers: Vec<Event> = eventloop.state.events.drain(..).collect();
+                    for event in leftovers {
+                        if let Event::Incoming(Incoming::Publish(publish)) = event {
+                            hand_over(&mut tx, publish, connection, metrics, &stop_intake).await;
+                        }
+                    }
                     // `poll` failed after `clean`ing the event loop; clean again under the link
                     // lock to drop acks the writer handed in between.
                     gate.on_connection_lost(|| eventloop.clean());
@@ -420,6 +416,40 @@ impl MqttTask {
             }
         }
         metrics.mqtt_connected.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Hands one publish, received on `connection`, to the writer. Waiting here is the backpressure
+/// point: the mqtt task stops polling, so TCP and then the broker hold further messages.
+/// Cancel-safe: a message lost here was not acknowledged.
+async fn hand_over(
+    tx: &mut Option<mpsc::Sender<Received>>,
+    publish: Publish,
+    connection: u64,
+    metrics: &crate::metrics::EdgeMetrics,
+    stop_intake: &CancellationToken,
+) {
+    let Some(sender) = tx.as_ref() else {
+        // Shutting down: not acknowledged, the broker keeps it for next session.
+        return;
+    };
+    let received = Received {
+        publish,
+        recv_ms: crate::clock::now_ms(),
+        connection,
+    };
+    metrics
+        .last_message_ms
+        .store(received.recv_ms, Ordering::Relaxed);
+    tokio::select! {
+        biased;
+        _ = stop_intake.cancelled() => {}
+        res = sender.send(received) => {
+            if res.is_err() {
+                // The writer is gone (fatal error); stop taking messages.
+                *tx = None;
+            }
+        }
     }
 }
 
@@ -922,6 +952,104 @@ fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<QueuedAck>, gate: &Ack
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queued(pkid: u16, connection: u64) -> QueuedAck {
+        let mut publish = Publish::new(String::new(), QoS::AtLeastOnce, Vec::new());
+        publish.pkid = pkid;
+        QueuedAck {
+            publish,
+            connection,
+        }
+    }
+
+    #[test]
+    fn acks_of_a_lost_connection_never_go_out_on_the_next_one() {
+        let gate = AckGate::default();
+        assert_eq!(gate.on_connected(), 1);
+        let mut queue: VecDeque<QueuedAck> = (1..=3).map(|pkid| queued(pkid, 1)).collect();
+        gate.record_commit(3, 3);
+        let mut discarded = false;
+        gate.on_connection_lost(|| discarded = true);
+        assert!(
+            discarded,
+            "acks already handed are discarded with the connection"
+        );
+        // The broker did not keep the session: it numbers its messages afresh.
+        assert_eq!(gate.on_connected(), 2);
+        queue.push_back(queued(1, 2));
+        gate.record_commit(1, 1);
+        let mut sent = Vec::new();
+        let dropped = gate.hand_acks(&mut queue, |publish| {
+            sent.push(publish.pkid);
+            Ok(())
+        });
+        assert_eq!(dropped, 3);
+        assert_eq!(sent, vec![1], "only the new connection's ack goes out");
+        assert!(queue.is_empty());
+        // The dropped acks are written off: only the record whose ack is in flight is held.
+        assert_eq!(gate.unflushed_records(), 1);
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 0);
+    }
+
+    #[test]
+    fn acks_queued_while_disconnected_are_dropped() {
+        let gate = AckGate::default();
+        let mut queue: VecDeque<QueuedAck> = VecDeque::from([queued(7, 0)]);
+        gate.record_commit(1, 1);
+        let dropped = gate.hand_acks(&mut queue, |_| panic!("no connection to send on"));
+        assert_eq!(dropped, 1);
+        assert_eq!(gate.unflushed_records(), 0);
+    }
+
+    #[test]
+    fn acks_leave_in_order_and_wait_for_room_in_the_request_channel() {
+        let gate = AckGate::default();
+        let connection = gate.on_connected();
+        let mut queue: VecDeque<QueuedAck> = (1..=3).map(|pkid| queued(pkid, connection)).collect();
+        gate.record_commit(2, 2);
+        gate.record_commit(1, 1);
+        let mut room = 2;
+        let mut sent = Vec::new();
+        let dropped = gate.hand_acks(&mut queue, |publish| {
+            if room == 0 {
+                return Err(ClientError::TryRequest(rumqttc::Request::PubAck(
+                    rumqttc::PubAck::new(publish.pkid),
+                )));
+            }
+            room -= 1;
+            sent.push(publish.pkid);
+            Ok(())
+        });
+        assert_eq!((dropped, sent.as_slice()), (0, &[1u16, 2][..]));
+        assert_eq!(queue.len(), 1, "the third waits for room");
+        assert_eq!(gate.unflushed_records(), 3, "nothing flushed yet");
+        gate.on_flushed();
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 1, "the first commit's acks left");
+        gate.hand_acks(&mut queue, |_| Ok(()));
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 0);
+    }
+
+    #[test]
+    fn a_late_flush_event_of_a_failed_connection_does_not_release_newer_records() {
+        let gate = AckGate::default();
+        let connection = gate.on_connected();
+        let mut queue = VecDeque::from([queued(1, connection)]);
+        gate.record_commit(1, 1);
+        gate.hand_acks(&mut queue, |_| Ok(()));
+        gate.on_connection_lost(|| {});
+        // rumqttc may still yield the PUBACK event of the failed connection.
+        gate.on_flushed();
+        let connection = gate.on_connected();
+        queue.push_back(queued(1, connection));
+        gate.record_commit(1, 1);
+        gate.hand_acks(&mut queue, |_| Ok(()));
+        assert_eq!(gate.unflushed_records(), 1, "its PUBACK has not left yet");
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 0);
+    }
 
     #[test]
     fn recent_messages_remember_the_newest_and_forget_the_oldest() {

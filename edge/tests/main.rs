@@ -11,3 +11,4 @@ mod malformed;
 mod outage;
 mod pipeline;
 mod qos;
+mod session_loss;

@@ -125,7 +125,7 @@ async fn qos0_and_qos1_publishers_with_repeated_payloads_deliver_every_reading_o
         // Values repeat every 7 messages: identical payloads on a topic, within and across
         // publishers.
         let value = (i % 7) as f64;
-        let payload = if i % 2 == 0 {
+        let payload = if i.is_multiple_of(2) {
             format!("{value}")
         } else {
             format!("{{\"ts\":{},\"value\":{value}}}", base_ts + (i % 3) as i64)
