@@ -387,6 +387,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_gate_gauge_reports_records_waiting_for_their_puback() {
+        let handle = MetricsHandle::default();
+        let gate = Arc::new(AckGate::default());
+        handle.attach_gate(Arc::clone(&gate));
+        gate.record_commit(2, 5);
+        assert_eq!(handle.snapshot().gate_held_records, 5);
+        assert!(handle
+            .render_prometheus()
+            .contains("\nfieldpulse_edge_puback_gate_held_records 5\n"));
+        handle
+            .inner()
+            .mqtt_sessions_lost
+            .fetch_add(1, Ordering::Relaxed);
+        assert!(handle
+            .render_prometheus()
+            .contains("\nfieldpulse_edge_mqtt_sessions_lost_total 1\n"));
+    }
+
+    #[test]
     fn prometheus_text_lists_every_reason_with_its_count() {
         let handle = MetricsHandle::default();
         let mut counts = RejectCounts::default();
@@ -403,6 +422,12 @@ mod tests {
         assert!(text.contains("fieldpulse_edge_readings_dropped_total{reason=\"spool_full\"} 5\n"));
         assert!(text.contains("fieldpulse_edge_readings_spooled_total 11\n"));
         assert!(text.contains("# TYPE fieldpulse_edge_spool_bytes gauge\n"));
+        assert!(text.contains(
+            "# TYPE fieldpulse_edge_mqtt_sessions_lost_total counter\nfieldpulse_edge_mqtt_sessions_lost_total 0\n"
+        ));
+        assert!(text.contains(
+            "# TYPE fieldpulse_edge_puback_gate_held_records gauge\nfieldpulse_edge_puback_gate_held_records 0\n"
+        ));
         let snapshot = handle.snapshot();
         assert_eq!(snapshot.dropped(DropReason::SpoolFull), 5);
         assert_eq!(snapshot.rejected.get(RejectReason::TooOld), 3);
