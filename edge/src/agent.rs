@@ -228,6 +228,7 @@ impl Agent {
         let (committed_tx, committed_rx) = watch::channel(0u64);
         let space_freed = Arc::new(Notify::new());
         let gate = Arc::new(AckGate::default());
+        metrics.attach_gate(Arc::clone(&gate));
 
         let forwarder = Forwarder::new(
             Arc::clone(&spool),

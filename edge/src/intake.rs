@@ -13,6 +13,12 @@
 //!   take yet is queued locally (in order) and retried, so the writer never waits on the mqtt task.
 //! - A message is acknowledged only after `Spool::sync` returned Ok for its record (or after it
 //!   was rejected or recognised as a redelivery of a synced record), in receive order.
+//! - An ack leaves only on the connection its message arrived on; acks of a failed connection are
+//!   dropped (see [`AckGate::on_connection_lost`]), so a broker that lost the session never gets a
+//!   stale PUBACK for a packet id it has since given to another message. A lost session is
+//!   counted (`fieldpulse_edge_mqtt_sessions_lost_total`) and logged.
+//! - QoS 0 deliveries (a sensor publishing at QoS 0 gets QoS 0 despite our QoS 1 subscription)
+//!   are spooled like the rest but have no ack, so they never enter the [`AckGate`].
 //! - Backpressure: when the spool is full (policy `backpressure`), the writer stops taking
 //!   messages; the channel fills, the mqtt task stops polling, and the broker holds further
 //!   messages (up to its `max_queued_messages`) because they are not acknowledged.
@@ -55,12 +61,15 @@ pub const RECENT_MESSAGES: usize = 32_768;
 /// The forwarder must not cut (and so, after the cloud's ack, possibly delete) a record whose
 /// PUBACK has not left yet: after a kill -9 the broker redelivers that message, and the restarted
 /// agent recognises the redelivery only while the record is still on disk (the spool tail). Acks
-/// leave in commit order, so the unflushed records are always the newest committed ones.
+/// leave in commit order, so the unflushed records are always the newest committed ones. A
+/// QoS 0 message has no ack: its record counts for the gate as flushed once every earlier ack is.
+/// The gate also knows the broker connection (see [`AckGate::hand_acks`]): an ack that cannot
+/// leave any more (its connection failed) is written off, never waited for.
 #[derive(Debug, Default)]
 pub struct AckGate {
-    /// Acks handed to the MQTT client's request channel.
+    /// Acks handed to the MQTT client's request channel (or dropped unsent, see `hand_acks`).
     handed: AtomicU64,
-    /// PUBACKs written to the socket (or written off at a reconnect, which drops queued acks).
+    /// PUBACKs written to the socket (or written off: dropped unsent or with their connection).
     flushed: AtomicU64,
     /// Records committed (appended and synced).
     committed_records: AtomicU64,
@@ -73,6 +82,27 @@ pub struct AckGate {
     /// The writer waits for spool space. Its acks cannot leave then (the mqtt task is stalled
     /// behind the full intake channel), so holding records back would deadlock: the gate opens.
     spool_full: std::sync::atomic::AtomicBool,
+    /// The broker connection acks may leave on. Locked while acks are handed to the client and
+    /// while the mqtt task marks a connection up or down, so no ack slips onto the wrong one.
+    link: Mutex<Link>,
+}
+
+/// The broker connection as the ack path sees it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Link {
+    /// Number of the current (or last) connection; 0 before the first CONNACK.
+    connection: u64,
+    /// True between a CONNACK and the connection's failure.
+    up: bool,
+}
+
+/// An acknowledgement waiting to be handed to the MQTT client.
+#[derive(Debug)]
+pub struct QueuedAck {
+    /// Packet id and QoS of the message (see `ack_handle`).
+    publish: Publish,
+    /// The connection the message arrived on; the ack may leave only on that one.
+    connection: u64,
 }
 
 impl AckGate {
@@ -89,23 +119,86 @@ impl AckGate {
         self.advance();
     }
 
-    /// Counts acks handed to the client.
-    pub fn on_handed(&self, n: u64) {
-        self.handed.fetch_add(n, Ordering::SeqCst);
-    }
-
-    /// Counts one PUBACK written to the connection.
+    /// Counts one PUBACK written to the connection. Never counts past the acks handed: an event
+    /// of a connection that already failed (and was written off) may still come out of rumqttc.
     pub fn on_flushed(&self) {
-        self.flushed.fetch_add(1, Ordering::SeqCst);
+        let handed = self.handed.load(Ordering::SeqCst);
+        let _ = self
+            .flushed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |flushed| {
+                (flushed < handed).then_some(flushed + 1)
+            });
         self.advance();
     }
 
-    /// The connection dropped: rumqttc discards queued acks (the broker redelivers those
-    /// messages, and the in-memory redelivery filter recognises them), so stop waiting for them.
-    pub fn on_connection_lost(&self) {
+    /// A CONNACK arrived: acks of messages received from now on may leave. Returns the new
+    /// connection's number (1 for the first), which the mqtt task stamps on every message.
+    pub fn on_connected(&self) -> u64 {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        link.connection += 1;
+        link.up = true;
+        link.connection
+    }
+
+    /// The number of the current (or last) connection.
+    pub fn connection(&self) -> u64 {
+        self.link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .connection
+    }
+
+    /// The connection failed. An ack goes out only on the connection its message arrived on
+    /// (MQTT packet ids belong to a session, and a broker that did not keep the session reuses
+    /// them for other messages), so every ack not written yet is dropped: `discard_handed` must
+    /// remove acks still in the client's request channel (rumqttc drops them when the connection
+    /// fails; `EventLoop::clean` drops any handed since). Runs under the link lock, so no ack is
+    /// handed meanwhile. Dropping is lossless: the message is in the spool (acks are queued
+    /// only after its fsync); a broker that kept the session redelivers it with DUP set and the
+    /// redelivery is recognised and acknowledged; a broker that lost the session forgot it.
+    pub fn on_connection_lost(&self, discard_handed: impl FnOnce()) {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        link.up = false;
+        discard_handed();
         self.flushed
             .fetch_max(self.handed.load(Ordering::SeqCst), Ordering::SeqCst);
+        drop(link);
         self.advance();
+    }
+
+    /// Hands queued acks to the client with `try_ack` (non-blocking), oldest first, until one
+    /// does not fit; drops those whose connection is gone (see
+    /// [`AckGate::on_connection_lost`]). Returns how many were dropped.
+    pub fn hand_acks(
+        &self,
+        queue: &mut VecDeque<QueuedAck>,
+        mut try_ack: impl FnMut(&Publish) -> Result<(), ClientError>,
+    ) -> u64 {
+        let link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut handed, mut dropped) = (0u64, 0u64);
+        while let Some(ack) = queue.front() {
+            if !link.up || ack.connection != link.connection {
+                queue.pop_front();
+                dropped += 1;
+                continue;
+            }
+            match try_ack(&ack.publish) {
+                Ok(()) => {
+                    queue.pop_front();
+                    handed += 1;
+                }
+                Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => break,
+            }
+        }
+        // Counted under the link lock: `on_connection_lost` must see every handed ack.
+        self.handed.fetch_add(handed + dropped, Ordering::SeqCst);
+        if dropped > 0 {
+            // Written off: they will never be flushed.
+            self.flushed.fetch_add(dropped, Ordering::SeqCst);
+        }
+        drop(link);
+        self.advance();
+        dropped
     }
 
     /// Marks whether the writer is waiting for spool space.
@@ -170,6 +263,8 @@ pub struct Received {
     pub publish: Publish,
     /// Gateway receive time, ms since epoch.
     pub recv_ms: i64,
+    /// The broker connection it arrived on (see [`AckGate::on_connected`]).
+    pub connection: u64,
 }
 
 /// Builds the rumqttc client and event loop from the config.
@@ -223,6 +318,7 @@ impl MqttTask {
         let metrics = metrics.inner();
         let mut tx = Some(tx);
         let mut need_subscribe = false;
+        let mut connection = gate.connection();
         loop {
             if stop_intake.is_cancelled() && tx.is_some() {
                 info!("Stopping MQTT intake.");
@@ -248,35 +344,25 @@ impl MqttTask {
             };
             match event {
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                    let Some(sender) = tx.as_ref() else {
-                        // Shutting down: not acknowledged, the broker keeps it for next session.
-                        continue;
-                    };
-                    let received = Received {
-                        publish,
-                        recv_ms: crate::clock::now_ms(),
-                    };
-                    metrics
-                        .last_message_ms
-                        .store(received.recv_ms, Ordering::Relaxed);
-                    // Backpressure point: waiting here stops polling, so TCP and then the broker
-                    // hold further messages. Cancel-safe: a message lost here was not acked.
-                    tokio::select! {
-                        biased;
-                        _ = stop_intake.cancelled() => {}
-                        res = sender.send(received) => {
-                            if res.is_err() {
-                                // The writer is gone (fatal error); stop taking messages.
-                                tx = None;
-                            }
-                        }
-                    }
+                    hand_over(&mut tx, publish, connection, metrics, &stop_intake).await;
                 }
                 Ok(Event::Incoming(Incoming::ConnAck(connack))) => {
+                    connection = gate.on_connected();
                     info!(
                         session_present = connack.session_present,
                         "Connected to the MQTT broker."
                     );
+                    if !connack.session_present && connection > 1 {
+                        // Acks of the old session were dropped with its connection (see
+                        // `AckGate::on_connection_lost`); their messages are spooled. What the
+                        // broker held for the agent and had not delivered yet is gone.
+                        metrics.mqtt_sessions_lost.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            "The MQTT broker did not keep the agent's session: messages it held \
+                             for the agent are lost. Unsent acknowledgements were dropped; what \
+                             the agent received before is spooled."
+                        );
+                    }
                     metrics.mqtt_connects.fetch_add(1, Ordering::Relaxed);
                     // Always (re)subscribe: a broker restarted without persistence forgot us.
                     need_subscribe = true;
@@ -292,7 +378,8 @@ impl MqttTask {
                     }
                     metrics.mqtt_connected.store(true, Ordering::Relaxed);
                 }
-                Ok(Event::Outgoing(Outgoing::PubAck(_))) => gate.on_flushed(),
+                // PUBREC: the ack of a QoS 2 delivery (not expected: we subscribe at QoS 1).
+                Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => gate.on_flushed(),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     debug!("Sent DISCONNECT; all acknowledgements are flushed.");
                     break;
@@ -300,7 +387,19 @@ impl MqttTask {
                 Ok(_) => {}
                 Err(err) => {
                     metrics.mqtt_connected.store(false, Ordering::Relaxed);
-                    gate.on_connection_lost();
+                    // Publishes read in the same batch as the end of the stream are still
+                    // buffered in the event loop, which would yield them after the next CONNACK:
+                    // hand them over now, as the failed connection's (their acks must not go out
+                    // on the next one). Their other buffered events are moot with the connection.
+                    let leftovers: Vec<Event> = eventloop.state.events.drain(..).collect();
+                    for event in leftovers {
+                        if let Event::Incoming(Incoming::Publish(publish)) = event {
+                            hand_over(&mut tx, publish, connection, metrics, &stop_intake).await;
+                        }
+                    }
+                    // `poll` failed after `clean`ing the event loop; clean again under the link
+                    // lock to drop acks the writer handed in between.
+                    gate.on_connection_lost(|| eventloop.clean());
                     if stop_intake.is_cancelled() && tx.is_none() {
                         // Shutting down without a broker: unsent acks are redelivered next
                         // session (and recognised), so there is nothing left to wait for.
@@ -317,6 +416,40 @@ impl MqttTask {
             }
         }
         metrics.mqtt_connected.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Hands one publish, received on `connection`, to the writer. Waiting here is the backpressure
+/// point: the mqtt task stops polling, so TCP and then the broker hold further messages.
+/// Cancel-safe: a message lost here was not acknowledged.
+async fn hand_over(
+    tx: &mut Option<mpsc::Sender<Received>>,
+    publish: Publish,
+    connection: u64,
+    metrics: &crate::metrics::EdgeMetrics,
+    stop_intake: &CancellationToken,
+) {
+    let Some(sender) = tx.as_ref() else {
+        // Shutting down: not acknowledged, the broker keeps it for next session.
+        return;
+    };
+    let received = Received {
+        publish,
+        recv_ms: crate::clock::now_ms(),
+        connection,
+    };
+    metrics
+        .last_message_ms
+        .store(received.recv_ms, Ordering::Relaxed);
+    tokio::select! {
+        biased;
+        _ = stop_intake.cancelled() => {}
+        res = sender.send(received) => {
+            if res.is_err() {
+                // The writer is gone (fatal error); stop taking messages.
+                *tx = None;
+            }
+        }
     }
 }
 
@@ -414,8 +547,8 @@ pub struct WriterCore {
 /// Result of one group commit.
 #[derive(Debug, Default)]
 pub struct GroupOutcome {
-    /// Publishes to acknowledge, in receive order.
-    pub acks: Vec<Publish>,
+    /// Acks to send (QoS 1 and 2 messages only), in receive order.
+    pub acks: Vec<QueuedAck>,
     /// True when the spool refused an append (backpressure): the rest of the group is waiting.
     pub full: bool,
     /// Records made durable by this commit.
@@ -601,6 +734,8 @@ impl WriterCore {
                                 "Spool full: dropped the oldest records (policy drop_oldest)."
                             );
                         }
+                        // QoS 0 messages too (packet id 0, never matched as a DUP redelivery):
+                        // a later copy of the same timestamped readings is still a duplicate.
                         self.recent.insert(received.publish.pkid, msg_hash);
                         n_spooled_readings += u64::from(n_readings);
                         outcome.n_committed += 1;
@@ -632,7 +767,15 @@ impl WriterCore {
                 },
             }
             metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-            outcome.acks.push(ack_handle(&received.publish));
+            // A QoS 0 delivery (a sensor publishing at QoS 0 is delivered at QoS 0 despite our
+            // QoS 1 subscription) has nothing to acknowledge: it must not enter the ack gate,
+            // which would wait forever for its PUBACK and hold back every later record.
+            if received.publish.qos != QoS::AtMostOnce {
+                outcome.acks.push(QueuedAck {
+                    publish: ack_handle(&received.publish),
+                    connection: received.connection,
+                });
+            }
         }
         if outcome.n_committed > 0 {
             spool.sync()?;
@@ -708,7 +851,7 @@ impl Writer {
             gate,
         } = self;
         let mut group: VecDeque<(Received, Option<Prepared>)> = VecDeque::new();
-        let mut unsent_acks: VecDeque<Publish> = VecDeque::new();
+        let mut unsent_acks: VecDeque<QueuedAck> = VecDeque::new();
         let mut open = true;
         let metrics = core.metrics.clone();
         loop {
@@ -798,16 +941,15 @@ impl Writer {
         }
         // Channel closed: every consumed message is durable. Hand the remaining acks to the event
         // loop (still polled by the mqtt task), then DISCONNECT behind them.
-        while let Some(publish) = unsent_acks.pop_front() {
+        loop {
+            flush_acks(&client, &mut unsent_acks, &gate);
+            if unsent_acks.is_empty() {
+                break;
+            }
             tokio::select! {
                 biased;
                 _ = hard_stop.cancelled() => return Ok(()),
-                res = client.ack(&publish) => {
-                    if res.is_err() {
-                        return Ok(());
-                    }
-                    gate.on_handed(1);
-                }
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
             }
         }
         tokio::select! {
@@ -820,21 +962,118 @@ impl Writer {
 }
 
 /// Hands queued acks to the event loop without waiting; stops at the first that does not fit.
-fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>, gate: &AckGate) {
-    while let Some(publish) = unsent.front() {
-        match client.try_ack(publish) {
-            Ok(()) => {
-                unsent.pop_front();
-                gate.on_handed(1);
-            }
-            Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => break,
-        }
+/// Acks whose connection is gone are dropped (see [`AckGate::on_connection_lost`]).
+fn flush_acks(client: &AsyncClient, unsent: &mut VecDeque<QueuedAck>, gate: &AckGate) {
+    let dropped = gate.hand_acks(unsent, |publish| client.try_ack(publish));
+    if dropped > 0 {
+        debug!(
+            dropped,
+            "Dropped acknowledgements of a closed broker connection."
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queued(pkid: u16, connection: u64) -> QueuedAck {
+        let mut publish = Publish::new(String::new(), QoS::AtLeastOnce, Vec::new());
+        publish.pkid = pkid;
+        QueuedAck {
+            publish,
+            connection,
+        }
+    }
+
+    #[test]
+    fn acks_of_a_lost_connection_never_go_out_on_the_next_one() {
+        let gate = AckGate::default();
+        assert_eq!(gate.on_connected(), 1);
+        let mut queue: VecDeque<QueuedAck> = (1..=3).map(|pkid| queued(pkid, 1)).collect();
+        gate.record_commit(3, 3);
+        let mut discarded = false;
+        gate.on_connection_lost(|| discarded = true);
+        assert!(
+            discarded,
+            "acks already handed are discarded with the connection"
+        );
+        // The broker did not keep the session: it numbers its messages afresh.
+        assert_eq!(gate.on_connected(), 2);
+        queue.push_back(queued(1, 2));
+        gate.record_commit(1, 1);
+        let mut sent = Vec::new();
+        let dropped = gate.hand_acks(&mut queue, |publish| {
+            sent.push(publish.pkid);
+            Ok(())
+        });
+        assert_eq!(dropped, 3);
+        assert_eq!(sent, vec![1], "only the new connection's ack goes out");
+        assert!(queue.is_empty());
+        // The dropped acks are written off: only the record whose ack is in flight is held.
+        assert_eq!(gate.unflushed_records(), 1);
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 0);
+    }
+
+    #[test]
+    fn acks_queued_while_disconnected_are_dropped() {
+        let gate = AckGate::default();
+        let mut queue: VecDeque<QueuedAck> = VecDeque::from([queued(7, 0)]);
+        gate.record_commit(1, 1);
+        let dropped = gate.hand_acks(&mut queue, |_| panic!("no connection to send on"));
+        assert_eq!(dropped, 1);
+        assert_eq!(gate.unflushed_records(), 0);
+    }
+
+    #[test]
+    fn acks_leave_in_order_and_wait_for_room_in_the_request_channel() {
+        let gate = AckGate::default();
+        let connection = gate.on_connected();
+        let mut queue: VecDeque<QueuedAck> = (1..=3).map(|pkid| queued(pkid, connection)).collect();
+        gate.record_commit(2, 2);
+        gate.record_commit(1, 1);
+        let mut room = 2;
+        let mut sent = Vec::new();
+        let dropped = gate.hand_acks(&mut queue, |publish| {
+            if room == 0 {
+                return Err(ClientError::TryRequest(rumqttc::Request::PubAck(
+                    rumqttc::PubAck::new(publish.pkid),
+                )));
+            }
+            room -= 1;
+            sent.push(publish.pkid);
+            Ok(())
+        });
+        assert_eq!((dropped, sent.as_slice()), (0, &[1u16, 2][..]));
+        assert_eq!(queue.len(), 1, "the third waits for room");
+        assert_eq!(gate.unflushed_records(), 3, "nothing flushed yet");
+        gate.on_flushed();
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 1, "the first commit's acks left");
+        gate.hand_acks(&mut queue, |_| Ok(()));
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 0);
+    }
+
+    #[test]
+    fn a_late_flush_event_of_a_failed_connection_does_not_release_newer_records() {
+        let gate = AckGate::default();
+        let connection = gate.on_connected();
+        let mut queue = VecDeque::from([queued(1, connection)]);
+        gate.record_commit(1, 1);
+        gate.hand_acks(&mut queue, |_| Ok(()));
+        gate.on_connection_lost(|| {});
+        // rumqttc may still yield the PUBACK event of the failed connection.
+        gate.on_flushed();
+        let connection = gate.on_connected();
+        queue.push_back(queued(1, connection));
+        gate.record_commit(1, 1);
+        gate.hand_acks(&mut queue, |_| Ok(()));
+        assert_eq!(gate.unflushed_records(), 1, "its PUBACK has not left yet");
+        gate.on_flushed();
+        assert_eq!(gate.unflushed_records(), 0);
+    }
 
     #[test]
     fn recent_messages_remember_the_newest_and_forget_the_oldest() {

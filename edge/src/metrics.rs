@@ -6,7 +6,9 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use crate::intake::AckGate;
 
 use crate::reject::{RejectCounts, RejectReason};
 
@@ -66,6 +68,8 @@ pub struct EdgeMetrics {
     pub(crate) backpressure_waits: AtomicU64,
     pub(crate) mqtt_connected: AtomicBool,
     pub(crate) mqtt_connects: AtomicU64,
+    /// Reconnects where the broker had not kept the agent's session.
+    pub(crate) mqtt_sessions_lost: AtomicU64,
     pub(crate) last_message_ms: AtomicI64,
     pub(crate) spool_bytes: AtomicU64,
     pub(crate) spool_max_bytes: AtomicU64,
@@ -76,6 +80,8 @@ pub struct EdgeMetrics {
     pub(crate) acks_waiting: AtomicU64,
     /// Bumped whenever `drop_oldest` evicted records (pending batches may have shrunk).
     pub(crate) evictions: AtomicU64,
+    /// The agent's PUBACK gate, read when rendering (set once by the agent).
+    pub(crate) ack_gate: OnceLock<Arc<AckGate>>,
 }
 
 /// A cheap, clonable handle on an agent's metrics.
@@ -124,6 +130,12 @@ pub struct MetricsSnapshot {
     pub mqtt_connected: bool,
     /// Successful broker connections (first one included).
     pub mqtt_connects: u64,
+    /// Reconnects where the broker had not kept the agent's session (`session_present = false`).
+    pub mqtt_sessions_lost: u64,
+    /// Acknowledgements waiting for room in the MQTT client's request channel.
+    pub mqtt_acks_waiting: u64,
+    /// Committed records held back from batches until their PUBACK has left (see `AckGate`).
+    pub gate_held_records: u64,
     /// Receive time of the last MQTT message (ms since epoch; 0 = none yet).
     pub last_message_ms: i64,
     /// Spool bytes on disk.
@@ -167,6 +179,12 @@ impl MetricsHandle {
         &self.0
     }
 
+    /// Reports `gate`'s held-back records as `fieldpulse_edge_puback_gate_held_records` (the
+    /// first gate attached wins: one agent, one gate).
+    pub(crate) fn attach_gate(&self, gate: Arc<AckGate>) {
+        let _ = self.0.ack_gate.set(gate);
+    }
+
     /// Copies every metric.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let m = &self.0;
@@ -195,6 +213,9 @@ impl MetricsHandle {
             backpressure_waits: load(&m.backpressure_waits),
             mqtt_connected: m.mqtt_connected.load(Ordering::Relaxed),
             mqtt_connects: load(&m.mqtt_connects),
+            mqtt_sessions_lost: load(&m.mqtt_sessions_lost),
+            mqtt_acks_waiting: load(&m.acks_waiting),
+            gate_held_records: m.ack_gate.get().map_or(0, |gate| gate.unflushed_records()),
             last_message_ms: m.last_message_ms.load(Ordering::Relaxed),
             spool_bytes: load(&m.spool_bytes),
             spool_max_bytes: load(&m.spool_max_bytes),
@@ -228,6 +249,11 @@ impl MetricsHandle {
             "fieldpulse_edge_mqtt_connects_total",
             "Successful broker connections.",
             s.mqtt_connects,
+        );
+        counter(
+            "fieldpulse_edge_mqtt_sessions_lost_total",
+            "Reconnects where the broker had not kept the agent's session (unsent PUBACKs dropped).",
+            s.mqtt_sessions_lost,
         );
         counter(
             "fieldpulse_edge_readings_received_total",
@@ -355,7 +381,12 @@ impl MetricsHandle {
         gauge(
             "fieldpulse_edge_mqtt_acks_waiting",
             "Acknowledgements waiting for room in the MQTT client's request channel.",
-            self.0.acks_waiting.load(Ordering::Relaxed).into(),
+            s.mqtt_acks_waiting.into(),
+        );
+        gauge(
+            "fieldpulse_edge_puback_gate_held_records",
+            "Committed records held back from batches until their PUBACK has left.",
+            s.gate_held_records.into(),
         );
         gauge(
             "fieldpulse_edge_mqtt_connected",
@@ -376,6 +407,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_gate_gauge_reports_records_waiting_for_their_puback() {
+        let handle = MetricsHandle::default();
+        let gate = Arc::new(AckGate::default());
+        handle.attach_gate(Arc::clone(&gate));
+        gate.record_commit(2, 5);
+        assert_eq!(handle.snapshot().gate_held_records, 5);
+        assert!(handle
+            .render_prometheus()
+            .contains("\nfieldpulse_edge_puback_gate_held_records 5\n"));
+        handle
+            .inner()
+            .mqtt_sessions_lost
+            .fetch_add(1, Ordering::Relaxed);
+        assert!(handle
+            .render_prometheus()
+            .contains("\nfieldpulse_edge_mqtt_sessions_lost_total 1\n"));
+    }
+
+    #[test]
     fn prometheus_text_lists_every_reason_with_its_count() {
         let handle = MetricsHandle::default();
         let mut counts = RejectCounts::default();
@@ -392,6 +442,12 @@ mod tests {
         assert!(text.contains("fieldpulse_edge_readings_dropped_total{reason=\"spool_full\"} 5\n"));
         assert!(text.contains("fieldpulse_edge_readings_spooled_total 11\n"));
         assert!(text.contains("# TYPE fieldpulse_edge_spool_bytes gauge\n"));
+        assert!(text.contains(
+            "# TYPE fieldpulse_edge_mqtt_sessions_lost_total counter\nfieldpulse_edge_mqtt_sessions_lost_total 0\n"
+        ));
+        assert!(text.contains(
+            "# TYPE fieldpulse_edge_puback_gate_held_records gauge\nfieldpulse_edge_puback_gate_held_records 0\n"
+        ));
         let snapshot = handle.snapshot();
         assert_eq!(snapshot.dropped(DropReason::SpoolFull), 5);
         assert_eq!(snapshot.rejected.get(RejectReason::TooOld), 3);

@@ -1,4 +1,5 @@
-//! A broker restart mid-stream: the edge reconnects, resubscribes and continues.
+//! A broker restart mid-stream: the edge reconnects, resubscribes and continues; the broker
+//! resumes the session and redelivers, and no PUBACK of the old connection reaches the new one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use tempfile::tempdir;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::broker::Broker;
+use crate::support::proxy::MqttProxy;
 use crate::support::publisher::Publisher;
 use crate::support::receiver::Receiver;
 use crate::support::{wait_until, EdgeOptions};
@@ -19,7 +21,10 @@ async fn after_a_broker_restart_the_edge_resubscribes_and_every_acknowledged_pub
     let dir = tempdir().unwrap();
     let mut broker = Broker::start(dir.path(), true);
     let receiver = Receiver::start().await;
-    let config = EdgeOptions::new(broker.port(), &receiver.url()).config(dir.path());
+    // The edge connects through a proxy that checks every PUBACK against the PUBLISHes of its
+    // own connection.
+    let proxy = MqttProxy::start(broker.port()).await;
+    let config = EdgeOptions::new(proxy.port(), &receiver.url()).config(dir.path());
     broker
         .prepare_session(&config.mqtt.client_id, &["plant/+/+/+", "sensors/+"])
         .await;
@@ -89,6 +94,23 @@ async fn after_a_broker_restart_the_edge_resubscribes_and_every_acknowledged_pub
         "reconnected after the restart: {snapshot:?}"
     );
     assert!(snapshot.mqtt_connected, "subscribed again");
+    assert_eq!(
+        snapshot.mqtt_sessions_lost, 0,
+        "the broker kept the session"
+    );
+    let connections = proxy.connections();
+    assert!(connections.len() >= 2, "{connections:?}");
+    for (idx, conn) in connections.iter().enumerate() {
+        assert!(
+            conn.stray_acks.is_empty(),
+            "connection {idx} carried {} PUBACKs for packet ids it did not deliver (or acked \
+             twice), first {:?}; {} PUBLISHes, {} PUBACKs",
+            conn.stray_acks.len(),
+            &conn.stray_acks[..conn.stray_acks.len().min(10)],
+            conn.publishes,
+            conn.pubacks
+        );
+    }
     receiver.with(|got| {
         let values: HashSet<u64> = got.readings.iter().map(|r| r.value as u64).collect();
         assert!(acked.is_subset(&values), "no acknowledged publish lost");

@@ -12,4 +12,6 @@ mod duplicates;
 mod malformed;
 mod outage;
 mod pipeline;
+mod qos;
+mod session_loss;
 mod wiped_spool;

@@ -1,4 +1,5 @@
-//! An MQTT QoS 1 publisher that knows which of its publishes the broker acknowledged.
+//! An MQTT publisher that knows which of its QoS 1 publishes the broker acknowledged (it can also
+//! publish at QoS 0, which the broker never acknowledges).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,8 @@ impl Publisher {
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
+                    // QoS 0 publishes carry packet id 0 and get no PUBACK: not tracked.
+                    Ok(Event::Outgoing(Outgoing::Publish(0))) => {}
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                         let mut t = task_tracking.lock().unwrap();
                         // A pkid still in flight is a republish after reconnect, not a new message.
@@ -75,6 +78,14 @@ impl Publisher {
         self.tracking.lock().unwrap().acked.push(false);
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publisher event loop is running");
+    }
+
+    /// Publishes one QoS 0 message (fire and forget: not counted in [`Publisher::acked`]).
+    pub async fn publish_qos0(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtMostOnce, false, payload)
             .await
             .expect("publisher event loop is running");
     }
