@@ -175,23 +175,28 @@ impl AckGate {
         mut try_ack: impl FnMut(&Publish) -> Result<(), ClientError>,
     ) -> u64 {
         let link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
-        let (mut handed, mut dropped) = (0u64, 0u64);
+        let mut dropped = 0u64;
         while let Some(ack) = queue.front() {
             if !link.up || ack.connection != link.connection {
                 queue.pop_front();
                 dropped += 1;
                 continue;
             }
+            // Counted before it is handed (under the link lock: `on_connection_lost` must see
+            // every handed ack): the mqtt task may write it, and report the flush, before
+            // `try_ack` even returns, and a flush beyond the acks handed is ignored.
+            self.handed.fetch_add(1, Ordering::SeqCst);
             match try_ack(&ack.publish) {
                 Ok(()) => {
                     queue.pop_front();
-                    handed += 1;
                 }
-                Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => break,
+                Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => {
+                    self.handed.fetch_sub(1, Ordering::SeqCst);
+                    break;
+                }
             }
         }
-        // Counted under the link lock: `on_connection_lost` must see every handed ack.
-        self.handed.fetch_add(handed + dropped, Ordering::SeqCst);
+        self.handed.fetch_add(dropped, Ordering::SeqCst);
         if dropped > 0 {
             // Written off: they will never be flushed.
             self.flushed.fetch_add(dropped, Ordering::SeqCst);
