@@ -4,31 +4,21 @@
 
 use std::time::Duration;
 
-use fieldpulse_edge::Agent;
-use tempfile::tempdir;
-use tokio_util::sync::CancellationToken;
-
-use crate::support::broker::Broker;
-use crate::support::publisher::Publisher;
-use crate::support::receiver::Receiver;
-use crate::support::{wait_until, EdgeOptions};
+use crate::support::{start_agent, wait_until, Running};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timestamped_message_published_again_is_spooled_once_and_an_untimestamped_one_twice() {
     const N: usize = 200;
-    let dir = tempdir().unwrap();
-    let broker = Broker::start(dir.path(), false);
-    let receiver = Receiver::start().await;
-    let config = EdgeOptions::new(broker.port(), &receiver.url()).config(dir.path());
-    broker
-        .prepare_session(&config.mqtt.client_id, &["plant/+/+/+", "sensors/+"])
-        .await;
-    let agent = Agent::start(config).await.unwrap();
-    let metrics = agent.metrics();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(agent.run(shutdown.clone()));
-
-    let publisher = Publisher::connect(broker.port(), "publisher-duplicates");
+    // Bound, not `..`: the broker and the directory must live to the end.
+    let Running {
+        _dir,
+        broker: _broker,
+        receiver,
+        metrics,
+        shutdown,
+        run,
+        publisher,
+    } = start_agent("publisher-duplicates", |_| {}).await;
     let base_ts = fieldpulse_edge::clock::now_ms() - 3_600_000;
     let timestamped = |i: usize| format!("{{\"ts\":{},\"value\":{i}}}", base_ts + i as i64);
     // Every timestamped message twice (the second copy: a new packet id, no

@@ -5,51 +5,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use fieldpulse_edge::metrics::DropReason;
-use fieldpulse_edge::{Agent, MetricsHandle};
-use tempfile::{tempdir, TempDir};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use crate::support::broker::Broker;
 use crate::support::publisher::Publisher;
-use crate::support::receiver::Receiver;
-use crate::support::{wait_until, EdgeOptions};
+use crate::support::{start_agent, wait_until, EdgeOptions, Running};
 
-struct Setup {
-    _dir: TempDir,
-    broker: Broker,
-    receiver: Receiver,
-    metrics: MetricsHandle,
-    shutdown: CancellationToken,
-    run: JoinHandle<Result<fieldpulse_edge::RunSummary, fieldpulse_edge::AgentError>>,
-    publisher: Publisher,
-}
-
-async fn setup(adjust: impl FnOnce(&mut EdgeOptions)) -> Setup {
-    let dir = tempdir().unwrap();
-    let broker = Broker::start(dir.path(), false);
-    let receiver = Receiver::start().await;
-    receiver.set_unavailable(true);
-    let mut options = EdgeOptions::new(broker.port(), &receiver.url());
-    adjust(&mut options);
-    let config = options.config(dir.path());
-    broker
-        .prepare_session(&config.mqtt.client_id, &["plant/+/+/+", "sensors/+"])
-        .await;
-    let agent = Agent::start(config).await.unwrap();
-    let metrics = agent.metrics();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(agent.run(shutdown.clone()));
-    let publisher = Publisher::connect(broker.port(), "publisher-outage");
-    Setup {
-        _dir: dir,
-        broker,
-        receiver,
-        metrics,
-        shutdown,
-        run,
-        publisher,
-    }
+async fn setup(adjust: impl FnOnce(&mut EdgeOptions)) -> Running {
+    let s = start_agent("publisher-outage", adjust).await;
+    s.receiver.set_unavailable(true);
+    s
 }
 
 /// Publishes `n` five-sensor messages on assets `<prefix>-<i % 20>`; reading values are `i`.

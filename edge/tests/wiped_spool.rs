@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::broker::Broker;
 use crate::support::publisher::Publisher;
-use crate::support::{wait_until, EdgeOptions};
+use crate::support::{start_agent, wait_until, EdgeOptions, Running};
 
 /// (asset, sensor, ts_ms, value bits) -> times it is in the log.
 type ReadingCounts = BTreeMap<(String, String, i64, u64), u32>;
@@ -156,38 +156,8 @@ async fn a_wiped_spool_starts_a_new_epoch_and_the_cloud_keeps_every_reading_of_b
 }
 
 /// An agent forwarding to the mock receiver, for the ack checks.
-struct AckSetup {
-    _dir: tempfile::TempDir,
-    _broker: Broker,
-    receiver: crate::support::receiver::Receiver,
-    metrics: fieldpulse_edge::MetricsHandle,
-    shutdown: CancellationToken,
-    run: tokio::task::JoinHandle<Result<fieldpulse_edge::RunSummary, fieldpulse_edge::AgentError>>,
-    publisher: Publisher,
-}
-
-async fn ack_setup() -> AckSetup {
-    let dir = tempdir().unwrap();
-    let broker = Broker::start(dir.path(), false);
-    let receiver = crate::support::receiver::Receiver::start().await;
-    let config = EdgeOptions::new(broker.port(), &receiver.url()).config(dir.path());
-    broker
-        .prepare_session(&config.mqtt.client_id, &["plant/+/+/+", "sensors/+"])
-        .await;
-    let agent = Agent::start(config).await.unwrap();
-    let metrics = agent.metrics();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(agent.run(shutdown.clone()));
-    let publisher = Publisher::connect(broker.port(), "publisher-acks");
-    AckSetup {
-        _dir: dir,
-        _broker: broker,
-        receiver,
-        metrics,
-        shutdown,
-        run,
-        publisher,
-    }
+async fn ack_setup() -> Running {
+    start_agent("publisher-acks", |_| {}).await
 }
 
 async fn publish(publisher: &Publisher, range: std::ops::Range<usize>) {

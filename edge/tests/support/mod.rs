@@ -119,3 +119,50 @@ grace = "10s"
         EdgeConfig::from_toml_str(&self.to_toml(dir), "test.toml").expect("test config validates")
     }
 }
+
+/// A running agent with a private mosquitto, a mock receiver and a publisher.
+pub struct Running {
+    /// Holds the spool, the broker's files and the config.
+    pub _dir: tempfile::TempDir,
+    /// The broker (stops when dropped).
+    pub broker: broker::Broker,
+    /// The cloud stand-in.
+    pub receiver: receiver::Receiver,
+    /// The agent's metrics.
+    pub metrics: fieldpulse_edge::MetricsHandle,
+    /// Cancels the agent's run (it drains).
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The agent's run.
+    pub run:
+        tokio::task::JoinHandle<Result<fieldpulse_edge::RunSummary, fieldpulse_edge::AgentError>>,
+    /// Publishes to the broker as `publisher_id`.
+    pub publisher: publisher::Publisher,
+}
+
+/// Starts a broker, a receiver and the agent (options adjusted by `adjust`), with the agent's
+/// persistent session subscribed before anything is published.
+pub async fn start_agent(publisher_id: &str, adjust: impl FnOnce(&mut EdgeOptions)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker::Broker::start(dir.path(), false);
+    let receiver = receiver::Receiver::start().await;
+    let mut options = EdgeOptions::new(broker.port(), &receiver.url());
+    adjust(&mut options);
+    let config = options.config(dir.path());
+    broker
+        .prepare_session(&config.mqtt.client_id, &["plant/+/+/+", "sensors/+"])
+        .await;
+    let agent = fieldpulse_edge::Agent::start(config).await.unwrap();
+    let metrics = agent.metrics();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(agent.run(shutdown.clone()));
+    let publisher = publisher::Publisher::connect(broker.port(), publisher_id);
+    Running {
+        _dir: dir,
+        broker,
+        receiver,
+        metrics,
+        shutdown,
+        run,
+        publisher,
+    }
+}
