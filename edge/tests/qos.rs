@@ -5,14 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldpulse_edge::{Agent, MetricsHandle};
-use tempfile::tempdir;
-use tokio_util::sync::CancellationToken;
+use fieldpulse_edge::MetricsHandle;
 
-use crate::support::broker::Broker;
 use crate::support::publisher::Publisher;
 use crate::support::receiver::Receiver;
-use crate::support::{wait_until, EdgeOptions};
+use crate::support::{start_agent, wait_until, Running};
 
 /// Readings at the receiver as a multiset of (asset, sensor, value).
 fn received_counts(receiver: &Receiver) -> HashMap<(String, String, u64), usize> {
@@ -54,18 +51,18 @@ async fn wait_connected(metrics: &MetricsHandle) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_qos0_message_does_not_hold_back_the_qos1_readings_after_it() {
     const N: usize = 2000;
-    let dir = tempdir().unwrap();
-    let broker = Broker::start(dir.path(), false);
-    let receiver = Receiver::start().await;
-    let config = EdgeOptions::new(broker.port(), &receiver.url()).config(dir.path());
-    let agent = Agent::start(config).await.unwrap();
-    let metrics = agent.metrics();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(agent.run(shutdown.clone()));
+    let Running {
+        _dir,
+        broker: _broker,
+        receiver,
+        metrics,
+        shutdown,
+        run,
+        publisher,
+    } = start_agent("publisher-qos0-then-qos1", |_| {}).await;
     // QoS 0 messages are not queued for an offline session: publish once the edge subscribed.
     wait_connected(&metrics).await;
 
-    let publisher = Publisher::connect(broker.port(), "publisher-qos0-then-qos1");
     let topic = "plant/s1/pump-q/temp";
     let base_ts = fieldpulse_edge::clock::now_ms() - 60_000;
     publisher
@@ -109,14 +106,16 @@ async fn qos0_and_qos1_publishers_with_repeated_payloads_deliver_every_reading_o
     // would be the same reading, delivered once: see `duplicates.rs`).
     const PER: usize = 1500;
     const TOPICS: usize = 6;
-    let dir = tempdir().unwrap();
-    let broker = Broker::start(dir.path(), false);
-    let receiver = Receiver::start().await;
-    let config = EdgeOptions::new(broker.port(), &receiver.url()).config(dir.path());
-    let agent = Agent::start(config).await.unwrap();
-    let metrics = agent.metrics();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(agent.run(shutdown.clone()));
+    let Running {
+        _dir,
+        broker,
+        receiver,
+        metrics,
+        shutdown,
+        run,
+        publisher: qos1,
+    } = start_agent("publisher-mixed-qos1", |_| {}).await;
+    // QoS 0 messages are not queued for an offline session: publish once the edge subscribed.
     wait_connected(&metrics).await;
 
     let base_ts = fieldpulse_edge::clock::now_ms() - 60_000;
@@ -142,7 +141,7 @@ async fn qos0_and_qos1_publishers_with_repeated_payloads_deliver_every_reading_o
         )
     };
     let qos0 = Arc::new(Publisher::connect(broker.port(), "publisher-mixed-qos0"));
-    let qos1 = Arc::new(Publisher::connect(broker.port(), "publisher-mixed-qos1"));
+    let qos1 = Arc::new(qos1);
     let sending0 = {
         let qos0 = Arc::clone(&qos0);
         tokio::spawn(async move {

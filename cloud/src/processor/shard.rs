@@ -172,6 +172,13 @@ impl HeldRow {
         self.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect()
     }
 
+    fn origin(&self) -> Origin {
+        Origin {
+            historical: self.historical,
+            appended_ms: self.appended_ms,
+        }
+    }
+
     fn ctx(&self) -> RecordCtx<'_> {
         RecordCtx {
             offset: self.offset,
@@ -532,17 +539,13 @@ impl Shard {
                     // A later instant: the held scan is complete.
                     let held = slot.state.held.take().expect("checked above");
                     self.n_held -= 1;
-                    let held_origin = Origin {
-                        historical: held.historical,
-                        appended_ms: held.appended_ms,
-                    };
                     parts.score_row(
                         slot,
                         idx,
                         &rows.asset,
                         held.ts_ms,
                         &held.row(),
-                        held_origin,
+                        held.origin(),
                         &mut changes,
                     )?;
                 }
@@ -604,17 +607,13 @@ impl Shard {
                 directory.asset(&asset),
             );
             let mut changes = Vec::new();
-            let origin = Origin {
-                historical: held.historical,
-                appended_ms: held.appended_ms,
-            };
             parts.score_row(
                 slot,
                 idx,
                 &asset,
                 held.ts_ms,
                 &held.row(),
-                origin,
+                held.origin(),
                 &mut changes,
             )?;
             let base = parts.base.clone();
