@@ -531,7 +531,27 @@ enum Prepared {
         n_readings: u32,
         msg_hash: u64,
         rejected: RejectCounts,
+        stamps: StampCounts,
     },
+}
+
+/// How the readings of a record were stamped (counted once the record is spooled).
+#[derive(Debug, Clone, Copy, Default)]
+struct StampCounts {
+    /// Stamped by the edge at receive time.
+    receive_stamped: u64,
+    /// Received while the agent held messages back or caught up after a hold.
+    held_back: u64,
+}
+
+impl StampCounts {
+    fn of(readings: &[ValidReading]) -> Self {
+        readings.iter().fold(Self::default(), |mut counts, r| {
+            counts.receive_stamped += u64::from(r.receive_stamped);
+            counts.held_back += u64::from(r.held_back);
+            counts
+        })
+    }
 }
 
 /// The writer's synchronous core: decoding, validation and spool appends. Runs on a blocking
@@ -650,6 +670,7 @@ impl WriterCore {
             n_readings: self.valid.len() as u32,
             msg_hash,
             rejected,
+            stamps: StampCounts::of(&self.valid),
         }
     }
 
@@ -725,8 +746,17 @@ impl WriterCore {
                     n_readings,
                     msg_hash,
                     rejected,
+                    stamps,
                 } => match spool.append(&bytes, n_readings) {
                     Ok(appended) => {
+                        // Taking messages again: a hold (if any) ends, its catch-up begins.
+                        self.validator.hold_ended(crate::clock::now_ms());
+                        metrics
+                            .readings_receive_stamped
+                            .fetch_add(stamps.receive_stamped, Ordering::Relaxed);
+                        metrics
+                            .readings_held_back
+                            .fetch_add(stamps.held_back, Ordering::Relaxed);
                         if !appended.dropped.is_empty() {
                             metrics.evictions.fetch_add(1, Ordering::Relaxed);
                             metrics.add_dropped(DropReason::SpoolFull, appended.dropped.readings);
@@ -750,11 +780,15 @@ impl WriterCore {
                         self.note_rejected(&received, &rejected);
                     }
                     Err(err) if err.is_full() => {
+                        // The broker keeps what follows unacknowledged: the agent holds it back,
+                        // so its age is judged from now on (see `validate`).
+                        self.validator.hold_started(crate::clock::now_ms());
                         let prepared = Prepared::Record {
                             bytes,
                             n_readings,
                             msg_hash,
                             rejected,
+                            stamps,
                         };
                         group.push_front((received, Some(prepared)));
                         outcome.full = true;
@@ -1104,6 +1138,8 @@ mod tests {
             ts_ms: 1,
             value: 1.0,
             clock_suspect: false,
+            receive_stamped: false,
+            held_back: false,
         };
         let mut record = Vec::new();
         for pkid in 1..=3u16 {

@@ -9,6 +9,7 @@ mod broker_restart;
 mod cli;
 mod crash;
 mod duplicates;
+mod long_outage;
 mod malformed;
 mod outage;
 mod pipeline;
