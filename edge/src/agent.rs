@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::EdgeConfig;
+use crate::dup_window::DupWindow;
 use crate::forwarder::{Forwarder, ForwarderError, ForwarderLinks};
 use crate::intake::{self, AckGate, IntakeError, MqttTask, RecentMessages, Writer, WriterCore};
 use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot};
@@ -95,6 +96,7 @@ pub struct Agent {
     spool: Arc<Mutex<Spool>>,
     recovery: RecoveryReport,
     recent: RecentMessages,
+    window: Arc<DupWindow>,
     ring: Option<RedeliveryRing>,
     quarantine: Option<Quarantine>,
     metrics: MetricsHandle,
@@ -126,18 +128,19 @@ impl Agent {
         };
         let opened = tokio::task::spawn_blocking(move || {
             let (spool, recovery) = Spool::open(&open_dir, spool_cfg)?;
-            let recent = RecentMessages::rebuild(&spool, &sent)?;
-            Ok::<_, SpoolError>((spool, recovery, recent))
+            let filters = RecentMessages::rebuild(&spool, &sent)?;
+            Ok::<_, SpoolError>((spool, recovery, filters))
         })
         .await
         .map_err(|source| AgentError::Task {
             task: "spool open",
             source,
         })?;
-        let (spool, recovery, recent) = opened.map_err(|source| AgentError::SpoolOpen {
-            dir: dir.clone(),
-            source,
-        })?;
+        let (spool, recovery, (recent, window)) =
+            opened.map_err(|source| AgentError::SpoolOpen {
+                dir: dir.clone(),
+                source,
+            })?;
         if recovery.is_clean() {
             info!(dir = %dir.display(), %recovery, "Spool opened.");
         } else {
@@ -176,6 +179,7 @@ impl Agent {
             spool: Arc::new(Mutex::new(spool)),
             recovery,
             recent,
+            window: Arc::new(window),
             ring,
             quarantine,
             metrics,
@@ -211,6 +215,7 @@ impl Agent {
             spool,
             recovery,
             recent,
+            window,
             ring,
             quarantine,
             metrics,
@@ -254,13 +259,14 @@ impl Agent {
             metrics: metrics.clone(),
             reconnect_delay: config.mqtt.reconnect_delay,
             gate: Arc::clone(&gate),
+            window: Arc::clone(&window),
         };
         let writer = Writer {
             core: WriterCore::new(
                 Arc::clone(&spool),
                 Arc::clone(&config),
                 quarantine,
-                recent,
+                (recent, window),
                 metrics.clone(),
                 Arc::clone(&gate),
             ),

@@ -14,5 +14,6 @@ mod malformed;
 mod outage;
 mod pipeline;
 mod qos;
+mod redelivery_window;
 mod session_loss;
 mod wiped_spool;
