@@ -544,6 +544,8 @@ enum Prepared {
         msg_hash: u64,
         rejected: RejectCounts,
         stamps: StampCounts,
+        /// Every reading carries a device timestamp: a later copy is the same readings.
+        all_stamped: bool,
     },
 }
 
@@ -654,10 +656,9 @@ impl WriterCore {
         // redelivery under a new packet id without the DUP flag (a broker that re-reads
         // its log when a session resumes, as rumqttd does) or a device re-publishing.
         // Without timestamps each copy is a new reading (stamped at receive time).
-        if !decoded.readings.is_empty()
-            && decoded.readings.iter().all(|r| r.ts_ms.is_some())
-            && self.recent.contains_hash(msg_hash)
-        {
+        let all_stamped =
+            !decoded.readings.is_empty() && decoded.readings.iter().all(|r| r.ts_ms.is_some());
+        if all_stamped && self.recent.contains_hash(msg_hash) {
             return Prepared::Duplicate { msg_hash };
         }
         let mut rejected = decoded.rejected;
@@ -689,6 +690,7 @@ impl WriterCore {
             msg_hash,
             rejected,
             stamps: StampCounts::of(&self.valid),
+            all_stamped,
         }
     }
 
@@ -746,6 +748,16 @@ impl WriterCore {
                 Some(prepared) => prepared,
                 None => self.prepare(&received),
             };
+            // Messages are prepared a group at a time: a copy of a timestamped message spooled
+            // earlier in this group is recognised only now.
+            let prepared = match prepared {
+                Prepared::Record {
+                    msg_hash,
+                    all_stamped: true,
+                    ..
+                } if self.recent.contains_hash(msg_hash) => Prepared::Duplicate { msg_hash },
+                other => other,
+            };
             match prepared {
                 Prepared::Duplicate { msg_hash } => {
                     metrics.messages_duplicate.fetch_add(1, Ordering::Relaxed);
@@ -771,6 +783,7 @@ impl WriterCore {
                     msg_hash,
                     rejected,
                     stamps,
+                    all_stamped,
                 } => match spool.append(&bytes, n_readings) {
                     Ok(appended) => {
                         // Taking messages again: a hold (if any) ends, its catch-up begins.
@@ -820,6 +833,7 @@ impl WriterCore {
                             msg_hash,
                             rejected,
                             stamps,
+                            all_stamped,
                         };
                         group.push_front((received, Some(prepared)));
                         outcome.full = true;
