@@ -36,6 +36,7 @@ use crate::intake::{self, AckGate, IntakeError, MqttTask, RecentMessages, Writer
 use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot};
 use crate::quarantine::{Quarantine, QuarantineError};
 use crate::redelivery::RedeliveryRing;
+use crate::reload::LiveSettings;
 use crate::spool::{RecoveryReport, Spool, SpoolError};
 
 /// Why the agent could not start or stopped with an error.
@@ -97,6 +98,7 @@ pub struct Agent {
     recovery: RecoveryReport,
     recent: RecentMessages,
     window: Arc<DupWindow>,
+    live: Arc<LiveSettings>,
     ring: Option<RedeliveryRing>,
     quarantine: Option<Quarantine>,
     metrics: MetricsHandle,
@@ -174,12 +176,14 @@ impl Agent {
             ),
             None => None,
         };
+        let live = LiveSettings::new(&config);
         Ok(Self {
             config,
             spool: Arc::new(Mutex::new(spool)),
             recovery,
             recent,
             window: Arc::new(window),
+            live,
             ring,
             quarantine,
             metrics,
@@ -200,6 +204,12 @@ impl Agent {
             .and_then(|listener| listener.local_addr().ok())
     }
 
+    /// The reloadable settings: [`LiveSettings::apply`] takes over a new configuration's token
+    /// and topic mappings while the agent runs (what SIGHUP does).
+    pub fn live_settings(&self) -> Arc<LiveSettings> {
+        Arc::clone(&self.live)
+    }
+
     /// What opening the spool found.
     pub fn recovery(&self) -> &RecoveryReport {
         &self.recovery
@@ -216,6 +226,7 @@ impl Agent {
             recovery,
             recent,
             window,
+            live,
             ring,
             quarantine,
             metrics,
@@ -245,16 +256,13 @@ impl Agent {
                 space_freed: Arc::clone(&space_freed),
                 gate: Arc::clone(&gate),
                 ring,
+                live: Arc::clone(&live),
             },
         )?;
         let mqtt_task = MqttTask {
             eventloop,
             client: client.clone(),
-            filters: config
-                .subscriptions
-                .iter()
-                .map(|s| s.pattern.filter().to_string())
-                .collect(),
+            filters: live.filters(),
             tx,
             metrics: metrics.clone(),
             reconnect_delay: config.mqtt.reconnect_delay,
@@ -267,6 +275,7 @@ impl Agent {
                 Arc::clone(&config),
                 quarantine,
                 (recent, window),
+                Arc::clone(&live),
                 metrics.clone(),
                 Arc::clone(&gate),
             ),

@@ -44,6 +44,7 @@ use crate::envelope;
 use crate::intake::{publish_spool_gauges, AckGate};
 use crate::metrics::{DropReason, MetricsHandle};
 use crate::redelivery::RedeliveryRing;
+use crate::reload::LiveSettings;
 use crate::spool::{CutBatch, CutEnd, Lane, SendCheck, Spool, SpoolError};
 
 /// Why a POST failed.
@@ -147,6 +148,8 @@ struct Shared {
     gate: Arc<AckGate>,
     /// Messages of sent batches, for redelivery detection after a restart.
     ring: Option<Mutex<RedeliveryRing>>,
+    /// The gateway token (reloadable).
+    live: Arc<LiveSettings>,
 }
 
 /// How a batch's life ended.
@@ -175,6 +178,8 @@ pub struct ForwarderLinks {
     pub gate: Arc<AckGate>,
     /// The redelivery ring, if it could be opened.
     pub ring: Option<RedeliveryRing>,
+    /// Reloadable settings (the gateway token).
+    pub live: Arc<LiveSettings>,
 }
 
 impl Forwarder {
@@ -194,6 +199,7 @@ impl Forwarder {
             space_freed,
             gate,
             ring,
+            live,
         } = links;
         let http = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
@@ -216,6 +222,7 @@ impl Forwarder {
                 space_freed,
                 gate,
                 ring: ring.map(Mutex::new),
+                live,
             }),
             committed,
         })
@@ -726,7 +733,7 @@ async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<BatchAck, Forward
         .header(CONTENT_ENCODING, "zstd")
         .header("Idempotency-Key", format!("{}/{}", shared.gateway_id, seq))
         .body(batch.body.clone());
-    if let Some(token) = &shared.cfg.token {
+    if let Some(token) = &shared.live.token() {
         request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
     let response = request

@@ -46,13 +46,14 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::EdgeConfig;
+use crate::config::{EdgeConfig, Subscription};
 use crate::dup_window::{DupWindow, PREVIOUS_PROCESS};
 use crate::envelope;
 use crate::metrics::{DropReason, MetricsHandle};
 use crate::payload::{self, DecodeLimits, NameSource};
 use crate::quarantine::Quarantine;
 use crate::reject::{RejectCounts, RejectReason};
+use crate::reload::LiveSettings;
 use crate::spool::{Spool, SpoolError};
 use crate::validate::{ValidReading, Validator};
 
@@ -298,8 +299,8 @@ pub struct MqttTask {
     pub eventloop: EventLoop,
     /// Client, used only for non-blocking subscribes.
     pub client: AsyncClient,
-    /// Subscription filters.
-    pub filters: Vec<String>,
+    /// Subscription filters; a reload (SIGHUP) may change them.
+    pub filters: watch::Receiver<Vec<String>>,
     /// To the writer.
     pub tx: mpsc::Sender<Received>,
     /// Metrics.
@@ -319,13 +320,20 @@ impl MqttTask {
         let MqttTask {
             mut eventloop,
             client,
-            filters,
+            filters: mut live_filters,
             tx,
             metrics,
             reconnect_delay,
             gate,
             window,
         } = self;
+        let mut filters = live_filters.borrow_and_update().clone();
+        // Filters a reload removed: unsubscribed on this connection (a reconnect subscribes the
+        // current filters only; the persistent session may keep old ones until then).
+        let mut to_unsubscribe: Vec<String> = Vec::new();
+        // False once the reload side is gone (nothing can change the filters any more).
+        let mut filters_live = true;
+        let mut filters_changed = false;
         let metrics = metrics.inner();
         let mut tx = Some(tx);
         let mut need_subscribe = false;
@@ -335,6 +343,26 @@ impl MqttTask {
                 info!("Stopping MQTT intake.");
                 // Dropping the sender lets the writer drain and finish.
                 tx = None;
+            }
+            if filters_changed {
+                filters_changed = false;
+                let new = live_filters.borrow_and_update().clone();
+                to_unsubscribe.extend(filters.iter().filter(|f| !new.contains(f)).cloned());
+                to_unsubscribe.retain(|f| !new.contains(f));
+                info!(filters = ?new, "Topic filters reloaded.");
+                filters = new;
+                need_subscribe = true;
+            }
+            while let Some(filter) = to_unsubscribe.last() {
+                match client.try_unsubscribe(filter.clone()) {
+                    Ok(()) => {
+                        to_unsubscribe.pop();
+                    }
+                    Err(err) => {
+                        debug!(%err, "Unsubscribe request deferred.");
+                        break;
+                    }
+                }
             }
             if need_subscribe {
                 let subs = filters
@@ -351,6 +379,13 @@ impl MqttTask {
                 // Cancelling `poll` at shutdown may lose a half-read packet; that message was not
                 // acknowledged, so the broker redelivers it next session.
                 _ = stop_intake.cancelled(), if tx.is_some() => continue,
+                changed = live_filters.changed(), if filters_live => {
+                    match changed {
+                        Ok(()) => filters_changed = true,
+                        Err(_) => filters_live = false,
+                    }
+                    continue;
+                }
                 event = eventloop.poll() => event,
             };
             match event {
@@ -572,12 +607,14 @@ impl StampCounts {
 /// thread (it fsyncs).
 pub struct WriterCore {
     spool: Arc<Mutex<Spool>>,
-    config: Arc<EdgeConfig>,
     limits: DecodeLimits,
     validator: Validator,
     quarantine: Option<Quarantine>,
     recent: RecentMessages,
     window: Arc<DupWindow>,
+    /// Reloadable settings; `subscriptions` is their topic mappings for the current group.
+    live: Arc<LiveSettings>,
+    subscriptions: Arc<Vec<Subscription>>,
     metrics: MetricsHandle,
     last_reject_log: HashMap<String, Instant>,
     valid: Vec<ValidReading>,
@@ -602,6 +639,7 @@ impl WriterCore {
         config: Arc<EdgeConfig>,
         quarantine: Option<Quarantine>,
         (recent, window): (RecentMessages, Arc<DupWindow>),
+        live: Arc<LiveSettings>,
         metrics: MetricsHandle,
         gate: Arc<AckGate>,
     ) -> Self {
@@ -613,10 +651,11 @@ impl WriterCore {
             },
             validator: Validator::new(&config.validation),
             spool,
-            config,
             quarantine,
             recent,
             window,
+            subscriptions: live.subscriptions(),
+            live,
             metrics,
             last_reject_log: HashMap::new(),
             valid: Vec::new(),
@@ -634,7 +673,8 @@ impl WriterCore {
         {
             return Prepared::Duplicate { msg_hash };
         }
-        let Some(sub) = self.config.subscriptions.iter().find_map(|sub| {
+        let subscriptions = Arc::clone(&self.subscriptions);
+        let Some(sub) = subscriptions.iter().find_map(|sub| {
             sub.pattern
                 .extract(&publish.topic)
                 .map(|fields| (sub, fields))
@@ -733,6 +773,8 @@ impl WriterCore {
         group: &mut VecDeque<(Received, Option<Prepared>)>,
     ) -> Result<GroupOutcome, SpoolError> {
         let mut outcome = GroupOutcome::default();
+        // Topic mappings as reloaded last (SIGHUP), for this whole group.
+        self.subscriptions = self.live.subscriptions();
         for (received, prepared) in group.iter_mut() {
             if prepared.is_none() {
                 *prepared = Some(self.prepare(received));

@@ -14,7 +14,8 @@
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
 //! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
 //! - [`metrics`], [`http`]: counters, `/metrics`, `/healthz`.
-//! - [`agent`]: wires the tasks together ([`Agent`]).
+//! - [`agent`]: wires the tasks together ([`Agent`]); [`reload`] takes over a new token and
+//!   topic mappings while it runs (SIGHUP), [`signals`] runs it as a service.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,6 +48,7 @@ pub mod payload;
 pub mod quarantine;
 pub mod redelivery;
 pub mod reject;
+pub mod reload;
 pub mod signals;
 pub mod spool;
 pub mod topic;

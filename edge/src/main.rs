@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the agent until SIGTERM or SIGINT.
+    /// Run the agent until SIGTERM or SIGINT; SIGHUP reloads the token and topic mappings.
     ///
     /// Example: `fieldpulse-edge run --config /etc/fieldpulse/edge.toml`
     Run {
@@ -96,10 +96,11 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => {
-            let config = EdgeConfig::load(&config)?;
+            let path = config;
+            let config = EdgeConfig::load(&path)?;
             let runtime = fieldpulse_edge::signals::service_runtime()
                 .context("starting the tokio runtime")?;
-            runtime.block_on(run_agent(config))
+            runtime.block_on(run_agent(config, path))
         }
         Command::Validate { config } => {
             let cfg = EdgeConfig::load(&config)?;
@@ -149,9 +150,9 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn run_agent(config: EdgeConfig) -> anyhow::Result<()> {
+async fn run_agent(config: EdgeConfig, path: PathBuf) -> anyhow::Result<()> {
     let origin = config.origin.clone();
-    fieldpulse_edge::signals::run_until_signal(config)
+    fieldpulse_edge::signals::run_until_signal(config, Some(path))
         .await
         .with_context(|| format!("running the agent ({origin})"))?;
     Ok(())

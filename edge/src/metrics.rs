@@ -54,6 +54,8 @@ pub struct EdgeMetrics {
     pub(crate) readings_spooled: AtomicU64,
     pub(crate) readings_forwarded: AtomicU64,
     pub(crate) readings_receive_stamped: AtomicU64,
+    pub(crate) config_reloads: AtomicU64,
+    pub(crate) config_reload_errors: AtomicU64,
     pub(crate) readings_held_back: AtomicU64,
     pub(crate) rejected: [AtomicU64; RejectReason::ALL.len()],
     pub(crate) dropped: [AtomicU64; DropReason::ALL.len()],
@@ -105,6 +107,10 @@ pub struct MetricsSnapshot {
     pub readings_forwarded: u64,
     /// Spooled readings the edge stamped at receive time (the device sent no timestamp).
     pub readings_receive_stamped: u64,
+    /// Configuration reloads applied (SIGHUP).
+    pub config_reloads: u64,
+    /// Configuration reloads refused (the file did not validate).
+    pub config_reload_errors: u64,
     /// Spooled readings received while the agent held messages back or caught up after a hold.
     pub readings_held_back: u64,
     /// Rejected readings by reason.
@@ -206,6 +212,8 @@ impl MetricsHandle {
             readings_spooled: load(&m.readings_spooled),
             readings_forwarded: load(&m.readings_forwarded),
             readings_receive_stamped: load(&m.readings_receive_stamped),
+            config_reloads: load(&m.config_reloads),
+            config_reload_errors: load(&m.config_reload_errors),
             readings_held_back: load(&m.readings_held_back),
             rejected,
             dropped: std::array::from_fn(|idx| load(&m.dropped[idx])),
@@ -277,6 +285,16 @@ impl MetricsHandle {
             "fieldpulse_edge_readings_forwarded_total",
             "Readings acknowledged by the cloud.",
             s.readings_forwarded,
+        );
+        counter(
+            "fieldpulse_edge_config_reloads_total",
+            "Configuration reloads applied (SIGHUP: token and topic mappings).",
+            s.config_reloads,
+        );
+        counter(
+            "fieldpulse_edge_config_reload_errors_total",
+            "Configuration reloads refused because the file did not validate.",
+            s.config_reload_errors,
         );
         counter(
             "fieldpulse_edge_readings_receive_stamped_total",

@@ -16,5 +16,6 @@ mod outage;
 mod pipeline;
 mod qos;
 mod redelivery_window;
+mod reload;
 mod session_loss;
 mod wiped_spool;

@@ -23,7 +23,10 @@ pub fn run(args: EdgeArgs) -> anyhow::Result<()> {
     let runtime =
         fieldpulse_edge::signals::service_runtime().context("starting the tokio runtime")?;
     runtime
-        .block_on(fieldpulse_edge::signals::run_until_signal(config))
+        .block_on(fieldpulse_edge::signals::run_until_signal(
+            config,
+            Some(args.config.clone()),
+        ))
         .with_context(|| format!("running the agent ({origin})"))?;
     Ok(())
 }

@@ -59,6 +59,8 @@ struct Shared {
     ack_epoch_offset: AtomicU64,
     /// When non-zero, the ack's `contiguous_seq`.
     ack_contiguous_seq: AtomicU64,
+    /// The gateway token accepted (`test-token` unless changed).
+    token: Mutex<String>,
 }
 
 /// The running receiver.
@@ -81,6 +83,7 @@ impl Receiver {
             reject_status: std::sync::atomic::AtomicU16::new(0),
             ack_epoch_offset: AtomicU64::new(0),
             ack_contiguous_seq: AtomicU64::new(0),
+            token: Mutex::new("test-token".into()),
         });
         let app = Router::new()
             .route("/v1/batches", post(handle))
@@ -104,6 +107,11 @@ impl Receiver {
     /// Answer 503 (true) or serve normally (false).
     pub fn set_unavailable(&self, unavailable: bool) {
         self.shared.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Accepts only `token` from now on (a rotated gateway token).
+    pub fn set_token(&self, token: &str) {
+        *self.shared.token.lock().unwrap() = token.to_string();
     }
 
     /// Answer every batch with `status` (e.g. 422); 0 serves normally.
@@ -155,7 +163,8 @@ async fn handle(
         shared.inner.lock().unwrap().bad_requests.push(reason);
         (StatusCode::BAD_REQUEST, Vec::new())
     };
-    if header("authorization") != "Bearer test-token" {
+    let expected = format!("Bearer {}", shared.token.lock().unwrap());
+    if header("authorization") != expected {
         shared
             .inner
             .lock()
