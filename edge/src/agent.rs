@@ -35,7 +35,7 @@ use crate::intake::{self, AckGate, IntakeError, MqttTask, RecentMessages, Writer
 use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot};
 use crate::quarantine::{Quarantine, QuarantineError};
 use crate::redelivery::RedeliveryRing;
-use crate::spool::{RecoveryReport, Spool, SpoolError};
+use crate::spool::{FileLayer, RecoveryReport, Spool, SpoolError, StdFileLayer};
 
 /// Why the agent could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +108,16 @@ impl Agent {
     /// # Errors
     /// [`AgentError`] naming the directory, file or address that failed.
     pub async fn start(config: EdgeConfig) -> Result<Self, AgentError> {
+        Self::start_on(config, Arc::new(StdFileLayer)).await
+    }
+
+    /// [`Agent::start`] with the spool on the file layer `fs`: for tests that inject file-system
+    /// faults (a full disk); the product always runs on [`StdFileLayer`].
+    ///
+    /// # Errors
+    /// As [`Agent::start`].
+    #[doc(hidden)]
+    pub async fn start_on(config: EdgeConfig, fs: Arc<dyn FileLayer>) -> Result<Self, AgentError> {
         let config = Arc::new(config);
         let dir = config.spool.dir.clone();
         let spool_cfg = config.spool.spool;
@@ -125,7 +135,7 @@ impl Agent {
             }
         };
         let opened = tokio::task::spawn_blocking(move || {
-            let (spool, recovery) = Spool::open(&open_dir, spool_cfg)?;
+            let (spool, recovery) = Spool::open_with(fs, &open_dir, spool_cfg)?;
             let recent = RecentMessages::rebuild(&spool, &sent)?;
             Ok::<_, SpoolError>((spool, recovery, recent))
         })
