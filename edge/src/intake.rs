@@ -46,7 +46,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::EdgeConfig;
 use crate::envelope;
-use crate::metrics::{DropReason, MetricsHandle};
+use crate::metrics::{DropReason, MetricsHandle, WriteBlockReason};
 use crate::payload::{self, DecodeLimits, NameSource};
 use crate::quarantine::Quarantine;
 use crate::reject::{RejectCounts, RejectReason};
@@ -685,6 +685,10 @@ impl WriterCore {
     /// Processes messages from the front of `group` until it is empty or the spool is full,
     /// then fsyncs once. Consumed messages are removed from `group` and listed for acking.
     ///
+    /// Side effects (counters, the redelivery filter, the quarantine) happen only once the
+    /// commit is durable: when the filesystem is full the spool rolls back to its last sync
+    /// (see [`SpoolError::is_no_space`]) and `group` is left as it was, to be retried whole.
+    ///
     /// # Errors
     /// The spool's IO error; nothing of this group may be acknowledged then.
     fn commit_group(
@@ -701,13 +705,65 @@ impl WriterCore {
         let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
         let metrics = self.metrics.clone();
         let metrics = metrics.inner();
-        let mut n_spooled_readings = 0u64;
-        while let Some((received, prepared)) = group.pop_front() {
-            let prepared = match prepared {
-                Some(prepared) => prepared,
-                None => self.prepare(&received),
+        // Append phase: how many messages from the front are settled by this commit.
+        let mut n_settled = 0;
+        for (_, prepared) in group.iter_mut() {
+            let Some(Prepared::Record {
+                bytes,
+                n_readings,
+                rejected,
+                ..
+            }) = prepared.as_ref()
+            else {
+                n_settled += 1;
+                continue;
             };
-            match prepared {
+            match spool.append(bytes, *n_readings) {
+                Ok(appended) => {
+                    if !appended.dropped.is_empty() {
+                        // Evictions are done (and durable) whatever happens to this group.
+                        metrics.evictions.fetch_add(1, Ordering::Relaxed);
+                        metrics.add_dropped(DropReason::SpoolFull, appended.dropped.readings);
+                        metrics
+                            .records_dropped
+                            .fetch_add(appended.dropped.records, Ordering::Relaxed);
+                        warn!(
+                            records = appended.dropped.records,
+                            readings = appended.dropped.readings,
+                            "Spool full: dropped the oldest records (policy drop_oldest)."
+                        );
+                    }
+                    n_settled += 1;
+                }
+                Err(err) if err.is_full() => {
+                    outcome.full = true;
+                    break;
+                }
+                Err(SpoolError::RecordTooLarge { .. }) => {
+                    let mut rejected = rejected.clone();
+                    rejected.add(RejectReason::TooLarge, u64::from(*n_readings));
+                    *prepared = Some(Prepared::Rejected {
+                        n_received: rejected.total(),
+                        rejected,
+                    });
+                    n_settled += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let n_records = group
+            .iter()
+            .take(n_settled)
+            .filter(|(_, prepared)| matches!(prepared, Some(Prepared::Record { .. })))
+            .count() as u64;
+        if n_records > 0 {
+            spool.sync()?;
+            metrics.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        // Durable: settle the messages.
+        let mut n_spooled_readings = 0u64;
+        for (received, prepared) in group.drain(..n_settled) {
+            match prepared.expect("prepared above") {
                 Prepared::Duplicate => {
                     metrics.messages_duplicate.fetch_add(1, Ordering::Relaxed);
                 }
@@ -721,55 +777,21 @@ impl WriterCore {
                     self.note_rejected(&received, &rejected);
                 }
                 Prepared::Record {
-                    bytes,
                     n_readings,
                     msg_hash,
                     rejected,
-                } => match spool.append(&bytes, n_readings) {
-                    Ok(appended) => {
-                        if !appended.dropped.is_empty() {
-                            metrics.evictions.fetch_add(1, Ordering::Relaxed);
-                            metrics.add_dropped(DropReason::SpoolFull, appended.dropped.readings);
-                            metrics
-                                .records_dropped
-                                .fetch_add(appended.dropped.records, Ordering::Relaxed);
-                            warn!(
-                                records = appended.dropped.records,
-                                readings = appended.dropped.readings,
-                                "Spool full: dropped the oldest records (policy drop_oldest)."
-                            );
-                        }
-                        // QoS 0 messages too (packet id 0, never matched as a DUP redelivery):
-                        // a later copy of the same timestamped readings is still a duplicate.
-                        self.recent.insert(received.publish.pkid, msg_hash);
-                        n_spooled_readings += u64::from(n_readings);
-                        outcome.n_committed += 1;
-                        metrics
-                            .readings_received
-                            .fetch_add(u64::from(n_readings) + rejected.total(), Ordering::Relaxed);
-                        self.note_rejected(&received, &rejected);
-                    }
-                    Err(err) if err.is_full() => {
-                        let prepared = Prepared::Record {
-                            bytes,
-                            n_readings,
-                            msg_hash,
-                            rejected,
-                        };
-                        group.push_front((received, Some(prepared)));
-                        outcome.full = true;
-                        break;
-                    }
-                    Err(SpoolError::RecordTooLarge { .. }) => {
-                        let mut rejected = rejected;
-                        rejected.add(RejectReason::TooLarge, u64::from(n_readings));
-                        metrics
-                            .readings_received
-                            .fetch_add(rejected.total(), Ordering::Relaxed);
-                        self.note_rejected(&received, &rejected);
-                    }
-                    Err(err) => return Err(err),
-                },
+                    ..
+                } => {
+                    // QoS 0 messages too (packet id 0, never matched as a DUP redelivery):
+                    // a later copy of the same timestamped readings is still a duplicate.
+                    self.recent.insert(received.publish.pkid, msg_hash);
+                    n_spooled_readings += u64::from(n_readings);
+                    outcome.n_committed += 1;
+                    metrics
+                        .readings_received
+                        .fetch_add(u64::from(n_readings) + rejected.total(), Ordering::Relaxed);
+                    self.note_rejected(&received, &rejected);
+                }
             }
             metrics.messages_received.fetch_add(1, Ordering::Relaxed);
             // A QoS 0 delivery (a sensor publishing at QoS 0 is delivered at QoS 0 despite our
@@ -782,13 +804,9 @@ impl WriterCore {
                 });
             }
         }
-        if outcome.n_committed > 0 {
-            spool.sync()?;
-            metrics.commits.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .readings_spooled
-                .fetch_add(n_spooled_readings, Ordering::Relaxed);
-        }
+        metrics
+            .readings_spooled
+            .fetch_add(n_spooled_readings, Ordering::Relaxed);
         // Registered while the spool is still locked: the forwarder must see these records as
         // unflushed before it can cut them.
         self.gate
@@ -858,6 +876,7 @@ impl Writer {
         let mut group: VecDeque<(Received, Option<Prepared>)> = VecDeque::new();
         let mut unsent_acks: VecDeque<QueuedAck> = VecDeque::new();
         let mut open = true;
+        let mut no_space_retries = 0u32;
         let metrics = core.metrics.clone();
         loop {
             // Gather: the first message (or leftovers), then whatever arrives within the window.
@@ -910,10 +929,52 @@ impl Writer {
             .map_err(IntakeError::WriterThread)?;
             core = returned_core;
             group = returned_group;
-            let outcome = res.map_err(|err| {
-                error!(error = %err, "Spool write failed; stopping intake without acknowledging.");
-                IntakeError::Spool(err)
-            })?;
+            let outcome = match res {
+                Ok(outcome) => outcome,
+                Err(err) if err.is_no_space() => {
+                    // The filesystem is full (not the spool's cap): the spool rolled back to its
+                    // last sync, so nothing of this group is spooled or acknowledged. Wait and
+                    // retry it whole; meanwhile the channel fills, the mqtt task stops taking
+                    // messages and the broker holds them. Forwarding goes on (acks free space).
+                    let m = metrics.inner();
+                    m.spool_write_errors.fetch_add(1, Ordering::Relaxed);
+                    if no_space_retries == 0 {
+                        error!(error = %err, waiting = group.len(), "Spool filesystem full; refusing MQTT messages until space returns.");
+                        m.set_write_blocked(Some(WriteBlockReason::NoSpace));
+                    }
+                    // The mqtt task may be stalled behind the full channel: hold nothing back.
+                    gate.set_spool_full(true);
+                    flush_acks(&client, &mut unsent_acks, &gate);
+                    let delay = no_space_backoff(no_space_retries);
+                    no_space_retries = no_space_retries.saturating_add(1);
+                    tokio::select! {
+                        biased;
+                        _ = hard_stop.cancelled() => break,
+                        _ = space_freed.notified() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    if rx.is_closed() && !group.is_empty() && no_space_retries > 1 {
+                        // Shutting down while full: the unacknowledged messages stay with the
+                        // broker and are redelivered next session.
+                        warn!(waiting = group.len(), "Stopping with the spool filesystem full; the broker keeps the unacknowledged messages.");
+                        group.clear();
+                        open = false;
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    // Not about space (an IO error, a failing disk): memory and disk may disagree,
+                    // so acknowledging anything more would be a lie. The agent stops; a restart
+                    // recovers the spool (see `AgentError::Intake`).
+                    error!(error = %err, "Spool write failed; stopping intake without acknowledging.");
+                    return Err(IntakeError::Spool(err));
+                }
+            };
+            if no_space_retries > 0 {
+                no_space_retries = 0;
+                metrics.inner().set_write_blocked(None);
+                info!("Spool filesystem has space again; taking MQTT messages.");
+            }
             if outcome.n_committed > 0 {
                 committed.send_modify(|n| *n += outcome.n_committed);
             }
@@ -964,6 +1025,14 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Delay before the `retry`th (from 0) retry of a group the full filesystem refused: 250 ms,
+/// doubling up to 5 s. Space freed by the forwarder's acks wakes the writer earlier.
+fn no_space_backoff(retry: u32) -> Duration {
+    Duration::from_millis(250)
+        .saturating_mul(1 << retry.min(5))
+        .min(Duration::from_secs(5))
 }
 
 /// Hands queued acks to the event loop without waiting; stops at the first that does not fit.

@@ -12,7 +12,8 @@
 //!   [`redelivery`] remembers sent messages so broker redeliveries are recognised.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
 //! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
-//! - [`metrics`], [`http`]: counters, `/metrics`, `/healthz`.
+//! - [`metrics`], [`http`], [`spool_watch`]: counters, `/metrics`, `/healthz`, the free-space and
+//!   oldest-unforwarded gauges.
 //! - [`agent`]: wires the tasks together ([`Agent`]).
 //!
 //! ```no_run
@@ -47,6 +48,7 @@ pub mod redelivery;
 pub mod reject;
 pub mod signals;
 pub mod spool;
+pub mod spool_watch;
 pub mod topic;
 pub mod validate;
 
