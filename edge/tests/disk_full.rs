@@ -138,6 +138,12 @@ fn received(receiver: &Receiver) -> BTreeMap<(String, i64, u64), u32> {
     })
 }
 
+/// A timestamp base for this run's readings (recent: old readings are rejected as too old).
+fn base_ts() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(fieldpulse_edge::clock::now_ms)
+}
+
 /// Publishes readings `range` (one QoS 1 message each) and notes them in `expected`.
 async fn publish(
     publisher: &Publisher,
@@ -146,7 +152,7 @@ async fn publish(
 ) {
     for i in range {
         let asset = format!("asset-{}", i % 5);
-        let ts = 1_700_000_000_000 + i as i64;
+        let ts = base_ts() + i as i64;
         let payload = format!("{{\"ts\":{ts},\"value\":{i}}}");
         publisher
             .publish(&format!("plant/s1/{asset}/temp"), payload.into_bytes())
