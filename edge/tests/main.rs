@@ -15,4 +15,5 @@ mod outage;
 mod pipeline;
 mod qos;
 mod session_loss;
+mod stall;
 mod wiped_spool;
