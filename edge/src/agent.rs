@@ -15,6 +15,18 @@
 //! 3. the live lane forwards what is left; the backfill lane stops (the backlog stays on disk);
 //! 4. at the deadline anything still running is stopped: a batch in flight stays pending and is
 //!    re-sent with the same seq next start.
+//!
+//! A full filesystem (`ENOSPC`/`EDQUOT`, not the spool's own cap) never stops the agent (under
+//! systemd that would restart it forever with nothing freeing space):
+//! - at start, when the spool cannot be opened for lack of space, [`Agent::start`] succeeds
+//!   anyway and [`Agent::run`] serves `/metrics` and `/healthz`, stays away from the broker (which
+//!   keeps the session's messages) and retries opening with backoff (1 s to 30 s);
+//! - while running, the writer degrades (see [`crate::intake`]): no PUBACK, forwarding goes on.
+//!
+//! Other spool write errors still stop the agent (phase 1: writer error → hard stop): after an
+//! `EIO` memory and disk may disagree, and only reopening (recovery) makes them agree again. A
+//! ledger write (cut or ack) refused for lack of space stops the forwarder and so the agent too;
+//! the restart then starts degraded.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

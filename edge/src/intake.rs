@@ -22,6 +22,11 @@
 //! - Backpressure: when the spool is full (policy `backpressure`), the writer stops taking
 //!   messages; the channel fills, the mqtt task stops polling, and the broker holds further
 //!   messages (up to its `max_queued_messages`) because they are not acknowledged.
+//! - A full filesystem (`ENOSPC`, not the spool's cap): the spool rolls back to its last sync, so
+//!   nothing of the failed group is spooled or acknowledged; the writer keeps the group, flags
+//!   `fieldpulse_edge_spool_write_blocked` and retries it whole with backoff (woken early when
+//!   the forwarder frees space). Meanwhile intake behaves as under backpressure: the broker
+//!   holds new messages. Any other spool error stops intake (nothing more is acknowledged).
 //! - Redeliveries: after a reconnect or restart the broker re-sends unacknowledged messages with
 //!   DUP set and the same packet id. The writer remembers (packet id, hash of topic + payload) of
 //!   the newest [`RECENT_MESSAGES`] spooled messages (rebuilt from the spool tail at startup) and

@@ -267,6 +267,8 @@ mod damage_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
+mod no_space_tests;
+#[cfg(test)]
 mod power_cut_tests;
 #[cfg(test)]
 mod sim_fs;
