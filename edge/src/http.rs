@@ -219,7 +219,10 @@ mod tests {
             ..Default::default()
         };
         assert!(evaluate(&snapshot, &cfg(), 0, 61_000).is_healthy());
-        assert_eq!(evaluate(&snapshot, &cfg(), 0, 61_001).rules(), vec!["no_data"]);
+        assert_eq!(
+            evaluate(&snapshot, &cfg(), 0, 61_001).rules(),
+            vec!["no_data"]
+        );
         snapshot.mqtt_connected = false;
         assert!(evaluate(&snapshot, &cfg(), 0, 100_000).is_healthy());
         let relaxed = HealthConfig {
@@ -237,7 +240,10 @@ mod tests {
             spool_max_bytes: 100,
             ..Default::default()
         };
-        assert_eq!(evaluate(&snapshot, &cfg(), 0, 0).rules(), vec!["spool_near_cap"]);
+        assert_eq!(
+            evaluate(&snapshot, &cfg(), 0, 0).rules(),
+            vec!["spool_near_cap"]
+        );
         let snapshot = MetricsSnapshot {
             spool_bytes: 90,
             spool_max_bytes: 100,

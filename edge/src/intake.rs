@@ -745,7 +745,7 @@ impl WriterCore {
                     break;
                 }
                 Err(SpoolError::RecordTooLarge { .. }) => {
-                    let mut rejected = rejected.clone();
+                    let mut rejected = *rejected;
                     rejected.add(RejectReason::TooLarge, u64::from(*n_readings));
                     *prepared = Some(Prepared::Rejected {
                         n_received: rejected.total(),

@@ -100,7 +100,10 @@ fn statvfs_available(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: initialised by the successful call above.
     let stat = unsafe { stat.assume_init() };
-    #[allow(clippy::unnecessary_cast, reason = "field widths differ between platforms")]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "field widths differ between platforms"
+    )]
     Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 

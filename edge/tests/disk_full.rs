@@ -286,11 +286,9 @@ async fn a_full_disk_while_running_degrades_and_recovers_without_losing_a_readin
     // Space returns: the agent takes messages again by itself; nothing is lost or doubled.
     setup.disk.set_full(false);
     publish(&publisher, 70..80, &mut expected).await;
-    wait_until(
-        "every reading arrives",
-        Duration::from_secs(60),
-        || setup.receiver.n_readings() >= 80,
-    )
+    wait_until("every reading arrives", Duration::from_secs(60), || {
+        setup.receiver.n_readings() >= 80
+    })
     .await;
     wait_until("spool writes unblocked", Duration::from_secs(10), || {
         !metrics.snapshot().spool_write_blocked
@@ -300,7 +298,11 @@ async fn a_full_disk_while_running_degrades_and_recovers_without_losing_a_readin
     assert_eq!(status, 200, "{body}");
     shutdown.cancel();
     run.await.unwrap().expect("clean run");
-    assert_eq!(received(&setup.receiver), expected, "every reading exactly once");
+    assert_eq!(
+        received(&setup.receiver),
+        expected,
+        "every reading exactly once"
+    );
     publisher.close().await;
 }
 
@@ -340,20 +342,26 @@ async fn an_agent_started_on_a_full_disk_runs_degraded_until_space_returns() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("no_space"), "{body}");
     assert!(!run.is_finished(), "the agent must not exit on a full disk");
-    assert_eq!(metrics.snapshot().readings_spooled, 0, "nothing acknowledged");
+    assert_eq!(
+        metrics.snapshot().readings_spooled,
+        0,
+        "nothing acknowledged"
+    );
 
     // Space returns: the spool opens, the backlog and the broker's held messages arrive.
     setup.disk.set_full(false);
-    wait_until(
-        "every reading arrives",
-        Duration::from_secs(60),
-        || setup.receiver.n_readings() >= 35,
-    )
+    wait_until("every reading arrives", Duration::from_secs(60), || {
+        setup.receiver.n_readings() >= 35
+    })
     .await;
     let (status, body) = healthz(addr).await;
     assert_eq!(status, 200, "{body}");
     shutdown.cancel();
     run.await.unwrap().expect("clean run");
-    assert_eq!(received(&setup.receiver), expected, "every reading exactly once");
+    assert_eq!(
+        received(&setup.receiver),
+        expected,
+        "every reading exactly once"
+    );
     publisher.close().await;
 }

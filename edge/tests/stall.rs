@@ -94,7 +94,10 @@ async fn a_cloud_that_takes_nothing_turns_healthz_red_after_the_stall_time() {
     );
     let (_, text) = get(metrics_url.clone()).await;
     assert!(gauge(&text, "fieldpulse_edge_oldest_unforwarded_age_seconds") >= 1);
-    assert_eq!(gauge(&text, "fieldpulse_edge_seconds_since_last_forward"), -1);
+    assert_eq!(
+        gauge(&text, "fieldpulse_edge_seconds_since_last_forward"),
+        -1
+    );
     assert_eq!(gauge(&text, "fieldpulse_edge_last_forward_timestamp_ms"), 0);
     assert!(gauge(&text, "fieldpulse_edge_spool_fs_free_bytes") > 0);
     assert!(text.contains("fieldpulse_edge_spool_write_blocked{reason=\"no_space\"} 0\n"));

@@ -194,14 +194,24 @@ fn a_full_filesystem_rolls_the_spool_back_to_its_last_sync() {
     }
     spool.sync().unwrap();
     assert_eq!(spool.stats().uncut_records, 40);
-    let got: Vec<Vec<u8>> = spool.read_uncut().unwrap().into_iter().map(|r| r.payload).collect();
+    let got: Vec<Vec<u8>> = spool
+        .read_uncut()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
     assert_eq!(got, expected);
     drop(spool);
 
     let (spool, report) = Spool::open(dir.path(), cfg).unwrap();
     assert!(report.is_clean(), "no torn tail or stray record: {report}");
     assert_eq!(report.records, 40);
-    let got: Vec<Vec<u8>> = spool.read_uncut().unwrap().into_iter().map(|r| r.payload).collect();
+    let got: Vec<Vec<u8>> = spool
+        .read_uncut()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
     assert_eq!(got, expected, "only the synced records, each once");
 }
 

@@ -229,7 +229,7 @@ impl Segment {
         self.index.retain(|&(id, _)| id < end_id);
     }
 
-        /// True if no record in this segment still needs to be sent or acked.
+    /// True if no record in this segment still needs to be sent or acked.
     pub fn is_done(&self) -> bool {
         self.uncut.records == 0 && self.pending.records == 0
     }

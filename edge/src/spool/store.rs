@@ -330,7 +330,10 @@ impl Spool {
         self.uncut
             .insert(self.committed_from()..self.next_record_id);
         self.unsynced_from = self.next_record_id;
-        let active = self.segments.back().expect("an active segment always exists");
+        let active = self
+            .segments
+            .back()
+            .expect("an active segment always exists");
         self.synced = SyncPoint {
             active_id: active.id,
             active_len: active.len,
@@ -532,7 +535,11 @@ impl Spool {
         let Some(id) = oldest_uncut.into_iter().chain(oldest_pending).min() else {
             return Ok(None);
         };
-        Ok(self.read_ranges(&[id..id + 1])?.into_iter().next())
+        let wanted = id..id + 1;
+        Ok(self
+            .read_ranges(std::slice::from_ref(&wanted))?
+            .into_iter()
+            .next())
     }
 
     /// Batches cut but not yet acked, oldest seq first, with payloads re-read from disk.
@@ -929,7 +936,9 @@ impl Spool {
             // The new snapshot could not be written (before its rename): the current ledger
             // is intact and stays in use; compaction is retried on the next cut or ack.
             Err(err) if err.is_no_space() => {
-                let _ = self.fs.remove_file(&self.dir.join(super::ledger::LEDGER_TMP_FILE));
+                let _ = self
+                    .fs
+                    .remove_file(&self.dir.join(super::ledger::LEDGER_TMP_FILE));
                 warn!(error = %err, "Filesystem full; ledger compaction postponed.");
                 Ok(())
             }
