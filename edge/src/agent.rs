@@ -118,7 +118,8 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Opens (and recovers) the spool, opens the quarantine file and binds `/metrics`.
+    /// Opens (and recovers) the spool, opens the quarantine file and binds `/metrics`. When the
+    /// spool's filesystem is full the agent starts degraded instead (see the module docs).
     ///
     /// # Errors
     /// [`AgentError`] naming the directory, file or address that failed.
