@@ -132,6 +132,8 @@ fn records(n_records: usize) -> Vec<Vec<u8>> {
                     ts_ms: NOW_MS + (idx / 125) as i64 * 1000,
                     value: 50.0 + 10.0 * sensor_idx as f64 + noise(),
                     clock_suspect: false,
+                    receive_stamped: false,
+                    held_back: false,
                 })
                 .collect();
             let mut out = Vec::new();

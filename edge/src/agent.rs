@@ -43,6 +43,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::EdgeConfig;
+use crate::dup_window::DupWindow;
 use crate::forwarder::{Forwarder, ForwarderError, ForwarderLinks};
 use crate::intake::{self, AckGate, IntakeError, MqttTask, RecentMessages, Writer, WriterCore};
 use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot, WriteBlockReason};
@@ -249,6 +250,7 @@ impl Agent {
             spool,
             recovery,
             recent,
+            window,
         }) = opened
         else {
             // Asked to stop before the spool could be opened: nothing was taken from the broker.
@@ -264,6 +266,7 @@ impl Agent {
             });
         };
         let spool = Arc::new(Mutex::new(spool));
+        let window = Arc::new(window);
 
         let (client, eventloop) = intake::mqtt_connection(&config);
         let (tx, rx) = mpsc::channel(config.mqtt.channel_capacity);
@@ -296,13 +299,14 @@ impl Agent {
             metrics: metrics.clone(),
             reconnect_delay: config.mqtt.reconnect_delay,
             gate: Arc::clone(&gate),
+            window: Arc::clone(&window),
         };
         let writer = Writer {
             core: WriterCore::new(
                 Arc::clone(&spool),
                 Arc::clone(&config),
                 quarantine,
-                recent,
+                (recent, window),
                 metrics.clone(),
                 Arc::clone(&gate),
             ),
@@ -413,6 +417,7 @@ struct OpenedSpool {
     spool: Spool,
     recovery: RecoveryReport,
     recent: RecentMessages,
+    window: DupWindow,
 }
 
 /// Opens (and recovers) the spool on `fs`, rebuilds the redelivery filter and publishes the
@@ -430,15 +435,15 @@ async fn open_spool(
     let sent = sent.to_vec();
     let opened = tokio::task::spawn_blocking(move || {
         let (spool, recovery) = Spool::open_with(fs, &open_dir, spool_cfg)?;
-        let recent = RecentMessages::rebuild(&spool, &sent)?;
-        Ok::<_, SpoolError>((spool, recovery, recent))
+        let filters = RecentMessages::rebuild(&spool, &sent)?;
+        Ok::<_, SpoolError>((spool, recovery, filters))
     })
     .await
     .map_err(|source| AgentError::Task {
         task: "spool open",
         source,
     })?;
-    let (spool, recovery, recent) = opened.map_err(|source| AgentError::SpoolOpen {
+    let (spool, recovery, (recent, window)) = opened.map_err(|source| AgentError::SpoolOpen {
         dir: dir.clone(),
         source,
     })?;
@@ -462,6 +467,7 @@ async fn open_spool(
         spool,
         recovery,
         recent,
+        window,
     })
 }
 

@@ -1,6 +1,8 @@
 //! Building the edge → cloud [`Batch`]: spool records in, columnar protobuf + zstd out.
 //!
-//! Records are grouped into one [`Series`] per (asset, sensor), in order of first appearance;
+//! Records are grouped into one [`Series`] per (asset, sensor, stamp source), in order of first
+//! appearance (device-stamped and receive-stamped readings of one stream, or readings held back by
+//! the agent, go to separate series, since `receive_stamped` and `held_back` are per series);
 //! inside a series, readings keep the records' order (which is receive order). A batch is a pure
 //! function of its spool epoch, seq, lane and records, so a batch re-sent after a restart carries
 //! the same readings (only `created_ms` differs).
@@ -16,7 +18,7 @@ use crate::envelope::{EnvelopeError, EnvelopeView};
 #[derive(Debug)]
 pub struct BatchBuilder<'a> {
     batch: Batch,
-    index: HashMap<(&'a str, &'a str), usize>,
+    index: HashMap<(&'a str, &'a str, bool, bool), usize>,
     n_readings: u64,
     n_corrupt_records: u64,
 }
@@ -81,12 +83,19 @@ impl<'a> BatchBuilder<'a> {
             let next_idx = self.batch.series.len();
             let series_idx = *self
                 .index
-                .entry((reading.asset, reading.sensor))
+                .entry((
+                    reading.asset,
+                    reading.sensor,
+                    reading.receive_stamped,
+                    reading.held_back,
+                ))
                 .or_insert(next_idx);
             if series_idx == next_idx {
                 self.batch.series.push(Series {
                     asset_id: reading.asset.to_string(),
                     sensor: reading.sensor.to_string(),
+                    receive_stamped: reading.receive_stamped,
+                    held_back: reading.held_back,
                     ..Default::default()
                 });
             }
@@ -149,6 +158,8 @@ mod tests {
                     ts_ms: *ts_ms,
                     value: *value,
                     clock_suspect: *clock_suspect,
+                    receive_stamped: sensor.ends_with("/rs"),
+                    held_back: sensor.ends_with("/held/rs"),
                 },
             )
             .collect();
@@ -198,6 +209,32 @@ mod tests {
                 ("p1", "temp", vec![(1000, 1.0), (2000, 2.0)], false),
                 ("p1", "rpm", vec![(1000, 10.0)], false),
                 ("p2", "temp", vec![(1500, 3.0)], true),
+            ]
+        );
+    }
+
+    #[test]
+    fn receive_stamped_and_held_back_readings_travel_in_their_own_flagged_series() {
+        let r1 = record(&[
+            ("p1", "t", 1000, 1.0, false),
+            ("p1", "t/rs", 1100, 2.0, false),
+        ]);
+        let r2 = record(&[("p1", "t/held/rs", 1200, 3.0, false)]);
+        let mut builder = BatchBuilder::new("gw", 1, 1, false, 5);
+        builder.add_record(&r1).unwrap();
+        builder.add_record(&r2).unwrap();
+        let batch = builder.finish();
+        let flags: Vec<_> = batch
+            .series
+            .iter()
+            .map(|s| (s.sensor.as_str(), s.receive_stamped, s.held_back))
+            .collect();
+        assert_eq!(
+            flags,
+            vec![
+                ("t", false, false),
+                ("t/rs", true, false),
+                ("t/held/rs", true, true)
             ]
         );
     }

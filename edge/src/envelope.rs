@@ -11,7 +11,8 @@
 //! n         u32     number of readings
 //! n times:
 //!   asset_len u16, asset (UTF-8), sensor_len u16, sensor (UTF-8),
-//!   ts_ms i64, value f64 (bits), flags u8 (bit 0: clock_suspect)
+//!   ts_ms i64, value f64 (bits),
+//!   flags u8 (bit 0: clock_suspect, bit 1: receive_stamped, bit 2: held_back; others 0)
 //! ```
 //!
 //! The spool's CRC protects the bytes; [`EnvelopeView::parse`] still checks every length, so a
@@ -63,6 +64,10 @@ pub struct RecordReading<'a> {
     pub value: f64,
     /// Clock-suspect flag.
     pub clock_suspect: bool,
+    /// Stamped by the edge at receive time (see [`ValidReading::receive_stamped`]).
+    pub receive_stamped: bool,
+    /// Received while the agent held messages back (see [`ValidReading::held_back`]).
+    pub held_back: bool,
 }
 
 /// A parsed record payload: its header and its readings.
@@ -104,7 +109,11 @@ pub fn encode(
         push_name(out, &reading.sensor);
         out.extend_from_slice(&reading.ts_ms.to_le_bytes());
         out.extend_from_slice(&reading.value.to_bits().to_le_bytes());
-        out.push(u8::from(reading.clock_suspect));
+        out.push(
+            u8::from(reading.clock_suspect)
+                | u8::from(reading.receive_stamped) << 1
+                | u8::from(reading.held_back) << 2,
+        );
     }
 }
 
@@ -168,7 +177,9 @@ impl<'a> EnvelopeView<'a> {
                 sensor,
                 ts_ms,
                 value,
-                clock_suspect: flags & 1 == 1,
+                clock_suspect: flags & 1 != 0,
+                receive_stamped: flags & 2 != 0,
+                held_back: flags & 4 != 0,
             });
         }
         if cursor.pos != payload.len() {
@@ -224,6 +235,8 @@ mod tests {
             ts_ms,
             value,
             clock_suspect,
+            receive_stamped: asset.ends_with("-rs"),
+            held_back: sensor.ends_with("-held"),
         }
     }
 
@@ -232,6 +245,7 @@ mod tests {
         let readings = vec![
             valid("pump-7", "temp", -5, 71.25, false),
             valid("pump-7", "vib", 9, -0.0, true),
+            valid("pump-8-rs", "vib-held", 9, 1.0, false),
         ];
         let mut bytes = Vec::new();
         encode(42, 0xdead_beef, 1234, &readings, &mut bytes);
@@ -242,7 +256,7 @@ mod tests {
                 pkid: 42,
                 msg_hash: 0xdead_beef,
                 recv_ms: 1234,
-                n_readings: 2
+                n_readings: 3
             }
         );
         assert_eq!(
@@ -252,10 +266,14 @@ mod tests {
                 sensor: "temp",
                 ts_ms: -5,
                 value: 71.25,
-                clock_suspect: false
+                clock_suspect: false,
+                receive_stamped: false,
+                held_back: false,
             }
         );
         assert!(view.readings[1].clock_suspect);
+        let flags = &view.readings[2];
+        assert!(flags.receive_stamped && flags.held_back && !flags.clock_suspect);
         assert_eq!(parse_header(&bytes).unwrap(), view.header);
     }
 

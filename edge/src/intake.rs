@@ -28,9 +28,11 @@
 //!   the forwarder frees space). Meanwhile intake behaves as under backpressure: the broker
 //!   holds new messages. Any other spool error stops intake (nothing more is acknowledged).
 //! - Redeliveries: after a reconnect or restart the broker re-sends unacknowledged messages with
-//!   DUP set and the same packet id. The writer remembers (packet id, hash of topic + payload) of
-//!   the newest [`RECENT_MESSAGES`] spooled messages (rebuilt from the spool tail at startup) and
-//!   acknowledges such a redelivery without spooling it twice.
+//!   DUP set and the same packet id. The [`DupWindow`] (rebuilt from the redelivery ring and the
+//!   spool tail at startup) says when such a delivery certainly repeats a spooled message; only
+//!   then is it acknowledged without spooling it twice. Separately, the hashes of the newest
+//!   [`RECENT_MESSAGES`] spooled messages recognise timestamped readings that come again under a
+//!   new packet id.
 //!
 //! Shutdown: the mqtt task stops handing over messages (unacknowledged ones are redelivered by
 //! the broker next session), the writer drains the channel, fsyncs, acknowledges, then sends
@@ -50,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::EdgeConfig;
+use crate::dup_window::{DupWindow, PREVIOUS_PROCESS};
 use crate::envelope;
 use crate::metrics::{DropReason, MetricsHandle, WriteBlockReason};
 use crate::payload::{self, DecodeLimits, NameSource};
@@ -310,6 +313,8 @@ pub struct MqttTask {
     pub reconnect_delay: Duration,
     /// Ack progress shared with the writer and the forwarder.
     pub gate: Arc<AckGate>,
+    /// Which redeliveries repeat spooled messages (fed with PUBACKs, pings and sessions).
+    pub window: Arc<DupWindow>,
 }
 
 impl MqttTask {
@@ -324,6 +329,7 @@ impl MqttTask {
             metrics,
             reconnect_delay,
             gate,
+            window,
         } = self;
         let metrics = metrics.inner();
         let mut tx = Some(tx);
@@ -362,6 +368,10 @@ impl MqttTask {
                         session_present = connack.session_present,
                         "Connected to the MQTT broker."
                     );
+                    if !connack.session_present {
+                        // Nothing of an earlier session will be redelivered.
+                        window.on_session_lost();
+                    }
                     if !connack.session_present && connection > 1 {
                         // Acks of the old session were dropped with its connection (see
                         // `AckGate::on_connection_lost`); their messages are spooled. What the
@@ -389,7 +399,12 @@ impl MqttTask {
                     metrics.mqtt_connected.store(true, Ordering::Relaxed);
                 }
                 // PUBREC: the ack of a QoS 2 delivery (not expected: we subscribe at QoS 1).
-                Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => gate.on_flushed(),
+                Ok(Event::Outgoing(Outgoing::PubAck(pkid) | Outgoing::PubRec(pkid))) => {
+                    window.on_ack_written(pkid);
+                    gate.on_flushed();
+                }
+                Ok(Event::Outgoing(Outgoing::PingReq)) => window.on_ping_sent(),
+                Ok(Event::Incoming(Incoming::PingResp)) => window.on_ping_answered(),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     debug!("Sent DISCONNECT; all acknowledgements are flushed.");
                     break;
@@ -410,6 +425,7 @@ impl MqttTask {
                     // `poll` failed after `clean`ing the event loop; clean again under the link
                     // lock to drop acks the writer handed in between.
                     gate.on_connection_lost(|| eventloop.clean());
+                    window.on_connection_lost();
                     if stop_intake.is_cancelled() && tx.is_none() {
                         // Shutting down without a broker: unsent acks are redelivered next
                         // session (and recognised), so there is nothing left to wait for.
@@ -463,60 +479,56 @@ async fn hand_over(
     }
 }
 
-/// Remembers recently spooled messages to recognise broker redeliveries.
+/// Remembers the hashes (topic and payload) of the newest [`RECENT_MESSAGES`] spooled messages,
+/// whatever their packet id: timestamped readings that come again are the same readings.
 #[derive(Debug, Default)]
 pub struct RecentMessages {
-    set: HashSet<(u16, u64)>,
-    order: VecDeque<(u16, u64)>,
-    /// How many remembered messages have each hash (whatever their packet id).
+    order: VecDeque<u64>,
+    /// How many remembered messages have each hash.
     hashes: HashMap<u64, u32>,
 }
 
 impl RecentMessages {
     /// Remembers one spooled message.
-    pub fn insert(&mut self, pkid: u16, msg_hash: u64) {
-        if self.set.insert((pkid, msg_hash)) {
-            self.order.push_back((pkid, msg_hash));
-            *self.hashes.entry(msg_hash).or_default() += 1;
-            if self.order.len() > RECENT_MESSAGES {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                    if let Some(n) = self.hashes.get_mut(&old.1) {
-                        *n -= 1;
-                        if *n == 0 {
-                            self.hashes.remove(&old.1);
-                        }
+    pub fn insert(&mut self, msg_hash: u64) {
+        self.order.push_back(msg_hash);
+        *self.hashes.entry(msg_hash).or_default() += 1;
+        if self.order.len() > RECENT_MESSAGES {
+            if let Some(old) = self.order.pop_front() {
+                if let Some(n) = self.hashes.get_mut(&old) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.hashes.remove(&old);
                     }
                 }
             }
         }
     }
 
-    /// True when a message with this packet id and hash was spooled recently.
-    pub fn contains(&self, pkid: u16, msg_hash: u64) -> bool {
-        self.set.contains(&(pkid, msg_hash))
-    }
-
-    /// True when a message with this hash (same topic and payload) was spooled recently,
-    /// under any packet id.
+    /// True when a message with this hash (same topic and payload) was spooled recently.
     pub fn contains_hash(&self, msg_hash: u64) -> bool {
         self.hashes.contains_key(&msg_hash)
     }
 
-    /// Rebuilds the filter: first `sent` (messages of batches sent before, from the redelivery
-    /// ring), then the newest spool records (so they are the last to be forgotten).
-    pub fn rebuild(spool: &Spool, sent: &[(u16, u64)]) -> Result<Self, SpoolError> {
+    /// Rebuilds the filter and the redelivery window after a restart: first `sent` (messages of
+    /// batches sent before, from the redelivery ring), then the newest spool records (so they
+    /// are the last to be forgotten and the newest per packet id). Both count as the previous
+    /// process's ([`PREVIOUS_PROCESS`]).
+    pub fn rebuild(spool: &Spool, sent: &[(u16, u64)]) -> Result<(Self, DupWindow), SpoolError> {
         let mut recent = Self::default();
+        let window = DupWindow::default();
         for &(pkid, hash) in sent {
-            recent.insert(pkid, hash);
+            recent.insert(hash);
+            window.insert(pkid, hash, PREVIOUS_PROCESS);
         }
         let records = spool.tail(RECENT_MESSAGES / 2)?;
         for record in records {
             if let Ok(header) = envelope::parse_header(&record.payload) {
-                recent.insert(header.pkid, header.msg_hash);
+                recent.insert(header.msg_hash);
+                window.insert(header.pkid, header.msg_hash, PREVIOUS_PROCESS);
             }
         }
-        Ok(recent)
+        Ok((recent, window))
     }
 }
 
@@ -524,7 +536,7 @@ impl RecentMessages {
 #[derive(Debug)]
 enum Prepared {
     /// A redelivery of a spooled message: acknowledge only.
-    Duplicate,
+    Duplicate { msg_hash: u64 },
     /// Nothing to spool (all rejected): acknowledge.
     Rejected {
         n_received: u64,
@@ -536,7 +548,27 @@ enum Prepared {
         n_readings: u32,
         msg_hash: u64,
         rejected: RejectCounts,
+        stamps: StampCounts,
     },
+}
+
+/// How the readings of a record were stamped (counted once the record is spooled).
+#[derive(Debug, Clone, Copy, Default)]
+struct StampCounts {
+    /// Stamped by the edge at receive time.
+    receive_stamped: u64,
+    /// Received while the agent held messages back or caught up after a hold.
+    held_back: u64,
+}
+
+impl StampCounts {
+    fn of(readings: &[ValidReading]) -> Self {
+        readings.iter().fold(Self::default(), |mut counts, r| {
+            counts.receive_stamped += u64::from(r.receive_stamped);
+            counts.held_back += u64::from(r.held_back);
+            counts
+        })
+    }
 }
 
 /// The writer's synchronous core: decoding, validation and spool appends. Runs on a blocking
@@ -548,6 +580,7 @@ pub struct WriterCore {
     validator: Validator,
     quarantine: Option<Quarantine>,
     recent: RecentMessages,
+    window: Arc<DupWindow>,
     metrics: MetricsHandle,
     last_reject_log: HashMap<String, Instant>,
     valid: Vec<ValidReading>,
@@ -566,12 +599,12 @@ pub struct GroupOutcome {
 }
 
 impl WriterCore {
-    /// Builds the core; `recent` comes from [`RecentMessages::rebuild`].
+    /// Builds the core; `recent` and `window` come from [`RecentMessages::rebuild`].
     pub fn new(
         spool: Arc<Mutex<Spool>>,
         config: Arc<EdgeConfig>,
         quarantine: Option<Quarantine>,
-        recent: RecentMessages,
+        (recent, window): (RecentMessages, Arc<DupWindow>),
         metrics: MetricsHandle,
         gate: Arc<AckGate>,
     ) -> Self {
@@ -586,6 +619,7 @@ impl WriterCore {
             config,
             quarantine,
             recent,
+            window,
             metrics,
             last_reject_log: HashMap::new(),
             valid: Vec::new(),
@@ -593,11 +627,17 @@ impl WriterCore {
         }
     }
 
-    fn prepare(&mut self, received: &Received) -> Prepared {
+    /// Decides what to do with one message. `in_group`: hashes of the records prepared earlier in
+    /// the same group (not yet in `recent`, which learns them only once they are durable).
+    fn prepare(&mut self, received: &Received, in_group: &HashSet<u64>) -> Prepared {
         let publish = &received.publish;
         let msg_hash = envelope::message_hash(&publish.topic, &publish.payload);
-        if publish.dup && self.recent.contains(publish.pkid, msg_hash) {
-            return Prepared::Duplicate;
+        if publish.dup
+            && self
+                .window
+                .is_redelivery(publish.pkid, msg_hash, received.connection)
+        {
+            return Prepared::Duplicate { msg_hash };
         }
         let Some(sub) = self.config.subscriptions.iter().find_map(|sub| {
             sub.pattern
@@ -623,9 +663,9 @@ impl WriterCore {
         // Without timestamps each copy is a new reading (stamped at receive time).
         if !decoded.readings.is_empty()
             && decoded.readings.iter().all(|r| r.ts_ms.is_some())
-            && self.recent.contains_hash(msg_hash)
+            && (self.recent.contains_hash(msg_hash) || in_group.contains(&msg_hash))
         {
-            return Prepared::Duplicate;
+            return Prepared::Duplicate { msg_hash };
         }
         let mut rejected = decoded.rejected;
         let n_received = decoded.readings.len() as u64 + rejected.total();
@@ -655,6 +695,7 @@ impl WriterCore {
             n_readings: self.valid.len() as u32,
             msg_hash,
             rejected,
+            stamps: StampCounts::of(&self.valid),
         }
     }
 
@@ -690,7 +731,7 @@ impl WriterCore {
     /// Processes messages from the front of `group` until it is empty or the spool is full,
     /// then fsyncs once. Consumed messages are removed from `group` and listed for acking.
     ///
-    /// Side effects (counters, the redelivery filter, the quarantine) happen only once the
+    /// Side effects (counters, the redelivery filters, the quarantine) happen only once the
     /// commit is durable: when the filesystem is full the spool rolls back to its last sync
     /// (see [`SpoolError::is_no_space`]) and `group` is left as it was, to be retried whole.
     ///
@@ -700,17 +741,36 @@ impl WriterCore {
         &mut self,
         group: &mut VecDeque<(Received, Option<Prepared>)>,
     ) -> Result<GroupOutcome, SpoolError> {
+        let res = self.commit_group_inner(group);
+        if matches!(&res, Err(err) if err.is_no_space()) {
+            // The broker keeps these messages unacknowledged until space returns: the agent
+            // holds them back, so their age is judged from now on (see `validate`).
+            self.validator.hold_started(crate::clock::now_ms());
+        }
+        res
+    }
+
+    fn commit_group_inner(
+        &mut self,
+        group: &mut VecDeque<(Received, Option<Prepared>)>,
+    ) -> Result<GroupOutcome, SpoolError> {
         let mut outcome = GroupOutcome::default();
+        // A copy of a message earlier in this group is a duplicate too (the first copy reaches
+        // `recent` only once it is durable).
+        let mut in_group = HashSet::new();
         for (received, prepared) in group.iter_mut() {
             if prepared.is_none() {
-                *prepared = Some(self.prepare(received));
+                *prepared = Some(self.prepare(received, &in_group));
+            }
+            if let Some(Prepared::Record { msg_hash, .. }) = prepared {
+                in_group.insert(*msg_hash);
             }
         }
         let spool = Arc::clone(&self.spool);
         let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
         let metrics = self.metrics.clone();
         let metrics = metrics.inner();
-        // Append phase: how many messages from the front are settled by this commit.
+        // Append phase: how many messages from the front this commit settles.
         let mut n_settled = 0;
         for (_, prepared) in group.iter_mut() {
             let Some(Prepared::Record {
@@ -741,6 +801,9 @@ impl WriterCore {
                     n_settled += 1;
                 }
                 Err(err) if err.is_full() => {
+                    // The broker keeps what follows unacknowledged: the agent holds it back,
+                    // so its age is judged from now on (see `validate`).
+                    self.validator.hold_started(crate::clock::now_ms());
                     outcome.full = true;
                     break;
                 }
@@ -760,17 +823,25 @@ impl WriterCore {
             .iter()
             .take(n_settled)
             .filter(|(_, prepared)| matches!(prepared, Some(Prepared::Record { .. })))
-            .count() as u64;
+            .count();
         if n_records > 0 {
             spool.sync()?;
             metrics.commits.fetch_add(1, Ordering::Relaxed);
+            // Taking messages again: a hold (if any) ends, its catch-up begins.
+            self.validator.hold_ended(crate::clock::now_ms());
         }
         // Durable: settle the messages.
         let mut n_spooled_readings = 0u64;
         for (received, prepared) in group.drain(..n_settled) {
             match prepared.expect("prepared above") {
-                Prepared::Duplicate => {
+                Prepared::Duplicate { msg_hash } => {
                     metrics.messages_duplicate.fetch_add(1, Ordering::Relaxed);
+                    // Acknowledged on this connection: if that ack is lost too, the next
+                    // redelivery (on a later connection) must still be recognised.
+                    if received.publish.qos != QoS::AtMostOnce {
+                        self.window
+                            .insert(received.publish.pkid, msg_hash, received.connection);
+                    }
                 }
                 Prepared::Rejected {
                     n_received,
@@ -785,11 +856,22 @@ impl WriterCore {
                     n_readings,
                     msg_hash,
                     rejected,
+                    stamps,
                     ..
                 } => {
+                    metrics
+                        .readings_receive_stamped
+                        .fetch_add(stamps.receive_stamped, Ordering::Relaxed);
+                    metrics
+                        .readings_held_back
+                        .fetch_add(stamps.held_back, Ordering::Relaxed);
                     // QoS 0 messages too (packet id 0, never matched as a DUP redelivery):
                     // a later copy of the same timestamped readings is still a duplicate.
-                    self.recent.insert(received.publish.pkid, msg_hash);
+                    self.recent.insert(msg_hash);
+                    if received.publish.qos != QoS::AtMostOnce {
+                        self.window
+                            .insert(received.publish.pkid, msg_hash, received.connection);
+                    }
                     n_spooled_readings += u64::from(n_readings);
                     outcome.n_committed += 1;
                     metrics
@@ -1157,15 +1239,22 @@ mod tests {
     #[test]
     fn recent_messages_remember_the_newest_and_forget_the_oldest() {
         let mut recent = RecentMessages::default();
-        for pkid in 0..(RECENT_MESSAGES as u16 + 10) {
-            recent.insert(pkid, u64::from(pkid) * 7);
+        for i in 0..(RECENT_MESSAGES as u64 + 10) {
+            recent.insert(i * 7);
         }
-        assert!(!recent.contains(0, 0), "the oldest entries were evicted");
-        assert!(!recent.contains(9, 63));
-        assert!(recent.contains(10, 70));
-        let newest = RECENT_MESSAGES as u16 + 9;
-        assert!(recent.contains(newest, u64::from(newest) * 7));
-        assert!(!recent.contains(newest, 1), "same packet id, other content");
+        assert!(!recent.contains_hash(0), "the oldest entries were evicted");
+        assert!(!recent.contains_hash(9 * 7));
+        assert!(recent.contains_hash(10 * 7));
+        assert!(recent.contains_hash((RECENT_MESSAGES as u64 + 9) * 7));
+        assert!(!recent.contains_hash(1));
+        // A hash held twice is remembered until its newest copy is evicted.
+        recent.insert(10 * 7);
+        for i in 0..(RECENT_MESSAGES as u64 - 1) {
+            recent.insert(1_000_000 + i);
+        }
+        assert!(recent.contains_hash(10 * 7));
+        recent.insert(2_000_000);
+        assert!(!recent.contains_hash(10 * 7));
     }
 
     #[test]
@@ -1178,6 +1267,8 @@ mod tests {
             ts_ms: 1,
             value: 1.0,
             clock_suspect: false,
+            receive_stamped: false,
+            held_back: false,
         };
         let mut record = Vec::new();
         for pkid in 1..=3u16 {
@@ -1193,8 +1284,11 @@ mod tests {
         spool.sync().unwrap();
         drop(spool);
         let (spool, _) = Spool::open(dir.path(), crate::spool::SpoolConfig::default()).unwrap();
-        let recent = RecentMessages::rebuild(&spool, &[]).unwrap();
-        assert!(recent.contains(1, 101) && recent.contains(3, 103));
-        assert!(!recent.contains(4, 104));
+        let (recent, window) = RecentMessages::rebuild(&spool, &[(1, 55), (4, 66)]).unwrap();
+        assert!(recent.contains_hash(101) && recent.contains_hash(103));
+        assert!(recent.contains_hash(55) && !recent.contains_hash(104));
+        // The spool tail is newer than the ring: packet id 1 now means the spooled message.
+        assert!(window.is_redelivery(1, 101, 1) && !window.is_redelivery(1, 55, 1));
+        assert!(window.is_redelivery(4, 66, 1));
     }
 }

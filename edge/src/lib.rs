@@ -9,7 +9,8 @@
 //! - [`topic`], [`payload`], [`validate`], [`reject`]: from an MQTT message to validated
 //!   readings, with rejections counted by reason; [`quarantine`] keeps rejected payloads.
 //! - [`envelope`]: the agent's record layout inside the [`spool`] (which owns durability);
-//!   [`redelivery`] remembers sent messages so broker redeliveries are recognised.
+//!   [`redelivery`] remembers sent messages so broker redeliveries are recognised, and
+//!   [`dup_window`] decides which `DUP` deliveries certainly repeat a spooled message.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
 //! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
 //! - [`metrics`], [`http`], [`spool_watch`]: counters, `/metrics`, `/healthz`, the free-space and
@@ -37,6 +38,7 @@ pub mod agent;
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod dup_window;
 pub mod envelope;
 pub mod forwarder;
 pub mod http;

@@ -53,6 +53,8 @@ pub struct EdgeMetrics {
     pub(crate) readings_received: AtomicU64,
     pub(crate) readings_spooled: AtomicU64,
     pub(crate) readings_forwarded: AtomicU64,
+    pub(crate) readings_receive_stamped: AtomicU64,
+    pub(crate) readings_held_back: AtomicU64,
     pub(crate) rejected: [AtomicU64; RejectReason::ALL.len()],
     pub(crate) dropped: [AtomicU64; DropReason::ALL.len()],
     pub(crate) records_dropped: AtomicU64,
@@ -132,6 +134,10 @@ pub struct MetricsSnapshot {
     pub readings_spooled: u64,
     /// Readings acknowledged by the cloud.
     pub readings_forwarded: u64,
+    /// Spooled readings the edge stamped at receive time (the device sent no timestamp).
+    pub readings_receive_stamped: u64,
+    /// Spooled readings received while the agent held messages back or caught up after a hold.
+    pub readings_held_back: u64,
     /// Rejected readings by reason.
     pub rejected: RejectCounts,
     /// Dropped readings by reason (`DropReason::ALL` order).
@@ -253,6 +259,8 @@ impl MetricsHandle {
             readings_received: load(&m.readings_received),
             readings_spooled: load(&m.readings_spooled),
             readings_forwarded: load(&m.readings_forwarded),
+            readings_receive_stamped: load(&m.readings_receive_stamped),
+            readings_held_back: load(&m.readings_held_back),
             rejected,
             dropped: std::array::from_fn(|idx| load(&m.dropped[idx])),
             records_dropped: load(&m.records_dropped),
@@ -333,6 +341,17 @@ impl MetricsHandle {
             "fieldpulse_edge_readings_forwarded_total",
             "Readings acknowledged by the cloud.",
             s.readings_forwarded,
+        );
+        counter(
+            "fieldpulse_edge_readings_receive_stamped_total",
+            "Spooled readings stamped at receive time (the device sent no timestamp).",
+            s.readings_receive_stamped,
+        );
+        counter(
+            "fieldpulse_edge_readings_held_back_total",
+            "Spooled readings that arrived while the agent held messages back at the broker \
+             (spool full under backpressure) or caught up after such a hold.",
+            s.readings_held_back,
         );
         counter(
             "fieldpulse_edge_spool_commits_total",

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod proxy;
 pub mod publisher;
 pub mod receiver;
+pub mod script_broker;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -26,6 +26,10 @@ pub struct Got {
     pub value: f64,
     pub seq: u64,
     pub historical: bool,
+    /// The series' `receive_stamped` flag.
+    pub receive_stamped: bool,
+    /// The series' `held_back` flag.
+    pub held_back: bool,
 }
 
 #[derive(Default)]
@@ -221,6 +225,8 @@ async fn handle(
                     value,
                     seq: batch.seq,
                     historical: batch.historical,
+                    receive_stamped: series.receive_stamped,
+                    held_back: series.held_back,
                 });
             }
         }
