@@ -41,15 +41,10 @@ impl FullDisk {
     fn refuse(&self) -> io::Result<()> {
         if self.full.load(Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(io::Error::from_raw_os_error(libc_enospc()));
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         Ok(())
     }
-}
-
-/// `ENOSPC` on Linux (and every Unix the edge runs on).
-fn libc_enospc() -> i32 {
-    28
 }
 
 #[derive(Debug)]
