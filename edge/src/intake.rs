@@ -549,6 +549,8 @@ enum Prepared {
         msg_hash: u64,
         rejected: RejectCounts,
         stamps: StampCounts,
+        /// Every reading carries a device timestamp: a later copy is the same readings.
+        all_stamped: bool,
     },
 }
 
@@ -661,10 +663,9 @@ impl WriterCore {
         // redelivery under a new packet id without the DUP flag (a broker that re-reads
         // its log when a session resumes, as rumqttd does) or a device re-publishing.
         // Without timestamps each copy is a new reading (stamped at receive time).
-        if !decoded.readings.is_empty()
-            && decoded.readings.iter().all(|r| r.ts_ms.is_some())
-            && (self.recent.contains_hash(msg_hash) || in_group.contains(&msg_hash))
-        {
+        let all_stamped =
+            !decoded.readings.is_empty() && decoded.readings.iter().all(|r| r.ts_ms.is_some());
+        if all_stamped && (self.recent.contains_hash(msg_hash) || in_group.contains(&msg_hash)) {
             return Prepared::Duplicate { msg_hash };
         }
         let mut rejected = decoded.rejected;
@@ -696,6 +697,7 @@ impl WriterCore {
             msg_hash,
             rejected,
             stamps: StampCounts::of(&self.valid),
+            all_stamped,
         }
     }
 
@@ -762,7 +764,12 @@ impl WriterCore {
             if prepared.is_none() {
                 *prepared = Some(self.prepare(received, &in_group));
             }
-            if let Some(Prepared::Record { msg_hash, .. }) = prepared {
+            if let Some(Prepared::Record {
+                msg_hash,
+                all_stamped: true,
+                ..
+            }) = prepared
+            {
                 in_group.insert(*msg_hash);
             }
         }

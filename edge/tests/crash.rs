@@ -1,56 +1,16 @@
 //! Crash safety of the real binary: kill -9 at arbitrary moments, restart, lose nothing.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::tempdir;
 
 use crate::support::broker::Broker;
+use crate::support::process::{spawn_edge, terminate, wait_serving};
 use crate::support::publisher::Publisher;
 use crate::support::receiver::Receiver;
 use crate::support::{wait_until, EdgeOptions};
-
-fn spawn_edge(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("open edge log");
-    Command::new(env!("CARGO_BIN_EXE_fieldpulse-edge"))
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .env("FIELDPULSE_EDGE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn fieldpulse-edge")
-}
-
-/// Sends SIGTERM and waits for the exit status (bounded).
-async fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait edge") {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "edge did not exit within 20 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_100k_run_loses_no_acknowledged_reading_and_duplicates_only_whole_batches()
@@ -133,16 +93,7 @@ async fn kill_9_during_a_100k_run_loses_no_acknowledged_reading_and_duplicates_o
     )
     .await;
     // The last instance is up (serving /metrics) before it gets SIGTERM.
-    let metrics_url = format!("http://127.0.0.1:{http_port}/metrics");
-    let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while http.get(&metrics_url).send().await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "edge never served /metrics"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_serving(http_port).await;
     let status = terminate(edge).await;
     assert!(status.success(), "SIGTERM exits 0, got {status}");
     assert!(kills >= 5);

@@ -8,6 +8,7 @@ mod support;
 mod broker_restart;
 mod cli;
 mod crash;
+mod crash_mixed;
 mod disk_full;
 mod duplicates;
 mod long_outage;

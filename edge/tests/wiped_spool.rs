@@ -2,50 +2,17 @@
 //! real cloud ingest and its durable log: the new spool's seqs start at 1 again under the same
 //! gateway id, and none of its readings may be taken for a duplicate of the old spool's batches.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use fieldpulse_cloud::ingest::{GatewayToken, Ingest, IngestConfig};
-use fieldpulse_cloud::log::{BatchSource, IngestLog, LogConfig, LogConsumer};
 use fieldpulse_edge::Agent;
 use tempfile::tempdir;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::broker::Broker;
+use crate::support::cloud::{ReadingCounts, RealCloud};
 use crate::support::publisher::Publisher;
 use crate::support::{start_agent, wait_until, EdgeOptions, Running};
-
-/// (asset, sensor, ts_ms, value bits) -> times it is in the log.
-type ReadingCounts = BTreeMap<(String, String, i64, u64), u32>;
-
-/// Every reading committed to the ingest log, counted.
-fn log_readings(consumer: &mut LogConsumer) -> ReadingCounts {
-    let mut counts = ReadingCounts::new();
-    let mut from = 0;
-    while from < consumer.end_offset() {
-        let records = consumer
-            .read(from, 1000, Duration::from_millis(100))
-            .expect("read the ingest log");
-        for record in &records {
-            for series in &record.batch.series {
-                for (ts_ms, value) in series.points() {
-                    *counts
-                        .entry((
-                            series.asset_id.clone(),
-                            series.sensor.clone(),
-                            ts_ms,
-                            value.to_bits(),
-                        ))
-                        .or_default() += 1;
-                }
-            }
-            from = record.offset + 1;
-        }
-    }
-    counts
-}
 
 /// Runs the agent on `dir`'s spool, publishes readings `range` (one per message), waits until
 /// the agent has forwarded all of them, and stops it.
@@ -93,24 +60,9 @@ async fn a_wiped_spool_starts_a_new_epoch_and_the_cloud_keeps_every_reading_of_b
     let dir = tempdir().unwrap();
     let broker = Broker::start(dir.path(), false);
 
-    let (log, recovered) =
-        IngestLog::open(&dir.path().join("ingest-log"), LogConfig::default()).unwrap();
-    let mut consumer = log.consumer("test").unwrap();
-    let ingest = Ingest::new(
-        IngestConfig {
-            tokens: vec![GatewayToken::from_plaintext("gw-test", "test-token")],
-            ..IngestConfig::default()
-        },
-        log,
-        &recovered,
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let stop_cloud = CancellationToken::new();
-    let server = tokio::spawn(Arc::clone(&ingest).serve(listener, stop_cloud.clone()));
+    let mut cloud = RealCloud::start(dir.path()).await;
 
-    let mut options = EdgeOptions::new(broker.port(), &url);
+    let mut options = EdgeOptions::new(broker.port(), &cloud.url);
     // Small batches: each run sends several, so the second run's seqs overlap the first's.
     options.batch_max_records = 20;
     broker
@@ -123,7 +75,7 @@ async fn a_wiped_spool_starts_a_new_epoch_and_the_cloud_keeps_every_reading_of_b
     let mut expected = ReadingCounts::new();
 
     run_agent(dir.path(), &options, &broker, 0..N, base_ts, &mut expected).await;
-    assert_eq!(ingest.stats().readings_ingested, N as u64);
+    assert_eq!(cloud.ingest.stats().readings_ingested, N as u64);
 
     // The gateway is re-imaged: its spool is gone, the gateway id stays.
     std::fs::remove_dir_all(dir.path().join("spool")).unwrap();
@@ -137,10 +89,10 @@ async fn a_wiped_spool_starts_a_new_epoch_and_the_cloud_keeps_every_reading_of_b
     )
     .await;
 
-    let got = log_readings(&mut consumer);
+    let got = cloud.readings();
     let missing = expected.keys().filter(|k| !got.contains_key(*k)).count();
     let twice = got.values().filter(|&&n| n > 1).count();
-    let stats = ingest.stats();
+    let stats = cloud.ingest.stats();
     assert_eq!(
         (missing, twice),
         (0, 0),
@@ -151,8 +103,7 @@ async fn a_wiped_spool_starts_a_new_epoch_and_the_cloud_keeps_every_reading_of_b
         stats.duplicate_batches
     );
     assert_eq!(got.len(), N + M);
-    stop_cloud.cancel();
-    server.await.unwrap().unwrap();
+    cloud.stop().await;
 }
 
 /// An agent forwarding to the mock receiver, for the ack checks.

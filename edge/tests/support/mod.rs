@@ -3,6 +3,8 @@
 //! broker acknowledged, and helpers to build edge configs.
 
 pub mod broker;
+pub mod cloud;
+pub mod process;
 pub mod proxy;
 pub mod publisher;
 pub mod receiver;
