@@ -15,11 +15,24 @@
 //! 3. the live lane forwards what is left; the backfill lane stops (the backlog stays on disk);
 //! 4. at the deadline anything still running is stopped: a batch in flight stays pending and is
 //!    re-sent with the same seq next start.
+//!
+//! A full filesystem (`ENOSPC`/`EDQUOT`, not the spool's own cap) never stops the agent (under
+//! systemd that would restart it forever with nothing freeing space):
+//! - at start, when the spool cannot be opened for lack of space, [`Agent::start`] succeeds
+//!   anyway and [`Agent::run`] serves `/metrics` and `/healthz`, stays away from the broker (which
+//!   keeps the session's messages) and retries opening with backoff (1 s to 30 s);
+//! - while running, the writer degrades (see [`crate::intake`]): no PUBACK, forwarding goes on.
+//!
+//! Other spool write errors still stop the agent (phase 1: writer error → hard stop): after an
+//! `EIO` memory and disk may disagree, and only reopening (recovery) makes them agree again. A
+//! ledger write (cut or ack) refused for lack of space stops the forwarder and so the agent too;
+//! the restart then starts degraded.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
@@ -33,11 +46,11 @@ use crate::config::EdgeConfig;
 use crate::dup_window::DupWindow;
 use crate::forwarder::{Forwarder, ForwarderError, ForwarderLinks};
 use crate::intake::{self, AckGate, IntakeError, MqttTask, RecentMessages, Writer, WriterCore};
-use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot};
+use crate::metrics::{DropReason, MetricsHandle, MetricsSnapshot, WriteBlockReason};
 use crate::quarantine::{Quarantine, QuarantineError};
 use crate::redelivery::RedeliveryRing;
 use crate::reload::LiveSettings;
-use crate::spool::{RecoveryReport, Spool, SpoolError};
+use crate::spool::{FileLayer, RecoveryReport, Spool, SpoolError, StdFileLayer};
 
 /// Why the agent could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -94,10 +107,11 @@ pub struct RunSummary {
 /// A started agent: spool open, endpoint bound, ready to [`Agent::run`].
 pub struct Agent {
     config: Arc<EdgeConfig>,
-    spool: Arc<Mutex<Spool>>,
-    recovery: RecoveryReport,
-    recent: RecentMessages,
-    window: Arc<DupWindow>,
+    /// `None` when the filesystem was full at start: `run` opens the spool when space returns.
+    opened: Option<OpenedSpool>,
+    fs: Arc<dyn FileLayer>,
+    /// Messages of batches sent before (from the redelivery ring), for the redelivery filter.
+    sent: Vec<(u16, u64)>,
     live: Arc<LiveSettings>,
     ring: Option<RedeliveryRing>,
     quarantine: Option<Quarantine>,
@@ -107,15 +121,24 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Opens (and recovers) the spool, opens the quarantine file and binds `/metrics`.
+    /// Opens (and recovers) the spool, opens the quarantine file and binds `/metrics`. When the
+    /// spool's filesystem is full the agent starts degraded instead (see the module docs).
     ///
     /// # Errors
     /// [`AgentError`] naming the directory, file or address that failed.
     pub async fn start(config: EdgeConfig) -> Result<Self, AgentError> {
+        Self::start_on(config, Arc::new(StdFileLayer)).await
+    }
+
+    /// [`Agent::start`] with the spool on the file layer `fs`: for tests that inject file-system
+    /// faults (a full disk); the product always runs on [`StdFileLayer`].
+    ///
+    /// # Errors
+    /// As [`Agent::start`].
+    #[doc(hidden)]
+    pub async fn start_on(config: EdgeConfig, fs: Arc<dyn FileLayer>) -> Result<Self, AgentError> {
         let config = Arc::new(config);
         let dir = config.spool.dir.clone();
-        let spool_cfg = config.spool.spool;
-        let open_dir = dir.clone();
         let ring_path = PathBuf::from(format!("{}.redelivery", dir.display()));
         if let Some(parent) = ring_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             // The spool creates its own directory; the ring lives beside it.
@@ -128,38 +151,21 @@ impl Agent {
                 (None, Vec::new())
             }
         };
-        let opened = tokio::task::spawn_blocking(move || {
-            let (spool, recovery) = Spool::open(&open_dir, spool_cfg)?;
-            let filters = RecentMessages::rebuild(&spool, &sent)?;
-            Ok::<_, SpoolError>((spool, recovery, filters))
-        })
-        .await
-        .map_err(|source| AgentError::Task {
-            task: "spool open",
-            source,
-        })?;
-        let (spool, recovery, (recent, window)) =
-            opened.map_err(|source| AgentError::SpoolOpen {
-                dir: dir.clone(),
-                source,
-            })?;
-        if recovery.is_clean() {
-            info!(dir = %dir.display(), %recovery, "Spool opened.");
-        } else {
-            warn!(dir = %dir.display(), %recovery, "Spool opened after repairing damage.");
-        }
         let metrics = MetricsHandle::default();
-        if recovery.records_lost > 0 {
-            // The spool cannot know how many readings a lost record held: count records.
-            metrics
-                .inner()
-                .add_dropped(DropReason::SpoolCorrupt, recovery.records_lost);
-            metrics
-                .inner()
-                .records_dropped
-                .fetch_add(recovery.records_lost, Ordering::Relaxed);
-        }
-        intake::publish_spool_gauges(&spool, &metrics);
+        let opened = match open_spool(&config, &fs, &sent, &metrics).await {
+            Ok(opened) => Some(opened),
+            Err(AgentError::SpoolOpen { dir, source }) if source.is_no_space() => {
+                // Opening must write (a new segment, a ledger snapshot). Exiting would crash-loop
+                // under systemd with nothing freeing space: start degraded and retry in `run`.
+                error!(dir = %dir.display(), error = %source, "Spool filesystem full; starting degraded, refusing MQTT messages until the spool can be opened.");
+                let m = metrics.inner();
+                m.spool_write_errors.fetch_add(1, Ordering::Relaxed);
+                m.set_write_blocked(Some(WriteBlockReason::NoSpace));
+                None
+            }
+            Err(err) => return Err(err),
+        };
+        crate::spool_watch::refresh_free_bytes(&dir, &metrics);
 
         let quarantine = match &config.validation.quarantine_file {
             Some(path) => Some(Quarantine::open(
@@ -179,10 +185,9 @@ impl Agent {
         let live = LiveSettings::new(&config);
         Ok(Self {
             config,
-            spool: Arc::new(Mutex::new(spool)),
-            recovery,
-            recent,
-            window: Arc::new(window),
+            opened,
+            fs,
+            sent,
             live,
             ring,
             quarantine,
@@ -210,9 +215,10 @@ impl Agent {
         Arc::clone(&self.live)
     }
 
-    /// What opening the spool found.
-    pub fn recovery(&self) -> &RecoveryReport {
-        &self.recovery
+    /// What opening the spool found; `None` when the agent started degraded on a full
+    /// filesystem (the spool is opened in [`Agent::run`] once space returns).
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.opened.as_ref().map(|opened| &opened.recovery)
     }
 
     /// Runs until `shutdown` is cancelled (or a task fails), then shuts down in order.
@@ -222,10 +228,9 @@ impl Agent {
     pub async fn run(self, shutdown: CancellationToken) -> Result<RunSummary, AgentError> {
         let Agent {
             config,
-            spool,
-            recovery,
-            recent,
-            window,
+            opened,
+            fs,
+            sent,
             live,
             ring,
             quarantine,
@@ -238,6 +243,41 @@ impl Agent {
         let drain = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let http_stop = CancellationToken::new();
+        // Served first: `/healthz` must tell a degraded start (full filesystem) too.
+        let http_handle = http_listener.map(|listener| {
+            tracker.spawn(crate::http::serve(
+                listener,
+                metrics.clone(),
+                config.health.clone(),
+                started_ms,
+                http_stop.clone(),
+            ))
+        });
+        let opened = match opened {
+            Some(opened) => Some(opened),
+            None => wait_for_spool(&config, &fs, &sent, &metrics, &shutdown).await,
+        };
+        let Some(OpenedSpool {
+            spool,
+            recovery,
+            recent,
+            window,
+        }) = opened
+        else {
+            // Asked to stop before the spool could be opened: nothing was taken from the broker.
+            tracker.close();
+            http_stop.cancel();
+            stop_http(http_handle).await;
+            tracker.wait().await;
+            info!("Agent stopped (the spool was never opened).");
+            return Ok(RunSummary {
+                metrics: metrics.snapshot(),
+                recovery: RecoveryReport::default(),
+                finished_in_grace: true,
+            });
+        };
+        let spool = Arc::new(Mutex::new(spool));
+        let window = Arc::new(window);
 
         let (client, eventloop) = intake::mqtt_connection(&config);
         let (tx, rx) = mpsc::channel(config.mqtt.channel_capacity);
@@ -302,15 +342,11 @@ impl Agent {
         let mut writer_handle = Some(tracker.spawn(writer.run(hard_stop.clone())));
         let mut forwarder_handle =
             Some(tracker.spawn(forwarder.run(drain.clone(), hard_stop.clone())));
-        let http_handle = http_listener.map(|listener| {
-            tracker.spawn(crate::http::serve(
-                listener,
-                metrics.clone(),
-                config.health.clone(),
-                started_ms,
-                http_stop.clone(),
-            ))
-        });
+        let watch_handle = tracker.spawn(crate::spool_watch::run(
+            Arc::clone(&spool),
+            metrics.clone(),
+            http_stop.clone(),
+        ));
         tracker.close();
 
         let mut first_error: Option<AgentError> = None;
@@ -355,12 +391,9 @@ impl Agent {
         }
         hard_stop.cancel();
         http_stop.cancel();
-        if let Some(handle) = http_handle {
-            match handle.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => warn!(error = %err, "Metrics endpoint stopped with an error."),
-                Err(err) => warn!(error = %err, "Metrics endpoint task failed."),
-            }
+        stop_http(http_handle).await;
+        if let Err(err) = watch_handle.await {
+            warn!(error = %err, "Spool watch task failed.");
         }
         tracker.wait().await;
         {
@@ -384,6 +417,113 @@ impl Agent {
                 Err(err)
             }
             None => Ok(summary),
+        }
+    }
+}
+
+/// A spool opened and recovered, with the redelivery filter rebuilt from its tail.
+struct OpenedSpool {
+    spool: Spool,
+    recovery: RecoveryReport,
+    recent: RecentMessages,
+    window: DupWindow,
+}
+
+/// Opens (and recovers) the spool on `fs`, rebuilds the redelivery filter and publishes the
+/// spool gauges.
+async fn open_spool(
+    config: &EdgeConfig,
+    fs: &Arc<dyn FileLayer>,
+    sent: &[(u16, u64)],
+    metrics: &MetricsHandle,
+) -> Result<OpenedSpool, AgentError> {
+    let dir = config.spool.dir.clone();
+    let spool_cfg = config.spool.spool;
+    let open_dir = dir.clone();
+    let fs = Arc::clone(fs);
+    let sent = sent.to_vec();
+    let opened = tokio::task::spawn_blocking(move || {
+        let (spool, recovery) = Spool::open_with(fs, &open_dir, spool_cfg)?;
+        let filters = RecentMessages::rebuild(&spool, &sent)?;
+        Ok::<_, SpoolError>((spool, recovery, filters))
+    })
+    .await
+    .map_err(|source| AgentError::Task {
+        task: "spool open",
+        source,
+    })?;
+    let (spool, recovery, (recent, window)) = opened.map_err(|source| AgentError::SpoolOpen {
+        dir: dir.clone(),
+        source,
+    })?;
+    if recovery.is_clean() {
+        info!(dir = %dir.display(), %recovery, "Spool opened.");
+    } else {
+        warn!(dir = %dir.display(), %recovery, "Spool opened after repairing damage.");
+    }
+    if recovery.records_lost > 0 {
+        // The spool cannot know how many readings a lost record held: count records.
+        metrics
+            .inner()
+            .add_dropped(DropReason::SpoolCorrupt, recovery.records_lost);
+        metrics
+            .inner()
+            .records_dropped
+            .fetch_add(recovery.records_lost, Ordering::Relaxed);
+    }
+    intake::publish_spool_gauges(&spool, metrics);
+    Ok(OpenedSpool {
+        spool,
+        recovery,
+        recent,
+        window,
+    })
+}
+
+/// Retries opening the spool after a start on a full filesystem, with backoff (1 s doubling up
+/// to 30 s), until it opens or `shutdown` is cancelled (`None`). Nothing is taken from the
+/// broker meanwhile: the MQTT connection starts only once the spool is open. Errors other than
+/// a full filesystem are logged and retried too: the agent already runs, and only a human can
+/// fix them, which `/healthz` makes visible.
+async fn wait_for_spool(
+    config: &EdgeConfig,
+    fs: &Arc<dyn FileLayer>,
+    sent: &[(u16, u64)],
+    metrics: &MetricsHandle,
+    shutdown: &CancellationToken,
+) -> Option<OpenedSpool> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        crate::spool_watch::refresh_free_bytes(&config.spool.dir, metrics);
+        match open_spool(config, fs, sent, metrics).await {
+            Ok(opened) => {
+                metrics.inner().set_write_blocked(None);
+                info!("Spool filesystem has space again; spool opened.");
+                return Some(opened);
+            }
+            Err(err) => {
+                metrics
+                    .inner()
+                    .spool_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(error = %err, retry_in = ?delay, "Spool still cannot be opened.");
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn stop_http(handle: Option<JoinHandle<std::io::Result<()>>>) {
+    if let Some(handle) = handle {
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "Metrics endpoint stopped with an error."),
+            Err(err) => warn!(error = %err, "Metrics endpoint task failed."),
         }
     }
 }

@@ -336,6 +336,10 @@ pub struct RawHealthConfig {
     /// Unhealthy when the spool holds more than this fraction of `spool.max_bytes`.
     #[serde(default = "default_spool_high_watermark")]
     pub spool_high_watermark: f64,
+    /// Unhealthy when records wait in the spool and the cloud acknowledged nothing for this
+    /// long (`"0s"` disables the rule).
+    #[serde(default = "default_forward_stall_after", with = "humantime_serde")]
+    pub forward_stall_after: Duration,
 }
 
 /// `[shutdown]` as written.
@@ -476,6 +480,9 @@ pub struct HealthConfig {
     pub expect_data_within: Option<Duration>,
     /// Spool fill fraction that makes the agent unhealthy.
     pub spool_high_watermark: f64,
+    /// Forwarding counts as stalled when records waited this long and nothing was forwarded
+    /// for as long (`None`: rule disabled).
+    pub forward_stall_after: Option<Duration>,
 }
 
 impl Default for RawEdgeConfig {
@@ -574,6 +581,7 @@ impl Default for RawHealthConfig {
         Self {
             expect_data_within: default_expect_data_within(),
             spool_high_watermark: default_spool_high_watermark(),
+            forward_stall_after: default_forward_stall_after(),
         }
     }
 }
@@ -925,6 +933,8 @@ impl RawEdgeConfig {
                 expect_data_within: (!health.expect_data_within.is_zero())
                     .then_some(health.expect_data_within),
                 spool_high_watermark: health.spool_high_watermark,
+                forward_stall_after: (!health.forward_stall_after.is_zero())
+                    .then_some(health.forward_stall_after),
             },
             shutdown_grace: self.shutdown.grace,
         })
@@ -1119,6 +1129,10 @@ fn default_true() -> bool {
 fn default_expect_data_within() -> Duration {
     Duration::from_secs(300)
 }
+fn default_forward_stall_after() -> Duration {
+    Duration::from_secs(120)
+}
+
 fn default_spool_high_watermark() -> f64 {
     0.9
 }

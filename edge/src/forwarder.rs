@@ -697,6 +697,9 @@ async fn send_cut(
     if outcome == Sent::Acked {
         metrics.batches_acked.fetch_add(1, Ordering::Relaxed);
         metrics
+            .last_forward_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+        metrics
             .readings_forwarded
             .fetch_add(encoded.n_readings, Ordering::Relaxed);
         metrics

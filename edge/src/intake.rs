@@ -22,6 +22,11 @@
 //! - Backpressure: when the spool is full (policy `backpressure`), the writer stops taking
 //!   messages; the channel fills, the mqtt task stops polling, and the broker holds further
 //!   messages (up to its `max_queued_messages`) because they are not acknowledged.
+//! - A full filesystem (`ENOSPC`, not the spool's cap): the spool rolls back to its last sync, so
+//!   nothing of the failed group is spooled or acknowledged; the writer keeps the group, flags
+//!   `fieldpulse_edge_spool_write_blocked` and retries it whole with backoff (woken early when
+//!   the forwarder frees space). Meanwhile intake behaves as under backpressure: the broker
+//!   holds new messages. Any other spool error stops intake (nothing more is acknowledged).
 //! - Redeliveries: after a reconnect or restart the broker re-sends unacknowledged messages with
 //!   DUP set and the same packet id. The [`DupWindow`] (rebuilt from the redelivery ring and the
 //!   spool tail at startup) says when such a delivery certainly repeats a spooled message; only
@@ -33,7 +38,7 @@
 //! the broker next session), the writer drains the channel, fsyncs, acknowledges, then sends
 //! DISCONNECT; the mqtt task keeps polling until the DISCONNECT went out, so every ack is flushed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -49,7 +54,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{EdgeConfig, Subscription};
 use crate::dup_window::{DupWindow, PREVIOUS_PROCESS};
 use crate::envelope;
-use crate::metrics::{DropReason, MetricsHandle};
+use crate::metrics::{DropReason, MetricsHandle, WriteBlockReason};
 use crate::payload::{self, DecodeLimits, NameSource};
 use crate::quarantine::Quarantine;
 use crate::reject::{RejectCounts, RejectReason};
@@ -663,7 +668,9 @@ impl WriterCore {
         }
     }
 
-    fn prepare(&mut self, received: &Received) -> Prepared {
+    /// Decides what to do with one message. `in_group`: hashes of the records prepared earlier in
+    /// the same group (not yet in `recent`, which learns them only once they are durable).
+    fn prepare(&mut self, received: &Received, in_group: &HashSet<u64>) -> Prepared {
         let publish = &received.publish;
         let msg_hash = envelope::message_hash(&publish.topic, &publish.payload);
         if publish.dup
@@ -698,7 +705,7 @@ impl WriterCore {
         // Without timestamps each copy is a new reading (stamped at receive time).
         let all_stamped =
             !decoded.readings.is_empty() && decoded.readings.iter().all(|r| r.ts_ms.is_some());
-        if all_stamped && self.recent.contains_hash(msg_hash) {
+        if all_stamped && (self.recent.contains_hash(msg_hash) || in_group.contains(&msg_hash)) {
             return Prepared::Duplicate { msg_hash };
         }
         let mut rejected = decoded.rejected;
@@ -766,41 +773,116 @@ impl WriterCore {
     /// Processes messages from the front of `group` until it is empty or the spool is full,
     /// then fsyncs once. Consumed messages are removed from `group` and listed for acking.
     ///
+    /// Side effects (counters, the redelivery filters, the quarantine) happen only once the
+    /// commit is durable: when the filesystem is full the spool rolls back to its last sync
+    /// (see [`SpoolError::is_no_space`]) and `group` is left as it was, to be retried whole.
+    ///
     /// # Errors
     /// The spool's IO error; nothing of this group may be acknowledged then.
     fn commit_group(
         &mut self,
         group: &mut VecDeque<(Received, Option<Prepared>)>,
     ) -> Result<GroupOutcome, SpoolError> {
+        let res = self.commit_group_inner(group);
+        if matches!(&res, Err(err) if err.is_no_space()) {
+            // The broker keeps these messages unacknowledged until space returns: the agent
+            // holds them back, so their age is judged from now on (see `validate`).
+            self.validator.hold_started(crate::clock::now_ms());
+        }
+        res
+    }
+
+    fn commit_group_inner(
+        &mut self,
+        group: &mut VecDeque<(Received, Option<Prepared>)>,
+    ) -> Result<GroupOutcome, SpoolError> {
         let mut outcome = GroupOutcome::default();
         // Topic mappings as reloaded last (SIGHUP), for this whole group.
         self.subscriptions = self.live.subscriptions();
+        // A copy of a message earlier in this group is a duplicate too (the first copy reaches
+        // `recent` only once it is durable).
+        let mut in_group = HashSet::new();
         for (received, prepared) in group.iter_mut() {
             if prepared.is_none() {
-                *prepared = Some(self.prepare(received));
+                *prepared = Some(self.prepare(received, &in_group));
+            }
+            if let Some(Prepared::Record {
+                msg_hash,
+                all_stamped: true,
+                ..
+            }) = prepared
+            {
+                in_group.insert(*msg_hash);
             }
         }
         let spool = Arc::clone(&self.spool);
         let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
         let metrics = self.metrics.clone();
         let metrics = metrics.inner();
+        // Append phase: how many messages from the front this commit settles.
+        let mut n_settled = 0;
+        for (_, prepared) in group.iter_mut() {
+            let Some(Prepared::Record {
+                bytes,
+                n_readings,
+                rejected,
+                ..
+            }) = prepared.as_ref()
+            else {
+                n_settled += 1;
+                continue;
+            };
+            match spool.append(bytes, *n_readings) {
+                Ok(appended) => {
+                    if !appended.dropped.is_empty() {
+                        // Evictions are done (and durable) whatever happens to this group.
+                        metrics.evictions.fetch_add(1, Ordering::Relaxed);
+                        metrics.add_dropped(DropReason::SpoolFull, appended.dropped.readings);
+                        metrics
+                            .records_dropped
+                            .fetch_add(appended.dropped.records, Ordering::Relaxed);
+                        warn!(
+                            records = appended.dropped.records,
+                            readings = appended.dropped.readings,
+                            "Spool full: dropped the oldest records (policy drop_oldest)."
+                        );
+                    }
+                    n_settled += 1;
+                }
+                Err(err) if err.is_full() => {
+                    // The broker keeps what follows unacknowledged: the agent holds it back,
+                    // so its age is judged from now on (see `validate`).
+                    self.validator.hold_started(crate::clock::now_ms());
+                    outcome.full = true;
+                    break;
+                }
+                Err(SpoolError::RecordTooLarge { .. }) => {
+                    let mut rejected = *rejected;
+                    rejected.add(RejectReason::TooLarge, u64::from(*n_readings));
+                    *prepared = Some(Prepared::Rejected {
+                        n_received: rejected.total(),
+                        rejected,
+                    });
+                    n_settled += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let n_records = group
+            .iter()
+            .take(n_settled)
+            .filter(|(_, prepared)| matches!(prepared, Some(Prepared::Record { .. })))
+            .count();
+        if n_records > 0 {
+            spool.sync()?;
+            metrics.commits.fetch_add(1, Ordering::Relaxed);
+            // Taking messages again: a hold (if any) ends, its catch-up begins.
+            self.validator.hold_ended(crate::clock::now_ms());
+        }
+        // Durable: settle the messages.
         let mut n_spooled_readings = 0u64;
-        while let Some((received, prepared)) = group.pop_front() {
-            let prepared = match prepared {
-                Some(prepared) => prepared,
-                None => self.prepare(&received),
-            };
-            // Messages are prepared a group at a time: a copy of a timestamped message spooled
-            // earlier in this group is recognised only now.
-            let prepared = match prepared {
-                Prepared::Record {
-                    msg_hash,
-                    all_stamped: true,
-                    ..
-                } if self.recent.contains_hash(msg_hash) => Prepared::Duplicate { msg_hash },
-                other => other,
-            };
-            match prepared {
+        for (received, prepared) in group.drain(..n_settled) {
+            match prepared.expect("prepared above") {
                 Prepared::Duplicate { msg_hash } => {
                     metrics.messages_duplicate.fetch_add(1, Ordering::Relaxed);
                     // Acknowledged on this connection: if that ack is lost too, the next
@@ -820,77 +902,32 @@ impl WriterCore {
                     self.note_rejected(&received, &rejected);
                 }
                 Prepared::Record {
-                    bytes,
                     n_readings,
                     msg_hash,
                     rejected,
                     stamps,
-                    all_stamped,
-                } => match spool.append(&bytes, n_readings) {
-                    Ok(appended) => {
-                        // Taking messages again: a hold (if any) ends, its catch-up begins.
-                        self.validator.hold_ended(crate::clock::now_ms());
-                        metrics
-                            .readings_receive_stamped
-                            .fetch_add(stamps.receive_stamped, Ordering::Relaxed);
-                        metrics
-                            .readings_held_back
-                            .fetch_add(stamps.held_back, Ordering::Relaxed);
-                        if !appended.dropped.is_empty() {
-                            metrics.evictions.fetch_add(1, Ordering::Relaxed);
-                            metrics.add_dropped(DropReason::SpoolFull, appended.dropped.readings);
-                            metrics
-                                .records_dropped
-                                .fetch_add(appended.dropped.records, Ordering::Relaxed);
-                            warn!(
-                                records = appended.dropped.records,
-                                readings = appended.dropped.readings,
-                                "Spool full: dropped the oldest records (policy drop_oldest)."
-                            );
-                        }
-                        // QoS 0 messages too (packet id 0, never matched as a DUP redelivery):
-                        // a later copy of the same timestamped readings is still a duplicate.
-                        self.recent.insert(msg_hash);
-                        if received.publish.qos != QoS::AtMostOnce {
-                            self.window.insert(
-                                received.publish.pkid,
-                                msg_hash,
-                                received.connection,
-                            );
-                        }
-                        n_spooled_readings += u64::from(n_readings);
-                        outcome.n_committed += 1;
-                        metrics
-                            .readings_received
-                            .fetch_add(u64::from(n_readings) + rejected.total(), Ordering::Relaxed);
-                        self.note_rejected(&received, &rejected);
+                    ..
+                } => {
+                    metrics
+                        .readings_receive_stamped
+                        .fetch_add(stamps.receive_stamped, Ordering::Relaxed);
+                    metrics
+                        .readings_held_back
+                        .fetch_add(stamps.held_back, Ordering::Relaxed);
+                    // QoS 0 messages too (packet id 0, never matched as a DUP redelivery):
+                    // a later copy of the same timestamped readings is still a duplicate.
+                    self.recent.insert(msg_hash);
+                    if received.publish.qos != QoS::AtMostOnce {
+                        self.window
+                            .insert(received.publish.pkid, msg_hash, received.connection);
                     }
-                    Err(err) if err.is_full() => {
-                        // The broker keeps what follows unacknowledged: the agent holds it back,
-                        // so its age is judged from now on (see `validate`).
-                        self.validator.hold_started(crate::clock::now_ms());
-                        let prepared = Prepared::Record {
-                            bytes,
-                            n_readings,
-                            msg_hash,
-                            rejected,
-                            stamps,
-                            all_stamped,
-                        };
-                        group.push_front((received, Some(prepared)));
-                        outcome.full = true;
-                        break;
-                    }
-                    Err(SpoolError::RecordTooLarge { .. }) => {
-                        let mut rejected = rejected;
-                        rejected.add(RejectReason::TooLarge, u64::from(n_readings));
-                        metrics
-                            .readings_received
-                            .fetch_add(rejected.total(), Ordering::Relaxed);
-                        self.note_rejected(&received, &rejected);
-                    }
-                    Err(err) => return Err(err),
-                },
+                    n_spooled_readings += u64::from(n_readings);
+                    outcome.n_committed += 1;
+                    metrics
+                        .readings_received
+                        .fetch_add(u64::from(n_readings) + rejected.total(), Ordering::Relaxed);
+                    self.note_rejected(&received, &rejected);
+                }
             }
             metrics.messages_received.fetch_add(1, Ordering::Relaxed);
             // A QoS 0 delivery (a sensor publishing at QoS 0 is delivered at QoS 0 despite our
@@ -903,13 +940,9 @@ impl WriterCore {
                 });
             }
         }
-        if outcome.n_committed > 0 {
-            spool.sync()?;
-            metrics.commits.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .readings_spooled
-                .fetch_add(n_spooled_readings, Ordering::Relaxed);
-        }
+        metrics
+            .readings_spooled
+            .fetch_add(n_spooled_readings, Ordering::Relaxed);
         // Registered while the spool is still locked: the forwarder must see these records as
         // unflushed before it can cut them.
         self.gate
@@ -979,6 +1012,7 @@ impl Writer {
         let mut group: VecDeque<(Received, Option<Prepared>)> = VecDeque::new();
         let mut unsent_acks: VecDeque<QueuedAck> = VecDeque::new();
         let mut open = true;
+        let mut no_space_retries = 0u32;
         let metrics = core.metrics.clone();
         loop {
             // Gather: the first message (or leftovers), then whatever arrives within the window.
@@ -1031,10 +1065,52 @@ impl Writer {
             .map_err(IntakeError::WriterThread)?;
             core = returned_core;
             group = returned_group;
-            let outcome = res.map_err(|err| {
-                error!(error = %err, "Spool write failed; stopping intake without acknowledging.");
-                IntakeError::Spool(err)
-            })?;
+            let outcome = match res {
+                Ok(outcome) => outcome,
+                Err(err) if err.is_no_space() => {
+                    // The filesystem is full (not the spool's cap): the spool rolled back to its
+                    // last sync, so nothing of this group is spooled or acknowledged. Wait and
+                    // retry it whole; meanwhile the channel fills, the mqtt task stops taking
+                    // messages and the broker holds them. Forwarding goes on (acks free space).
+                    let m = metrics.inner();
+                    m.spool_write_errors.fetch_add(1, Ordering::Relaxed);
+                    if no_space_retries == 0 {
+                        error!(error = %err, waiting = group.len(), "Spool filesystem full; refusing MQTT messages until space returns.");
+                        m.set_write_blocked(Some(WriteBlockReason::NoSpace));
+                    }
+                    // The mqtt task may be stalled behind the full channel: hold nothing back.
+                    gate.set_spool_full(true);
+                    flush_acks(&client, &mut unsent_acks, &gate);
+                    let delay = no_space_backoff(no_space_retries);
+                    no_space_retries = no_space_retries.saturating_add(1);
+                    tokio::select! {
+                        biased;
+                        _ = hard_stop.cancelled() => break,
+                        _ = space_freed.notified() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    if rx.is_closed() && !group.is_empty() && no_space_retries > 1 {
+                        // Shutting down while full: the unacknowledged messages stay with the
+                        // broker and are redelivered next session.
+                        warn!(waiting = group.len(), "Stopping with the spool filesystem full; the broker keeps the unacknowledged messages.");
+                        group.clear();
+                        open = false;
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    // Not about space (an IO error, a failing disk): memory and disk may disagree,
+                    // so acknowledging anything more would be a lie. The agent stops; a restart
+                    // recovers the spool (see `AgentError::Intake`).
+                    error!(error = %err, "Spool write failed; stopping intake without acknowledging.");
+                    return Err(IntakeError::Spool(err));
+                }
+            };
+            if no_space_retries > 0 {
+                no_space_retries = 0;
+                metrics.inner().set_write_blocked(None);
+                info!("Spool filesystem has space again; taking MQTT messages.");
+            }
             if outcome.n_committed > 0 {
                 committed.send_modify(|n| *n += outcome.n_committed);
             }
@@ -1085,6 +1161,14 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Delay before the `retry`th (from 0) retry of a group the full filesystem refused: 250 ms,
+/// doubling up to 5 s. Space freed by the forwarder's acks wakes the writer earlier.
+fn no_space_backoff(retry: u32) -> Duration {
+    Duration::from_millis(250)
+        .saturating_mul(1 << retry.min(5))
+        .min(Duration::from_secs(5))
 }
 
 /// Hands queued acks to the event loop without waiting; stops at the first that does not fit.

@@ -13,7 +13,8 @@
 //!   [`dup_window`] decides which `DUP` deliveries certainly repeat a spooled message.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
 //! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
-//! - [`metrics`], [`http`]: counters, `/metrics`, `/healthz`.
+//! - [`metrics`], [`http`], [`spool_watch`]: counters, `/metrics`, `/healthz`, the free-space and
+//!   oldest-unforwarded gauges.
 //! - [`agent`]: wires the tasks together ([`Agent`]); [`reload`] takes over a new token and
 //!   topic mappings while it runs (SIGHUP), [`signals`] runs it as a service.
 //!
@@ -51,6 +52,7 @@ pub mod reject;
 pub mod reload;
 pub mod signals;
 pub mod spool;
+pub mod spool_watch;
 pub mod topic;
 pub mod validate;
 

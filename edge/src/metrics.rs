@@ -86,6 +86,37 @@ pub struct EdgeMetrics {
     pub(crate) evictions: AtomicU64,
     /// The agent's PUBACK gate, read when rendering (set once by the agent).
     pub(crate) ack_gate: OnceLock<Arc<AckGate>>,
+    /// 1 while the spool cannot be written (intake refuses messages); see [`WriteBlockReason`].
+    pub(crate) spool_write_blocked: AtomicBool,
+    /// Spool writes (or opens) that failed for lack of space; each is retried.
+    pub(crate) spool_write_errors: AtomicU64,
+    /// Free bytes of the spool's filesystem plus one (statvfs, refreshed every few seconds);
+    /// 0 = unknown. See [`EdgeMetrics::set_fs_free_bytes`].
+    pub(crate) spool_fs_free_bytes: AtomicU64,
+    /// Receive time of the oldest spooled record the cloud has not acknowledged (ms since
+    /// epoch; 0 = none waiting).
+    pub(crate) oldest_unforwarded_ms: AtomicI64,
+    /// When the cloud last acknowledged a batch (ms since epoch; 0 = never).
+    pub(crate) last_forward_ms: AtomicI64,
+}
+
+/// Why spool writes are blocked (the `reason` of `fieldpulse_edge_spool_write_blocked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteBlockReason {
+    /// The spool's filesystem is full (`ENOSPC`/`EDQUOT`), not the spool's own cap.
+    NoSpace,
+}
+
+impl WriteBlockReason {
+    /// Every reason, in rendering order.
+    pub const ALL: [WriteBlockReason; 1] = [Self::NoSpace];
+
+    /// The metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSpace => "no_space",
+        }
+    }
 }
 
 /// A cheap, clonable handle on an agent's metrics.
@@ -160,6 +191,17 @@ pub struct MetricsSnapshot {
     pub spool_batches_pending: u64,
     /// Records waiting for the backfill lane.
     pub backlog_records: u64,
+    /// True while the spool cannot be written for lack of space (intake refuses messages).
+    pub spool_write_blocked: bool,
+    /// Spool writes (or opens) that failed for lack of space.
+    pub spool_write_errors: u64,
+    /// Free bytes of the spool's filesystem (`None` until measured or when unknown).
+    pub spool_fs_free_bytes: Option<u64>,
+    /// Receive time of the oldest spooled record not yet acknowledged by the cloud (ms since
+    /// epoch; 0 = none waiting).
+    pub oldest_unforwarded_ms: i64,
+    /// When the cloud last acknowledged a batch (ms since epoch; 0 = never).
+    pub last_forward_ms: i64,
 }
 
 impl MetricsSnapshot {
@@ -183,6 +225,18 @@ impl EdgeMetrics {
 
     pub(crate) fn add_dropped(&self, reason: DropReason, n_readings: u64) {
         self.dropped[reason as usize].fetch_add(n_readings, Ordering::Relaxed);
+    }
+
+    /// Stores the free bytes of the spool's filesystem (`None`: unknown).
+    pub(crate) fn set_fs_free_bytes(&self, free: Option<u64>) {
+        let encoded = free.map_or(0, |free| free.saturating_add(1));
+        self.spool_fs_free_bytes.store(encoded, Ordering::Relaxed);
+    }
+
+    /// Marks spool writes blocked (`Some`) or flowing again (`None`).
+    pub(crate) fn set_write_blocked(&self, reason: Option<WriteBlockReason>) {
+        self.spool_write_blocked
+            .store(reason.is_some(), Ordering::Relaxed);
     }
 }
 
@@ -238,11 +292,21 @@ impl MetricsHandle {
             spool_records_uncut: load(&m.spool_records_uncut),
             spool_batches_pending: load(&m.spool_batches_pending),
             backlog_records: load(&m.backlog_records),
+            spool_write_blocked: m.spool_write_blocked.load(Ordering::Relaxed),
+            spool_write_errors: load(&m.spool_write_errors),
+            spool_fs_free_bytes: load(&m.spool_fs_free_bytes).checked_sub(1),
+            oldest_unforwarded_ms: m.oldest_unforwarded_ms.load(Ordering::Relaxed),
+            last_forward_ms: m.last_forward_ms.load(Ordering::Relaxed),
         }
     }
 
     /// Renders the Prometheus text exposition format.
     pub fn render_prometheus(&self) -> String {
+        self.render_prometheus_at(crate::clock::now_ms())
+    }
+
+    /// [`MetricsHandle::render_prometheus`] with ages computed at `now_ms`.
+    pub fn render_prometheus_at(&self, now_ms: i64) -> String {
         let s = self.snapshot();
         let mut out = String::with_capacity(4096);
         let mut counter = |name: &str, help: &str, value: u64| {
@@ -357,6 +421,11 @@ impl MetricsHandle {
             "Spool records dropped.",
             s.records_dropped,
         );
+        counter(
+            "fieldpulse_edge_spool_write_errors_total",
+            "Spool writes or opens that failed because the filesystem is full (retried).",
+            s.spool_write_errors,
+        );
 
         let _ = writeln!(
             out,
@@ -435,8 +504,54 @@ impl MetricsHandle {
             "Receive time of the last MQTT message.",
             s.last_message_ms.into(),
         );
+        gauge(
+            "fieldpulse_edge_spool_fs_free_bytes",
+            "Free bytes on the spool's filesystem (statvfs; -1 unknown).",
+            s.spool_fs_free_bytes.map_or(-1, i128::from),
+        );
+        gauge(
+            "fieldpulse_edge_oldest_unforwarded_age_seconds",
+            "Age of the oldest spooled reading the cloud has not acknowledged (0 when none waits).",
+            age_seconds(s.oldest_unforwarded_ms, now_ms).into(),
+        );
+        gauge(
+            "fieldpulse_edge_last_forward_timestamp_ms",
+            "When the cloud last acknowledged a batch (0 = never since start).",
+            s.last_forward_ms.into(),
+        );
+        gauge(
+            "fieldpulse_edge_seconds_since_last_forward",
+            "Seconds since the cloud last acknowledged a batch (-1 = never since start).",
+            if s.last_forward_ms > 0 {
+                age_seconds(s.last_forward_ms, now_ms).into()
+            } else {
+                -1
+            },
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fieldpulse_edge_spool_write_blocked 1 while the spool cannot be written and intake refuses messages, by reason.\n\
+             # TYPE fieldpulse_edge_spool_write_blocked gauge"
+        );
+        for reason in WriteBlockReason::ALL {
+            // One reason today: the flag is the reason's value.
+            let _ = writeln!(
+                out,
+                "fieldpulse_edge_spool_write_blocked{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                u8::from(s.spool_write_blocked)
+            );
+        }
         out
     }
+}
+
+/// Whole seconds from `since_ms` to `now_ms`; 0 when `since_ms` is 0 (nothing) or in the future.
+pub fn age_seconds(since_ms: i64, now_ms: i64) -> i64 {
+    if since_ms <= 0 {
+        return 0;
+    }
+    now_ms.saturating_sub(since_ms).max(0) / 1000
 }
 
 #[cfg(test)]

@@ -74,4 +74,23 @@ impl SpoolError {
     pub fn is_full(&self) -> bool {
         matches!(self, Self::Full { .. })
     }
+
+    /// True if the filesystem holding the spool is full (`ENOSPC`, or `EDQUOT` for a quota):
+    /// not the spool's own cap ([`SpoolError::is_full`]). Space may come back (acks free
+    /// segments, an operator cleans up), so the agent degrades and retries rather than stops.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => is_no_space_io(source),
+            _ => false,
+        }
+    }
+}
+
+/// True for the IO errors of a full filesystem or an exhausted quota.
+pub fn is_no_space_io(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(code) if code == libc::ENOSPC || code == libc::EDQUOT)
+        || matches!(
+            err.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
 }

@@ -157,7 +157,14 @@
 //! After any write error the spool is *poisoned*: memory and disk may disagree
 //! (a partial write, an fsync that failed and left the page cache in an unknown
 //! state), so every further call returns [`SpoolError::Poisoned`] and the agent
-//! must reopen the spool, which runs recovery.
+//! must reopen the spool, which runs recovery. One exception: when `append` or
+//! `sync` fails because the filesystem is full ([`SpoolError::is_no_space`]), the
+//! spool rolls back to its last successful sync instead (the active segment is
+//! truncated to its synced length, segments created since are removed, memory is
+//! restored; the truncation fsyncs) and stays usable: the records appended since
+//! were never synced, so never acknowledged, and the caller may append them again
+//! later. A ledger compaction that finds no space is postponed (the current ledger
+//! stays in use). Other ledger writes still poison.
 //!
 //! ## Recovery (on open)
 //!
@@ -266,6 +273,8 @@ mod store;
 mod damage_tests;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod no_space_tests;
 #[cfg(test)]
 mod power_cut_tests;
 #[cfg(test)]

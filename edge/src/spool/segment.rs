@@ -222,6 +222,13 @@ impl Segment {
         self.end_id = record_id + 1;
     }
 
+    /// Forgets the records from `end_id` on (a roll-back of unsynced appends); the caller
+    /// restores `len` and the totals.
+    pub fn forget_records_from(&mut self, end_id: u64) {
+        self.end_id = end_id.max(self.first_id);
+        self.index.retain(|&(id, _)| id < end_id);
+    }
+
     /// True if no record in this segment still needs to be sent or acked.
     pub fn is_done(&self) -> bool {
         self.uncut.records == 0 && self.pending.records == 0

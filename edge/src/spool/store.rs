@@ -61,6 +61,22 @@ pub struct Spool {
     poisoned: bool,
     /// The spool epoch (never 0).
     epoch: u64,
+    /// Where the last successful sync left the files, to roll back to when the filesystem is
+    /// full (see [`Spool::append`] and [`Spool::sync`]).
+    synced: SyncPoint,
+}
+
+/// The active segment as the last successful sync (or the open) left it.
+#[derive(Debug, Clone, Copy, Default)]
+struct SyncPoint {
+    /// Id of the segment that was active.
+    active_id: u64,
+    /// Its length on disk (nothing was buffered).
+    active_len: u64,
+    /// One past its last record id.
+    active_end_id: u64,
+    /// Records appended to it since (they count in its `uncut` totals).
+    appended: Totals,
 }
 
 /// A batch cut and not yet acked.
@@ -156,7 +172,15 @@ impl Spool {
             .expect("recovery always creates an active segment")
             .id;
         let segments_len = segments.iter().map(|s| s.len).sum();
+        let active = segments.back().expect("checked above");
+        let synced = SyncPoint {
+            active_id,
+            active_len: active.len,
+            active_end_id: active.end_id,
+            appended: Totals::default(),
+        };
         Spool {
+            synced,
             _lock: lock,
             active_path: dir.join(segment::file_name(active_id)),
             fs,
@@ -211,8 +235,19 @@ impl Spool {
     ///
     /// [`SpoolError::Full`] under `Backpressure` when the cap is reached (nothing
     /// was changed; retry after acks), [`SpoolError::RecordTooLarge`], IO errors
-    /// (after which the spool is poisoned).
+    /// (after which the spool is poisoned), except that a full filesystem (see
+    /// [`SpoolError::is_no_space`]) rolls the spool back to its last sync instead: every record
+    /// appended since is gone (it was never acknowledged), and the spool stays usable.
     pub fn append(&mut self, payload: &[u8], n_readings: u32) -> Result<Appended, SpoolError> {
+        let res = self.append_unchecked(payload, n_readings);
+        self.roll_back_if_no_space(res)
+    }
+
+    fn append_unchecked(
+        &mut self,
+        payload: &[u8],
+        n_readings: u32,
+    ) -> Result<Appended, SpoolError> {
         self.check_poisoned()?;
         let max = self.cfg.max_payload_bytes();
         if payload.len() > max {
@@ -249,7 +284,11 @@ impl Spool {
             .expect("an active segment always exists");
         active.note_record(id, active.len);
         active.len += frame_len;
-        active.uncut.add(Totals::one(n_readings, payload.len()));
+        let one = Totals::one(n_readings, payload.len());
+        active.uncut.add(one);
+        if active.id == self.synced.active_id {
+            self.synced.appended.add(one);
+        }
         self.segments_len += frame_len;
         record::encode(&mut self.write_buf, id, n_readings, payload);
         self.next_record_id += 1;
@@ -264,8 +303,14 @@ impl Spool {
     ///
     /// # Errors
     ///
-    /// IO errors, after which the spool is poisoned and must be reopened.
+    /// IO errors, after which the spool is poisoned and must be reopened; a full filesystem
+    /// instead rolls back every record appended since the last sync (as [`Spool::append`]).
     pub fn sync(&mut self) -> Result<(), SpoolError> {
+        let res = self.sync_unchecked();
+        self.roll_back_if_no_space(res)
+    }
+
+    fn sync_unchecked(&mut self) -> Result<(), SpoolError> {
         self.check_poisoned()?;
         self.flush()?;
         for (_, path, mut file) in std::mem::take(&mut self.sealed_unsynced) {
@@ -285,6 +330,107 @@ impl Spool {
         self.uncut
             .insert(self.committed_from()..self.next_record_id);
         self.unsynced_from = self.next_record_id;
+        let active = self
+            .segments
+            .back()
+            .expect("an active segment always exists");
+        self.synced = SyncPoint {
+            active_id: active.id,
+            active_len: active.len,
+            active_end_id: active.end_id,
+            appended: Totals::default(),
+        };
+        Ok(())
+    }
+
+    /// After a failed append or sync: if the filesystem is full, undoes every append since the
+    /// last sync (files truncated or removed, memory restored) and clears the poison, so the
+    /// spool stays usable (forwarding goes on and frees space) and the caller may retry the
+    /// same records later. Records appended since the last sync were never acknowledged.
+    /// Any other error, or a roll-back that fails, leaves the spool poisoned.
+    fn roll_back_if_no_space<T>(&mut self, res: Result<T, SpoolError>) -> Result<T, SpoolError> {
+        let Err(err) = res else {
+            return res;
+        };
+        if !(err.is_no_space() && self.poisoned) {
+            return Err(err);
+        }
+        match self.roll_back_unsynced() {
+            Ok(()) => {
+                self.poisoned = false;
+                warn!(dir = %self.dir.display(), error = %err, "Filesystem full; rolled the spool back to its last sync.");
+            }
+            Err(rollback) => {
+                warn!(dir = %self.dir.display(), error = %rollback, "Rolling the spool back after a full filesystem failed; it must be reopened.");
+            }
+        }
+        Err(err)
+    }
+
+    fn roll_back_unsynced(&mut self) -> Result<(), SpoolError> {
+        let synced = self.synced;
+        self.write_buf.clear();
+        // Segments rolled since the sync hold only unsynced records: remove them, and the file
+        // of a roll that failed after creating it.
+        let newest_id = self.segments.back().map_or(synced.active_id, |seg| seg.id);
+        let half_rolled = self.dir.join(segment::file_name(newest_id + 1));
+        match self.fs.remove_file(&half_rolled) {
+            Ok(()) => self.dir_dirty = true,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(SpoolError::io("removing segment", &half_rolled, source)),
+        }
+        while self
+            .segments
+            .back()
+            .is_some_and(|seg| seg.id > synced.active_id)
+        {
+            let seg = self.segments.pop_back().expect("checked above");
+            self.segments_len -= seg.len;
+            let path = self.dir.join(segment::file_name(seg.id));
+            match self.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(SpoolError::io("removing segment", &path, source)),
+            }
+            self.dir_dirty = true;
+        }
+        self.sealed_unsynced.clear();
+        let path = self.dir.join(segment::file_name(synced.active_id));
+        let active = match self.segments.back_mut() {
+            Some(active) if active.id == synced.active_id => active,
+            // Evicted meanwhile (drop_oldest with two segments): nothing safe to return to.
+            _ => {
+                return Err(SpoolError::io(
+                    "rolling back segment",
+                    &path,
+                    std::io::ErrorKind::NotFound.into(),
+                ))
+            }
+        };
+        self.segments_len -= active.len - synced.active_len;
+        active.len = synced.active_len;
+        active.uncut.sub(synced.appended);
+        active.forget_records_from(synced.active_end_id);
+        // Durable (the truncate fsyncs): no record of the failed group survives a crash.
+        self.fs
+            .truncate(&path, synced.active_len)
+            .map_err(|source| SpoolError::io("truncating segment", &path, source))?;
+        if self.active_path != path {
+            self.active_file = self
+                .fs
+                .open_append(&path)
+                .map_err(|source| SpoolError::io("opening segment", &path, source))?;
+            self.active_path = path;
+        }
+        if self.dir_dirty {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|source| SpoolError::io("syncing directory", &self.dir, source))?;
+            self.dir_dirty = false;
+        }
+        self.active_dirty = false;
+        self.next_record_id = self.unsynced_from;
+        self.synced.appended = Totals::default();
         Ok(())
     }
 
@@ -369,6 +515,31 @@ impl Spool {
             .insert(seq, PendingBatch::new(lane, ranges, per_segment));
         self.maybe_compact()?;
         Ok(Some(CutBatch { seq, lane, records }))
+    }
+
+    /// The oldest synced record not yet acked (uncut or in a pending batch), re-read from
+    /// disk; `None` when every synced record is acked. For the operator's "oldest unforwarded"
+    /// gauge: one record read, however large the backlog.
+    ///
+    /// # Errors
+    ///
+    /// IO errors reading the segment; [`SpoolError::Poisoned`].
+    pub fn oldest_unacked(&self) -> Result<Option<SpoolRecord>, SpoolError> {
+        self.check_poisoned()?;
+        let oldest_uncut = self.uncut.iter().next().map(|range| range.start);
+        let oldest_pending = self
+            .pending
+            .values()
+            .filter_map(|batch| batch.ranges.first().map(|range| range.start))
+            .min();
+        let Some(id) = oldest_uncut.into_iter().chain(oldest_pending).min() else {
+            return Ok(None);
+        };
+        let wanted = id..id + 1;
+        Ok(self
+            .read_ranges(std::slice::from_ref(&wanted))?
+            .into_iter()
+            .next())
     }
 
     /// Batches cut but not yet acked, oldest seq first, with payloads re-read from disk.
@@ -761,8 +932,21 @@ impl Spool {
             &self.ledger_state(),
             self.cfg.max_bytes,
         );
-        self.ledger = self.poison_on_err_spool(res)?;
-        Ok(())
+        match res {
+            // The new snapshot could not be written (before its rename): the current ledger
+            // is intact and stays in use; compaction is retried on the next cut or ack.
+            Err(err) if err.is_no_space() => {
+                let _ = self
+                    .fs
+                    .remove_file(&self.dir.join(super::ledger::LEDGER_TMP_FILE));
+                warn!(error = %err, "Filesystem full; ledger compaction postponed.");
+                Ok(())
+            }
+            res => {
+                self.ledger = self.poison_on_err_spool(res)?;
+                Ok(())
+            }
+        }
     }
 
     /// The state a ledger snapshot records.
