@@ -14,4 +14,5 @@ mod outage;
 mod pipeline;
 mod qos;
 mod session_loss;
+mod slow_uplink;
 mod wiped_spool;
