@@ -11,7 +11,8 @@
 //! - [`envelope`]: the agent's record layout inside the [`spool`] (which owns durability);
 //!   [`redelivery`] remembers sent messages so broker redeliveries are recognised.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
-//! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
+//! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`;
+//!   [`uplink`] sizes batches and request timeouts from the measured uplink rate.
 //! - [`metrics`], [`http`]: counters, `/metrics`, `/healthz`.
 //! - [`agent`]: wires the tasks together ([`Agent`]).
 //!
@@ -48,6 +49,7 @@ pub mod reject;
 pub mod signals;
 pub mod spool;
 pub mod topic;
+pub mod uplink;
 pub mod validate;
 
 pub use agent::{Agent, AgentError, RunSummary};

@@ -151,11 +151,7 @@ impl Drop for Receiver {
 }
 
 /// Records the arrival, answers with a pending `Retry-After` refusal or handles the batch.
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let arrival = {
         let mut inner = shared.inner.lock().unwrap();
         inner.arrivals.push(std::time::Instant::now());

@@ -137,7 +137,13 @@ async fn relay(edge: TcpStream, cloud: TcpStream, link: Arc<Link>, stop: Cancell
     let (cloud_read, cloud_write) = cloud.into_split();
     // The connection ends when either side closes; the edge closing drops its unsent bytes.
     let conn = stop.child_token();
-    let up = pipe(edge_read, cloud_write, Arc::clone(&link), true, conn.clone());
+    let up = pipe(
+        edge_read,
+        cloud_write,
+        Arc::clone(&link),
+        true,
+        conn.clone(),
+    );
     let down = pipe(cloud_read, edge_write, link, false, conn);
     tokio::join!(up, down);
 }
