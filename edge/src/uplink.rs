@@ -12,7 +12,8 @@
 //!   The duration includes the round trip and the cloud's commit, so the estimate errs low, which
 //!   errs towards longer timeouts and smaller batches.
 //! - **Batch target** (record bytes a lane may cut; the spool stops a cut there): starts at
-//!   `forward.batch_initial_bytes`; each delivered batch doubles it, up to `forward.batch_max_bytes`
+//!   `forward.batch_initial_bytes`; each delivered batch that filled at least half of it doubles
+//!   it (a small live batch proves nothing about bigger ones), up to `forward.batch_max_bytes`
 //!   and up to what the measured rate uploads within `forward.request_timeout` (the compression
 //!   ratio, also measured, turns record bytes into body bytes); each timeout halves it, down to
 //!   [`MIN_TARGET_BYTES`]. Multiplicative increase bounded by the estimate, multiplicative decrease.
@@ -104,7 +105,8 @@ impl Uplink {
     }
 
     /// A batch of `record_bytes` (spool payload bytes) was delivered as a body of `body_bytes` in
-    /// `elapsed`: updates the rate and the compression ratio, then grows the target.
+    /// `elapsed`: updates the rate and the compression ratio, then grows the target if the batch
+    /// filled at least half of it.
     pub fn on_delivered(&mut self, record_bytes: usize, body_bytes: usize, elapsed: Duration) {
         if body_bytes >= MIN_SAMPLE_BYTES && !elapsed.is_zero() {
             self.sampled_bytes = self.sampled_bytes * RATE_DECAY + body_bytes as f64;
@@ -114,7 +116,11 @@ impl Uplink {
             self.ratio_body = self.ratio_body * RATE_DECAY + body_bytes as f64;
             self.ratio_records = self.ratio_records * RATE_DECAY + record_bytes as f64;
         }
-        let mut target = self.target_bytes.saturating_mul(2);
+        let mut target = if record_bytes.saturating_mul(2) >= self.target_bytes {
+            self.target_bytes.saturating_mul(2)
+        } else {
+            self.target_bytes
+        };
         if let Some(fits) = self.record_bytes_within_floor() {
             // Never beyond one floor-timeout's worth at the measured rate; this may also shrink
             // the target when the link got slower.
@@ -178,10 +184,22 @@ mod tests {
         assert_eq!(uplink.timeout_for(1 << 20, 0), Duration::from_secs(10));
         // Small bodies are no rate sample: the target still grows.
         for _ in 0..10 {
-            uplink.on_delivered(40 << 10, 500, Duration::from_millis(5));
+            let records = uplink.target_bytes();
+            uplink.on_delivered(records, 500, Duration::from_millis(5));
         }
         assert_eq!(uplink.bytes_per_second(), None);
         assert_eq!(uplink.target_bytes(), 1 << 20);
+    }
+
+    #[test]
+    fn batches_that_fill_less_than_half_the_target_do_not_grow_it() {
+        let mut uplink = Uplink::new(params());
+        for _ in 0..10 {
+            uplink.on_delivered(2_000, 400, Duration::from_millis(50));
+        }
+        assert_eq!(uplink.target_bytes(), 32 << 10);
+        uplink.on_delivered(16 << 10, 3_000, Duration::from_millis(50));
+        assert_eq!(uplink.target_bytes(), 64 << 10);
     }
 
     #[test]
