@@ -314,12 +314,13 @@ async fn a_429_or_503_with_retry_after_waits_what_the_cloud_asked_for() {
     let publisher = Publisher::connect(s.broker.port(), "publisher-retry-after");
     let mut expected = ReadingCounts::new();
     for round in 0..2 {
-        // Delay-seconds, then an HTTP-date three seconds ahead (whole seconds: at least two).
+        // Delay-seconds, then an HTTP-date four seconds ahead (whole seconds: at least three, of
+        // which publishing and cutting the batch may take up to two).
         let (status, value) = match round {
             0 => (503, "1".to_string()),
             _ => (
                 429,
-                httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3)),
+                httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(4)),
             ),
         };
         s.receiver.refuse_next_with_retry_after(status, &value);
