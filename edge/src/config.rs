@@ -287,12 +287,19 @@ pub struct RawForwardConfig {
     /// Most record bytes per batch (before compression).
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: usize,
+    /// Record bytes of the first batches, before the uplink rate is measured (see
+    /// [`crate::uplink`]). Default: 32 KiB, or `batch_max_bytes` when smaller.
+    #[serde(default)]
+    pub batch_initial_bytes: Option<usize>,
     /// A live batch is cut at the latest this long after its oldest record was committed.
     #[serde(default = "default_batch_max_age", with = "humantime_serde")]
     pub batch_max_age: Duration,
-    /// Timeout of one POST.
+    /// Shortest timeout of one POST (the timeout grows with the body size over the measured rate).
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Longest timeout of one POST.
+    #[serde(default = "default_request_timeout_max", with = "humantime_serde")]
+    pub request_timeout_max: Duration,
     /// TCP/TLS connect timeout.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -455,10 +462,14 @@ pub struct ForwardConfig {
     pub batch_max_records: usize,
     /// Most record bytes per batch.
     pub batch_max_bytes: usize,
+    /// Record bytes of the first batches (at most `batch_max_bytes`).
+    pub batch_initial_bytes: usize,
     /// Latest cut of a live batch.
     pub batch_max_age: Duration,
-    /// POST timeout.
+    /// Shortest POST timeout (and the timeout while the uplink rate is unknown).
     pub request_timeout: Duration,
+    /// Longest POST timeout.
+    pub request_timeout_max: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// First retry delay.
@@ -555,8 +566,10 @@ impl Default for RawForwardConfig {
             token_file: None,
             batch_max_records: default_batch_max_records(),
             batch_max_bytes: default_batch_max_bytes(),
+            batch_initial_bytes: None,
             batch_max_age: default_batch_max_age(),
             request_timeout: default_request_timeout(),
+            request_timeout_max: default_request_timeout_max(),
             connect_timeout: default_connect_timeout(),
             retry_initial: default_retry_initial(),
             retry_max: default_retry_max(),
@@ -833,10 +846,32 @@ impl RawEdgeConfig {
                 format!("must be at least 1024, got {}", forward.batch_max_bytes),
             ));
         }
+        let batch_initial_bytes = match forward.batch_initial_bytes {
+            None => default_batch_initial_bytes().min(forward.batch_max_bytes),
+            Some(bytes) if (1024..=forward.batch_max_bytes).contains(&bytes) => bytes,
+            Some(bytes) => {
+                return Err(invalid(
+                    "forward.batch_initial_bytes",
+                    format!(
+                        "must be between 1024 and forward.batch_max_bytes ({}), got {bytes}",
+                        forward.batch_max_bytes
+                    ),
+                ))
+            }
+        };
         if forward.request_timeout.is_zero() {
             return Err(invalid(
                 "forward.request_timeout",
                 "must be positive".into(),
+            ));
+        }
+        if forward.request_timeout_max < forward.request_timeout {
+            return Err(invalid(
+                "forward.request_timeout_max",
+                format!(
+                    "must be at least forward.request_timeout ({:?}), got {:?}",
+                    forward.request_timeout, forward.request_timeout_max
+                ),
             ));
         }
         if forward.connect_timeout.is_zero() {
@@ -919,8 +954,10 @@ impl RawEdgeConfig {
                 token,
                 batch_max_records: forward.batch_max_records,
                 batch_max_bytes: forward.batch_max_bytes,
+                batch_initial_bytes,
                 batch_max_age: forward.batch_max_age,
                 request_timeout: forward.request_timeout,
+                request_timeout_max: forward.request_timeout_max,
                 connect_timeout: forward.connect_timeout,
                 retry_initial: forward.retry_initial,
                 retry_max: forward.retry_max,
@@ -1105,6 +1142,12 @@ fn default_batch_max_age() -> Duration {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_request_timeout_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_batch_initial_bytes() -> usize {
+    32 << 10
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
@@ -1249,6 +1292,38 @@ mod tests {
         let cfg = EdgeConfig::from_toml_str(&text, "edge.toml").unwrap();
         assert_eq!(cfg.validation.max_age, Duration::from_secs(7200));
         assert_eq!(cfg.validation.max_future, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_uplink_sizing_keys_are_checked_against_the_batch_limits() {
+        let cfg = EdgeConfig::from_toml_str(&minimal(), "edge.toml").unwrap();
+        assert_eq!(
+            (
+                cfg.forward.batch_initial_bytes,
+                cfg.forward.request_timeout_max
+            ),
+            (32 << 10, Duration::from_secs(300))
+        );
+        let small = format!("{}[forward]\nbatch_max_bytes = 4096\n", minimal());
+        let cfg = EdgeConfig::from_toml_str(&small, "edge.toml").unwrap();
+        assert_eq!(cfg.forward.batch_initial_bytes, 4096);
+        for (keys, named) in [
+            (
+                "batch_initial_bytes = 2000000",
+                "forward.batch_initial_bytes",
+            ),
+            ("batch_initial_bytes = 100", "forward.batch_initial_bytes"),
+            (
+                "request_timeout = \"10s\"\nrequest_timeout_max = \"5s\"",
+                "forward.request_timeout_max",
+            ),
+        ] {
+            let text = format!("{}[forward]\n{keys}\n", minimal());
+            let err = EdgeConfig::from_toml_str(&text, "edge.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("edge.toml") && err.contains(named), "{err}");
+        }
     }
 
     #[test]

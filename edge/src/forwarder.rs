@@ -19,20 +19,27 @@
 //! this gateway id and epoch, such as a copied spool directory) is accepted, since it echoes the
 //! batch, but counted (`acks_contiguous_ahead`) and logged.
 //!
+//! Batch sizes and request timeouts follow the measured uplink rate ([`crate::uplink`]): both lanes
+//! cut batches of at most [`Uplink::target_bytes`] record bytes, and every POST gets its own
+//! timeout from [`Uplink::timeout_for`] (the client has no global one), growing for a batch that
+//! keeps timing out, since a batch already cut keeps its content.
+//!
 //! Every POST has a timeout. Failures are classified like vector's `RetryLogic`: transport
 //! errors, timeouts, 408, 429, 5xx and the configuration errors 401/403/404 (an operator fixes
 //! them; dropping data would not) are retried with capped exponential backoff and jitter; other
 //! 4xx are permanent: the batch body goes to the dead-letter directory, its readings are counted
 //! as dropped (`dead_letter`) and the batch is acked locally so the spool does not wedge.
+//! A 429 or 503 with a `Retry-After` header waits what the cloud asked for (at least
+//! `retry_initial`, at most `retry_max`) instead of the backoff.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use fieldpulse_proto::v1::BatchAck;
 use prost::Message;
 use rand::Rng;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +53,7 @@ use crate::metrics::{DropReason, MetricsHandle};
 use crate::redelivery::RedeliveryRing;
 use crate::reload::LiveSettings;
 use crate::spool::{CutBatch, CutEnd, Lane, SendCheck, Spool, SpoolError};
+use crate::uplink::{self, Uplink, UplinkParams};
 
 /// Why a POST failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +74,16 @@ pub enum ForwardError {
         seq: u64,
         /// HTTP status.
         status: u16,
+    },
+    /// A 429 or 503 with a usable `Retry-After` header.
+    #[error("cloud answered batch {seq} with HTTP {status}, retry after {retry_after:?}")]
+    Throttled {
+        /// The batch.
+        seq: u64,
+        /// HTTP status (429 or 503).
+        status: u16,
+        /// The wait the cloud asked for.
+        retry_after: Duration,
     },
     /// A 2xx whose body is not a `BatchAck` for this seq.
     #[error("cloud acknowledged batch {seq} with an unusable reply ({detail})")]
@@ -94,11 +112,19 @@ impl ForwardError {
     /// True when retrying can succeed (see the module docs for the classification).
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::Transport { .. } | Self::BadAck { .. } | Self::WrongEpoch { .. } => true,
+            Self::Transport { .. }
+            | Self::Throttled { .. }
+            | Self::BadAck { .. }
+            | Self::WrongEpoch { .. } => true,
             Self::Status { status, .. } => {
                 matches!(status, 401 | 403 | 404 | 408 | 429) || *status >= 500
             }
         }
+    }
+
+    /// True when the request ran out of its timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Transport { source, .. } if source.is_timeout())
     }
 }
 
@@ -127,6 +153,22 @@ pub fn backoff(initial: Duration, max: Duration, attempt: u32, rng: &mut impl Rn
     Duration::from_millis(millis / 2 + rng.gen_range(0..=millis / 2))
 }
 
+/// The wait before retrying after the retriable `err`: what a 429/503 asked for in `Retry-After`
+/// (at least `retry_initial`, at most `retry_max`), otherwise [`backoff`].
+pub fn retry_wait(
+    cfg: &ForwardConfig,
+    err: &ForwardError,
+    attempt: u32,
+    rng: &mut impl Rng,
+) -> Duration {
+    match err {
+        ForwardError::Throttled { retry_after, .. } => {
+            (*retry_after).max(cfg.retry_initial).min(cfg.retry_max)
+        }
+        _ => backoff(cfg.retry_initial, cfg.retry_max, attempt, rng),
+    }
+}
+
 /// State shared by both lanes.
 struct Shared {
     spool: Arc<Mutex<Spool>>,
@@ -135,6 +177,8 @@ struct Shared {
     /// The spool's epoch, sent in every batch and expected back in every ack.
     spool_epoch: u64,
     http: reqwest::Client,
+    /// Uplink rate, batch target and request timeouts (see `crate::uplink`).
+    uplink: Mutex<Uplink>,
     metrics: MetricsHandle,
     /// Oldest uncut records reserved for the backfill lane.
     backlog: AtomicU64,
@@ -201,13 +245,20 @@ impl Forwarder {
             ring,
             live,
         } = links;
+        // No client-wide timeout: each request gets its own from `Uplink::timeout_for`.
         let http = reqwest::Client::builder()
-            .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(ForwarderError::Client)?;
         let spool_epoch = spool.lock().unwrap_or_else(PoisonError::into_inner).epoch();
+        let uplink = Uplink::new(UplinkParams {
+            initial_bytes: cfg.batch_initial_bytes,
+            max_bytes: cfg.batch_max_bytes,
+            timeout_floor: cfg.request_timeout,
+            timeout_ceiling: cfg.request_timeout_max,
+        });
+        publish_uplink_gauges(&uplink, &metrics);
         Ok(Self {
             shared: Arc::new(Shared {
                 spool,
@@ -215,6 +266,7 @@ impl Forwarder {
                 gateway_id,
                 spool_epoch,
                 http,
+                uplink: Mutex::new(uplink),
                 metrics,
                 backlog: AtomicU64::new(0),
                 outage: AtomicBool::new(false),
@@ -271,6 +323,44 @@ impl Forwarder {
     }
 }
 
+impl Shared {
+    fn uplink(&self) -> MutexGuard<'_, Uplink> {
+        self.uplink.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Record bytes the next batch may hold.
+    fn batch_target_bytes(&self) -> usize {
+        self.uplink().target_bytes()
+    }
+
+    fn update_uplink(&self, update: impl FnOnce(&mut Uplink)) {
+        let mut uplink = self.uplink();
+        update(&mut uplink);
+        publish_uplink_gauges(&uplink, &self.metrics);
+    }
+}
+
+fn publish_uplink_gauges(uplink: &Uplink, metrics: &MetricsHandle) {
+    let metrics = metrics.inner();
+    // `as` saturates; a rate is never negative.
+    let rate = uplink.bytes_per_second().map_or(0, |rate| rate as u64);
+    metrics
+        .uplink_bytes_per_second
+        .store(rate, Ordering::Relaxed);
+    metrics
+        .batch_target_bytes
+        .store(uplink.target_bytes() as u64, Ordering::Relaxed);
+}
+
+/// Record bytes of a cut (what the spool's byte limit counts).
+fn record_bytes(batch: &CutBatch) -> usize {
+    batch
+        .records
+        .iter()
+        .map(|record| record.payload.len())
+        .sum()
+}
+
 async fn blocking<T: Send + 'static>(
     shared: &Arc<Shared>,
     op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
@@ -320,7 +410,7 @@ async fn live_lane(
         let draining = drain.is_cancelled();
         let force = draining || waiting_since.is_some_and(|since| since.elapsed() >= max_age);
         let max_records = shared.cfg.batch_max_records;
-        let max_bytes = shared.cfg.batch_max_bytes;
+        let max_bytes = shared.batch_target_bytes();
         let shared_for_cut = Arc::clone(&shared);
         let cut = blocking(&shared, move |spool| {
             let stats = spool.stats();
@@ -438,7 +528,7 @@ async fn backfill_lane(
             .batch_max_records
             .min(shared.cfg.backfill_rate as usize)
             .max(1);
-        let max_bytes = shared.cfg.batch_max_bytes;
+        let max_bytes = shared.batch_target_bytes();
         let shared_for_cut = Arc::clone(&shared);
         let cut = blocking(&shared, move |spool| {
             let stats = spool.stats();
@@ -574,7 +664,10 @@ async fn send_cut(
 ) -> Result<Sent, ForwarderError> {
     let seq = batch.seq;
     let metrics = shared.metrics.inner();
+    let mut n_record_bytes = record_bytes(&batch);
     let mut encoded = encode_cut(shared, batch, historical).await?;
+    // Timeouts of this batch so far: each doubles its next timeout.
+    let mut n_timeouts = 0u32;
     // Eviction under `drop_oldest` may trim the batch at any time; the spool counts how often.
     let mut trims_seen = 0;
     let mut attempt = 0u32;
@@ -587,6 +680,7 @@ async fn send_cut(
             SendCheck::Changed { batch, trims } => {
                 // Send what is left: the evicted readings are counted as dropped.
                 trims_seen = trims;
+                n_record_bytes = record_bytes(&batch);
                 encoded = encode_cut(shared, batch, historical).await?;
             }
             SendCheck::Gone => {
@@ -594,20 +688,26 @@ async fn send_cut(
                 break Sent::Evicted;
             }
         }
+        let timeout = shared.uplink().timeout_for(encoded.body.len(), n_timeouts);
+        let started = Instant::now();
         let res = tokio::select! {
             biased;
             _ = hard_stop.cancelled() => {
                 end_send(shared, seq).await?;
                 return Ok(Sent::Stopped);
             }
-            res = post(shared, &encoded) => res,
+            res = post(shared, &encoded, timeout) => res,
         };
+        let elapsed = started.elapsed();
         if res.as_ref().is_err_and(ForwardError::is_retriable) {
             // Records evicted during the request were not delivered after all.
             end_send(shared, seq).await?;
         }
         match res {
             Ok(ack) => {
+                shared.update_uplink(|uplink| {
+                    uplink.on_delivered(n_record_bytes, encoded.body.len(), elapsed);
+                });
                 cloud_contiguous = Some(ack.contiguous_seq);
                 break Sent::Acked;
             }
@@ -619,13 +719,13 @@ async fn send_cut(
                 ) {
                     metrics.acks_refused.fetch_add(1, Ordering::Relaxed);
                 }
+                if err.is_timeout() {
+                    metrics.send_timeouts.fetch_add(1, Ordering::Relaxed);
+                    n_timeouts = n_timeouts.saturating_add(1);
+                    shared.update_uplink(Uplink::on_timeout);
+                }
                 shared.outage.store(true, Ordering::Relaxed);
-                let wait = backoff(
-                    shared.cfg.retry_initial,
-                    shared.cfg.retry_max,
-                    attempt,
-                    &mut rand::thread_rng(),
-                );
+                let wait = retry_wait(&shared.cfg, &err, attempt, &mut rand::thread_rng());
                 if matches!(
                     err,
                     ForwardError::Status {
@@ -637,7 +737,7 @@ async fn send_cut(
                 } else if matches!(err, ForwardError::WrongEpoch { .. }) {
                     error!(error = %err, attempt, ?wait, "Ack not accepted; retrying.");
                 } else {
-                    warn!(error = %err, attempt, ?wait, "Batch not delivered; retrying.");
+                    warn!(error = %err, attempt, ?wait, ?timeout, "Batch not delivered; retrying.");
                 }
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
@@ -726,12 +826,18 @@ async fn end_send(shared: &Arc<Shared>, seq: u64) -> Result<(), ForwarderError> 
     Ok(())
 }
 
-/// POSTs the batch; `Ok` only with a `BatchAck` of this batch (its seq and spool epoch).
-async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<BatchAck, ForwardError> {
+/// POSTs the batch within `timeout`; `Ok` only with a `BatchAck` of this batch (its seq and spool
+/// epoch).
+async fn post(
+    shared: &Shared,
+    batch: &EncodedBatch,
+    timeout: Duration,
+) -> Result<BatchAck, ForwardError> {
     let seq = batch.seq;
     let mut request = shared
         .http
         .post(&shared.cfg.batches_url)
+        .timeout(timeout)
         .header(CONTENT_TYPE, "application/x-protobuf")
         .header(CONTENT_ENCODING, "zstd")
         .header("Idempotency-Key", format!("{}/{}", shared.gateway_id, seq))
@@ -744,6 +850,20 @@ async fn post(shared: &Shared, batch: &EncodedBatch) -> Result<BatchAck, Forward
         .await
         .map_err(|source| ForwardError::Transport { seq, source })?;
     let status = response.status();
+    if matches!(status.as_u16(), 429 | 503) {
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| uplink::retry_after(value, SystemTime::now()));
+        if let Some(retry_after) = retry_after {
+            return Err(ForwardError::Throttled {
+                seq,
+                status: status.as_u16(),
+                retry_after,
+            });
+        }
+    }
     if !status.is_success() {
         return Err(ForwardError::Status {
             seq,
@@ -808,6 +928,38 @@ mod tests {
                 "attempt {attempt}: {wait:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_retry_after_replaces_the_backoff_within_the_retry_limits() {
+        let cfg = crate::EdgeConfig::from_toml_str("gateway_id = \"gw\"\n", "edge.toml")
+            .unwrap()
+            .forward;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let throttled = |secs| ForwardError::Throttled {
+            seq: 1,
+            status: 429,
+            retry_after: Duration::from_secs(secs),
+        };
+        assert!(throttled(5).is_retriable());
+        assert_eq!(
+            retry_wait(&cfg, &throttled(7), 0, &mut rng),
+            Duration::from_secs(7)
+        );
+        // Capped by retry_max (30 s), and never a zero wait.
+        assert_eq!(
+            retry_wait(&cfg, &throttled(3600), 0, &mut rng),
+            cfg.retry_max
+        );
+        assert_eq!(
+            retry_wait(&cfg, &throttled(0), 0, &mut rng),
+            cfg.retry_initial
+        );
+        let status = ForwardError::Status {
+            seq: 1,
+            status: 503,
+        };
+        assert!(retry_wait(&cfg, &status, 0, &mut rng) <= cfg.retry_initial);
     }
 
     #[test]

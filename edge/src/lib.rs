@@ -12,7 +12,8 @@
 //!   [`redelivery`] remembers sent messages so broker redeliveries are recognised, and
 //!   [`dup_window`] decides which `DUP` deliveries certainly repeat a spooled message.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
-//! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
+//! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`;
+//!   [`uplink`] sizes batches and request timeouts from the measured uplink rate.
 //! - [`metrics`], [`http`], [`spool_watch`]: counters, `/metrics`, `/healthz`, the free-space and
 //!   oldest-unforwarded gauges.
 //! - [`agent`]: wires the tasks together ([`Agent`]); [`reload`] takes over a new token and
@@ -54,6 +55,7 @@ pub mod signals;
 pub mod spool;
 pub mod spool_watch;
 pub mod topic;
+pub mod uplink;
 pub mod validate;
 
 pub use agent::{Agent, AgentError, RunSummary};

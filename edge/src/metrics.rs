@@ -64,6 +64,10 @@ pub struct EdgeMetrics {
     pub(crate) batches_historical: AtomicU64,
     pub(crate) batches_dead_letter: AtomicU64,
     pub(crate) send_failures: AtomicU64,
+    // Uplink sizing (see `crate::uplink`).
+    pub(crate) send_timeouts: AtomicU64,
+    pub(crate) uplink_bytes_per_second: AtomicU64,
+    pub(crate) batch_target_bytes: AtomicU64,
     // Checks of the cloud's `BatchAck` against the batch and the spool epoch.
     pub(crate) acks_refused: AtomicU64,
     pub(crate) acks_contiguous_ahead: AtomicU64,
@@ -158,6 +162,12 @@ pub struct MetricsSnapshot {
     pub batches_dead_letter: u64,
     /// Failed POST attempts (each retried).
     pub send_failures: u64,
+    /// Of those, attempts that ran out of their request timeout.
+    pub send_timeouts: u64,
+    /// Measured uplink rate in compressed body bytes per second (0 until measured).
+    pub uplink_bytes_per_second: u64,
+    /// Record bytes the next batch may hold.
+    pub batch_target_bytes: u64,
     /// 2xx replies not accepted as the batch's ack (undecodable, another seq or another
     /// spool epoch); each is a failed attempt, retried.
     pub acks_refused: u64,
@@ -276,6 +286,9 @@ impl MetricsHandle {
             batches_historical: load(&m.batches_historical),
             batches_dead_letter: load(&m.batches_dead_letter),
             send_failures: load(&m.send_failures),
+            send_timeouts: load(&m.send_timeouts),
+            uplink_bytes_per_second: load(&m.uplink_bytes_per_second),
+            batch_target_bytes: load(&m.batch_target_bytes),
             acks_refused: load(&m.acks_refused),
             acks_contiguous_ahead: load(&m.acks_contiguous_ahead),
             wire_bytes: load(&m.wire_bytes),
@@ -402,6 +415,11 @@ impl MetricsHandle {
             s.send_failures,
         );
         counter(
+            "fieldpulse_edge_send_timeouts_total",
+            "Batch POST attempts that ran out of their request timeout (retried).",
+            s.send_timeouts,
+        );
+        counter(
             "fieldpulse_edge_acks_refused_total",
             "Cloud replies not accepted as the batch's ack (undecodable, other seq or spool epoch); retried.",
             s.acks_refused,
@@ -483,6 +501,16 @@ impl MetricsHandle {
             "fieldpulse_edge_backlog_records",
             "Records waiting for the backfill lane.",
             s.backlog_records.into(),
+        );
+        gauge(
+            "fieldpulse_edge_uplink_bytes_per_second",
+            "Measured uplink rate, compressed body bytes per second (0 until measured).",
+            s.uplink_bytes_per_second.into(),
+        );
+        gauge(
+            "fieldpulse_edge_batch_target_bytes",
+            "Record bytes the next batch may hold (adapted to the uplink).",
+            s.batch_target_bytes.into(),
         );
         gauge(
             "fieldpulse_edge_mqtt_acks_waiting",

@@ -19,5 +19,6 @@ mod qos;
 mod redelivery_window;
 mod reload;
 mod session_loss;
+mod slow_uplink;
 mod stall;
 mod wiped_spool;

@@ -1,6 +1,7 @@
 //! Real parts for the integration tests: a `mosquitto` broker on a free port, an HTTP receiver
 //! that speaks the cloud's batch protocol, an MQTT publisher that knows which publishes the
-//! broker acknowledged, and helpers to build edge configs.
+//! broker acknowledged, a bandwidth-limited TCP proxy (a slow uplink), and helpers to build edge
+//! configs.
 
 pub mod broker;
 pub mod cloud;
@@ -9,6 +10,7 @@ pub mod proxy;
 pub mod publisher;
 pub mod receiver;
 pub mod script_broker;
+pub mod slow_link;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,7 +1,8 @@
 //! An in-process HTTP receiver speaking the cloud's batch protocol: zstd + protobuf `Batch` in,
 //! protobuf `BatchAck` out, dedupe by exact `(gateway, spool_epoch, seq)` membership. It records
-//! every reading it commits, and can be told to answer 503 or to send acks the edge must not
-//! accept (another spool epoch) or must question (a contiguous seq the edge never sent).
+//! every reading it commits, and can be told to answer 503, to answer 429/503 with a
+//! `Retry-After`, or to send acks the edge must not accept (another spool epoch) or must question
+//! (a contiguous seq the edge never sent).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -10,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use fieldpulse_proto::v1::{Batch, BatchAck};
@@ -48,6 +51,10 @@ pub struct Inner {
     pub refused_503: u64,
     /// Committed seqs per spool epoch.
     pub epoch_seqs: HashMap<u64, BTreeSet<u64>>,
+    /// When each request arrived, in order.
+    pub arrivals: Vec<std::time::Instant>,
+    /// Requests answered with a `Retry-After`, as indexes into `arrivals`.
+    pub retry_after_refusals: Vec<usize>,
 }
 
 struct Shared {
@@ -61,6 +68,8 @@ struct Shared {
     ack_contiguous_seq: AtomicU64,
     /// The gateway token accepted (`test-token` unless changed).
     token: Mutex<String>,
+    /// Answer the next request with this status and `Retry-After` value (once).
+    retry_after: Mutex<Option<(u16, String)>>,
 }
 
 /// The running receiver.
@@ -84,6 +93,7 @@ impl Receiver {
             ack_epoch_offset: AtomicU64::new(0),
             ack_contiguous_seq: AtomicU64::new(0),
             token: Mutex::new("test-token".into()),
+            retry_after: Mutex::new(None),
         });
         let app = Router::new()
             .route("/v1/batches", post(handle))
@@ -130,6 +140,11 @@ impl Receiver {
         self.shared.ack_contiguous_seq.store(seq, Ordering::SeqCst);
     }
 
+    /// Answers the next batch request with `status` and `Retry-After: value` (once).
+    pub fn refuse_next_with_retry_after(&self, status: u16, value: &str) {
+        *self.shared.retry_after.lock().unwrap() = Some((status, value.to_string()));
+    }
+
     /// Runs `f` on the recorded state.
     pub fn with<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {
         f(&self.shared.inner.lock().unwrap())
@@ -147,7 +162,30 @@ impl Drop for Receiver {
     }
 }
 
-async fn handle(
+/// Records the arrival, answers with a pending `Retry-After` refusal or handles the batch.
+async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrival = {
+        let mut inner = shared.inner.lock().unwrap();
+        inner.arrivals.push(std::time::Instant::now());
+        inner.arrivals.len() - 1
+    };
+    let refusal = shared.retry_after.lock().unwrap().take();
+    if let Some((status, value)) = refusal {
+        shared
+            .inner
+            .lock()
+            .unwrap()
+            .retry_after_refusals
+            .push(arrival);
+        let status = StatusCode::from_u16(status).expect("a valid status");
+        return (status, [(RETRY_AFTER, value)]).into_response();
+    }
+    handle_batch(State(shared), headers, body)
+        .await
+        .into_response()
+}
+
+async fn handle_batch(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
