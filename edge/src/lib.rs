@@ -11,7 +11,8 @@
 //! - [`envelope`]: the agent's record layout inside the [`spool`] (which owns durability);
 //!   [`redelivery`] remembers sent messages so broker redeliveries are recognised.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
-//! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`.
+//! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`;
+//!   [`dead_letter`] keeps the batches the cloud rejected permanently.
 //! - [`metrics`], [`http`]: counters, `/metrics`, `/healthz`.
 //! - [`agent`]: wires the tasks together ([`Agent`]).
 //!
@@ -36,6 +37,7 @@ pub mod agent;
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod dead_letter;
 pub mod envelope;
 pub mod forwarder;
 pub mod http;

@@ -8,6 +8,7 @@ mod support;
 mod broker_restart;
 mod cli;
 mod crash;
+mod dead_letters;
 mod duplicates;
 mod malformed;
 mod outage;

@@ -269,7 +269,7 @@ mod model_tests;
 #[cfg(test)]
 mod power_cut_tests;
 #[cfg(test)]
-mod sim_fs;
+pub(crate) mod sim_fs;
 #[cfg(test)]
 mod tests;
 
@@ -283,7 +283,7 @@ pub use self::{
     inspect::{inspect, InspectReport, LedgerInspect, PendingInspect, SegmentInspect},
     report::{
         AckReport, Appended, CutBatch, Dropped, NewEpochReason, RecoveryReport, SendCheck,
-        SpoolRecord, SpoolStats,
+        SplitOutcome, SpoolRecord, SpoolStats,
     },
     store::Spool,
 };
