@@ -3,7 +3,8 @@
 //! `/healthz` answers 200 `ok` or 503 with the failing rules, one per line:
 //! - `no_data`: connected to the broker, data is expected (`health.expect_data_within` > 0) and
 //!   no message arrived for that long (since the last message, or since the agent started);
-//! - `spool_near_cap`: the spool holds more than `health.spool_high_watermark` of its cap.
+//! - `spool_near_cap`: the spool and the dead-letter directory (which counts against the spool's
+//!   cap) hold more than `health.spool_high_watermark` of the cap.
 //!
 //! [`serve`] takes a bound listener and a shutdown token, so tests bind port 0.
 
@@ -50,7 +51,8 @@ pub fn evaluate(
         }
     }
     if snapshot.spool_max_bytes > 0
-        && snapshot.spool_bytes as f64 > cfg.spool_high_watermark * snapshot.spool_max_bytes as f64
+        && (snapshot.spool_bytes + snapshot.dead_letter_bytes) as f64
+            > cfg.spool_high_watermark * snapshot.spool_max_bytes as f64
     {
         failing.push("spool_near_cap");
     }
@@ -164,5 +166,14 @@ mod tests {
             ..Default::default()
         };
         assert!(evaluate(&snapshot, &cfg(), 0, 0).is_healthy());
+        // Dead letters count against the cap.
+        let snapshot = MetricsSnapshot {
+            dead_letter_bytes: 1,
+            ..snapshot
+        };
+        assert_eq!(
+            evaluate(&snapshot, &cfg(), 0, 0).failing,
+            vec!["spool_near_cap"]
+        );
     }
 }

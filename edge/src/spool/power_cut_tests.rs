@@ -483,7 +483,11 @@ fn a_power_cut_during_splits_keeps_every_record_in_exactly_one_pending_batch() {
         let mut seen = BTreeSet::new();
         for batch in &pending {
             for record in &batch.records {
-                assert!(seen.insert(record.id), "ops {ops}: record {} twice", record.id);
+                assert!(
+                    seen.insert(record.id),
+                    "ops {ops}: record {} twice",
+                    record.id
+                );
                 assert_eq!(record.payload, payloads[&record.id], "ops {ops}");
             }
         }
@@ -502,7 +506,10 @@ fn a_power_cut_during_splits_keeps_every_record_in_exactly_one_pending_batch() {
                 .iter()
                 .map(|r| r.id)
                 .collect();
-            assert!(got.is_subset(ids) && !got.is_empty(), "ops {ops}: seq {seq}");
+            assert!(
+                got.is_subset(ids) && !got.is_empty(),
+                "ops {ops}: seq {seq}"
+            );
         }
         if pending.len() == 1 {
             splits_lost += 1;
@@ -511,5 +518,8 @@ fn a_power_cut_during_splits_keeps_every_record_in_exactly_one_pending_batch() {
         }
         assert!(spool.stats().next_seq > pending.iter().map(|b| b.seq).max().unwrap_or(0));
     }
-    assert!(splits_lost >= 1 && splits_kept >= 1, "{splits_lost} {splits_kept}");
+    assert!(
+        splits_lost >= 1 && splits_kept >= 1,
+        "{splits_lost} {splits_kept}"
+    );
 }
