@@ -286,8 +286,49 @@ impl Forwarder {
             hard_stop.clone(),
         );
         let backfill = backfill_lane(Arc::clone(&shared), backfill_pending, drain, hard_stop);
-        let (live_res, backfill_res) = tokio::join!(live, backfill);
+        let lanes_done = CancellationToken::new();
+        let lanes = async {
+            let res = tokio::join!(live, backfill);
+            lanes_done.cancel();
+            res
+        };
+        let ((live_res, backfill_res), ()) =
+            tokio::join!(lanes, watch_dead_letters(&shared, &lanes_done));
         live_res.and(backfill_res)
+    }
+}
+
+/// How often the dead-letter directory is measured while the agent runs, so that dead letters
+/// an operator replayed or removed free their share of the spool's cap.
+const DEAD_LETTER_REFRESH: Duration = Duration::from_secs(5);
+
+/// Measures the dead-letter directory every [`DEAD_LETTER_REFRESH`] until `done`, waking the
+/// writer when it shrank.
+async fn watch_dead_letters(shared: &Arc<Shared>, done: &CancellationToken) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = done.cancelled() => return,
+            _ = tokio::time::sleep(DEAD_LETTER_REFRESH) => {}
+        }
+        let before = shared
+            .metrics
+            .inner()
+            .dead_letter_bytes
+            .load(Ordering::Relaxed);
+        let shared_for_usage = Arc::clone(shared);
+        if tokio::task::spawn_blocking(move || refresh_dead_letter_usage(&shared_for_usage))
+            .await
+            .is_ok()
+            && shared
+                .metrics
+                .inner()
+                .dead_letter_bytes
+                .load(Ordering::Relaxed)
+                < before
+        {
+            shared.space_freed.notify_one();
+        }
     }
 }
 

@@ -269,6 +269,18 @@ async fn dead_letter_bytes_count_against_the_spool_cap() {
         "spool and dead letters stay under the cap: {full:?}"
     );
 
+    // Dead letters removed while the agent runs (replayed, or deleted by an operator) give
+    // their room back: intake resumes while the cloud is still down.
+    std::fs::remove_dir_all(&dead_dir).unwrap();
+    wait_until(
+        "every reading spooled once the dead letters are gone",
+        Duration::from_secs(30),
+        || metrics.snapshot().readings_spooled == (MSGS * 5) as u64,
+    )
+    .await;
+    assert_eq!(s.receiver.n_readings(), 0);
+    assert_eq!(metrics.snapshot().dead_letter_bytes, 0);
+
     // Backpressure loses nothing: once the cloud is back, every reading arrives.
     s.receiver.set_unavailable(false);
     wait_until("every reading delivered", Duration::from_secs(60), || {
