@@ -408,6 +408,11 @@ async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "replay of a refused batch must fail");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("failed (") && stdout.contains("HTTP 413"),
+        "{stdout}"
+    );
     assert_eq!(dead_letter_readings(&dead_dir), wide);
 
     // --dry-run sends nothing.
@@ -434,6 +439,11 @@ async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("sent and removed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(log_readings(&mut cloud.consumer), wide);
     assert!(dead_letter_readings(&dead_dir).is_empty());
