@@ -1140,3 +1140,42 @@ fn a_split_moves_the_older_half_to_a_new_seq_durably_and_the_rest_stays() {
     let spool = open(dir.path());
     assert!(spool.pending().expect("pending").is_empty());
 }
+
+#[test]
+fn eviction_after_a_split_trims_the_halves_and_counts_each_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 200 records of 1000 bytes span two segments of about 127 records.
+    let (mut spool, batch) = full_spool_with_a_batch(dir.path(), 200);
+    let super::SplitOutcome::Split(older) = spool.split(batch.seq).expect("split") else {
+        panic!("200 records split");
+    };
+    assert_eq!(older.records.len(), 100);
+    let before = spool.stats();
+    assert_eq!(before.pending_records, 200);
+    let dropped = append_until_evicted(&mut spool);
+    // The oldest segment held the whole older half and the start of the rest.
+    assert!(older.records.iter().all(|r| r.id < dropped.below_id));
+    let lost_from_rest = batch.records[100..]
+        .iter()
+        .filter(|r| r.id < dropped.below_id)
+        .count() as u64;
+    assert!(lost_from_rest > 0);
+    assert_eq!(dropped.records, 100 + lost_from_rest);
+    assert!(matches!(
+        spool.begin_send(older.seq, 0).expect("begin"),
+        super::SendCheck::Gone
+    ));
+    // The rest was trimmed twice (split, eviction): its sender gets what is left.
+    let super::SendCheck::Changed { batch: rest, trims } =
+        spool.begin_send(batch.seq, 0).expect("begin")
+    else {
+        panic!("the rest changed");
+    };
+    assert_eq!(trims, 2);
+    assert_eq!(rest.records.len() as u64, 100 - lost_from_rest);
+    assert_eq!(spool.stats().pending_records, 100 - lost_from_rest);
+    assert!(spool.ack(batch.seq).expect("ack").known);
+    let stats = spool.stats();
+    assert_eq!((stats.pending_batches, stats.pending_records), (0, 0));
+    assert_eq!(stats.dropped_records_total, dropped.records);
+}
