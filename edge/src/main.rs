@@ -100,7 +100,7 @@ enum DeadLetterCommand {
         /// A configuration file naming the directory (`forward.dead_letter_dir`).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// One JSON object per line.
+        /// One JSON object on stdout (`dead_letters`: an array, oldest first).
         #[arg(long)]
         json: bool,
     },
@@ -124,7 +124,16 @@ enum DeadLetterCommand {
     },
 }
 
-/// One dead letter as `dead-letters list --json` prints it.
+/// What `dead-letters list --json` prints: one JSON object.
+#[derive(Debug, serde::Serialize)]
+struct ListedDeadLetters<'a> {
+    dir: String,
+    /// Bytes of every file in the directory (counted against `spool.max_bytes`).
+    bytes: u64,
+    dead_letters: Vec<ListedDeadLetter<'a>>,
+}
+
+/// One dead letter in `dead-letters list --json`.
 #[derive(Debug, serde::Serialize)]
 struct ListedDeadLetter<'a> {
     seq: u64,
@@ -252,31 +261,40 @@ fn describe(letter: &DeadLetter) -> String {
 }
 
 fn list_dead_letters(dir: &Path, json: bool) -> anyhow::Result<()> {
-    let letters = DeadLetterDir::new(dir)
-        .list()
-        .with_context(|| format!("listing dead letters in {}", dir.display()))?;
-    for letter in &letters {
-        if json {
-            let meta = &letter.meta;
-            let line = ListedDeadLetter {
-                seq: meta.seq,
-                spool_epoch: meta.spool_epoch,
-                http_status: meta.http_status,
-                readings: meta.readings,
-                bytes: letter.body_bytes,
-                dead_lettered_ms: meta.dead_lettered_ms,
-                historical: meta.historical,
-                error: &meta.error,
-                path: letter.body_path.display().to_string(),
-            };
-            println!(
-                "{}",
-                serde_json::to_string(&line).context("rendering JSON")?
-            );
-        } else {
+    let dead_letters = DeadLetterDir::new(dir);
+    let context = || format!("listing dead letters in {}", dir.display());
+    let letters = dead_letters.list().with_context(context)?;
+    if !json {
+        for letter in &letters {
             println!("{}", describe(letter));
         }
+        return Ok(());
     }
+    let listed = ListedDeadLetters {
+        dir: dir.display().to_string(),
+        bytes: dead_letters.usage().with_context(context)?.bytes,
+        dead_letters: letters
+            .iter()
+            .map(|letter| {
+                let meta = &letter.meta;
+                ListedDeadLetter {
+                    seq: meta.seq,
+                    spool_epoch: meta.spool_epoch,
+                    http_status: meta.http_status,
+                    readings: meta.readings,
+                    bytes: letter.body_bytes,
+                    dead_lettered_ms: meta.dead_lettered_ms,
+                    historical: meta.historical,
+                    error: &meta.error,
+                    path: letter.body_path.display().to_string(),
+                }
+            })
+            .collect(),
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&listed).context("rendering JSON")?
+    );
     Ok(())
 }
 

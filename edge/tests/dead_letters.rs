@@ -370,7 +370,7 @@ async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
     };
     write_config(&strict.url);
 
-    // list: one line per dead letter, as JSON with --json.
+    // list: one JSON object with --json, one line per dead letter without.
     let out = edge()
         .args(["dead-letters", "list", "--json", "--config"])
         .arg(&config)
@@ -382,11 +382,10 @@ async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect();
+    let listed: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let lines = listed["dead_letters"].as_array().expect("an array");
     assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(listed["bytes"].as_u64().unwrap() > lines[0]["bytes"].as_u64().unwrap());
     assert_eq!(lines[0]["http_status"], 413, "{stdout}");
     assert_eq!(lines[0]["readings"], WIDE, "{stdout}");
     let out = edge()
