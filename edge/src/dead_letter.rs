@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `batch-<epoch, 16 hex>-<seq, 20 digits>.pb.zst` | the request body exactly as sent (zstd-compressed protobuf `Batch`) |
 //! | `batch-<epoch, 16 hex>-<seq, 20 digits>.json` | [`DeadLetterMeta`]: seq, epoch, HTTP status, the cloud's error (truncated), time, readings |
-//! | `*.tmp` | a write in progress (a crash can leave one; replaced by the next write of that name) |
+//! | `*.tmp` | a write in progress; a crash can leave one (or a `.json` without its body), removed when the agent starts ([`DeadLetterDir::remove_leftovers`]) |
 //!
 //! A write is durable before it returns: the metadata and the body are written to `.tmp` files
 //! and fsynced, the metadata is renamed into place and the directory fsynced, then the body, and
@@ -268,6 +268,45 @@ impl DeadLetterDir {
             .map_err(|err| DeadLetterError::io("syncing directory", &self.dir, err))
     }
 
+    /// Removes what a crash in the middle of a write can leave behind: `.tmp` files, and
+    /// metadata whose body never made it. Returns how many files were removed. Only the agent
+    /// writes to the directory; call this before it writes (at start).
+    ///
+    /// # Errors
+    /// [`DeadLetterError::Io`] naming the file or directory (a missing directory is empty).
+    pub fn remove_leftovers(&self) -> Result<u64, DeadLetterError> {
+        let entries = match self.fs.list_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => return Err(DeadLetterError::io("listing", &self.dir, err)),
+        };
+        let bodies: std::collections::HashSet<&str> = entries
+            .iter()
+            .filter_map(|e| e.name.strip_suffix(BODY_SUFFIX))
+            .collect();
+        let mut removed = 0;
+        for entry in &entries {
+            let orphan_meta = entry
+                .name
+                .strip_suffix(META_SUFFIX)
+                .is_some_and(|stem| parse_stem(stem).is_some() && !bodies.contains(stem));
+            let ours_tmp = entry.name.starts_with("batch-") && entry.name.ends_with(TMP_SUFFIX);
+            if orphan_meta || ours_tmp {
+                let path = self.dir.join(&entry.name);
+                self.fs
+                    .remove_file(&path)
+                    .map_err(|err| DeadLetterError::io("removing", &path, err))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|err| DeadLetterError::io("syncing directory", &self.dir, err))?;
+        }
+        Ok(removed)
+    }
+
     /// Bytes of every file in the directory and the number of dead letters.
     ///
     /// # Errors
@@ -421,6 +460,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn leftovers_of_a_write_cut_short_are_removed_and_dead_letters_kept() {
+        let dead = Path::new("/dead");
+        let mut removed_some = false;
+        for ops in 0..12 {
+            let fs = SimFs::new();
+            let dir = DeadLetterDir::with_fs(fs.clone(), dead);
+            dir.write(&meta(1), b"kept").unwrap();
+            fs.cut_power_after(ops);
+            let _ = dir.write(&meta(2), b"cut short");
+            fs.crash(&mut SmallRng::seed_from_u64(ops));
+            let before = dir.list().unwrap();
+            removed_some |= dir.remove_leftovers().unwrap() > 0;
+            assert_eq!(dir.list().unwrap(), before, "ops {ops}");
+            let names: Vec<_> = fs.file_names();
+            assert_eq!(
+                names.len(),
+                2 * before.len(),
+                "ops {ops}: only whole dead letters left: {names:?}"
+            );
+        }
+        assert!(removed_some);
     }
 
     #[test]

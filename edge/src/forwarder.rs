@@ -172,6 +172,8 @@ struct Shared {
     ring: Option<Mutex<RedeliveryRing>>,
     /// Where permanently rejected batches go.
     dead_letters: DeadLetterDir,
+    /// Leftovers of a write cut short have been looked for (once, at start).
+    dead_letters_checked: AtomicBool,
 }
 
 /// How a batch's life ended.
@@ -238,6 +240,7 @@ impl Forwarder {
                 gate,
                 ring: ring.map(Mutex::new),
                 dead_letters,
+                dead_letters_checked: AtomicBool::new(false),
             }),
             committed,
         })
@@ -991,6 +994,19 @@ async fn write_dead_letter(
 /// Measures the dead-letter directory: its bytes count against the spool's cap, and both
 /// figures are reported as gauges.
 fn refresh_dead_letter_usage(shared: &Shared) {
+    // At start nothing writes to the directory yet: clear what a crash mid-write left.
+    if !shared.dead_letters_checked.swap(true, Ordering::Relaxed) {
+        match shared.dead_letters.remove_leftovers() {
+            Ok(0) => {}
+            Ok(removed) => info!(
+                files = removed,
+                "Removed dead-letter files of a write cut short."
+            ),
+            Err(err) => {
+                warn!(error = %DisplayChain(&err), "Cannot clean up the dead-letter directory.")
+            }
+        }
+    }
     match shared.dead_letters.usage() {
         Ok(usage) => {
             shared
