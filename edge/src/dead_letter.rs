@@ -18,13 +18,20 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::config::ForwardConfig;
 use crate::forwarder::{post_batch, ForwardError};
+use crate::metrics::MetricsHandle;
 use crate::spool::fs::{FileLayer, StdFileLayer};
+use crate::spool::Spool;
 
 /// Version of the metadata format.
 pub const META_FORMAT: u32 = 1;
@@ -324,6 +331,125 @@ impl DeadLetterDir {
                 .filter(|e| e.name.ends_with(BODY_SUFFIX))
                 .count() as u64,
         })
+    }
+}
+
+/// How often [`DeadLetterSink::watch`] measures the directory while the agent runs, so that
+/// dead letters an operator replayed or removed give their share of the spool's cap back.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// An error and its sources on one line, for logs.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The forwarder's side of the directory: durable writes on a blocking thread, and the
+/// directory's size applied to the spool's cap ([`Spool::set_external_bytes`]) and to the
+/// `dead_letter_bytes` / `dead_letter_files` gauges.
+#[derive(Debug)]
+pub(crate) struct DeadLetterSink {
+    dir: DeadLetterDir,
+    spool: Arc<Mutex<Spool>>,
+    metrics: MetricsHandle,
+    /// Leftovers of a write cut short have been looked for (once, before the first write).
+    cleaned: AtomicBool,
+}
+
+impl DeadLetterSink {
+    pub(crate) fn new(dir: &Path, spool: Arc<Mutex<Spool>>, metrics: MetricsHandle) -> Self {
+        Self {
+            dir: DeadLetterDir::new(dir),
+            spool,
+            metrics,
+            cleaned: AtomicBool::new(false),
+        }
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a dead letter durably on a blocking thread, then measures the directory.
+    pub(crate) async fn write(
+        self: Arc<Self>,
+        meta: DeadLetterMeta,
+        body: Vec<u8>,
+    ) -> Result<Result<(), DeadLetterError>, tokio::task::JoinError> {
+        tokio::task::spawn_blocking(move || {
+            let res = self.dir.write(&meta, &body).map(|_| ());
+            self.refresh();
+            res
+        })
+        .await
+    }
+
+    /// Measures the directory (blocking) and applies its size; returns its bytes, or `None`
+    /// (logged) when it cannot be listed. The first call also removes leftovers of a write cut
+    /// short (see [`DeadLetterDir::remove_leftovers`]).
+    pub(crate) fn refresh(&self) -> Option<u64> {
+        if !self.cleaned.swap(true, Ordering::Relaxed) {
+            match self.dir.remove_leftovers() {
+                Ok(0) => {}
+                Ok(removed) => info!(
+                    files = removed,
+                    "Removed dead-letter files of a write cut short."
+                ),
+                Err(err) => {
+                    warn!(error = %error_chain(&err), "Cannot clean up the dead-letter directory.")
+                }
+            }
+        }
+        match self.dir.usage() {
+            Ok(usage) => {
+                self.spool
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .set_external_bytes(usage.bytes);
+                let metrics = self.metrics.inner();
+                metrics
+                    .dead_letter_bytes
+                    .store(usage.bytes, Ordering::Relaxed);
+                metrics
+                    .dead_letter_files
+                    .store(usage.files, Ordering::Relaxed);
+                Some(usage.bytes)
+            }
+            Err(err) => {
+                warn!(error = %error_chain(&err), "Cannot measure the dead-letter directory; its size is not counted in the spool cap.");
+                None
+            }
+        }
+    }
+
+    /// Measures the directory every [`REFRESH_INTERVAL`] until `done`, waking the writer
+    /// (`space_freed`) when it shrank.
+    pub(crate) async fn watch(self: Arc<Self>, space_freed: Arc<Notify>, done: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = done.cancelled() => return,
+                _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
+            }
+            let before = self
+                .metrics
+                .inner()
+                .dead_letter_bytes
+                .load(Ordering::Relaxed);
+            let sink = Arc::clone(&self);
+            if let Ok(Some(bytes)) = tokio::task::spawn_blocking(move || sink.refresh()).await {
+                if bytes < before {
+                    space_freed.notify_one();
+                }
+            }
+        }
     }
 }
 

@@ -46,7 +46,8 @@ use tracing::{debug, error, info, instrument, warn};
 use crate::batch::{BatchBuilder, EncodedBatch};
 use crate::config::ForwardConfig;
 use crate::dead_letter::{
-    truncate_error, DeadLetterDir, DeadLetterError, DeadLetterMeta, MAX_ERROR_BYTES, META_FORMAT,
+    error_chain, truncate_error, DeadLetterError, DeadLetterMeta, DeadLetterSink, MAX_ERROR_BYTES,
+    META_FORMAT,
 };
 use crate::envelope;
 use crate::intake::{publish_spool_gauges, AckGate};
@@ -171,9 +172,7 @@ struct Shared {
     /// Messages of sent batches, for redelivery detection after a restart.
     ring: Option<Mutex<RedeliveryRing>>,
     /// Where permanently rejected batches go.
-    dead_letters: DeadLetterDir,
-    /// Leftovers of a write cut short have been looked for (once, at start).
-    dead_letters_checked: AtomicBool,
+    dead_letters: Arc<DeadLetterSink>,
 }
 
 /// How a batch's life ended.
@@ -223,7 +222,11 @@ impl Forwarder {
             ring,
         } = links;
         let http = http_client(&cfg)?;
-        let dead_letters = DeadLetterDir::new(&cfg.dead_letter_dir);
+        let dead_letters = Arc::new(DeadLetterSink::new(
+            &cfg.dead_letter_dir,
+            Arc::clone(&spool),
+            metrics.clone(),
+        ));
         let spool_epoch = spool.lock().unwrap_or_else(PoisonError::into_inner).epoch();
         Ok(Self {
             shared: Arc::new(Shared {
@@ -240,7 +243,6 @@ impl Forwarder {
                 gate,
                 ring: ring.map(Mutex::new),
                 dead_letters,
-                dead_letters_checked: AtomicBool::new(false),
             }),
             committed,
         })
@@ -259,8 +261,8 @@ impl Forwarder {
     ) -> Result<(), ForwarderError> {
         let shared = self.shared;
         // The dead-letter directory counts against the spool's cap from the start.
-        let shared_for_usage = Arc::clone(&shared);
-        tokio::task::spawn_blocking(move || refresh_dead_letter_usage(&shared_for_usage))
+        let dead_letters = Arc::clone(&shared.dead_letters);
+        tokio::task::spawn_blocking(move || dead_letters.refresh())
             .await
             .map_err(ForwarderError::Thread)?;
         // Startup: pending batches first, then reserve an on-disk backlog for the backfill lane.
@@ -295,43 +297,10 @@ impl Forwarder {
             lanes_done.cancel();
             res
         };
-        let ((live_res, backfill_res), ()) =
-            tokio::join!(lanes, watch_dead_letters(&shared, &lanes_done));
+        let watch = Arc::clone(&shared.dead_letters)
+            .watch(Arc::clone(&shared.space_freed), lanes_done.clone());
+        let ((live_res, backfill_res), ()) = tokio::join!(lanes, watch);
         live_res.and(backfill_res)
-    }
-}
-
-/// How often the dead-letter directory is measured while the agent runs, so that dead letters
-/// an operator replayed or removed free their share of the spool's cap.
-const DEAD_LETTER_REFRESH: Duration = Duration::from_secs(5);
-
-/// Measures the dead-letter directory every [`DEAD_LETTER_REFRESH`] until `done`, waking the
-/// writer when it shrank.
-async fn watch_dead_letters(shared: &Arc<Shared>, done: &CancellationToken) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = done.cancelled() => return,
-            _ = tokio::time::sleep(DEAD_LETTER_REFRESH) => {}
-        }
-        let before = shared
-            .metrics
-            .inner()
-            .dead_letter_bytes
-            .load(Ordering::Relaxed);
-        let shared_for_usage = Arc::clone(shared);
-        if tokio::task::spawn_blocking(move || refresh_dead_letter_usage(&shared_for_usage))
-            .await
-            .is_ok()
-            && shared
-                .metrics
-                .inner()
-                .dead_letter_bytes
-                .load(Ordering::Relaxed)
-                < before
-        {
-            shared.space_freed.notify_one();
-        }
     }
 }
 
@@ -766,7 +735,7 @@ async fn send_cut(
                             dead_letter_attempt,
                             &mut rand::thread_rng(),
                         );
-                        error!(error = %err, write_error = %DisplayChain(&write_err), attempt = dead_letter_attempt, ?wait, "Cloud rejected the batch permanently, and it cannot be written to the dead-letter directory; it stays in the spool, retrying.");
+                        error!(error = %err, write_error = %error_chain(&write_err), attempt = dead_letter_attempt, ?wait, "Cloud rejected the batch permanently, and it cannot be written to the dead-letter directory; it stays in the spool, retrying.");
                         dead_letter_attempt = dead_letter_attempt.saturating_add(1);
                         held = Some(err);
                         tokio::select! {
@@ -843,21 +812,6 @@ fn send_cut_boxed<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Sent, ForwarderError>> + Send + 'a>>
 {
     Box::pin(send_cut(shared, batch, historical, hard_stop))
-}
-
-/// An error with its sources, for logs.
-struct DisplayChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(err) = source {
-            write!(f, ": {err}")?;
-            source = err.source();
-        }
-        Ok(())
-    }
 }
 
 /// Ends an unsuccessful send of `seq`, counting what eviction took from it meanwhile.
@@ -958,8 +912,8 @@ async fn error_text(mut response: reqwest::Response) -> String {
 }
 
 /// Writes a permanently rejected batch to the dead-letter directory, durably (see
-/// [`DeadLetterDir::write`]), then counts the directory against the spool's cap. The outer
-/// error is fatal (a panicked thread); the inner one is a failed write, to be retried.
+/// [`crate::dead_letter::DeadLetterDir::write`]). The outer error is fatal (a panicked thread);
+/// the inner one is a failed write, to be retried.
 async fn write_dead_letter(
     shared: &Arc<Shared>,
     batch: &EncodedBatch,
@@ -980,52 +934,10 @@ async fn write_dead_letter(
         readings: batch.n_readings,
         historical: batch.historical,
     };
-    let body = batch.body.clone();
-    let shared = Arc::clone(shared);
-    tokio::task::spawn_blocking(move || {
-        let res = shared.dead_letters.write(&meta, &body).map(|_| ());
-        refresh_dead_letter_usage(&shared);
-        res
-    })
-    .await
-    .map_err(ForwarderError::Thread)
-}
-
-/// Measures the dead-letter directory: its bytes count against the spool's cap, and both
-/// figures are reported as gauges.
-fn refresh_dead_letter_usage(shared: &Shared) {
-    // At start nothing writes to the directory yet: clear what a crash mid-write left.
-    if !shared.dead_letters_checked.swap(true, Ordering::Relaxed) {
-        match shared.dead_letters.remove_leftovers() {
-            Ok(0) => {}
-            Ok(removed) => info!(
-                files = removed,
-                "Removed dead-letter files of a write cut short."
-            ),
-            Err(err) => {
-                warn!(error = %DisplayChain(&err), "Cannot clean up the dead-letter directory.")
-            }
-        }
-    }
-    match shared.dead_letters.usage() {
-        Ok(usage) => {
-            shared
-                .spool
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .set_external_bytes(usage.bytes);
-            let metrics = shared.metrics.inner();
-            metrics
-                .dead_letter_bytes
-                .store(usage.bytes, Ordering::Relaxed);
-            metrics
-                .dead_letter_files
-                .store(usage.files, Ordering::Relaxed);
-        }
-        Err(err) => {
-            warn!(error = %DisplayChain(&err), "Cannot measure the dead-letter directory; its size is not counted in the spool cap.");
-        }
-    }
+    Arc::clone(&shared.dead_letters)
+        .write(meta, batch.body.clone())
+        .await
+        .map_err(ForwarderError::Thread)
 }
 
 #[cfg(test)]
