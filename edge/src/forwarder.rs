@@ -27,8 +27,13 @@
 //! Every POST has a timeout. Failures are classified like vector's `RetryLogic`: transport
 //! errors, timeouts, 408, 429, 5xx and the configuration errors 401/403/404 (an operator fixes
 //! them; dropping data would not) are retried with capped exponential backoff and jitter; other
-//! 4xx are permanent: the batch body goes to the dead-letter directory, its readings are counted
-//! as dropped (`dead_letter`) and the batch is acked locally so the spool does not wedge.
+//! 4xx are permanent. A 413 (too large) splits the batch in halves ([`Spool::split`], recursively)
+//! and sends the parts; only a single record too large on its own is dead-lettered. Other permanent
+//! rejections go to the dead-letter directory ([`crate::dead_letter`]): the body is written and
+//! fsynced there before the spool acks (frees) the batch, its readings are counted as dropped
+//! (`dead_letter`), and the directory's bytes count against the spool's cap. When the write fails
+//! (full disk, permissions) the batch stays pending, the failure is counted
+//! (`dead_letter_write_failures`) and the write is retried with backoff.
 //! A 429 or 503 with a `Retry-After` header waits what the cloud asked for (at least
 //! `retry_initial`, at most `retry_max`) instead of the backoff.
 
@@ -46,13 +51,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
 use crate::batch::{BatchBuilder, EncodedBatch};
-use crate::config::ForwardConfig;
+use crate::config::{ForwardConfig, Secret};
+use crate::dead_letter::{
+    error_chain, truncate_error, DeadLetterError, DeadLetterMeta, DeadLetterSink, MAX_ERROR_BYTES,
+    META_FORMAT,
+};
 use crate::envelope;
 use crate::intake::{publish_spool_gauges, AckGate};
 use crate::metrics::{DropReason, MetricsHandle};
 use crate::redelivery::RedeliveryRing;
 use crate::reload::LiveSettings;
-use crate::spool::{CutBatch, CutEnd, Lane, SendCheck, Spool, SpoolError};
+use crate::spool::{CutBatch, CutEnd, Lane, SendCheck, SplitOutcome, Spool, SpoolError};
 use crate::uplink::{self, Uplink, UplinkParams};
 
 /// Why a POST failed.
@@ -74,6 +83,8 @@ pub enum ForwardError {
         seq: u64,
         /// HTTP status.
         status: u16,
+        /// The start of the cloud's error body (at most [`MAX_ERROR_BYTES`]).
+        body: String,
     },
     /// A 429 or 503 with a usable `Retry-After` header.
     #[error("cloud answered batch {seq} with HTTP {status}, retry after {retry_after:?}")]
@@ -142,6 +153,19 @@ pub enum ForwarderError {
     Client(#[source] reqwest::Error),
 }
 
+/// The HTTP client the forwarder (and `dead-letters replay`) sends batches with.
+///
+/// # Errors
+/// [`ForwarderError::Client`] when it cannot be built (TLS setup).
+pub fn http_client(cfg: &ForwardConfig) -> Result<reqwest::Client, ForwarderError> {
+    reqwest::Client::builder()
+        .timeout(cfg.request_timeout)
+        .connect_timeout(cfg.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(ForwarderError::Client)
+}
+
 /// Capped exponential backoff with full jitter: attempt 0 waits up to `initial`.
 pub fn backoff(initial: Duration, max: Duration, attempt: u32, rng: &mut impl Rng) -> Duration {
     let factor = 1u64 << attempt.min(20);
@@ -194,6 +218,8 @@ struct Shared {
     ring: Option<Mutex<RedeliveryRing>>,
     /// The gateway token (reloadable).
     live: Arc<LiveSettings>,
+    /// Where permanently rejected batches go.
+    dead_letters: Arc<DeadLetterSink>,
 }
 
 /// How a batch's life ended.
@@ -246,11 +272,12 @@ impl Forwarder {
             live,
         } = links;
         // No client-wide timeout: each request gets its own from `Uplink::timeout_for`.
-        let http = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(ForwarderError::Client)?;
+        let http = http_client(&cfg)?;
+        let dead_letters = Arc::new(DeadLetterSink::new(
+            &cfg.dead_letter_dir,
+            Arc::clone(&spool),
+            metrics.clone(),
+        ));
         let spool_epoch = spool.lock().unwrap_or_else(PoisonError::into_inner).epoch();
         let uplink = Uplink::new(UplinkParams {
             initial_bytes: cfg.batch_initial_bytes,
@@ -275,6 +302,7 @@ impl Forwarder {
                 gate,
                 ring: ring.map(Mutex::new),
                 live,
+                dead_letters,
             }),
             committed,
         })
@@ -292,6 +320,11 @@ impl Forwarder {
         hard_stop: CancellationToken,
     ) -> Result<(), ForwarderError> {
         let shared = self.shared;
+        // The dead-letter directory counts against the spool's cap from the start.
+        let dead_letters = Arc::clone(&shared.dead_letters);
+        tokio::task::spawn_blocking(move || dead_letters.refresh())
+            .await
+            .map_err(ForwarderError::Thread)?;
         // Startup: pending batches first, then reserve an on-disk backlog for the backfill lane.
         let pending = blocking(&shared, |spool| spool.pending()).await?;
         let (live_pending, backfill_pending): (Vec<_>, Vec<_>) = pending
@@ -318,7 +351,15 @@ impl Forwarder {
             hard_stop.clone(),
         );
         let backfill = backfill_lane(Arc::clone(&shared), backfill_pending, drain, hard_stop);
-        let (live_res, backfill_res) = tokio::join!(live, backfill);
+        let lanes_done = CancellationToken::new();
+        let lanes = async {
+            let res = tokio::join!(live, backfill);
+            lanes_done.cancel();
+            res
+        };
+        let watch = Arc::clone(&shared.dead_letters)
+            .watch(Arc::clone(&shared.space_freed), lanes_done.clone());
+        let ((live_res, backfill_res), ()) = tokio::join!(lanes, watch);
         live_res.and(backfill_res)
     }
 }
@@ -673,14 +714,19 @@ async fn send_cut(
     let mut attempt = 0u32;
     // The cloud's contiguous seq from the ack, once acknowledged.
     let mut cloud_contiguous = None;
+    // A permanent rejection whose dead letter is still to be written (not sent again).
+    let mut held: Option<ForwardError> = None;
+    let mut dead_letter_attempt = 0u32;
     let outcome = loop {
         let check = blocking(shared, move |spool| spool.begin_send(seq, trims_seen)).await?;
         match check {
             SendCheck::Unchanged => {}
             SendCheck::Changed { batch, trims } => {
-                // Send what is left: the evicted readings are counted as dropped.
+                // Send what is left: the evicted readings are counted as dropped. (A split
+                // also lands here.) The cloud has not judged this body yet.
                 trims_seen = trims;
                 n_record_bytes = record_bytes(&batch);
+                held = None;
                 encoded = encode_cut(shared, batch, historical).await?;
             }
             SendCheck::Gone => {
@@ -690,13 +736,17 @@ async fn send_cut(
         }
         let timeout = shared.uplink().timeout_for(encoded.body.len(), n_timeouts);
         let started = Instant::now();
-        let res = tokio::select! {
-            biased;
-            _ = hard_stop.cancelled() => {
-                end_send(shared, seq).await?;
-                return Ok(Sent::Stopped);
-            }
-            res = post(shared, &encoded, timeout) => res,
+        let from_held = held.is_some();
+        let res = match held.take() {
+            Some(err) => Err(err),
+            None => tokio::select! {
+                biased;
+                _ = hard_stop.cancelled() => {
+                    end_send(shared, seq).await?;
+                    return Ok(Sent::Stopped);
+                }
+                res = post(shared, &encoded, timeout) => res,
+            },
         };
         let elapsed = started.elapsed();
         if res.as_ref().is_err_and(ForwardError::is_retriable) {
@@ -747,11 +797,62 @@ async fn send_cut(
                 }
             }
             Err(err) => {
-                error!(error = %err, readings = encoded.n_readings, "Cloud rejected the batch permanently; moving it to the dead-letter directory.");
-                write_dead_letter(&shared.cfg, &encoded, &err);
-                metrics.batches_dead_letter.fetch_add(1, Ordering::Relaxed);
-                metrics.add_dropped(DropReason::DeadLetter, encoded.n_readings);
-                break Sent::DeadLettered;
+                if !from_held && matches!(err, ForwardError::Status { status: 413, .. }) {
+                    // Too large for the cloud: send it in halves, down to single records.
+                    end_send(shared, seq).await?;
+                    match blocking(shared, move |spool| spool.split(seq)).await? {
+                        SplitOutcome::Split(older) => {
+                            metrics.batches_split.fetch_add(1, Ordering::Relaxed);
+                            info!(
+                                older_seq = older.seq,
+                                older_records = older.records.len(),
+                                "The cloud refused the batch as too large (413); sending it in halves."
+                            );
+                            if send_cut_boxed(shared, older, historical, hard_stop).await?
+                                == Sent::Stopped
+                            {
+                                return Ok(Sent::Stopped);
+                            }
+                            // `begin_send` returns the rest of this batch.
+                            continue;
+                        }
+                        SplitOutcome::Single => {
+                            held = Some(err);
+                            continue;
+                        }
+                        SplitOutcome::Gone => break Sent::Evicted,
+                    }
+                }
+                match write_dead_letter(shared, &encoded, &err).await? {
+                    Ok(()) => {
+                        error!(error = %err, readings = encoded.n_readings, path = %shared.dead_letters.path().display(), "Cloud rejected the batch permanently; moved it to the dead-letter directory.");
+                        metrics.batches_dead_letter.fetch_add(1, Ordering::Relaxed);
+                        metrics.add_dropped(DropReason::DeadLetter, encoded.n_readings);
+                        break Sent::DeadLettered;
+                    }
+                    Err(write_err) => {
+                        // Nothing is freed that was not made durable elsewhere: the batch stays
+                        // pending and the write is retried.
+                        metrics
+                            .dead_letter_write_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        end_send(shared, seq).await?;
+                        let wait = backoff(
+                            shared.cfg.retry_initial,
+                            shared.cfg.retry_max,
+                            dead_letter_attempt,
+                            &mut rand::thread_rng(),
+                        );
+                        error!(error = %err, write_error = %error_chain(&write_err), attempt = dead_letter_attempt, ?wait, "Cloud rejected the batch permanently, and it cannot be written to the dead-letter directory; it stays in the spool, retrying.");
+                        dead_letter_attempt = dead_letter_attempt.saturating_add(1);
+                        held = Some(err);
+                        tokio::select! {
+                            biased;
+                            _ = hard_stop.cancelled() => return Ok(Sent::Stopped),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
             }
         }
     };
@@ -813,6 +914,17 @@ async fn send_cut(
     Ok(outcome)
 }
 
+/// [`send_cut`] for the parts of a split batch (a boxed future: the call is recursive).
+fn send_cut_boxed<'a>(
+    shared: &'a Arc<Shared>,
+    batch: CutBatch,
+    historical: bool,
+    hard_stop: &'a CancellationToken,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Sent, ForwarderError>> + Send + 'a>>
+{
+    Box::pin(send_cut(shared, batch, historical, hard_stop))
+}
+
 /// Ends an unsuccessful send of `seq`, counting what eviction took from it meanwhile.
 async fn end_send(shared: &Arc<Shared>, seq: u64) -> Result<(), ForwarderError> {
     let dropped = blocking(shared, move |spool| Ok(spool.end_send(seq))).await?;
@@ -833,16 +945,61 @@ async fn post(
     batch: &EncodedBatch,
     timeout: Duration,
 ) -> Result<BatchAck, ForwardError> {
-    let seq = batch.seq;
-    let mut request = shared
-        .http
-        .post(&shared.cfg.batches_url)
+    let outbound = Outbound {
+        gateway_id: &shared.gateway_id,
+        seq: batch.seq,
+        spool_epoch: batch.spool_epoch,
+        body: &batch.body,
+    };
+    post_batch(
+        &shared.http,
+        &shared.cfg.batches_url,
+        shared.live.token().as_ref(),
+        outbound,
+        timeout,
+    )
+    .await
+}
+
+/// One batch as it travels: whose it is and its compressed protobuf body.
+#[derive(Debug, Clone, Copy)]
+pub struct Outbound<'a> {
+    /// The gateway id (the `Idempotency-Key`'s first half).
+    pub gateway_id: &'a str,
+    /// The batch seq.
+    pub seq: u64,
+    /// The spool epoch the seq belongs to.
+    pub spool_epoch: u64,
+    /// The zstd-compressed `Batch`.
+    pub body: &'a [u8],
+}
+
+/// POSTs `batch` to `url` with the forwarder's headers (and `token`), within `timeout`; `Ok` only
+/// with a `BatchAck` echoing the seq and epoch.
+///
+/// # Errors
+/// [`ForwardError`]; see [`ForwardError::is_retriable`].
+pub async fn post_batch(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&Secret>,
+    batch: Outbound<'_>,
+    timeout: Duration,
+) -> Result<BatchAck, ForwardError> {
+    let Outbound {
+        gateway_id,
+        seq,
+        spool_epoch,
+        body,
+    } = batch;
+    let mut request = http
+        .post(url)
         .timeout(timeout)
         .header(CONTENT_TYPE, "application/x-protobuf")
         .header(CONTENT_ENCODING, "zstd")
-        .header("Idempotency-Key", format!("{}/{}", shared.gateway_id, seq))
-        .body(batch.body.clone());
-    if let Some(token) = &shared.live.token() {
+        .header("Idempotency-Key", format!("{gateway_id}/{seq}"))
+        .body(body.to_vec());
+    if let Some(token) = token {
         request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
     let response = request
@@ -868,6 +1025,7 @@ async fn post(
         return Err(ForwardError::Status {
             seq,
             status: status.as_u16(),
+            body: error_text(response).await,
         });
     }
     let body = response
@@ -884,29 +1042,56 @@ async fn post(
             detail: format!("it echoes seq {}", ack.seq),
         });
     }
-    if ack.spool_epoch != batch.spool_epoch {
+    if ack.spool_epoch != spool_epoch {
         return Err(ForwardError::WrongEpoch {
             seq,
-            expected: batch.spool_epoch,
+            expected: spool_epoch,
             got: ack.spool_epoch,
         });
     }
     Ok(ack)
 }
 
-fn write_dead_letter(cfg: &ForwardConfig, batch: &EncodedBatch, err: &ForwardError) {
-    let status = match err {
-        ForwardError::Status { status, .. } => *status,
-        _ => 0,
-    };
-    let path = cfg
-        .dead_letter_dir
-        .join(format!("batch-{:020}-http-{status}.pb.zst", batch.seq));
-    let res = std::fs::create_dir_all(&cfg.dead_letter_dir)
-        .and_then(|()| std::fs::write(&path, &batch.body));
-    if let Err(io_err) = res {
-        error!(path = %path.display(), error = %io_err, "Cannot write the dead-letter file; the batch is lost.");
+/// The start of an error response's body (at most [`MAX_ERROR_BYTES`], lossy UTF-8).
+async fn error_text(mut response: reqwest::Response) -> String {
+    let mut text = Vec::new();
+    while text.len() < MAX_ERROR_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => text.extend_from_slice(&chunk),
+            _ => break,
+        }
     }
+    text.truncate(MAX_ERROR_BYTES);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Writes a permanently rejected batch to the dead-letter directory, durably (see
+/// [`crate::dead_letter::DeadLetterDir::write`]). The outer error is fatal (a panicked thread);
+/// the inner one is a failed write, to be retried.
+async fn write_dead_letter(
+    shared: &Arc<Shared>,
+    batch: &EncodedBatch,
+    err: &ForwardError,
+) -> Result<Result<(), DeadLetterError>, ForwarderError> {
+    let (http_status, error) = match err {
+        ForwardError::Status { status, body, .. } => (*status, body.clone()),
+        other => (0, other.to_string()),
+    };
+    let meta = DeadLetterMeta {
+        format: META_FORMAT,
+        gateway_id: shared.gateway_id.clone(),
+        seq: batch.seq,
+        spool_epoch: batch.spool_epoch,
+        http_status,
+        error: truncate_error(&error, MAX_ERROR_BYTES),
+        dead_lettered_ms: crate::clock::now_ms(),
+        readings: batch.n_readings,
+        historical: batch.historical,
+    };
+    Arc::clone(&shared.dead_letters)
+        .write(meta, batch.body.clone())
+        .await
+        .map_err(ForwarderError::Thread)
 }
 
 #[cfg(test)]
@@ -958,13 +1143,18 @@ mod tests {
         let status = ForwardError::Status {
             seq: 1,
             status: 503,
+            body: String::new(),
         };
         assert!(retry_wait(&cfg, &status, 0, &mut rng) <= cfg.retry_initial);
     }
 
     #[test]
     fn server_errors_retry_and_client_errors_are_permanent() {
-        let status = |status| ForwardError::Status { seq: 1, status };
+        let status = |status| ForwardError::Status {
+            seq: 1,
+            status,
+            body: String::new(),
+        };
         for retriable in [500, 502, 503, 504, 408, 429, 401, 403, 404] {
             assert!(status(retriable).is_retriable(), "{retriable}");
         }

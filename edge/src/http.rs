@@ -5,7 +5,8 @@
 //! `{"status":"degraded","failing":[{"rule":"forward_stalled","detail":"..."}]}`. The rules:
 //! - `no_data`: connected to the broker, data is expected (`health.expect_data_within` > 0) and
 //!   no message arrived for that long (since the last message, or since the agent started);
-//! - `spool_near_cap`: the spool holds more than `health.spool_high_watermark` of its cap;
+//! - `spool_near_cap`: the spool and the dead-letter directory (which counts against the spool's
+//!   cap) hold more than `health.spool_high_watermark` of the cap;
 //! - `spool_write_blocked`: the spool cannot be written (detail: the reason, `no_space` for a
 //!   full filesystem); intake refuses MQTT messages, which the broker keeps;
 //! - `forward_stalled`: records wait in the spool (the oldest for longer than
@@ -88,7 +89,8 @@ pub fn evaluate(
         }
     }
     if snapshot.spool_max_bytes > 0
-        && snapshot.spool_bytes as f64 > cfg.spool_high_watermark * snapshot.spool_max_bytes as f64
+        && (snapshot.spool_bytes + snapshot.dead_letter_bytes) as f64
+            > cfg.spool_high_watermark * snapshot.spool_max_bytes as f64
     {
         failing.push(Failing {
             rule: "spool_near_cap",
@@ -250,6 +252,15 @@ mod tests {
             ..Default::default()
         };
         assert!(evaluate(&snapshot, &cfg(), 0, 0).is_healthy());
+        // Dead letters count against the cap.
+        let snapshot = MetricsSnapshot {
+            dead_letter_bytes: 1,
+            ..snapshot
+        };
+        assert_eq!(
+            evaluate(&snapshot, &cfg(), 0, 0).rules(),
+            vec!["spool_near_cap"]
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   [`dup_window`] decides which `DUP` deliveries certainly repeat a spooled message.
 //! - [`intake`]: the MQTT task and the spool writer (group commit, acks after fsync).
 //! - [`batch`], [`forwarder`]: batches cut from the spool, POSTed, freed on `BatchAck`;
-//!   [`uplink`] sizes batches and request timeouts from the measured uplink rate.
+//!   [`uplink`] sizes batches and request timeouts from the measured uplink rate;
+//!   [`dead_letter`] keeps the batches the cloud rejected permanently.
 //! - [`metrics`], [`http`], [`spool_watch`]: counters, `/metrics`, `/healthz`, the free-space and
 //!   oldest-unforwarded gauges.
 //! - [`agent`]: wires the tasks together ([`Agent`]); [`reload`] takes over a new token and
@@ -40,6 +41,7 @@ pub mod agent;
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod dead_letter;
 pub mod dup_window;
 pub mod envelope;
 pub mod forwarder;

@@ -1,14 +1,17 @@
-//! The `fieldpulse-edge` binary: `run`, `validate`, `spool inspect`, `print-config`.
+//! The `fieldpulse-edge` binary: `run`, `validate`, `spool inspect`, `dead-letters list|replay`,
+//! `print-config`.
 //!
 //! All logic lives in the library; this file parses flags, sets up logging and signals, and maps
 //! errors to exit codes (`anyhow` ends here).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fieldpulse_edge::config::{RawEdgeConfig, EXAMPLE_TOML};
+use fieldpulse_edge::dead_letter::{DeadLetter, DeadLetterDir};
 use fieldpulse_edge::EdgeConfig;
 
 /// fieldpulse-edge: the gateway agent (MQTT in, crash-safe spool, batches to fieldpulse cloud).
@@ -53,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// List or re-send the batches the cloud rejected permanently.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
     /// Print the effective configuration: the defaults, or a file with defaults filled in.
     ///
     /// Example: `fieldpulse-edge print-config > edge.toml`
@@ -78,6 +86,65 @@ enum SpoolCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterCommand {
+    /// One line per dead letter: seq, epoch, status, readings, bytes, time, error (read-only).
+    ///
+    /// Example: `fieldpulse-edge dead-letters list --config edge.toml --json`
+    List {
+        /// The dead-letter directory.
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        dir: Option<PathBuf>,
+        /// A configuration file naming the directory (`forward.dead_letter_dir`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON object on stdout (`dead_letters`: an array, oldest first).
+        #[arg(long)]
+        json: bool,
+    },
+    /// POST dead letters to the configured cloud again; each is removed once the cloud
+    /// acknowledged it. Exits non-zero if any failed.
+    ///
+    /// Example: `fieldpulse-edge dead-letters replay --config edge.toml --all`
+    Replay {
+        /// The configuration file (cloud URL, token, dead-letter directory).
+        #[arg(long)]
+        config: PathBuf,
+        /// Replay the dead letters of this seq.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        seq: Option<u64>,
+        /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// Print what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// What `dead-letters list --json` prints: one JSON object.
+#[derive(Debug, serde::Serialize)]
+struct ListedDeadLetters<'a> {
+    dir: String,
+    /// Bytes of every file in the directory (counted against `spool.max_bytes`).
+    bytes: u64,
+    dead_letters: Vec<ListedDeadLetter<'a>>,
+}
+
+/// One dead letter in `dead-letters list --json`.
+#[derive(Debug, serde::Serialize)]
+struct ListedDeadLetter<'a> {
+    seq: u64,
+    spool_epoch: u64,
+    http_status: u16,
+    readings: u64,
+    bytes: u64,
+    dead_lettered_ms: i64,
+    historical: bool,
+    error: &'a str,
+    path: String,
 }
 
 fn main() -> ExitCode {
@@ -130,6 +197,32 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::DeadLetters {
+            command: DeadLetterCommand::List { dir, config, json },
+        } => {
+            let dir = match (dir, config) {
+                (Some(dir), _) => dir,
+                (None, Some(config)) => EdgeConfig::load(&config)?.forward.dead_letter_dir,
+                (None, None) => anyhow::bail!("give --dir or --config"),
+            };
+            list_dead_letters(&dir, json)
+        }
+        Command::DeadLetters {
+            command:
+                DeadLetterCommand::Replay {
+                    config,
+                    seq,
+                    all: _,
+                    dry_run,
+                },
+        } => {
+            let config = EdgeConfig::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            runtime.block_on(replay_dead_letters(&config, seq, dry_run))
+        }
         Command::PrintConfig { config, example } => {
             if example {
                 print!("{EXAMPLE_TOML}");
@@ -148,6 +241,118 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn describe(letter: &DeadLetter) -> String {
+    let meta = &letter.meta;
+    let time = u64::try_from(meta.dead_lettered_ms).map_or_else(
+        |_| "-".to_string(),
+        |ms| humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
+    );
+    format!(
+        "seq {} epoch {:016x} status {} readings {} bytes {} time {} error {:?}",
+        meta.seq,
+        meta.spool_epoch,
+        meta.http_status,
+        meta.readings,
+        letter.body_bytes,
+        time,
+        meta.error
+    )
+}
+
+fn list_dead_letters(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let dead_letters = DeadLetterDir::new(dir);
+    let context = || format!("listing dead letters in {}", dir.display());
+    let letters = dead_letters.list().with_context(context)?;
+    if !json {
+        for letter in &letters {
+            println!("{}", describe(letter));
+        }
+        return Ok(());
+    }
+    let listed = ListedDeadLetters {
+        dir: dir.display().to_string(),
+        bytes: dead_letters.usage().with_context(context)?.bytes,
+        dead_letters: letters
+            .iter()
+            .map(|letter| {
+                let meta = &letter.meta;
+                ListedDeadLetter {
+                    seq: meta.seq,
+                    spool_epoch: meta.spool_epoch,
+                    http_status: meta.http_status,
+                    readings: meta.readings,
+                    bytes: letter.body_bytes,
+                    dead_lettered_ms: meta.dead_lettered_ms,
+                    historical: meta.historical,
+                    error: &meta.error,
+                    path: letter.body_path.display().to_string(),
+                }
+            })
+            .collect(),
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&listed).context("rendering JSON")?
+    );
+    Ok(())
+}
+
+async fn replay_dead_letters(
+    config: &EdgeConfig,
+    seq: Option<u64>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let dir = DeadLetterDir::new(&config.forward.dead_letter_dir);
+    let letters: Vec<DeadLetter> = dir
+        .list()
+        .with_context(|| format!("listing dead letters in {}", dir.path().display()))?
+        .into_iter()
+        .filter(|letter| seq.is_none_or(|seq| letter.meta.seq == seq))
+        .collect();
+    if letters.is_empty() {
+        anyhow::bail!(
+            "no dead letter{} in {}",
+            seq.map(|seq| format!(" with seq {seq}"))
+                .unwrap_or_default(),
+            dir.path().display()
+        );
+    }
+    let http = fieldpulse_edge::forwarder::http_client(&config.forward)?;
+    let mut failed = 0;
+    for letter in &letters {
+        if dry_run {
+            println!("would send: {}", describe(letter));
+            continue;
+        }
+        match fieldpulse_edge::dead_letter::replay(
+            &dir,
+            letter,
+            &http,
+            &config.forward,
+            &config.gateway_id,
+        )
+        .await
+        {
+            Ok(contiguous_seq) => println!(
+                "sent and removed (cloud contiguous seq {contiguous_seq}): {}",
+                describe(letter)
+            ),
+            Err(err) => {
+                failed += 1;
+                println!(
+                    "failed ({:#}): {}",
+                    anyhow::Error::new(err),
+                    describe(letter)
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} dead letters not replayed", letters.len());
+    }
+    Ok(())
 }
 
 async fn run_agent(config: EdgeConfig, path: PathBuf) -> anyhow::Result<()> {

@@ -63,6 +63,10 @@ pub struct EdgeMetrics {
     pub(crate) batches_acked: AtomicU64,
     pub(crate) batches_historical: AtomicU64,
     pub(crate) batches_dead_letter: AtomicU64,
+    pub(crate) dead_letter_write_failures: AtomicU64,
+    pub(crate) dead_letter_bytes: AtomicU64,
+    pub(crate) dead_letter_files: AtomicU64,
+    pub(crate) batches_split: AtomicU64,
     pub(crate) send_failures: AtomicU64,
     // Uplink sizing (see `crate::uplink`).
     pub(crate) send_timeouts: AtomicU64,
@@ -160,6 +164,14 @@ pub struct MetricsSnapshot {
     pub batches_historical: u64,
     /// Batches written to the dead-letter directory.
     pub batches_dead_letter: u64,
+    /// Failed writes to the dead-letter directory (the batch stays in the spool; retried).
+    pub dead_letter_write_failures: u64,
+    /// Bytes in the dead-letter directory (counted against the spool's cap).
+    pub dead_letter_bytes: u64,
+    /// Dead letters (batches) in the dead-letter directory.
+    pub dead_letter_files: u64,
+    /// Batches split in halves because the cloud refused them as too large (413).
+    pub batches_split: u64,
     /// Failed POST attempts (each retried).
     pub send_failures: u64,
     /// Of those, attempts that ran out of their request timeout.
@@ -285,6 +297,10 @@ impl MetricsHandle {
             batches_acked: load(&m.batches_acked),
             batches_historical: load(&m.batches_historical),
             batches_dead_letter: load(&m.batches_dead_letter),
+            dead_letter_write_failures: load(&m.dead_letter_write_failures),
+            dead_letter_bytes: load(&m.dead_letter_bytes),
+            dead_letter_files: load(&m.dead_letter_files),
+            batches_split: load(&m.batches_split),
             send_failures: load(&m.send_failures),
             send_timeouts: load(&m.send_timeouts),
             uplink_bytes_per_second: load(&m.uplink_bytes_per_second),
@@ -410,6 +426,16 @@ impl MetricsHandle {
             s.batches_dead_letter,
         );
         counter(
+            "fieldpulse_edge_dead_letter_write_failures_total",
+            "Failed writes to the dead-letter directory; the batch stays in the spool and is retried.",
+            s.dead_letter_write_failures,
+        );
+        counter(
+            "fieldpulse_edge_batches_split_total",
+            "Batches split in halves because the cloud refused them as too large (HTTP 413).",
+            s.batches_split,
+        );
+        counter(
             "fieldpulse_edge_send_failures_total",
             "Failed batch POST attempts (retried).",
             s.send_failures,
@@ -496,6 +522,16 @@ impl MetricsHandle {
             "fieldpulse_edge_spool_batches_pending",
             "Batches sent or being sent and not yet acknowledged.",
             s.spool_batches_pending.into(),
+        );
+        gauge(
+            "fieldpulse_edge_dead_letter_bytes",
+            "Bytes in the dead-letter directory (counted against the spool's byte cap).",
+            s.dead_letter_bytes.into(),
+        );
+        gauge(
+            "fieldpulse_edge_dead_letter_files",
+            "Batches in the dead-letter directory.",
+            s.dead_letter_files.into(),
         );
         gauge(
             "fieldpulse_edge_backlog_records",

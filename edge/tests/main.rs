@@ -9,6 +9,7 @@ mod broker_restart;
 mod cli;
 mod crash;
 mod crash_mixed;
+mod dead_letters;
 mod disk_full;
 mod duplicates;
 mod long_outage;

@@ -257,18 +257,20 @@ async fn a_batch_the_cloud_rejects_permanently_goes_to_the_dead_letter_directory
     let snapshot = s.metrics.snapshot();
     assert!(snapshot.batches_dead_letter >= 1);
     assert_eq!(snapshot.readings_forwarded, 0);
+    // Each dead letter is its body as sent (`.pb.zst`) plus its metadata (`.json`).
     let files: Vec<_> = std::fs::read_dir(s._dir.path().join("dead-letter"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".pb.zst"))
         .collect();
     assert_eq!(files.len() as u64, snapshot.batches_dead_letter);
+    assert_eq!(snapshot.dead_letter_files, snapshot.batches_dead_letter);
     let mut n_readings = 0;
     for file in &files {
-        assert!(
-            file.to_string_lossy().contains("-http-422"),
-            "{}",
-            file.display()
-        );
+        let meta = file.to_string_lossy().replace(".pb.zst", ".json");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        assert_eq!(meta["http_status"], 422, "{}", file.display());
         let raw = zstd::bulk::decompress(&std::fs::read(file).unwrap(), 64 << 20).unwrap();
         let batch =
             <fieldpulse_proto::v1::Batch as prost::Message>::decode(raw.as_slice()).unwrap();

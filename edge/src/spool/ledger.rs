@@ -266,7 +266,8 @@ fn apply(loaded: &mut LoadedLedger, entry: Entry) {
     }
 }
 
-fn subtract(ranges: &[Range<u64>], cut: &Range<u64>) -> Vec<Range<u64>> {
+/// `ranges` without the ids of `cut`.
+pub(super) fn subtract(ranges: &[Range<u64>], cut: &Range<u64>) -> Vec<Range<u64>> {
     let mut out = Vec::with_capacity(ranges.len());
     for range in ranges {
         if range.end <= cut.start || range.start >= cut.end {

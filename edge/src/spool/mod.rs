@@ -81,7 +81,9 @@
 //! The same frames, where the id field numbers the entry within the file and the
 //! reading-count field holds the entry kind: a *snapshot* (next seq, next record
 //! id, acked id ranges, pending cuts) always first, then *cut* (seq, lane, id
-//! ranges) and *ack* (seq) entries. Once the log outgrows `max_bytes / 32`
+//! ranges) and *ack* (seq) entries. A cut of ids that a pending batch holds takes
+//! them over: that is how [`Spool::split`] moves half of a batch to a new seq in one
+//! fsynced entry. Once the log outgrows `max_bytes / 32`
 //! (clamped to 4..64 KiB) and twice its snapshot it is compacted: a new snapshot is written to `ledger.log.tmp`,
 //! fsynced, renamed over `ledger.log`, and the directory fsynced (entry bodies
 //! are documented in `ledger.rs`).
@@ -202,7 +204,9 @@
 //! ## Byte cap and policies
 //!
 //! The cap (at least 256 KiB; gateways should give it several MiB) counts segment
-//! files (including buffered bytes) and the ledger. The ledger is counted at the
+//! files (including buffered bytes), the ledger, and the bytes the owner keeps
+//! outside the spool on its behalf ([`Spool::set_external_bytes`]: the agent's
+//! dead-letter directory). The ledger is counted at the
 //! size it may reach before its next compaction (`max_bytes / 32`, clamped to
 //! 4..64 KiB), so cuts and acks between appends never push the spool over the
 //! cap. When an append would exceed it:
@@ -278,7 +282,7 @@ mod no_space_tests;
 #[cfg(test)]
 mod power_cut_tests;
 #[cfg(test)]
-mod sim_fs;
+pub(crate) mod sim_fs;
 #[cfg(test)]
 mod tests;
 
@@ -292,7 +296,7 @@ pub use self::{
     inspect::{inspect, InspectReport, LedgerInspect, PendingInspect, SegmentInspect},
     report::{
         AckReport, Appended, CutBatch, Dropped, NewEpochReason, RecoveryReport, SendCheck,
-        SpoolRecord, SpoolStats,
+        SplitOutcome, SpoolRecord, SpoolStats,
     },
     store::Spool,
 };

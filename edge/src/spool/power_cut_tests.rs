@@ -441,3 +441,85 @@ fn the_epoch_is_durable_when_open_returns_and_an_established_epoch_never_changes
     }
     assert!(cut_during_open >= 5, "{cut_during_open}");
 }
+
+#[test]
+fn a_power_cut_during_splits_keeps_every_record_in_exactly_one_pending_batch() {
+    let dir = Path::new("/spool");
+    let mut rng = SmallRng::seed_from_u64(13);
+    let mut splits_lost = 0;
+    let mut splits_kept = 0;
+    for ops in 0..24 {
+        let sim = SimFs::new();
+        let mut spool = open(&sim, dir, FullPolicy::DropOldest);
+        let mut payloads = BTreeMap::new();
+        for i in 0..8u64 {
+            let payload = format!("record {i}").into_bytes();
+            let id = spool.append(&payload, 1).expect("append").id;
+            payloads.insert(id, payload);
+        }
+        spool.sync().expect("sync");
+        let batch = spool
+            .cut(Lane::Backfill, 100, usize::MAX)
+            .expect("cut")
+            .expect("a batch");
+        // Split seq 1, then the older half again; power fails after `ops` operations.
+        sim.cut_power_after(ops);
+        let mut returned: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        let mut seq = batch.seq;
+        for _ in 0..2 {
+            match spool.split(seq) {
+                Ok(super::SplitOutcome::Split(older)) => {
+                    seq = older.seq;
+                    returned.insert(older.seq, older.records.iter().map(|r| r.id).collect());
+                }
+                Ok(other) => panic!("ops {ops}: {other:?}"),
+                Err(_) => break,
+            }
+        }
+        drop(spool);
+        sim.crash(&mut rng);
+        let spool = open(&sim, dir, FullPolicy::DropOldest);
+        let pending = spool.pending().expect("pending");
+        let mut seen = BTreeSet::new();
+        for batch in &pending {
+            for record in &batch.records {
+                assert!(
+                    seen.insert(record.id),
+                    "ops {ops}: record {} twice",
+                    record.id
+                );
+                assert_eq!(record.payload, payloads[&record.id], "ops {ops}");
+            }
+        }
+        assert_eq!(
+            seen,
+            payloads.keys().copied().collect(),
+            "ops {ops}: every record pending"
+        );
+        // A split that returned is durable: its batch is pending with the same records.
+        for (seq, ids) in &returned {
+            let got: BTreeSet<u64> = pending
+                .iter()
+                .find(|b| b.seq == *seq)
+                .unwrap_or_else(|| panic!("ops {ops}: split seq {seq} lost"))
+                .records
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            assert!(
+                got.is_subset(ids) && !got.is_empty(),
+                "ops {ops}: seq {seq}"
+            );
+        }
+        if pending.len() == 1 {
+            splits_lost += 1;
+        } else {
+            splits_kept += 1;
+        }
+        assert!(spool.stats().next_seq > pending.iter().map(|b| b.seq).max().unwrap_or(0));
+    }
+    assert!(
+        splits_lost >= 1 && splits_kept >= 1,
+        "{splits_lost} {splits_kept}"
+    );
+}

@@ -52,6 +52,17 @@ pub enum SendCheck {
     Gone,
 }
 
+/// What [`Spool::split`](super::Spool::split) did.
+#[derive(Debug, Clone)]
+pub enum SplitOutcome {
+    /// The older half moved to this new batch; the rest stays under the split seq.
+    Split(CutBatch),
+    /// The batch holds a single record: it cannot be split.
+    Single,
+    /// Eviction took the whole batch (or it is not pending).
+    Gone,
+}
+
 /// What an append dropped to make room (policy `DropOldest`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Dropped {
@@ -105,6 +116,8 @@ pub struct AckReport {
 pub struct SpoolStats {
     /// Bytes on disk: segment files (including bytes buffered for them) and the ledger.
     pub bytes_on_disk: u64,
+    /// Bytes kept outside the spool that count against the cap (the dead-letter directory).
+    pub external_bytes: u64,
     /// The cap.
     pub max_bytes: u64,
     /// Segment files.
@@ -134,9 +147,10 @@ pub struct SpoolStats {
 }
 
 impl SpoolStats {
-    /// Fill level as a fraction of the cap (0.0 ..= 1.0, more if over the cap).
+    /// Fill level as a fraction of the cap, external bytes included (0.0 ..= 1.0, more if over
+    /// the cap).
     pub fn fill_ratio(&self) -> f64 {
-        self.bytes_on_disk as f64 / self.max_bytes.max(1) as f64
+        (self.bytes_on_disk + self.external_bytes) as f64 / self.max_bytes.max(1) as f64
     }
 }
 

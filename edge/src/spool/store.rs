@@ -11,12 +11,12 @@ use tracing::warn;
 
 use super::{
     fs::{AppendFile, DirLock, FileLayer, StdFileLayer},
-    ledger::{CutEntry, Entry, Ledger, LedgerState},
+    ledger::{self, CutEntry, Entry, Ledger, LedgerState},
     ranges::{ids_to_ranges, RangeSet},
     record,
     segment::{self, Segment, SegmentHeader, Totals, SEGMENT_HEADER_LEN},
     AckReport, Appended, CutBatch, CutEnd, Dropped, FullPolicy, Lane, RecoveryReport, SendCheck,
-    SpoolConfig, SpoolError, SpoolRecord, SpoolStats,
+    SplitOutcome, SpoolConfig, SpoolError, SpoolRecord, SpoolStats,
 };
 
 /// Buffered frames are written out (without fsync) once they reach this size, so
@@ -61,6 +61,9 @@ pub struct Spool {
     poisoned: bool,
     /// The spool epoch (never 0).
     epoch: u64,
+    /// Bytes kept outside the spool that count against its cap (see
+    /// [`Spool::set_external_bytes`]).
+    external_bytes: u64,
     /// Where the last successful sync left the files, to roll back to when the filesystem is
     /// full (see [`Spool::append`] and [`Spool::sync`]).
     synced: SyncPoint,
@@ -204,6 +207,7 @@ impl Spool {
             dropped_total: Totals::default(),
             poisoned: false,
             epoch,
+            external_bytes: 0,
         }
     }
 
@@ -223,6 +227,14 @@ impl Spool {
     /// The configuration in use.
     pub fn config(&self) -> SpoolConfig {
         self.cfg
+    }
+
+    /// Sets the bytes kept outside the spool directory that count against its cap (the
+    /// agent's dead-letter directory). The full policy applies to the sum: `append` evicts
+    /// (`DropOldest`) or refuses (`Backpressure`) as if they were spool bytes; when they alone
+    /// leave no room, `append` returns [`SpoolError::Full`] under either policy.
+    pub fn set_external_bytes(&mut self, bytes: u64) {
+        self.external_bytes = bytes;
     }
 
     /// Buffers one record (not durable until [`Spool::sync`]; dropping the spool
@@ -268,7 +280,7 @@ impl Spool {
             if self.cfg.policy == FullPolicy::Backpressure || self.segments.len() < 2 {
                 return Err(SpoolError::Full {
                     needed,
-                    bytes_on_disk: self.bytes_on_disk(),
+                    bytes_on_disk: self.bytes_on_disk() + self.external_bytes,
                     max_bytes: self.cfg.max_bytes,
                 });
             }
@@ -631,6 +643,85 @@ impl Spool {
         Ok(check)
     }
 
+    /// Splits pending batch `seq` in two, for a cloud that refused it as too large: the older
+    /// half of its records moves to a new batch under the next seq, the rest stays under `seq`.
+    /// One fsynced ledger cut entry makes the move durable and atomic (recovery replays a cut of
+    /// records that another pending batch holds as taking them over), so after a crash both
+    /// halves are pending, or the whole batch still is. `seq`'s trim count is bumped, so the
+    /// sender's next [`Spool::begin_send`] returns what is left of it.
+    ///
+    /// Call it while the batch is not in flight ([`Spool::end_send`] first).
+    ///
+    /// # Errors
+    ///
+    /// IO errors reading segments (nothing changed) or writing the ledger (poisoned).
+    pub fn split(&mut self, seq: u64) -> Result<SplitOutcome, SpoolError> {
+        self.check_poisoned()?;
+        let Some(batch) = self.pending.get(&seq) else {
+            return Ok(SplitOutcome::Gone);
+        };
+        let n: u64 = batch.ranges.iter().map(|r| r.end - r.start).sum();
+        if n == 0 {
+            return Ok(SplitOutcome::Gone);
+        }
+        let lane = batch.lane;
+        let mut left = n / 2;
+        let mut older = Vec::new();
+        for range in &batch.ranges {
+            if left == 0 {
+                break;
+            }
+            let take = (range.end - range.start).min(left);
+            older.push(range.start..range.start + take);
+            left -= take;
+        }
+        let records = self.read_ranges(&older)?;
+        if records.is_empty() {
+            return Ok(SplitOutcome::Single);
+        }
+        let moved = ids_to_ranges(records.iter().map(|r| r.id));
+        let new_seq = self.next_seq;
+        let entry = Entry::Cut(CutEntry {
+            seq: new_seq,
+            lane,
+            ranges: moved.clone(),
+        });
+        let res = self.ledger.append(&entry);
+        self.poison_on_err_spool(res)?;
+        self.next_seq += 1;
+        let mut per_segment: Vec<(u64, Totals)> = Vec::new();
+        for rec in &records {
+            let one = Totals::one(rec.n_readings, rec.payload.len());
+            let seg_id = self
+                .segment_of_mut(rec.id)
+                .expect("pending records are in live segments")
+                .id;
+            match per_segment.last_mut() {
+                Some((id, totals)) if *id == seg_id => totals.add(one),
+                _ => per_segment.push((seg_id, one)),
+            }
+        }
+        let batch = self.pending.get_mut(&seq).expect("checked above");
+        for range in &moved {
+            batch.ranges = ledger::subtract(&batch.ranges, range);
+        }
+        for (seg_id, part) in &per_segment {
+            if let Some((_, totals)) = batch.per_segment.iter_mut().find(|(id, _)| id == seg_id) {
+                totals.sub(*part);
+            }
+        }
+        batch.per_segment.retain(|(_, totals)| totals.records > 0);
+        batch.trims += 1;
+        self.pending
+            .insert(new_seq, PendingBatch::new(lane, moved, per_segment));
+        self.maybe_compact()?;
+        Ok(SplitOutcome::Split(CutBatch {
+            seq: new_seq,
+            lane,
+            records,
+        }))
+    }
+
     /// The send of `seq` failed (it will be retried, or the process is stopping): what
     /// eviction took from it while it was in flight is now dropped, and is returned so
     /// the caller can count it. A batch left empty is forgotten.
@@ -708,6 +799,7 @@ impl Spool {
         }
         SpoolStats {
             bytes_on_disk: self.bytes_on_disk(),
+            external_bytes: self.external_bytes,
             max_bytes: self.cfg.max_bytes,
             segments: self.segments.len() as u64,
             unsynced_records: self.next_record_id - self.committed_from(),
@@ -731,7 +823,7 @@ impl Spool {
     /// Bytes on disk with the ledger counted at the size it may grow to, so that
     /// cuts and acks between appends cannot push the spool over its cap.
     fn bytes_reserved(&self) -> u64 {
-        self.segments_len + self.ledger.reserved()
+        self.segments_len + self.ledger.reserved() + self.external_bytes
     }
 
     fn check_poisoned(&self) -> Result<(), SpoolError> {

@@ -1010,3 +1010,172 @@ fn a_damaged_epoch_file_or_a_lost_ledger_gets_a_new_epoch() {
     assert_eq!(spool.stats().next_seq, 1);
     assert!(spool.epoch() != 0 && spool.epoch() != second);
 }
+
+#[test]
+fn external_bytes_count_against_the_cap_under_either_policy() {
+    let external = CAP - 300 * 1024;
+    // Backpressure refuses appends once the spool and the external bytes reach the cap.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) =
+        Spool::open(dir.path(), small_config(FullPolicy::Backpressure)).expect("open");
+    spool.set_external_bytes(external);
+    let mut appended = 0u64;
+    let err = loop {
+        match spool.append(&payload(appended, 1000), 1) {
+            Ok(_) => appended += 1,
+            Err(err) => break err,
+        }
+        assert!(appended < 10_000, "the cap must stop appends");
+    };
+    assert!(err.is_full(), "{err}");
+    let stats = spool.stats();
+    assert_eq!(stats.external_bytes, external);
+    assert!(stats.bytes_on_disk + external <= CAP, "{stats:?}");
+    assert!(stats.fill_ratio() > 0.9, "{stats:?}");
+    assert!(appended < 300, "{appended} records of 1000 bytes");
+    spool.set_external_bytes(0);
+    spool
+        .append(b"room again", 1)
+        .expect("bytes freed outside the spool make room");
+
+    // DropOldest evicts to keep the sum under the cap.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) =
+        Spool::open(dir.path(), small_config(FullPolicy::DropOldest)).expect("open");
+    spool.set_external_bytes(external);
+    for i in 0..2000 {
+        spool.append(&payload(i, 1000), 1).expect("append");
+        assert!(spool.stats().bytes_on_disk + external <= CAP);
+    }
+    assert!(spool.stats().dropped_records_total > 1500);
+    // External bytes that leave no room at all: full under either policy.
+    spool.set_external_bytes(CAP);
+    assert!(spool.append(b"no room", 1).expect_err("full").is_full());
+}
+
+#[test]
+fn a_split_moves_the_older_half_to_a_new_seq_durably_and_the_rest_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = open(dir.path());
+    for i in 0..10 {
+        spool.append(&payload(i, 20), 2).expect("append");
+    }
+    spool.sync().expect("sync");
+    let batch = spool
+        .cut(Lane::Live, 100, usize::MAX)
+        .expect("cut")
+        .expect("a batch");
+    assert_eq!((batch.seq, batch.records.len()), (1, 10));
+    let super::SplitOutcome::Split(older) = spool.split(1).expect("split") else {
+        panic!("ten records split");
+    };
+    assert_eq!(older.seq, 2);
+    assert_eq!(older.lane, Lane::Live);
+    assert_eq!(
+        older.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    // The sender of seq 1 is handed what is left of it.
+    let super::SendCheck::Changed { batch: rest, .. } = spool.begin_send(1, 0).expect("begin")
+    else {
+        panic!("the split batch changed");
+    };
+    assert_eq!(
+        rest.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9, 10]
+    );
+    spool.end_send(1);
+    let stats = spool.stats();
+    assert_eq!(
+        (
+            stats.pending_batches,
+            stats.pending_records,
+            stats.pending_readings
+        ),
+        (2, 10, 20)
+    );
+    assert_eq!(stats.next_seq, 3);
+
+    // Both halves survive a restart under their seqs.
+    drop(spool);
+    let mut spool = open(dir.path());
+    let pending = spool.pending().expect("pending");
+    let ids = |seq: u64| -> Vec<u64> {
+        pending
+            .iter()
+            .find(|b| b.seq == seq)
+            .expect("pending seq")
+            .records
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(pending.len(), 2);
+    assert_eq!(ids(1), vec![6, 7, 8, 9, 10]);
+    assert_eq!(ids(2), vec![1, 2, 3, 4, 5]);
+
+    // Split down to single records; a single record cannot be split.
+    let mut seqs = vec![1, 2];
+    while let Some(seq) = seqs.pop() {
+        match spool.split(seq).expect("split") {
+            super::SplitOutcome::Split(part) => {
+                seqs.push(seq);
+                seqs.push(part.seq);
+            }
+            super::SplitOutcome::Single => {
+                let report = spool.ack(seq).expect("ack");
+                assert_eq!((report.records, report.readings), (1, 2));
+            }
+            super::SplitOutcome::Gone => panic!("seq {seq} is pending"),
+        }
+    }
+    assert!(matches!(
+        spool.split(1).expect("split"),
+        super::SplitOutcome::Gone
+    ));
+    let stats = spool.stats();
+    assert_eq!((stats.pending_batches, stats.uncut_records), (0, 0));
+    assert_eq!(stats.next_seq, 11, "one new seq per split");
+    drop(spool);
+    let spool = open(dir.path());
+    assert!(spool.pending().expect("pending").is_empty());
+}
+
+#[test]
+fn eviction_after_a_split_trims_the_halves_and_counts_each_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 200 records of 1000 bytes span two segments of about 127 records.
+    let (mut spool, batch) = full_spool_with_a_batch(dir.path(), 200);
+    let super::SplitOutcome::Split(older) = spool.split(batch.seq).expect("split") else {
+        panic!("200 records split");
+    };
+    assert_eq!(older.records.len(), 100);
+    let before = spool.stats();
+    assert_eq!(before.pending_records, 200);
+    let dropped = append_until_evicted(&mut spool);
+    // The oldest segment held the whole older half and the start of the rest.
+    assert!(older.records.iter().all(|r| r.id < dropped.below_id));
+    let lost_from_rest = batch.records[100..]
+        .iter()
+        .filter(|r| r.id < dropped.below_id)
+        .count() as u64;
+    assert!(lost_from_rest > 0);
+    assert_eq!(dropped.records, 100 + lost_from_rest);
+    assert!(matches!(
+        spool.begin_send(older.seq, 0).expect("begin"),
+        super::SendCheck::Gone
+    ));
+    // The rest was trimmed twice (split, eviction): its sender gets what is left.
+    let super::SendCheck::Changed { batch: rest, trims } =
+        spool.begin_send(batch.seq, 0).expect("begin")
+    else {
+        panic!("the rest changed");
+    };
+    assert_eq!(trims, 2);
+    assert_eq!(rest.records.len() as u64, 100 - lost_from_rest);
+    assert_eq!(spool.stats().pending_records, 100 - lost_from_rest);
+    assert!(spool.ack(batch.seq).expect("ack").known);
+    let stats = spool.stats();
+    assert_eq!((stats.pending_batches, stats.pending_records), (0, 0));
+    assert_eq!(stats.dropped_records_total, dropped.records);
+}
