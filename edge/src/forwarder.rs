@@ -195,12 +195,14 @@ impl Forwarder {
             gate,
             ring,
         } = links;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(ForwarderError::Client)?;
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(tls) = &cfg.tls {
+            http = tls.apply(http);
+        }
+        let http = http.build().map_err(ForwarderError::Client)?;
         let spool_epoch = spool.lock().unwrap_or_else(PoisonError::into_inner).epoch();
         Ok(Self {
             shared: Arc::new(Shared {

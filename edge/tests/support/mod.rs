@@ -3,6 +3,7 @@
 //! broker acknowledged, and helpers to build edge configs.
 
 pub mod broker;
+pub mod certs;
 pub mod proxy;
 pub mod publisher;
 pub mod receiver;
