@@ -748,6 +748,15 @@ impl RawEdgeConfig {
             }
             (None, None) => None,
         };
+        if mqtt.tls.is_some() && !crate::tls::is_valid_server_name(&mqtt.host) {
+            return Err(invalid(
+                "mqtt.host",
+                format!(
+                    "must be a DNS name or an IP address with [mqtt.tls], got {:?}",
+                    mqtt.host
+                ),
+            ));
+        }
         let mqtt_tls = mqtt
             .tls
             .as_ref()

@@ -401,6 +401,11 @@ impl ServerCertVerifier for ExpectedServerName {
     }
 }
 
+/// True when `host` can be checked against a certificate: a DNS name or an IP address.
+pub fn is_valid_server_name(host: &str) -> bool {
+    ServerName::try_from(host).is_ok()
+}
+
 /// True when `err`, or an error in its source chain, comes from rustls: a failed TLS handshake
 /// (unknown CA, wrong name, expired certificate, client certificate refused).
 pub fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -409,7 +414,8 @@ pub fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
         if err.is::<rustls::Error>() {
             return true;
         }
-        // `std::io::Error` hides a custom inner error from `source()` in some versions: look in.
+        // `io::Error::source` skips a custom inner error (it returns the inner error's source),
+        // and tokio-rustls wraps `rustls::Error` in one: look at the inner error itself.
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if io
                 .get_ref()

@@ -375,6 +375,11 @@ fn tls_config_errors_name_the_config_file_the_key_and_the_pem_file() {
             ),
         ),
         (
+            format!("{head}[mqtt]\nhost = \"broker host\"\n[mqtt.tls]\n"),
+            "mqtt.host",
+            "must be a DNS name or an IP address with [mqtt.tls]".into(),
+        ),
+        (
             format!("{head}[mqtt.tls]\nserver_name = \"bad name\"\n"),
             "mqtt.tls.server_name",
             "\"bad name\" is not a DNS name or an IP address".into(),
