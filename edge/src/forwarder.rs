@@ -49,8 +49,10 @@ use crate::spool::{CutBatch, CutEnd, Lane, SendCheck, Spool, SpoolError};
 /// Why a POST failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    /// The request did not complete (connect, TLS, timeout, reset).
-    #[error("sending batch {seq}")]
+    /// The request did not complete (connect, TLS, timeout, reset). The message ends with the
+    /// innermost cause (e.g. `invalid peer certificate: UnknownIssuer`): reqwest's own says only
+    /// "error sending request".
+    #[error("sending batch {seq}: {}", root_cause(.source))]
     Transport {
         /// The batch.
         seq: u64,
@@ -113,6 +115,15 @@ pub enum ForwarderError {
     /// The HTTP client could not be built.
     #[error("building the HTTP client")]
     Client(#[source] reqwest::Error),
+}
+
+/// The innermost error of `err`'s source chain, as text.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Capped exponential backoff with full jitter: attempt 0 waits up to `initial`.

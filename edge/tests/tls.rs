@@ -445,3 +445,20 @@ fn an_mqtt_password_file_loses_only_its_trailing_line_break_and_is_never_printed
     let debug = format!("{config:?}");
     assert!(!debug.contains("pass word"), "{debug}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_send_says_what_failed_underneath_the_request() {
+    let dir = tempdir().unwrap();
+    let (_ca, receiver) = https_receiver(&dir, false).await;
+    let client = reqwest::Client::new();
+    let source = client
+        .post(format!("{}/v1/batches", receiver.url()))
+        .send()
+        .await
+        .expect_err("the private CA is not trusted");
+    let err = fieldpulse_edge::forwarder::ForwardError::Transport { seq: 7, source };
+    // What the forwarder logs for a retried send: the certificate problem, not only "sending".
+    let message = err.to_string();
+    assert!(message.starts_with("sending batch 7: "), "{message}");
+    assert!(message.contains("UnknownIssuer"), "{message}");
+}
