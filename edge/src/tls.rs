@@ -107,7 +107,7 @@ pub struct ClientIdentity {
     cert_path: PathBuf,
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    /// Both files' PEM text, certificate first: what `reqwest::Identity::from_pem` takes.
+    /// Both files' PEM text: what `reqwest::Identity::from_pem` takes.
     pem: Vec<u8>,
 }
 
@@ -187,9 +187,12 @@ impl ClientIdentity {
                 detail: err.to_string(),
             },
         )?;
-        let mut pem = read_file(cert_path)?;
-        pem.push(b'\n');
-        pem.extend_from_slice(&key_pem);
+        // One file may hold both; reqwest takes every certificate it finds, so read it once.
+        let mut pem = key_pem;
+        if cert_path != key_path {
+            pem.push(b'\n');
+            pem.extend_from_slice(&read_file(cert_path)?);
+        }
         Ok(Self {
             cert_path: cert_path.to_path_buf(),
             certs,

@@ -332,6 +332,17 @@ fn tls_config_errors_name_the_config_file_the_key_and_the_pem_file() {
         toml_path(&ca.ca_file)
     );
     assert_eq!(validate(&ok), "ok");
+    // Certificate and key in one file.
+    let combined = dir.path().join("combined.pem");
+    let mut pem = std::fs::read(&client.cert_file).unwrap();
+    pem.extend(std::fs::read(&client.key_file).unwrap());
+    std::fs::write(&combined, pem).unwrap();
+    let both = format!(
+        "client_cert_file = {0}\nclient_key_file = {0}\n",
+        toml_path(&combined)
+    );
+    let ok = format!("{head}[mqtt.tls]\n{both}{https}[forward.tls]\n{both}");
+    assert_eq!(validate(&ok), "ok");
 
     let cases: Vec<(String, &str, String)> = vec![
         (
