@@ -44,7 +44,10 @@ impl Started {
 /// Starts the agent on `options` (validated from TOML, as `fieldpulse-edge run` does), with its
 /// persistent session prepared on the broker's plain listener.
 async fn start(dir: &Path, broker: &Broker, options: &EdgeOptions) -> Started {
-    let config = options.config(dir);
+    start_config(broker, options.config(dir)).await
+}
+
+async fn start_config(broker: &Broker, config: fieldpulse_edge::EdgeConfig) -> Started {
     broker
         .prepare_session(&config.mqtt.client_id, &["plant/+/+/+", "sensors/+"])
         .await;
@@ -137,6 +140,7 @@ fn tls_broker(dir: &TempDir, names: &[&str], require_certificate: bool) -> (Test
             certfile: &server.cert_file,
             keyfile: &server.key_file,
             require_certificate,
+            password_file: None,
         },
     );
     (ca, broker)
@@ -174,6 +178,65 @@ async fn with_mtls_and_a_server_name_override_the_agent_takes_every_reading_from
     expect_every_reading(&receiver, &agent.metrics).await;
     publisher.close().await;
     assert_eq!(counter(&agent.metrics, TLS_FAILURES), 0);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_agent_logs_in_from_a_password_file_and_a_wrong_password_is_counted_refused() {
+    let dir = tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "broker");
+    let server = ca.server(dir.path(), "broker-server", &["localhost", "127.0.0.1"]);
+    let passwords = dir.path().join("mosquitto.passwd");
+    let status = std::process::Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwords)
+        .args(["fieldpulse-edge", "s3cret pass"])
+        .status()
+        .expect("mosquitto_passwd (package mosquitto) is installed");
+    assert!(status.success());
+    let broker = Broker::start_tls(
+        dir.path(),
+        &TlsListener {
+            cafile: &ca.ca_file,
+            certfile: &server.cert_file,
+            keyfile: &server.key_file,
+            require_certificate: false,
+            password_file: Some(&passwords),
+        },
+    );
+    let receiver = Receiver::start().await;
+    let mut options = EdgeOptions::new(broker.tls_port(), &receiver.url());
+    options.extra = mqtt_tls(&ca.ca_file, None, None);
+    // The password file as an editor leaves it: with a trailing line break.
+    let password_file = dir.path().join("mqtt-password");
+    let config_with = |password: &str| {
+        std::fs::write(&password_file, password).unwrap();
+        let text = options.to_toml(dir.path()).replacen(
+            "[mqtt]\n",
+            &format!(
+                "[mqtt]\nusername = \"fieldpulse-edge\"\npassword_file = {}\n",
+                toml_path(&password_file)
+            ),
+            1,
+        );
+        fieldpulse_edge::EdgeConfig::from_toml_str(&text, "test.toml").expect("config validates")
+    };
+
+    let refused = "fieldpulse_edge_mqtt_connection_failures_total{reason=\"refused\"}";
+    let agent = start_config(&broker, config_with("wrong\n")).await;
+    wait_until("two refused logins", Duration::from_secs(20), || {
+        counter(&agent.metrics, refused) >= 2
+    })
+    .await;
+    assert_eq!(agent.metrics.snapshot().mqtt_connects, 0);
+    assert_eq!(counter(&agent.metrics, TLS_FAILURES), 0, "TLS itself works");
+    agent.stop().await;
+
+    let agent = start_config(&broker, config_with("s3cret pass\n")).await;
+    let publisher = publish_readings(&broker, "publisher-login").await;
+    expect_every_reading(&receiver, &agent.metrics).await;
+    publisher.close().await;
+    assert_eq!(counter(&agent.metrics, refused), 0);
     agent.stop().await;
 }
 

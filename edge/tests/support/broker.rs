@@ -29,6 +29,9 @@ pub struct TlsListener<'a> {
     pub keyfile: &'a Path,
     /// mTLS: refuse clients without a certificate of `cafile`.
     pub require_certificate: bool,
+    /// Refuse clients without a user name and password of this `mosquitto_passwd` file (on the
+    /// TLS listener only; the plain one stays anonymous).
+    pub password_file: Option<&'a Path>,
 }
 
 /// Picks a free loopback port (bind to 0, read, release).
@@ -66,16 +69,26 @@ impl Broker {
             "persistence false\n".to_string()
         };
         let tls_port = tls.map(|_| free_port());
+        // Per-listener `allow_anonymous` and `password_file` need `per_listener_settings`.
+        let per_listener = match tls.and_then(|tls| tls.password_file) {
+            Some(_) => "per_listener_settings true\n",
+            None => "",
+        };
         // Listener options follow their `listener` line, so the TLS listener comes last.
         let tls_listener = match (tls, tls_port) {
             (Some(tls), Some(tls_port)) => format!(
                 "user {user}\nlistener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n\
-                 keyfile {key}\nrequire_certificate {require}\n",
+                 keyfile {key}\nrequire_certificate {require}\n{login}",
                 user = std::env::var("USER").unwrap_or_else(|_| "root".into()),
                 ca = tls.cafile.display(),
                 cert = tls.certfile.display(),
                 key = tls.keyfile.display(),
                 require = tls.require_certificate,
+                login = match tls.password_file {
+                    Some(file) =>
+                        format!("allow_anonymous false\npassword_file {}\n", file.display()),
+                    None => String::new(),
+                },
             ),
             _ => String::new(),
         };
@@ -84,7 +97,7 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\
+                "{per_listener}listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\
                  max_queued_messages 0\nmax_inflight_messages 1000\n\
                  message_size_limit 12000000\nlog_dest none\n{tls_listener}"
             ),
