@@ -7,8 +7,12 @@
 //! `edge.toml: spool.max_bytes: must be at least 262144 (256 KiB), got 1000`.
 //!
 //! Secrets never sit in the file itself: `forward.token_env` names an environment variable and
-//! `forward.token_file` a file holding the gateway token. They end up in a [`Secret`], whose
-//! `Debug` prints `***`.
+//! `forward.token_file` a file holding the gateway token (likewise `mqtt.password_env` /
+//! `mqtt.password_file`). A secret is taken as written, without its trailing line break. They end
+//! up in a [`Secret`], whose `Debug` prints `***`.
+//!
+//! `[mqtt.tls]` and `[forward.tls]` name PEM files; they are read and checked here (see
+//! [`crate::tls`]), and errors name the config file, the key and the PEM file.
 //!
 //! In-process callers (the `fieldpulse demo`, tests) start from [`EdgeConfig::from_toml_str`] (or
 //! [`RawEdgeConfig::default`]) and adjust the public fields of the validated struct.
@@ -22,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::spool::{FullPolicy, SpoolConfig, MIN_MAX_BYTES, MIN_SEGMENT_BYTES};
+use crate::tls::{CaBundle, ClientIdentity, ForwardTls, MqttTls, TlsError};
 use crate::topic::{TopicError, TopicPattern};
 
 /// Longest accepted `gateway_id`.
@@ -173,6 +178,28 @@ pub struct RawMqttConfig {
     /// Delay before reconnecting after the broker connection fails.
     #[serde(default = "default_reconnect_delay", with = "humantime_serde")]
     pub reconnect_delay: Duration,
+    /// TLS to the broker; present (even empty) means the connection uses TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawMqttTlsConfig>,
+}
+
+/// `[mqtt.tls]` as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttTlsConfig {
+    /// PEM file of the CA certificate(s) the broker's certificate must chain to. Default: the
+    /// built-in Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the agent's client certificate chain (mTLS), leaf first.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Name the broker's certificate must carry, when it differs from `mqtt.host`.
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// One `[[subscriptions]]` entry as written.
@@ -318,6 +345,27 @@ pub struct RawForwardConfig {
     /// Directory receiving batches the cloud rejected permanently. Default: `<spool.dir>/../dead-letter`.
     #[serde(default)]
     pub dead_letter_dir: Option<PathBuf>,
+    /// TLS settings for an `https://` url (custom CA, client certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawForwardTlsConfig>,
+}
+
+/// `[forward.tls]` as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardTlsConfig {
+    /// PEM file of CA certificate(s) trusted in addition to the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Trust only `ca_file`, not the built-in roots.
+    #[serde(default)]
+    pub only_ca: bool,
+    /// PEM file of the agent's client certificate chain (mTLS), leaf first.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[http]` as written.
@@ -404,6 +452,8 @@ pub struct MqttConfig {
     pub channel_capacity: usize,
     /// Reconnect delay.
     pub reconnect_delay: Duration,
+    /// TLS to the broker (`None`: plain TCP).
+    pub tls: Option<MqttTls>,
 }
 
 /// A validated subscription.
@@ -482,6 +532,8 @@ pub struct ForwardConfig {
     pub zstd_level: i32,
     /// Dead-letter directory.
     pub dead_letter_dir: PathBuf,
+    /// Custom CA and client certificate for an `https://` url (`None`: built-in roots only).
+    pub tls: Option<ForwardTls>,
 }
 
 /// Validated `[health]`.
@@ -526,6 +578,7 @@ impl Default for RawMqttConfig {
             max_payload_bytes: default_max_payload_bytes(),
             channel_capacity: default_channel_capacity(),
             reconnect_delay: default_reconnect_delay(),
+            tls: None,
         }
     }
 }
@@ -576,6 +629,7 @@ impl Default for RawForwardConfig {
             backfill_rate: default_backfill_rate(),
             zstd_level: default_zstd_level(),
             dead_letter_dir: None,
+            tls: None,
         }
     }
 }
@@ -715,6 +769,20 @@ impl RawEdgeConfig {
             }
             (None, None) => None,
         };
+        if mqtt.tls.is_some() && !crate::tls::is_valid_server_name(&mqtt.host) {
+            return Err(invalid(
+                "mqtt.host",
+                format!(
+                    "must be a DNS name or an IP address with [mqtt.tls], got {:?}",
+                    mqtt.host
+                ),
+            ));
+        }
+        let mqtt_tls = mqtt
+            .tls
+            .as_ref()
+            .map(|tls| validate_mqtt_tls(origin, tls))
+            .transpose()?;
 
         if self.subscriptions.is_empty() {
             return Err(invalid("subscriptions", "needs at least one entry".into()));
@@ -905,6 +973,16 @@ impl RawEdgeConfig {
                 .map(|p| p.join("dead-letter"))
                 .unwrap_or_else(|| PathBuf::from("dead-letter"))
         });
+        let forward_tls = match &forward.tls {
+            Some(_) if is_loopback_http => {
+                return Err(invalid(
+                    "forward.tls",
+                    format!("applies to an https:// url only, forward.url is {base:?}"),
+                ))
+            }
+            Some(tls) => Some(validate_forward_tls(origin, tls)?),
+            None => None,
+        };
 
         let health = self.health;
         if !(health.spool_high_watermark > 0.0 && health.spool_high_watermark <= 1.0) {
@@ -927,6 +1005,7 @@ impl RawEdgeConfig {
                 max_payload_bytes: mqtt.max_payload_bytes,
                 channel_capacity: mqtt.channel_capacity,
                 reconnect_delay: mqtt.reconnect_delay,
+                tls: mqtt_tls,
             },
             subscriptions,
             validation: ValidationConfig {
@@ -964,6 +1043,7 @@ impl RawEdgeConfig {
                 backfill_rate: forward.backfill_rate,
                 zstd_level: forward.zstd_level,
                 dead_letter_dir,
+                tls: forward_tls,
             },
             http_listen: self.http.enabled.then_some(self.http.listen),
             health: HealthConfig {
@@ -1022,7 +1102,9 @@ fn resolve_secret(
             format!("set either {env_key} or {file_key}, not both"),
         )),
         (Some(name), None) => match std::env::var(name) {
-            Ok(value) if !value.trim().is_empty() => Ok(Some(Secret::new(value.trim()))),
+            Ok(value) if !value.trim().is_empty() => {
+                Ok(Some(Secret::new(without_line_break(&value))))
+            }
             Ok(_) => Err(invalid(
                 env_key,
                 format!("environment variable {name} is empty"),
@@ -1033,7 +1115,9 @@ fn resolve_secret(
             )),
         },
         (None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(value) if !value.trim().is_empty() => Ok(Some(Secret::new(value.trim()))),
+            Ok(value) if !value.trim().is_empty() => {
+                Ok(Some(Secret::new(without_line_break(&value))))
+            }
             Ok(_) => Err(invalid(file_key, format!("{} is empty", path.display()))),
             Err(err) => Err(invalid(
                 file_key,
@@ -1041,6 +1125,104 @@ fn resolve_secret(
             )),
         },
         (None, None) => Ok(None),
+    }
+}
+
+/// A secret as written in its file or variable: only the trailing line break (`\n`, `\r\n`, as
+/// editors and `echo` add) is removed; spaces are part of the secret.
+fn without_line_break(value: &str) -> &str {
+    value.trim_end_matches(['\n', '\r'])
+}
+
+/// Checks `[mqtt.tls]`: reads its PEM files and builds the rustls configuration.
+fn validate_mqtt_tls(origin: &str, tls: &RawMqttTlsConfig) -> Result<MqttTls, ConfigError> {
+    let ca = read_ca(origin, "mqtt.tls.ca_file", tls.ca_file.as_deref())?;
+    let identity = read_identity(
+        origin,
+        "mqtt.tls",
+        tls.client_cert_file.as_deref(),
+        tls.client_key_file.as_deref(),
+    )?;
+    let key = if tls.server_name.is_some() {
+        "mqtt.tls.server_name"
+    } else {
+        "mqtt.tls"
+    };
+    MqttTls::new(ca.as_ref(), identity.as_ref(), tls.server_name.as_deref())
+        .map_err(|err| tls_invalid(origin, key, err))
+}
+
+/// Checks `[forward.tls]`: reads its PEM files into the HTTP client's settings.
+fn validate_forward_tls(
+    origin: &str,
+    tls: &RawForwardTlsConfig,
+) -> Result<ForwardTls, ConfigError> {
+    if tls.only_ca && tls.ca_file.is_none() {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: "forward.tls.only_ca".into(),
+            message: "needs forward.tls.ca_file (the only CA to trust)".into(),
+        });
+    }
+    let ca = read_ca(origin, "forward.tls.ca_file", tls.ca_file.as_deref())?;
+    let identity = read_identity(
+        origin,
+        "forward.tls",
+        tls.client_cert_file.as_deref(),
+        tls.client_key_file.as_deref(),
+    )?;
+    ForwardTls::new(ca.as_ref(), tls.only_ca, identity.as_ref())
+        .map_err(|err| tls_invalid(origin, "forward.tls", err))
+}
+
+fn read_ca(origin: &str, key: &str, path: Option<&Path>) -> Result<Option<CaBundle>, ConfigError> {
+    path.map(|path| CaBundle::read(path).map_err(|err| tls_invalid(origin, key, err)))
+        .transpose()
+}
+
+/// Reads `<section>.client_cert_file` and `<section>.client_key_file`: both or neither.
+fn read_identity(
+    origin: &str,
+    section: &str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<ClientIdentity>, ConfigError> {
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                key: format!("{section}.client_key_file"),
+                message: format!("must be set together with {section}.client_cert_file"),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                key: format!("{section}.client_cert_file"),
+                message: format!("must be set together with {section}.client_key_file"),
+            })
+        }
+    };
+    ClientIdentity::read(cert, key).map(Some).map_err(|err| {
+        // Name the key whose file is at fault.
+        let which = match &err {
+            TlsError::Read { path, .. } | TlsError::Pem { path, .. } if path == key => {
+                "client_key_file"
+            }
+            TlsError::NoKey { .. } | TlsError::KeyMismatch { .. } => "client_key_file",
+            _ => "client_cert_file",
+        };
+        tls_invalid(origin, &format!("{section}.{which}"), err)
+    })
+}
+
+fn tls_invalid(origin: &str, key: &str, err: TlsError) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        key: key.to_string(),
+        message: err.to_string(),
     }
 }
 

@@ -67,8 +67,10 @@ use crate::uplink::{self, Uplink, UplinkParams};
 /// Why a POST failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    /// The request did not complete (connect, TLS, timeout, reset).
-    #[error("sending batch {seq}")]
+    /// The request did not complete (connect, TLS, timeout, reset). The message ends with the
+    /// innermost cause (e.g. `invalid peer certificate: UnknownIssuer`): reqwest's own says only
+    /// "error sending request".
+    #[error("sending batch {seq}: {}", root_cause(.source))]
     Transport {
         /// The batch.
         seq: u64,
@@ -153,17 +155,28 @@ pub enum ForwarderError {
     Client(#[source] reqwest::Error),
 }
 
-/// The HTTP client the forwarder (and `dead-letters replay`) sends batches with.
+/// The HTTP client the forwarder (and `dead-letters replay`) sends batches with: `forward.tls`
+/// applied, no client-wide timeout (each request gets its own, see `Uplink::timeout_for`).
 ///
 /// # Errors
 /// [`ForwarderError::Client`] when it cannot be built (TLS setup).
 pub fn http_client(cfg: &ForwardConfig) -> Result<reqwest::Client, ForwarderError> {
-    reqwest::Client::builder()
-        .timeout(cfg.request_timeout)
+    let mut http = reqwest::Client::builder()
         .connect_timeout(cfg.connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .map_err(ForwarderError::Client)
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(tls) = &cfg.tls {
+        http = tls.apply(http);
+    }
+    http.build().map_err(ForwarderError::Client)
+}
+
+/// The innermost error of `err`'s source chain, as text.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Capped exponential backoff with full jitter: attempt 0 waits up to `initial`.

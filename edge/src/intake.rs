@@ -44,8 +44,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, ClientError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, ClientError, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing,
+    Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{EdgeConfig, Subscription};
 use crate::dup_window::{DupWindow, PREVIOUS_PROCESS};
 use crate::envelope;
-use crate::metrics::{DropReason, MetricsHandle, WriteBlockReason};
+use crate::metrics::{DropReason, MetricsHandle, MqttFailure, WriteBlockReason};
 use crate::payload::{self, DecodeLimits, NameSource};
 use crate::quarantine::Quarantine;
 use crate::reject::{RejectCounts, RejectReason};
@@ -281,7 +281,8 @@ pub struct Received {
     pub connection: u64,
 }
 
-/// Builds the rumqttc client and event loop from the config.
+/// Builds the rumqttc client and event loop from the config (TLS when `[mqtt.tls]` is set; its
+/// rustls configuration was built when the config was validated).
 pub fn mqtt_connection(cfg: &EdgeConfig) -> (AsyncClient, EventLoop) {
     let mqtt = &cfg.mqtt;
     let mut options = MqttOptions::new(mqtt.client_id.clone(), mqtt.host.clone(), mqtt.port);
@@ -292,6 +293,11 @@ pub fn mqtt_connection(cfg: &EdgeConfig) -> (AsyncClient, EventLoop) {
         .set_max_packet_size(mqtt.max_packet_bytes, 64 * 1024);
     if let Some((user, password)) = &mqtt.credentials {
         options.set_credentials(user.clone(), password.expose().to_string());
+    }
+    if let Some(tls) = &mqtt.tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.client_config(),
+        )));
     }
     // The request channel carries acks: large enough that `try_ack` rarely finds it full.
     let capacity = mqtt.channel_capacity + cfg.spool.commit_max_messages + 64;
@@ -343,6 +349,7 @@ impl MqttTask {
         let mut tx = Some(tx);
         let mut need_subscribe = false;
         let mut connection = gate.connection();
+        let mut failure_log = FailureLog::default();
         loop {
             if stop_intake.is_cancelled() && tx.is_some() {
                 info!("Stopping MQTT intake.");
@@ -399,6 +406,7 @@ impl MqttTask {
                 }
                 Ok(Event::Incoming(Incoming::ConnAck(connack))) => {
                     connection = gate.on_connected();
+                    failure_log = FailureLog::default();
                     info!(
                         session_present = connack.session_present,
                         "Connected to the MQTT broker."
@@ -467,7 +475,29 @@ impl MqttTask {
                         debug!(%err, "Broker connection lost during shutdown.");
                         break;
                     }
-                    warn!(%err, "MQTT connection failed; reconnecting.");
+                    let reason = failure_reason(&err);
+                    metrics.add_mqtt_failure(reason);
+                    match reason {
+                        // An operator must act; the agent retries meanwhile (every attempt counted,
+                        // logged once a minute).
+                        MqttFailure::Tls if failure_log.should_log(reason) => error!(
+                            %err,
+                            "TLS with the MQTT broker failed; check mqtt.tls (ca_file, \
+                             server_name, client certificate) against the broker's certificate. \
+                             Retrying."
+                        ),
+                        MqttFailure::Refused if failure_log.should_log(reason) => error!(
+                            %err,
+                            "The MQTT broker refused the connection; check mqtt.username and the \
+                             password. Retrying."
+                        ),
+                        MqttFailure::Tls | MqttFailure::Refused => {
+                            debug!(%err, "MQTT connection failed again; retrying.")
+                        }
+                        MqttFailure::Network => {
+                            warn!(%err, "MQTT connection failed; reconnecting.")
+                        }
+                    }
                     tokio::select! {
                         biased;
                         _ = hard_stop.cancelled() => break,
@@ -477,6 +507,41 @@ impl MqttTask {
             }
         }
         metrics.mqtt_connected.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Classifies a failed broker connection for `fieldpulse_edge_mqtt_connection_failures_total`.
+fn failure_reason(err: &ConnectionError) -> MqttFailure {
+    match err {
+        ConnectionError::Tls(_) => MqttFailure::Tls,
+        ConnectionError::ConnectionRefused(_) => MqttFailure::Refused,
+        // A refused client certificate shows up after the handshake, as an alert read as an IO
+        // error of the first packet.
+        other if crate::tls::is_tls_failure(other) => MqttFailure::Tls,
+        _ => MqttFailure::Network,
+    }
+}
+
+/// Rate limit of the errors that need an operator: the first failure of a kind, then at most one
+/// log line a minute while the same kind repeats.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last: Option<(MqttFailure, Instant)>,
+}
+
+impl FailureLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn should_log(&mut self, reason: MqttFailure) -> bool {
+        let now = Instant::now();
+        let log = match self.last {
+            Some((last, at)) => last != reason || now.duration_since(at) >= Self::EVERY,
+            None => true,
+        };
+        if log {
+            self.last = Some((reason, now));
+        }
+        log
     }
 }
 

@@ -5,7 +5,8 @@
 //! `fieldpulse cloud` as protobuf + zstd batches.
 //!
 //! # Layout
-//! - [`config`]: the TOML file, raw → validated ([`EdgeConfig`]), secrets.
+//! - [`config`]: the TOML file, raw → validated ([`EdgeConfig`]), secrets; [`tls`] reads its
+//!   PEM files and builds the TLS settings of the broker and cloud connections.
 //! - [`topic`], [`payload`], [`validate`], [`reject`]: from an MQTT message to validated
 //!   readings, with rejections counted by reason; [`quarantine`] keeps rejected payloads.
 //! - [`envelope`]: the agent's record layout inside the [`spool`] (which owns durability);
@@ -56,6 +57,7 @@ pub mod reload;
 pub mod signals;
 pub mod spool;
 pub mod spool_watch;
+pub mod tls;
 pub mod topic;
 pub mod uplink;
 pub mod validate;

@@ -45,6 +45,31 @@ impl DropReason {
     }
 }
 
+/// Why a broker connection failed (or could not be established).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttFailure {
+    /// The TLS handshake failed: unknown CA, wrong name, expired or refused certificate.
+    Tls,
+    /// The broker answered CONNECT with a refusal (bad user name or password, not authorized).
+    Refused,
+    /// Anything else: connection refused or reset, timeout, broker restart, protocol error.
+    Network,
+}
+
+impl MqttFailure {
+    /// Every reason, in rendering order.
+    pub const ALL: [MqttFailure; 3] = [Self::Tls, Self::Refused, Self::Network];
+
+    /// The metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::Refused => "refused",
+            Self::Network => "network",
+        }
+    }
+}
+
 /// The live counters. Shared by every task of one agent.
 #[derive(Debug, Default)]
 pub struct EdgeMetrics {
@@ -82,6 +107,8 @@ pub struct EdgeMetrics {
     pub(crate) mqtt_connects: AtomicU64,
     /// Reconnects where the broker had not kept the agent's session.
     pub(crate) mqtt_sessions_lost: AtomicU64,
+    /// Failed broker connections by reason (`MqttFailure::ALL` order).
+    pub(crate) mqtt_failures: [AtomicU64; MqttFailure::ALL.len()],
     pub(crate) last_message_ms: AtomicI64,
     pub(crate) spool_bytes: AtomicU64,
     pub(crate) spool_max_bytes: AtomicU64,
@@ -197,6 +224,8 @@ pub struct MetricsSnapshot {
     pub mqtt_connects: u64,
     /// Reconnects where the broker had not kept the agent's session (`session_present = false`).
     pub mqtt_sessions_lost: u64,
+    /// Failed broker connections by reason (`MqttFailure::ALL` order).
+    pub mqtt_failures: [u64; MqttFailure::ALL.len()],
     /// Acknowledgements waiting for room in the MQTT client's request channel.
     pub mqtt_acks_waiting: u64,
     /// Committed records held back from batches until their PUBACK has left (see `AckGate`).
@@ -236,6 +265,11 @@ impl MetricsSnapshot {
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum()
     }
+
+    /// Failed broker connections for one reason.
+    pub fn mqtt_failures(&self, reason: MqttFailure) -> u64 {
+        self.mqtt_failures[reason as usize]
+    }
 }
 
 impl EdgeMetrics {
@@ -259,6 +293,10 @@ impl EdgeMetrics {
     pub(crate) fn set_write_blocked(&self, reason: Option<WriteBlockReason>) {
         self.spool_write_blocked
             .store(reason.is_some(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_mqtt_failure(&self, reason: MqttFailure) {
+        self.mqtt_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -313,6 +351,7 @@ impl MetricsHandle {
             mqtt_connected: m.mqtt_connected.load(Ordering::Relaxed),
             mqtt_connects: load(&m.mqtt_connects),
             mqtt_sessions_lost: load(&m.mqtt_sessions_lost),
+            mqtt_failures: std::array::from_fn(|idx| load(&m.mqtt_failures[idx])),
             mqtt_acks_waiting: load(&m.acks_waiting),
             gate_held_records: m.ack_gate.get().map_or(0, |gate| gate.unflushed_records()),
             last_message_ms: m.last_message_ms.load(Ordering::Relaxed),
@@ -497,6 +536,20 @@ impl MetricsHandle {
                 s.dropped(reason)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP fieldpulse_edge_mqtt_connection_failures_total Broker connections that failed \
+             or could not be established, by reason.\n\
+             # TYPE fieldpulse_edge_mqtt_connection_failures_total counter"
+        );
+        for reason in MqttFailure::ALL {
+            let _ = writeln!(
+                out,
+                "fieldpulse_edge_mqtt_connection_failures_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                s.mqtt_failures(reason)
+            );
+        }
         let mut gauge = |name: &str, help: &str, value: i128| {
             let _ = writeln!(
                 out,
@@ -648,6 +701,7 @@ mod tests {
         counts.add(RejectReason::TooOld, 3);
         handle.inner().add_rejected(&counts);
         handle.inner().add_dropped(DropReason::SpoolFull, 5);
+        handle.inner().add_mqtt_failure(MqttFailure::Tls);
         handle
             .inner()
             .readings_spooled
@@ -657,6 +711,10 @@ mod tests {
         assert!(text.contains("fieldpulse_edge_readings_rejected_total{reason=\"non_finite\"} 0\n"));
         assert!(text.contains("fieldpulse_edge_readings_dropped_total{reason=\"spool_full\"} 5\n"));
         assert!(text.contains("fieldpulse_edge_readings_spooled_total 11\n"));
+        assert!(text.contains("fieldpulse_edge_mqtt_connection_failures_total{reason=\"tls\"} 1\n"));
+        assert!(
+            text.contains("fieldpulse_edge_mqtt_connection_failures_total{reason=\"network\"} 0\n")
+        );
         assert!(text.contains("# TYPE fieldpulse_edge_spool_bytes gauge\n"));
         assert!(text.contains(
             "# TYPE fieldpulse_edge_mqtt_sessions_lost_total counter\nfieldpulse_edge_mqtt_sessions_lost_total 0\n"

@@ -1,7 +1,7 @@
 //! Integration tests of `fieldpulse-edge` with real parts: a `mosquitto` broker on a free port per
 //! test, an in-process HTTP receiver speaking the batch protocol (and the real cloud ingest where
 //! the cloud's own deduplication is under test), and (for crash tests) the built
-//! `fieldpulse-edge` binary as a separate process.
+//! `fieldpulse-edge` binary as a separate process. TLS tests make their certificates at test time.
 
 mod support;
 
@@ -22,4 +22,5 @@ mod reload;
 mod session_loss;
 mod slow_uplink;
 mod stall;
+mod tls;
 mod wiped_spool;

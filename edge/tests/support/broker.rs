@@ -1,4 +1,5 @@
-//! A real `mosquitto` on a free loopback port, killed on drop.
+//! A real `mosquitto` on a free loopback port, killed on drop; optionally with a second, TLS
+//! listener ([`Broker::start_tls`]) while publishers keep the plain one.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,24 @@ const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    tls_port: Option<u16>,
     conf: PathBuf,
+}
+
+/// The TLS listener of [`Broker::start_tls`] (mosquitto's `cafile`, `certfile`, `keyfile`,
+/// `require_certificate`).
+pub struct TlsListener<'a> {
+    /// CA of the client certificates it accepts.
+    pub cafile: &'a Path,
+    /// The broker's certificate.
+    pub certfile: &'a Path,
+    /// Its key.
+    pub keyfile: &'a Path,
+    /// mTLS: refuse clients without a certificate of `cafile`.
+    pub require_certificate: bool,
+    /// Refuse clients without a user name and password of this `mosquitto_passwd` file (on the
+    /// TLS listener only; the plain one stays anonymous).
+    pub password_file: Option<&'a Path>,
 }
 
 /// Picks a free loopback port (bind to 0, read, release).
@@ -27,6 +45,16 @@ pub fn free_port() -> u16 {
 impl Broker {
     /// Starts mosquitto in `dir` (persistence there when `persistent`).
     pub fn start(dir: &Path, persistent: bool) -> Self {
+        Self::start_with(dir, persistent, None)
+    }
+
+    /// Starts mosquitto in `dir` with a plain listener ([`Broker::port`]) and a TLS one
+    /// ([`Broker::tls_port`]).
+    pub fn start_tls(dir: &Path, tls: &TlsListener<'_>) -> Self {
+        Self::start_with(dir, false, Some(tls))
+    }
+
+    fn start_with(dir: &Path, persistent: bool, tls: Option<&TlsListener<'_>>) -> Self {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
         let persistence = if persistent {
@@ -40,20 +68,45 @@ impl Broker {
         } else {
             "persistence false\n".to_string()
         };
+        let tls_port = tls.map(|_| free_port());
+        // Per-listener `allow_anonymous` and `password_file` need `per_listener_settings`.
+        let per_listener = match tls.and_then(|tls| tls.password_file) {
+            Some(_) => "per_listener_settings true\n",
+            None => "",
+        };
+        // Listener options follow their `listener` line, so the TLS listener comes last.
+        let tls_listener = match (tls, tls_port) {
+            (Some(tls), Some(tls_port)) => format!(
+                "user {user}\nlistener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n\
+                 keyfile {key}\nrequire_certificate {require}\n{login}",
+                user = std::env::var("USER").unwrap_or_else(|_| "root".into()),
+                ca = tls.cafile.display(),
+                cert = tls.certfile.display(),
+                key = tls.keyfile.display(),
+                require = tls.require_certificate,
+                login = match tls.password_file {
+                    Some(file) =>
+                        format!("allow_anonymous false\npassword_file {}\n", file.display()),
+                    None => String::new(),
+                },
+            ),
+            _ => String::new(),
+        };
         // What docs/edge.md tells operators: deep queues for the persistent session, a wide
         // in-flight window, and a message size limit below the edge's max_packet_bytes.
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\
+                "{per_listener}listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}\
                  max_queued_messages 0\nmax_inflight_messages 1000\n\
-                 message_size_limit 12000000\nlog_dest none\n"
+                 message_size_limit 12000000\nlog_dest none\n{tls_listener}"
             ),
         )
         .expect("write mosquitto.conf");
         let mut broker = Self {
             child: None,
             port,
+            tls_port,
             conf,
         };
         broker.spawn();
@@ -72,7 +125,13 @@ impl Broker {
                 "mosquitto must be installed at /usr/sbin/mosquitto (apt-get install mosquitto)",
             );
         self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            self.wait_listening(port);
+        }
+    }
+
+    fn wait_listening(&mut self, port: u16) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
@@ -96,6 +155,11 @@ impl Broker {
     /// The broker's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS listener's port (brokers from [`Broker::start_tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("broker started with a TLS listener")
     }
 
     /// Stops the broker gracefully (SIGTERM: it saves its persistence file) and starts it again

@@ -4,6 +4,7 @@
 //! configs.
 
 pub mod broker;
+pub mod certs;
 pub mod cloud;
 pub mod process;
 pub mod proxy;

@@ -2,12 +2,14 @@
 //! protobuf `BatchAck` out, dedupe by exact `(gateway, spool_epoch, seq)` membership. It records
 //! every reading it commits, and can be told to answer 503, to answer 429/503 with a
 //! `Retry-After`, or to send acks the edge must not accept (another spool epoch) or must question
-//! (a contiguous seq the edge never sent).
+//! (a contiguous seq the edge never sent). It can also serve HTTPS ([`Receiver::start_tls`]),
+//! counting the TLS handshakes it refused.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -70,6 +72,8 @@ struct Shared {
     token: Mutex<String>,
     /// Answer the next request with this status and `Retry-After` value (once).
     retry_after: Mutex<Option<(u16, String)>>,
+    /// TLS handshakes that failed (HTTPS only).
+    tls_handshake_failures: AtomicU64,
 }
 
 /// The running receiver.
@@ -77,6 +81,41 @@ pub struct Receiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    tls: bool,
+}
+
+/// Accepts TCP connections and completes the server side of TLS; failed handshakes are counted
+/// and skipped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.acceptor.accept(tcp);
+            match tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                Ok(Ok(stream)) => return (stream, addr),
+                _ => {
+                    self.shared
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }
 
 impl Receiver {
@@ -86,7 +125,39 @@ impl Receiver {
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().expect("receiver address");
-        let shared = Arc::new(Shared {
+        let shared = Self::shared();
+        let stop = Self::serve(listener, &shared);
+        Self {
+            addr,
+            shared,
+            stop,
+            tls: false,
+        }
+    }
+
+    /// Binds 127.0.0.1:0 and serves HTTPS with `config` until dropped.
+    pub async fn start_tls(config: rustls::ServerConfig) -> Self {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = tcp.local_addr().expect("receiver address");
+        let shared = Self::shared();
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            shared: Arc::clone(&shared),
+        };
+        let stop = Self::serve(listener, &shared);
+        Self {
+            addr,
+            shared,
+            stop,
+            tls: true,
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             unavailable: AtomicBool::new(false),
             reject_status: std::sync::atomic::AtomicU16::new(0),
@@ -94,10 +165,17 @@ impl Receiver {
             ack_contiguous_seq: AtomicU64::new(0),
             token: Mutex::new("test-token".into()),
             retry_after: Mutex::new(None),
-        });
+            tls_handshake_failures: AtomicU64::new(0),
+        })
+    }
+
+    fn serve<L>(listener: L, shared: &Arc<Shared>) -> CancellationToken
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
         let app = Router::new()
             .route("/v1/batches", post(handle))
-            .with_state(Arc::clone(&shared));
+            .with_state(Arc::clone(shared));
         let stop = CancellationToken::new();
         let server_stop = stop.clone();
         tokio::spawn(async move {
@@ -106,12 +184,18 @@ impl Receiver {
                 .await
                 .expect("receiver serves");
         });
-        Self { addr, shared, stop }
+        stop
     }
 
-    /// Base URL for `forward.url`.
+    /// Base URL for `forward.url` (`https://127.0.0.1:<port>` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// TLS handshakes the receiver refused or that failed (HTTPS only).
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.shared.tls_handshake_failures.load(Ordering::SeqCst)
     }
 
     /// Answer 503 (true) or serve normally (false).
