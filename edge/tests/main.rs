@@ -16,6 +16,7 @@ mod long_outage;
 mod malformed;
 mod outage;
 mod pipeline;
+mod power_cut;
 mod qos;
 mod redelivery_window;
 mod reload;

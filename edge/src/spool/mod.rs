@@ -281,8 +281,10 @@ mod model_tests;
 mod no_space_tests;
 #[cfg(test)]
 mod power_cut_tests;
-#[cfg(test)]
-pub(crate) mod sim_fs;
+/// The power-cut simulator: for tests (also the agent-level power-cut test in `edge/tests`); the
+/// product never uses it.
+#[doc(hidden)]
+pub mod sim_fs;
 #[cfg(test)]
 mod tests;
 
