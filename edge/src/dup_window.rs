@@ -27,30 +27,68 @@
 //! lost that message's first send with the connection.
 //!
 //! The window is shared: the writer inserts and matches, the MQTT task reports written PUBACKs,
-//! pings and connection changes. It holds at most one entry per packet id (65,535).
+//! pings and connection changes. It holds at most one entry per packet id (65,535), in a table
+//! of 1 MiB.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 /// The connection number of entries rebuilt after a restart (the previous process's): earlier
 /// than every connection of this process, which are numbered from 1.
 pub const PREVIOUS_PROCESS: u64 = 0;
 
-#[derive(Debug, Clone, Copy)]
+/// One packet id's newest spooled message. 16 bytes, so the whole window (one slot per packet
+/// id) takes 1 MiB at most, whatever the message rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     hash: u64,
-    connection: u64,
-    generation: u64,
+    /// Connection number (saturated to `u32::MAX - 1`); `EMPTY` marks a free slot.
+    connection: u32,
+    /// 1 + the ping round its PUBACK was written in; 0 while not written (or unconfirmable).
+    acked_in: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl Entry {
+    const FREE: Self = Self {
+        hash: 0,
+        connection: EMPTY,
+        acked_in: 0,
+    };
+
+    fn is_free(&self) -> bool {
+        self.connection == EMPTY
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<u16, Entry>,
-    next_generation: u64,
-    /// PUBACKs written since the last PINGREQ: (packet id, entry generation).
-    written: Vec<(u16, u64)>,
-    /// PUBACKs written before the PINGREQ in flight.
-    before_ping: Vec<(u16, u64)>,
+    /// Indexed by packet id; allocated on the first insert (65,536 slots).
+    slots: Vec<Entry>,
+    /// Slots in use.
+    used: usize,
+    /// The current ping round: PUBACKs written now are confirmed by the PINGRESP to the next
+    /// PINGREQ.
+    round: u32,
+    /// The round whose PINGREQ awaits its PINGRESP.
+    awaiting: Option<u32>,
+}
+
+impl Inner {
+    fn slot(&self, pkid: u16) -> Option<&Entry> {
+        self.slots
+            .get(usize::from(pkid))
+            .filter(|entry| !entry.is_free())
+    }
+
+    fn free_where(&mut self, mut free: impl FnMut(&Entry) -> bool) {
+        for entry in &mut self.slots {
+            if !entry.is_free() && free(entry) {
+                *entry = Entry::FREE;
+                self.used -= 1;
+            }
+        }
+    }
 }
 
 /// Spooled QoS 1 messages that a `DUP` delivery may repeat (see the module docs).
@@ -71,76 +109,84 @@ impl DupWindow {
             return;
         }
         let mut inner = self.lock();
-        inner.next_generation += 1;
-        let generation = inner.next_generation;
-        inner.entries.insert(
-            pkid,
-            Entry {
-                hash: msg_hash,
-                connection,
-                generation,
-            },
-        );
+        if inner.slots.is_empty() {
+            inner.slots = vec![Entry::FREE; usize::from(u16::MAX) + 1];
+        }
+        let slot = &mut inner.slots[usize::from(pkid)];
+        let was_free = slot.is_free();
+        *slot = Entry {
+            hash: msg_hash,
+            connection: u32::try_from(connection)
+                .unwrap_or(EMPTY - 1)
+                .min(EMPTY - 1),
+            acked_in: 0,
+        };
+        if was_free {
+            inner.used += 1;
+        }
     }
 
     /// True when a `DUP` delivery of (`pkid`, `msg_hash`) on `connection` repeats a spooled
     /// message: the newest entry for `pkid` has this hash and came from an earlier connection.
     pub fn is_redelivery(&self, pkid: u16, msg_hash: u64, connection: u64) -> bool {
         self.lock()
-            .entries
-            .get(&pkid)
-            .is_some_and(|entry| entry.hash == msg_hash && entry.connection < connection)
+            .slot(pkid)
+            .is_some_and(|entry| entry.hash == msg_hash && u64::from(entry.connection) < connection)
     }
 
     /// The PUBACK for `pkid` was written to the connection.
     pub fn on_ack_written(&self, pkid: u16) {
         let mut inner = self.lock();
-        if let Some(generation) = inner.entries.get(&pkid).map(|e| e.generation) {
-            inner.written.push((pkid, generation));
+        let round = inner.round;
+        if let Some(entry) = inner
+            .slots
+            .get_mut(usize::from(pkid))
+            .filter(|entry| !entry.is_free())
+        {
+            entry.acked_in = round.wrapping_add(1).max(1);
         }
     }
 
     /// A PINGREQ was written: the PUBACKs before it are confirmed by its PINGRESP.
     pub fn on_ping_sent(&self) {
         let mut inner = self.lock();
-        let written = std::mem::take(&mut inner.written);
-        inner.before_ping.extend(written);
+        inner.awaiting = Some(inner.round);
+        inner.round = inner.round.wrapping_add(1);
     }
 
     /// The PINGRESP arrived: the broker processed every PUBACK written before the PINGREQ, so
-    /// their messages leave the window (unless their packet id has a newer message since).
+    /// their messages leave the window (a newer message with the same packet id has no PUBACK
+    /// written yet and stays).
     pub fn on_ping_answered(&self) {
         let mut inner = self.lock();
-        let confirmed = std::mem::take(&mut inner.before_ping);
-        for (pkid, generation) in confirmed {
-            if inner
-                .entries
-                .get(&pkid)
-                .is_some_and(|e| e.generation == generation)
-            {
-                inner.entries.remove(&pkid);
-            }
+        if let Some(confirmed) = inner.awaiting.take() {
+            // Only the PUBACKs of the confirmed round (earlier rounds were confirmed by their
+            // own PINGRESP or written on a connection that failed, which clears them).
+            let mark = confirmed.wrapping_add(1).max(1);
+            inner.free_where(|entry| entry.acked_in == mark);
         }
     }
 
-    /// The connection failed: PUBACKs written on it stay unconfirmed (their entries stay).
+    /// The connection failed: PUBACKs written on it stay unconfirmed (their entries stay, and no
+    /// PINGRESP of a later connection can confirm them).
     pub fn on_connection_lost(&self) {
         let mut inner = self.lock();
-        inner.written.clear();
-        inner.before_ping.clear();
+        inner.awaiting = None;
+        for entry in &mut inner.slots {
+            entry.acked_in = 0;
+        }
     }
 
     /// The broker did not keep the session: it will redeliver nothing.
     pub fn on_session_lost(&self) {
         let mut inner = self.lock();
-        inner.entries.clear();
-        inner.written.clear();
-        inner.before_ping.clear();
+        inner.free_where(|_| true);
+        inner.awaiting = None;
     }
 
     /// Messages in the window.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.lock().used
     }
 
     /// True when no message is in the window.
