@@ -266,6 +266,7 @@ async fn a_batch_cut_before_the_link_turned_slow_is_delivered_once_its_timeout_h
     let first = s
         .start_agent(&[
             "forward.request_timeout = \"2s\"",
+            "forward.batch_max_bytes = 1048576",
             "forward.batch_initial_bytes = 1048576",
             "forward.batch_max_records = 5000",
             "forward.batch_max_age = \"3s\"",

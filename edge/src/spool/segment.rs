@@ -19,6 +19,8 @@ pub const SEGMENT_VERSION: u32 = 1;
 pub const SEGMENT_SUFFIX: &str = ".seg";
 /// A sparse index entry is kept at least every this many bytes of a segment.
 const INDEX_STRIDE: u64 = 64 * 1024;
+/// Bytes read from a segment at a time when records are read back (see `read_records`).
+const READ_SPAN: u64 = 128 * 1024;
 
 /// Decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,18 +271,34 @@ impl Segment {
         if start >= end {
             return Ok(());
         }
-        let mut buf = vec![0u8; (end - start) as usize];
-        file.read_exact_at(&mut buf, start)
-            .map_err(|source| SpoolError::io("reading segment", path, source))?;
-        record::scan(&buf, 0, &mut |frame| {
-            if ids.contains(&frame.id) {
-                out.push(SpoolRecord {
-                    id: frame.id,
-                    payload: frame.payload.to_vec(),
-                    n_readings: frame.n_readings,
-                });
+        // Read in spans of about READ_SPAN bytes that start and end at indexed offsets (record
+        // boundaries), so a batch is never held twice in memory (file bytes and records).
+        let mut buf = Vec::new();
+        let mut span_start = start;
+        let boundaries = self
+            .index
+            .iter()
+            .map(|&(_, offset)| offset)
+            .filter(|&offset| offset > start && offset < end)
+            .chain(std::iter::once(end));
+        for boundary in boundaries {
+            if boundary < end && boundary - span_start < READ_SPAN {
+                continue;
             }
-        });
+            buf.resize((boundary - span_start) as usize, 0);
+            file.read_exact_at(&mut buf, span_start)
+                .map_err(|source| SpoolError::io("reading segment", path, source))?;
+            record::scan(&buf, 0, &mut |frame| {
+                if ids.contains(&frame.id) {
+                    out.push(SpoolRecord {
+                        id: frame.id,
+                        payload: frame.payload.to_vec(),
+                        n_readings: frame.n_readings,
+                    });
+                }
+            });
+            span_start = boundary;
+        }
         Ok(())
     }
 }
