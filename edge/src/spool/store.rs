@@ -302,6 +302,9 @@ impl Spool {
             self.synced.appended.add(one);
         }
         self.segments_len += frame_len;
+        // The record that crosses FLUSH_BYTES is flushed with the rest right after: grow the
+        // buffer by that record only, not by doubling it.
+        self.write_buf.reserve_exact(frame_len as usize);
         record::encode(&mut self.write_buf, id, n_readings, payload);
         self.next_record_id += 1;
         if self.write_buf.len() >= FLUSH_BYTES {
