@@ -4,53 +4,16 @@
 //! `fieldpulse-edge dead-letters list|replay` shows and re-sends them (against the real cloud
 //! ingest).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use fieldpulse_cloud::ingest::{GatewayToken, Ingest, IngestConfig, IngestError};
-use fieldpulse_cloud::log::{BatchSource, IngestLog, LogConfig, LogConsumer};
 use fieldpulse_edge::metrics::DropReason;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::cloud::{count_batch, ReadingCounts, RealCloud};
 use crate::support::publisher::Publisher;
 use crate::support::{start_agent, wait_until, EdgeOptions, Running};
-
-/// (asset, sensor, ts_ms, value bits) -> times it is in the log (or the dead letters).
-type ReadingCounts = BTreeMap<(String, String, i64, u64), u32>;
-
-fn count_batch(batch: &fieldpulse_proto::v1::Batch, counts: &mut ReadingCounts) {
-    for series in &batch.series {
-        for (ts_ms, value) in series.points() {
-            *counts
-                .entry((
-                    series.asset_id.clone(),
-                    series.sensor.clone(),
-                    ts_ms,
-                    value.to_bits(),
-                ))
-                .or_default() += 1;
-        }
-    }
-}
-
-/// Every reading committed to the ingest log, counted.
-fn log_readings(consumer: &mut LogConsumer) -> ReadingCounts {
-    let mut counts = ReadingCounts::new();
-    let mut from = 0;
-    while from < consumer.end_offset() {
-        let records = consumer
-            .read(from, 1000, Duration::from_millis(100))
-            .expect("read the ingest log");
-        for record in &records {
-            count_batch(&record.batch, &mut counts);
-            from = record.offset + 1;
-        }
-    }
-    counts
-}
 
 /// Every reading in the dead-letter bodies (`*.pb.zst`) in `dir`, counted.
 fn dead_letter_readings(dir: &Path) -> ReadingCounts {
@@ -69,46 +32,6 @@ fn dead_letter_readings(dir: &Path) -> ReadingCounts {
         count_batch(&batch, &mut counts);
     }
     counts
-}
-
-/// The real cloud ingest on a free loopback port, with its log under `dir`.
-struct Cloud {
-    url: String,
-    consumer: LogConsumer,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<Result<(), IngestError>>,
-}
-
-impl Cloud {
-    async fn start(dir: &Path, max_readings_per_batch: usize) -> Self {
-        let (log, recovered) = IngestLog::open(dir, LogConfig::default()).unwrap();
-        let consumer = log.consumer("test").unwrap();
-        let ingest = Ingest::new(
-            IngestConfig {
-                tokens: vec![GatewayToken::from_plaintext("gw-test", "test-token")],
-                max_readings_per_batch,
-                ..IngestConfig::default()
-            },
-            log,
-            &recovered,
-        )
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(Arc::clone(&ingest).serve(listener, stop.clone()));
-        Self {
-            url,
-            consumer,
-            stop,
-            server,
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.server.await.unwrap().unwrap();
-    }
 }
 
 /// Publishes `n` five-reading messages (values `i`) on `sensors/<prefix>-<i % 7>`.
@@ -299,7 +222,10 @@ async fn a_batch_too_large_for_the_cloud_is_split_and_only_a_single_oversized_re
     const WIDE: usize = 30;
     let dir = tempfile::tempdir().unwrap();
     // The cloud takes at most 20 readings per batch: four five-reading messages.
-    let mut cloud = Cloud::start(&dir.path().join("ingest-log"), 20).await;
+    let mut cloud = RealCloud::start_in(&dir.path().join("ingest-log"), |c| {
+        c.max_readings_per_batch = 20
+    })
+    .await;
     let url = cloud.url.clone();
     let s = start_agent("publisher-dead-letter-413", |o| o.cloud_url = url).await;
     let mut expected = ReadingCounts::new();
@@ -318,7 +244,7 @@ async fn a_batch_too_large_for_the_cloud_is_split_and_only_a_single_oversized_re
     )
     .await;
     let dead_dir = s._dir.path().join("dead-letter");
-    let got = log_readings(&mut cloud.consumer);
+    let got = cloud.readings();
     let missing = expected.keys().filter(|k| !got.contains_key(*k)).count();
     let twice = got.values().filter(|&&n| n > 1).count();
     assert_eq!(
@@ -350,7 +276,10 @@ fn edge() -> Command {
 async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
     const WIDE: usize = 30;
     let dir = tempfile::tempdir().unwrap();
-    let strict = Cloud::start(&dir.path().join("strict-log"), 20).await;
+    let strict = RealCloud::start_in(&dir.path().join("strict-log"), |c| {
+        c.max_readings_per_batch = 20
+    })
+    .await;
     let url = strict.url.clone();
     let s = start_agent("publisher-dead-letter-cli", |o| o.cloud_url = url).await;
     let mut wide = ReadingCounts::new();
@@ -415,7 +344,10 @@ async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
     assert_eq!(dead_letter_readings(&dead_dir), wide);
 
     // --dry-run sends nothing.
-    let mut cloud = Cloud::start(&dir.path().join("ingest-log"), 1000).await;
+    let mut cloud = RealCloud::start_in(&dir.path().join("ingest-log"), |c| {
+        c.max_readings_per_batch = 1000
+    })
+    .await;
     write_config(&cloud.url);
     let out = edge()
         .args(["dead-letters", "replay", "--all", "--dry-run", "--config"])
@@ -423,7 +355,7 @@ async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(log_readings(&mut cloud.consumer).is_empty());
+    assert!(cloud.readings().is_empty());
     assert_eq!(dead_letter_readings(&dead_dir), wide);
 
     // replay to a cloud that takes it: the readings are in the log, the dead letter is gone.
@@ -444,7 +376,7 @@ async fn dead_letters_list_shows_them_and_replay_sends_them_to_the_cloud() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(log_readings(&mut cloud.consumer), wide);
+    assert_eq!(cloud.readings(), wide);
     assert!(dead_letter_readings(&dead_dir).is_empty());
     assert_eq!(
         std::fs::read_dir(&dead_dir).unwrap().count(),

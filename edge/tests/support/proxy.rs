@@ -124,8 +124,8 @@ impl Drop for MqttProxy {
     }
 }
 
-/// Splits complete MQTT packets off the front of `buf`: (first byte, body after the length).
-fn next_packet(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>, Vec<u8>)> {
+/// Splits one complete MQTT packet off the front of `buf`: (first byte, body, raw bytes).
+pub fn next_packet(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>, Vec<u8>)> {
     let mut len = 0usize;
     let mut shift = 0;
     let mut idx = 1;

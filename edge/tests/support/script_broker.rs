@@ -11,6 +11,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::proxy::next_packet;
+
 /// A packet the client sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
@@ -233,7 +235,7 @@ async fn serve(
             },
         };
         buf.extend_from_slice(&chunk[..n]);
-        while let Some((first, body)) = split_packet(&mut buf) {
+        while let Some((first, body, _)) = next_packet(&mut buf) {
             let (sent, reply) = match first >> 4 {
                 1 => {
                     let present = state.lock().unwrap().session_present;
@@ -272,27 +274,4 @@ async fn serve(
             }
         }
     }
-}
-
-/// Splits one complete packet off the front of `buf`: (first byte, body).
-fn split_packet(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
-    let mut len = 0usize;
-    let mut shift = 0;
-    let mut idx = 1;
-    loop {
-        let byte = *buf.get(idx)?;
-        len |= usize::from(byte & 0x7f) << shift;
-        idx += 1;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    if buf.len() < idx + len {
-        return None;
-    }
-    let first = buf[0];
-    let body = buf[idx..idx + len].to_vec();
-    buf.drain(..idx + len);
-    Some((first, body))
 }
