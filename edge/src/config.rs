@@ -1316,7 +1316,7 @@ fn default_batch_max_records() -> usize {
     5_000
 }
 fn default_batch_max_bytes() -> usize {
-    512 << 10
+    1 << 20
 }
 fn default_batch_max_age() -> Duration {
     Duration::from_millis(200)
