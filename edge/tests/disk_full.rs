@@ -7,14 +7,11 @@
 //! See: issue #12 item 7.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldpulse_edge::spool::fs::{AppendFile, DirEntry, DirLock, ReadAt};
-use fieldpulse_edge::spool::{FileLayer, StdFileLayer};
+use fieldpulse_edge::spool::full_fs::FullFs;
 use fieldpulse_edge::{Agent, MetricsHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -22,103 +19,6 @@ use crate::support::broker::Broker;
 use crate::support::publisher::Publisher;
 use crate::support::receiver::Receiver;
 use crate::support::{wait_until, EdgeOptions};
-
-/// A file layer over the real one that can be switched to "the filesystem is full": creating a
-/// file and appending to a segment then fail with `ENOSPC`, after writing part of the data as
-/// the kernel does (a partial write). The ledger's small appends still succeed (they land in the
-/// file's allocated tail block); removing and truncating files works and frees space.
-#[derive(Debug, Clone, Default)]
-struct FullDisk {
-    full: Arc<AtomicBool>,
-    refused: Arc<AtomicU64>,
-}
-
-impl FullDisk {
-    fn set_full(&self, full: bool) {
-        self.full.store(full, Ordering::SeqCst);
-    }
-
-    fn refuse(&self) -> io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct FullDiskFile {
-    inner: Box<dyn AppendFile>,
-    disk: FullDisk,
-    segment: bool,
-}
-
-impl AppendFile for FullDiskFile {
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.segment && self.disk.full.load(Ordering::SeqCst) {
-            // What fits is written, then the write fails.
-            self.inner.write_all(&data[..data.len() / 2])?;
-            return self.disk.refuse();
-        }
-        self.inner.write_all(data)
-    }
-
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-}
-
-impl FullDisk {
-    fn wrap(&self, path: &Path, inner: Box<dyn AppendFile>) -> Box<dyn AppendFile> {
-        Box::new(FullDiskFile {
-            inner,
-            disk: self.clone(),
-            segment: path.extension().is_some_and(|ext| ext == "seg"),
-        })
-    }
-}
-
-impl FileLayer for FullDisk {
-    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
-        StdFileLayer.lock_dir(dir)
-    }
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdFileLayer.create_dir_all(dir)
-    }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
-        StdFileLayer.list_dir(dir)
-    }
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        StdFileLayer.read(path)
-    }
-    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadAt>> {
-        StdFileLayer.open_read(path)
-    }
-    fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        self.refuse()?;
-        Ok(self.wrap(path, StdFileLayer.create_new(path)?))
-    }
-    fn create_truncate(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        self.refuse()?;
-        Ok(self.wrap(path, StdFileLayer.create_truncate(path)?))
-    }
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        Ok(self.wrap(path, StdFileLayer.open_append(path)?))
-    }
-    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
-        StdFileLayer.truncate(path, len)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        StdFileLayer.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFileLayer.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFileLayer.sync_dir(dir)
-    }
-}
 
 /// (asset, ts_ms, value) of every reading the receiver committed, counted.
 fn received(receiver: &Receiver) -> BTreeMap<(String, i64, u64), u32> {
@@ -170,7 +70,7 @@ struct Setup {
     broker: Broker,
     receiver: Receiver,
     options: EdgeOptions,
-    disk: FullDisk,
+    disk: FullFs,
 }
 
 async fn setup() -> Setup {
@@ -189,7 +89,7 @@ async fn setup() -> Setup {
         broker,
         receiver,
         options,
-        disk: FullDisk::default(),
+        disk: FullFs::default(),
     }
 }
 

@@ -275,6 +275,10 @@ mod store;
 
 #[cfg(test)]
 mod damage_tests;
+/// A switchable full or failing disk: for tests (the spool's and the agent's); the product never
+/// uses it.
+#[doc(hidden)]
+pub mod full_fs;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
