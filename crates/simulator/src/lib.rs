@@ -9,6 +9,8 @@
 //! - [`history`]: Work Orders, assets, ground truth, and the Salesforce seed
 //!   fixture / ground-truth JSON.
 //! - [`telemetry`]: the wide CSV layout.
+//! - [`shapes`]: a seeded, labelled corpus of single-value series in the shapes industrial
+//!   telemetry takes (flat, square, counts, seasonal, gaps, …), clean or with one anomaly.
 //! - [`time`]: UTC calendar helpers.
 //!
 //! # Example
@@ -27,6 +29,7 @@
 pub mod fleet;
 pub mod history;
 pub mod product;
+pub mod shapes;
 pub mod telemetry;
 pub mod time;
 
