@@ -1,5 +1,6 @@
 //! `fieldpulse eval`: judge models. `eval cmapss` runs the public NASA
-//! C-MAPSS benchmark with the published protocol; `eval --model DIR --data
+//! C-MAPSS benchmark with the published protocol; `eval shapes` runs the anomaly
+//! detector on the shape corpus (`eval_shapes.rs`); `eval --model DIR --data
 //! DIR` scores a trained failure-model artifact on held-out history.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,12 @@ enum EvalCommand {
         after_help = "Examples:\n  fieldpulse eval cmapss --subset FD001 --json\n  fieldpulse eval cmapss --data /srv/cmapss --tune"
     )]
     Cmapss(CmapssArgs),
+    /// The anomaly detector on the shape corpus (flat, square, counts, seasonal, gaps, …): false
+    /// alarms per 1,000 normal rows, rows flagged, and detection delay per injected anomaly kind.
+    #[command(
+        after_help = "Examples:\n  fieldpulse eval shapes\n  fieldpulse eval shapes --rows 50000 --json"
+    )]
+    Shapes(crate::eval_shapes::ShapesArgs),
 }
 
 /// Arguments of `fieldpulse eval cmapss`.
@@ -159,6 +166,7 @@ const PUBLISHED: &[(&str, [(f64, f64); 4])] = &[
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     match args.command {
         Some(EvalCommand::Cmapss(cmd)) => run_cmapss(cmd),
+        Some(EvalCommand::Shapes(cmd)) => crate::eval_shapes::run(cmd),
         None => crate::train::run_eval_model(args.artifact),
     }
 }

@@ -13,6 +13,7 @@ mod demo;
 mod detect;
 mod edge;
 mod eval;
+mod eval_shapes;
 mod feedback;
 mod logging;
 mod mosquitto;
