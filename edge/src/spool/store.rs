@@ -499,29 +499,16 @@ impl Spool {
         if records.is_empty() {
             return Ok(None);
         }
-        let seq = self.next_seq;
         let ranges = ids_to_ranges(records.iter().map(|r| r.id));
-        let entry = Entry::Cut(CutEntry {
-            seq,
-            lane,
-            ranges: ranges.clone(),
-        });
-        let res = self.ledger.append(&entry);
-        self.poison_on_err_spool(res)?;
-        self.next_seq += 1;
-        let mut per_segment: Vec<(u64, Totals)> = Vec::new();
-        for rec in &records {
-            let one = Totals::one(rec.n_readings, rec.payload.len());
+        let (seq, per_segment) = self.log_cut(lane, &ranges, &records)?;
+        for (seg_id, totals) in &per_segment {
             let seg = self
-                .segment_of_mut(rec.id)
+                .segments
+                .iter_mut()
+                .find(|seg| seg.id == *seg_id)
                 .expect("cut records come from live segments");
-            seg.uncut.sub(one);
-            seg.pending.add(one);
-            let seg_id = seg.id;
-            match per_segment.last_mut() {
-                Some((id, totals)) if *id == seg_id => totals.add(one),
-                _ => per_segment.push((seg_id, one)),
-            }
+            seg.uncut.sub(*totals);
+            seg.pending.add(*totals);
         }
         for range in &ranges {
             self.uncut.remove(range.clone());
@@ -683,27 +670,7 @@ impl Spool {
             return Ok(SplitOutcome::Single);
         }
         let moved = ids_to_ranges(records.iter().map(|r| r.id));
-        let new_seq = self.next_seq;
-        let entry = Entry::Cut(CutEntry {
-            seq: new_seq,
-            lane,
-            ranges: moved.clone(),
-        });
-        let res = self.ledger.append(&entry);
-        self.poison_on_err_spool(res)?;
-        self.next_seq += 1;
-        let mut per_segment: Vec<(u64, Totals)> = Vec::new();
-        for rec in &records {
-            let one = Totals::one(rec.n_readings, rec.payload.len());
-            let seg_id = self
-                .segment_of_mut(rec.id)
-                .expect("pending records are in live segments")
-                .id;
-            match per_segment.last_mut() {
-                Some((id, totals)) if *id == seg_id => totals.add(one),
-                _ => per_segment.push((seg_id, one)),
-            }
-        }
+        let (new_seq, per_segment) = self.log_cut(lane, &moved, &records)?;
         let batch = self.pending.get_mut(&seq).expect("checked above");
         for range in &moved {
             batch.ranges = ledger::subtract(&batch.ranges, range);
@@ -1065,6 +1032,38 @@ impl Spool {
                 })
                 .collect(),
         }
+    }
+
+    /// Writes a cut of `records` (whose ids are `ranges`) to the ledger under a new seq (the
+    /// spool is poisoned if that fails); returns the seq and the records' totals per segment,
+    /// in segment order.
+    fn log_cut(
+        &mut self,
+        lane: Lane,
+        ranges: &[Range<u64>],
+        records: &[SpoolRecord],
+    ) -> Result<(u64, Vec<(u64, Totals)>), SpoolError> {
+        let seq = self.next_seq;
+        let res = self.ledger.append(&Entry::Cut(CutEntry {
+            seq,
+            lane,
+            ranges: ranges.to_vec(),
+        }));
+        self.poison_on_err_spool(res)?;
+        self.next_seq += 1;
+        let mut per_segment: Vec<(u64, Totals)> = Vec::new();
+        for rec in records {
+            let one = Totals::one(rec.n_readings, rec.payload.len());
+            let seg_id = self
+                .segment_of_mut(rec.id)
+                .expect("cut records are in live segments")
+                .id;
+            match per_segment.last_mut() {
+                Some((id, totals)) if *id == seg_id => totals.add(one),
+                _ => per_segment.push((seg_id, one)),
+            }
+        }
+        Ok((seq, per_segment))
     }
 
     fn segment_of_mut(&mut self, id: u64) -> Option<&mut Segment> {
