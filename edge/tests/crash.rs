@@ -7,7 +7,7 @@ use std::time::Duration;
 use tempfile::tempdir;
 
 use crate::support::broker::Broker;
-use crate::support::process::{spawn_edge, terminate, wait_serving};
+use crate::support::process::{spawn_edge, terminate, wait_serving, write_edge_config, EdgeFiles};
 use crate::support::publisher::Publisher;
 use crate::support::receiver::Receiver;
 use crate::support::{wait_until, EdgeOptions};
@@ -22,15 +22,11 @@ async fn kill_9_during_a_100k_run_loses_no_acknowledged_reading_and_duplicates_o
     let broker = Broker::start(dir.path(), false);
     let receiver = Receiver::start().await;
     let mut options = EdgeOptions::new(broker.port(), &receiver.url());
-    let http_port = crate::support::broker::free_port();
-    options.http_listen = Some(format!("127.0.0.1:{http_port}"));
-    let config_path = dir.path().join("edge.toml");
-    std::fs::write(&config_path, options.to_toml(dir.path())).unwrap();
-    let client_id = options.config(dir.path()).mqtt.client_id;
-    broker
-        .prepare_session(&client_id, &["plant/+/+/+", "sensors/+"])
-        .await;
-    let log = dir.path().join("edge.log");
+    let EdgeFiles {
+        config_path,
+        log,
+        http_port,
+    } = write_edge_config(dir.path(), &broker, &mut options).await;
     let mut edge = spawn_edge(&config_path, &log);
 
     let publisher = Arc::new(Publisher::connect(broker.port(), "publisher-crash"));
@@ -111,7 +107,7 @@ async fn kill_9_during_a_100k_run_loses_no_acknowledged_reading_and_duplicates_o
             twice.is_empty(),
             "readings committed twice (only whole re-sent batches may repeat): {twice:?}; {} duplicate batches; edge log:\n{}",
             got.duplicate_batches,
-            std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default()
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
     });
     let _ = Arc::try_unwrap(publisher).map(|p| p.close());

@@ -11,7 +11,7 @@ use tempfile::tempdir;
 
 use crate::support::broker::Broker;
 use crate::support::cloud::RealCloud;
-use crate::support::process::{spawn_edge, terminate, wait_serving};
+use crate::support::process::{spawn_edge, terminate, wait_serving, write_edge_config, EdgeFiles};
 use crate::support::publisher::Publisher;
 use crate::support::{wait_until, EdgeOptions};
 
@@ -65,17 +65,11 @@ async fn kill_9_with_mixed_qos_republished_and_unstamped_payloads_keeps_an_exact
     let mut cloud = RealCloud::start(dir.path()).await;
     let mut options = EdgeOptions::new(broker.port(), &cloud.url);
     options.batch_max_records = 200;
-    let http_port = crate::support::broker::free_port();
-    options.http_listen = Some(format!("127.0.0.1:{http_port}"));
-    let config_path = dir.path().join("edge.toml");
-    std::fs::write(&config_path, options.to_toml(dir.path())).unwrap();
-    broker
-        .prepare_session(
-            &options.config(dir.path()).mqtt.client_id,
-            &["plant/+/+/+", "sensors/+"],
-        )
-        .await;
-    let log = dir.path().join("edge.log");
+    let EdgeFiles {
+        config_path,
+        log,
+        http_port,
+    } = write_edge_config(dir.path(), &broker, &mut options).await;
     let mut edge = spawn_edge(&config_path, &log);
 
     let publisher = Arc::new(Publisher::connect(broker.port(), "publisher-crash-mixed"));

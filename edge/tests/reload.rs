@@ -7,7 +7,7 @@ use std::time::Duration;
 use tempfile::tempdir;
 
 use crate::support::broker::Broker;
-use crate::support::process::{spawn_edge, terminate, wait_serving};
+use crate::support::process::{spawn_edge, terminate, wait_serving, write_edge_config, EdgeFiles};
 use crate::support::publisher::Publisher;
 use crate::support::receiver::Receiver;
 use crate::support::{wait_until, EdgeOptions};
@@ -40,17 +40,11 @@ async fn sighup_takes_over_a_rotated_token_and_new_topic_mappings_without_losing
     let broker = Broker::start(dir.path(), false);
     let receiver = Receiver::start().await;
     let mut options = EdgeOptions::new(broker.port(), &receiver.url());
-    let http_port = crate::support::broker::free_port();
-    options.http_listen = Some(format!("127.0.0.1:{http_port}"));
-    let config_path = dir.path().join("edge.toml");
-    std::fs::write(&config_path, options.to_toml(dir.path())).unwrap();
-    broker
-        .prepare_session(
-            &options.config(dir.path()).mqtt.client_id,
-            &["plant/+/+/+", "sensors/+"],
-        )
-        .await;
-    let log = dir.path().join("edge.log");
+    let EdgeFiles {
+        config_path,
+        log,
+        http_port,
+    } = write_edge_config(dir.path(), &broker, &mut options).await;
     let edge = spawn_edge(&config_path, &log);
     wait_serving(http_port).await;
     let publisher = Publisher::connect(broker.port(), "publisher-reload");
