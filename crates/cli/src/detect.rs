@@ -25,14 +25,20 @@ pub struct DetectArgs {
     /// Wide CSV: header row, `,` or `;`, a time column, numeric sensor columns.
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write the scores (time, [asset], score, is_anomaly, top_sensor).
+    /// Where to write the scores (time, [asset], score, surprise, is_anomaly, top_sensor).
     #[arg(long)]
     pub output: PathBuf,
     #[command(flatten)]
     pub columns: WideCsvArgs,
-    /// Score at or above which `is_anomaly` is 1 (default 0.9999).
-    #[arg(long)]
+    /// Score at or above which `is_anomaly` is 1 (default 0.9999, the same as
+    /// `--min-surprise 4`).
+    #[arg(long, conflicts_with = "min_surprise")]
     pub threshold: Option<f64>,
+    /// Surprise (-log10 of the tail probability) at or above which
+    /// `is_anomaly` is 1: 4 is one row in 10,000 of the asset's own, 6 one in
+    /// a million; unbounded, so it ranks rows whose scores round to 1.
+    #[arg(long)]
+    pub min_surprise: Option<f64>,
     /// Fail on the first rejected row or missing value instead of counting it.
     #[arg(long)]
     pub strict: bool,
@@ -63,6 +69,7 @@ struct DetectSummary {
     delimiter: String,
     time_format: Option<&'static str>,
     threshold: f64,
+    min_surprise: f64,
     seconds: f64,
     rows_per_s: f64,
 }
@@ -73,16 +80,28 @@ struct Rejected {
     bad_time: u64,
 }
 
+/// The surprise a score threshold stands for: `-log10(1 - t)` (infinite for 1).
+fn surprise_of_score(t: f64) -> f64 {
+    -(1.0 - t).log10()
+}
+
 /// Runs `fieldpulse detect`.
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let params = DetectorParams::default()
         .check()
         .context("default detector parameters")?;
-    let threshold = args.threshold.unwrap_or(params.threshold());
-    if !(threshold > 0.0 && threshold <= 1.0) {
-        bail!("--threshold {threshold}: expected a score in (0, 1]");
-    }
+    let min_surprise = match (args.threshold, args.min_surprise) {
+        (_, Some(s)) if s.is_nan() || s < 0.0 => {
+            bail!("--min-surprise {s}: expected a number >= 0")
+        }
+        (_, Some(s)) => s,
+        (Some(t), None) if !(t > 0.0 && t <= 1.0) => {
+            bail!("--threshold {t}: expected a score in (0, 1]")
+        }
+        (t, None) => surprise_of_score(t.unwrap_or(params.threshold())),
+    };
+    let threshold = 1.0 - 10f64.powf(-min_surprise);
     let file =
         File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let opts = args.columns.options();
@@ -101,7 +120,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         header.push(d);
         header.push_str(&quote(a, d));
     }
-    writeln!(out, "{header}{d}score{d}is_anomaly{d}top_sensor")
+    writeln!(out, "{header}{d}score{d}surprise{d}is_anomaly{d}top_sensor")
         .context("writing the output header")?;
 
     let mut assets: HashMap<String, usize> = HashMap::new();
@@ -132,7 +151,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
                         rec.line_no
                     );
                 }
-                writeln!(out, "{line}{d}{d}{d}").context("writing scores")?;
+                writeln!(out, "{line}{d}{d}{d}{d}").context("writing scores")?;
                 continue;
             }
         };
@@ -155,7 +174,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         };
         let r = scorer.score_row(asset, ts, &rec.values);
         scored += 1;
-        let is_anomaly = r.is_anomaly(threshold);
+        let is_anomaly = !r.in_warmup && r.surprise >= min_surprise;
         anomalies += u64::from(is_anomaly);
         let top = match (r.in_warmup, r.top_sensor) {
             (false, Some(t)) => quote(&sensors[t], d),
@@ -171,8 +190,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         }
         writeln!(
             out,
-            "{line}{d}{:.6}{d}{}{d}{top}",
+            "{line}{d}{}{d}{:.4}{d}{}{d}{top}",
             r.score,
+            r.surprise,
             u8::from(is_anomaly)
         )
         .context("writing scores")?;
@@ -217,6 +237,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
             TimeFormat::Iso8601 => "iso8601",
         }),
         threshold,
+        min_surprise,
         seconds,
         rows_per_s: if seconds > 0.0 {
             rows as f64 / seconds
@@ -228,7 +249,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         eprintln!(
-            "detect: {} rows, {} scored, {} rejected (field count {}, bad time {}), {} missing values, {} duplicate and {} out-of-order timestamps, {} anomalies at threshold {} over {} assets × {} sensors; wrote {} in {:.1}s",
+            "detect: {} rows, {} scored, {} rejected (field count {}, bad time {}), {} missing values, {} duplicate and {} out-of-order timestamps, {} anomalies at surprise >= {} over {} assets × {} sensors; wrote {} in {:.1}s",
             summary.rows,
             summary.scored_rows,
             summary.rejected_rows,
@@ -238,7 +259,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
             summary.duplicate_rows,
             summary.out_of_order_rows,
             summary.anomalies,
-            threshold,
+            min_surprise,
             summary.assets,
             summary.sensors.len(),
             summary.output,
@@ -270,6 +291,7 @@ mod tests {
                 ..WideCsvArgs::default()
             },
             threshold: None,
+            min_surprise: None,
             strict: false,
             json: false,
         }
@@ -309,15 +331,17 @@ mod tests {
         run(args(input, output.clone())).expect("detect runs");
         let out = std::fs::read_to_string(&output).expect("read output");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "datetime;score;is_anomaly;top_sensor");
+        assert_eq!(lines[0], "datetime;score;surprise;is_anomaly;top_sensor");
         assert_eq!(lines.len(), 1 + 401);
-        assert_eq!(lines[202], "not a time;;;");
+        assert_eq!(lines[202], "not a time;;;;");
         let spike: Vec<&str> = lines[302].split(';').collect();
         assert!(spike[0].starts_with("2026-01-01T05:00"), "{}", lines[302]);
-        assert_eq!((spike[2], spike[3]), ("1", "temp"), "{}", lines[302]);
+        assert_eq!((spike[3], spike[4]), ("1", "temp"), "{}", lines[302]);
+        let surprise: f64 = spike[2].parse().expect("surprise is a number");
+        assert!(surprise >= 4.0, "{}", lines[302]);
         let alarms = lines[1..]
             .iter()
-            .filter(|l| l.split(';').nth(2) == Some("1"))
+            .filter(|l| l.split(';').nth(3) == Some("1"))
             .count();
         assert!(
             alarms <= 3,

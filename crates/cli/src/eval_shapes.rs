@@ -1,11 +1,13 @@
 //! `fieldpulse eval shapes`: the anomaly detector on the shape corpus
 //! (`fieldpulse_simulator::shapes`): per shape, false alarms per 1,000 normal
-//! rows, the fraction of rows flagged, and for each injected anomaly kind
-//! whether an alarm came within the stated delay.
+//! rows (an alarm is an onset: a flagged row after an unflagged one), flagged
+//! normal rows per 1,000, the fraction of all rows flagged, and for each
+//! injected anomaly kind whether an alarm came within the stated delay.
 //!
 //! Every series is scored alone, univariate (the most common export), with the
-//! default detector parameters and threshold. Normal rows are the unlabelled
-//! rows after the warm-up; an anomaly counts as detected when an alarm falls
+//! default detector parameters and threshold. Normal rows are the rows after
+//! the warm-up of the clean series and, in the others, before the anomaly
+//! starts (what follows an anomaly is the detector re-learning); an anomaly counts as detected when an alarm falls
 //! within `[start, start + max_delay]` rows of its start (`max_delay` 0 for a
 //! spike, 60 rows, an hour at one row a minute, otherwise).
 
@@ -32,6 +34,10 @@ pub struct ShapesArgs {
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write every series as `DIR/<shape>__<kind>.csv` (`ts,value,label`),
+    /// to score the same corpus with `fieldpulse detect` or another tool.
+    #[arg(long, value_name = "DIR")]
+    pub write_corpus: Option<std::path::PathBuf>,
 }
 
 /// Results for one shape.
@@ -39,12 +45,16 @@ pub struct ShapesArgs {
 pub struct ShapeResult {
     /// The shape's name.
     pub shape: &'static str,
-    /// Normal rows scored after the warm-up, over all of the shape's series.
+    /// Normal rows scored after the warm-up, over all of the shape's series:
+    /// every row of the clean series, the rows before the anomaly of the others.
     pub normal_rows: u64,
-    /// Alarms on those rows.
+    /// Alarm onsets on those rows (a flagged normal row after an unflagged row).
     pub false_alarms: u64,
     /// `false_alarms` per 1,000 normal rows.
     pub false_alarms_per_1000: f64,
+    /// Flagged normal rows per 1,000 normal rows (a run of flagged rows counts
+    /// every row).
+    pub flagged_normal_per_1000: f64,
     /// Fraction of all scored rows flagged (anomalous ones included).
     pub flagged_fraction: f64,
     /// Per injected kind: the detection delay in rows, `None` when missed.
@@ -85,15 +95,23 @@ pub fn evaluate(rows: usize, seed: u64) -> anyhow::Result<ShapesReport> {
                 normal_rows: 0,
                 false_alarms: 0,
                 false_alarms_per_1000: 0.0,
+                flagged_normal_per_1000: 0.0,
                 flagged_fraction: 0.0,
                 delays: BTreeMap::new(),
             });
         }
         let result = by_shape.last_mut().expect("pushed above");
-        for (i, alarm) in alarms.iter().enumerate() {
-            if scored[i] && !series.labels[i] {
+        // Normal rows: every row of a clean series, and the rows before the
+        // anomaly of the others (after an anomaly the detector may still be
+        // re-learning what it saw; that is not a false alarm on normal data).
+        let normal_end = series.injected.map_or(alarms.len(), |i| i.start);
+        for (i, alarm) in alarms.iter().enumerate().take(normal_end) {
+            if scored[i] {
+                let onset = *alarm && (i == 0 || !alarms[i - 1]);
                 result.normal_rows += 1;
-                result.false_alarms += u64::from(*alarm);
+                result.false_alarms += u64::from(onset);
+                // Accumulated as a count here, turned into a rate below.
+                result.flagged_normal_per_1000 += f64::from(u8::from(*alarm));
             }
         }
         // Accumulated as a count here, turned into a fraction below.
@@ -114,11 +132,9 @@ pub fn evaluate(rows: usize, seed: u64) -> anyhow::Result<ShapesReport> {
     for result in &mut by_shape {
         let series = 1 + result.delays.len();
         result.flagged_fraction /= (series * rows.max(2_000)) as f64;
-        result.false_alarms_per_1000 = if result.normal_rows == 0 {
-            0.0
-        } else {
-            1_000.0 * result.false_alarms as f64 / result.normal_rows as f64
-        };
+        let per_1000 = 1_000.0 / result.normal_rows.max(1) as f64;
+        result.false_alarms_per_1000 = result.false_alarms as f64 * per_1000;
+        result.flagged_normal_per_1000 *= per_1000;
     }
     Ok(ShapesReport {
         rows: rows.max(2_000),
@@ -147,8 +163,33 @@ fn score(
     Ok((alarms, scored))
 }
 
+/// Writes the corpus as one CSV per series.
+fn write_corpus(dir: &std::path::Path, rows: usize, seed: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for series in corpus(rows, seed) {
+        let kind = series.injected.map_or("clean", |i| i.kind.name());
+        let path = dir.join(format!("{}__{kind}.csv", series.shape.name()));
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut write = || -> std::io::Result<()> {
+            writeln!(out, "ts,value,label")?;
+            for ((ts, v), l) in series.ts_ms.iter().zip(&series.values).zip(&series.labels) {
+                writeln!(out, "{ts},{v},{}", u8::from(*l))?;
+            }
+            out.flush()
+        };
+        write().with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Runs `fieldpulse eval shapes`.
 pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.write_corpus {
+        write_corpus(dir, args.rows, args.seed)?;
+    }
     let report = evaluate(args.rows, args.seed)?;
     if args.json {
         println!(
@@ -162,16 +203,20 @@ pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
         report.rows, report.seed, report.threshold, report.nominal_per_1000
     );
     let kinds: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.name()).collect();
-    print!("{:<16} {:>9} {:>9}", "shape", "FA/1000", "flagged");
+    print!(
+        "{:<16} {:>9} {:>12} {:>9}",
+        "shape", "FA/1000", "flagged/1000", "flagged"
+    );
     for kind in &kinds {
         print!(" {kind:>15}");
     }
     println!();
     for r in &report.shapes {
         print!(
-            "{:<16} {:>9.2} {:>8.2}%",
+            "{:<16} {:>9.2} {:>12.2} {:>8.2}%",
             r.shape,
             r.false_alarms_per_1000,
+            r.flagged_normal_per_1000,
             100.0 * r.flagged_fraction
         );
         for kind in &kinds {

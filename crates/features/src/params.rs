@@ -93,6 +93,8 @@ pub struct FeatureValidParams {
     pub(crate) interval_step: f64,
     pub(crate) scale_floor_rel: f64,
     pub(crate) scale_floor_abs: f64,
+    pub(crate) scale_floor_quantum: f64,
+    pub(crate) scale_floor_spread: f64,
 }
 
 impl Default for FeatureValidParams {
@@ -108,6 +110,8 @@ impl Default for FeatureValidParams {
             interval_step: 0.01,
             scale_floor_rel: 1e-4,
             scale_floor_abs: 1e-9,
+            scale_floor_quantum: 0.5,
+            scale_floor_spread: 0.5,
         }
     }
 }
@@ -132,6 +136,14 @@ impl FeatureValidParams {
     /// Absolute scale floor.
     pub fn scale_floor_abs(&self) -> f64 {
         self.scale_floor_abs
+    }
+    /// Scale floor as a fraction of the sensor's quantum.
+    pub fn scale_floor_quantum(&self) -> f64 {
+        self.scale_floor_quantum
+    }
+    /// Scale floor as a fraction of the sensor's long-run spread.
+    pub fn scale_floor_spread(&self) -> f64 {
+        self.scale_floor_spread
     }
 }
 
@@ -160,6 +172,14 @@ impl FeatureValidParams {
 /// - `scale_floor_rel` 1e-4 and `scale_floor_abs` 1e-9: floors of every scale,
 ///   so a stuck sensor gives finite z-scores while a 1 % change of a stuck
 ///   value still scores about 100.
+/// - `scale_floor_quantum` 0.5: no scale falls below half the sensor's
+///   quantum (the smallest change seen between consecutive values), so a
+///   quantised sensor stepping by one unit moves 2 sigma, not thousands.
+/// - `scale_floor_spread` 0.5: nor below half its long-run spread (the mean
+///   absolute deviation from its median over the long horizon, as a sigma):
+///   a two-level duty cycle or a counter that is zero most of the time has a
+///   MAD of 0, but its normal values are within a couple of spreads. On
+///   Gaussian noise the MAD is about the spread, so the floor never binds.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FeatureParams(FeatureValidParams);
 
@@ -202,6 +222,13 @@ impl FeatureParams {
     /// Sets the step of the sampling-interval median (in (0, 0.5]).
     pub fn interval_step(mut self, step: f64) -> Self {
         self.0.interval_step = step;
+        self
+    }
+    /// Sets the data-derived scale floors: fractions of the quantum and of the
+    /// long-run spread (each in [0, 10]; 0 turns it off).
+    pub fn scale_floors_from_data(mut self, quantum: f64, spread: f64) -> Self {
+        self.0.scale_floor_quantum = quantum;
+        self.0.scale_floor_spread = spread;
         self
     }
     /// Sets the scale floors (relative in [0, 1], absolute > 0).
@@ -247,6 +274,14 @@ impl FeatureParams {
             return Err(invalid("scale_floor_rel", p.scale_floor_rel, "in [0, 1]"));
         }
         check_range("scale_floor_abs", p.scale_floor_abs, 0.0, 1e300, "> 0")?;
+        for (name, v) in [
+            ("scale_floor_quantum", p.scale_floor_quantum),
+            ("scale_floor_spread", p.scale_floor_spread),
+        ] {
+            if !(v.is_finite() && (0.0..=10.0).contains(&v)) {
+                return Err(invalid(name, v, "in [0, 10]"));
+            }
+        }
         Ok(())
     }
 }

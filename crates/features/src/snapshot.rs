@@ -56,7 +56,7 @@ pub const CHECKSUM_BYTES: usize = 8;
 /// Magic of a [`FleetFeatures`](crate::FleetFeatures) asset snapshot.
 pub const FEATURE_STATE_MAGIC: [u8; 4] = *b"FPFS";
 /// Format version of a [`FleetFeatures`](crate::FleetFeatures) asset snapshot.
-pub const FEATURE_STATE_VERSION: u8 = 1;
+pub const FEATURE_STATE_VERSION: u8 = 2;
 
 /// Why snapshot bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -182,6 +182,8 @@ impl FeatureSpec {
             p.interval_step,
             p.scale_floor_rel,
             p.scale_floor_abs,
+            p.scale_floor_quantum,
+            p.scale_floor_spread,
         ] {
             h.write_f64(v);
         }
@@ -190,9 +192,10 @@ impl FeatureSpec {
 }
 
 /// Per-sensor state fields: mean and variance per horizon, then median, MAD,
-/// residual scale, trend cross-moment, valid count, last valid timestamp.
+/// residual scale, trend cross-moment, valid count, last valid timestamp,
+/// last valid value, quantum, long-run mean absolute deviation.
 pub(crate) fn n_sensor_fields(n_horizons: usize) -> usize {
-    2 * n_horizons + 6
+    2 * n_horizons + 9
 }
 
 /// Offsets (in lanes of `n_sensors`) of the per-sensor fields after the header.
@@ -220,6 +223,12 @@ pub(crate) mod field {
     }
     pub(crate) fn last_valid(n_h: usize) -> usize {
         2 * n_h + 5
+    }
+    pub(crate) fn quantum(n_h: usize) -> usize {
+        2 * n_h + 7
+    }
+    pub(crate) fn absdev(n_h: usize) -> usize {
+        2 * n_h + 8
     }
 }
 

@@ -171,7 +171,37 @@ struct Kernel {
     interval_step: f64,
     floor_rel: f64,
     floor_abs: f64,
+    floor_quantum: f64,
+    /// `scale_floor_spread * MEAN_ABS_TO_SIGMA`.
+    floor_spread: f64,
 }
+
+impl Kernel {
+    /// The smallest scale of a sensor: the absolute floor, a fraction of its
+    /// level and of its quantum (so a quantised signal is measured in its own
+    /// resolution, not in 1e-4 of its level).
+    #[inline(always)]
+    fn floor(&self, med: f64, quantum: f64) -> f64 {
+        fmax(
+            fmax(self.floor_abs, self.floor_rel * med.abs()),
+            self.floor_quantum * quantum,
+        )
+    }
+
+    /// The smallest robust scale: [`Self::floor`] and a fraction of the
+    /// long-run spread, so a two-level or mostly-zero signal, whose MAD is 0,
+    /// is measured against its own spread. (Not the residual scale: that one
+    /// measures the local noise, legitimately far below the spread of a
+    /// wandering signal.)
+    #[inline(always)]
+    fn robust_floor(&self, floor: f64, absdev: f64) -> f64 {
+        fmax(floor, self.floor_spread * absdev)
+    }
+}
+
+/// Changes smaller than this, relative to the value, do not count as the
+/// sensor's quantum (decimal rounding of one reading).
+const QUANTUM_TOL: f64 = 1e-9;
 
 /// Streaming feature state for a fleet of assets that share one [`FeatureSpec`].
 #[derive(Debug, Clone)]
@@ -206,6 +236,8 @@ impl FleetFeatures {
             interval_step: p.interval_step,
             floor_rel: p.scale_floor_rel,
             floor_abs: p.scale_floor_abs,
+            floor_quantum: p.scale_floor_quantum,
+            floor_spread: p.scale_floor_spread * MEAN_ABS_TO_SIGMA,
         };
         let default_shape = kernel.n_h == 3 && spec.lanes == LANE_CHUNK;
         let mut res = Self {
@@ -617,17 +649,19 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     {
         let (means, rest) = lanes.split_at(n_h * np);
         let rest = &rest[n_h * np..];
-        let (med, mad, rs, nvalid) = (
+        let (med, mad, rs, nvalid, quantum, absdev) = (
             &rest[..np],
             &rest[np..2 * np],
             &rest[2 * np..3 * np],
             &rest[4 * np..5 * np],
+            &rest[7 * np..8 * np],
+            &rest[8 * np..9 * np],
         );
         // Chunks are copied in, computed on locals and stored back: the
         // compiler cannot prove the slices do not overlap, and loads grouped
         // ahead of stores are what lets it use one vector op per line.
         for c in 0..nc {
-            let (xin, m0, med, mad, rs, nvalid) = (
+            let (xin, m0, med, mad, rs, nvalid, qu, ad) = (
                 if direct {
                     *chunk!(x, c)
                 } else {
@@ -638,6 +672,8 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 *chunk!(mad, c),
                 *chunk!(rs, c),
                 *chunk!(nvalid, c),
+                *chunk!(quantum, c),
+                *chunk!(absdev, c),
             );
             let (mut valid, mut xv, mut resid) =
                 ([0.0; LANE_CHUNK], [0.0; LANE_CHUNK], [0.0; LANE_CHUNK]);
@@ -648,14 +684,14 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 let vf = if ok { 1.0 } else { 0.0 };
                 let seen = if nvalid[l] > 0.0 { 1.0 } else { 0.0 };
                 let xs = if ok { xin[l] } else { m0[l] };
-                let floor = fmax(k.floor_abs, k.floor_rel * med[l].abs());
+                let floor = k.floor(med[l], qu[l]);
                 let r = (xs - m0[l]) * seen;
                 valid[l] = vf;
                 xv[l] = xs;
                 resid[l] = r;
                 // One division for both scales (divisions dominate this loop).
                 let resid_scale = fmax(MEAN_ABS_TO_SIGMA * rs[l], floor);
-                let robust_scale = fmax(MAD_TO_SIGMA * mad[l], floor);
+                let robust_scale = fmax(MAD_TO_SIGMA * mad[l], k.robust_floor(floor, ad[l]));
                 let inv_both = 1.0 / (resid_scale * robust_scale);
                 rz[l] = r * robust_scale * inv_both;
                 inv[l] = resid_scale * inv_both;
@@ -736,25 +772,40 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     let (mad, rest) = rest.split_at_mut(np);
     let (rs, rest) = rest.split_at_mut(np);
     let (ctx, rest) = rest.split_at_mut(np);
-    let (nvalid, last_valid) = rest.split_at_mut(np);
+    let (nvalid, rest) = rest.split_at_mut(np);
+    let (last_valid, rest) = rest.split_at_mut(np);
+    let (last_x, rest) = rest.split_at_mut(np);
+    let (quantum, absdev) = rest.split_at_mut(np);
 
     // Valid counts first: warm-up weights use the count including this row.
+    // With them the last value and the quantum: the smallest change between
+    // two consecutive valid values (0 until one is seen), ignoring changes
+    // below 1e-9 relative (decimal rounding of the same reading).
     for c in 0..nc {
-        let (mut nv, mut lv, valid) = (
+        let (mut nv, mut lv, mut lx, mut qu, (valid, xv)) = (
             *chunk!(nvalid, c),
             *chunk!(last_valid, c),
+            *chunk!(last_x, c),
+            *chunk!(quantum, c),
             if NC > 0 {
-                kept[c].0
+                (kept[c].0, kept[c].1)
             } else {
-                *chunk!(sc.valid, c)
+                (*chunk!(sc.valid, c), *chunk!(sc.xv, c))
             },
         );
         for l in 0..LANE_CHUNK {
+            let step = (xv[l] - lx[l]).abs();
+            let real = valid[l] > 0.0 && nv[l] > 0.0 && step > QUANTUM_TOL * xv[l].abs();
+            let smaller = if qu[l] > 0.0 { fmin(qu[l], step) } else { step };
+            qu[l] = if real { smaller } else { qu[l] };
+            lx[l] = if valid[l] > 0.0 { xv[l] } else { lx[l] };
             nv[l] += valid[l];
             lv[l] = if valid[l] > 0.0 { ts } else { lv[l] };
         }
         *chunk!(mut nvalid, c) = nv;
         *chunk!(mut last_valid, c) = lv;
+        *chunk!(mut last_x, c) = lx;
+        *chunk!(mut quantum, c) = qu;
     }
     // Per-lane weights: the asset's debiased weight, or 1/n_valid while the
     // sensor warms up (a late-joining sensor starts from its own values),
@@ -824,13 +875,16 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(vars[long * np..], c),
         );
         let (mut md, mut ma, mut r_s) = (*chunk!(med, c), *chunk!(mad, c), *chunk!(rs, c));
+        let (qu, mut ad) = (*chunk!(quantum, c), *chunk!(absdev, c));
         let w_long = weights(a_long, &nv, &valid);
         let mut warm_count = [0.0; LANE_CHUNK];
         for l in 0..LANE_CHUNK {
             let warm = WARM && nv[l] <= k.warmup;
-            let floor = fmax(k.floor_abs, k.floor_rel * md[l].abs());
+            let floor = k.robust_floor(k.floor(md[l], qu[l]), ad[l]) * (1.0 / MAD_TO_SIGMA);
             let madf = fmax(ma[l], floor);
             let d = xv[l] - md[l];
+            // The long-run spread: mean absolute deviation from the median.
+            ad[l] += w_long[l] * (d.abs() - ad[l]);
             let (new_med, new_mad) = if warm {
                 (m_long[l], fmax(v_long[l], 0.0).sqrt() / MAD_TO_SIGMA)
             } else {
@@ -852,6 +906,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         }
         *chunk!(mut med, c) = md;
         *chunk!(mut mad, c) = ma;
+        *chunk!(mut absdev, c) = ad;
         *chunk!(mut rs, c) = r_s;
         n_warm += warm_count.iter().sum::<f64>();
     }

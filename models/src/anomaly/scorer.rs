@@ -47,7 +47,7 @@ pub mod snapshot;
 use fieldpulse_features::spec::LANE_CHUNK;
 use fieldpulse_features::{AlignedVec, FeatureSpec, FleetFeatures, RowScratch, RowStatus};
 
-use super::gumbel::{gumbel_score, gumbel_scores};
+use super::gumbel::{gumbel_score, gumbel_scores, gumbel_surprise};
 use super::mv::{chi2_quantile, refresh_precision};
 use super::params::{AnomalyError, DetectorValidParams};
 
@@ -112,6 +112,10 @@ const D_HDR: usize = 8;
 pub struct RowScore {
     /// Calibrated score in [0, 1] (0 during the asset's warm-up).
     pub score: f64,
+    /// `-log10(1 - score)` computed without rounding through the score: 4 at
+    /// the default threshold, unbounded above, so rows whose scores round to
+    /// 1 keep their order (0 during warm-up).
+    pub surprise: f64,
     /// The largest normalised detector statistic (1.0 = nominal alarm level).
     pub raw: f64,
     /// Index of the sensor contributing most, if any contributed.
@@ -417,8 +421,10 @@ impl FleetScorer {
     #[inline(always)]
     fn score_row_impl(&mut self, asset: usize, ts_ms: i64, values: &[f64]) -> RowScore {
         let (m, top, status) = self.score_row_moments(asset, ts_ms, values);
+        let nz = standardised(m, self.p.calib_min_beta);
         RowScore {
-            score: calibrated(m, self.p.calib_min_beta),
+            score: gumbel_score(nz),
+            surprise: gumbel_surprise(nz),
             raw: m.raw,
             top_sensor: top,
             status,
@@ -763,7 +769,7 @@ impl FleetScorer {
     /// The asset's calibration moments before this row (`m1`, `m2` of its
     /// winsorised raw scores) and whether it is in warm-up; then, when
     /// learning, the moments' update from `raw`. Turning moments and raw
-    /// score into a score ([`calibrated`]) is left to the caller, so a batch
+    /// score into a score ([`standardised`], `gumbel_score`) is left to the caller, so a batch
     /// does it for many rows at once, vectorised.
     #[inline(always)]
     fn calibrate(&mut self, asset: usize, raw: f64, learn: bool) -> Moments {
@@ -815,16 +821,16 @@ fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64) -> f32 {
     }
 }
 
-/// The calibrated score of one row.
+/// The negated standardised score of one row ([`neg_z`]).
 #[inline(always)]
-fn calibrated(m: Moments, min_beta: f64) -> f64 {
-    gumbel_score(neg_z(
+fn standardised(m: Moments, min_beta: f64) -> f32 {
+    neg_z(
         m.raw,
         m.m1,
         m.m2,
         f64::from(u8::from(m.in_warmup)),
         min_beta,
-    ))
+    )
 }
 
 /// `pu = P u` for up to [`MV_CHUNK`] sensors (`P` is `MV_CHUNK × MV_CHUNK`,
