@@ -70,6 +70,7 @@ pub struct DetectorValidParams {
     pub(crate) calib_half_life: f64,
     pub(crate) calib_winsor: f64,
     pub(crate) calib_min_beta: f64,
+    pub(crate) calib_rate_step: f64,
     pub(crate) threshold: f64,
 }
 
@@ -96,6 +97,7 @@ impl Default for DetectorValidParams {
             calib_half_life: 512.0,
             calib_winsor: 1.0,
             calib_min_beta: 0.05,
+            calib_rate_step: 0.1,
             threshold: 0.9999,
         }
     }
@@ -168,6 +170,14 @@ impl DetectorValidParams {
 ///   the calibration that anomalies are normal; `calib_min_beta` 0.05 bounds
 ///   the Gumbel scale from below, so on a near-constant asset an alarm at
 ///   0.9999 still needs the raw score ~0.5 nominal units above its typical level.
+/// - `calib_rate_step` 0.1: alarm-rate feedback. Each alarm onset (an
+///   alarming row after a quiet one) widens the asset's Gumbel scale by 10 %,
+///   every other row narrows it by `0.1 × (1 - threshold) / threshold`, so
+///   the width settles where onsets come at the nominal rate, within
+///   `[1, 16]` times the fitted scale. It corrects, over thousands of rows, a
+///   tail heavier than the two-moment fit (heavy-tailed noise, bursty
+///   counters) without learning any single anomaly: a long one counts once.
+///   0 turns it off.
 /// - `threshold` 0.9999: `is_anomaly` when the reading is above the 99.99 %
 ///   point of the asset's recent score distribution as the Gumbel fit sees
 ///   it (and every detector statistic feeds that distribution, so it is one
@@ -229,6 +239,8 @@ impl DetectorParams {
         calib_winsor: f64,
         /// Sets the smallest Gumbel scale of the calibration (> 0).
         calib_min_beta: f64,
+        /// Sets the alarm-rate feedback step (in [0, 0.5]; 0 = off).
+        calib_rate_step: f64,
         /// Sets the default `is_anomaly` threshold (in (0, 1)).
         threshold: f64,
     }
@@ -294,6 +306,13 @@ impl DetectorParams {
         }
         if !(0.0..=1.0).contains(&p.mv_shrinkage) {
             return bad("mv_shrinkage", p.mv_shrinkage.to_string(), "in [0, 1]");
+        }
+        if !(0.0..=0.5).contains(&p.calib_rate_step) {
+            return bad(
+                "calib_rate_step",
+                p.calib_rate_step.to_string(),
+                "in [0, 0.5]",
+            );
         }
         if !(p.threshold > 0.0 && p.threshold < 1.0) {
             return bad("threshold", p.threshold.to_string(), "in (0, 1)");

@@ -104,6 +104,12 @@ const D_CAL_M2: usize = 2;
 const D_MV_W: usize = 3;
 const D_MV_N: usize = 4;
 const D_MV_SINCE: usize = 5;
+/// The calibration's width multiplier from alarm-rate feedback (0 = 1).
+const D_CAL_WIDEN: usize = 6;
+/// 1 when the asset's previous learned row alarmed (alarm onsets are counted).
+const D_CAL_ALARMED: usize = 7;
+/// Largest width multiplier the alarm-rate feedback reaches.
+const MAX_WIDEN: f64 = 16.0;
 // One cache line of header, so the lanes after it stay aligned.
 const D_HDR: usize = 8;
 
@@ -176,6 +182,11 @@ pub struct FleetScorer {
     mv_cusum_min: f64,
     inv_mv_h: f64,
     cal_decay: f64,
+    /// Alarm-rate feedback: width factor up at an alarm onset, down otherwise.
+    rate_up: f64,
+    rate_down: f64,
+    /// `(raw - m1) / beta` at the default threshold: `-ln(-ln(threshold)) - gamma`.
+    alarm_z: f64,
     /// `cusum_cap * cusum_h`.
     cusum_cap_abs: f64,
     /// `1 / spike_z`, `1 / cusum_h`, `1 / drift_z`, `1 / spike_baseline_z`.
@@ -250,6 +261,9 @@ impl FleetScorer {
             // CUSUMs start once the covariance has a half-life of history.
             mv_cusum_min: mv_min.max(params.mv_half_life),
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
+            rate_up: params.calib_rate_step,
+            rate_down: 1.0 - params.calib_rate_step * (1.0 - params.threshold) / params.threshold,
+            alarm_z: -(-params.threshold.ln()).ln() - EULER_GAMMA,
             cusum_cap_abs: params.cusum_cap * params.cusum_h,
             inv_levels: [
                 1.0 / params.spike_z,
@@ -389,11 +403,12 @@ impl FleetScorer {
     ) {
         let n = self.n;
         let min_beta = self.p.calib_min_beta;
-        let (mut raw, mut m1, mut m2, mut warm) = (
+        let (mut raw, mut m1, mut m2, mut warm, mut widen) = (
             [0.0f64; SCORE_BLOCK],
             [0.0f64; SCORE_BLOCK],
             [0.0f64; SCORE_BLOCK],
             [0.0f64; SCORE_BLOCK],
+            [1.0f64; SCORE_BLOCK],
         );
         let mut nz = [0.0f32; SCORE_BLOCK];
         let mut start = 0;
@@ -406,12 +421,12 @@ impl FleetScorer {
                     &values[i * n..(i + 1) * n],
                 );
                 let k = i - start;
-                (raw[k], m1[k], m2[k]) = (m.raw, m.m1, m.m2);
+                (raw[k], m1[k], m2[k], widen[k]) = (m.raw, m.m1, m.m2, m.widen);
                 warm[k] = f64::from(u8::from(m.in_warmup));
                 top[i] = t.map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
             }
             for k in 0..SCORE_BLOCK {
-                nz[k] = neg_z(raw[k], m1[k], m2[k], warm[k], min_beta);
+                nz[k] = neg_z(raw[k], m1[k], m2[k], warm[k], min_beta, widen[k]);
             }
             gumbel_scores(&nz[..end - start], &mut scores[start..end]);
             start = end;
@@ -778,12 +793,33 @@ impl FleetScorer {
             &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
         let in_warmup = rows <= self.warmup;
         self.warmup_rows += u64::from(in_warmup);
+        let widen = fmax(hdr[D_CAL_WIDEN], 1.0);
         let before = Moments {
             raw,
             m1: hdr[D_CAL_M1],
             m2: hdr[D_CAL_M2],
+            widen,
             in_warmup,
         };
+        if learn && !in_warmup && self.rate_up > 0.0 {
+            // Alarm-rate feedback: an alarm onset widens the calibration by
+            // `rate_up`, every other row narrows it so that at the nominal
+            // onset rate the two balance. Onsets, not alarm rows, so one long
+            // anomaly counts once; slow (thousands of rows), so it corrects a
+            // tail heavier than the Gumbel fit without learning anomalies.
+            let sd = fmax(before.m2 - before.m1 * before.m1, 0.0).sqrt();
+            let beta = fmax(sd * SQRT6_OVER_PI, self.p.calib_min_beta) * widen;
+            let alarm = raw >= before.m1 + beta * self.alarm_z;
+            let onset = alarm && hdr[D_CAL_ALARMED] == 0.0;
+            hdr[D_CAL_ALARMED] = if alarm { 1.0 } else { 0.0 };
+            let next = widen
+                * if onset {
+                    1.0 + self.rate_up
+                } else {
+                    self.rate_down
+                };
+            hdr[D_CAL_WIDEN] = fmin(fmax(next, 1.0), MAX_WIDEN);
+        }
         if learn && rows > self.gate {
             let w = self.cal_decay * hdr[D_CAL_W] + 1.0;
             hdr[D_CAL_W] = w;
@@ -802,16 +838,18 @@ struct Moments {
     raw: f64,
     m1: f64,
     m2: f64,
+    /// Width multiplier of the Gumbel scale (alarm-rate feedback, >= 1).
+    widen: f64,
     in_warmup: bool,
 }
 
 /// The negated standardised score `(mu - raw) / beta` under the Gumbel law
-/// fitted by moments (`beta = sd sqrt(6) / pi`, `mu = m1 - gamma beta`), or
+/// fitted by moments (`beta = widen × sd sqrt(6) / pi`, `mu = m1 - gamma beta`), or
 /// `+inf` (score 0) in warm-up. Branch-free so a batch of rows vectorises.
 #[inline(always)]
-fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64) -> f32 {
+fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64, widen: f64) -> f32 {
     let sd = fmax(m2 - m1 * m1, 0.0).sqrt();
-    let beta = fmax(sd * SQRT6_OVER_PI, min_beta);
+    let beta = fmax(sd * SQRT6_OVER_PI, min_beta) * widen;
     let mu = m1 - EULER_GAMMA * beta;
     let z = ((mu - raw) / beta) as f32;
     if warm > 0.0 {
@@ -830,6 +868,7 @@ fn standardised(m: Moments, min_beta: f64) -> f32 {
         m.m2,
         f64::from(u8::from(m.in_warmup)),
         min_beta,
+        m.widen,
     )
 }
 

@@ -16,7 +16,7 @@
 //! the fleet and do not affect any score, and the per-row scratch buffers,
 //! which every row overwrites before reading.
 //!
-//! # Byte format (magic `FPAS`, version 1)
+//! # Byte format (magic `FPAS`, version 2)
 //! The envelope of [`fieldpulse_features::snapshot`] (magic, version, three
 //! zero bytes, total length; an FNV-1a 64 checksum last), then, all
 //! little-endian:
@@ -31,23 +31,23 @@
 //! | 32 | 8 | hash of the detector parameters and the feature spec (u64) |
 //! | 40 | 4 | `F`: bytes of the embedded feature snapshot (u32) |
 //! | 44 | F | the feature snapshot (`FPFS`, with its own header and checksum) |
-//! | 44 + F | 8 × det | the detector block: 8 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, 2 zero), then the positive and negative CUSUM lanes (f64) |
+//! | 44 + F | 8 × det | the detector block: 8 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, previous row alarmed), then the positive and negative CUSUM lanes (f64) |
 //! | … | 4 × mv | the multivariate block: covariance and precision (lanes × lanes each), inverse conditional sigmas, CUSUM lanes (f32) |
 //! | … | 8 | checksum |
 //!
 //! The parameter hash covers every detector parameter that changes state or
-//! scores (all of them but `threshold`, which only selects alarms), so state
+//! scores (all of them; `threshold` too unless the alarm-rate feedback, which targets it, is off), so state
 //! is never restored into a scorer that would evolve it differently.
 
 use fieldpulse_features::snapshot::{Fnv64, StateError, StateReader, StateWriter};
 
-use super::{FleetScorer, D_HDR, D_MV_N, D_MV_SINCE};
+use super::{FleetScorer, D_CAL_ALARMED, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, MAX_WIDEN};
 use crate::anomaly::params::{AnomalyError, DetectorValidParams};
 
 /// Magic of a [`FleetScorer`] asset snapshot.
 pub const SCORER_STATE_MAGIC: [u8; 4] = *b"FPAS";
 /// Format version of a [`FleetScorer`] asset snapshot.
-pub const SCORER_STATE_VERSION: u8 = 1;
+pub const SCORER_STATE_VERSION: u8 = 2;
 
 /// Counts are f64 in the block: whole numbers up to 2^53 are exact.
 const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
@@ -81,8 +81,13 @@ fn detector_hash(p: &DetectorValidParams, feature_hash: u64) -> u64 {
         p.calib_half_life,
         p.calib_winsor,
         p.calib_min_beta,
+        p.calib_rate_step,
     ] {
         h.write_f64(v);
+    }
+    // The alarm-rate feedback steers towards the threshold's rate.
+    if p.calib_rate_step > 0.0 {
+        h.write_f64(p.threshold);
     }
     h.finish()
 }
@@ -190,8 +195,12 @@ impl FleetScorer {
                 return corrupt(format!("{what} {v}"));
             }
         }
-        if det[D_MV_SINCE + 1..D_HDR].iter().any(|v| *v != 0.0) {
-            return corrupt("detector header padding is set".into());
+        let widen = det[D_CAL_WIDEN];
+        if !(widen == 0.0 || (1.0..=MAX_WIDEN).contains(&widen)) {
+            return corrupt(format!("calibration width {widen}"));
+        }
+        if det[D_CAL_ALARMED] != 0.0 && det[D_CAL_ALARMED] != 1.0 {
+            return corrupt(format!("alarm flag {}", det[D_CAL_ALARMED]));
         }
         let (n, np, cap) = (self.n, self.np, self.cusum_cap_abs);
         for (side, lanes) in ["positive", "negative"]

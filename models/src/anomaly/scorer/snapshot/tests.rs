@@ -209,9 +209,28 @@ fn snapshots_from_another_sensor_layout_or_parameters_are_refused_naming_why() {
     let e = refused(&mut other_params, &snap8);
     assert!(matches!(e, StateError::SpecMismatch { .. }), "{e}");
     assert!(e.to_string().contains("detector parameters"), "{e}");
-    // Only the alarm threshold may differ: it changes no state or score.
+    // The alarm-rate feedback steers towards the threshold: another
+    // threshold evolves state differently. Without the feedback the
+    // threshold only selects alarms and may differ.
     let mut other_threshold = scorer(&f8, DetectorParams::default().threshold(0.99));
-    other_threshold.restore_asset_state(0, &snap8).unwrap();
+    assert!(matches!(
+        refused(&mut other_threshold, &snap8),
+        StateError::SpecMismatch { .. }
+    ));
+    let no_feedback = |t: f64| DetectorParams::default().calib_rate_step(0.0).threshold(t);
+    let mut fixed = scorer(&f8, no_feedback(0.9999));
+    let snap_fixed = {
+        for i in 0..f8.asset_idx.len().min(400) {
+            if f8.asset_idx[i] == 0 {
+                let n = f8.sensor_names.len();
+                fixed.score_row(0, f8.ts_ms[i], &f8.values[i * n..(i + 1) * n]);
+            }
+        }
+        fixed.asset_state(0)
+    };
+    scorer(&f8, no_feedback(0.99))
+        .restore_asset_state(0, &snap_fixed)
+        .unwrap();
     let mut renamed_sensors = f8.sensor_names.clone();
     renamed_sensors[3] = "other".into();
     let mut renamed = FleetScorer::new(
