@@ -794,11 +794,15 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             },
         );
         for l in 0..LANE_CHUNK {
+            // Masks as 0/1 values and blends, like the rest of the kernel:
+            // no branch per lane, so the loop stays vectorised.
             let step = (xv[l] - lx[l]).abs();
-            let real = valid[l] > 0.0 && nv[l] > 0.0 && step > QUANTUM_TOL * xv[l].abs();
-            let smaller = if qu[l] > 0.0 { fmin(qu[l], step) } else { step };
-            qu[l] = if real { smaller } else { qu[l] };
-            lx[l] = if valid[l] > 0.0 { xv[l] } else { lx[l] };
+            let seen = if nv[l] > 0.0 { valid[l] } else { 0.0 };
+            let real = if step > QUANTUM_TOL * xv[l].abs() { seen } else { 0.0 };
+            // An unset quantum (0) takes the step as it is.
+            let smaller = fmin(if qu[l] > 0.0 { qu[l] } else { f64::MAX }, step);
+            qu[l] += real * (smaller - qu[l]);
+            lx[l] += valid[l] * (xv[l] - lx[l]);
             nv[l] += valid[l];
             lv[l] = if valid[l] > 0.0 { ts } else { lv[l] };
         }
