@@ -798,7 +798,11 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             // no branch per lane, so the loop stays vectorised.
             let step = (xv[l] - lx[l]).abs();
             let seen = if nv[l] > 0.0 { valid[l] } else { 0.0 };
-            let real = if step > QUANTUM_TOL * xv[l].abs() { seen } else { 0.0 };
+            let real = if step > QUANTUM_TOL * xv[l].abs() {
+                seen
+            } else {
+                0.0
+            };
             // An unset quantum (0) takes the step as it is.
             let smaller = fmin(if qu[l] > 0.0 { qu[l] } else { f64::MAX }, step);
             qu[l] += real * (smaller - qu[l]);

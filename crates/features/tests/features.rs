@@ -202,6 +202,52 @@ fn streaming_median_and_mad_converge_on_a_stationary_signal() {
     assert!((scale - 2.0).abs() < 0.4, "robust scale {scale}");
 }
 
+/// The largest |robust z| of the rows after `from`.
+fn max_robust_z(spec: &FeatureSpec, xs: &[f64], from: usize) -> f64 {
+    let ts: Vec<i64> = (0..xs.len() as i64).map(|i| T0 + i * STEP).collect();
+    let m = compute_offline(spec, &ts, xs).unwrap();
+    let c = col(spec, "s0.robust_z");
+    (from..xs.len())
+        .map(|i| m.row(i)[c].abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn quantised_two_level_and_mostly_zero_signals_are_measured_in_their_own_resolution() {
+    let spec = spec(1);
+    // A setpoint read in steps of 0.5 that sits one step up 5 % of the time:
+    // its MAD is 0, but one step is 2 quanta-floored sigma, not 1e4.
+    let flat: Vec<f64> = (0..3000)
+        .map(|i| if i % 20 == 3 { 50.5 } else { 50.0 })
+        .collect();
+    let z = max_robust_z(&spec, &flat, 200);
+    assert!(z <= 2.01, "one quantum scored {z} robust sigma");
+    // A 60/40 duty cycle between 20 and 80: the median sits on one level and
+    // the MAD is 0; the other level is within a few long-run spreads.
+    let square: Vec<f64> = (0..3000)
+        .map(|i| if i % 50 < 30 { 20.0 } else { 80.0 })
+        .collect();
+    let z = max_robust_z(&spec, &square, 500);
+    assert!(z < 5.0, "the other level scored {z} robust sigma");
+    // A counter that is 0 nine readings in ten and 1 otherwise.
+    let counts: Vec<f64> = (0..3000).map(|i| f64::from(i % 10 == 0)).collect();
+    let z = max_robust_z(&spec, &counts, 200);
+    assert!(z <= 2.01, "a count of 1 scored {z} robust sigma");
+    // A constant signal: defined, finite, zero.
+    let z = max_robust_z(&spec, &vec![7.25; 500], 50);
+    assert_eq!(z, 0.0);
+    // Turning the data floors off brings the storm back (what they fix).
+    let bare = FeatureSpec::new(
+        FeatureParams::default()
+            .scale_floors_from_data(0.0, 0.0)
+            .check()
+            .unwrap(),
+        vec!["s0".into()],
+    )
+    .unwrap();
+    assert!(max_robust_z(&bare, &flat, 200) > 100.0);
+}
+
 #[test]
 fn missing_values_leave_the_sensor_state_untouched_and_are_counted() {
     let spec = spec(2);
