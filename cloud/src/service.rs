@@ -567,8 +567,20 @@ fn render_sender(st: &SenderStats, text: &mut String) {
     );
     gauge(
         text,
+        "fieldpulse_cloud_outbox_retrying",
+        "Pending actions that failed at least once with a retriable error (they retry until sent).",
+        st.retrying,
+    );
+    gauge(
+        text,
+        "fieldpulse_cloud_outbox_max_attempts",
+        "The most attempts any pending action has had.",
+        st.max_attempts,
+    );
+    gauge(
+        text,
         "fieldpulse_cloud_dead_letters",
-        "Actions Salesforce rejected for good.",
+        "Actions Salesforce rejected with a permanent error (see `fieldpulse cloud dead-letters list`).",
         st.dead_letters,
     );
     gauge(

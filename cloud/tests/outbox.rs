@@ -697,3 +697,50 @@ async fn run_sends_when_woken_and_drains_when_cancelled() {
     );
     assert_eq!(sender.stats().depth, 0);
 }
+
+/// Attempts recorded on the pending rows of `key`.
+fn attempts_of(db: &Path, key: &str) -> Vec<u32> {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT attempts FROM outbox_actions WHERE ext_key = ?1 ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([key], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn a_case_under_lock_contention_is_retried_past_any_attempt_count_and_never_dead_lettered() {
+    let h = Harness::start().await;
+    let asset = h.asset("CP200-0104");
+    h.enqueue(&[case("fp:case:locked", &asset)]);
+    // Every record write hits UNABLE_TO_LOCK_ROW, through the client's own
+    // retries, for more passes than the old ten-attempt limit.
+    h.emulator.set_faults(FaultConfig {
+        seed: 3,
+        rate_lock: 1.0,
+        ..FaultConfig::default()
+    });
+    let sender = h.sender(200);
+    for pass in 0..15 {
+        let report = sender.send_pending().await.expect("pass");
+        assert_eq!(report.dead, 0, "pass {pass}: {report:?}");
+        assert_eq!(report.retried, 1, "pass {pass}: {report:?}");
+    }
+    let stats = sender.stats();
+    assert_eq!(stats.dead_letters, 0, "{:?}", sender.dead_letters());
+    assert_eq!(stats.depth, 1, "the Case is still pending");
+    assert_eq!(attempts_of(&h.db(), "fp:case:locked"), vec![15]);
+    assert_eq!(stats.sent[&("Case".to_string(), "retried".to_string())], 15);
+    assert_eq!((stats.retrying, stats.max_attempts), (1, 15));
+    assert_eq!(h.emulator.live_count("Case"), 0);
+    // The contention ends: the Case goes out once.
+    h.emulator.set_faults(FaultConfig::default());
+    drain(&sender).await;
+    assert_eq!(h.count("SELECT COUNT() FROM Case").await, 1);
+    assert_eq!(sender.stats().dead_letters, 0);
+    let states = row_states(&h.db());
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].1, "sent");
+}

@@ -22,8 +22,11 @@
 //!    the parent's Salesforce Id) is still pending waits; one whose parent is
 //!    dead dies with `PARENT_DEAD`.
 //! 3. Per record: confirmed → `sent`; retriable (`UNABLE_TO_LOCK_ROW`, ...,
-//!    after the client's own retries) → backoff, dead after `max_attempts`;
-//!    permanent → dead letter with code, message and fields.
+//!    after the client's own retries) → one more `attempts`, capped
+//!    exponential backoff, and pending again however many attempts it takes
+//!    (logged at WARN every `warn_every_attempts`); permanent (the client's
+//!    [`ApiError::is_retriable`](fieldpulse_salesforce::ApiError::is_retriable)
+//!    is false) → dead letter with code, message and fields.
 //!
 //! A whole call that fails (transport, 5xx after the client's retries, auth)
 //! changes no row: the sender pauses with backoff. A daily

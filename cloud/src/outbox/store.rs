@@ -389,12 +389,35 @@ pub(crate) fn forget_asset_id(conn: &Connection, serial: &str) -> Result<(), Out
     .map_err(sql("clearing the asset id cache"))
 }
 
-/// (pending rows, dead rows).
-pub(crate) fn counts(conn: &Connection) -> Result<(u64, u64), OutboxError> {
+/// Row counts for `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Pending rows.
+    pub pending: u64,
+    /// Dead rows.
+    pub dead: u64,
+    /// Pending rows that failed at least once.
+    pub retrying: u64,
+    /// The most attempts of any pending row.
+    pub max_attempts: u64,
+}
+
+/// Pending, dead and retrying rows.
+pub(crate) fn counts(conn: &Connection) -> Result<Counts, OutboxError> {
     conn.query_row(
-        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'dead'), 0) FROM outbox_actions",
+        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'dead'), 0),
+                COALESCE(SUM(state = 'pending' AND attempts > 0), 0),
+                COALESCE(MAX(CASE WHEN state = 'pending' THEN attempts END), 0)
+         FROM outbox_actions",
         [],
-        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+        |row| {
+            Ok(Counts {
+                pending: row.get::<_, i64>(0)? as u64,
+                dead: row.get::<_, i64>(1)? as u64,
+                retrying: row.get::<_, i64>(2)? as u64,
+                max_attempts: row.get::<_, i64>(3)? as u64,
+            })
+        },
     )
     .map_err(sql("counting actions"))
 }
