@@ -47,13 +47,15 @@
 //! a crash in between re-sends it, and the upsert on its key updates instead
 //! of duplicating.
 
+mod dead_letters;
 mod plan;
 mod sender;
 mod store;
 
+pub use dead_letters::DeadLetters;
 pub use plan::tier;
 pub use sender::{OutboxSender, SendReport, SenderConfig, SenderStats};
-pub use store::{enqueue, DeadLetter, SCHEMA};
+pub use store::{enqueue, DeadLetter, Replay, SCHEMA};
 
 use serde_json::{Map, Value as Json};
 
@@ -117,4 +119,10 @@ pub enum OutboxError {
     /// The sender configuration is not usable.
     #[error("outbox sender config: {0}")]
     Config(String),
+    /// [`DeadLetters::replay`] was asked for an action that is not dead.
+    #[error("action {action_id} is not a dead letter")]
+    NoDeadLetter {
+        /// The action id asked for.
+        action_id: i64,
+    },
 }
