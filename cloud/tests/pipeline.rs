@@ -607,3 +607,88 @@ async fn a_database_ahead_of_its_log_is_refused_at_start() {
     assert!(err.contains("checkpointed at log offset 5"), "{err}");
     assert!(err.contains("ingest log ends at offset 0"), "{err}");
 }
+
+/// The row (index) at which `asset`'s anomaly episode opened, from `cloud.sqlite`.
+fn opening_row(state: &Path, asset: &str) -> usize {
+    let conn = rusqlite::Connection::open(state.join(DB_FILE)).unwrap();
+    let opened_ms: i64 = conn
+        .query_row(
+            "SELECT opened_ms FROM episodes WHERE asset = ?1 AND mode = 'anomaly'",
+            [asset],
+            |r| r.get(0),
+        )
+        .expect("the episode opened");
+    ((opened_ms - T0) / 60_000) as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_produced_while_draining_are_sent_before_shutdown_returns() {
+    let faulty = asset_name(FAULTY[0]);
+    // Where the first faulty asset's episode opens (the data is seeded).
+    let opens_at = {
+        let org = start_org().await;
+        let state = tempfile::tempdir().unwrap();
+        let cloud = start_cloud(&org, state.path(), Duration::from_millis(200)).await;
+        let http = reqwest::Client::new();
+        let fleet = SynthFleet {
+            rows: FAULT_AT + 2 * ROWS_PER_BATCH,
+            ..fleet()
+        };
+        for b in fleet.batches("gw-1", 42) {
+            post(&http, cloud.addr, &b).await;
+        }
+        wait_idle(&cloud).await;
+        cloud.shutdown().await.expect("clean shutdown");
+        opening_row(state.path(), &faulty)
+    };
+    // The telemetry ends with the row that opens the episode, and a scan is
+    // held for an hour: that row is scored only by the drain at shutdown.
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = cloud_config(&org, state.path(), Duration::from_millis(200));
+    cfg.raw.scoring.scan_hold = Duration::from_secs(3600);
+    let cloud = Cloud::start(cfg, None).await.expect("cloud starts");
+    let http = reqwest::Client::new();
+    let fleet = SynthFleet {
+        rows: opens_at + 1,
+        ..fleet()
+    };
+    for b in fleet.batches("gw-1", 42) {
+        post(&http, cloud.addr, &b).await;
+    }
+    let end = cloud.log.end_offset();
+    let processor = std::sync::Arc::clone(&cloud.processor);
+    let processed = tokio::task::spawn_blocking(move || {
+        processor.wait_processed(end, Duration::from_secs(300))
+    })
+    .await
+    .unwrap();
+    assert!(processed);
+    assert!(
+        cloud.processor.status().rows_held > 0,
+        "the last scan is held"
+    );
+    let case_key = format!("fp-case:{faulty}:anomaly:1");
+    let sf = sf_client(&org);
+    assert!(
+        sf.get_by_external_id("Case", "FieldPulse_Key__c", &case_key)
+            .await
+            .is_err(),
+        "no Case before the held row is scored"
+    );
+    cloud.shutdown().await.expect("clean shutdown");
+    let case = sf
+        .get_by_external_id("Case", "FieldPulse_Key__c", &case_key)
+        .await
+        .expect("the Case the drain produced was sent before shutdown returned");
+    assert_eq!(case["AI_Generated__c"], true);
+    let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
+    let pending: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM outbox_actions WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0, "nothing waits for the next start");
+}
