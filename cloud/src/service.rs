@@ -235,6 +235,7 @@ impl Cloud {
                 SenderConfig {
                     // Low-priority updates start waiting well before the hard stop.
                     budget_reserve_fraction: (cfg.raw.salesforce.budget_reserve + 0.1).min(0.95),
+                    budget_probe_interval: cfg.raw.salesforce.budget_probe_interval,
                     ..SenderConfig::default()
                 },
             )

@@ -692,3 +692,102 @@ async fn actions_produced_while_draining_are_sent_before_shutdown_returns() {
         .unwrap();
     assert_eq!(pending, 0, "nothing waits for the next start");
 }
+
+/// A cloud whose org's daily API allocation is used up once it has started
+/// (it probes `/limits` every 200 ms), fed the whole fleet and scored: its
+/// actions wait in the outbox.
+async fn cloud_with_the_budget_used_up(
+    org: &Org,
+    state: &Path,
+    degraded_outbox_depth: u64,
+) -> Cloud {
+    let mut cfg = cloud_config(org, state, Duration::from_millis(200));
+    cfg.raw.salesforce.budget_probe_interval = Duration::from_millis(200);
+    cfg.raw.server.degraded_outbox_depth = degraded_outbox_depth;
+    let cloud = Cloud::start(cfg, None).await.expect("cloud starts");
+    org.emulator.set_api_usage(1000, 1000);
+    let http = reqwest::Client::new();
+    for b in batches() {
+        post(&http, cloud.addr, &b).await;
+    }
+    let end = cloud.log.end_offset();
+    let processor = std::sync::Arc::clone(&cloud.processor);
+    let idle =
+        tokio::task::spawn_blocking(move || processor.wait_idle(end, Duration::from_secs(300)))
+            .await
+            .unwrap();
+    assert!(idle, "the processor caught up");
+    cloud
+}
+
+async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
+    let res = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .expect("healthz");
+    (res.status().as_u16(), res.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_limit_exceeded_pauses_the_outbox_and_once_it_clears_every_case_goes_out_once() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = cloud_with_the_budget_used_up(&org, state.path(), 10_000).await;
+    // Salesforce answered 403 REQUEST_LIMIT_EXCEEDED: everything waits, nothing is dropped.
+    let mut paused = false;
+    for _ in 0..200 {
+        if cloud.sender.stats().budget_paused {
+            paused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(paused, "the outbox pauses on the daily limit");
+    assert!(org
+        .emulator
+        .request_log()
+        .iter()
+        .any(|e| e.error_code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED")));
+    let stats = cloud.sender.stats();
+    assert!(stats.depth >= 2 * FAULTY.len() as u64, "{stats:?}");
+    assert_eq!(stats.dead_letters, 0);
+    assert_eq!(count(&org, "Case"), 0);
+    // Still paused a few probes later.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(cloud.sender.stats().budget_paused);
+    assert_eq!(count(&org, "Case"), 0);
+    // The 24-hour window rolls over: the next probe resumes sending.
+    org.emulator.set_api_usage(0, 1000);
+    wait_idle(&cloud).await;
+    let stats = cloud.sender.stats();
+    assert!(!stats.budget_paused);
+    assert_eq!(stats.dead_letters, 0);
+    assert_eq!(count(&org, "Case"), FAULTY.len(), "each Case once");
+    assert_eq!(count(&org, "Asset_Alert__c"), FAULTY.len());
+    let sf = sf_client(&org);
+    for &i in &FAULTY {
+        let key = format!("fp-case:{}:anomaly:1", asset_name(i));
+        sf.get_by_external_id("Case", "FieldPulse_Key__c", &key)
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    cloud.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_degraded_while_the_outbox_is_deeper_than_configured() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = cloud_with_the_budget_used_up(&org, state.path(), 2).await;
+    let depth = cloud.sender.stats().depth;
+    assert!(depth > 2, "{depth}");
+    let (status, body) = healthz(cloud.addr).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with("degraded: outbox depth ") && body.ends_with(" > 2\n"),
+        "{body:?}"
+    );
+    org.emulator.set_api_usage(0, 1000);
+    wait_idle(&cloud).await;
+    assert_eq!(healthz(cloud.addr).await, (200, "ok\n".to_string()));
+    cloud.shutdown().await.expect("clean shutdown");
+}
