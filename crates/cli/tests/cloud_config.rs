@@ -1,6 +1,7 @@
 //! `fieldpulse cloud validate` / `print-config` through the real binary: the
 //! shipped example validates as it is, and a bad file fails naming the key
-//! and the file; `dead-letters list|replay` on a state directory.
+//! and the file; `dead-letters list|replay` and `feedback export` on a state
+//! directory.
 
 use std::process::{Command, Output};
 
@@ -151,6 +152,88 @@ fn dead_letters_are_listed_and_replayed_back_into_the_outbox() {
         "cloud",
         "dead-letters",
         "list",
+        "--state",
+        empty.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cloud database here"));
+}
+
+#[test]
+fn feedback_export_writes_every_label_as_csv_and_json() {
+    use fieldpulse_cloud::store::{tx, FeedbackLabel, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let labels = vec![
+        FeedbackLabel {
+            asset: "PUMP-002".into(),
+            mode: Some("bearing".into()),
+            label: "failure".into(),
+            at_ms: 1_767_225_600_000,
+            source_object: "WorkOrder".into(),
+            source_id: "0WO000000000001AAA".into(),
+            failure_code: Some("BRG".into()),
+            detail: Some("[BRG] replace bearing, \"drive end\"".into()),
+        },
+        FeedbackLabel {
+            asset: "PUMP-005".into(),
+            mode: None,
+            label: "false_alarm".into(),
+            at_ms: 1_767_312_000_000,
+            source_object: "Case".into(),
+            source_id: "500000000000001AAA".into(),
+            failure_code: None,
+            detail: Some("Closed - Not a Problem".into()),
+        },
+    ];
+    {
+        let mut store = Store::open(&dir.path().join("cloud.sqlite")).expect("store");
+        let tx = store.write().expect("tx");
+        for label in &labels {
+            assert!(tx::put_label(&tx, label).expect("label stored"));
+        }
+        tx.commit().expect("commit");
+    }
+    let state = dir.path().to_str().unwrap();
+    let csv_path = dir.path().join("labels.csv");
+    let out = fieldpulse(&[
+        "feedback",
+        "export",
+        "--state",
+        state,
+        "--format",
+        "csv",
+        "--out",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 labels"));
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "asset,mode,label,at,at_ms,source_object,source_id,failure_code,detail",
+            "PUMP-002,bearing,failure,2026-01-01T00:00:00Z,1767225600000,WorkOrder,0WO000000000001AAA,BRG,\"[BRG] replace bearing, \"\"drive end\"\"\"",
+            "PUMP-005,,false_alarm,2026-01-02T00:00:00Z,1767312000000,Case,500000000000001AAA,,Closed - Not a Problem",
+        ]
+    );
+    let out = fieldpulse(&["feedback", "export", "--state", state, "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported: Vec<FeedbackLabel> =
+        serde_json::from_slice(&out.stdout).expect("a JSON array of labels");
+    assert_eq!(exported, labels);
+    let empty = tempfile::tempdir().unwrap();
+    let out = fieldpulse(&[
+        "feedback",
+        "export",
         "--state",
         empty.path().to_str().unwrap(),
     ]);
