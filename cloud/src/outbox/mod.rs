@@ -43,6 +43,11 @@
 //! cached. No match → dead letter `ASSET_NOT_FOUND`; several →
 //! `ASSET_AMBIGUOUS`.
 //!
+//! # Dead letters
+//! [`DeadLetters`] (`fieldpulse cloud dead-letters list|replay`) lists them
+//! and puts chosen ones back to `pending` once the org is fixed; the upsert
+//! on the key makes a replay safe to repeat.
+//!
 //! **Invariant:** a row is marked `sent` only after Salesforce confirmed it;
 //! a crash in between re-sends it, and the upsert on its key updates instead
 //! of duplicating.

@@ -15,7 +15,8 @@ use super::{Action, OutboxError, ASSET};
 ///   (a permanent error; see `outbox_dead_letters`). Rows are never deleted
 ///   by the sender.
 /// - `outbox_dead_letters`: the error that killed an action (code, message,
-///   fields, JSON array), one row per action.
+///   fields, JSON array), one row per action; removed when an operator
+///   replays the action (`dead` → `pending` again).
 /// - `outbox_asset_ids`: Asset `SerialNumber` → Salesforce Id, resolved once by SOQL.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox_actions (
@@ -467,7 +468,7 @@ pub(crate) fn dead_letters(conn: &Connection) -> Result<Vec<DeadLetter>, OutboxE
         .map_err(sql("reading a dead letter"))
 }
 
-/// Which dead letters [`replay_dead`] puts back.
+/// Which dead letters [`DeadLetters::replay`](super::DeadLetters::replay) puts back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
     /// The dead letter of this action id.
