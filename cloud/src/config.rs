@@ -317,6 +317,10 @@ pub struct RawSalesforce {
     pub api_version: String,
     /// Fraction of the daily API allocation kept free for other integrations.
     pub budget_reserve: f64,
+    /// After the daily allocation ran out (`REQUEST_LIMIT_EXCEEDED`), how
+    /// often the outbox asks `/limits` whether it may send again.
+    #[serde(with = "humantime_serde")]
+    pub budget_probe_interval: Duration,
 }
 
 impl Default for RawSalesforce {
@@ -332,6 +336,7 @@ impl Default for RawSalesforce {
             audience: "https://login.salesforce.com".into(),
             api_version: "66.0".into(),
             budget_reserve: 0.1,
+            budget_probe_interval: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -545,6 +550,12 @@ impl RawCloudConfig {
                 ))
             }
         };
+        if self.salesforce.budget_probe_interval.is_zero() {
+            return Err(bad(
+                "salesforce.budget_probe_interval",
+                "must be positive".into(),
+            ));
+        }
         if self.feedback.poll_every.is_zero() {
             return Err(bad("feedback.poll_every", "must be positive".into()));
         }

@@ -7,7 +7,8 @@
 //! directory and Work Order history; retried in the background when the org
 //! is unreachable) → processor (resumes from its checkpoints) → sender →
 //! poller → HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting,
-//! let the shards finish and checkpoint, let the sender drain.
+//! let the shards finish (held rows scored) and checkpoint, then let the
+//! sender drain, so the actions the shards' drain produced go out too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,6 +118,9 @@ pub struct Cloud {
     pub state_dir: PathBuf,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The sender stops last, after the processor's final actions are in the outbox.
+    sender_cancel: CancellationToken,
+    sender_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Cloud {
@@ -231,6 +235,7 @@ impl Cloud {
                 SenderConfig {
                     // Low-priority updates start waiting well before the hard stop.
                     budget_reserve_fraction: (cfg.raw.salesforce.budget_reserve + 0.1).min(0.95),
+                    budget_probe_interval: cfg.raw.salesforce.budget_probe_interval,
                     ..SenderConfig::default()
                 },
             )
@@ -263,11 +268,12 @@ impl Cloud {
         }
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
-        {
+        let sender_cancel = CancellationToken::new();
+        let sender_task = {
             let sender = Arc::clone(&sender);
-            let cancel = cancel.clone();
-            tasks.push(tokio::spawn(async move { sender.run(cancel).await }));
-        }
+            let cancel = sender_cancel.clone();
+            tokio::spawn(async move { sender.run(cancel).await })
+        };
         {
             let processor = Arc::clone(&processor);
             let cancel = cancel.clone();
@@ -362,6 +368,8 @@ impl Cloud {
             state_dir,
             cancel,
             tasks,
+            sender_cancel,
+            sender_task,
         })
     }
 
@@ -369,6 +377,8 @@ impl Cloud {
     /// directory as a crash would (tests of recovery).
     pub async fn abort(self) {
         self.cancel.cancel();
+        self.sender_cancel.cancel();
+        self.sender_task.abort();
         for t in self.tasks {
             t.abort();
         }
@@ -376,23 +386,31 @@ impl Cloud {
         let _ = tokio::task::spawn_blocking(move || processor.abort()).await;
     }
 
-    /// Stops accepting, drains the shards (checkpoint) and the sender.
+    /// Stops accepting, drains the shards (held rows scored, checkpoint),
+    /// then lets the sender send what is pending, including the actions the
+    /// drain produced, for at most its `drain_timeout`.
     ///
     /// # Errors
-    /// A shard or the reader had stopped with an error.
+    /// A shard or the reader had stopped with an error (the sender still drains).
     pub async fn shutdown(self) -> Result<(), CloudError> {
         self.cancel.cancel();
         for t in self.tasks {
             let _ = t.await;
         }
         let processor = self.processor;
-        tokio::task::spawn_blocking(move || {
+        let stopped = tokio::task::spawn_blocking(move || {
             processor
                 .shutdown()
                 .map_err(|e| CloudError::Start(format!("processor: {e}")))
         })
         .await
-        .map_err(|e| CloudError::Start(format!("processor shutdown: {e}")))?
+        .map_err(|e| CloudError::Start(format!("processor shutdown: {e}")))
+        .and_then(|res| res);
+        // Only now: releasing held rows and the final flush enqueue actions
+        // that would otherwise wait for the next start.
+        self.sender_cancel.cancel();
+        let _ = self.sender_task.await;
+        stopped
     }
 }
 
@@ -567,8 +585,20 @@ fn render_sender(st: &SenderStats, text: &mut String) {
     );
     gauge(
         text,
+        "fieldpulse_cloud_outbox_retrying",
+        "Pending actions that failed at least once with a retriable error (they retry until sent).",
+        st.retrying,
+    );
+    gauge(
+        text,
+        "fieldpulse_cloud_outbox_max_attempts",
+        "The most attempts any pending action has had.",
+        st.max_attempts,
+    );
+    gauge(
+        text,
         "fieldpulse_cloud_dead_letters",
-        "Actions Salesforce rejected for good.",
+        "Actions Salesforce rejected with a permanent error (see `fieldpulse cloud dead-letters list`).",
         st.dead_letters,
     );
     gauge(

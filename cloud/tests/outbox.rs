@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fieldpulse_cloud::outbox::{enqueue, Action, OutboxSender, SendReport, SenderConfig, SCHEMA};
+use fieldpulse_cloud::outbox::{
+    enqueue, Action, DeadLetters, OutboxError, OutboxSender, Replay, SendReport, SenderConfig,
+    SCHEMA,
+};
 use fieldpulse_salesforce::{AuthConfig, ClientConfig, RetryPolicy, SalesforceClient, Secret};
 use fieldpulse_sf_emulator::{Emulator, EmulatorConfig, FaultConfig, Fixture};
 use serde_json::{json, Map, Value};
@@ -696,4 +699,169 @@ async fn run_sends_when_woken_and_drains_when_cancelled() {
         "the drain sent the rest"
     );
     assert_eq!(sender.stats().depth, 0);
+}
+
+/// Attempts recorded on the pending rows of `key`.
+fn attempts_of(db: &Path, key: &str) -> Vec<u32> {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT attempts FROM outbox_actions WHERE ext_key = ?1 ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([key], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn a_case_under_lock_contention_is_retried_past_any_attempt_count_and_never_dead_lettered() {
+    let h = Harness::start().await;
+    let asset = h.asset("CP200-0104");
+    h.enqueue(&[case("fp:case:locked", &asset)]);
+    // Every record write hits UNABLE_TO_LOCK_ROW, through the client's own
+    // retries, for more passes than the old ten-attempt limit.
+    h.emulator.set_faults(FaultConfig {
+        seed: 3,
+        rate_lock: 1.0,
+        ..FaultConfig::default()
+    });
+    let sender = h.sender(200);
+    for pass in 0..15 {
+        let report = sender.send_pending().await.expect("pass");
+        assert_eq!(report.dead, 0, "pass {pass}: {report:?}");
+        assert_eq!(report.retried, 1, "pass {pass}: {report:?}");
+    }
+    let stats = sender.stats();
+    assert_eq!(stats.dead_letters, 0, "{:?}", sender.dead_letters());
+    assert_eq!(stats.depth, 1, "the Case is still pending");
+    assert_eq!(attempts_of(&h.db(), "fp:case:locked"), vec![15]);
+    assert_eq!(stats.sent[&("Case".to_string(), "retried".to_string())], 15);
+    assert_eq!((stats.retrying, stats.max_attempts), (1, 15));
+    assert_eq!(h.emulator.live_count("Case"), 0);
+    // The contention ends: the Case goes out once.
+    h.emulator.set_faults(FaultConfig::default());
+    drain(&sender).await;
+    assert_eq!(h.count("SELECT COUNT() FROM Case").await, 1);
+    assert_eq!(sender.stats().dead_letters, 0);
+    let states = row_states(&h.db());
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].1, "sent");
+}
+
+#[tokio::test]
+async fn replayed_dead_letters_go_out_once_the_org_is_fixed_and_die_again_otherwise() {
+    let h = Harness::start().await;
+    let asset = h.asset("CP200-0104");
+    let mut bad_case = case("fp:case:bad", &asset);
+    bad_case
+        .fields
+        .insert("Subject".into(), json!("x".repeat(300)));
+    h.enqueue(&[
+        // The alert's Case was meant to be created by hand in Salesforce.
+        alert("fp:alert:lost", "fp:case:manual", &asset),
+        bad_case,
+        alert("fp:alert:orphan", "fp:case:bad", &asset),
+        // An Asset the org does not have yet.
+        action("Asset", "CP200-0999", json!({"FieldPulse_Health__c": 50.0})),
+    ]);
+    let sender = h.sender(200);
+    drain(&sender).await;
+    let mut dead_letters = DeadLetters::open(&h.db()).expect("dead letters open");
+    let listed = dead_letters.list().expect("list");
+    let codes: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|d| (d.ext_key.as_str(), d.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("fp:alert:lost", "INVALID_FIELD"),
+            ("fp:case:bad", "STRING_TOO_LONG"),
+            ("fp:alert:orphan", "PARENT_DEAD"),
+            ("CP200-0999", "ASSET_NOT_FOUND"),
+        ]
+    );
+    assert!(listed.iter().all(|d| d.dead_ms > 0));
+
+    // The operator fixes the org: the Case the alert names, and the Asset.
+    let client = h.client();
+    let account = h.emulator.records("Account")[0]["Id"]
+        .as_str()
+        .expect("account id")
+        .to_string();
+    client
+        .create(
+            "Case",
+            &fields(json!({"Subject": "opened by hand", "FieldPulse_Key__c": "fp:case:manual"})),
+        )
+        .await
+        .expect("case created by hand");
+    client
+        .create(
+            "Asset",
+            &fields(
+                json!({"Name": "Pump P-999", "AccountId": account, "SerialNumber": "CP200-0999"}),
+            ),
+        )
+        .await
+        .expect("asset created");
+    // Meanwhile a newer health value for that Asset goes out.
+    h.enqueue(&[action(
+        "Asset",
+        "CP200-0999",
+        json!({"FieldPulse_Health__c": 40.0}),
+    )]);
+    drain(&sender).await;
+
+    let lost = listed[0].action_id;
+    let replayed = dead_letters.replay(Replay::One(lost)).expect("replay one");
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].ext_key, "fp:alert:lost");
+    assert!(matches!(
+        dead_letters.replay(Replay::One(lost)),
+        Err(OutboxError::NoDeadLetter { action_id }) if action_id == lost
+    ));
+    drain(&sender).await;
+    let manual = client
+        .get_by_external_id("Case", "FieldPulse_Key__c", "fp:case:manual")
+        .await
+        .expect("manual case");
+    let alert = client
+        .get_by_external_id("Asset_Alert__c", "FieldPulse_Key__c", "fp:alert:lost")
+        .await
+        .expect("the replayed alert arrived");
+    assert_eq!(alert["Case__c"], manual["Id"]);
+
+    // Everything else: the Asset goes out without rolling its health back,
+    // the unfixed Case and its child die again; nothing is duplicated.
+    assert_eq!(
+        dead_letters.replay(Replay::All).expect("replay all").len(),
+        3
+    );
+    assert_eq!(sender.stats().dead_letters, 0);
+    drain(&sender).await;
+    let health: Vec<Value> = h
+        .emulator
+        .records("Asset")
+        .into_iter()
+        .filter(|a| a["SerialNumber"] == "CP200-0999")
+        .map(|a| a["FieldPulse_Health__c"].clone())
+        .collect();
+    assert_eq!(health, vec![json!(40.0)]);
+    let again: Vec<(String, String)> = dead_letters
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|d| (d.ext_key, d.error_code))
+        .collect();
+    assert_eq!(
+        again,
+        vec![
+            ("fp:case:bad".to_string(), "STRING_TOO_LONG".to_string()),
+            ("fp:alert:orphan".to_string(), "PARENT_DEAD".to_string()),
+        ]
+    );
+    assert_eq!(h.count("SELECT COUNT() FROM Case").await, 1);
+    assert_eq!(h.count("SELECT COUNT() FROM Asset_Alert__c").await, 1);
+    assert!(DeadLetters::open(&h.dir.path().join("missing.sqlite")).is_err());
 }

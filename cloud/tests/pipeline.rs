@@ -607,3 +607,187 @@ async fn a_database_ahead_of_its_log_is_refused_at_start() {
     assert!(err.contains("checkpointed at log offset 5"), "{err}");
     assert!(err.contains("ingest log ends at offset 0"), "{err}");
 }
+
+/// The row (index) at which `asset`'s anomaly episode opened, from `cloud.sqlite`.
+fn opening_row(state: &Path, asset: &str) -> usize {
+    let conn = rusqlite::Connection::open(state.join(DB_FILE)).unwrap();
+    let opened_ms: i64 = conn
+        .query_row(
+            "SELECT opened_ms FROM episodes WHERE asset = ?1 AND mode = 'anomaly'",
+            [asset],
+            |r| r.get(0),
+        )
+        .expect("the episode opened");
+    ((opened_ms - T0) / 60_000) as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_produced_while_draining_are_sent_before_shutdown_returns() {
+    let faulty = asset_name(FAULTY[0]);
+    // Where the first faulty asset's episode opens (the data is seeded).
+    let opens_at = {
+        let org = start_org().await;
+        let state = tempfile::tempdir().unwrap();
+        let cloud = start_cloud(&org, state.path(), Duration::from_millis(200)).await;
+        let http = reqwest::Client::new();
+        let fleet = SynthFleet {
+            rows: FAULT_AT + 2 * ROWS_PER_BATCH,
+            ..fleet()
+        };
+        for b in fleet.batches("gw-1", 42) {
+            post(&http, cloud.addr, &b).await;
+        }
+        wait_idle(&cloud).await;
+        cloud.shutdown().await.expect("clean shutdown");
+        opening_row(state.path(), &faulty)
+    };
+    // The telemetry ends with the row that opens the episode, and a scan is
+    // held for an hour: that row is scored only by the drain at shutdown.
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = cloud_config(&org, state.path(), Duration::from_millis(200));
+    cfg.raw.scoring.scan_hold = Duration::from_secs(3600);
+    let cloud = Cloud::start(cfg, None).await.expect("cloud starts");
+    let http = reqwest::Client::new();
+    let fleet = SynthFleet {
+        rows: opens_at + 1,
+        ..fleet()
+    };
+    for b in fleet.batches("gw-1", 42) {
+        post(&http, cloud.addr, &b).await;
+    }
+    let end = cloud.log.end_offset();
+    let processor = std::sync::Arc::clone(&cloud.processor);
+    let processed = tokio::task::spawn_blocking(move || {
+        processor.wait_processed(end, Duration::from_secs(300))
+    })
+    .await
+    .unwrap();
+    assert!(processed);
+    assert!(
+        cloud.processor.status().rows_held > 0,
+        "the last scan is held"
+    );
+    let case_key = format!("fp-case:{faulty}:anomaly:1");
+    let sf = sf_client(&org);
+    assert!(
+        sf.get_by_external_id("Case", "FieldPulse_Key__c", &case_key)
+            .await
+            .is_err(),
+        "no Case before the held row is scored"
+    );
+    cloud.shutdown().await.expect("clean shutdown");
+    let case = sf
+        .get_by_external_id("Case", "FieldPulse_Key__c", &case_key)
+        .await
+        .expect("the Case the drain produced was sent before shutdown returned");
+    assert_eq!(case["AI_Generated__c"], true);
+    let conn = rusqlite::Connection::open(state.path().join(DB_FILE)).unwrap();
+    let pending: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM outbox_actions WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0, "nothing waits for the next start");
+}
+
+/// A cloud whose org's daily API allocation is used up once it has started
+/// (it probes `/limits` every 200 ms), fed the whole fleet and scored: its
+/// actions wait in the outbox.
+async fn cloud_with_the_budget_used_up(
+    org: &Org,
+    state: &Path,
+    degraded_outbox_depth: u64,
+) -> Cloud {
+    let mut cfg = cloud_config(org, state, Duration::from_millis(200));
+    cfg.raw.salesforce.budget_probe_interval = Duration::from_millis(200);
+    cfg.raw.server.degraded_outbox_depth = degraded_outbox_depth;
+    let cloud = Cloud::start(cfg, None).await.expect("cloud starts");
+    org.emulator.set_api_usage(1000, 1000);
+    let http = reqwest::Client::new();
+    for b in batches() {
+        post(&http, cloud.addr, &b).await;
+    }
+    let end = cloud.log.end_offset();
+    let processor = std::sync::Arc::clone(&cloud.processor);
+    let idle =
+        tokio::task::spawn_blocking(move || processor.wait_idle(end, Duration::from_secs(300)))
+            .await
+            .unwrap();
+    assert!(idle, "the processor caught up");
+    cloud
+}
+
+async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
+    let res = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .expect("healthz");
+    (res.status().as_u16(), res.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_limit_exceeded_pauses_the_outbox_and_once_it_clears_every_case_goes_out_once() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = cloud_with_the_budget_used_up(&org, state.path(), 10_000).await;
+    // Salesforce answered 403 REQUEST_LIMIT_EXCEEDED: everything waits, nothing is dropped.
+    let mut paused = false;
+    for _ in 0..200 {
+        if cloud.sender.stats().budget_paused {
+            paused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(paused, "the outbox pauses on the daily limit");
+    assert!(org
+        .emulator
+        .request_log()
+        .iter()
+        .any(|e| e.error_code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED")));
+    let stats = cloud.sender.stats();
+    assert!(stats.depth >= 2 * FAULTY.len() as u64, "{stats:?}");
+    assert_eq!(stats.dead_letters, 0);
+    assert_eq!(count(&org, "Case"), 0);
+    // Still paused a few probes later.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(cloud.sender.stats().budget_paused);
+    assert_eq!(count(&org, "Case"), 0);
+    // The 24-hour window rolls over: the next probe resumes sending.
+    org.emulator.set_api_usage(0, 1000);
+    wait_idle(&cloud).await;
+    let stats = cloud.sender.stats();
+    assert!(!stats.budget_paused);
+    assert_eq!(stats.dead_letters, 0);
+    assert_eq!(count(&org, "Case"), FAULTY.len(), "each Case once");
+    assert_eq!(count(&org, "Asset_Alert__c"), FAULTY.len());
+    let sf = sf_client(&org);
+    for &i in &FAULTY {
+        let key = format!("fp-case:{}:anomaly:1", asset_name(i));
+        sf.get_by_external_id("Case", "FieldPulse_Key__c", &key)
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    cloud.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_degraded_while_the_outbox_is_deeper_than_configured() {
+    let org = start_org().await;
+    let state = tempfile::tempdir().unwrap();
+    let cloud = cloud_with_the_budget_used_up(&org, state.path(), 2).await;
+    let depth = cloud.sender.stats().depth;
+    assert!(depth > 2, "{depth}");
+    let (status, body) = healthz(cloud.addr).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with("degraded: outbox depth ") && body.ends_with(" > 2\n"),
+        "{body:?}"
+    );
+    org.emulator.set_api_usage(0, 1000);
+    wait_idle(&cloud).await;
+    assert_eq!(healthz(cloud.addr).await, (200, "ok\n".to_string()));
+    cloud.shutdown().await.expect("clean shutdown");
+}

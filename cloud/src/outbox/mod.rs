@@ -22,8 +22,11 @@
 //!    the parent's Salesforce Id) is still pending waits; one whose parent is
 //!    dead dies with `PARENT_DEAD`.
 //! 3. Per record: confirmed → `sent`; retriable (`UNABLE_TO_LOCK_ROW`, ...,
-//!    after the client's own retries) → backoff, dead after `max_attempts`;
-//!    permanent → dead letter with code, message and fields.
+//!    after the client's own retries) → one more `attempts`, capped
+//!    exponential backoff, and pending again however many attempts it takes
+//!    (logged at WARN every `warn_every_attempts`); permanent (the client's
+//!    [`ApiError::is_retriable`](fieldpulse_salesforce::ApiError::is_retriable)
+//!    is false) → dead letter with code, message and fields.
 //!
 //! A whole call that fails (transport, 5xx after the client's retries, auth)
 //! changes no row: the sender pauses with backoff. A daily
@@ -40,17 +43,24 @@
 //! cached. No match → dead letter `ASSET_NOT_FOUND`; several →
 //! `ASSET_AMBIGUOUS`.
 //!
+//! # Dead letters
+//! [`DeadLetters`] (`fieldpulse cloud dead-letters list|replay`) lists them
+//! and puts chosen ones back to `pending` once the org is fixed; the upsert
+//! on the key makes a replay safe to repeat.
+//!
 //! **Invariant:** a row is marked `sent` only after Salesforce confirmed it;
 //! a crash in between re-sends it, and the upsert on its key updates instead
 //! of duplicating.
 
+mod dead_letters;
 mod plan;
 mod sender;
 mod store;
 
+pub use dead_letters::DeadLetters;
 pub use plan::tier;
 pub use sender::{OutboxSender, SendReport, SenderConfig, SenderStats};
-pub use store::{enqueue, DeadLetter, SCHEMA};
+pub use store::{enqueue, DeadLetter, Replay, SCHEMA};
 
 use serde_json::{Map, Value as Json};
 
@@ -114,4 +124,10 @@ pub enum OutboxError {
     /// The sender configuration is not usable.
     #[error("outbox sender config: {0}")]
     Config(String),
+    /// [`DeadLetters::replay`] was asked for an action that is not dead.
+    #[error("action {action_id} is not a dead letter")]
+    NoDeadLetter {
+        /// The action id asked for.
+        action_id: i64,
+    },
 }

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fieldpulse_salesforce::{
-    ApiError, ErrorClass, QueryOptions, RecordOutcome, SalesforceClient, SfError,
-};
+use fieldpulse_salesforce::{ErrorClass, QueryOptions, RecordOutcome, SalesforceClient, SfError};
 use futures_util::TryStreamExt;
 use rusqlite::Connection;
 use serde_json::{Map, Value as Json};
@@ -33,8 +31,10 @@ pub struct SenderConfig {
     pub batch_size: usize,
     /// Time between passes when nobody calls [`OutboxSender::wake`].
     pub poll_interval: Duration,
-    /// Per-record retriable failures before an action is dead-lettered.
-    pub max_attempts: u32,
+    /// A record still failing with a retriable error is logged at WARN every
+    /// this many attempts. Retriable failures never dead-letter an action:
+    /// only permanent ones do.
+    pub warn_every_attempts: u32,
     /// First backoff after a failure (doubles per failure).
     pub retry_base: Duration,
     /// Largest backoff.
@@ -58,7 +58,7 @@ impl Default for SenderConfig {
         SenderConfig {
             batch_size: MAX_BATCH,
             poll_interval: Duration::from_secs(1),
-            max_attempts: 10,
+            warn_every_attempts: 10,
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),
             budget_reserve_fraction: 0.2,
@@ -78,9 +78,9 @@ impl SenderConfig {
                 self.batch_size
             )));
         }
-        if self.max_attempts == 0 {
+        if self.warn_every_attempts == 0 {
             return Err(OutboxError::Config(
-                "max_attempts must be at least 1".into(),
+                "warn_every_attempts must be at least 1".into(),
             ));
         }
         if !(0.0..1.0).contains(&self.budget_reserve_fraction) {
@@ -138,6 +138,10 @@ pub struct SenderStats {
     pub dead_letters: u64,
     /// Actions pending.
     pub depth: u64,
+    /// Pending actions that failed at least once with a retriable error.
+    pub retrying: u64,
+    /// The most attempts any pending action has had.
+    pub max_attempts: u64,
     /// REST calls the client made.
     pub api_calls: u64,
     /// Daily calls left, from the last `Sforce-Limit-Info`.
@@ -155,8 +159,8 @@ struct SenderState {
     /// Whole-call failures in a row (backoff exponent).
     call_failures: u32,
     counters: BTreeMap<(String, String), u64>,
-    /// (pending, dead) as last read.
-    last_counts: (u64, u64),
+    /// Depth, dead letters and retries as last read.
+    last_counts: store::Counts,
 }
 
 /// Delivers the outbox to Salesforce. Share it behind an `Arc`; all methods take `&self`.
@@ -252,7 +256,7 @@ impl OutboxSender {
     pub fn stats(&self) -> SenderStats {
         let counts = self.db(|c| store::counts(c));
         let mut state = lock(&self.state);
-        let (depth, dead_letters) = match counts {
+        let counts = match counts {
             Ok(counts) => {
                 state.last_counts = counts;
                 counts
@@ -264,8 +268,10 @@ impl OutboxSender {
         };
         SenderStats {
             sent: state.counters.clone(),
-            dead_letters,
-            depth,
+            dead_letters: counts.dead,
+            depth: counts.pending,
+            retrying: counts.retrying,
+            max_attempts: counts.max_attempts,
             api_calls: self.client.stats().requests,
             remaining_daily_budget: self.client.remaining_daily_calls(),
             budget_paused: state.budget_paused,
@@ -703,32 +709,28 @@ impl OutboxSender {
                     sent.push((group, id));
                 }
                 RecordOutcome::Failed(errors) => {
-                    let retriable = errors.iter().all(ApiError::is_retriable);
-                    let first = errors.first().cloned().unwrap_or(ApiError {
-                        code: "UNKNOWN".into(),
-                        message: "failed without an error".into(),
-                        fields: Vec::new(),
-                    });
-                    if retriable && group.attempts + 1 < self.config.max_attempts {
-                        self.count(&group.sobject, "retried", 1);
-                        retries.push(self.retry_of(
-                            group,
-                            &format!("{}: {}", first.code, first.message),
-                            now,
-                        ));
-                    } else {
-                        let cause = errors
-                            .iter()
-                            .find(|e| !e.is_retriable())
-                            .cloned()
-                            .unwrap_or(first);
-                        let message = if retriable {
-                            format!("after {} attempts: {}", group.attempts + 1, cause.message)
-                        } else {
-                            cause.message
-                        };
-                        dead.push(dead_of(group, &cause.code, message, cause.fields));
+                    // Only a permanent error kills an action. Retriable ones
+                    // (and a per-record daily limit, which passes) keep it
+                    // pending with capped backoff however long they last:
+                    // a Case is never lost to lock contention or an outage.
+                    let permanent = errors
+                        .iter()
+                        .find(|e| !e.is_retriable() && !e.is_daily_limit())
+                        .cloned();
+                    if let Some(cause) = permanent {
+                        dead.push(dead_of(group, &cause.code, cause.message, cause.fields));
+                        continue;
                     }
+                    let error = errors.first().map_or_else(
+                        || "UNKNOWN: failed without an error".to_string(),
+                        |e| format!("{}: {}", e.code, e.message),
+                    );
+                    let attempts = group.attempts + 1;
+                    if attempts % self.config.warn_every_attempts == 0 {
+                        tracing::warn!(object = %group.sobject, key = %group.ext_key, attempts, %error, "Outbox record keeps failing with a retriable error; still retrying.");
+                    }
+                    self.count(&group.sobject, "retried", 1);
+                    retries.push(self.retry_of(group, &error, now));
                 }
             }
         }

@@ -15,7 +15,8 @@ use super::{Action, OutboxError, ASSET};
 ///   (a permanent error; see `outbox_dead_letters`). Rows are never deleted
 ///   by the sender.
 /// - `outbox_dead_letters`: the error that killed an action (code, message,
-///   fields, JSON array), one row per action.
+///   fields, JSON array), one row per action; removed when an operator
+///   replays the action (`dead` → `pending` again).
 /// - `outbox_asset_ids`: Asset `SerialNumber` → Salesforce Id, resolved once by SOQL.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox_actions (
@@ -389,12 +390,35 @@ pub(crate) fn forget_asset_id(conn: &Connection, serial: &str) -> Result<(), Out
     .map_err(sql("clearing the asset id cache"))
 }
 
-/// (pending rows, dead rows).
-pub(crate) fn counts(conn: &Connection) -> Result<(u64, u64), OutboxError> {
+/// Row counts for `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Pending rows.
+    pub pending: u64,
+    /// Dead rows.
+    pub dead: u64,
+    /// Pending rows that failed at least once.
+    pub retrying: u64,
+    /// The most attempts of any pending row.
+    pub max_attempts: u64,
+}
+
+/// Pending, dead and retrying rows.
+pub(crate) fn counts(conn: &Connection) -> Result<Counts, OutboxError> {
     conn.query_row(
-        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'dead'), 0) FROM outbox_actions",
+        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'dead'), 0),
+                COALESCE(SUM(state = 'pending' AND attempts > 0), 0),
+                COALESCE(MAX(CASE WHEN state = 'pending' THEN attempts END), 0)
+         FROM outbox_actions",
         [],
-        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+        |row| {
+            Ok(Counts {
+                pending: row.get::<_, i64>(0)? as u64,
+                dead: row.get::<_, i64>(1)? as u64,
+                retrying: row.get::<_, i64>(2)? as u64,
+                max_attempts: row.get::<_, i64>(3)? as u64,
+            })
+        },
     )
     .map_err(sql("counting actions"))
 }
@@ -414,13 +438,15 @@ pub struct DeadLetter {
     pub message: String,
     /// Field API names the error is about.
     pub fields: Vec<String>,
+    /// When it was dead-lettered (epoch ms).
+    pub dead_ms: i64,
 }
 
 /// Every dead letter, oldest first.
 pub(crate) fn dead_letters(conn: &Connection) -> Result<Vec<DeadLetter>, OutboxError> {
     let mut stmt = conn
         .prepare(
-            "SELECT action_id, sobject, ext_key, error_code, message, fields
+            "SELECT action_id, sobject, ext_key, error_code, message, fields, dead_ms
              FROM outbox_dead_letters ORDER BY action_id",
         )
         .map_err(sql("preparing the dead letter query"))?;
@@ -434,9 +460,96 @@ pub(crate) fn dead_letters(conn: &Connection) -> Result<Vec<DeadLetter>, OutboxE
                 error_code: row.get(3)?,
                 message: row.get(4)?,
                 fields: serde_json::from_str(&fields).unwrap_or_default(),
+                dead_ms: row.get(6)?,
             })
         })
         .map_err(sql("reading dead letters"))?;
     rows.collect::<Result<_, _>>()
         .map_err(sql("reading a dead letter"))
+}
+
+/// Which dead letters [`DeadLetters::replay`](super::DeadLetters::replay) puts back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// The dead letter of this action id.
+    One(i64),
+    /// Every dead letter.
+    All,
+}
+
+/// Puts dead actions back to `pending` (attempts reset, due now) and removes
+/// their dead letters, in one transaction; returns the dead letters replayed.
+/// Fields a later, already sent row of the same record wrote are laid over
+/// the replayed row, so a replay never rolls Salesforce back to older values.
+/// The sender upserts on the key, so replaying never duplicates a record.
+pub(crate) fn replay_dead(
+    conn: &mut Connection,
+    which: Replay,
+) -> Result<Vec<DeadLetter>, OutboxError> {
+    let letters: Vec<DeadLetter> = dead_letters(conn)?
+        .into_iter()
+        .filter(|d| which == Replay::All || which == Replay::One(d.action_id))
+        .collect();
+    if let (Replay::One(action_id), true) = (which, letters.is_empty()) {
+        return Err(OutboxError::NoDeadLetter { action_id });
+    }
+    let tx = conn.transaction().map_err(sql("starting a transaction"))?;
+    {
+        let mut later_sent = tx
+            .prepare(
+                "SELECT fields FROM outbox_actions
+                 WHERE sobject = ?1 AND ext_key = ?2 AND id > ?3 AND state = 'sent'
+                 ORDER BY id",
+            )
+            .map_err(sql("preparing the later rows query"))?;
+        let mut revive = tx
+            .prepare(
+                "UPDATE outbox_actions
+                 SET state = 'pending', attempts = 0, next_attempt_ms = 0,
+                     last_error = ?2, fields = COALESCE(?3, fields)
+                 WHERE id = ?1 AND state = 'dead'",
+            )
+            .map_err(sql("preparing the replay"))?;
+        let mut forget = tx
+            .prepare("DELETE FROM outbox_dead_letters WHERE action_id = ?1")
+            .map_err(sql("preparing the dead letter delete"))?;
+        for d in &letters {
+            let own: Option<String> = tx
+                .query_row(
+                    "SELECT fields FROM outbox_actions WHERE id = ?1",
+                    params![d.action_id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql("reading a dead action"))?;
+            let later: Vec<String> = later_sent
+                .query_map(params![d.sobject, d.ext_key, d.action_id], |row| row.get(0))
+                .map_err(sql("reading later rows"))?
+                .collect::<Result<_, _>>()
+                .map_err(sql("reading a later row"))?;
+            // A row whose JSON does not parse stays as it is (and dies again
+            // as CORRUPT_ACTION); otherwise later sent fields win.
+            let merged = own
+                .as_deref()
+                .and_then(|f| serde_json::from_str::<Map<String, Json>>(f).ok())
+                .filter(|_| !later.is_empty())
+                .map(|mut fields| {
+                    for text in &later {
+                        if let Ok(Json::Object(newer)) = serde_json::from_str(text) {
+                            fields.extend(newer);
+                        }
+                    }
+                    Json::Object(fields).to_string()
+                });
+            let note = format!("replayed after {}: {}", d.error_code, d.message);
+            revive
+                .execute(params![d.action_id, note, merged])
+                .map_err(sql("replaying a dead action"))?;
+            forget
+                .execute(params![d.action_id])
+                .map_err(sql("removing a dead letter"))?;
+        }
+    }
+    tx.commit().map_err(sql("committing the replay"))?;
+    Ok(letters)
 }

@@ -202,7 +202,15 @@ fn derive(store: &Store, object: usize, record: &mut Record, previous: Option<&R
         .map(str::to_string);
     match obj.name.as_str() {
         "Case" => {
-            let closed = status.as_deref() == Some("Closed");
+            // The status's `closed` flag from the CaseStatus value set decides.
+            let closed = status.as_deref().is_some_and(|status| {
+                obj.field_idx("Status")
+                    .and_then(|i| match &obj.fields[i].ty {
+                        FieldType::Picklist(p) => Some(p.closed.iter().any(|c| c == status)),
+                        _ => None,
+                    })
+                    .unwrap_or(false)
+            });
             set_system(obj, record, "IsClosed", Value::Bool(closed));
             let was_closed = previous
                 .and_then(|p| obj.field_idx("IsClosed").and_then(|i| p.get(i)))

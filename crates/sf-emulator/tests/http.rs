@@ -356,3 +356,56 @@ async fn a_known_resource_called_with_a_wrong_method_is_405_with_allow_and_unkno
     let (status, _, _) = org.call(Method::HEAD, "/limits", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// `IsClosed` and `ClosedDate` of a Case, read back over REST.
+async fn closed_state(org: &Org, id: &str) -> (Value, Value) {
+    let (status, _, case) = org
+        .call(Method::GET, &format!("/sobjects/Case/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{case}");
+    (case["IsClosed"].clone(), case["ClosedDate"].clone())
+}
+
+#[tokio::test]
+async fn a_case_closed_as_not_a_problem_is_closed_as_the_deployed_case_status_says() {
+    let org = Org::start().await;
+    let (status, _, created) = org
+        .call(
+            Method::POST,
+            "/sobjects/Case",
+            Some(json!({"Subject": "Bearing wear predicted"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("case id").to_string();
+    assert_eq!(closed_state(&org, &id).await, (json!(false), Value::Null));
+    // A dispatcher dismisses the Case: a closed status from salesforce/.
+    let (status, _, body) = org
+        .call(
+            Method::PATCH,
+            &format!("/sobjects/Case/{id}"),
+            Some(json!({"Status": "Closed - Not a Problem"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (is_closed, closed_date) = closed_state(&org, &id).await;
+    assert_eq!(is_closed, json!(true));
+    assert!(closed_date.is_string(), "{closed_date}");
+    let (_, _, found) = org
+        .call(
+            Method::GET,
+            "/query?q=SELECT+Id,+Status+FROM+Case+WHERE+IsClosed+=+true",
+            None,
+        )
+        .await;
+    assert_eq!(found["totalSize"], 1, "{found}");
+    assert_eq!(found["records"][0]["Status"], "Closed - Not a Problem");
+    // Reopened, it is open again.
+    org.call(
+        Method::PATCH,
+        &format!("/sobjects/Case/{id}"),
+        Some(json!({"Status": "Working"})),
+    )
+    .await;
+    assert_eq!(closed_state(&org, &id).await, (json!(false), Value::Null));
+}

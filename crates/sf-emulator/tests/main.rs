@@ -97,13 +97,19 @@ fn every_object_fieldpulse_writes_carries_its_key_trace_id_and_ai_flag() {
 }
 
 #[test]
-fn the_deployed_case_status_value_set_adds_pending_review_and_keeps_new_as_default() {
+fn the_deployed_case_status_value_set_adds_pending_review_and_not_a_problem_and_keeps_new_as_default(
+) {
     let schema = Schema::with_embedded_metadata().expect("embedded metadata loads");
     let case = &schema.objects[schema.object_idx("Case").expect("Case")];
     match &case.fields[case.field_idx("Status").expect("Status")].ty {
         FieldType::Picklist(p) => {
             assert!(p.values.iter().any(|v| v == "Pending Review"), "{p:?}");
             assert!(p.values.iter().any(|v| v == "Closed"), "{p:?}");
+            assert!(
+                p.values.iter().any(|v| v == "Closed - Not a Problem"),
+                "{p:?}"
+            );
+            assert_eq!(p.closed, ["Closed", "Closed - Not a Problem"]);
             assert_eq!(p.default.as_deref(), Some("New"));
         }
         other => panic!("Case.Status should be a picklist, got {other:?}"),

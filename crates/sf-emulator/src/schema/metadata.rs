@@ -2,7 +2,8 @@
 //! (`objects/<Object>/<Object>.object-meta.xml`,
 //! `objects/<Object>/fields/<Field>.field-meta.xml`), and the values of
 //! standard picklists (`standardValueSets/<Name>.standardValueSet-meta.xml`,
-//! e.g. a `Pending Review` Case status), the same files the customer's admin
+//! e.g. a `Pending Review` Case status, with the `<closed>` flag that sets a
+//! Case's `IsClosed`), the same files the customer's admin
 //! deploys with `sf project deploy start`.
 
 use std::path::Path;
@@ -215,6 +216,7 @@ fn apply_standard_value_set(schema: &mut Schema, path: &str, xml: &str) -> Resul
     })?;
     let mut values = Vec::new();
     let mut default = None;
+    let mut closed = Vec::new();
     for value in doc
         .root_element()
         .children()
@@ -224,6 +226,9 @@ fn apply_standard_value_set(schema: &mut Schema, path: &str, xml: &str) -> Resul
             .ok_or_else(|| invalid("standard value without <fullName>".into()))?;
         if flag(value, "default") {
             default = Some(v.to_string());
+        }
+        if flag(value, "closed") {
+            closed.push(v.to_string());
         }
         values.push(v.to_string());
     }
@@ -243,6 +248,7 @@ fn apply_standard_value_set(schema: &mut Schema, path: &str, xml: &str) -> Resul
         return Err(invalid(format!("{object}.{field} is not a picklist")));
     };
     picklist.values = values;
+    picklist.closed = closed;
     if default.is_some() {
         picklist.default = default;
     }
@@ -315,6 +321,7 @@ fn parse_field(root: roxmltree::Node<'_, '_>, path: &str) -> Result<FieldDef, Sc
                 values,
                 restricted,
                 default,
+                closed: Vec::new(),
             })
         }
         "Lookup" | "MasterDetail" => {

@@ -54,6 +54,9 @@ pub struct Picklist {
     pub restricted: bool,
     /// The value set on create when none is given.
     pub default: Option<String>,
+    /// Values that close the record (`<closed>true</closed>` in a
+    /// `CaseStatus` value set): they set a Case's `IsClosed`.
+    pub closed: Vec<String>,
 }
 
 /// One field of an object.

@@ -94,7 +94,23 @@ fn pick(values: &[&str], restricted: bool, default: Option<&str>) -> FieldType {
         values: values.iter().map(|s| s.to_string()).collect(),
         restricted,
         default: default.map(str::to_string),
+        closed: Vec::new(),
     })
+}
+
+/// Case `Status` with the default values; `Closed` closes the Case.
+fn case_status() -> FieldDef {
+    let mut field = picked(
+        "Status",
+        "Status",
+        &["New", "Working", "Escalated", "Closed"],
+        false,
+        "New",
+    );
+    if let FieldType::Picklist(p) = &mut field.ty {
+        p.closed = vec!["Closed".into()];
+    }
+    field
 }
 
 fn picked(name: &str, label: &str, values: &[&str], restricted: bool, default: &str) -> FieldDef {
@@ -303,13 +319,7 @@ pub fn objects() -> Vec<ObjectSchema> {
                 auto("CaseNumber", "Case Number", "{00000000}"),
                 opt("Subject", "Subject", text(255)),
                 opt("Description", "Description", area(32_000)),
-                picked(
-                    "Status",
-                    "Status",
-                    &["New", "Working", "Escalated", "Closed"],
-                    false,
-                    "New",
-                ),
+                case_status(),
                 opt(
                     "Origin",
                     "Case Origin",
