@@ -185,8 +185,9 @@ pub struct FleetScorer {
     /// Alarm-rate feedback: width factor up at an alarm onset, down otherwise.
     rate_up: f64,
     rate_down: f64,
-    /// `(raw - m1) / beta` at the default threshold: `-ln(-ln(threshold)) - gamma`.
-    alarm_z: f64,
+    /// [`neg_z`] at the default threshold: `ln(-ln(threshold))` (a row
+    /// alarms when its `neg_z` is at or below it).
+    alarm_neg_z: f32,
     /// `cusum_cap * cusum_h`.
     cusum_cap_abs: f64,
     /// `1 / spike_z`, `1 / cusum_h`, `1 / drift_z`, `1 / spike_baseline_z`.
@@ -263,7 +264,7 @@ impl FleetScorer {
             cal_decay: (-std::f64::consts::LN_2 / params.calib_half_life).exp(),
             rate_up: params.calib_rate_step,
             rate_down: 1.0 - params.calib_rate_step * (1.0 - params.threshold) / params.threshold,
-            alarm_z: -(-params.threshold.ln()).ln() - EULER_GAMMA,
+            alarm_neg_z: (-params.threshold.ln()).ln() as f32,
             cusum_cap_abs: params.cusum_cap * params.cusum_h,
             inv_levels: [
                 1.0 / params.spike_z,
@@ -807,9 +808,8 @@ impl FleetScorer {
             // onset rate the two balance. Onsets, not alarm rows, so one long
             // anomaly counts once; slow (thousands of rows), so it corrects a
             // tail heavier than the Gumbel fit without learning anomalies.
-            let sd = fmax(before.m2 - before.m1 * before.m1, 0.0).sqrt();
-            let beta = fmax(sd * SQRT6_OVER_PI, self.p.calib_min_beta) * widen;
-            let alarm = raw >= before.m1 + beta * self.alarm_z;
+            // The row alarms at the default threshold exactly when its score does.
+            let alarm = standardised(before, self.p.calib_min_beta) <= self.alarm_neg_z;
             let onset = alarm && hdr[D_CAL_ALARMED] == 0.0;
             hdr[D_CAL_ALARMED] = if alarm { 1.0 } else { 0.0 };
             let next = widen
