@@ -3,7 +3,7 @@
 //! plus a clean fleet for the false-alarm rate. `DIAG=1` instead lists each
 //! correlation-break asset: which sensor flipped and how the raw score moved;
 //! `CYCLE=1` lists the alarms on a clean daily cycle (2 sensors, 1-minute
-//! sampling, 3 days) at threshold 0.999.
+//! sampling, 3 days) at threshold 0.999. `RELEARN=n` sets `relearn_after`.
 //!
 //! ```text
 //! cargo run --release -p fieldpulse-models --example quality_probe -- [assets] [readings] [seed]
@@ -26,7 +26,12 @@ fn main() {
         diag(seed);
         return;
     }
-    let params = DetectorParams::default().check().expect("defaults");
+    // Tuning knobs: RELEARN=n sets relearn_after (0 = off).
+    let mut params = DetectorParams::default();
+    if let Some(n) = std::env::var("RELEARN").ok().and_then(|v| v.parse().ok()) {
+        params = params.relearn_after(n);
+    }
+    let params = params.check().expect("defaults");
     let base = SynthParams {
         assets,
         readings,

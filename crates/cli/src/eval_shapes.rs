@@ -8,8 +8,12 @@
 //! default detector parameters and threshold. Normal rows are the rows after
 //! the warm-up of the clean series and, in the others, before the anomaly
 //! starts (what follows an anomaly is the detector re-learning); an anomaly counts as detected when an alarm falls
-//! within `[start, start + max_delay]` rows of its start (`max_delay` 0 for a
-//! spike, 60 rows, an hour at one row a minute, otherwise).
+//! within `[start, start + max_delay]` rows of its start ([`max_delay`]: 0 for a
+//! spike; 480 rows, 8 hours at one row a minute, for a stuck value or a broken
+//! period, which a quantised or slow signal shows only once it outlasts its
+//! normal runs; 60 rows otherwise). For a level shift the report also gives how
+//! long the alarm lasted: the rows from the shift's start to its last alarm
+//! (a persistent new normal must stop alarming).
 
 use std::collections::BTreeMap;
 
@@ -19,8 +23,17 @@ use fieldpulse_models::anomaly::{DetectorParams, FleetScorer, ParamGuard};
 use fieldpulse_simulator::shapes::{corpus, AnomalyKind, ShapeSeries};
 use serde::Serialize;
 
-/// Rows an alarm may come after an anomaly's start (spikes: none).
-pub const MAX_DELAY_ROWS: usize = 60;
+/// Unflagged rows in a row that count as an alarm having cleared.
+pub const QUIET_ROWS: usize = 120;
+
+/// Rows an alarm may come after the start of an anomaly of `kind`.
+pub fn max_delay(kind: AnomalyKind) -> usize {
+    match kind {
+        AnomalyKind::Spike => 0,
+        AnomalyKind::StuckAt | AnomalyKind::BrokenPeriod => 480,
+        _ => 60,
+    }
+}
 
 /// Arguments of `fieldpulse eval shapes`.
 #[derive(Debug, Args)]
@@ -59,6 +72,11 @@ pub struct ShapeResult {
     pub flagged_fraction: f64,
     /// Per injected kind: the detection delay in rows, `None` when missed.
     pub delays: BTreeMap<&'static str, Option<usize>>,
+    /// Rows from the level shift's start until its alarm cleared (the first
+    /// row of [`QUIET_ROWS`] unflagged rows after the first alarm): how long
+    /// the detector took to accept the new level. `None` when it never
+    /// alarmed or never cleared.
+    pub level_shift_alarmed_rows: Option<usize>,
 }
 
 /// The whole run.
@@ -98,6 +116,7 @@ pub fn evaluate(rows: usize, seed: u64) -> anyhow::Result<ShapesReport> {
                 flagged_normal_per_1000: 0.0,
                 flagged_fraction: 0.0,
                 delays: BTreeMap::new(),
+                level_shift_alarmed_rows: None,
             });
         }
         let result = by_shape.last_mut().expect("pushed above");
@@ -117,16 +136,15 @@ pub fn evaluate(rows: usize, seed: u64) -> anyhow::Result<ShapesReport> {
         // Accumulated as a count here, turned into a fraction below.
         result.flagged_fraction += alarms.iter().filter(|a| **a).count() as f64;
         if let Some(injected) = series.injected {
-            let max_delay = if injected.kind == AnomalyKind::Spike {
-                0
-            } else {
-                MAX_DELAY_ROWS
-            };
-            let last = (injected.start + max_delay).min(alarms.len() - 1);
+            let last = (injected.start + max_delay(injected.kind)).min(alarms.len() - 1);
             let delay = (injected.start..=last)
                 .find(|&i| alarms[i])
                 .map(|i| i - injected.start);
             result.delays.insert(injected.kind.name(), delay);
+            if injected.kind == AnomalyKind::LevelShift {
+                result.level_shift_alarmed_rows =
+                    alarm_cleared(&alarms[injected.start..injected.end]);
+            }
         }
     }
     for result in &mut by_shape {
@@ -143,6 +161,20 @@ pub fn evaluate(rows: usize, seed: u64) -> anyhow::Result<ShapesReport> {
         nominal_per_1000: 1_000.0 * (1.0 - threshold),
         shapes: by_shape,
     })
+}
+
+/// Rows until the first alarm in `alarms` has cleared: the start of the
+/// first run of [`QUIET_ROWS`] unflagged rows after it.
+fn alarm_cleared(alarms: &[bool]) -> Option<usize> {
+    let first = alarms.iter().position(|a| *a)?;
+    let mut quiet = 0;
+    for (i, a) in alarms.iter().enumerate().skip(first) {
+        quiet = if *a { 0 } else { quiet + 1 };
+        if quiet == QUIET_ROWS {
+            return Some(i + 1 - QUIET_ROWS);
+        }
+    }
+    None
 }
 
 /// Per row: alarmed, and scored after the warm-up.
@@ -210,7 +242,7 @@ pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
     for kind in &kinds {
         print!(" {kind:>15}");
     }
-    println!();
+    println!(" {:>15}", "shift_alarmed");
     for r in &report.shapes {
         print!(
             "{:<16} {:>9.2} {:>12.2} {:>8.2}%",
@@ -227,7 +259,10 @@ pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
             };
             print!(" {cell:>15}");
         }
-        println!();
+        let alarmed = r
+            .level_shift_alarmed_rows
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
+        println!(" {alarmed:>15}");
     }
     Ok(())
 }
@@ -300,7 +335,18 @@ mod tests {
                         detected("level_shift").is_some(),
                         "seed {seed} {shape}: {r:?}"
                     );
+                    // A persistent new level is accepted: the alarm clears
+                    // within the re-learning horizon (720 alarming rows).
+                    assert!(
+                        r.level_shift_alarmed_rows.is_some_and(|n| n <= 800),
+                        "seed {seed} {shape}: {r:?}"
+                    );
                 }
+                // A stuck value is seen on every shape, within 480 rows.
+                assert!(
+                    detected("stuck_at").is_some(),
+                    "seed {seed} {shape}: {r:?}"
+                );
             }
         }
     }

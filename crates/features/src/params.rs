@@ -94,7 +94,6 @@ pub struct FeatureValidParams {
     pub(crate) scale_floor_rel: f64,
     pub(crate) scale_floor_abs: f64,
     pub(crate) scale_floor_quantum: f64,
-    pub(crate) scale_floor_spread: f64,
 }
 
 impl Default for FeatureValidParams {
@@ -111,7 +110,6 @@ impl Default for FeatureValidParams {
             scale_floor_rel: 1e-4,
             scale_floor_abs: 1e-9,
             scale_floor_quantum: 0.5,
-            scale_floor_spread: 0.0,
         }
     }
 }
@@ -140,10 +138,6 @@ impl FeatureValidParams {
     /// Scale floor as a fraction of the sensor's quantum.
     pub fn scale_floor_quantum(&self) -> f64 {
         self.scale_floor_quantum
-    }
-    /// Scale floor as a fraction of the sensor's long-run spread.
-    pub fn scale_floor_spread(&self) -> f64 {
-        self.scale_floor_spread
     }
 }
 
@@ -175,14 +169,11 @@ impl FeatureValidParams {
 /// - `scale_floor_quantum` 0.5: no scale falls below half the sensor's
 ///   quantum (the smallest change seen between consecutive values), so a
 ///   quantised sensor stepping by one unit moves 2 sigma, not thousands.
-/// - `scale_floor_spread` 0 (off): a floor of the robust scale at a fraction
-///   of the long-run spread (the mean absolute deviation from the median over
-///   the long horizon, as a sigma), for two-level or mostly-zero signals whose
-///   MAD is 0. Measured: at 0.5 or 0.25 it changed no false-alarm rate of the
-///   shape corpus (the quantum floor and the calibration's alarm-rate
-///   feedback already cover those shapes) but raised the false alarms of the
-///   8-sensor fleets (peers fleet 0.35 -> 0.54-1.01 per 1,000) and lowered
-///   correlation-break recall (0.85 -> 0.65-0.75), so it is off by default.
+///   (A floor at a fraction of the long-run spread was tried for two-level and
+///   mostly-zero signals: it changed no false-alarm rate of the shape corpus,
+///   which the quantum floor and the calibration's alarm-rate feedback
+///   already cover, and raised the 8-sensor fleets' false alarms, so it was
+///   removed with its state lane.)
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FeatureParams(FeatureValidParams);
 
@@ -227,11 +218,10 @@ impl FeatureParams {
         self.0.interval_step = step;
         self
     }
-    /// Sets the data-derived scale floors: fractions of the quantum and of the
-    /// long-run spread (each in [0, 10]; 0 turns it off).
-    pub fn scale_floors_from_data(mut self, quantum: f64, spread: f64) -> Self {
-        self.0.scale_floor_quantum = quantum;
-        self.0.scale_floor_spread = spread;
+    /// Sets the scale floor as a fraction of the sensor's quantum (in [0, 10];
+    /// 0 turns it off).
+    pub fn scale_floor_quantum(mut self, fraction: f64) -> Self {
+        self.0.scale_floor_quantum = fraction;
         self
     }
     /// Sets the scale floors (relative in [0, 1], absolute > 0).
@@ -277,13 +267,12 @@ impl FeatureParams {
             return Err(invalid("scale_floor_rel", p.scale_floor_rel, "in [0, 1]"));
         }
         check_range("scale_floor_abs", p.scale_floor_abs, 0.0, 1e300, "> 0")?;
-        for (name, v) in [
-            ("scale_floor_quantum", p.scale_floor_quantum),
-            ("scale_floor_spread", p.scale_floor_spread),
-        ] {
-            if !(v.is_finite() && (0.0..=10.0).contains(&v)) {
-                return Err(invalid(name, v, "in [0, 10]"));
-            }
+        if !(p.scale_floor_quantum.is_finite() && (0.0..=10.0).contains(&p.scale_floor_quantum)) {
+            return Err(invalid(
+                "scale_floor_quantum",
+                p.scale_floor_quantum,
+                "in [0, 10]",
+            ));
         }
         Ok(())
     }

@@ -17,13 +17,13 @@
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 4 | magic: the snapshot kind (`FPFS` for feature state) |
-//! | 4 | 1 | format version (1) |
+//! | 4 | 1 | format version (the kind's current one) |
 //! | 5 | 3 | reserved, zero |
 //! | 8 | 4 | total length in bytes, checksum included (u32) |
 //! | 12 | … | the kind's header and payload |
 //! | len − 8 | 8 | FNV-1a 64 checksum of bytes `[0, len − 8)` (u64) |
 //!
-//! # Feature state (`FPFS`, version 1)
+//! # Feature state (`FPFS`, version 3)
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 12 | 4 | sensors (u32) |
@@ -32,7 +32,7 @@
 //! | 24 | 4 | header slots before the lanes (u32) |
 //! | 28 | 4 | `stride`: f64 values in the block (u32) |
 //! | 32 | 8 | [`FeatureSpec::state_hash`](crate::FeatureSpec::state_hash) (u64) |
-//! | 40 | 8 × stride | the asset's block as the kernel keeps it: header (first and last timestamp, rows learned, nominal interval, cached decay ratio, trend time moments, sensors in warm-up, weight sums and cached decays per horizon, zero padding to a cache line), then one lane array per field (means and variances per horizon, median, MAD, residual scale, trend cross-moment, valid count, last valid timestamp), padding lanes included (f64 each) |
+//! | 40 | 8 × stride | the asset's block as the kernel keeps it: header (first and last timestamp, rows learned, nominal interval, cached decay ratio, trend time moments, sensors in warm-up, weight sums and cached decays per horizon, zero padding to a cache line), then one lane array per field (means and variances per horizon, median, MAD, residual scale, trend cross-moment, valid count, last valid timestamp, last valid value, quantum), padding lanes included (f64 each) |
 //! | 40 + 8 × stride | 8 | checksum |
 //!
 //! A restore refuses, with a [`StateError`] naming why: another magic,
@@ -56,7 +56,10 @@ pub const CHECKSUM_BYTES: usize = 8;
 /// Magic of a [`FleetFeatures`](crate::FleetFeatures) asset snapshot.
 pub const FEATURE_STATE_MAGIC: [u8; 4] = *b"FPFS";
 /// Format version of a [`FleetFeatures`](crate::FleetFeatures) asset snapshot.
-pub const FEATURE_STATE_VERSION: u8 = 2;
+/// 1: the first format; 2 added the last valid value, the quantum and the
+/// long-run spread; 3 dropped the spread. Older versions are refused (the
+/// asset starts afresh).
+pub const FEATURE_STATE_VERSION: u8 = 3;
 
 /// Why snapshot bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

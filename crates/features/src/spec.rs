@@ -183,7 +183,6 @@ impl FeatureSpec {
             p.scale_floor_rel,
             p.scale_floor_abs,
             p.scale_floor_quantum,
-            p.scale_floor_spread,
         ] {
             h.write_f64(v);
         }
@@ -193,9 +192,9 @@ impl FeatureSpec {
 
 /// Per-sensor state fields: mean and variance per horizon, then median, MAD,
 /// residual scale, trend cross-moment, valid count, last valid timestamp,
-/// last valid value, quantum, long-run mean absolute deviation.
+/// last valid value, quantum.
 pub(crate) fn n_sensor_fields(n_horizons: usize) -> usize {
-    2 * n_horizons + 9
+    2 * n_horizons + 8
 }
 
 /// Offsets (in lanes of `n_sensors`) of the per-sensor fields after the header.
@@ -226,9 +225,6 @@ pub(crate) mod field {
     }
     pub(crate) fn quantum(n_h: usize) -> usize {
         2 * n_h + 7
-    }
-    pub(crate) fn absdev(n_h: usize) -> usize {
-        2 * n_h + 8
     }
 }
 

@@ -121,6 +121,19 @@ pub struct RowScratch {
     /// `1 / max(1.4826 * MAD, floor)` before the row: the robust scale
     /// detectors divide by, shared so the division is done once.
     pub robust_inv_scale: Vec<f64>,
+    /// 1.0 where the row's valid value repeats the sensor's previous valid
+    /// value (within 1e-9 relative), 0.0 otherwise (always 0.0 for a row the
+    /// state did not learn from). Stuck-sensor detectors count these.
+    pub repeat: Vec<f64>,
+    /// Valid values per sensor after the row (the state's counts, copied
+    /// here so detectors read them without indexing the state again).
+    pub n_valid: Vec<f64>,
+    /// The trend-horizon EWMA mean per sensor after the row.
+    pub level: Vec<f64>,
+    /// The robust median per sensor after the row.
+    pub median: Vec<f64>,
+    /// Rows the asset has learned, this one included.
+    pub n_rows: f64,
     /// Seconds since the asset's previous row (0 for its first row; negative when out of order).
     pub dt_s: f64,
     /// Sensors still in warm-up after this row (read with [`Self::n_warm`]).
@@ -145,6 +158,11 @@ impl RowScratch {
             resid_z: vec![0.0; np],
             robust_z: vec![0.0; np],
             robust_inv_scale: vec![0.0; np],
+            repeat: vec![0.0; np],
+            n_valid: vec![0.0; np],
+            level: vec![0.0; np],
+            median: vec![0.0; np],
+            n_rows: 0.0,
             dt_s: 0.0,
             n_warm: n as f64,
             xin: vec![f64::NAN; np],
@@ -172,8 +190,6 @@ struct Kernel {
     floor_rel: f64,
     floor_abs: f64,
     floor_quantum: f64,
-    /// `scale_floor_spread * MEAN_ABS_TO_SIGMA`.
-    floor_spread: f64,
 }
 
 impl Kernel {
@@ -186,16 +202,6 @@ impl Kernel {
             fmax(self.floor_abs, self.floor_rel * med.abs()),
             self.floor_quantum * quantum,
         )
-    }
-
-    /// The smallest robust scale: [`Self::floor`] and a fraction of the
-    /// long-run spread, so a two-level or mostly-zero signal, whose MAD is 0,
-    /// is measured against its own spread. (Not the residual scale: that one
-    /// measures the local noise, legitimately far below the spread of a
-    /// wandering signal.)
-    #[inline(always)]
-    fn robust_floor(&self, floor: f64, absdev: f64) -> f64 {
-        fmax(floor, self.floor_spread * absdev)
     }
 }
 
@@ -237,7 +243,6 @@ impl FleetFeatures {
             floor_rel: p.scale_floor_rel,
             floor_abs: p.scale_floor_abs,
             floor_quantum: p.scale_floor_quantum,
-            floor_spread: p.scale_floor_spread * MEAN_ABS_TO_SIGMA,
         };
         let default_shape = kernel.n_h == 3 && spec.lanes == LANE_CHUNK;
         let mut res = Self {
@@ -368,6 +373,9 @@ impl FleetFeatures {
             (true, false, _) => {
                 update_block::<true, false, 0, 0>(k, blk, self.spec.lanes, ts, values, scratch)
             }
+            (true, true, _) if self.default_shape => {
+                update_block_warm_default(k, blk, self.spec.lanes, ts, values, scratch)
+            }
             (true, true, _) => update_block_warm(k, blk, self.spec.lanes, ts, values, scratch),
             (false, _, _) => update_block_no_learn(k, blk, self.spec.lanes, ts, values, scratch),
         }
@@ -478,6 +486,43 @@ impl FleetFeatures {
         }
     }
 
+    /// Takes the asset's recent behaviour as its new normal: every sensor
+    /// with values has its robust level moved to its trend-horizon mean and
+    /// its robust and residual scales widened to that horizon's spread where
+    /// it is wider. For a detector that has alarmed long enough to call a
+    /// change persistent (a setpoint step the slow robust estimates would
+    /// take thousands of readings to reach, a new duty cycle).
+    ///
+    /// # Panics
+    /// If `asset >= n_assets()`.
+    pub fn reanchor(&mut self, asset: usize) {
+        assert!(asset < self.n_assets, "asset index out of range");
+        let (n, np, n_h, t) = (
+            self.spec.n_sensors(),
+            self.spec.lanes,
+            self.kernel.n_h,
+            self.kernel.trend,
+        );
+        let stride = self.spec.stride;
+        let lanes = &mut self.data.as_mut_slice()[asset * stride..(asset + 1) * stride]
+            [self.kernel.header_len..];
+        for s in 0..n {
+            if lanes[field::n_valid(n_h) * np + s] == 0.0 {
+                continue;
+            }
+            let (mean, var) = (
+                lanes[field::mean(t) * np + s],
+                lanes[field::var(n_h, t) * np + s],
+            );
+            let sd = fmax(var, 0.0).sqrt();
+            lanes[field::med(n_h) * np + s] = mean;
+            let mad = &mut lanes[field::mad(n_h) * np + s];
+            *mad = fmax(*mad, sd / MAD_TO_SIGMA);
+            let rs = &mut lanes[field::rs(n_h) * np + s];
+            *rs = fmax(*rs, sd / MEAN_ABS_TO_SIGMA);
+        }
+    }
+
     fn block(&self, asset: usize) -> &[f64] {
         let stride = self.spec.stride;
         &self.data.as_slice()[asset * stride..(asset + 1) * stride]
@@ -577,6 +622,22 @@ fn update_block_warm(
     update_block::<true, true, 0, 0>(k, blk, np, ts, x, sc);
 }
 
+/// Warm-up rows of the default shape (3 horizons, one lane chunk): out of
+/// line like [`update_block_warm`], with constant counts like the hot copy
+/// (an asset is in warm-up for its first readings and while a late sensor
+/// joins, a fifth of the rows of a short benchmark).
+#[inline(never)]
+fn update_block_warm_default(
+    k: &Kernel,
+    blk: &mut [f64],
+    np: usize,
+    ts: f64,
+    x: &[f64],
+    sc: &mut RowScratch,
+) {
+    update_block::<true, true, 3, 1>(k, blk, np, ts, x, sc);
+}
+
 /// Duplicate and out-of-order rows (rare): out of line, see [`update_block_warm`].
 #[cold]
 #[inline(never)]
@@ -626,8 +687,10 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     } else {
         k.header_len
     };
+    // With constant counts the block's length is a constant too: one check
+    // here, and every offset below is known to be in range.
+    let blk = &mut blk[..header_len + n_sensor_fields(n_h) * np];
     let (hdr, lanes) = blk.split_at_mut(header_len);
-    let lanes = &mut lanes[..n_sensor_fields(n_h) * np];
     // Values are read in lane chunks straight from the caller's row when it
     // fills whole chunks; otherwise they are first copied, element by element,
     // into the padded scratch (whose padding lanes hold NaN, i.e. missing).
@@ -649,19 +712,18 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     {
         let (means, rest) = lanes.split_at(n_h * np);
         let rest = &rest[n_h * np..];
-        let (med, mad, rs, nvalid, quantum, absdev) = (
+        let (med, mad, rs, nvalid, quantum) = (
             &rest[..np],
             &rest[np..2 * np],
             &rest[2 * np..3 * np],
             &rest[4 * np..5 * np],
             &rest[7 * np..8 * np],
-            &rest[8 * np..9 * np],
         );
         // Chunks are copied in, computed on locals and stored back: the
         // compiler cannot prove the slices do not overlap, and loads grouped
         // ahead of stores are what lets it use one vector op per line.
         for c in 0..nc {
-            let (xin, m0, med, mad, rs, nvalid, qu, ad) = (
+            let (xin, m0, med, mad, rs, nvalid, qu) = (
                 if direct {
                     *chunk!(x, c)
                 } else {
@@ -673,7 +735,6 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 *chunk!(rs, c),
                 *chunk!(nvalid, c),
                 *chunk!(quantum, c),
-                *chunk!(absdev, c),
             );
             let (mut valid, mut xv, mut resid) =
                 ([0.0; LANE_CHUNK], [0.0; LANE_CHUNK], [0.0; LANE_CHUNK]);
@@ -691,7 +752,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 resid[l] = r;
                 // One division for both scales (divisions dominate this loop).
                 let resid_scale = fmax(MEAN_ABS_TO_SIGMA * rs[l], floor);
-                let robust_scale = fmax(MAD_TO_SIGMA * mad[l], k.robust_floor(floor, ad[l]));
+                let robust_scale = fmax(MAD_TO_SIGMA * mad[l], floor);
                 let inv_both = 1.0 / (resid_scale * robust_scale);
                 rz[l] = r * robust_scale * inv_both;
                 inv[l] = resid_scale * inv_both;
@@ -712,6 +773,12 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         }
     }
     if !LEARN {
+        sc.repeat.fill(0.0);
+        let t = k.trend;
+        sc.n_valid[..np].copy_from_slice(&lanes[field::n_valid(n_h) * np..][..np]);
+        sc.level[..np].copy_from_slice(&lanes[field::mean(t) * np..][..np]);
+        sc.median[..np].copy_from_slice(&lanes[field::med(n_h) * np..][..np]);
+        sc.n_rows = hdr[H_N_ROWS];
         return;
     }
 
@@ -760,6 +827,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     }
     hdr[H_LAST_TS] = ts;
     hdr[H_N_ROWS] += 1.0;
+    sc.n_rows = hdr[H_N_ROWS];
     let t = (ts - hdr[H_FIRST_TS]) * MS_TO_S;
     let a_t = sc.a[k.trend];
     let dtm = t - hdr[H_MT];
@@ -775,7 +843,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     let (nvalid, rest) = rest.split_at_mut(np);
     let (last_valid, rest) = rest.split_at_mut(np);
     let (last_x, rest) = rest.split_at_mut(np);
-    let (quantum, absdev) = rest.split_at_mut(np);
+    let quantum = &mut rest[..np];
 
     // Valid counts first: warm-up weights use the count including this row.
     // With them the last value and the quantum: the smallest change between
@@ -793,6 +861,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 (*chunk!(sc.valid, c), *chunk!(sc.xv, c))
             },
         );
+        let mut rep = [0.0; LANE_CHUNK];
         for l in 0..LANE_CHUNK {
             // Masks as 0/1 values and blends, like the rest of the kernel:
             // no branch per lane, so the loop stays vectorised.
@@ -803,6 +872,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             } else {
                 0.0
             };
+            rep[l] = seen - real;
             // An unset quantum (0) takes the step as it is.
             let smaller = fmin(if qu[l] > 0.0 { qu[l] } else { f64::MAX }, step);
             qu[l] += real * (smaller - qu[l]);
@@ -814,6 +884,8 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         *chunk!(mut last_valid, c) = lv;
         *chunk!(mut last_x, c) = lx;
         *chunk!(mut quantum, c) = qu;
+        *chunk!(mut sc.repeat, c) = rep;
+        *chunk!(mut sc.n_valid, c) = nv;
     }
     // Per-lane weights: the asset's debiased weight, or 1/n_valid while the
     // sensor warms up (a late-joining sensor starts from its own values),
@@ -856,6 +928,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             )
         };
         let nv = *chunk!(nvalid, c);
+        let rep = *chunk!(sc.repeat, c);
         // Trend cross-moment uses the trend mean before this row.
         {
             let w = weights(a_t, &nv, &valid);
@@ -876,6 +949,9 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             }
             *chunk!(mut means[h * np..], c) = m;
             *chunk!(mut vars[h * np..], c) = v;
+            if h == k.trend {
+                *chunk!(mut sc.level, c) = m;
+            }
         }
         // Robust location/scale and the winsorised residual scale.
         let (m_long, v_long) = (
@@ -883,16 +959,14 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(vars[long * np..], c),
         );
         let (mut md, mut ma, mut r_s) = (*chunk!(med, c), *chunk!(mad, c), *chunk!(rs, c));
-        let (qu, mut ad) = (*chunk!(quantum, c), *chunk!(absdev, c));
+        let qu = *chunk!(quantum, c);
         let w_long = weights(a_long, &nv, &valid);
         let mut warm_count = [0.0; LANE_CHUNK];
         for l in 0..LANE_CHUNK {
             let warm = WARM && nv[l] <= k.warmup;
-            let floor = k.robust_floor(k.floor(md[l], qu[l]), ad[l]) * (1.0 / MAD_TO_SIGMA);
+            let floor = k.floor(md[l], qu[l]) * (1.0 / MAD_TO_SIGMA);
             let madf = fmax(ma[l], floor);
             let d = xv[l] - md[l];
-            // The long-run spread: mean absolute deviation from the median.
-            ad[l] += w_long[l] * (d.abs() - ad[l]);
             let (new_med, new_mad) = if warm {
                 (m_long[l], fmax(v_long[l], 0.0).sqrt() / MAD_TO_SIGMA)
             } else {
@@ -902,19 +976,23 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 )
             };
             let ok = valid[l] > 0.0;
+            // A repeated value says where the level is, not how wide the
+            // spread is: a held reading (a gateway repeating the last value,
+            // a stuck sensor) must not shrink the scales it is judged by.
+            let fresh = valid[l] - rep[l];
             md[l] = if ok { new_med } else { md[l] };
-            ma[l] = if ok { new_mad } else { ma[l] };
+            ma[l] = if fresh > 0.0 { new_mad } else { ma[l] };
             let clip = if warm {
                 f64::INFINITY
             } else {
                 k.resid_clip * r_s[l]
             };
-            r_s[l] += w_long[l] * (fmin(resid[l].abs(), clip) - r_s[l]);
+            r_s[l] += w_long[l] * fresh * (fmin(resid[l].abs(), clip) - r_s[l]);
             warm_count[l] = if warm { 1.0 } else { 0.0 };
         }
         *chunk!(mut med, c) = md;
+        *chunk!(mut sc.median, c) = md;
         *chunk!(mut mad, c) = ma;
-        *chunk!(mut absdev, c) = ad;
         *chunk!(mut rs, c) = r_s;
         n_warm += warm_count.iter().sum::<f64>();
     }

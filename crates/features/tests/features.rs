@@ -222,22 +222,14 @@ fn quantised_two_level_and_mostly_zero_signals_are_measured_in_their_own_resolut
         .collect();
     let z = max_robust_z(&spec, &flat, 200);
     assert!(z <= 2.01, "one quantum scored {z} robust sigma");
-    // A 60/40 duty cycle between 20 and 80: the median sits on one level and
-    // the MAD is 0; with the (opt-in) spread floor the other level is within
-    // a few long-run spreads.
+    // A noise-free 60/40 duty cycle between 20 and 80: the median sits on
+    // one level and the MAD is 0; the quantum is the step, so the other level
+    // is two sigma away.
     let square: Vec<f64> = (0..3000)
         .map(|i| if i % 50 < 30 { 20.0 } else { 80.0 })
         .collect();
-    let with_spread = FeatureSpec::new(
-        FeatureParams::default()
-            .scale_floors_from_data(0.5, 0.5)
-            .check()
-            .unwrap(),
-        vec!["s0".into()],
-    )
-    .unwrap();
-    let z = max_robust_z(&with_spread, &square, 500);
-    assert!(z < 5.0, "the other level scored {z} robust sigma");
+    let z = max_robust_z(&spec, &square, 500);
+    assert!(z <= 2.01, "the other level scored {z} robust sigma");
     // A counter that is 0 nine readings in ten and 1 otherwise.
     let counts: Vec<f64> = (0..3000).map(|i| f64::from(i % 10 == 0)).collect();
     let z = max_robust_z(&spec, &counts, 200);
@@ -248,7 +240,7 @@ fn quantised_two_level_and_mostly_zero_signals_are_measured_in_their_own_resolut
     // Turning the data floors off brings the storm back (what they fix).
     let bare = FeatureSpec::new(
         FeatureParams::default()
-            .scale_floors_from_data(0.0, 0.0)
+            .scale_floor_quantum(0.0)
             .check()
             .unwrap(),
         vec!["s0".into()],

@@ -3,8 +3,14 @@
 //! from the triangular factor). Runs every `mv_refresh` readings, so its O(S^3)
 //! cost is spread over them; the per-reading work is two S×S elementwise passes.
 
+/// Sensor counts up to this run the refresh on fixed-size arrays (padded with
+/// the identity), so every loop bound is a constant: unrolled, no bounds
+/// checks, about a tenth of the instructions of the general path.
+const SMALL: usize = 8;
+
 /// Recomputes `precision` (row-major `n × n` with row stride `stride`, f32) from `cov` shrunk towards its
-/// diagonal by `shrinkage`. `work` must hold `2 * n * n` f64. Returns `false` and
+/// diagonal by `shrinkage`. `work` must hold `2 * n * n` f64 (it is not used
+/// for `n <= 8`). Returns `false` and
 /// leaves `precision` unchanged when the matrix is not positive definite even
 /// after a ridge (for example a sensor that never varied).
 pub(crate) fn refresh_precision(
@@ -15,28 +21,59 @@ pub(crate) fn refresh_precision(
     shrinkage: f64,
     work: &mut [f64],
 ) -> bool {
-    let (l, inv) = work.split_at_mut(n * n);
+    if n <= SMALL {
+        let (mut l, mut inv) = ([0.0; SMALL * SMALL], [0.0; SMALL * SMALL]);
+        refresh_into(cov, precision, n, SMALL, stride, shrinkage, &mut l, &mut inv)
+    } else {
+        let (l, inv) = work.split_at_mut(n * n);
+        refresh_into(cov, precision, n, n, stride, shrinkage, l, inv)
+    }
+}
+
+/// [`refresh_precision`] on `dim × dim` work matrices (`dim >= n`; the rows
+/// and columns past `n` hold the identity, which leaves the `n × n` result
+/// bit-identical). Inlined into both callers so `dim` is a constant in one.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn refresh_into(
+    cov: &[f32],
+    precision: &mut [f32],
+    n: usize,
+    dim: usize,
+    stride: usize,
+    shrinkage: f64,
+    l: &mut [f64],
+    inv: &mut [f64],
+) -> bool {
     let trace: f64 = (0..n).map(|i| f64::from(cov[i * stride + i])).sum();
     if !(trace.is_finite() && trace > 0.0) {
         return false;
     }
     let mut ridge = 1e-6 * trace / n as f64 + 1e-12;
     for _attempt in 0..4 {
-        for i in 0..n {
-            for j in 0..n {
-                let c = f64::from(cov[i * stride + j]);
-                l[i * n + j] = if i == j {
-                    c + ridge
+        for i in 0..dim {
+            for j in 0..dim {
+                l[i * dim + j] = if i >= n || j >= n {
+                    if i == j {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 } else {
-                    (1.0 - shrinkage) * c
+                    let c = f64::from(cov[i * stride + j]);
+                    if i == j {
+                        c + ridge
+                    } else {
+                        (1.0 - shrinkage) * c
+                    }
                 };
             }
         }
-        if cholesky_in_place(l, n) {
-            invert_from_cholesky(l, inv, n);
+        if cholesky_in_place(l, dim) {
+            invert_from_cholesky(l, inv, dim);
             for i in 0..n {
                 for j in 0..n {
-                    precision[i * stride + j] = inv[i * n + j] as f32;
+                    precision[i * stride + j] = inv[i * dim + j] as f32;
                 }
             }
             return true;
@@ -47,6 +84,7 @@ pub(crate) fn refresh_precision(
 }
 
 /// Lower Cholesky factor in place (upper triangle zeroed). `false` if not SPD.
+#[inline(always)]
 fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
     for j in 0..n {
         let mut d = a[j * n + j];
@@ -73,6 +111,7 @@ fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
 }
 
 /// `out = (L L^T)^-1` from the lower factor `l`.
+#[inline(always)]
 fn invert_from_cholesky(l: &mut [f64], out: &mut [f64], n: usize) {
     // Invert L in place (lower triangular).
     for i in 0..n {
@@ -117,6 +156,11 @@ mod tests {
         let mut p = vec![0.0f32; 9];
         let mut work = vec![0.0; 18];
         assert!(refresh_precision(&cov, &mut p, n, n, 0.0, &mut work));
+        // The general path (work matrices of the sensor count) agrees bit for bit.
+        let (mut l, mut inv) = (vec![0.0; 9], vec![0.0; 9]);
+        let mut q = vec![0.0f32; 9];
+        assert!(refresh_into(&cov, &mut q, n, n, n, 0.0, &mut l, &mut inv));
+        assert_eq!(p, q);
         for i in 0..n {
             for j in 0..n {
                 let v: f64 = (0..n)

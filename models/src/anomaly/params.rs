@@ -59,6 +59,10 @@ pub struct DetectorValidParams {
     pub(crate) cusum_clip: f64,
     pub(crate) cusum_cap: f64,
     pub(crate) drift_z: f64,
+    pub(crate) stuck_factor: f64,
+    pub(crate) stuck_min_run: f64,
+    pub(crate) stuck_memory: f64,
+    pub(crate) relearn_after: u32,
     pub(crate) mv_enabled: bool,
     pub(crate) mv_max_sensors: usize,
     pub(crate) mv_half_life: f64,
@@ -86,6 +90,10 @@ impl Default for DetectorValidParams {
             cusum_clip: 8.0,
             cusum_cap: 4.0,
             drift_z: 3.0,
+            stuck_factor: 4.0,
+            stuck_min_run: 16.0,
+            stuck_memory: 10_000.0,
+            relearn_after: 720,
             mv_enabled: true,
             mv_max_sensors: 64,
             mv_half_life: 256.0,
@@ -143,6 +151,29 @@ impl DetectorValidParams {
 ///   ~3 h / k readings after the signal returns.
 /// - `drift_z` 3: the middle-horizon level more than 3 robust sigma away from
 ///   the slow median is a drift, whatever its speed.
+/// - `stuck_factor` 4, `stuck_min_run` 16, `stuck_memory` 10,000: a stuck
+///   sensor. A *run* is a value and its exact repeats (within 1e-9
+///   relative); the statistic is the current run's length over
+///   `4 × (longest recent completed run) + 16`, the longest run decaying with
+///   a half-life of 10,000 readings. So a sensor that changes every reading
+///   alarms after 20 repeats, a quantised one whose value sits for up to 70
+///   readings after ~300, a machine that is off (constant) for 8 hours a
+///   night learns that from its first night; a sensor that has never changed
+///   never alarms (it has no completed run: a constant channel is normal).
+///   Run lengths, not a repeat probability: repeats come in runs (a machine
+///   off for hours), and a per-reading probability would call every long
+///   off period impossible.
+/// - `relearn_after` 720: a persistent new normal stops alarming. When an
+///   asset has alarmed (at the default threshold) for 720 learned readings
+///   in a row (12 hours at one a minute), its recent behaviour becomes its
+///   baseline: each sensor's robust level jumps to its middle-horizon mean,
+///   its robust and residual scales widen to that horizon's spread if it is
+///   wider, the CUSUMs restart and the current runs count as seen. The slow
+///   robust estimates alone move a fraction of a sigma per reading, so a
+///   setpoint change of 40 sigma would otherwise alarm for thousands of
+///   readings; the 720 alarming readings before it are what the episode
+///   logic downstream uses to tell a sustained shift from a spike. 0 turns it
+///   off.
 /// - `mv_*`: Mahalanobis distance of the robust z vector with a covariance
 ///   shrunk 10 % towards its diagonal (half-life 256 readings, precision
 ///   refreshed every 64 readings — the expensive part is amortised; with a
@@ -217,6 +248,14 @@ impl DetectorParams {
         cusum_cap: f64,
         /// Sets the nominal drift level in robust sigma (> 0).
         drift_z: f64,
+        /// Sets how many times the longest recent run a stuck run must reach (>= 1).
+        stuck_factor: f64,
+        /// Sets the readings a stuck run needs beyond `stuck_factor` runs (>= 1).
+        stuck_min_run: f64,
+        /// Sets the half-life (readings) of the longest recent run (>= 8).
+        stuck_memory: f64,
+        /// Sets the alarming readings in a row after which the baseline re-anchors (0 = never).
+        relearn_after: u32,
         /// Turns the multivariate detector on or off.
         mv_enabled: bool,
         /// Sets the most sensors the multivariate detector handles (2..=256).
@@ -294,8 +333,17 @@ impl DetectorParams {
             return bad("mv_max_sensors", p.mv_max_sensors.to_string(), "in 2..=256");
         }
         for (name, v) in [
+            ("stuck_factor", p.stuck_factor),
+            ("stuck_min_run", p.stuck_min_run),
+        ] {
+            if !(v.is_finite() && v >= 1.0) {
+                return bad(name, v.to_string(), "finite and >= 1");
+            }
+        }
+        for (name, v) in [
             ("mv_half_life", p.mv_half_life),
             ("calib_half_life", p.calib_half_life),
+            ("stuck_memory", p.stuck_memory),
         ] {
             if !(v.is_finite() && v >= 8.0) {
                 return bad(name, v.to_string(), "finite and >= 8 readings");
@@ -357,6 +405,11 @@ mod tests {
             ),
             (DetectorParams::default().mv_shrinkage(1.5), "mv_shrinkage"),
             (DetectorParams::default().mv_refresh(0), "mv_refresh"),
+            (DetectorParams::default().stuck_factor(0.5), "stuck_factor"),
+            (
+                DetectorParams::default().stuck_memory(f64::INFINITY),
+                "stuck_memory",
+            ),
             (
                 DetectorParams::default().calib_half_life(f64::NAN),
                 "calib_half_life",

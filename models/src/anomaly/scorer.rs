@@ -106,8 +106,9 @@ const D_MV_N: usize = 4;
 const D_MV_SINCE: usize = 5;
 /// The calibration's width multiplier from alarm-rate feedback (0 = 1).
 const D_CAL_WIDEN: usize = 6;
-/// 1 when the asset's previous learned row alarmed (alarm onsets are counted).
-const D_CAL_ALARMED: usize = 7;
+/// Learned rows in a row that alarmed at the default threshold (alarm onsets
+/// are counted; a long enough run re-anchors the baseline).
+const D_ALARM_RUN: usize = 7;
 /// Largest width multiplier the alarm-rate feedback reaches.
 const MAX_WIDEN: f64 = 16.0;
 // One cache line of header, so the lanes after it stay aligned.
@@ -154,6 +155,9 @@ pub struct ScoreCounters {
     pub out_of_order_rows: u64,
     /// Missing (NaN, infinite, out of range) values.
     pub missing_values: u64,
+    /// Times an asset's baseline was re-anchored after alarming for
+    /// `relearn_after` rows in a row.
+    pub reanchors: u64,
 }
 
 /// Streaming anomaly scorer for a fleet of assets sharing one sensor layout.
@@ -164,7 +168,6 @@ pub struct FleetScorer {
     scratch: RowScratch,
     n: usize,
     np: usize,
-    trend: usize,
     gate: f64,
     warmup: f64,
     det: AlignedVec<f64>,
@@ -190,6 +193,10 @@ pub struct FleetScorer {
     alarm_neg_z: f32,
     /// `cusum_cap * cusum_h`.
     cusum_cap_abs: f64,
+    /// Per-reading decay of the longest recent run (`stuck_memory` half-life).
+    stuck_decay: f64,
+    /// Alarming rows in a row that re-anchor the baseline (`f64::INFINITY` = never).
+    relearn_after: f64,
     /// `1 / spike_z`, `1 / cusum_h`, `1 / drift_z`, `1 / spike_baseline_z`.
     inv_levels: [f64; 4],
     /// Sensors fit one lane chunk (the const-shape detector copy applies).
@@ -200,6 +207,7 @@ pub struct FleetScorer {
     work: Vec<f64>,
     warmup_rows: u64,
     rows_without_values: u64,
+    reanchors: u64,
     simd: Simd,
 }
 
@@ -235,11 +243,11 @@ impl FleetScorer {
         // f32 lanes of the multivariate part, padded to 8 (one AVX2 register).
         let mvp = n.div_ceil(MV_CHUNK) * MV_CHUNK;
         let mv_stride = if mv_on { 2 * mvp * mvp + 2 * mvp } else { 0 };
-        let det_stride = D_HDR + 2 * np;
+        // Lanes: positive and negative CUSUM, current run, longest recent run.
+        let det_stride = D_HDR + 4 * np;
         let mv_min = (8 * n).max(64) as f64;
         let mv_cusum_k = chi2_quantile(1, params.mv_cusum_z);
         let mut res = Self {
-            trend: params.features.trend_horizon(),
             gate: f64::from(params.features.warmup_readings()),
             warmup: f64::from(params.warmup_readings),
             scratch: RowScratch::new(&spec),
@@ -266,6 +274,12 @@ impl FleetScorer {
             rate_down: 1.0 - params.calib_rate_step * (1.0 - params.threshold) / params.threshold,
             alarm_neg_z: (-params.threshold.ln()).ln() as f32,
             cusum_cap_abs: params.cusum_cap * params.cusum_h,
+            stuck_decay: (-std::f64::consts::LN_2 / params.stuck_memory).exp(),
+            relearn_after: if params.relearn_after == 0 {
+                f64::INFINITY
+            } else {
+                f64::from(params.relearn_after)
+            },
             inv_levels: [
                 1.0 / params.spike_z,
                 1.0 / params.cusum_h,
@@ -282,6 +296,7 @@ impl FleetScorer {
             work: vec![0.0; 2 * n * n],
             warmup_rows: 0,
             rows_without_values: 0,
+            reanchors: 0,
             simd: simd_level(),
             p: params,
         };
@@ -345,6 +360,7 @@ impl FleetScorer {
             duplicate_rows: f.duplicate_rows,
             out_of_order_rows: f.out_of_order_rows,
             missing_values: f.missing_values,
+            reanchors: self.reanchors,
         }
     }
 
@@ -404,12 +420,13 @@ impl FleetScorer {
     ) {
         let n = self.n;
         let min_beta = self.p.calib_min_beta;
-        let (mut raw, mut m1, mut m2, mut warm, mut widen) = (
+        let (mut raw, mut m1, mut m2, mut warm, mut widen, mut stuck) = (
             [0.0f64; SCORE_BLOCK],
             [0.0f64; SCORE_BLOCK],
             [0.0f64; SCORE_BLOCK],
             [0.0f64; SCORE_BLOCK],
             [1.0f64; SCORE_BLOCK],
+            [0.0f64; SCORE_BLOCK],
         );
         let mut nz = [0.0f32; SCORE_BLOCK];
         let mut start = 0;
@@ -422,12 +439,15 @@ impl FleetScorer {
                     &values[i * n..(i + 1) * n],
                 );
                 let k = i - start;
-                (raw[k], m1[k], m2[k], widen[k]) = (m.raw, m.m1, m.m2, m.widen);
+                (raw[k], m1[k], m2[k], widen[k], stuck[k]) =
+                    (m.raw, m.m1, m.m2, m.widen, m.stuck_nz);
                 warm[k] = f64::from(u8::from(m.in_warmup));
                 top[i] = t.map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
             }
             for k in 0..SCORE_BLOCK {
-                nz[k] = neg_z(raw[k], m1[k], m2[k], warm[k], min_beta, widen[k]);
+                nz[k] = neg_z(
+                    raw[k], m1[k], m2[k], warm[k], min_beta, widen[k], stuck[k],
+                );
             }
             gumbel_scores(&nz[..end - start], &mut scores[start..end]);
             start = end;
@@ -461,7 +481,7 @@ impl FleetScorer {
         let status = self
             .features
             .update(asset, ts_ms, values, &mut self.scratch);
-        let (raw, top) = if status.learned() {
+        let (raw, stuck, top) = if status.learned() {
             if self.one_chunk {
                 // Up to 8 sensors: lane counts known at compile time.
                 self.detect::<true, 1>(asset)
@@ -471,7 +491,11 @@ impl FleetScorer {
         } else {
             self.detect_no_learn(asset)
         };
-        (self.calibrate(asset, raw, status.learned()), top, status)
+        (
+            self.calibrate(asset, raw, stuck, status.learned()),
+            top,
+            status,
+        )
     }
 
     /// Scores a batch of rows in order, writing one score and one top-sensor
@@ -534,15 +558,19 @@ impl FleetScorer {
     /// hot row function holds one copy of the detector code.
     #[cold]
     #[inline(never)]
-    fn detect_no_learn(&mut self, asset: usize) -> (f64, Option<usize>) {
+    fn detect_no_learn(&mut self, asset: usize) -> (f64, f64, Option<usize>) {
         self.detect::<false, 0>(asset)
     }
 
-    /// Univariate detectors and the multivariate one; returns (raw, top sensor).
+    /// Univariate detectors and the multivariate one; returns (raw, the
+    /// largest stuck-run statistic, top sensor).
     /// Lane loops run over fixed chunks of [`LANE_CHUNK`] (padding lanes are
     /// inert: never valid, so no evidence and no covariance).
     #[inline(always)]
-    fn detect<const LEARN: bool, const NC: usize>(&mut self, asset: usize) -> (f64, Option<usize>) {
+    fn detect<const LEARN: bool, const NC: usize>(
+        &mut self,
+        asset: usize,
+    ) -> (f64, f64, Option<usize>) {
         // With NC > 0 the lane counts are constants (the caller checked they
         // match), so every slice below has a known length and the chunk
         // accesses need no bounds checks.
@@ -550,43 +578,51 @@ impl FleetScorer {
         let np = if NC > 0 { NC * LANE_CHUNK } else { self.np };
         let nc = np / LANE_CHUNK;
         let det_stride = if NC > 0 {
-            D_HDR + 2 * np
+            D_HDR + 4 * np
         } else {
             self.det_stride
         };
         let p = &self.p;
-        let view = self.features.view(asset);
         let sc = &self.scratch;
         let det = &mut self.det.as_mut_slice()[asset * det_stride..(asset + 1) * det_stride];
         let (hdr, lanes) = det.split_at_mut(D_HDR);
-        let (cpos, cneg) = lanes.split_at_mut(np);
+        let (cpos, rest) = lanes.split_at_mut(np);
+        let (cneg, rest) = rest.split_at_mut(np);
+        let (runs, rmaxs) = rest.split_at_mut(np);
         let (nvalid, mean_t, med) = (
-            &view.n_valid()[..np],
-            &view.mean(self.trend)[..np],
-            &view.median()[..np],
+            &sc.n_valid[..np],
+            &sc.level[..np],
+            &sc.median[..np],
         );
-        let (s_valid, s_rz, s_uz, s_inv) = (
+        let (s_valid, s_rz, s_uz, s_inv, s_rep) = (
             &sc.valid[..np],
             &sc.resid_z[..np],
             &sc.robust_z[..np],
             &sc.robust_inv_scale[..np],
+            &sc.repeat[..np],
         );
         let (evidence, uc_all) = (&mut self.evidence[..np], &mut self.uc[..np]);
         let [inv_spike, inv_h, inv_drift, inv_spike_base] = self.inv_levels;
         let (k, clip, cap) = (p.cusum_k, p.cusum_clip, self.cusum_cap_abs);
+        let (stuck_factor, stuck_min, stuck_decay) =
+            (p.stuck_factor, p.stuck_min_run, self.stuck_decay);
         let mut any_valid = 0.0;
+        let mut stuck_max = 0.0;
         // Chunks are copied in, computed on locals and stored back (see the
         // feature kernel: grouped loads are what vectorise).
         for c in 0..nc {
-            let (valid, rz, uz, inv) = (
+            let (valid, rz, uz, inv, rep) = (
                 *chunk!(s_valid, c),
                 *chunk!(s_rz, c),
                 *chunk!(s_uz, c),
                 *chunk!(s_inv, c),
+                *chunk!(s_rep, c),
             );
             let (nv, mt, md) = (*chunk!(nvalid, c), *chunk!(mean_t, c), *chunk!(med, c));
             let (mut cp, mut cn) = (*chunk!(cpos, c), *chunk!(cneg, c));
+            let (mut run, mut rmax) = (*chunk!(runs, c), *chunk!(rmaxs, c));
             let mut ev = [0.0f64; LANE_CHUNK];
+            let mut st = [0.0f64; LANE_CHUNK];
             let mut uc = [0.0f32; LANE_CHUNK];
             for l in 0..LANE_CHUNK {
                 let g = if nv[l] > self.gate { valid[l] } else { 0.0 };
@@ -595,6 +631,21 @@ impl FleetScorer {
                     cp[l] = fmin(fmax(cp[l] + u - k, 0.0), cap);
                     cn[l] = fmin(fmax(cn[l] - u - k, 0.0), cap);
                 }
+                if LEARN {
+                    // Runs of repeated values (`run` counts the repeats of
+                    // the current value): a new value completes the current
+                    // run of `run + 1` readings (the longest recent one
+                    // decays), a repeat extends it, a missing value leaves
+                    // both as they are.
+                    let changed = valid[l] - rep[l];
+                    rmax[l] = fmax(rmax[l] * stuck_decay, changed * (run[l] + 1.0));
+                    run[l] = if changed > 0.0 { 0.0 } else { run[l] + rep[l] };
+                }
+                // Stuck: the run against the longest recent one; 0 until a
+                // run has completed (a channel that never changed is normal).
+                let seen_change = if rmax[l] > 0.0 { g } else { 0.0 };
+                let stuck = run[l] * seen_change / (stuck_factor * rmax[l] + stuck_min);
+                st[l] = stuck;
                 let cus = fmax(cp[l], cn[l]);
                 // Drift against the robust scale from before the row (no extra division).
                 let drift = (mt[l] - md[l]).abs() * inv[l] * g;
@@ -603,13 +654,16 @@ impl FleetScorer {
                         fmin(rz[l].abs() * inv_spike, uz[l].abs() * inv_spike_base) * g,
                         cus * inv_h,
                     ),
-                    drift * inv_drift,
+                    fmax(drift * inv_drift, st[l]),
                 );
                 uc[l] = u as f32;
             }
             any_valid += valid.iter().sum::<f64>();
-            *chunk!(mut cpos, c) = cp;
+            stuck_max = fmax(stuck_max, lane_max(st));
             *chunk!(mut cneg, c) = cn;
+            *chunk!(mut cpos, c) = cp;
+            *chunk!(mut runs, c) = run;
+            *chunk!(mut rmaxs, c) = rmax;
             *chunk!(mut evidence, c) = ev;
             *chunk!(mut uc_all, c) = uc;
         }
@@ -709,7 +763,7 @@ impl FleetScorer {
             }
             let d2 = f64::from(d2.max(0.0));
             mv_raw = d2 * self.mv_inv_q;
-            if LEARN && any_valid > 0.0 && view.n_rows() > self.gate {
+            if LEARN && any_valid > 0.0 && sc.n_rows > self.gate {
                 let w = self.mv_decay * hdr[D_MV_W] + 1.0;
                 hdr[D_MV_W] = w;
                 hdr[D_MV_N] += 1.0;
@@ -745,17 +799,7 @@ impl FleetScorer {
         // The largest evidence (padding lanes hold 0) and the first sensor holding it.
         let mut top_ev = 0.0;
         for c in 0..nc {
-            // A reduction tree (halves, quarters, pairs): shuffles and vector
-            // maxima instead of a chain of eight scalar ones.
-            let mut m = *chunk!(evidence, c);
-            let mut width = LANE_CHUNK / 2;
-            while width > 0 {
-                for l in 0..width {
-                    m[l] = fmax(m[l], m[l + width]);
-                }
-                width /= 2;
-            }
-            top_ev = fmax(top_ev, m[0]);
+            top_ev = fmax(top_ev, lane_max(*chunk!(evidence, c)));
         }
         let best = fmax(mv_raw, top_ev);
         // Which sensor holds it, without a data-dependent branch (the position
@@ -779,7 +823,7 @@ impl FleetScorer {
                 }
             }
         }
-        (best, (top != usize::MAX).then_some(top))
+        (best, stuck_max, (top != usize::MAX).then_some(top))
     }
 
     /// The asset's calibration moments before this row (`m1`, `m2` of its
@@ -788,8 +832,8 @@ impl FleetScorer {
     /// score into a score ([`standardised`], `gumbel_score`) is left to the caller, so a batch
     /// does it for many rows at once, vectorised.
     #[inline(always)]
-    fn calibrate(&mut self, asset: usize, raw: f64, learn: bool) -> Moments {
-        let rows = self.features.view(asset).n_rows();
+    fn calibrate(&mut self, asset: usize, raw: f64, stuck: f64, learn: bool) -> Moments {
+        let rows = self.scratch.n_rows;
         let hdr =
             &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
         let in_warmup = rows <= self.warmup;
@@ -800,25 +844,30 @@ impl FleetScorer {
             m1: hdr[D_CAL_M1],
             m2: hdr[D_CAL_M2],
             widen,
+            stuck_nz: stuck_neg_z(stuck, self.alarm_neg_z),
             in_warmup,
         };
-        if learn && !in_warmup && self.rate_up > 0.0 {
-            // Alarm-rate feedback: an alarm onset widens the calibration by
-            // `rate_up`, every other row narrows it so that at the nominal
-            // onset rate the two balance. Onsets, not alarm rows, so one long
-            // anomaly counts once; slow (thousands of rows), so it corrects a
-            // tail heavier than the Gumbel fit without learning anomalies.
+        let mut relearn = false;
+        if learn && !in_warmup && (self.rate_up > 0.0 || self.relearn_after.is_finite()) {
             // The row alarms at the default threshold exactly when its score does.
             let alarm = standardised(before, self.p.calib_min_beta) <= self.alarm_neg_z;
-            let onset = alarm && hdr[D_CAL_ALARMED] == 0.0;
-            hdr[D_CAL_ALARMED] = if alarm { 1.0 } else { 0.0 };
-            let next = widen
-                * if onset {
-                    1.0 + self.rate_up
-                } else {
-                    self.rate_down
-                };
-            hdr[D_CAL_WIDEN] = fmin(fmax(next, 1.0), MAX_WIDEN);
+            let onset = alarm && hdr[D_ALARM_RUN] == 0.0;
+            hdr[D_ALARM_RUN] = if alarm { hdr[D_ALARM_RUN] + 1.0 } else { 0.0 };
+            if self.rate_up > 0.0 {
+                // Alarm-rate feedback: an alarm onset widens the calibration by
+                // `rate_up`, every other row narrows it so that at the nominal
+                // onset rate the two balance. Onsets, not alarm rows, so one long
+                // anomaly counts once; slow (thousands of rows), so it corrects a
+                // tail heavier than the Gumbel fit without learning anomalies.
+                let next = widen
+                    * if onset {
+                        1.0 + self.rate_up
+                    } else {
+                        self.rate_down
+                    };
+                hdr[D_CAL_WIDEN] = fmin(fmax(next, 1.0), MAX_WIDEN);
+            }
+            relearn = hdr[D_ALARM_RUN] >= self.relearn_after;
         }
         if learn && rows > self.gate {
             let w = self.cal_decay * hdr[D_CAL_W] + 1.0;
@@ -828,7 +877,35 @@ impl FleetScorer {
             hdr[D_CAL_M1] += a * (r - hdr[D_CAL_M1]);
             hdr[D_CAL_M2] += a * (r * r - hdr[D_CAL_M2]);
         }
+        if relearn {
+            self.reanchor(asset);
+        }
         before
+    }
+
+    /// The asset's recent behaviour becomes its baseline (it alarmed for
+    /// `relearn_after` rows in a row): robust levels and scales re-anchored
+    /// by the feature state, CUSUMs restarted, current runs of repeated
+    /// values counted as seen, the alarm run reset.
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self, asset: usize) {
+        self.features.reanchor(asset);
+        let np = self.np;
+        let det = &mut self.det.as_mut_slice()[asset * self.det_stride..(asset + 1) * self.det_stride];
+        det[D_ALARM_RUN] = 0.0;
+        let lanes = &mut det[D_HDR..];
+        lanes[..2 * np].fill(0.0);
+        let (runs, rmaxs) = lanes[2 * np..].split_at_mut(np);
+        for (run, rmax) in runs.iter().zip(rmaxs.iter_mut()) {
+            *rmax = fmax(*rmax, *run);
+        }
+        if self.mv_on {
+            let (mvp, ms) = (self.mvp, self.mv_stride);
+            let blk = &mut self.mv.as_mut_slice()[asset * ms..(asset + 1) * ms];
+            blk[2 * mvp * mvp + mvp..].fill(0.0);
+        }
+        self.reanchors += 1;
     }
 }
 
@@ -840,22 +917,50 @@ struct Moments {
     m2: f64,
     /// Width multiplier of the Gumbel scale (alarm-rate feedback, >= 1).
     widen: f64,
+    /// The stuck-run statistic as a negated standardised score: a run at
+    /// the stuck detector's alarm level scores the default threshold, past
+    /// the calibration (its rate is set by its own definition).
+    stuck_nz: f64,
     in_warmup: bool,
 }
 
 /// The negated standardised score `(mu - raw) / beta` under the Gumbel law
-/// fitted by moments (`beta = widen × sd sqrt(6) / pi`, `mu = m1 - gamma beta`), or
+/// fitted by moments (`beta = widen × sd sqrt(6) / pi`, `mu = m1 - gamma beta`),
+/// or the stuck-run score `stuck_nz` when that is lower (more surprising), or
 /// `+inf` (score 0) in warm-up. Branch-free so a batch of rows vectorises.
 #[inline(always)]
-fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64, widen: f64) -> f32 {
+fn neg_z(
+    raw: f64,
+    m1: f64,
+    m2: f64,
+    warm: f64,
+    min_beta: f64,
+    widen: f64,
+    stuck_nz: f64,
+) -> f32 {
     let sd = fmax(m2 - m1 * m1, 0.0).sqrt();
     let beta = fmax(sd * SQRT6_OVER_PI, min_beta) * widen;
     let mu = m1 - EULER_GAMMA * beta;
-    let z = ((mu - raw) / beta) as f32;
+    let z = fmin((mu - raw) / beta, stuck_nz) as f32;
     if warm > 0.0 {
         f32::INFINITY
     } else {
         z
+    }
+}
+
+/// The stuck-run statistic `s` (1.0 = its alarm level) as a negated
+/// standardised score: a tail of `p^s`, `p` the default threshold's tail, so
+/// `s = 1` scores the threshold, `s = 2` its square; `+inf` (no say) at 0.
+#[inline(always)]
+fn stuck_neg_z(s: f64, alarm_neg_z: f32) -> f64 {
+    if s > 0.0 {
+        // -ln(score) = -ln(1 - tail), through ln_1p for small tails.
+        // The threshold's tail is `exp(alarm_neg_z)`.
+        let tail = (f64::from(alarm_neg_z) * s).exp();
+        (-(-tail).ln_1p()).ln()
+    } else {
+        f64::INFINITY
     }
 }
 
@@ -869,6 +974,7 @@ fn standardised(m: Moments, min_beta: f64) -> f32 {
         f64::from(u8::from(m.in_warmup)),
         min_beta,
         m.widen,
+        m.stuck_nz,
     )
 }
 
@@ -1014,6 +1120,20 @@ fn simd_level() -> Simd {
     }
     let _ = cap;
     Simd::Baseline
+}
+
+/// The largest of a chunk's lanes, as a reduction tree (halves, quarters,
+/// pairs): shuffles and vector maxima instead of a chain of eight scalar ones.
+#[inline(always)]
+fn lane_max(mut m: [f64; LANE_CHUNK]) -> f64 {
+    let mut width = LANE_CHUNK / 2;
+    while width > 0 {
+        for l in 0..width {
+            m[l] = fmax(m[l], m[l + width]);
+        }
+        width /= 2;
+    }
+    m[0]
 }
 
 /// `max` without NaN handling (one instruction); inputs here are finite.

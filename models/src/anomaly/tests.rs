@@ -326,3 +326,84 @@ fn assets_wider_than_one_lane_chunk_score_with_the_generic_copy() {
     assert!(spikes.recall >= 0.8, "{spikes:?}");
     assert!(top.iter().any(|t| *t as usize >= 8 && *t != u16::MAX));
 }
+
+/// A univariate series scored alone: per row, alarmed at the default threshold.
+fn alarms_of(values: &[f64], params: DetectorParams) -> (Vec<bool>, ScoreCounters) {
+    let p = params.check().unwrap();
+    let threshold = p.threshold();
+    let mut sc = FleetScorer::new(p, vec!["v".into()], 1).unwrap();
+    let alarms = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            sc.score_row(0, 1_700_000_000_000 + 60_000 * i as i64, &[*v])
+                .is_anomaly(threshold)
+        })
+        .collect();
+    (alarms, sc.counters())
+}
+
+/// Deterministic noise in [-1, 1): the SplitMix64 hash of `i` (no
+/// dependency on a generator's stream).
+fn noise(i: usize) -> f64 {
+    let mut x = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+}
+
+#[test]
+fn a_stuck_sensor_alarms_and_a_constant_channel_or_a_learned_off_period_does_not() {
+    // A sensor that changes every reading, stuck at its last value from row
+    // 3,000: an alarm within 4 x 1 + 16 repeats (and a few rows of margin).
+    let mut stuck: Vec<f64> = (0..6_000).map(|i| 20.0 + noise(i)).collect();
+    let held = stuck[2_999];
+    stuck[3_000..].fill(held);
+    let (alarms, _) = alarms_of(&stuck, DetectorParams::default());
+    let first = (3_000..6_000).find(|&i| alarms[i]);
+    assert!(
+        first.is_some_and(|i| i - 3_000 <= 25),
+        "stuck sensor first alarm at {first:?}"
+    );
+    assert!(!alarms[..3_000].iter().any(|a| *a), "alarm before the fault");
+    // A channel that never changed is not stuck.
+    let (alarms, _) = alarms_of(&[4.0; 3_000], DetectorParams::default());
+    assert!(!alarms.iter().any(|a| *a), "a constant channel alarmed");
+    // A gateway that repeats a machine's last reading while it sleeps, 8
+    // hours of every 24: the run lengths are learned from the first night
+    // (which alarms), so later nights are quiet, and the held readings do
+    // not shrink the scales the morning's readings are judged by.
+    let mut held = 0.0;
+    let nightly: Vec<f64> = (0..14_400)
+        .map(|i| {
+            if i % 1_440 < 960 {
+                held = 50.0 + noise(i);
+            }
+            held
+        })
+        .collect();
+    let (alarms, _) = alarms_of(&nightly, DetectorParams::default());
+    assert!(alarms[960..1_440].iter().any(|a| *a), "the first night");
+    let later: Vec<usize> = (1_440..nightly.len()).filter(|&i| alarms[i]).collect();
+    assert!(later.is_empty(), "later nights alarm: {later:?}");
+}
+
+#[test]
+fn a_persistent_new_level_stops_alarming_within_the_relearn_horizon() {
+    // A setpoint step of 40 noise sigma: the slow robust level alone would
+    // take thousands of readings to follow it.
+    let series: Vec<f64> = (0..8_000)
+        .map(|i| if i < 3_000 { 50.0 } else { 90.0 } + 0.5 * noise(i))
+        .collect();
+    let last_alarm = |alarms: &[bool]| (3_000..alarms.len()).rev().find(|&i| alarms[i]);
+    let (alarms, counters) = alarms_of(&series, DetectorParams::default().relearn_after(120));
+    assert!(alarms[3_000..3_010].iter().any(|a| *a), "the step alarms");
+    let last = last_alarm(&alarms).unwrap();
+    assert!(last < 3_000 + 120 + 60, "still alarming at row {last}");
+    assert!(counters.reanchors >= 1);
+    // Without re-anchoring the alarm lasts far longer (what it fixes).
+    let (alarms, counters) = alarms_of(&series, DetectorParams::default().relearn_after(0));
+    assert!(last_alarm(&alarms).unwrap() > 3_000 + 500);
+    assert_eq!(counters.reanchors, 0);
+}

@@ -133,15 +133,10 @@ fn check_block(
             }
         } else if lane[n..].iter().any(|v| *v != 0.0) {
             return corrupt(format!("padding lanes of state field {f} are set"));
-        } else if f == field::quantum(n_h) || f == field::absdev(n_h) {
+        } else if f == field::quantum(n_h) {
             if let Some(s) = (0..n).find(|s| !(lane[*s].is_finite() && lane[*s] >= 0.0)) {
                 return corrupt(format!(
-                    "sensor {s} {} {} is not finite and >= 0",
-                    if f == field::quantum(n_h) {
-                        "quantum"
-                    } else {
-                        "spread"
-                    },
+                    "sensor {s} quantum {} is not finite and >= 0",
                     lane[s]
                 ));
             }

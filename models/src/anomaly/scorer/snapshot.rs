@@ -7,8 +7,9 @@
 //! The asset's feature block (robust location and scale, EWMAs, warm-up
 //! counts, last timestamps: the `fieldpulse-features` snapshot, embedded as
 //! is), its detector block (calibration weight and moments, covariance
-//! weight, rows and rows since the last precision refresh, the two CUSUMs per
-//! sensor) and, when the multivariate detector runs, its multivariate block
+//! weight, rows and rows since the last precision refresh, the alarm-rate
+//! width and the run of alarming rows, the two CUSUMs, the current run of
+//! repeated values and the longest recent run per sensor) and, when the multivariate detector runs, its multivariate block
 //! (covariance, precision, inverse conditional sigmas, per-sensor CUSUMs).
 //! Nothing else is kept per asset. Not in it: the scorer-global report
 //! counters of [`ScoreCounters`](super::ScoreCounters) (rows, warm-up rows,
@@ -16,7 +17,7 @@
 //! the fleet and do not affect any score, and the per-row scratch buffers,
 //! which every row overwrites before reading.
 //!
-//! # Byte format (magic `FPAS`, version 2)
+//! # Byte format (magic `FPAS`, version 3)
 //! The envelope of [`fieldpulse_features::snapshot`] (magic, version, three
 //! zero bytes, total length; an FNV-1a 64 checksum last), then, all
 //! little-endian:
@@ -31,7 +32,7 @@
 //! | 32 | 8 | hash of the detector parameters and the feature spec (u64) |
 //! | 40 | 4 | `F`: bytes of the embedded feature snapshot (u32) |
 //! | 44 | F | the feature snapshot (`FPFS`, with its own header and checksum) |
-//! | 44 + F | 8 × det | the detector block: 8 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, previous row alarmed), then the positive and negative CUSUM lanes (f64) |
+//! | 44 + F | 8 × det | the detector block: 8 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row), then the positive and negative CUSUM, current run and longest recent run lanes (f64) |
 //! | … | 4 × mv | the multivariate block: covariance and precision (lanes × lanes each), inverse conditional sigmas, CUSUM lanes (f32) |
 //! | … | 8 | checksum |
 //!
@@ -41,13 +42,13 @@
 
 use fieldpulse_features::snapshot::{Fnv64, StateError, StateReader, StateWriter};
 
-use super::{FleetScorer, D_CAL_ALARMED, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, MAX_WIDEN};
+use super::{FleetScorer, D_ALARM_RUN, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, MAX_WIDEN};
 use crate::anomaly::params::{AnomalyError, DetectorValidParams};
 
 /// Magic of a [`FleetScorer`] asset snapshot.
 pub const SCORER_STATE_MAGIC: [u8; 4] = *b"FPAS";
 /// Format version of a [`FleetScorer`] asset snapshot.
-pub const SCORER_STATE_VERSION: u8 = 2;
+pub const SCORER_STATE_VERSION: u8 = 3;
 
 /// Counts are f64 in the block: whole numbers up to 2^53 are exact.
 const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
@@ -66,9 +67,13 @@ fn detector_hash(p: &DetectorValidParams, feature_hash: u64) -> u64 {
         p.cusum_clip,
         p.cusum_cap,
         p.drift_z,
+        p.stuck_factor,
+        p.stuck_min_run,
+        p.stuck_memory,
     ] {
         h.write_f64(v);
     }
+    h.write_u64(u64::from(p.relearn_after));
     h.write_u64(u64::from(p.mv_enabled));
     h.write_u64(p.mv_max_sensors as u64);
     h.write_f64(p.mv_half_life);
@@ -85,8 +90,9 @@ fn detector_hash(p: &DetectorValidParams, feature_hash: u64) -> u64 {
     ] {
         h.write_f64(v);
     }
-    // The alarm-rate feedback steers towards the threshold's rate.
-    if p.calib_rate_step > 0.0 {
+    // The alarm-rate feedback steers towards the threshold's rate, and
+    // re-anchoring counts alarms at it.
+    if p.calib_rate_step > 0.0 || p.relearn_after > 0 {
         h.write_f64(p.threshold);
     }
     h.finish()
@@ -189,6 +195,7 @@ impl FleetScorer {
         for (slot, what) in [
             (D_MV_N, "covariance rows"),
             (D_MV_SINCE, "rows since refresh"),
+            (D_ALARM_RUN, "alarming rows in a row"),
         ] {
             let v = det[slot];
             if !((0.0..=MAX_COUNT).contains(&v) && v.fract() == 0.0) {
@@ -198,9 +205,6 @@ impl FleetScorer {
         let widen = det[D_CAL_WIDEN];
         if !(widen == 0.0 || (1.0..=MAX_WIDEN).contains(&widen)) {
             return corrupt(format!("calibration width {widen}"));
-        }
-        if det[D_CAL_ALARMED] != 0.0 && det[D_CAL_ALARMED] != 1.0 {
-            return corrupt(format!("alarm flag {}", det[D_CAL_ALARMED]));
         }
         let (n, np, cap) = (self.n, self.np, self.cusum_cap_abs);
         for (side, lanes) in ["positive", "negative"]
@@ -215,6 +219,18 @@ impl FleetScorer {
             }
             if lanes[n..].iter().any(|v| *v != 0.0) {
                 return corrupt(format!("padding lanes of the {side} CUSUM are set"));
+            }
+        }
+        let runs = &det[D_HDR + 2 * np..];
+        for (what, lanes) in ["current run", "longest recent run"]
+            .into_iter()
+            .zip(runs.chunks_exact(np))
+        {
+            if let Some(s) = (0..n).find(|s| !((0.0..=MAX_COUNT).contains(&lanes[*s]))) {
+                return corrupt(format!("sensor {s} {what} {}", lanes[s]));
+            }
+            if lanes[n..].iter().any(|v| *v != 0.0) {
+                return corrupt(format!("padding lanes of the {what} are set"));
             }
         }
         Ok(())
