@@ -287,7 +287,7 @@ impl FleetHistory {
                 .ok_or_else(|| CmmsError::MissingColumn {
                     csv: path.to_path_buf(),
                     map: map.path.clone(),
-                    key: *key,
+                    key,
                     column: column.clone(),
                 })?;
             index.insert(*key, pos);

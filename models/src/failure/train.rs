@@ -169,7 +169,7 @@ pub fn split_rows(
         Default::default();
     let skipped =
         |a: &String| !cfg.include_assets_without_history && !history.assets.contains_key(a);
-    for a in assets.iter().filter(|a| !skipped(*a)) {
+    for a in assets.iter().filter(|a| !skipped(a)) {
         let product = history.assets.get(a).and_then(|h| h.product.clone());
         by_product
             .entry(product)
