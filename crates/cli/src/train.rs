@@ -78,6 +78,13 @@ pub struct EvalModelArgs {
     /// TOML map of a CMMS CSV's columns and work types.
     #[arg(long)]
     pub work_order_map: Option<PathBuf>,
+    /// End of the Work Order export (`YYYY-MM-DD` or ISO 8601).
+    #[arg(long, value_parser = parse_date)]
+    pub observed_until: Option<i64>,
+    /// Score assets the Work Order history does not name too (as never
+    /// failing); by default they are reported and left out.
+    #[arg(long)]
+    pub include_assets_without_history: bool,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -268,11 +275,21 @@ pub fn run_eval_model(args: EvalModelArgs) -> anyhow::Result<()> {
     let stride = telemetry.n_rows().div_ceil(200_000).max(1);
     let rows = feature_rows(&telemetry, &model.schema, &history, stride)?;
     let (_, t1) = telemetry.time_range().context("no rows")?;
-    let all: Vec<usize> = (0..rows.len()).collect();
-    let obs = Observation::new(&telemetry, &history, None);
+    let obs = Observation::new(&telemetry, &history, args.observed_until);
+    let absent = obs.assets_without_history();
+    let all: Vec<usize> = (0..rows.len())
+        .filter(|&i| {
+            args.include_assets_without_history
+                || history
+                    .assets
+                    .contains_key(&telemetry.assets[rows.asset_idx[i] as usize])
+        })
+        .collect();
     let report = evaluate(&model, &rows, &all, &obs, t1);
     let out = serde_json::json!({
         "model_version": model.model_version,
+        "assets_without_history": absent,
+        "assets_without_history_excluded": !args.include_assets_without_history,
         "metrics": summary(&report),
     });
     if args.json {

@@ -324,6 +324,27 @@ fn train_reads_a_cmms_csv_export_and_dispatcher_feedback() {
     )
     .expect("card json");
     assert_eq!(card["labels"], *labels);
+    let eval = json(&fieldpulse(
+        &[
+            "eval",
+            "--model",
+            "model",
+            "--telemetry",
+            "sim/telemetry.csv",
+            "--work-orders",
+            "wo.csv",
+            "--work-order-map",
+            "map.toml",
+            "--json",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(
+        eval["assets_without_history"],
+        serde_json::json!([dropped]),
+        "{eval}"
+    );
+    assert!(eval["metrics"]["n_assets"].as_u64().expect("assets") < names.len() as u64);
 
     // A misspelt key in the map names the file and the key.
     std::fs::write(
