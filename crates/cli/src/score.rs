@@ -37,7 +37,7 @@ pub struct ScoreArgs {
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let model = std::sync::Arc::new(FailureModel::load(&args.model)?);
     let history = match &args.work_orders {
-        Some(path) => crate::train::read_history(path)?,
+        Some(path) => crate::train::read_history(path, None)?,
         None => FleetHistory::default(),
     };
     let telemetry = crate::train::read_telemetry(&args.input)?;

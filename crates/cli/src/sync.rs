@@ -102,6 +102,7 @@ fn specs() -> Vec<ExportSpec> {
                 "Product2Id",
                 "SerialNumber",
                 "InstallDate",
+                "UsageEndDate",
                 "Status",
                 "ParentId",
                 "CreatedDate",

@@ -8,24 +8,44 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fieldpulse_models::failure::dataset::{feature_rows, Telemetry};
+use fieldpulse_models::failure::cmms_csv::CmmsMap;
+use fieldpulse_models::failure::dataset::{feature_rows, Observation, Telemetry};
 use fieldpulse_models::failure::evaluate::evaluate;
+use fieldpulse_models::failure::feedback::FeedbackFile;
+use fieldpulse_models::failure::labels::parse_sf_datetime;
 use fieldpulse_models::failure::train::{fingerprint, model_card, summary, train, TrainConfig};
 use fieldpulse_models::failure::{report, FailureModel, FleetHistory};
 
 /// Arguments of `fieldpulse train`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  fieldpulse simulate --assets 60 --days 365 --out sim-out\n  fieldpulse train --telemetry sim-out/telemetry.csv --work-orders sim-out/history.json --out models/v1"
+    after_help = "Example:\n  fieldpulse simulate --assets 60 --days 365 --out sim-out\n  fieldpulse train --telemetry sim-out/telemetry.csv --work-orders sim-out/history.json --out models/v1\n\nAnother CMMS's export, plus dispatcher feedback:\n  fieldpulse train --telemetry t.csv --work-orders wo.csv --work-order-map map.toml \\\n    --feedback labels.csv --observed-until 2026-06-30 --out models/v2"
 )]
 pub struct TrainArgs {
     /// Wide telemetry CSV (`asset, ts, sensor...`).
     #[arg(long)]
     telemetry: PathBuf,
-    /// Work Order history: the simulator's / emulator's fixture JSON, or a
-    /// `fieldpulse sync work-orders` directory.
+    /// Work Order history: the simulator's / emulator's fixture JSON, a
+    /// `fieldpulse sync work-orders` directory, or (with --work-order-map)
+    /// another CMMS's CSV export.
     #[arg(long)]
     work_orders: PathBuf,
+    /// TOML map of a CMMS CSV's columns and work types (docs/models.md).
+    #[arg(long)]
+    work_order_map: Option<PathBuf>,
+    /// Dispatcher feedback from `fieldpulse feedback export` (CSV or JSON):
+    /// confirmed failures and false alarms as extra labels.
+    #[arg(long)]
+    feedback: Option<PathBuf>,
+    /// End of the Work Order export (`YYYY-MM-DD` or ISO 8601): no label
+    /// looks past it. Each asset's observation also ends at its last reading
+    /// and its decommission date.
+    #[arg(long, value_parser = parse_date)]
+    observed_until: Option<i64>,
+    /// Train on telemetry assets the Work Order history does not name, as
+    /// assets that never failed (default: report and leave them out).
+    #[arg(long)]
+    include_assets_without_history: bool,
     /// Artifact directory to write.
     #[arg(long)]
     out: PathBuf,
@@ -52,16 +72,36 @@ pub struct EvalModelArgs {
     /// Wide telemetry CSV of held-out history.
     #[arg(long)]
     pub telemetry: Option<PathBuf>,
-    /// Work Order history (fixture JSON or sync directory).
+    /// Work Order history (fixture JSON, sync directory, or CMMS CSV).
     #[arg(long)]
     pub work_orders: Option<PathBuf>,
+    /// TOML map of a CMMS CSV's columns and work types.
+    #[arg(long)]
+    pub work_order_map: Option<PathBuf>,
+    /// End of the Work Order export (`YYYY-MM-DD` or ISO 8601).
+    #[arg(long, value_parser = parse_date)]
+    pub observed_until: Option<i64>,
+    /// Score assets the Work Order history does not name too (as never
+    /// failing); by default they are reported and left out.
+    #[arg(long)]
+    pub include_assets_without_history: bool,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Reads Work Order history from a fixture file or a sync directory.
-pub fn read_history(path: &Path) -> anyhow::Result<FleetHistory> {
+fn parse_date(text: &str) -> Result<i64, String> {
+    parse_sf_datetime(text)
+        .ok_or_else(|| format!("`{text}` is not a date (YYYY-MM-DD or ISO 8601)"))
+}
+
+/// Reads Work Order history from a fixture file, a sync directory, or a
+/// CMMS CSV with its column map.
+pub fn read_history(path: &Path, map: Option<&Path>) -> anyhow::Result<FleetHistory> {
+    if let Some(map_path) = map {
+        let map = CmmsMap::load(map_path)?;
+        return Ok(FleetHistory::from_cmms_csv(path, &map)?);
+    }
     if path.is_dir() {
         return FleetHistory::from_sync_dir(path)
             .with_context(|| format!("reading {}", path.display()));
@@ -87,20 +127,51 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     eprintln!("train: reading {}", args.telemetry.display());
     let telemetry = read_telemetry(&args.telemetry)?;
-    let history = read_history(&args.work_orders)?;
+    let mut history = read_history(&args.work_orders, args.work_order_map.as_deref())?;
     eprintln!(
-        "train: {} readings of {} assets ({} rejected rows); {} work orders, {} merged, {} ignored, {} failures without a code",
+        "train: {} readings of {} assets ({} rejected rows); {} work orders, {} merged, {} ignored, {} failures without a code, {} rejected{}",
         telemetry.n_rows(),
         telemetry.assets.len(),
         telemetry.rejected_rows,
         history.n_work_orders,
         history.n_merged,
         history.n_ignored,
-        history.n_unknown_mode
+        history.n_unknown_mode,
+        history.rejected.values().sum::<usize>(),
+        reasons(&history.rejected),
     );
+    let work_orders = serde_json::json!({
+        "n_work_orders": history.n_work_orders,
+        "n_merged": history.n_merged,
+        "n_ignored": history.n_ignored,
+        "n_unknown_mode": history.n_unknown_mode,
+        "rejected": history.rejected,
+    });
+    let feedback = match &args.feedback {
+        Some(path) => {
+            let file = FeedbackFile::read(path)?;
+            let s = history.apply_feedback(&file);
+            eprintln!(
+                "train: feedback {}: {} labels; {} failures added, {} already known ({} got a code), {} false alarms, {} on unknown assets, {} rejected{}",
+                path.display(),
+                s.n_labels,
+                s.failures_added,
+                s.failures_already_known,
+                s.failures_coded,
+                s.false_alarms_applied,
+                s.unknown_asset,
+                s.rejected.values().sum::<usize>(),
+                reasons(&s.rejected),
+            );
+            Some(s)
+        }
+        None => None,
+    };
     let mut cfg = TrainConfig {
         horizons_days: args.horizons.clone(),
         target_precision: args.target_precision,
+        observed_until_ms: args.observed_until,
+        include_assets_without_history: args.include_assets_without_history,
         ..TrainConfig::default()
     };
     cfg.booster.n_trees = args.trees;
@@ -111,19 +182,45 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             last_step = step.to_string();
         }
     })?;
+    let absent = &outcome.labels.assets_without_history;
+    if !absent.is_empty() {
+        eprintln!(
+            "train: {} telemetry assets have no Work Order history ({}): {}",
+            absent.len(),
+            if outcome.labels.assets_without_history_excluded {
+                "left out; --include-assets-without-history keeps them"
+            } else {
+                "trained on as never failing"
+            },
+            preview(absent)
+        );
+    }
+    let mut labels = serde_json::to_value(&outcome.labels)?;
+    labels["work_orders"] = work_orders;
+    labels["feedback"] = serde_json::to_value(&feedback)?;
     let telemetry_bytes = std::fs::read(&args.telemetry)?;
-    let history_bytes = if args.work_orders.is_dir() {
-        Vec::new()
-    } else {
-        std::fs::read(&args.work_orders)?
-    };
-    let data_fp = fingerprint(&[&telemetry_bytes, &history_bytes]);
+    let mut parts = vec![telemetry_bytes];
+    for path in [
+        Some(&args.work_orders),
+        args.work_order_map.as_ref(),
+        args.feedback.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !path.is_dir() {
+            parts.push(std::fs::read(path)?);
+        }
+    }
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let data_fp = fingerprint(&parts);
     let created_by = format!(
         "fieldpulse train {} ({})",
         env!("CARGO_PKG_VERSION"),
         std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
     );
-    let card = model_card(&outcome, &cfg, &data_fp, &created_by);
+    let mut card = model_card(&outcome, &cfg, &data_fp, &created_by);
+    card["labels"] = labels.clone();
     outcome.model.save(&args.out)?;
     std::fs::write(
         args.out.join("model_card.json"),
@@ -141,6 +238,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 "artifact": args.out,
                 "model_version": outcome.model.model_version,
                 "train_seconds": seconds,
+                "labels": labels,
                 "test": summary(&outcome.test),
             })
         );
@@ -173,14 +271,25 @@ pub fn run_eval_model(args: EvalModelArgs) -> anyhow::Result<()> {
     };
     let model = FailureModel::load(&model_dir)?;
     let telemetry = read_telemetry(&telemetry_path)?;
-    let history = read_history(&history_path)?;
+    let history = read_history(&history_path, args.work_order_map.as_deref())?;
     let stride = telemetry.n_rows().div_ceil(200_000).max(1);
     let rows = feature_rows(&telemetry, &model.schema, &history, stride)?;
     let (_, t1) = telemetry.time_range().context("no rows")?;
-    let all: Vec<usize> = (0..rows.len()).collect();
-    let report = evaluate(&model, &rows, &all, &telemetry.assets, &history, t1);
+    let obs = Observation::new(&telemetry, &history, args.observed_until);
+    let absent = obs.assets_without_history();
+    let all: Vec<usize> = (0..rows.len())
+        .filter(|&i| {
+            args.include_assets_without_history
+                || history
+                    .assets
+                    .contains_key(&telemetry.assets[rows.asset_idx[i] as usize])
+        })
+        .collect();
+    let report = evaluate(&model, &rows, &all, &obs, t1);
     let out = serde_json::json!({
         "model_version": model.model_version,
+        "assets_without_history": absent,
+        "assets_without_history_excluded": !args.include_assets_without_history,
         "metrics": summary(&report),
     });
     if args.json {
@@ -189,4 +298,24 @@ pub fn run_eval_model(args: EvalModelArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+/// ` (bad_date 2, unknown_type 1)`, or nothing when there is no rejection.
+fn reasons(rejected: &std::collections::BTreeMap<String, usize>) -> String {
+    if rejected.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(" ({})", parts.join(", "))
+}
+
+/// The first few names, and how many more.
+fn preview(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let head = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        format!("{head}, … {} more", names.len() - SHOWN)
+    } else {
+        head
+    }
 }

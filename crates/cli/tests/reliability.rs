@@ -138,6 +138,243 @@ fn simulate_train_score_and_eval_produce_a_usable_artifact() {
     );
 }
 
+/// The simulator's Work Order fixture as another CMMS would export it: one
+/// CSV row per Work Order with CMMS type codes, minus every Work Order of
+/// `drop_asset`, plus one row with a bad date and one with an unknown type.
+/// Returns the CSV and `(asset, created)` of every corrective Work Order kept.
+fn as_cmms_csv(fixture: &serde_json::Value, drop_asset: &str) -> (String, Vec<(String, String)>) {
+    let objects = fixture["objects"].as_array().expect("objects");
+    let of = |ty: &str| -> Vec<serde_json::Value> {
+        objects
+            .iter()
+            .filter(|o| o["type"] == ty)
+            .flat_map(|o| o["records"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let work_types: std::collections::HashMap<String, String> = of("WorkType")
+        .iter()
+        .map(|w| {
+            let name = w["Name"].as_str().expect("name").to_string();
+            (format!("@{}", w["@ref"].as_str().expect("ref")), name)
+        })
+        .collect();
+    let mut csv = String::from("Equipment;Reported;Start;Done;WO Type;Failure Code;State\n");
+    let mut corrective = Vec::new();
+    for wo in of("WorkOrder") {
+        let asset_name = wo["AssetId"]
+            .as_str()
+            .expect("asset")
+            .trim_start_matches('@');
+        if asset_name == drop_asset {
+            continue;
+        }
+        let work_type = &work_types[wo["WorkTypeId"].as_str().expect("work type")];
+        let subject = wo["Subject"].as_str().unwrap_or("");
+        let code = subject
+            .strip_prefix('[')
+            .and_then(|s| s.split_once(']'))
+            .map_or("", |(c, _)| c);
+        let cmms_type = if work_type.starts_with("Corrective") {
+            "CM"
+        } else if work_type.starts_with("Preventive") {
+            "PM"
+        } else {
+            "INSP"
+        };
+        let created = wo["CreatedDate"].as_str().expect("created");
+        let state = if wo["Status"] == "Canceled" {
+            "CANC"
+        } else {
+            "DONE"
+        };
+        if cmms_type == "CM" && state == "DONE" {
+            corrective.push((asset_name.to_string(), created.to_string()));
+        }
+        csv.push_str(&format!(
+            "{asset_name};{created};{};{};{cmms_type};{code};{state}\n",
+            wo["StartDate"].as_str().unwrap_or(""),
+            wo["EndDate"].as_str().unwrap_or(""),
+        ));
+    }
+    let asset = &corrective.first().expect("a corrective work order").0;
+    csv.push_str(&format!("{asset};31.02.2026;;;CM;BRG;DONE\n"));
+    csv.push_str(&format!("{asset};2026-01-01 08:00;;;Emergency;;DONE\n"));
+    (csv, corrective)
+}
+
+const CMMS_MAP: &str = r#"delimiter = ";"
+
+[columns]
+asset = "Equipment"
+created = "Reported"
+started = "Start"
+completed = "Done"
+type = "WO Type"
+failure_code = "Failure Code"
+status = "State"
+
+[types]
+corrective = ["CM"]
+preventive = ["PM"]
+other = ["INSP"]
+
+[status]
+canceled = ["CANC"]
+"#;
+
+/// `train` on a CMMS CSV export with its column map, dispatcher feedback and
+/// an export date: rejected rows, the asset missing from the export and what
+/// the feedback did are in the JSON summary and the model card.
+#[test]
+fn train_reads_a_cmms_csv_export_and_dispatcher_feedback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fieldpulse(
+        &[
+            "simulate",
+            "--assets",
+            "12",
+            "--days",
+            "200",
+            "--interval",
+            "4h",
+            "--seed",
+            "9",
+            "--wear-speedup",
+            "1.5",
+            "--out",
+            "sim",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("sim/history.json")).expect("history"),
+    )
+    .expect("history json");
+    let telemetry = std::fs::read_to_string(dir.path().join("sim/telemetry.csv")).expect("csv");
+    let mut names: Vec<&str> = telemetry
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let dropped = names[0];
+    let (csv, corrective) = as_cmms_csv(&fixture, dropped);
+    let (kept, corrective_at) = &corrective[0];
+    std::fs::write(dir.path().join("wo.csv"), csv).expect("write");
+    std::fs::write(dir.path().join("map.toml"), CMMS_MAP).expect("write");
+    std::fs::write(
+        dir.path().join("feedback.csv"),
+        format!(
+            "asset,mode,label,at,at_ms,source_object,source_id,failure_code,detail\n\
+             {kept},,failure,{corrective_at},,WorkOrder,0WO1,,\n\
+             {kept},bearing,false_alarm,2026-03-01T00:00:00Z,,Case,500A,,\"Closed - Not a Problem\"\n\
+             ghost-0001,,failure,2026-03-01T00:00:00Z,,WorkOrder,0WO2,,\n"
+        ),
+    )
+    .expect("write");
+    let trained = json(&fieldpulse(
+        &[
+            "train",
+            "--telemetry",
+            "sim/telemetry.csv",
+            "--work-orders",
+            "wo.csv",
+            "--work-order-map",
+            "map.toml",
+            "--feedback",
+            "feedback.csv",
+            "--observed-until",
+            "2030-01-01",
+            "--out",
+            "model",
+            "--trees",
+            "25",
+            "--json",
+        ],
+        dir.path(),
+    ));
+    let labels = &trained["labels"];
+    assert_eq!(
+        labels["assets_without_history"],
+        serde_json::json!([dropped]),
+        "{labels}"
+    );
+    assert_eq!(labels["assets_without_history_excluded"], true);
+    assert_eq!(labels["n_assets_without_history"], 1);
+    assert_eq!(labels["observed_until"], "2030-01-01T00:00:00Z");
+    let rejected = &labels["work_orders"]["rejected"];
+    assert_eq!(rejected["bad_date"], 1, "{labels}");
+    assert_eq!(rejected["unknown_type"], 1, "{labels}");
+    let feedback = &labels["feedback"];
+    assert_eq!(feedback["n_labels"], 3, "{labels}");
+    assert_eq!(feedback["failures_already_known"], 1, "{labels}");
+    assert_eq!(feedback["false_alarms_applied"], 1, "{labels}");
+    assert_eq!(feedback["unknown_asset"], 1, "{labels}");
+    assert!(
+        labels["n_fit_labels_excluded"].as_u64().expect("count") > 0,
+        "windows near the end are excluded: {labels}"
+    );
+    assert!(trained["test"]["classifiers"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty()));
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("model/model_card.json")).expect("card"),
+    )
+    .expect("card json");
+    assert_eq!(card["labels"], *labels);
+    let eval = json(&fieldpulse(
+        &[
+            "eval",
+            "--model",
+            "model",
+            "--telemetry",
+            "sim/telemetry.csv",
+            "--work-orders",
+            "wo.csv",
+            "--work-order-map",
+            "map.toml",
+            "--json",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(
+        eval["assets_without_history"],
+        serde_json::json!([dropped]),
+        "{eval}"
+    );
+    assert!(eval["metrics"]["n_assets"].as_u64().expect("assets") < names.len() as u64);
+
+    // A misspelt key in the map names the file and the key.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        CMMS_MAP.replace("failure_code =", "failure_cod ="),
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+        .args([
+            "train",
+            "--telemetry",
+            "sim/telemetry.csv",
+            "--work-orders",
+            "wo.csv",
+            "--work-order-map",
+            "bad.toml",
+            "--out",
+            "model2",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("run fieldpulse");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "must fail: {stderr}");
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("failure_cod"),
+        "{stderr}"
+    );
+}
+
 /// The repository's own `data/cmapss`; fails loudly when it is missing.
 fn cmapss_dir() -> std::path::PathBuf {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cmapss");

@@ -12,7 +12,10 @@ use std::io::BufRead;
 
 use fieldpulse_features::{FleetFeatures, RowScratch};
 
-use super::labels::{failure_within, rul_days, FleetHistory, Label, DAY_MS};
+use super::labels::{
+    before_false_alarm, failure_within, rul_days, AssetHistory, FleetHistory, Label, DAY_MS,
+    FALSE_ALARM_WEIGHT,
+};
 use super::model::{ArtifactError, FeatureSchema};
 use crate::wide_csv::{RejectCounts, WideCsvError, WideCsvOptions, WideCsvReader, WideRecord};
 
@@ -81,6 +84,80 @@ impl Telemetry {
         let min = self.ts_ms.iter().min()?;
         let max = self.ts_ms.iter().max()?;
         Some((*min, *max))
+    }
+
+    /// Last reading time of each asset (indexed like [`Telemetry::assets`]).
+    pub fn last_reading_ms(&self) -> Vec<i64> {
+        let mut last = vec![i64::MIN; self.assets.len()];
+        for (&a, &ts) in self.asset_idx.iter().zip(&self.ts_ms) {
+            let slot = &mut last[a as usize];
+            *slot = (*slot).max(ts);
+        }
+        last
+    }
+}
+
+/// What labels may use: the history and each telemetry asset's end of
+/// observation (`labels` module docs).
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    /// Telemetry asset names.
+    pub assets: &'a [String],
+    /// Work Order history (plus feedback).
+    pub history: &'a FleetHistory,
+    /// End of observation per telemetry asset (epoch ms): the earliest of its
+    /// decommission date, its last reading and `observed_until`.
+    pub end_ms: Vec<i64>,
+}
+
+impl<'a> Observation<'a> {
+    /// Ends of observation of `telemetry`'s assets.
+    pub fn new(
+        telemetry: &'a Telemetry,
+        history: &'a FleetHistory,
+        observed_until_ms: Option<i64>,
+    ) -> Self {
+        let end_ms = telemetry
+            .last_reading_ms()
+            .into_iter()
+            .zip(&telemetry.assets)
+            .map(|(last, name)| {
+                let decommissioned = history.assets.get(name).and_then(|h| h.decommissioned_ms);
+                [Some(last), decommissioned, observed_until_ms]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(last)
+            })
+            .collect();
+        Self {
+            assets: &telemetry.assets,
+            history,
+            end_ms,
+        }
+    }
+
+    /// History of telemetry asset `asset_idx` (empty when it has none).
+    pub fn asset(&self, asset_idx: u32) -> &'a AssetHistory {
+        static EMPTY: std::sync::OnceLock<AssetHistory> = std::sync::OnceLock::new();
+        self.history
+            .assets
+            .get(&self.assets[asset_idx as usize])
+            .unwrap_or_else(|| EMPTY.get_or_init(AssetHistory::default))
+    }
+
+    /// End of observation of `asset_idx`, no later than `censor_ms`.
+    pub fn end(&self, asset_idx: u32, censor_ms: i64) -> i64 {
+        self.end_ms[asset_idx as usize].min(censor_ms)
+    }
+
+    /// Telemetry assets the Work Order history does not name at all.
+    pub fn assets_without_history(&self) -> Vec<String> {
+        self.assets
+            .iter()
+            .filter(|a| !self.history.assets.contains_key(*a))
+            .cloned()
+            .collect()
     }
 }
 
@@ -165,27 +242,30 @@ pub fn feature_rows(
 }
 
 /// Labels of one classifier for the given rows: `(target, weight)`, weight 0
-/// for excluded rows. `mode` `None` = any failure.
+/// for excluded rows and [`FALSE_ALARM_WEIGHT`] for negatives in the horizon
+/// before a false alarm. `mode` `None` = any failure; labels use nothing
+/// after `censor_ms` nor after each asset's end of observation.
 pub fn classifier_labels(
     rows: &FeatureRows,
     rows_idx: &[usize],
-    assets: &[String],
-    history: &FleetHistory,
+    obs: &Observation<'_>,
     mode: Option<&str>,
     horizon_days: f64,
     censor_ms: i64,
 ) -> (Vec<f64>, Vec<f64>) {
     let horizon_ms = (horizon_days * DAY_MS as f64) as i64;
-    let empty = Default::default();
     rows_idx
         .iter()
         .map(|&i| {
-            let hist = history
-                .assets
-                .get(&assets[rows.asset_idx[i] as usize])
-                .unwrap_or(&empty);
-            match failure_within(hist, rows.ts_ms[i], horizon_ms, mode, censor_ms) {
+            let asset = rows.asset_idx[i];
+            let hist = obs.asset(asset);
+            let t = rows.ts_ms[i];
+            let end = obs.end(asset, censor_ms);
+            match failure_within(hist, t, horizon_ms, mode, end) {
                 Label::Positive => (1.0, 1.0),
+                Label::Negative if before_false_alarm(hist, t, horizon_ms, mode, end) => {
+                    (0.0, FALSE_ALARM_WEIGHT)
+                }
                 Label::Negative => (0.0, 1.0),
                 Label::Excluded => (0.0, 0.0),
             }
@@ -193,24 +273,25 @@ pub fn classifier_labels(
         .unzip()
 }
 
-/// RUL targets (days, capped) for the given rows; `None` when censored.
+/// RUL targets (days, capped) for the given rows; `None` when the capped
+/// window is not complete by `censor_ms` and the asset's end of observation.
 pub fn rul_targets(
     rows: &FeatureRows,
     rows_idx: &[usize],
-    assets: &[String],
-    history: &FleetHistory,
+    obs: &Observation<'_>,
     cap_days: f64,
     censor_ms: i64,
 ) -> Vec<Option<f64>> {
-    let empty = Default::default();
     rows_idx
         .iter()
         .map(|&i| {
-            let hist = history
-                .assets
-                .get(&assets[rows.asset_idx[i] as usize])
-                .unwrap_or(&empty);
-            rul_days(hist, rows.ts_ms[i], cap_days, censor_ms)
+            let asset = rows.asset_idx[i];
+            rul_days(
+                obs.asset(asset),
+                rows.ts_ms[i],
+                cap_days,
+                obs.end(asset, censor_ms),
+            )
         })
         .collect()
 }

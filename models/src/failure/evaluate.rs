@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::dataset::{classifier_labels, rul_targets, FeatureRows};
-use super::labels::{EventKind, FleetHistory, DAY_MS};
+use super::dataset::{classifier_labels, rul_targets, FeatureRows, Observation};
+use super::labels::{EventKind, DAY_MS};
 use super::model::{FailureModel, ANY_MODE};
 use crate::metrics::{
     average_precision, brier, calibration_bins, pr_curve, rmse, CalibrationBin, PrPoint,
@@ -79,13 +79,12 @@ fn thin<T: Clone>(items: &[T], max: usize) -> Vec<T> {
 }
 
 /// Evaluates `model` on the rows `rows_idx` of `rows` with labels censored at
-/// `censor_ms`.
+/// `censor_ms` and at each asset's end of observation.
 pub fn evaluate(
     model: &FailureModel,
     rows: &FeatureRows,
     rows_idx: &[usize],
-    assets: &[String],
-    history: &FleetHistory,
+    obs: &Observation<'_>,
     censor_ms: i64,
 ) -> EvalReport {
     let preds: Vec<_> = rows_idx
@@ -108,15 +107,7 @@ pub fn evaluate(
     let mut classifiers = Vec::new();
     for (k, c) in model.classifiers.iter().enumerate() {
         let mode = (c.mode != ANY_MODE).then_some(c.mode.as_str());
-        let (y, w) = classifier_labels(
-            rows,
-            rows_idx,
-            assets,
-            history,
-            mode,
-            c.horizon_days,
-            censor_ms,
-        );
+        let (y, w) = classifier_labels(rows, rows_idx, obs, mode, c.horizon_days, censor_ms);
         let mut probs = Vec::new();
         let mut labels = Vec::new();
         for (j, p) in preds.iter().enumerate() {
@@ -154,29 +145,25 @@ pub fn evaluate(
         let mut n_failures = 0;
         let mut false_episodes = 0usize;
         for (&asset, _) in spans.iter() {
-            let name = &assets[asset as usize];
+            let end = obs.end(asset, censor_ms);
             let times: Vec<(i64, bool)> = rows_idx
                 .iter()
                 .zip(&preds)
                 .filter(|(&i, _)| rows.asset_idx[i] == asset)
                 .map(|(&i, p)| (rows.ts_ms[i], p.alarms[k]))
                 .collect();
-            let failures: Vec<i64> = history
-                .assets
-                .get(name)
-                .map(|h| {
-                    h.failures
-                        .iter()
-                        .filter(|f| match (&f.kind, mode) {
-                            (_, None) => true,
-                            (EventKind::Failure(Some(m)), Some(want)) => m == want,
-                            _ => false,
-                        })
-                        .map(|f| f.start_ms)
-                        .filter(|&t| t < censor_ms)
-                        .collect()
+            let failures: Vec<i64> = obs
+                .asset(asset)
+                .failures
+                .iter()
+                .filter(|f| match (&f.kind, mode) {
+                    (_, None) => true,
+                    (EventKind::Failure(Some(m)), Some(want)) => m == want,
+                    _ => false,
                 })
-                .unwrap_or_default();
+                .map(|f| f.start_ms)
+                .filter(|&t| t <= end)
+                .collect();
             let (Some(first), Some(last)) = (times.first(), times.last()) else {
                 continue;
             };
@@ -196,7 +183,7 @@ pub fn evaluate(
             for &(t, alarm) in &times {
                 if alarm && !prev {
                     let followed = failures.iter().any(|&f| f > t && f <= t + horizon_ms);
-                    let unobserved = t + horizon_ms >= censor_ms;
+                    let unobserved = t + horizon_ms > end;
                     if !followed && !unobserved {
                         false_episodes += 1;
                     }
@@ -224,14 +211,7 @@ pub fn evaluate(
             calibration: calibration_bins(&probs, &labels, 10),
         });
     }
-    let targets = rul_targets(
-        rows,
-        rows_idx,
-        assets,
-        history,
-        model.rul_cap_days,
-        censor_ms,
-    );
+    let targets = rul_targets(rows, rows_idx, obs, model.rul_cap_days, censor_ms);
     let pairs: Vec<(f64, f64)> = targets
         .iter()
         .zip(&preds)

@@ -18,7 +18,40 @@
 //! `StartDate`; planned work (preventive, inspections) at its `StartDate`
 //! (falling back to `CreatedDate`), since it is often created weeks ahead. Corrective Work Orders of one asset whose windows overlap (or
 //! start within [`MERGE_GAP_MS`] of the previous one's end) are one failure:
-//! a second dispatch for the same breakdown must not count twice.
+//! a second dispatch for the same breakdown must not count twice. When the
+//! first of them had no failure code and a later one has, the failure takes
+//! that code, and [`Event::mode_known_ms`] records when it became known (the
+//! later Work Order's start) so that features never use it earlier.
+//!
+//! # End of observation
+//! Each asset has its own end of observation (see `dataset::Observation`):
+//! the earliest of its decommission date (Asset `UsageEndDate`; a `Status`
+//! of `Obsolete` without a date adds nothing, the asset's last reading
+//! already bounds it), its last telemetry reading, and the optional global
+//! "exported until" date of the Work Order export (`--observed-until`). A
+//! failure after that end is not known to have happened or not.
+//!
+//! # Label rules
+//! - **Failure within H** at row time `t`: labelled only when the whole
+//!   window `(t, t + H]` lies at or before the end of observation
+//!   (`t + H <= end`); otherwise [`Label::Excluded`] *whatever the outcome*.
+//!   Keeping incomplete windows only when a failure falls in them (as this
+//!   module once did) selects rows near the censor by their outcome and
+//!   inflates the failure rate there.
+//! - **RUL** (days to the next failure, capped at `cap`): the target is the
+//!   capped value `min(RUL, cap)`, which is observed exactly when the window
+//!   `(t, t + cap]` is complete, so a row is kept only when `t + cap <= end`;
+//!   then its target is the time to the next failure in that window, or
+//!   `cap` when there is none. Rows closer to the end than `cap` are dropped
+//!   whether or not a failure was seen: keeping those with an observed
+//!   failure would keep only short lives (a row near the censor can only
+//!   show a failure if it is soon), biasing RUL down.
+//! - A failure without a code inside a window makes a per-mode label
+//!   [`Label::Excluded`] (it may have been that mode) but is a failure for the
+//!   "any mode" label.
+//! - Feedback false alarms (`feedback` module) never change a label: a
+//!   negative row in the `H` before a false alarm of its mode is a *hard*
+//!   negative and weighs [`FALSE_ALARM_WEIGHT`] in fitting.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +75,10 @@ pub enum EventKind {
     Other,
 }
 
+/// Weight of a negative row in the horizon before a dispatcher's false
+/// alarm (a hard negative: the model alarmed there and no fault was found).
+pub const FALSE_ALARM_WEIGHT: f64 = 3.0;
+
 /// One maintenance event of an asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -51,6 +88,39 @@ pub struct Event {
     pub end_ms: i64,
     /// What it was.
     pub kind: EventKind,
+    /// When the failure code of `kind` became known (epoch ms, ≥ start): the
+    /// start of the Work Order that carried it. Features at `t` use the code
+    /// only when this is before `t`.
+    pub mode_known_ms: i64,
+}
+
+impl Event {
+    /// An event whose code (if any) is known from its start.
+    pub fn new(start_ms: i64, end_ms: i64, kind: EventKind) -> Self {
+        Self {
+            start_ms,
+            end_ms: end_ms.max(start_ms),
+            kind,
+            mode_known_ms: start_ms,
+        }
+    }
+
+    /// The failure mode as known at `t_ms` (`None` before its code was).
+    pub fn mode_at(&self, t_ms: i64) -> Option<&str> {
+        match &self.kind {
+            EventKind::Failure(Some(m)) if self.mode_known_ms < t_ms => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// A dispatcher's "not a problem" on an alarm (feedback export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FalseAlarm {
+    /// When the Case was closed as not a problem (epoch ms).
+    pub at_ms: i64,
+    /// Failure mode of the alarm; `None` = any.
+    pub mode: Option<String>,
 }
 
 /// Everything known about one asset's maintenance.
@@ -64,6 +134,10 @@ pub struct AssetHistory {
     pub failures: Vec<Event>,
     /// Preventive visits, in time order.
     pub preventive: Vec<Event>,
+    /// Decommission date (Asset `UsageEndDate`), epoch ms.
+    pub decommissioned_ms: Option<i64>,
+    /// Dispatcher false alarms (feedback), in time order.
+    pub false_alarms: Vec<FalseAlarm>,
 }
 
 /// Maintenance history of a fleet, keyed by Asset Name (the telemetry key).
@@ -79,6 +153,9 @@ pub struct FleetHistory {
     pub n_merged: usize,
     /// Failures without a failure code.
     pub n_unknown_mode: usize,
+    /// Rows of the source rejected, by reason (CMMS CSV: `bad_date`,
+    /// `unknown_type`, `missing_asset`, `field_count`).
+    pub rejected: BTreeMap<String, usize>,
 }
 
 /// Why the history could not be read.
@@ -368,6 +445,7 @@ impl FleetHistory {
                 AssetHistory {
                     product,
                     install_ms: text(asset, "InstallDate").and_then(parse_sf_datetime),
+                    decommissioned_ms: text(asset, "UsageEndDate").and_then(parse_sf_datetime),
                     ..AssetHistory::default()
                 },
             );
@@ -399,14 +477,20 @@ impl FleetHistory {
             };
             let end_ms = text(wo, "EndDate")
                 .and_then(parse_sf_datetime)
-                .unwrap_or(start_ms)
-                .max(start_ms);
-            raw.entry(asset.to_string()).or_default().push(Event {
-                start_ms,
-                end_ms,
-                kind,
-            });
+                .unwrap_or(start_ms);
+            raw.entry(asset.to_string())
+                .or_default()
+                .push(Event::new(start_ms, end_ms, kind));
         }
+        out.add_events(raw);
+        Ok(out)
+    }
+
+    /// Adds raw events per asset (any order): failures merged within
+    /// [`MERGE_GAP_MS`], preventive visits kept, other work dropped; then
+    /// recounts failures without a code.
+    pub(crate) fn add_events(&mut self, raw: BTreeMap<String, Vec<Event>>) {
+        let out = self;
         for (asset, mut events) in raw {
             events.sort_by_key(|e| (e.start_ms, e.end_ms));
             let hist = out.assets.entry(asset).or_default();
@@ -417,7 +501,10 @@ impl FleetHistory {
                             if event.start_ms <= last.end_ms + MERGE_GAP_MS {
                                 last.end_ms = last.end_ms.max(event.end_ms);
                                 if last.kind == EventKind::Failure(None) && mode.is_some() {
+                                    // The code is known only from this later
+                                    // Work Order on (no look-ahead in features).
                                     last.kind = event.kind.clone();
+                                    last.mode_known_ms = event.mode_known_ms;
                                 }
                                 out.n_merged += 1;
                                 continue;
@@ -436,7 +523,6 @@ impl FleetHistory {
             .flat_map(|a| &a.failures)
             .filter(|f| f.kind == EventKind::Failure(None))
             .count();
-        Ok(out)
     }
 
     /// Sorted distinct known failure modes.
@@ -481,18 +567,22 @@ pub enum Label {
 }
 
 /// Label "failure of `mode` (any mode when `None`) within `horizon_ms`
-/// after `t_ms`", using only failures strictly before `censor_ms`.
+/// after `t_ms`" for an asset observed until `end_ms` (module docs: a window
+/// that runs past `end_ms` is excluded whatever happened in it).
 pub fn failure_within(
     hist: &AssetHistory,
     t_ms: i64,
     horizon_ms: i64,
     mode: Option<&str>,
-    censor_ms: i64,
+    end_ms: i64,
 ) -> Label {
     let window_end = t_ms + horizon_ms;
+    if window_end > end_ms {
+        return Label::Excluded;
+    }
     let mut ambiguous = false;
     for f in &hist.failures {
-        if f.start_ms <= t_ms || f.start_ms >= censor_ms {
+        if f.start_ms <= t_ms {
             continue;
         }
         if f.start_ms > window_end {
@@ -505,7 +595,7 @@ pub fn failure_within(
             _ => {}
         }
     }
-    if ambiguous || window_end >= censor_ms {
+    if ambiguous {
         Label::Excluded
     } else {
         Label::Negative
@@ -513,18 +603,41 @@ pub fn failure_within(
 }
 
 /// Remaining useful life in days to the next failure (any mode), capped at
-/// `cap_days`; `None` when censored (no failure seen before `censor_ms` and
-/// less than `cap_days` observed).
-pub fn rul_days(hist: &AssetHistory, t_ms: i64, cap_days: f64, censor_ms: i64) -> Option<f64> {
-    let next = hist
-        .failures
-        .iter()
-        .find(|f| f.start_ms > t_ms && f.start_ms < censor_ms);
-    match next {
-        Some(f) => Some(((f.start_ms - t_ms) as f64 / DAY_MS as f64).min(cap_days)),
-        None if (censor_ms - t_ms) as f64 >= cap_days * DAY_MS as f64 => Some(cap_days),
-        None => None,
+/// `cap_days`, for an asset observed until `end_ms`; `None` when the window
+/// `(t, t + cap]` is not complete (module docs).
+pub fn rul_days(hist: &AssetHistory, t_ms: i64, cap_days: f64, end_ms: i64) -> Option<f64> {
+    let cap_ms = (cap_days * DAY_MS as f64) as i64;
+    if t_ms + cap_ms > end_ms {
+        return None;
     }
+    let next = hist.failures.iter().find(|f| f.start_ms > t_ms);
+    Some(match next {
+        Some(f) if f.start_ms <= t_ms + cap_ms => {
+            ((f.start_ms - t_ms) as f64 / DAY_MS as f64).min(cap_days)
+        }
+        _ => cap_days,
+    })
+}
+
+/// Whether a row at `t_ms` for `mode` (`None` = any) with this horizon lies
+/// in the horizon before a false alarm seen by `end_ms`: `at - H <= t <= at`.
+pub fn before_false_alarm(
+    hist: &AssetHistory,
+    t_ms: i64,
+    horizon_ms: i64,
+    mode: Option<&str>,
+    end_ms: i64,
+) -> bool {
+    hist.false_alarms
+        .iter()
+        .filter(|fa| fa.at_ms <= end_ms)
+        .any(|fa| {
+            let mode_matches = match (mode, fa.mode.as_deref()) {
+                (None, _) | (_, None) => true,
+                (Some(want), Some(m)) => want == m,
+            };
+            mode_matches && t_ms <= fa.at_ms && t_ms >= fa.at_ms - horizon_ms
+        })
 }
 
 #[cfg(test)]
@@ -788,11 +901,16 @@ mod tests {
         let fail = parse_sf_datetime("2026-03-01").expect("date");
         let t = fail - 10 * DAY_MS;
         assert_eq!(
-            failure_within(a, t, 14 * DAY_MS, Some("bearing"), fail + DAY_MS),
+            failure_within(a, t, 14 * DAY_MS, Some("bearing"), fail + 4 * DAY_MS),
             Label::Positive
         );
-        // Censored before the failure: the horizon is not observed → excluded,
-        // never "healthy".
+        // The window runs one day past the end of observation: excluded even
+        // though the failure is inside it (keeping it only because it is
+        // positive is the censoring bias).
+        assert_eq!(
+            failure_within(a, t, 14 * DAY_MS, Some("bearing"), fail + 3 * DAY_MS),
+            Label::Excluded
+        );
         assert_eq!(
             failure_within(a, t, 14 * DAY_MS, Some("bearing"), fail - DAY_MS),
             Label::Excluded
@@ -801,11 +919,88 @@ mod tests {
             failure_within(a, t, 7 * DAY_MS, Some("bearing"), fail + DAY_MS),
             Label::Negative
         );
-        assert_eq!(rul_days(a, t, 30.0, fail + DAY_MS), Some(10.0));
+        // RUL: kept only when (t, t + cap] is observed; then the capped value.
+        assert_eq!(rul_days(a, t, 30.0, fail + 20 * DAY_MS), Some(10.0));
+        assert_eq!(
+            rul_days(a, t, 30.0, fail + 19 * DAY_MS),
+            None,
+            "short life near the end"
+        );
         assert_eq!(rul_days(a, t, 30.0, fail - DAY_MS), None);
         assert_eq!(
             rul_days(a, t - 60 * DAY_MS, 30.0, fail - DAY_MS),
             Some(30.0)
         );
+    }
+
+    /// Rows are kept or dropped by the end of observation alone, never by
+    /// their outcome: near the end, positives and negatives go alike.
+    #[test]
+    fn whether_a_row_is_labelled_does_not_depend_on_its_outcome() {
+        let text = fixture(vec![wo(
+            "08q1",
+            "[BRG] x",
+            "2026-03-01T00:00:00.000+0000",
+            "2026-03-02T00:00:00.000+0000",
+            "Completed",
+        )]);
+        let failed = FleetHistory::from_json(&text).expect("history");
+        let healthy = FleetHistory::from_json(&fixture(vec![])).expect("history");
+        let end = parse_sf_datetime("2026-03-10").expect("date");
+        for day in 0..60 {
+            let t = end - day * DAY_MS;
+            for horizon in [7, 14, 30] {
+                let h = horizon * DAY_MS;
+                let a = failure_within(&failed.assets["pump-0001"], t, h, None, end);
+                let b = failure_within(&healthy.assets["pump-0001"], t, h, None, end);
+                assert_eq!(
+                    a == Label::Excluded,
+                    b == Label::Excluded,
+                    "t = end - {day}d, H = {horizon}d"
+                );
+            }
+            let a = rul_days(&failed.assets["pump-0001"], t, 30.0, end);
+            let b = rul_days(&healthy.assets["pump-0001"], t, 30.0, end);
+            assert_eq!(a.is_some(), b.is_some(), "RUL at end - {day}d");
+        }
+    }
+
+    #[test]
+    fn the_usage_end_date_of_an_asset_is_its_decommission_date() {
+        let mut root: Value = serde_json::from_str(&fixture(vec![])).expect("json");
+        root["records"]["Asset"][0]["UsageEndDate"] = json!("2026-05-01");
+        root["records"]["Asset"][0]["Status"] = json!("Obsolete");
+        let h = FleetHistory::from_value(&root).expect("history");
+        assert_eq!(
+            h.assets["pump-0001"].decommissioned_ms,
+            parse_sf_datetime("2026-05-01")
+        );
+    }
+
+    #[test]
+    fn a_code_from_a_merged_later_work_order_is_known_only_from_its_start() {
+        let text = fixture(vec![
+            wo(
+                "08q2",
+                "Breakdown",
+                "2026-02-01T10:00:00Z",
+                "2026-02-01T20:00:00Z",
+                "Completed",
+            ),
+            wo(
+                "08q2",
+                "[BRG] parts",
+                "2026-02-02T08:00:00Z",
+                "2026-02-02T12:00:00Z",
+                "Completed",
+            ),
+        ]);
+        let h = FleetHistory::from_json(&text).expect("history");
+        let f = &h.assets["pump-0001"].failures[0];
+        let coded = parse_sf_datetime("2026-02-02T08:00:00Z").expect("date");
+        assert_eq!(f.kind, EventKind::Failure(Some("bearing".into())));
+        assert_eq!(f.mode_known_ms, coded);
+        assert_eq!(f.mode_at(coded), None);
+        assert_eq!(f.mode_at(coded + 1), Some("bearing"));
     }
 }

@@ -5,8 +5,12 @@
 //! - [`model`]: the artifact ([`FailureModel`]), its feature schema, loading
 //!   with schema validation, and the online [`FailureScorer`].
 //! - `dataset`, `train`, `evaluate`, `report` (feature `train`): feature rows
-//!   from telemetry, time-ordered asset-grouped splits, calibrated per-mode
-//!   classifiers, metrics and the HTML report.
+//!   from telemetry, each asset's end of observation, time-ordered
+//!   asset-grouped splits, calibrated per-mode classifiers, metrics and the
+//!   HTML report.
+//! - `cmms_csv`, `feedback` (feature `train`): Work Order history from
+//!   another CMMS's CSV export (columns mapped by a TOML file), and
+//!   dispatcher feedback (`fieldpulse feedback export`) as extra labels.
 //!
 //! Scoring ([`model`]) depends only on the booster's inference code,
 //! `fieldpulse-features` and serde: the cloud never compiles training.
@@ -15,9 +19,13 @@ pub mod labels;
 pub mod model;
 
 #[cfg(feature = "train")]
+pub mod cmms_csv;
+#[cfg(feature = "train")]
 pub mod dataset;
 #[cfg(feature = "train")]
 pub mod evaluate;
+#[cfg(feature = "train")]
+pub mod feedback;
 #[cfg(feature = "train")]
 pub mod report;
 #[cfg(feature = "train")]

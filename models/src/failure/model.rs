@@ -25,7 +25,7 @@ use fieldpulse_features::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::labels::{AssetHistory, EventKind, FleetHistory, DAY_MS};
+use super::labels::{AssetHistory, FleetHistory, DAY_MS};
 use crate::calibration::Isotonic;
 use crate::gbdt::Gbdt;
 
@@ -272,7 +272,11 @@ impl FeatureSchema {
             return;
         };
         let days = |ms: i64| (t_ms - ms) as f64 / DAY_MS as f64;
-        let past = |e: &&super::labels::Event| e.start_ms <= t_ms;
+        // No look-ahead: only events that started strictly before `t` count,
+        // an end time only once it has passed (a visit still running at `t`
+        // reads 0 days), and a failure's mode only once the Work Order that
+        // carried its code had started (`Event::mode_at`).
+        let past = |e: &&super::labels::Event| e.start_ms < t_ms;
         if let Some(pm) = hist.preventive.iter().rev().find(past) {
             out[0] = days(pm.end_ms.min(t_ms));
         }
@@ -282,7 +286,7 @@ impl FeatureSchema {
         out[2] = hist
             .failures
             .iter()
-            .filter(|f| f.start_ms <= t_ms && f.start_ms > t_ms - 90 * DAY_MS)
+            .filter(|f| f.start_ms < t_ms && f.start_ms > t_ms - 90 * DAY_MS)
             .count() as f64;
         if let Some(install) = hist.install_ms {
             out[3] = days(install);
@@ -298,7 +302,7 @@ impl FeatureSchema {
                 .iter()
                 .rev()
                 .filter(past)
-                .find(|f| matches!(&f.kind, EventKind::Failure(Some(m)) if m == mode));
+                .find(|f| f.mode_at(t_ms) == Some(mode.as_str()));
             if let Some(f) = last {
                 out[5 + k] = days(f.start_ms);
             }

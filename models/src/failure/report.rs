@@ -265,6 +265,30 @@ pub fn render(outcome: &TrainOutcome, card: &serde_json::Value) -> String {
         n_test = outcome.split.test_assets.len(),
         cal = esc(card["training_window"]["fit_until"].as_str().unwrap_or("")),
     );
+    let labels = &outcome.labels;
+    let _ = write!(
+        html,
+        "<p>Labels: {n_labelled} fit labels, {n_excluded} left out because their window ran past the asset's end of observation (or an uncoded failure made the mode unknown), {n_hard} hard negatives before dispatcher false alarms; {n_rul} fit RUL rows ({n_rul_out} left out).",
+        n_labelled = labels.n_fit_labels,
+        n_excluded = labels.n_fit_labels_excluded,
+        n_hard = labels.n_fit_hard_negatives,
+        n_rul = labels.n_fit_rul_rows,
+        n_rul_out = labels.n_fit_rul_excluded,
+    );
+    if !labels.assets_without_history.is_empty() {
+        let _ = write!(
+            html,
+            " {} telemetry assets have no Work Order history ({}): {}.",
+            labels.n_assets_without_history,
+            if labels.assets_without_history_excluded {
+                "left out"
+            } else {
+                "trained on as never failing"
+            },
+            esc(&labels.assets_without_history.join(", ")),
+        );
+    }
+    html.push_str("</p>");
     html.push_str("<h2>Test metrics</h2><table><tr><th>mode</th><th>horizon (d)</th><th>threshold</th><th>precision</th><th>recall</th><th>F1</th><th>AP</th><th>Brier</th><th>failures detected</th><th>median lead (d)</th><th>false alarms / asset-month</th></tr>");
     for c in &outcome.test.classifiers {
         let _ = write!(

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use fieldpulse_simulator::{product::PRODUCTS, telemetry, Fleet, FleetConfig};
 
-use super::dataset::{classifier_labels, feature_rows, rul_targets, Telemetry};
-use super::labels::FleetHistory;
+use super::dataset::{classifier_labels, feature_rows, rul_targets, Observation, Telemetry};
+use super::labels::{format_ms, FleetHistory};
 use super::model::{ArtifactError, FailureModel, FailureScorer, FeatureSchema};
 use super::train::{split_rows, train, TrainConfig};
 use crate::gbdt::GbdtParams;
@@ -191,45 +191,20 @@ fn no_label_or_feature_of_a_fit_row_changes_when_everything_after_the_cutoff_is_
             "features of fit row {i}"
         );
     }
+    // An asset's end of observation (its last reading) is a fact about its
+    // whole telemetry, not about the rows kept: both sides use the full one.
+    let obs = Observation::new(&telemetry, &history, None);
+    let mut obs_past = Observation::new(&truncated, &past, None);
+    obs_past.end_ms.clone_from(&obs.end_ms);
     for horizon in &cfg.horizons_days {
         for mode in [None, Some("bearing"), Some("fouling")] {
-            let full = classifier_labels(
-                &rows,
-                &fit,
-                &telemetry.assets,
-                &history,
-                mode,
-                *horizon,
-                cutoff,
-            );
-            let cut = classifier_labels(
-                &rows_past,
-                &fit,
-                &telemetry.assets,
-                &past,
-                mode,
-                *horizon,
-                cutoff,
-            );
+            let full = classifier_labels(&rows, &fit, &obs, mode, *horizon, cutoff);
+            let cut = classifier_labels(&rows_past, &fit, &obs_past, mode, *horizon, cutoff);
             assert_eq!(full, cut, "labels {mode:?}/{horizon}d");
         }
     }
-    let full = rul_targets(
-        &rows,
-        &fit,
-        &telemetry.assets,
-        &history,
-        cfg.rul_cap_days,
-        cutoff,
-    );
-    let cut = rul_targets(
-        &rows_past,
-        &fit,
-        &telemetry.assets,
-        &past,
-        cfg.rul_cap_days,
-        cutoff,
-    );
+    let full = rul_targets(&rows, &fit, &obs, cfg.rul_cap_days, cutoff);
+    let cut = rul_targets(&rows_past, &fit, &obs_past, cfg.rul_cap_days, cutoff);
     assert_eq!(full, cut);
 }
 
@@ -270,4 +245,229 @@ fn training_without_matching_asset_names_fails_with_a_clear_error() {
     let (telemetry, history) = load(&renamed, &fixture);
     let err = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("0 of 4 telemetry assets"), "{err}");
+}
+
+/// Fixture JSON of one asset with the given Work Orders `(work type, subject,
+/// created = start, end)`.
+fn one_asset_fixture(work_orders: &[(&str, &str, &str, &str)]) -> String {
+    let wos: Vec<serde_json::Value> = work_orders
+        .iter()
+        .map(|(wt, subject, start, end)| {
+            serde_json::json!({"AssetId": "02i1", "WorkType.Name": wt, "Subject": subject,
+                "Status": "Completed", "CreatedDate": start, "StartDate": start, "EndDate": end})
+        })
+        .collect();
+    serde_json::json!({"records": {
+        "Asset": [{"Id": "02i1", "Name": "pump-1", "InstallDate": "2025-01-01"}],
+        "WorkOrder": wos,
+    }})
+    .to_string()
+}
+
+/// No history feature at `t` may depend on a Work Order that starts at or
+/// after `t`: moving a later Work Order, changing its code, or adding a later
+/// Work Order that merges into an earlier failure and gives it its code must
+/// leave every earlier feature row bit-identical.
+#[test]
+fn history_features_never_read_a_later_work_order() {
+    let schema = FeatureSchema::new(
+        vec!["temp_c".into()],
+        vec![4.0],
+        0,
+        vec![],
+        vec!["bearing".into(), "fouling".into()],
+    )
+    .expect("schema");
+    let base: &[(&str, &str, &str, &str)] = &[
+        (
+            "Preventive Maintenance",
+            "PM",
+            "2026-01-10T08:00:00Z",
+            "2026-01-10T12:00:00Z",
+        ),
+        (
+            "Corrective",
+            "Breakdown",
+            "2026-02-01T10:00:00Z",
+            "2026-02-01T20:00:00Z",
+        ),
+        (
+            "Corrective",
+            "[FOUL] clogged",
+            "2026-03-01T10:00:00Z",
+            "2026-03-02T10:00:00Z",
+        ),
+    ];
+    // The later Work Orders all start on or after this.
+    let later = |t: &str| {
+        FleetHistory::from_json(&one_asset_fixture(
+            &[
+                base,
+                &[("Corrective", "[BRG] parts", t, "2026-04-03T00:00:00Z")],
+            ]
+            .concat(),
+        ))
+        .expect("history")
+    };
+    let variants: Vec<(i64, FleetHistory, FleetHistory)> = vec![
+        // A future failure moved a week later, and recoded.
+        (
+            parse("2026-04-01T00:00:00Z"),
+            later("2026-04-01T00:00:00Z"),
+            FleetHistory::from_json(&one_asset_fixture(
+                &[
+                    base,
+                    &[(
+                        "Corrective",
+                        "[FOUL] other",
+                        "2026-04-08T00:00:00Z",
+                        "2026-04-09T00:00:00Z",
+                    )],
+                ]
+                .concat(),
+            ))
+            .expect("history"),
+        ),
+        // A second dispatch 14 h after the uncoded breakdown brings the code
+        // (merged into it): before that dispatch the breakdown is uncoded.
+        (
+            parse("2026-02-02T00:00:00Z"),
+            FleetHistory::from_json(&one_asset_fixture(base)).expect("history"),
+            FleetHistory::from_json(&one_asset_fixture(
+                &[
+                    base,
+                    &[(
+                        "Corrective",
+                        "[BRG] parts",
+                        "2026-02-02T00:00:00Z",
+                        "2026-02-02T06:00:00Z",
+                    )],
+                ]
+                .concat(),
+            ))
+            .expect("history"),
+        ),
+    ];
+    let n = schema.history_columns.len();
+    let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+    for (cut, one, other) in &variants {
+        let mut t = parse("2026-01-01T00:00:00Z");
+        while t <= *cut {
+            schema.history_features(one.assets.get("pump-1"), t, &mut a);
+            schema.history_features(other.assets.get("pump-1"), t, &mut b);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "features at {}", format_ms(t));
+            t += 3_600_000;
+        }
+    }
+}
+
+fn parse(text: &str) -> i64 {
+    super::labels::parse_sf_datetime(text).expect("date")
+}
+
+#[test]
+fn telemetry_assets_without_work_order_history_are_reported_and_left_out() {
+    let (csv, fixture) = simulate(8, 150, 5);
+    let (telemetry, mut history) = load(&csv, &fixture);
+    let dropped = telemetry.assets[0].clone();
+    history.assets.remove(&dropped);
+    let outcome = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
+    assert_eq!(outcome.labels.assets_without_history, vec![dropped.clone()]);
+    assert!(outcome.labels.assets_without_history_excluded);
+    assert!(!outcome.split.test_assets.contains(&dropped));
+    let rows =
+        feature_rows(&telemetry, &outcome.model.schema, &history, outcome.stride).expect("rows");
+    let of_dropped = |idx: &[usize]| idx.iter().filter(|&&i| rows.asset_idx[i] == 0).count();
+    let split = &outcome.split;
+    assert_eq!(
+        of_dropped(&split.fit_rows) + of_dropped(&split.cal_rows) + of_dropped(&split.test_rows),
+        0
+    );
+
+    let cfg = TrainConfig {
+        include_assets_without_history: true,
+        ..fast_config()
+    };
+    let kept = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    assert_eq!(kept.labels.assets_without_history, vec![dropped]);
+    assert!(!kept.labels.assets_without_history_excluded);
+    let split = &kept.split;
+    assert!(
+        of_dropped(&split.fit_rows) + of_dropped(&split.cal_rows) + of_dropped(&split.test_rows)
+            > 0
+    );
+}
+
+#[test]
+fn each_asset_is_observed_until_its_decommission_last_reading_or_the_export() {
+    let day = super::labels::DAY_MS;
+    let telemetry = Telemetry {
+        sensors: vec!["temp_c".into()],
+        assets: vec!["a".into(), "b".into(), "c".into()],
+        asset_idx: vec![0, 1, 2, 0, 1, 2],
+        ts_ms: vec![0, 0, 0, 50 * day, 40 * day, 50 * day],
+        values: vec![1.0; 6],
+        rejected_rows: 0,
+    };
+    let mut history = FleetHistory::default();
+    for name in ["a", "b", "c"] {
+        history.assets.insert(name.into(), Default::default());
+    }
+    history.assets.get_mut("c").expect("c").decommissioned_ms = Some(30 * day);
+    let obs = Observation::new(&telemetry, &history, Some(45 * day));
+    assert_eq!(obs.end_ms, vec![45 * day, 40 * day, 30 * day]);
+    assert_eq!(
+        obs.end(0, 20 * day),
+        20 * day,
+        "a split censor is earlier still"
+    );
+    let obs = Observation::new(&telemetry, &history, None);
+    assert_eq!(obs.end_ms, vec![50 * day, 40 * day, 30 * day]);
+}
+
+/// A false alarm makes the negative rows in the horizon before it hard
+/// negatives; it never turns a positive or an excluded row.
+#[test]
+fn negatives_before_a_false_alarm_weigh_more_and_nothing_flips() {
+    let day = super::labels::DAY_MS;
+    let mut history = FleetHistory::from_json(&one_asset_fixture(&[(
+        "Corrective",
+        "[BRG] x",
+        "1970-03-02T00:00:00Z",
+        "1970-03-02T06:00:00Z",
+    )]))
+    .expect("history");
+    history
+        .assets
+        .get_mut("pump-1")
+        .expect("asset")
+        .false_alarms
+        .push(super::labels::FalseAlarm {
+            at_ms: 30 * day,
+            mode: Some("bearing".into()),
+        });
+    let telemetry = Telemetry {
+        sensors: vec!["temp_c".into()],
+        assets: vec!["pump-1".into()],
+        asset_idx: vec![0; 4],
+        ts_ms: vec![0, 25 * day, 35 * day, 100 * day],
+        values: vec![1.0; 4],
+        rejected_rows: 0,
+    };
+    let rows = super::dataset::FeatureRows {
+        n_features: 0,
+        x: vec![],
+        asset_idx: vec![0; 3],
+        ts_ms: vec![10 * day, 25 * day, 55 * day],
+    };
+    let obs = Observation::new(&telemetry, &history, None);
+    let (y, w) = classifier_labels(&rows, &[0, 1, 2], &obs, Some("bearing"), 7.0, i64::MAX);
+    assert_eq!(y, vec![0.0, 0.0, 1.0]);
+    assert_eq!(w, vec![1.0, super::labels::FALSE_ALARM_WEIGHT, 1.0]);
+    // Another mode's classifier is not concerned; the "any" one is.
+    let (_, w) = classifier_labels(&rows, &[1], &obs, Some("fouling"), 7.0, i64::MAX);
+    assert_eq!(w, vec![1.0]);
+    let (_, w) = classifier_labels(&rows, &[1], &obs, None, 7.0, i64::MAX);
+    assert_eq!(w, vec![super::labels::FALSE_ALARM_WEIGHT]);
 }

@@ -13,6 +13,16 @@
 //!   readings from `T_cal` on: assets the model never saw, at times after
 //!   every fit label.
 //!
+//! Labels of every part also stop at each asset's own end of observation
+//! ([`Observation`]; rules in the `labels` module docs).
+//!
+//! # Assets without Work Order history
+//! A telemetry asset that the Work Order history does not name at all (no
+//! Asset record, no Work Order) is reported in [`LabelSummary`] and, unless
+//! [`TrainConfig::include_assets_without_history`] is set, left out of every
+//! part: an asset missing from the export would otherwise count as one that
+//! never failed. An asset with an Asset record and no Work Orders is kept.
+//!
 //! Thresholds: on the calibration slice's precision/recall curve, the lowest
 //! threshold whose precision reaches `target_precision` (most recall at that
 //! precision); if no threshold reaches it, the one with the best F1.
@@ -22,7 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::json;
 
-use super::dataset::{classifier_labels, feature_rows, rul_targets, FeatureRows, Telemetry};
+use super::dataset::{
+    classifier_labels, feature_rows, rul_targets, FeatureRows, Observation, Telemetry,
+};
 use super::evaluate::{evaluate, EvalReport};
 use super::labels::FleetHistory;
 use super::model::{
@@ -53,6 +65,12 @@ pub struct TrainConfig {
     pub booster: GbdtParams,
     /// Seed for the asset split.
     pub seed: u64,
+    /// Global end of observation of the Work Order export (epoch ms), if
+    /// known: no label looks past it.
+    pub observed_until_ms: Option<i64>,
+    /// Train on telemetry assets the Work Order history does not name too
+    /// (as assets that never failed). Off by default (module docs).
+    pub include_assets_without_history: bool,
 }
 
 impl Default for TrainConfig {
@@ -75,6 +93,8 @@ impl Default for TrainConfig {
                 ..GbdtParams::default()
             },
             seed: 17,
+            observed_until_ms: None,
+            include_assets_without_history: false,
         }
     }
 }
@@ -147,7 +167,9 @@ pub fn split_rows(
     let t_test = t0 + (0.8 * span) as i64;
     let mut by_product: std::collections::BTreeMap<Option<String>, Vec<(u64, &String)>> =
         Default::default();
-    for a in assets {
+    let skipped =
+        |a: &String| !cfg.include_assets_without_history && !history.assets.contains_key(a);
+    for a in assets.iter().filter(|a| !skipped(a)) {
         let product = history.assets.get(a).and_then(|h| h.product.clone());
         by_product
             .entry(product)
@@ -167,6 +189,7 @@ pub fn split_rows(
     }
     test_assets.sort();
     let is_test: Vec<bool> = assets.iter().map(|a| test_assets.contains(a)).collect();
+    let is_skipped: Vec<bool> = assets.iter().map(skipped).collect();
     let mut split = Split {
         t0_ms: t0,
         t_cal_ms: t_cal,
@@ -179,6 +202,9 @@ pub fn split_rows(
     };
     for i in 0..rows.len() {
         let t = rows.ts_ms[i];
+        if is_skipped[rows.asset_idx[i] as usize] {
+            continue;
+        }
         if is_test[rows.asset_idx[i] as usize] {
             if t >= t_cal {
                 split.test_rows.push(i);
@@ -224,6 +250,34 @@ fn subset(rows: &FeatureRows, idx: &[usize]) -> Vec<f64> {
     x
 }
 
+/// Where the labels came from and what was left out (summary and model card).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LabelSummary {
+    /// How many telemetry assets the Work Order history does not name.
+    pub n_assets_without_history: usize,
+    /// Their names.
+    pub assets_without_history: Vec<String>,
+    /// Whether those assets were left out of training and evaluation.
+    pub assets_without_history_excluded: bool,
+    /// The global end of observation, if one was given (ISO 8601).
+    pub observed_until: Option<String>,
+    /// Telemetry assets whose end of observation is their decommission date.
+    pub n_assets_ended_by_decommission: usize,
+    /// Fit rows left unlabelled because a window ran past the end of
+    /// observation (or an uncoded failure made the mode ambiguous), summed
+    /// over classifiers.
+    pub n_fit_labels_excluded: usize,
+    /// Fit rows labelled, summed over classifiers.
+    pub n_fit_labels: usize,
+    /// Fit rows weighted as hard negatives (before a false alarm), summed
+    /// over classifiers.
+    pub n_fit_hard_negatives: usize,
+    /// Fit rows with a RUL target / without (window not complete).
+    pub n_fit_rul_rows: usize,
+    /// Fit rows dropped from RUL because the capped window is incomplete.
+    pub n_fit_rul_excluded: usize,
+}
+
 /// Everything a training run produced.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -239,6 +293,8 @@ pub struct TrainOutcome {
     pub n_rows: usize,
     /// Reading stride used for sampling.
     pub stride: usize,
+    /// Label sources and exclusions.
+    pub labels: LabelSummary,
 }
 
 /// Trains per-mode, per-horizon calibrated classifiers and a RUL regressor.
@@ -267,6 +323,36 @@ pub fn train(
     progress("features", 0, 1);
     let rows = feature_rows(telemetry, &schema, history, stride)?;
     progress("features", 1, 1);
+    let obs = Observation::new(telemetry, history, cfg.observed_until_ms);
+    let absent = obs.assets_without_history();
+    let mut labels = LabelSummary {
+        n_assets_without_history: absent.len(),
+        assets_without_history: absent,
+        assets_without_history_excluded: !cfg.include_assets_without_history,
+        observed_until: cfg.observed_until_ms.map(super::labels::format_ms),
+        n_assets_ended_by_decommission: telemetry
+            .assets
+            .iter()
+            .zip(&obs.end_ms)
+            .filter(|(a, end)| {
+                history
+                    .assets
+                    .get(*a)
+                    .and_then(|h| h.decommissioned_ms)
+                    .is_some_and(|d| d == **end)
+            })
+            .count(),
+        ..LabelSummary::default()
+    };
+    if labels.assets_without_history_excluded
+        && labels.assets_without_history.len() == telemetry.assets.len()
+    {
+        return Err(TrainError::Data(format!(
+            "0 of {} telemetry assets are named in the Work Order history (Asset.Name must \
+             match the asset column; --include-assets-without-history trains on them anyway)",
+            telemetry.assets.len()
+        )));
+    }
     let split = split_rows(&rows, &telemetry.assets, history, t0, t1, cfg);
     if split.fit_rows.is_empty() || split.cal_rows.is_empty() {
         return Err(TrainError::Data(format!(
@@ -290,12 +376,14 @@ pub fn train(
         let (y, w) = classifier_labels(
             &rows,
             &split.fit_rows,
-            &telemetry.assets,
-            history,
+            &obs,
             mode.as_deref(),
             *horizon,
             split.t_cal_ms,
         );
+        labels.n_fit_labels += w.iter().filter(|w| **w > 0.0).count();
+        labels.n_fit_labels_excluded += w.iter().filter(|w| **w == 0.0).count();
+        labels.n_fit_hard_negatives += w.iter().filter(|w| **w > 1.0).count();
         let n_pos = y
             .iter()
             .zip(&w)
@@ -313,8 +401,7 @@ pub fn train(
         let (yc, wc) = classifier_labels(
             &rows,
             &split.cal_rows,
-            &telemetry.assets,
-            history,
+            &obs,
             mode.as_deref(),
             *horizon,
             split.t_test_ms,
@@ -354,11 +441,12 @@ pub fn train(
     let rul_t = rul_targets(
         &rows,
         &split.fit_rows,
-        &telemetry.assets,
-        history,
+        &obs,
         cfg.rul_cap_days,
         split.t_cal_ms,
     );
+    labels.n_fit_rul_rows = rul_t.iter().filter(|t| t.is_some()).count();
+    labels.n_fit_rul_excluded = rul_t.len() - labels.n_fit_rul_rows;
     let (mut xr, mut yr) = (Vec::new(), Vec::new());
     for (j, t) in rul_t.iter().enumerate() {
         if let Some(t) = t {
@@ -389,22 +477,8 @@ pub fn train(
         rul,
         rul_cap_days: cfg.rul_cap_days,
     };
-    let test = evaluate(
-        &model,
-        &rows,
-        &split.test_rows,
-        &telemetry.assets,
-        history,
-        t1,
-    );
-    let calibration = evaluate(
-        &model,
-        &rows,
-        &split.cal_rows,
-        &telemetry.assets,
-        history,
-        split.t_test_ms,
-    );
+    let test = evaluate(&model, &rows, &split.test_rows, &obs, t1);
+    let calibration = evaluate(&model, &rows, &split.cal_rows, &obs, split.t_test_ms);
     Ok(TrainOutcome {
         model,
         n_rows: rows.len(),
@@ -412,6 +486,7 @@ pub fn train(
         test,
         calibration,
         stride,
+        labels,
     })
 }
 
@@ -473,6 +548,7 @@ pub fn model_card(
                 "test": outcome.split.test_rows.len(),
             },
         },
+        "labels": outcome.labels,
         "thresholds": m.classifiers.iter().map(|c| json!({
             "mode": c.mode, "horizon_days": c.horizon_days, "threshold": c.threshold,
             "rule": format!("lowest calibrated probability with precision >= {} on the calibration slice, else best F1", cfg.target_precision),
