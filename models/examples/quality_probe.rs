@@ -3,7 +3,8 @@
 //! plus a clean fleet for the false-alarm rate. `DIAG=1` instead lists each
 //! correlation-break asset: which sensor flipped and how the raw score moved;
 //! `CYCLE=1` lists the alarms on a clean daily cycle (2 sensors, 1-minute
-//! sampling, 3 days) at threshold 0.999. `RELEARN=n` sets `relearn_after`.
+//! sampling, 3 days) at threshold 0.999. `RELEARN=n` sets `relearn_after`, `MV_REFRESH=n`
+//! `mv_refresh`.
 //!
 //! ```text
 //! cargo run --release -p fieldpulse-models --example quality_probe -- [assets] [readings] [seed]
@@ -26,10 +27,16 @@ fn main() {
         diag(seed);
         return;
     }
-    // Tuning knobs: RELEARN=n sets relearn_after (0 = off).
+    // Tuning knobs: RELEARN=n sets relearn_after (0 = off), MV_REFRESH=n mv_refresh.
     let mut params = DetectorParams::default();
     if let Some(n) = std::env::var("RELEARN").ok().and_then(|v| v.parse().ok()) {
         params = params.relearn_after(n);
+    }
+    if let Some(n) = std::env::var("MV_REFRESH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        params = params.mv_refresh(n);
     }
     let params = params.check().expect("defaults");
     let base = SynthParams {

@@ -343,10 +343,7 @@ mod tests {
                     );
                 }
                 // A stuck value is seen on every shape, within 480 rows.
-                assert!(
-                    detected("stuck_at").is_some(),
-                    "seed {seed} {shape}: {r:?}"
-                );
+                assert!(detected("stuck_at").is_some(), "seed {seed} {shape}: {r:?}");
             }
         }
     }

@@ -23,7 +23,9 @@ pub(crate) fn refresh_precision(
 ) -> bool {
     if n <= SMALL {
         let (mut l, mut inv) = ([0.0; SMALL * SMALL], [0.0; SMALL * SMALL]);
-        refresh_into(cov, precision, n, SMALL, stride, shrinkage, &mut l, &mut inv)
+        refresh_into(
+            cov, precision, n, SMALL, stride, shrinkage, &mut l, &mut inv,
+        )
     } else {
         let (l, inv) = work.split_at_mut(n * n);
         refresh_into(cov, precision, n, n, stride, shrinkage, l, inv)

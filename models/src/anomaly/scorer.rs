@@ -445,9 +445,7 @@ impl FleetScorer {
                 top[i] = t.map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
             }
             for k in 0..SCORE_BLOCK {
-                nz[k] = neg_z(
-                    raw[k], m1[k], m2[k], warm[k], min_beta, widen[k], stuck[k],
-                );
+                nz[k] = neg_z(raw[k], m1[k], m2[k], warm[k], min_beta, widen[k], stuck[k]);
             }
             gumbel_scores(&nz[..end - start], &mut scores[start..end]);
             start = end;
@@ -589,11 +587,7 @@ impl FleetScorer {
         let (cpos, rest) = lanes.split_at_mut(np);
         let (cneg, rest) = rest.split_at_mut(np);
         let (runs, rmaxs) = rest.split_at_mut(np);
-        let (nvalid, mean_t, med) = (
-            &sc.n_valid[..np],
-            &sc.level[..np],
-            &sc.median[..np],
-        );
+        let (nvalid, mean_t, med) = (&sc.n_valid[..np], &sc.level[..np], &sc.median[..np]);
         let (s_valid, s_rz, s_uz, s_inv, s_rep) = (
             &sc.valid[..np],
             &sc.resid_z[..np],
@@ -637,8 +631,10 @@ impl FleetScorer {
                     // run of `run + 1` readings (the longest recent one
                     // decays), a repeat extends it, a missing value leaves
                     // both as they are.
+                    // (A sensor's first value starts a run, completing none.)
                     let changed = valid[l] - rep[l];
-                    rmax[l] = fmax(rmax[l] * stuck_decay, changed * (run[l] + 1.0));
+                    let completes = if nv[l] > 1.0 { changed } else { 0.0 };
+                    rmax[l] = fmax(rmax[l] * stuck_decay, completes * (run[l] + 1.0));
                     run[l] = if changed > 0.0 { 0.0 } else { run[l] + rep[l] };
                 }
                 // Stuck: the run against the longest recent one; 0 until a
@@ -892,7 +888,8 @@ impl FleetScorer {
     fn reanchor(&mut self, asset: usize) {
         self.features.reanchor(asset);
         let np = self.np;
-        let det = &mut self.det.as_mut_slice()[asset * self.det_stride..(asset + 1) * self.det_stride];
+        let det =
+            &mut self.det.as_mut_slice()[asset * self.det_stride..(asset + 1) * self.det_stride];
         det[D_ALARM_RUN] = 0.0;
         let lanes = &mut det[D_HDR..];
         lanes[..2 * np].fill(0.0);
@@ -929,15 +926,7 @@ struct Moments {
 /// or the stuck-run score `stuck_nz` when that is lower (more surprising), or
 /// `+inf` (score 0) in warm-up. Branch-free so a batch of rows vectorises.
 #[inline(always)]
-fn neg_z(
-    raw: f64,
-    m1: f64,
-    m2: f64,
-    warm: f64,
-    min_beta: f64,
-    widen: f64,
-    stuck_nz: f64,
-) -> f32 {
+fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64, widen: f64, stuck_nz: f64) -> f32 {
     let sd = fmax(m2 - m1 * m1, 0.0).sqrt();
     let beta = fmax(sd * SQRT6_OVER_PI, min_beta) * widen;
     let mu = m1 - EULER_GAMMA * beta;

@@ -366,7 +366,10 @@ fn a_stuck_sensor_alarms_and_a_constant_channel_or_a_learned_off_period_does_not
         first.is_some_and(|i| i - 3_000 <= 25),
         "stuck sensor first alarm at {first:?}"
     );
-    assert!(!alarms[..3_000].iter().any(|a| *a), "alarm before the fault");
+    assert!(
+        !alarms[..3_000].iter().any(|a| *a),
+        "alarm before the fault"
+    );
     // A channel that never changed is not stuck.
     let (alarms, _) = alarms_of(&[4.0; 3_000], DetectorParams::default());
     assert!(!alarms.iter().any(|a| *a), "a constant channel alarmed");
