@@ -105,7 +105,7 @@ impl Default for DetectorValidParams {
             calib_half_life: 512.0,
             calib_winsor: 1.0,
             calib_min_beta: 0.05,
-            calib_rate_step: 0.1,
+            calib_rate_step: 0.25,
             threshold: 0.9999,
         }
     }
@@ -201,14 +201,17 @@ impl DetectorValidParams {
 ///   the calibration that anomalies are normal; `calib_min_beta` 0.05 bounds
 ///   the Gumbel scale from below, so on a near-constant asset an alarm at
 ///   0.9999 still needs the raw score ~0.5 nominal units above its typical level.
-/// - `calib_rate_step` 0.1: alarm-rate feedback. Each alarm onset (an
-///   alarming row after a quiet one) widens the asset's Gumbel scale by 10 %,
-///   every other row narrows it by `0.1 × (1 - threshold) / threshold`, so
+/// - `calib_rate_step` 0.25: alarm-rate feedback. Each alarm onset (an
+///   alarming row after a quiet one) widens the asset's Gumbel scale by 25 %,
+///   every other row narrows it by `0.25 × (1 - threshold) / threshold`, so
 ///   the width settles where onsets come at the nominal rate, within
 ///   `[1, 16]` times the fitted scale. It corrects, over thousands of rows, a
 ///   tail heavier than the two-moment fit (heavy-tailed noise, bursty
 ///   counters) without learning any single anomaly: a long one counts once.
-///   0 turns it off.
+///   Measured against 0.1 (session 7): clean-fleet false alarms 0.78 -> 0.32
+///   per 1,000 (`bench scoring`), the peers' fleet 0.35 -> 0.19, the shape
+///   corpus's heavy-tailed and bursty shapes 0.66-0.85 -> 0.37-0.58, for
+///   one correlation break fewer in 20 on two of four fleets. 0 turns it off.
 /// - `threshold` 0.9999: `is_anomaly` when the reading is above the 99.99 %
 ///   point of the asset's recent score distribution as the Gumbel fit sees
 ///   it (and every detector statistic feeds that distribution, so it is one
