@@ -15,8 +15,10 @@
 //! Scoring ([`model`]) depends only on the booster's inference code,
 //! `fieldpulse-features` and serde: the cloud never compiles training.
 
+pub mod cadence;
 pub mod labels;
 pub mod model;
+pub mod state_file;
 
 #[cfg(feature = "train")]
 pub mod cmms_csv;
