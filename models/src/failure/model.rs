@@ -403,7 +403,11 @@ impl FailureModel {
     /// features' own per-sensor warm-up.
     pub fn warmup_rows(&self) -> u64 {
         let longest = self.schema.half_lives.iter().copied().fold(0.0, f64::max);
-        let feature_warmup = u64::from(FeatureParams::default().check().map_or(32, |p| p.warmup_readings()));
+        let feature_warmup = u64::from(
+            FeatureParams::default()
+                .check()
+                .map_or(32, |p| p.warmup_readings()),
+        );
         ((2.0 * longest).ceil() as u64).max(feature_warmup)
     }
 
@@ -524,12 +528,13 @@ impl FailureScorer {
     }
 
     /// Whether the asset of the last scored (or observed) reading was still
-    /// warming up: its state had learned fewer than
-    /// [`FailureModel::warmup_rows`] rows. (A sensor that never reports does
-    /// not hold the asset in warm-up.) Restored states keep their row counts,
-    /// so an asset continued from a snapshot is not warming up again.
+    /// warming up: it was among the asset's first
+    /// [`FailureModel::warmup_rows`] learned rows. (A sensor that never
+    /// reports does not hold the asset in warm-up.) Restored states keep their
+    /// row counts, so an asset continued from a snapshot is not warming up
+    /// again.
     pub fn last_warming_up(&self) -> bool {
-        self.scratch.n_rows < self.model.warmup_rows() as f64
+        self.scratch.n_rows <= self.model.warmup_rows() as f64
     }
 
     /// The model this scorer uses.

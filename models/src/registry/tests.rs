@@ -54,7 +54,10 @@ fn actor(by: &str) -> Actor {
 fn add_promote_rollback_and_list() {
     let tmp = tempfile::tempdir().expect("tmp");
     let reg = Registry::new(tmp.path().join("reg"));
-    for (i, fp) in ["fnv1a64:01", "fnv1a64:02", "fnv1a64:03"].iter().enumerate() {
+    for (i, fp) in ["fnv1a64:01", "fnv1a64:02", "fnv1a64:03"]
+        .iter()
+        .enumerate()
+    {
         let a = tmp.path().join(format!("a{i}"));
         artifact(&a, &format!("fp-failure-{i}"), fp);
         let e = reg.add(&a, None, &actor("ana")).expect("add");
@@ -68,10 +71,14 @@ fn add_promote_rollback_and_list() {
     assert_eq!(idx.candidate.as_deref(), Some("v3"));
     assert_eq!(idx.champion, None);
     assert_eq!(idx.status("v1"), Status::Archived);
-    assert!(matches!(reg.rollback(&actor("ana")), Err(RegistryError::Rule(m)) if m.contains("no version was ever promoted")));
+    assert!(
+        matches!(reg.rollback(&actor("ana")), Err(RegistryError::Rule(m)) if m.contains("no version was ever promoted"))
+    );
 
     reg.promote("v1", &actor("ana")).expect("promote v1");
-    assert!(matches!(reg.rollback(&actor("ana")), Err(RegistryError::Rule(m)) if m.contains("first champion")));
+    assert!(
+        matches!(reg.rollback(&actor("ana")), Err(RegistryError::Rule(m)) if m.contains("first champion"))
+    );
     let p = reg
         .promote(
             "v3",
@@ -87,14 +94,21 @@ fn add_promote_rollback_and_list() {
     assert_eq!(idx.candidate, None, "a promoted candidate is no longer one");
     assert_eq!(idx.history[1].note.as_deref(), Some("retrained on Q3"));
     assert!(reg.promote("v3", &actor("bo")).is_err(), "already champion");
-    assert!(matches!(reg.promote("v9", &actor("bo")), Err(RegistryError::Rule(m)) if m.contains("v1, v2, v3")));
+    assert!(
+        matches!(reg.promote("v9", &actor("bo")), Err(RegistryError::Rule(m)) if m.contains("v1, v2, v3"))
+    );
 
     reg.promote("v2", &actor("bo")).expect("promote v2");
     let r = reg.rollback(&actor("bo")).expect("rollback");
     assert_eq!((r.version.as_str(), r.from.as_deref()), ("v3", Some("v2")));
-    let r = reg.rollback(&actor("bo")).expect("second rollback walks further back");
+    let r = reg
+        .rollback(&actor("bo"))
+        .expect("second rollback walks further back");
     assert_eq!((r.version.as_str(), r.from.as_deref()), ("v1", Some("v3")));
-    assert!(reg.rollback(&actor("bo")).is_err(), "v1 was the first champion");
+    assert!(
+        reg.rollback(&actor("bo")).is_err(),
+        "v1 was the first champion"
+    );
     assert_eq!(
         reg.champion_dir().expect("champion"),
         Some(reg.version_dir("v1"))
@@ -107,12 +121,21 @@ fn duplicates_and_bad_names_are_refused() {
     let reg = Registry::new(tmp.path().join("reg"));
     let a = tmp.path().join("a");
     artifact(&a, "fp-failure-a", "fnv1a64:aa");
-    reg.add(&a, Some("2026-12-01-aa"), &actor("ana")).expect("add");
-    let err = reg.add(&a, None, &actor("ana")).expect_err("same artifact twice");
-    assert!(err.to_string().contains("already registered as 2026-12-01-aa"), "{err}");
+    reg.add(&a, Some("2026-12-01-aa"), &actor("ana"))
+        .expect("add");
+    let err = reg
+        .add(&a, None, &actor("ana"))
+        .expect_err("same artifact twice");
+    assert!(
+        err.to_string()
+            .contains("already registered as 2026-12-01-aa"),
+        "{err}"
+    );
     let b = tmp.path().join("b");
     artifact(&b, "fp-failure-b", "fnv1a64:bb");
-    let err = reg.add(&b, Some("2026-12-01-aa"), &actor("ana")).expect_err("same name");
+    let err = reg
+        .add(&b, Some("2026-12-01-aa"), &actor("ana"))
+        .expect_err("same name");
     assert!(err.to_string().contains("already registered"), "{err}");
     for bad in ["", "../x", ".hidden", "a/b", "-x"] {
         assert!(reg.add(&b, Some(bad), &actor("ana")).is_err(), "{bad:?}");
@@ -121,7 +144,9 @@ fn duplicates_and_bad_names_are_refused() {
     assert_eq!(reg.add(&b, None, &actor("ana")).expect("add").version, "v1");
     let not_artifact = tmp.path().join("empty");
     std::fs::create_dir_all(&not_artifact).expect("dir");
-    let err = reg.add(&not_artifact, None, &actor("ana")).expect_err("no model");
+    let err = reg
+        .add(&not_artifact, None, &actor("ana"))
+        .expect_err("no model");
     assert!(err.to_string().contains("model.json"), "{err}");
 }
 
@@ -142,10 +167,18 @@ fn leftover_temporary_files_are_ignored_and_a_half_copied_version_is_replaced() 
     assert_eq!(reg.load().expect("load"), before);
     let b = tmp.path().join("b");
     artifact(&b, "fp-failure-b", "fnv1a64:bb");
-    let e = reg.add(&b, None, &actor("ana")).expect("add over the orphan");
+    let e = reg
+        .add(&b, None, &actor("ana"))
+        .expect("add over the orphan");
     assert_eq!(e.version, "v2");
     FailureModel::load(&reg.version_dir("v2")).expect("the new copy, not the orphan");
-    let listed: Vec<String> = reg.load().expect("load").versions.into_iter().map(|v| v.version).collect();
+    let listed: Vec<String> = reg
+        .load()
+        .expect("load")
+        .versions
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
     assert_eq!(listed, ["v1", "v2"]);
 }
 
@@ -159,11 +192,21 @@ fn a_registry_from_a_newer_build_or_a_damaged_one_is_refused() {
     )
     .expect("write");
     let err = reg.load().expect_err("newer");
-    assert!(matches!(err, RegistryError::NewerFormat { found: 2, supported: 1, .. }));
+    assert!(matches!(
+        err,
+        RegistryError::NewerFormat {
+            found: 2,
+            supported: 1,
+            ..
+        }
+    ));
     assert!(err.to_string().contains("newer fieldpulse"), "{err}");
     let a = tmp.path().join("a");
     artifact(&a, "fp-failure-a", "fnv1a64:aa");
-    assert!(reg.add(&a, None, &actor("ana")).is_err(), "never rewritten by an older build");
+    assert!(
+        reg.add(&a, None, &actor("ana")).is_err(),
+        "never rewritten by an older build"
+    );
     std::fs::write(tmp.path().join(INDEX_FILE), "{\"format_vers").expect("write");
     assert!(matches!(reg.load(), Err(RegistryError::Invalid { .. })));
 }
