@@ -150,3 +150,83 @@ impl<'a> Reader<'a> {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::failure::model::{FailureModel, FeatureSchema, ARTIFACT_VERSION};
+    use crate::failure::FleetHistory;
+    use crate::gbdt::{Gbdt, Objective};
+
+    fn scorer(sensors: &[&str]) -> FailureScorer {
+        let schema = FeatureSchema::new(
+            sensors.iter().map(|s| s.to_string()).collect(),
+            vec![4.0, 32.0],
+            1,
+            Vec::new(),
+            Vec::new(),
+        )
+        .expect("schema");
+        let n = schema.n_features();
+        let model = FailureModel {
+            version: ARTIFACT_VERSION,
+            model_version: "tiny".into(),
+            schema,
+            classifiers: Vec::new(),
+            rul: Gbdt {
+                objective: Objective::SquaredError,
+                base_score: 1.0,
+                n_features: n,
+                trees: Vec::new(),
+                gain_importance: vec![0.0; n],
+                flat: Default::default(),
+            },
+            rul_cap_days: 45.0,
+        };
+        FailureScorer::new(Arc::new(model), FleetHistory::default()).expect("scorer")
+    }
+
+    #[test]
+    fn states_round_trip_and_damage_is_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("state.bin");
+        let mut a = scorer(&["t", "v"]);
+        for i in 0..100 {
+            for asset in ["p1", "p2"] {
+                a.score(asset, i * 60_000, &[20.0 + (i % 7) as f64, 0.3])
+                    .expect("score");
+            }
+        }
+        assert_eq!(a.model().warmup_rows(), 64, "2 x the longest half-life");
+        assert!(!a.last_warming_up(), "100 rows > 64");
+        assert_eq!(save(&path, &a).expect("save"), 2);
+        let mut b = scorer(&["t", "v"]);
+        let r = load(&path, &mut b).expect("load");
+        assert_eq!((r.model_version.as_str(), r.assets.len()), ("tiny", 2));
+        for asset in ["p1", "p2"] {
+            assert_eq!(a.asset_state(asset), b.asset_state(asset));
+        }
+        b.score("p1", 100 * 60_000, &[21.0, 0.3]).expect("score");
+        assert!(!b.last_warming_up(), "a restored asset is not cold");
+        b.score("p3", 100 * 60_000, &[21.0, 0.3]).expect("score");
+        assert!(b.last_warming_up(), "a new asset is");
+        // Other sensors: the snapshot is refused, naming the asset.
+        let err = load(&path, &mut scorer(&["t"])).expect_err("other spec");
+        assert!(err.to_string().contains("p1"), "{err}");
+        // Any flipped byte fails the checksum; a truncated file too.
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(matches!(
+            load(&path, &mut scorer(&["t", "v"])),
+            Err(StateFileError::Invalid { .. })
+        ));
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("write");
+        assert!(matches!(
+            load(&path, &mut scorer(&["t", "v"])),
+            Err(StateFileError::Invalid { .. })
+        ));
+    }
+}

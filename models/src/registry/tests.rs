@@ -223,3 +223,31 @@ fn promote_refuses_a_damaged_copy() {
     assert!(err.to_string().contains("invalid model file"), "{err}");
     assert_eq!(reg.load().expect("load").champion, None);
 }
+
+#[test]
+fn concurrent_adds_lose_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::new(tmp.path().join("reg"));
+    let dirs: Vec<_> = (0..6)
+        .map(|i| {
+            let a = tmp.path().join(format!("a{i}"));
+            artifact(&a, &format!("fp-failure-{i}"), &format!("fnv1a64:{i:02}"));
+            a
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for a in &dirs {
+            let reg = reg.clone();
+            s.spawn(move || reg.add(a, None, &actor("ana")).expect("add"));
+        }
+    });
+    let mut names: Vec<String> = reg
+        .load()
+        .expect("load")
+        .versions
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["v1", "v2", "v3", "v4", "v5", "v6"]);
+}
