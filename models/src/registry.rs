@@ -11,7 +11,7 @@
 //! `registry.json` holds `format_version` ([`REGISTRY_FORMAT`]), every
 //! registered version (added when, by whom, from where; the card's model
 //! version, data fingerprint and creation time), the `champion` (the promoted
-//! version the cloud serves), the `candidate` (the last version added and not
+//! version, the one to serve), the `candidate` (the last version added and not
 //! promoted since) and the `history` of promotions and rollbacks (who, when,
 //! from which version, an optional note). Any other version is archived.
 //!
@@ -178,7 +178,7 @@ impl Default for Index {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Promoted: what the cloud serves.
+    /// Promoted: the version to serve.
     Champion,
     /// Added and not promoted since.
     Candidate,

@@ -58,7 +58,7 @@ enum Command {
     /// Example: `fieldpulse feedback export --state cloud-state --format csv`
     #[command(subcommand)]
     Feedback(feedback::FeedbackCommand),
-    /// The model registry: versioned artifacts, promotion to the cloud, rollback.
+    /// The model registry: versioned artifacts, the promoted champion, promotion history, rollback.
     ///
     /// Example: `fieldpulse models promote --registry models-reg v3 --note "Q3 retrain"`
     #[command(subcommand)]

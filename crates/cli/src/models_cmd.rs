@@ -1,6 +1,6 @@
 //! `fieldpulse models list|add|promote|rollback --registry DIR`: the model
 //! registry (`fieldpulse_models::registry`): versioned artifacts, the
-//! promoted champion the cloud serves, the candidate, promotion history.
+//! promoted champion (the version to serve), the candidate, promotion history.
 
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ pub enum ModelsCommand {
     ///
     /// Example: `fieldpulse models add --registry models-reg --artifact models/v1`
     Add(AddArgs),
-    /// Make a registered version the champion (the one the cloud serves).
+    /// Make a registered version the champion (the version to serve).
     ///
     /// Example: `fieldpulse models promote --registry models-reg v3 --note "Q3 retrain"`
     Promote(PromoteArgs),
@@ -138,11 +138,14 @@ fn report(h: &HistoryEntry, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_value(h)?);
     } else {
+        let action = match h.action {
+            fieldpulse_models::registry::Action::Promote => "promoted",
+            fieldpulse_models::registry::Action::Rollback => "rolled back to",
+        };
         eprintln!(
-            "models: {} is the champion (was {}), {:?} by {} at {}",
+            "models: {action} {} (champion before: {}) by {} at {}",
             h.version,
             h.from.as_deref().unwrap_or("none"),
-            h.action,
             h.by,
             h.at
         );
@@ -159,7 +162,11 @@ fn metrics_summary(card: &serde_json::Value) -> serde_json::Value {
             cs.iter()
                 .map(|c| {
                     serde_json::json!({
-                        "name": format!("{}_{}d", c["mode"].as_str().unwrap_or("?"), c["horizon_days"]),
+                        "name": format!(
+                            "{}_{}d",
+                            c["mode"].as_str().unwrap_or("?"),
+                            c["horizon_days"].as_f64().unwrap_or(f64::NAN)
+                        ),
                         "precision": c["precision"],
                         "recall": c["recall"],
                         "average_precision": c["average_precision"],

@@ -442,6 +442,8 @@ pub struct FailureScorer {
     assets: HashMap<String, usize>,
     history: FleetHistory,
     row: Vec<f64>,
+    /// [`FailureModel::warmup_rows`], computed once.
+    warmup_rows: f64,
 }
 
 impl FailureScorer {
@@ -458,6 +460,7 @@ impl FailureScorer {
             assets: HashMap::new(),
             history,
             row: vec![0.0; model.schema.n_features()],
+            warmup_rows: model.warmup_rows() as f64,
             model,
         })
     }
@@ -534,7 +537,7 @@ impl FailureScorer {
     /// row counts, so an asset continued from a snapshot is not warming up
     /// again.
     pub fn last_warming_up(&self) -> bool {
-        self.scratch.n_rows <= self.model.warmup_rows() as f64
+        self.scratch.n_rows <= self.warmup_rows
     }
 
     /// The model this scorer uses.
