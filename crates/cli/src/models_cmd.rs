@@ -182,6 +182,12 @@ fn metrics_summary(card: &serde_json::Value) -> serde_json::Value {
 }
 
 fn list(args: &RegistryArg) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.registry.is_dir(),
+        "no registry at {} (`fieldpulse models add --registry {} --artifact DIR` creates one)",
+        args.registry.display(),
+        args.registry.display()
+    );
     let reg = Registry::new(&args.registry);
     let index = reg.load()?;
     let mut rows = Vec::new();

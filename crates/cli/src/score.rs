@@ -148,6 +148,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         telemetry.assets.len(),
     );
     let input_cadence = fleet_cadence(&intervals).map(|c| c.median_interval_s);
+    let cadence_unchecked = intervals.iter().filter(|i| i.is_none()).count();
     let trained = card
         .as_ref()
         .and_then(|c| c["training_cadence"]["median_interval_s"].as_f64());
@@ -286,6 +287,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         "cadence_mismatch_rows": mismatch_rows,
         "training_cadence_s": trained,
         "input_cadence_s": input_cadence,
+        "cadence_unchecked_assets": cadence_unchecked,
         "state_assets_restored": restored,
         "state_assets_saved": saved,
         "warnings": warnings,

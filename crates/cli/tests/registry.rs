@@ -122,6 +122,8 @@ fn train_registers_and_models_promote_rollback_and_list() {
     );
     assert!(err.contains("already registered as v2"), "{err}");
 
+    let err = fails(&["models", "list", "--registry", "nowhere"], d);
+    assert!(err.contains("no registry at nowhere"), "{err}");
     let err = fails(&["models", "rollback", "--registry", "reg"], d);
     assert!(err.contains("nothing to roll back to"), "{err}");
     ok(
