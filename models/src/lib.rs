@@ -29,5 +29,6 @@ pub mod cmapss;
 pub mod failure;
 pub mod gbdt;
 pub mod metrics;
+pub mod registry;
 pub mod rng;
 pub mod wide_csv;

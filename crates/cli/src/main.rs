@@ -16,6 +16,7 @@ mod eval;
 mod eval_shapes;
 mod feedback;
 mod logging;
+mod models_cmd;
 mod mosquitto;
 mod score;
 mod sf_emulator;
@@ -57,6 +58,11 @@ enum Command {
     /// Example: `fieldpulse feedback export --state cloud-state --format csv`
     #[command(subcommand)]
     Feedback(feedback::FeedbackCommand),
+    /// The model registry: versioned artifacts, the promoted champion, promotion history, rollback.
+    ///
+    /// Example: `fieldpulse models promote --registry models-reg v3 --note "Q3 retrain"`
+    #[command(subcommand)]
+    Models(models_cmd::ModelsCommand),
     /// Score every row of a wide telemetry CSV for anomalies (no look-ahead).
     Detect(detect::DetectArgs),
     /// Simulate a fleet: telemetry CSV, Work Order history fixture, ground truth.
@@ -93,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Detect(args) => detect::run(args),
         Command::Edge(args) => edge::run(args),
         Command::Feedback(cmd) => feedback::run(cmd),
+        Command::Models(cmd) => models_cmd::run(cmd),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::Score(args) => score::run(args),

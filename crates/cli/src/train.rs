@@ -58,9 +58,25 @@ pub struct TrainArgs {
     /// Boosting rounds per model.
     #[arg(long, default_value_t = 120)]
     trees: usize,
+    /// Also add the artifact to this model registry as a candidate (see
+    /// `fieldpulse models`).
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// Registry version name for `--registry` (default `v<N+1>`).
+    #[arg(long, requires = "registry")]
+    version: Option<String>,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// The code version recorded in model cards: crate version and, when the
+/// build knew it, the git commit.
+pub fn code_version() -> serde_json::Value {
+    serde_json::json!({
+        "crate_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": option_env!("FIELDPULSE_GIT_SHA"),
+    })
 }
 
 /// Arguments of `fieldpulse eval --model`.
@@ -221,6 +237,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     );
     let mut card = model_card(&outcome, &cfg, &data_fp, &created_by);
     card["labels"] = labels.clone();
+    card["code_version"] = code_version();
     outcome.model.save(&args.out)?;
     std::fs::write(
         args.out.join("model_card.json"),
@@ -230,12 +247,31 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.out.join("report.html"),
         report::render(&outcome, &card),
     )?;
+    let registered = match &args.registry {
+        Some(dir) => {
+            let entry = fieldpulse_models::registry::Registry::new(dir).add(
+                &args.out,
+                args.version.as_deref(),
+                &crate::models_cmd::actor(None),
+            )?;
+            eprintln!(
+                "train: added to {} as {} (candidate; `fieldpulse models promote --registry {} {}`)",
+                dir.display(),
+                entry.version,
+                dir.display(),
+                entry.version
+            );
+            Some(entry.version)
+        }
+        None => None,
+    };
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         println!(
             "{}",
             serde_json::json!({
                 "artifact": args.out,
+                "registry_version": registered,
                 "model_version": outcome.model.model_version,
                 "train_seconds": seconds,
                 "labels": labels,

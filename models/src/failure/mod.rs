@@ -4,6 +4,9 @@
 //!   the labels they imply (failure within H, RUL; censoring).
 //! - [`model`]: the artifact ([`FailureModel`]), its feature schema, loading
 //!   with schema validation, and the online [`FailureScorer`].
+//! - [`cadence`]: the reading cadence of a telemetry set (model card,
+//!   `score`'s cadence check); [`state_file`]: every asset's scorer state in
+//!   one file (`score --state`).
 //! - `dataset`, `train`, `evaluate`, `report` (feature `train`): feature rows
 //!   from telemetry, each asset's end of observation, time-ordered
 //!   asset-grouped splits, calibrated per-mode classifiers, metrics and the
@@ -15,8 +18,10 @@
 //! Scoring ([`model`]) depends only on the booster's inference code,
 //! `fieldpulse-features` and serde: the cloud never compiles training.
 
+pub mod cadence;
 pub mod labels;
 pub mod model;
+pub mod state_file;
 
 #[cfg(feature = "train")]
 pub mod cmms_csv;

@@ -381,6 +381,36 @@ impl FailureModel {
         Ok(model)
     }
 
+    /// Whether any tree splits on a Work Order history feature (`hist.*`):
+    /// such a model scores differently without the history, so scoring
+    /// without one must be explicit.
+    pub fn uses_history(&self) -> bool {
+        let first_hist = self.schema.stream_columns.len() as u32;
+        let reads = |g: &Gbdt| {
+            g.trees.iter().any(|t| {
+                t.nodes
+                    .iter()
+                    .any(|n| n.feature != crate::gbdt::LEAF && n.feature >= first_hist)
+            })
+        };
+        self.classifiers.iter().any(|c| reads(&c.booster)) || reads(&self.rul)
+    }
+
+    /// Rows an asset's streaming state must have learned before its features
+    /// are treated as warmed up: twice the longest EWMA half-life (a
+    /// continuously running state then puts at most a quarter of that
+    /// average's weight on readings a cold one never saw), and at least the
+    /// features' own per-sensor warm-up.
+    pub fn warmup_rows(&self) -> u64 {
+        let longest = self.schema.half_lives.iter().copied().fold(0.0, f64::max);
+        let feature_warmup = u64::from(
+            FeatureParams::default()
+                .check()
+                .map_or(32, |p| p.warmup_readings()),
+        );
+        ((2.0 * longest).ceil() as u64).max(feature_warmup)
+    }
+
     /// Predicts from one full feature row (schema order).
     pub fn predict(&self, row: &[f64]) -> Prediction {
         let probabilities: Vec<f64> = self
@@ -412,6 +442,8 @@ pub struct FailureScorer {
     assets: HashMap<String, usize>,
     history: FleetHistory,
     row: Vec<f64>,
+    /// [`FailureModel::warmup_rows`], computed once.
+    warmup_rows: f64,
 }
 
 impl FailureScorer {
@@ -428,6 +460,7 @@ impl FailureScorer {
             assets: HashMap::new(),
             history,
             row: vec![0.0; model.schema.n_features()],
+            warmup_rows: model.warmup_rows() as f64,
             model,
         })
     }
@@ -495,6 +528,16 @@ impl FailureScorer {
             &mut self.row[n_stream..],
         );
         self.model.predict(&self.row)
+    }
+
+    /// Whether the asset of the last scored (or observed) reading was still
+    /// warming up: it was among the asset's first
+    /// [`FailureModel::warmup_rows`] learned rows. (A sensor that never
+    /// reports does not hold the asset in warm-up.) Restored states keep their
+    /// row counts, so an asset continued from a snapshot is not warming up
+    /// again.
+    pub fn last_warming_up(&self) -> bool {
+        self.scratch.n_rows <= self.warmup_rows
     }
 
     /// The model this scorer uses.

@@ -32,6 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::json;
 
+use super::cadence::{asset_intervals_s, fleet_cadence, Cadence, CADENCE_TOLERANCE};
 use super::dataset::{
     classifier_labels, feature_rows, rul_targets, FeatureRows, Observation, Telemetry,
 };
@@ -295,6 +296,9 @@ pub struct TrainOutcome {
     pub stride: usize,
     /// Label sources and exclusions.
     pub labels: LabelSummary,
+    /// Reading cadence of the training telemetry (`None` when no asset has
+    /// enough readings to tell).
+    pub cadence: Option<Cadence>,
 }
 
 /// Trains per-mode, per-horizon calibrated classifiers and a RUL regressor.
@@ -487,6 +491,11 @@ pub fn train(
         calibration,
         stride,
         labels,
+        cadence: fleet_cadence(&asset_intervals_s(
+            &telemetry.asset_idx,
+            &telemetry.ts_ms,
+            telemetry.assets.len(),
+        )),
     })
 }
 
@@ -549,6 +558,8 @@ pub fn model_card(
             },
         },
         "labels": outcome.labels,
+        "training_cadence": outcome.cadence,
+        "limitations": limitations(outcome),
         "thresholds": m.classifiers.iter().map(|c| json!({
             "mode": c.mode, "horizon_days": c.horizon_days, "threshold": c.threshold,
             "rule": format!("lowest calibrated probability with precision >= {} on the calibration slice, else best F1", cfg.target_precision),
@@ -571,6 +582,64 @@ pub fn model_card(
             },
         },
     })
+}
+
+/// What the model cannot do, from this run and in general (model card
+/// `limitations`).
+pub fn limitations(outcome: &TrainOutcome) -> Vec<String> {
+    let m = &outcome.model;
+    let mut out = Vec::new();
+    for mode in &m.schema.modes {
+        if !m.classifiers.iter().any(|c| &c.mode == mode) {
+            out.push(format!(
+                "no classifier for failure mode `{mode}`: no failure of it in the fit window"
+            ));
+        }
+    }
+    match &outcome.cadence {
+        Some(c) => out.push(format!(
+            "trained on readings every {:.0} s (median over assets); streaming half-lives count \
+             readings, so telemetry more than {CADENCE_TOLERANCE}x faster or slower is refused by \
+             `fieldpulse score`",
+            c.median_interval_s
+        )),
+        None => out.push("training cadence unknown (too few readings per asset)".into()),
+    }
+    let l = &outcome.labels;
+    if l.n_assets_without_history > 0 {
+        out.push(format!(
+            "{} telemetry assets had no Work Order history and were {}",
+            l.n_assets_without_history,
+            if l.assets_without_history_excluded {
+                "left out"
+            } else {
+                "trained on as never failing"
+            }
+        ));
+    }
+    out.push(format!(
+        "test metrics come from {} held-out assets ({} rows): small test sets give wide error bars",
+        outcome.split.test_assets.len(),
+        outcome.split.test_rows.len()
+    ));
+    if m.uses_history() {
+        out.push(
+            "reads Work Order history features: scoring needs the same kind of history export"
+                .into(),
+        );
+    }
+    out.push(format!(
+        "an asset's first {} readings are warm-up (streaming state not settled); \
+         `fieldpulse score` flags them",
+        m.warmup_rows()
+    ));
+    out.push(
+        "thresholds target row-level precision, not alarms per asset-month; a failure mode \
+         first seen after training needs a retrain; a failure code counts as known from its \
+         Work Order's start"
+            .into(),
+    );
+    out
 }
 
 /// The headline numbers of an [`EvalReport`] (no curves).
