@@ -118,6 +118,10 @@ pub struct VersionEntry {
     pub data_fingerprint: Option<String>,
     /// `created_at` of its model card.
     pub created_at: Option<String>,
+    /// FNV-1a 64 of its `model.json` bytes: two trainings of the same data in
+    /// the same second are different models unless their bytes agree.
+    #[serde(default)]
+    pub model_hash: Option<String>,
 }
 
 /// What happened to the champion.
@@ -426,6 +430,7 @@ impl Registry {
         };
         let model = FailureModel::load(artifact).map_err(|e| bad(e.to_string()))?;
         let card = read_card(artifact)?;
+        let model_hash = Some(model_json_hash(artifact).map_err(|e| bad(e.to_string()))?);
         let version = match version {
             Some(v) => v.to_string(),
             None => index.next_version(),
@@ -443,6 +448,7 @@ impl Registry {
                 && v.data_fingerprint.is_some()
                 && v.data_fingerprint == card_str(&card, "data_fingerprint")
                 && v.created_at == card_str(&card, "created_at")
+                && (v.model_hash.is_none() || v.model_hash == model_hash)
         }) {
             return Err(RegistryError::Rule(format!(
                 "this artifact ({}) is already registered as {}",
@@ -472,6 +478,7 @@ impl Registry {
             model_version: model.model_version.clone(),
             data_fingerprint: card_str(&card, "data_fingerprint"),
             created_at: card_str(&card, "created_at"),
+            model_hash,
         };
         index.versions.push(entry.clone());
         index.candidate = Some(version);
@@ -620,3 +627,11 @@ fn copy_artifact(from: &Path, to: &Path) -> Result<(), RegistryError> {
 
 #[cfg(all(test, feature = "train"))]
 mod tests;
+
+/// FNV-1a 64 of an artifact's `model.json`, as `fnv1a64:<hex>`.
+fn model_json_hash(artifact: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(artifact.join("model.json"))?;
+    let mut h = fieldpulse_features::snapshot::Fnv64::default();
+    h.write(&bytes);
+    Ok(format!("fnv1a64:{:016x}", h.finish()))
+}
