@@ -22,10 +22,10 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
 }
 
-#[test]
-fn simulate_train_score_and_eval_produce_a_usable_artifact() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = json(&fieldpulse(
+/// `fieldpulse simulate` of the 12-asset, 200-day fleet the training tests
+/// share, into `dir/sim`; its JSON summary.
+fn simulate_fleet(dir: &Path) -> serde_json::Value {
+    json(&fieldpulse(
         &[
             "simulate",
             "--assets",
@@ -42,8 +42,14 @@ fn simulate_train_score_and_eval_produce_a_usable_artifact() {
             "sim",
             "--json",
         ],
-        dir.path(),
-    ));
+        dir,
+    ))
+}
+
+#[test]
+fn simulate_train_score_and_eval_produce_a_usable_artifact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = simulate_fleet(dir.path());
     assert!(sim["failures"].as_u64().expect("failures") > 0, "{sim}");
     let trained = json(&fieldpulse(
         &[
@@ -228,25 +234,7 @@ canceled = ["CANC"]
 #[test]
 fn train_reads_a_cmms_csv_export_and_dispatcher_feedback() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fieldpulse(
-        &[
-            "simulate",
-            "--assets",
-            "12",
-            "--days",
-            "200",
-            "--interval",
-            "4h",
-            "--seed",
-            "9",
-            "--wear-speedup",
-            "1.5",
-            "--out",
-            "sim",
-            "--json",
-        ],
-        dir.path(),
-    );
+    simulate_fleet(dir.path());
     let fixture: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("sim/history.json")).expect("history"),
     )
