@@ -311,9 +311,6 @@ mod tests {
         }
     }
 
-    /// A `;` file with ISO times, an excluded numeric column, a bad row and a
-    /// spike after the warm-up: every input row comes back in order, the bad
-    /// one with empty scores, the spike flagged and attributed.
     #[test]
     fn fixed_four_decimals_match_float_formatting() {
         for x in [
@@ -334,6 +331,9 @@ mod tests {
         }
     }
 
+    /// A `;` file with ISO times, an excluded numeric column, a bad row and a
+    /// spike after the warm-up: every input row comes back in order, the bad
+    /// one with empty scores, the spike flagged and attributed.
     #[test]
     fn detect_keeps_row_order_flags_the_spike_and_blanks_rejected_rows() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -12,8 +12,9 @@
 //! spike; 480 rows, 8 hours at one row a minute, for a stuck value or a broken
 //! period, which a quantised or slow signal shows only once it outlasts its
 //! normal runs; 60 rows otherwise). For a level shift the report also gives how
-//! long the alarm lasted: the rows from the shift's start to its last alarm
-//! (a persistent new normal must stop alarming).
+//! long the alarm lasted: the rows from the shift's start until the first
+//! [`QUIET_ROWS`] unflagged rows after its first alarm (a persistent new
+//! normal must stop alarming).
 
 use std::collections::BTreeMap;
 

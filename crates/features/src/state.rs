@@ -374,9 +374,11 @@ impl FleetFeatures {
                 update_block::<true, false, 0, 0>(k, blk, self.spec.lanes, ts, values, scratch)
             }
             (true, true, _) if self.default_shape => {
-                update_block_warm_default(k, blk, self.spec.lanes, ts, values, scratch)
+                update_block_warm::<3, 1>(k, blk, self.spec.lanes, ts, values, scratch)
             }
-            (true, true, _) => update_block_warm(k, blk, self.spec.lanes, ts, values, scratch),
+            (true, true, _) => {
+                update_block_warm::<0, 0>(k, blk, self.spec.lanes, ts, values, scratch)
+            }
             (false, _, _) => update_block_no_learn(k, blk, self.spec.lanes, ts, values, scratch),
         }
         let c = &mut self.counters;
@@ -608,10 +610,12 @@ fn sign(x: f64) -> f64 {
     }
 }
 
-/// Warm-up rows (an asset's first readings): out of line, so the hot caller
-/// holds one copy of the kernel (instruction cache).
+/// Warm-up rows (an asset's first readings, or a late sensor joining; a
+/// fifth of the rows of a short benchmark): out of line, so the hot caller
+/// holds one copy of the kernel (instruction cache). Instantiated for the
+/// default shape (constant counts) and the general one.
 #[inline(never)]
-fn update_block_warm(
+fn update_block_warm<const NH: usize, const NC: usize>(
     k: &Kernel,
     blk: &mut [f64],
     np: usize,
@@ -619,23 +623,7 @@ fn update_block_warm(
     x: &[f64],
     sc: &mut RowScratch,
 ) {
-    update_block::<true, true, 0, 0>(k, blk, np, ts, x, sc);
-}
-
-/// Warm-up rows of the default shape (3 horizons, one lane chunk): out of
-/// line like [`update_block_warm`], with constant counts like the hot copy
-/// (an asset is in warm-up for its first readings and while a late sensor
-/// joins, a fifth of the rows of a short benchmark).
-#[inline(never)]
-fn update_block_warm_default(
-    k: &Kernel,
-    blk: &mut [f64],
-    np: usize,
-    ts: f64,
-    x: &[f64],
-    sc: &mut RowScratch,
-) {
-    update_block::<true, true, 3, 1>(k, blk, np, ts, x, sc);
+    update_block::<true, true, NH, NC>(k, blk, np, ts, x, sc);
 }
 
 /// Duplicate and out-of-order rows (rare): out of line, see [`update_block_warm`].
