@@ -11,6 +11,9 @@
 //!   from telemetry, each asset's end of observation, time-ordered
 //!   asset-grouped splits, calibrated per-mode classifiers, metrics and the
 //!   HTML report.
+//! - `challengers` (feature `train`): the booster against the promoted
+//!   champion, an age-only rule, logistic regression, a random forest and
+//!   ridge RUL, with asset-bootstrap intervals.
 //! - `cmms_csv`, `feedback` (feature `train`): Work Order history from
 //!   another CMMS's CSV export (columns mapped by a TOML file), and
 //!   dispatcher feedback (`fieldpulse feedback export`) as extra labels.
@@ -23,6 +26,8 @@ pub mod labels;
 pub mod model;
 pub mod state_file;
 
+#[cfg(feature = "train")]
+pub mod challengers;
 #[cfg(feature = "train")]
 pub mod cmms_csv;
 #[cfg(feature = "train")]
