@@ -273,11 +273,18 @@ pub fn describe(schema: &FeatureSchema, row: &[f64], idx: usize) -> String {
             }
             let dir = if per_day > 0.0 { "rising" } else { "falling" };
             match scale {
-                Some(s) => format!(
-                    "{label} {dir} {} per day ({:.1}σ of this asset's normal per day)",
-                    with_unit(per_day.abs(), unit),
-                    per_day.abs() / s
-                ),
+                Some(s) => {
+                    let sigmas = per_day.abs() / s;
+                    let sigmas = if sigmas >= 1.0 {
+                        format!("{sigmas:.1}")
+                    } else {
+                        format!("{sigmas:.2}")
+                    };
+                    format!(
+                        "{label} {dir} {} per day ({sigmas}σ of this asset's normal spread per day)",
+                        with_unit(per_day.abs(), unit),
+                    )
+                }
                 None => format!("{label} {dir} {} per day", with_unit(per_day.abs(), unit)),
             }
         }
@@ -421,7 +428,7 @@ mod tests {
         );
         assert_eq!(
             d("vib_rms.slope_per_s"),
-            "vibration RMS rising 0.500 per day (1.0σ of this asset's normal per day)"
+            "vibration RMS rising 0.500 per day (1.0σ of this asset's normal spread per day)"
         );
         assert_eq!(d("temp_c.median"), "temperature typical level 71.3°C");
         assert_eq!(d("temp_c.age_s"), "temperature last reported 2.0 h ago");
