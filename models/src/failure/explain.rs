@@ -93,14 +93,13 @@ impl Classifier {
             let (va, vb) = (contributions.values[a], contributions.values[b]);
             vb.abs().total_cmp(&va.abs()).then(a.cmp(&b))
         });
-        let names = schema.names();
         let top = order
             .into_iter()
             .take(top)
             .map(|i| {
                 let phi = contributions.values[i];
                 FeatureContribution {
-                    feature: names.get(i).cloned().unwrap_or_else(|| format!("f{i}")),
+                    feature: column(schema, i).map_or_else(|| format!("f{i}"), str::to_string),
                     value: row[i],
                     log_odds: phi,
                     probability: phi * scale,
@@ -216,10 +215,20 @@ fn sigma_phrase(z: f64, against: &str) -> String {
     }
 }
 
+/// Column `idx` of the schema (stream columns, then history columns),
+/// without building the whole name list.
+fn column(schema: &FeatureSchema, idx: usize) -> Option<&str> {
+    let n_stream = schema.stream_columns.len();
+    match idx.checked_sub(n_stream) {
+        None => schema.stream_columns.get(idx),
+        Some(h) => schema.history_columns.get(h),
+    }
+    .map(String::as_str)
+}
+
 /// Feature `idx` of `row` in words (see the module doc).
 pub fn describe(schema: &FeatureSchema, row: &[f64], idx: usize) -> String {
-    let names = schema.names();
-    let Some(name) = names.get(idx) else {
+    let Some(name) = column(schema, idx) else {
         return format!("feature {idx}");
     };
     let value = row.get(idx).copied().unwrap_or(f64::NAN);
@@ -251,7 +260,8 @@ pub fn describe(schema: &FeatureSchema, row: &[f64], idx: usize) -> String {
     }
     let at = |col: &str| {
         let col = format!("{sensor}.{col}");
-        names
+        schema
+            .stream_columns
             .iter()
             .position(|n| *n == col)
             .and_then(|i| row.get(i).copied())
