@@ -104,7 +104,11 @@ fn bench_failure_scoring(c: &mut Criterion) {
     let mut g = c.benchmark_group("failure_explain");
     g.sample_size(10);
     g.throughput(Throughput::Elements(explained_rows.len() as u64));
-    let id = format!("{}_trees_x_{}_rows", classifier.booster.trees.len(), explained_rows.len());
+    let id = format!(
+        "{}_trees_x_{}_rows",
+        classifier.booster.trees.len(),
+        explained_rows.len()
+    );
     g.bench_function(BenchmarkId::new("explain_row", &id), |b| {
         b.iter(|| {
             let mut acc = 0.0;

@@ -962,14 +962,20 @@ mod tests {
         c.explanation = Some(RiskExplanation::Unavailable(
             "tree 0 has no node covers".into(),
         ));
-        assert!(c
-            .description()
-            .contains("Why the model rates it so: no per-feature explanation (tree 0 has no node covers)."));
+        assert!(c.description().contains(
+            "Why the model rates it so: no per-feature explanation (tree 0 has no node covers)."
+        ));
         let actions = c.actions();
-        let scores: Value =
-            serde_json::from_str(actions.last().unwrap().fields["Scores__c"].as_str().unwrap())
-                .unwrap();
-        assert_eq!(scores["explanation"]["unavailable"], "tree 0 has no node covers");
+        let scores: Value = serde_json::from_str(
+            actions.last().unwrap().fields["Scores__c"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            scores["explanation"]["unavailable"],
+            "tree 0 has no node covers"
+        );
         c.explanation = None;
         assert!(!c.description().contains("Why the model"));
     }

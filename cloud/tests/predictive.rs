@@ -405,7 +405,10 @@ fn assert_guarantees(org: &Org, state: &Path) {
         let e = &scores["explanation"];
         if !e.is_null() {
             assert_eq!(e["method"], "tree_shap_path_dependent", "{e}");
-            assert!(!e["contributions"].as_array().expect("list").is_empty(), "{e}");
+            assert!(
+                !e["contributions"].as_array().expect("list").is_empty(),
+                "{e}"
+            );
         }
     }
     assert_eq!(dead_letters(state), 0, "dead letters");

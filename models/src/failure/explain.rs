@@ -396,7 +396,10 @@ mod tests {
     fn sensor_names_become_words_and_units_from_their_suffix() {
         assert_eq!(sensor_label("vib_rms"), ("vibration RMS".into(), None));
         assert_eq!(sensor_label("temp_c"), ("temperature".into(), Some("°C")));
-        assert_eq!(sensor_label("pressure_bar"), ("pressure".into(), Some("bar")));
+        assert_eq!(
+            sensor_label("pressure_bar"),
+            ("pressure".into(), Some("bar"))
+        );
         assert_eq!(sensor_label("current_a"), ("current".into(), Some("A")));
         assert_eq!(sensor_label("rpm"), ("speed".into(), Some("rpm")));
         assert_eq!(sensor_label("a"), ("a".into(), None));
@@ -408,7 +411,7 @@ mod tests {
         let row = row_with(
             &s,
             &[
-                ("vib_rms.robust_z", 3.14),
+                ("vib_rms.robust_z", 3.12),
                 ("vib_rms.resid_z", -2.0),
                 ("vib_rms.median", 2.0),
                 ("vib_rms.robust_scale", 0.5),
@@ -427,7 +430,10 @@ mod tests {
             d("vib_rms.robust_z"),
             "vibration RMS 3.1σ above this asset's normal"
         );
-        assert_eq!(d("vib_rms.resid_z"), "vibration RMS 2.0σ below its recent level");
+        assert_eq!(
+            d("vib_rms.resid_z"),
+            "vibration RMS 2.0σ below its recent level"
+        );
         assert_eq!(
             d("vib_rms.ewma_mean_hl4"),
             "vibration RMS average (half-life 4 readings) 3.00, 2.0σ above this asset's normal"

@@ -100,7 +100,9 @@ fn a_trained_model_explains_each_risk_exactly_and_an_artifact_without_covers_sti
     for i in 0..telemetry.n_rows() {
         let asset = &telemetry.assets[telemetry.asset_idx[i] as usize];
         let values = &telemetry.values[i * n..(i + 1) * n];
-        scorer.score(asset, telemetry.ts_ms[i], values).expect("score");
+        scorer
+            .score(asset, telemetry.ts_ms[i], values)
+            .expect("score");
         if i % 97 == 0 {
             rows.push(scorer.last_row().to_vec());
         }
@@ -109,7 +111,9 @@ fn a_trained_model_explains_each_risk_exactly_and_an_artifact_without_covers_sti
     for row in &rows {
         let prediction = model.predict(row);
         for (k, c) in model.classifiers.iter().enumerate() {
-            let e = c.explain(&model.schema, row, usize::MAX).expect("explainable");
+            let e = c
+                .explain(&model.schema, row, usize::MAX)
+                .expect("explainable");
             // Local accuracy in log-odds, and the probability shares add up
             // to the change from the baseline risk.
             let sum_log_odds: f64 = e.top.iter().map(|t| t.log_odds).sum();
@@ -118,7 +122,10 @@ fn a_trained_model_explains_each_risk_exactly_and_an_artifact_without_covers_sti
             assert!((sum_probability - (e.probability - e.base_probability)).abs() < 1e-9);
             assert_eq!(e.probability, prediction.probabilities[k]);
             assert_eq!(e.top.len(), e.n_contributing);
-            assert!(e.top.windows(2).all(|w| w[0].log_odds.abs() >= w[1].log_odds.abs()));
+            assert!(e
+                .top
+                .windows(2)
+                .all(|w| w[0].log_odds.abs() >= w[1].log_odds.abs()));
             for t in &e.top {
                 assert!(t.log_odds * t.probability >= 0.0, "sign kept: {t:?}");
                 assert!(!t.phrase.is_empty());

@@ -63,7 +63,12 @@ fn random_tree(rng: &mut SplitMix64, max_depth: usize, n_split: usize) -> Tree {
     Tree { nodes }
 }
 
-fn random_ensemble(rng: &mut SplitMix64, n_trees: usize, max_depth: usize, n_features: usize) -> Gbdt {
+fn random_ensemble(
+    rng: &mut SplitMix64,
+    n_trees: usize,
+    max_depth: usize,
+    n_features: usize,
+) -> Gbdt {
     let n_split = n_features - 1; // the last feature never splits
     Gbdt {
         objective: Objective::Logistic,
@@ -98,7 +103,11 @@ fn conditional(tree: &Tree, idx: usize, row: &[f64], known: u32) -> f64 {
     let (l, r) = (node.left as usize, node.right as usize);
     if known & (1 << node.feature) != 0 {
         let x = row[node.feature as usize];
-        let next = if x.is_nan() || x <= node.threshold { l } else { r };
+        let next = if x.is_nan() || x <= node.threshold {
+            l
+        } else {
+            r
+        };
         return conditional(tree, next, row, known);
     }
     let c = node.cover.unwrap();
@@ -221,7 +230,7 @@ fn a_missing_value_is_attributed_along_the_branch_the_booster_sends_it() {
         gain_importance: vec![1.0, 0.0],
         flat: FlatCache::default(),
     };
-    let expected = 0.3 * -1.0 + 0.7 * 2.0;
+    let expected = -0.3 + 0.7 * 2.0;
     // NaN goes left, like a value at or below the threshold.
     for x in [f64::NAN, 0.5, -3.0] {
         let c = model.contributions(&[x, 7.0]).expect("explainable");
