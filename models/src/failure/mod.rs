@@ -4,6 +4,8 @@
 //!   the labels they imply (failure within H, RUL; censoring).
 //! - [`model`]: the artifact ([`FailureModel`]), its feature schema, loading
 //!   with schema validation, and the online [`FailureScorer`].
+//! - [`explain`]: a classifier's top TreeSHAP feature contributions for one
+//!   row, in log-odds and probability, with phrases against the asset's normal.
 //! - [`cadence`]: the reading cadence of a telemetry set (model card,
 //!   `score`'s cadence check); [`state_file`]: every asset's scorer state in
 //!   one file (`score --state`).
@@ -22,6 +24,7 @@
 //! `fieldpulse-features` and serde: the cloud never compiles training.
 
 pub mod cadence;
+pub mod explain;
 pub mod labels;
 pub mod model;
 pub mod state_file;
@@ -44,5 +47,6 @@ pub mod train;
 #[cfg(all(test, feature = "train"))]
 mod tests;
 
+pub use explain::{Explanation, FeatureContribution};
 pub use labels::FleetHistory;
 pub use model::{ArtifactError, FailureModel, FailureScorer, FeatureSchema, Prediction};

@@ -90,6 +90,84 @@ fn training_on_simulated_history_ranks_failures_and_round_trips_through_the_arti
 }
 
 #[test]
+fn a_trained_model_explains_each_risk_exactly_and_an_artifact_without_covers_still_scores() {
+    let (csv, fixture) = simulate(6, 120, 8);
+    let (telemetry, history) = load(&csv, &fixture);
+    let outcome = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
+    let model = std::sync::Arc::new(outcome.model);
+    let mut scorer = FailureScorer::new(model.clone(), history.clone()).expect("scorer");
+    let n = telemetry.sensors.len();
+    let mut rows = Vec::new();
+    for i in 0..telemetry.n_rows() {
+        let asset = &telemetry.assets[telemetry.asset_idx[i] as usize];
+        let values = &telemetry.values[i * n..(i + 1) * n];
+        scorer
+            .score(asset, telemetry.ts_ms[i], values)
+            .expect("score");
+        if i % 97 == 0 {
+            rows.push(scorer.last_row().to_vec());
+        }
+    }
+    assert!(rows.len() > 20);
+    for row in &rows {
+        let prediction = model.predict(row);
+        for (k, c) in model.classifiers.iter().enumerate() {
+            let e = c
+                .explain(&model.schema, row, usize::MAX)
+                .expect("explainable");
+            // Local accuracy in log-odds, and the probability shares add up
+            // to the change from the baseline risk.
+            let sum_log_odds: f64 = e.top.iter().map(|t| t.log_odds).sum();
+            let sum_probability: f64 = e.top.iter().map(|t| t.probability).sum();
+            assert!((e.base_log_odds + sum_log_odds - e.log_odds).abs() < 1e-9);
+            assert!((sum_probability - (e.probability - e.base_probability)).abs() < 1e-9);
+            assert_eq!(e.probability, prediction.probabilities[k]);
+            assert_eq!(e.top.len(), e.n_contributing);
+            assert!(e
+                .top
+                .windows(2)
+                .all(|w| w[0].log_odds.abs() >= w[1].log_odds.abs()));
+            for t in &e.top {
+                assert!(t.log_odds * t.probability >= 0.0, "sign kept: {t:?}");
+                assert!(!t.phrase.is_empty());
+            }
+        }
+    }
+    // The same model saved without covers (the layout before covers existed)
+    // loads, scores identically and writes back byte for byte; it explains
+    // nothing, and says why.
+    let mut old = (*model).clone();
+    for booster in old
+        .classifiers
+        .iter_mut()
+        .map(|c| &mut c.booster)
+        .chain([&mut old.rul])
+    {
+        for node in booster.trees.iter_mut().flat_map(|t| t.nodes.iter_mut()) {
+            node.cover = None;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    old.save(dir.path()).expect("save");
+    let bytes = std::fs::read(dir.path().join(super::model::MODEL_FILE)).expect("read");
+    assert!(!String::from_utf8_lossy(&bytes).contains("cover"));
+    let loaded = FailureModel::load(dir.path()).expect("old layout loads");
+    let again = tempfile::tempdir().expect("tempdir");
+    loaded.save(again.path()).expect("save");
+    assert_eq!(
+        std::fs::read(again.path().join(super::model::MODEL_FILE)).expect("read"),
+        bytes
+    );
+    for row in &rows {
+        assert_eq!(loaded.predict(row), model.predict(row));
+        let err = loaded.classifiers[0]
+            .explain(&loaded.schema, row, 4)
+            .unwrap_err();
+        assert!(err.to_string().contains("no node covers"), "{err}");
+    }
+}
+
+#[test]
 fn an_artifact_with_a_wrong_feature_schema_is_rejected() {
     let (csv, fixture) = simulate(6, 120, 4);
     let (telemetry, history) = load(&csv, &fixture);
