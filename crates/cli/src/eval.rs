@@ -44,7 +44,8 @@ enum EvalCommand {
 /// Which hyper-parameter grid `eval cmapss` searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum GridChoice {
-    /// Caps 110/120/125/130/140/none × depth 4, 6 × leaf 20, 80 × 100/200/400 trees (72 points).
+    /// Caps 110/120/125/130/140/none × depth 4, 6 × leaf 20, 80 × 50/100/200 trees at learning
+    /// rate 0.1 (72 points).
     Full,
     /// Caps 125/140/none × depth 6 × leaf 80 × 40/80 trees at learning rate 0.1 (6 points).
     Quick,
@@ -235,8 +236,8 @@ fn run_cmapss(args: CmapssArgs) -> anyhow::Result<()> {
             data.train.len(),
             grid.points().len()
         );
-        let report = protocol::run(&data, &grid, &config)
-            .with_context(|| format!("C-MAPSS {subset}"))?;
+        let report =
+            protocol::run(&data, &grid, &config).with_context(|| format!("C-MAPSS {subset}"))?;
         let best = report.cv.chosen();
         let res = &report.result;
         eprintln!(

@@ -65,7 +65,8 @@ impl GridPoint {
 
     /// The cap as text: `125` or `none`.
     pub fn cap_label(&self) -> String {
-        self.cap.map_or_else(|| "none".to_string(), |c| format!("{c}"))
+        self.cap
+            .map_or_else(|| "none".to_string(), |c| format!("{c}"))
     }
 }
 
@@ -90,7 +91,7 @@ pub struct Grid {
 impl Grid {
     /// The grid `fieldpulse eval cmapss` searches by default: caps 110, 120,
     /// 125, 130, 140 and none × depth 4, 6 × leaf 20, 80 × learning rate
-    /// 0.05 × 100, 200, 400 trees (72 points, 24 fits per fold).
+    /// 0.1 × 50, 100, 200 trees (72 points, 24 fits per fold).
     pub fn full() -> Self {
         Self {
             caps: vec![
@@ -103,8 +104,8 @@ impl Grid {
             ],
             max_depths: vec![4, 6],
             min_samples_leaf: vec![20, 80],
-            learning_rates: vec![0.05],
-            n_trees: vec![100, 200, 400],
+            learning_rates: vec![0.1],
+            n_trees: vec![50, 100, 200],
             base: Self::base_params(),
         }
     }
@@ -349,7 +350,8 @@ pub fn cross_validate(
                     };
                     let params = point.params(&grid.base);
                     // Per checkpoint: each fold's RMSE, and the pooled score sum.
-                    let mut fold_rmse = vec![Vec::with_capacity(fold_data.len()); checkpoints.len()];
+                    let mut fold_rmse =
+                        vec![Vec::with_capacity(fold_data.len()); checkpoints.len()];
                     let mut score_sum = vec![0.0; checkpoints.len()];
                     for fold in &fold_data {
                         let y = capped(&fold.rul, cap);
@@ -431,7 +433,12 @@ fn validate(train: &[Engine], grid: &Grid, config: &CvConfig) -> Result<(), Prot
     {
         return bad("every grid dimension needs at least one value".into());
     }
-    if let Some(cap) = grid.caps.iter().flatten().find(|c| !(c.is_finite() && **c > 0.0)) {
+    if let Some(cap) = grid
+        .caps
+        .iter()
+        .flatten()
+        .find(|c| !(c.is_finite() && **c > 0.0))
+    {
         return bad(format!("cap {cap} must be a positive number of cycles"));
     }
     if grid.n_trees.contains(&0) {
@@ -514,7 +521,10 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (0..23).collect::<Vec<_>>());
         assert!(folds.iter().all(|f| (4..=5).contains(&f.len())));
-        assert_eq!(folds_and_cuts(&lives, &config), (folds.clone(), cuts.clone()));
+        assert_eq!(
+            folds_and_cuts(&lives, &config),
+            (folds.clone(), cuts.clone())
+        );
         let other = CvConfig {
             seed: 8,
             ..config.clone()
@@ -537,7 +547,10 @@ mod tests {
         assert_eq!(points.len(), 6 * 2 * 2 * 3);
         assert_eq!(points[0].cap, Some(110.0));
         assert_eq!(points.last().map(|p| p.cap), Some(None));
-        assert_eq!(points.last().map(GridPoint::cap_label).as_deref(), Some("none"));
+        assert_eq!(
+            points.last().map(GridPoint::cap_label).as_deref(),
+            Some("none")
+        );
         assert_eq!(Grid::quick().points().len(), 3 * 2);
     }
 
@@ -551,12 +564,23 @@ mod tests {
         let train = vec![engine; 4];
         let config = CvConfig::default();
         let err = cross_validate(&train, &Grid::quick(), &config).unwrap_err();
-        assert!(err.to_string().contains("4 training engines for 5 folds"), "{err}");
+        assert!(
+            err.to_string().contains("4 training engines for 5 folds"),
+            "{err}"
+        );
         let empty = Grid {
             caps: Vec::new(),
             ..Grid::quick()
         };
-        let err = cross_validate(&train, &empty, &CvConfig { n_folds: 2, ..config }).unwrap_err();
+        let err = cross_validate(
+            &train,
+            &empty,
+            &CvConfig {
+                n_folds: 2,
+                ..config
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("at least one value"), "{err}");
     }
 }

@@ -256,15 +256,15 @@ pub fn evaluate_subset(
         .iter()
         .zip(&predicted)
         .zip(data.test_rul.iter().zip(&truth_capped))
-        .map(|((engine, &predicted_rul), (&true_rul, &true_rul_capped))| {
-            EnginePrediction {
+        .map(
+            |((engine, &predicted_rul), (&true_rul, &true_rul_capped))| EnginePrediction {
                 unit: engine.unit,
                 cycles_seen: engine.len(),
                 predicted_rul,
                 true_rul,
                 true_rul_capped,
-            }
-        })
+            },
+        )
         .collect();
     Ok(SubsetResult {
         subset: data.subset.name().to_string(),
@@ -369,14 +369,20 @@ mod real_data_tests {
 
         let mut scrambled = data.clone();
         scrambled.test_rul.reverse();
-        scrambled.test.iter_mut().for_each(|e| *e = e.truncated(e.len() / 2 + 1));
+        scrambled
+            .test
+            .iter_mut()
+            .for_each(|e| *e = e.truncated(e.len() / 2 + 1));
         let other = run(&scrambled, &grid, &small_cv()).expect("run");
         assert_eq!(other.cv.chosen_index, report.cv.chosen_index);
         let rmses = |r: &SubsetReport| -> Vec<Vec<f64>> {
             r.cv.points.iter().map(|p| p.fold_rmse.clone()).collect()
         };
         assert_eq!(rmses(&other), rmses(&report), "same seed, same CV");
-        assert_ne!(other.result.rmse, report.result.rmse, "the test truth is used");
+        assert_ne!(
+            other.result.rmse, report.result.rmse,
+            "the test truth is used"
+        );
 
         let cv = &report.cv;
         assert_eq!(cv.points.len(), grid.points().len());
