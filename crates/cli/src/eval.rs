@@ -44,8 +44,8 @@ enum EvalCommand {
 /// Which hyper-parameter grid `eval cmapss` searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum GridChoice {
-    /// Caps 110/120/125/130/140/none × depth 4, 6 × leaf 20, 80 × 50/100/200 trees at learning
-    /// rate 0.1 (72 points).
+    /// Caps 110/120/125/130/140/150/160/none × depth 4, 6 × leaf 20, 80 × 25/50/100/200 trees
+    /// at learning rate 0.1 (128 points).
     Full,
     /// Caps 125/140/none × depth 6 × leaf 80 × 40/80 trees at learning rate 0.1 (6 points).
     Quick,

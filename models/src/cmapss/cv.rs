@@ -90,8 +90,10 @@ pub struct Grid {
 
 impl Grid {
     /// The grid `fieldpulse eval cmapss` searches by default: caps 110, 120,
-    /// 125, 130, 140 and none × depth 4, 6 × leaf 20, 80 × learning rate
-    /// 0.1 × 50, 100, 200 trees (72 points, 24 fits per fold).
+    /// 125, 130, 140, 150, 160 and none × depth 4, 6 × leaf 20, 80 ×
+    /// learning rate 0.1 × 25, 50, 100, 200 trees (128 points, 32 fits per
+    /// fold). A first run with caps up to 140 and at least 50 trees chose 140
+    /// and 50 on most subsets, the edge of that grid, so the grid was widened.
     pub fn full() -> Self {
         Self {
             caps: vec![
@@ -100,12 +102,14 @@ impl Grid {
                 Some(125.0),
                 Some(130.0),
                 Some(140.0),
+                Some(150.0),
+                Some(160.0),
                 None,
             ],
             max_depths: vec![4, 6],
             min_samples_leaf: vec![20, 80],
             learning_rates: vec![0.1],
-            n_trees: vec![50, 100, 200],
+            n_trees: vec![25, 50, 100, 200],
             base: Self::base_params(),
         }
     }
@@ -544,7 +548,7 @@ mod tests {
     fn the_grid_lists_every_combination_with_the_cap_outermost() {
         let grid = Grid::full();
         let points = grid.points();
-        assert_eq!(points.len(), 6 * 2 * 2 * 3);
+        assert_eq!(points.len(), 8 * 2 * 2 * 4);
         assert_eq!(points[0].cap, Some(110.0));
         assert_eq!(points.last().map(|p| p.cap), Some(None));
         assert_eq!(
