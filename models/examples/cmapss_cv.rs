@@ -51,7 +51,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: get("seed").unwrap_or(defaults.seed),
         n_folds: get("folds").map_or(defaults.n_folds, |v| v as usize),
         cuts_per_engine: get("cuts").map_or(defaults.cuts_per_engine, |v| v as usize),
-        ..defaults
     };
     for subset in subsets {
         let data = cmapss::load_subset(&dir, subset)?;
