@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let report = protocol::run(&data, &grid, &config)?;
         for (i, p) in report.cv.points.iter().enumerate() {
             println!(
-                "{subset} cv{} cap={} depth={} leaf={} lr={} trees={} rmse={:.3} sd={:.3} score/engine={:.2}",
+                "{subset} cv{} cap={} depth={} leaf={} lr={} trees={} rmse={:.3} sd={:.3} score/cut={:.2}",
                 if i == report.cv.chosen_index { "*" } else { " " },
                 p.point.cap_label(),
                 p.point.max_depth,
@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 p.point.n_trees,
                 p.rmse,
                 p.rmse_sd,
-                p.score_per_engine
+                p.score_per_cut
             );
         }
         let res = &report.result;

@@ -198,7 +198,7 @@ pub struct CvPoint {
     pub rmse_sd: f64,
     /// Mean PHM08 score per cut (the score is a sum; per cut it compares
     /// across subsets and fold sizes), pooled over folds.
-    pub score_per_engine: f64,
+    pub score_per_cut: f64,
     /// RMSE of each fold.
     pub fold_rmse: Vec<f64>,
 }
@@ -396,7 +396,7 @@ pub fn cross_validate(
         .points()
         .into_iter()
         .map(|point| {
-            let (_, fold_rmse, score_per_engine) = scored
+            let (_, fold_rmse, score_per_cut) = scored
                 .iter()
                 .find(|(p, _, _)| *p == point)
                 .expect("every grid point was scored");
@@ -405,7 +405,7 @@ pub fn cross_validate(
                 point,
                 rmse,
                 rmse_sd,
-                score_per_engine: *score_per_engine,
+                score_per_cut: *score_per_cut,
                 fold_rmse: fold_rmse.clone(),
             }
         })
