@@ -343,8 +343,8 @@ fn print_table(reports: &[protocol::SubsetReport]) {
     }
     println!();
     println!(
-        "* not stated; below the as-given floor of a capped model on FD002/FD004, so capped there \
-         (docs/models.md). The whole grid: --json."
+        "* not stated; below the as-given floor of a 125-capped model on FD002 and/or FD004, so \
+         capped there (docs/models.md). The whole grid: --json."
     );
 }
 
