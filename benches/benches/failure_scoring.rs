@@ -8,6 +8,11 @@
 //! settings (13 boosters of 120 trees), and a scorer warmed on the first
 //! 100 days. The last 20 days (in arrival order) are timed; each sample
 //! starts from a clone of the warmed history. Throughput is in readings.
+//!
+//! `explain_row` times what the cloud adds when it builds a Case from an
+//! evaluation: one classifier's exact TreeSHAP contributions for one row plus
+//! the top-4 phrases (`Classifier::explain`), on rows of the timed days;
+//! `tree_shap_only` the contributions alone (`Gbdt::contributions`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -79,6 +84,52 @@ fn bench_failure_scoring(c: &mut Criterion) {
             |mut scorer| black_box(score_range(&mut scorer, split, data.n_rows())),
             criterion::BatchSize::LargeInput,
         );
+    });
+    g.finish();
+
+    // Rows to explain: the full feature rows of the timed days.
+    let mut scorer = FailureScorer::new(model.clone(), history.clone()).expect("scorer");
+    score_range(&mut scorer, 0, split);
+    let mut explained_rows = Vec::new();
+    for i in split..data.n_rows() {
+        let asset = &data.assets[data.asset_idx[i] as usize];
+        scorer
+            .score(asset, data.ts_ms[i], &data.values[i * n..(i + 1) * n])
+            .expect("score");
+        if i % 16 == 0 {
+            explained_rows.push(scorer.last_row().to_vec());
+        }
+    }
+    let classifier = &model.classifiers[0];
+    let mut g = c.benchmark_group("failure_explain");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(explained_rows.len() as u64));
+    let id = format!(
+        "{}_trees_x_{}_rows",
+        classifier.booster.trees.len(),
+        explained_rows.len()
+    );
+    g.bench_function(BenchmarkId::new("explain_row", &id), |b| {
+        b.iter(|| {
+            let mut acc = 0.0;
+            for row in &explained_rows {
+                let e = classifier
+                    .explain(&model.schema, row, 4)
+                    .expect("explainable");
+                acc += e.top.first().map_or(0.0, |c| c.log_odds);
+            }
+            black_box(acc)
+        });
+    });
+    g.bench_function(BenchmarkId::new("tree_shap_only", &id), |b| {
+        b.iter(|| {
+            let mut acc = 0.0;
+            for row in &explained_rows {
+                let c = classifier.booster.contributions(row).expect("explainable");
+                acc += c.base;
+            }
+            black_box(acc)
+        });
     });
     g.finish();
 }

@@ -12,7 +12,15 @@
 //! Every record carries `FieldPulse_Key__c` (so a retry or a replay upserts,
 //! never duplicates), `AI_Generated__c = true` and `FieldPulse_Trace_Id__c`,
 //! the key of the `AI_Insight__c` that explains it.
+//!
+//! A failure-model change carries the model's top feature contributions
+//! ([`RiskExplanation`], exact TreeSHAP, computed when the change is built,
+//! never per reading): the Case description and the audit record's
+//! `Explanation__c` list them as "vibration RMS 3.1σ above this asset's
+//! normal, +0.21 to the risk (+1.35 log-odds)", and `Scores__c` holds them as
+//! JSON under `explanation`.
 
+use fieldpulse_models::failure::explain::{Explanation, METHOD};
 use serde_json::{json, Map, Value};
 
 use crate::config::Rollout;
@@ -24,6 +32,20 @@ use crate::outbox::Action;
 pub const REVIEW_CASE_STATUS: &str = "Pending Review";
 /// Case status for `act` rollout.
 pub const ACT_CASE_STATUS: &str = "New";
+/// Case `Description` length limit (textarea, 32,000 characters).
+pub const CASE_DESCRIPTION_MAX_CHARS: usize = 32_000;
+/// Feature contributions listed per change.
+pub const EXPLANATION_TOP: usize = 4;
+
+/// Why the failure model rated an evaluation as it did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RiskExplanation {
+    /// The largest feature contributions ([`EXPLANATION_TOP`]).
+    Computed(Explanation),
+    /// The model could not explain it (e.g. an artifact without node
+    /// covers); why, in words.
+    Unavailable(String),
+}
 
 /// What happened to an episode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +139,10 @@ pub struct EpisodeChange {
     pub priority: PriorityDecision,
     /// Sensors furthest from normal, largest first.
     pub evidence: Vec<SensorEvidence>,
+    /// The failure model's feature contributions for the evaluation behind
+    /// this change; `None` when no model evaluation is behind it (anomaly
+    /// episodes, Work Order events, suppressions and closings).
+    pub explanation: Option<RiskExplanation>,
     /// Similar past repairs on the same product.
     pub similar: Vec<PastWorkOrder>,
     /// Model name and version.
@@ -316,6 +342,7 @@ impl EpisodeChange {
                 }
             }
         }
+        self.push_explanation(&mut d);
         let pi = &self.priority.inputs;
         d.push_str(&format!(
             "Priority {}: score {:.3} = probability {:.3} × criticality {:.2} ({}) × SLA factor {:.2} ({}).\n",
@@ -355,7 +382,63 @@ impl EpisodeChange {
             self.number,
             self.insight_key()
         ));
-        d
+        truncate(&d, CASE_DESCRIPTION_MAX_CHARS)
+    }
+
+    /// The "why" lines: each listed feature, its value against the asset's
+    /// normal, and its share of the risk in probability and log-odds.
+    fn push_explanation(&self, d: &mut String) {
+        match &self.explanation {
+            None => {}
+            Some(RiskExplanation::Unavailable(why)) => d.push_str(&format!(
+                "Why the model rates it so: no per-feature explanation ({why}).\n"
+            )),
+            Some(RiskExplanation::Computed(e)) if e.top.is_empty() => d.push_str(&format!(
+                "Why the model rates it so: no feature moves the risk from the model's baseline of {:.0} %.\n",
+                100.0 * e.base_probability
+            )),
+            Some(RiskExplanation::Computed(e)) => {
+                d.push_str(&format!(
+                    "Why the model rates it so (exact TreeSHAP feature contributions; \"to the risk\" is in probability, \
+                     the change from the model's baseline of {:.0} % to {:.0} % shared in proportion to each feature's log-odds contribution):\n",
+                    100.0 * e.base_probability,
+                    100.0 * e.probability
+                ));
+                for c in &e.top {
+                    d.push_str(&format!(
+                        "  - {}, {:+.2} to the risk ({:+.2} log-odds)\n",
+                        c.phrase, c.probability, c.log_odds
+                    ));
+                }
+                let rest = e.n_contributing.saturating_sub(e.top.len());
+                if rest > 0 {
+                    d.push_str(&format!("  ({rest} more features contribute less)\n"));
+                }
+            }
+        }
+    }
+
+    fn explanation_json(&self) -> Value {
+        match &self.explanation {
+            None => Value::Null,
+            Some(RiskExplanation::Unavailable(why)) => json!({ "unavailable": why }),
+            Some(RiskExplanation::Computed(e)) => json!({
+                "method": METHOD,
+                "probability_method": "proportional to log-odds contributions; sums to probability - base_probability",
+                "base_log_odds": e.base_log_odds,
+                "log_odds": e.log_odds,
+                "base_probability": e.base_probability,
+                "probability": e.probability,
+                "n_contributing": e.n_contributing,
+                "contributions": e.top.iter().map(|c| json!({
+                    "feature": c.feature,
+                    "value": c.value.is_finite().then_some(c.value),
+                    "log_odds": c.log_odds,
+                    "probability": c.probability,
+                    "text": c.phrase,
+                })).collect::<Vec<_>>(),
+            }),
+        }
     }
 
     fn evidence_json(&self) -> Value {
@@ -551,6 +634,7 @@ impl EpisodeChange {
                 "priority_score": self.priority.score,
                 "priority": self.priority.priority.to_string(),
                 "evidence": self.evidence_json(),
+                "explanation": self.explanation_json(),
             })
             .to_string()),
         );
@@ -595,6 +679,7 @@ impl EpisodeChange {
                     .unwrap_or_default()
             ),
         };
+        // Same limit as the Case description (Explanation__c holds 32,768).
         f.insert("Explanation__c".into(), json!(self.description()));
         f.insert("Outcome__c".into(), json!(truncate(&outcome, 255)));
         f.insert("Rollout_Mode__c".into(), json!(self.rollout.as_str()));
@@ -699,6 +784,7 @@ mod tests {
                 z: 3.2,
                 value: 2.5,
             }],
+            explanation: Some(RiskExplanation::Computed(explanation())),
             similar: vec![PastWorkOrder {
                 number: "00001234".into(),
                 asset: "PUMP-007".into(),
@@ -716,6 +802,33 @@ mod tests {
             rollout,
             appended_ms: 0,
             flapping: false,
+        }
+    }
+
+    fn explanation() -> Explanation {
+        use fieldpulse_models::failure::FeatureContribution;
+        Explanation {
+            base_log_odds: -3.0,
+            log_odds: 1.2,
+            base_probability: 0.05,
+            probability: 0.8,
+            top: vec![
+                FeatureContribution {
+                    feature: "vib_rms.robust_z".into(),
+                    value: 3.1,
+                    log_odds: 2.1,
+                    probability: 0.375,
+                    phrase: "vibration RMS 3.1σ above this asset's normal".into(),
+                },
+                FeatureContribution {
+                    feature: "hist.days_since_pm".into(),
+                    value: 170.0,
+                    log_odds: 1.17,
+                    probability: 0.209,
+                    phrase: "170.0 days since the last preventive maintenance".into(),
+                },
+            ],
+            n_contributing: 9,
         }
     }
 
@@ -816,5 +929,63 @@ mod tests {
         }
         assert!(c.subject().len() <= 255);
         assert!(c.subject().contains("failure expected around"));
+    }
+
+    #[test]
+    fn the_case_and_the_audit_record_say_which_features_drove_the_risk() {
+        let actions = change(Rollout::Act, ChangeKind::Opened).actions();
+        let case = &actions[0];
+        let d = case.fields["Description"].as_str().unwrap();
+        for needle in [
+            "Why the model rates it so (exact TreeSHAP",
+            "baseline of 5 % to 80 %",
+            "  - vibration RMS 3.1σ above this asset's normal, +0.38 to the risk (+2.10 log-odds)\n",
+            "  - 170.0 days since the last preventive maintenance, +0.21 to the risk (+1.17 log-odds)\n",
+            "(7 more features contribute less)",
+        ] {
+            assert!(d.contains(needle), "missing {needle:?} in:\n{d}");
+        }
+        let insight = actions.last().unwrap();
+        assert_eq!(insight.fields["Explanation__c"].as_str(), Some(d));
+        let scores: Value =
+            serde_json::from_str(insight.fields["Scores__c"].as_str().unwrap()).unwrap();
+        let e = &scores["explanation"];
+        assert_eq!(e["method"], "tree_shap_path_dependent");
+        assert_eq!(e["contributions"][0]["feature"], "vib_rms.robust_z");
+        assert_eq!(e["contributions"][1]["probability"], 0.209);
+        assert_eq!(e["base_probability"], 0.05);
+    }
+
+    #[test]
+    fn an_unexplainable_model_says_so_and_an_anomaly_case_has_no_model_section() {
+        let mut c = change(Rollout::Act, ChangeKind::Opened);
+        c.explanation = Some(RiskExplanation::Unavailable(
+            "tree 0 has no node covers".into(),
+        ));
+        assert!(c.description().contains(
+            "Why the model rates it so: no per-feature explanation (tree 0 has no node covers)."
+        ));
+        let actions = c.actions();
+        let scores: Value = serde_json::from_str(
+            actions.last().unwrap().fields["Scores__c"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            scores["explanation"]["unavailable"],
+            "tree 0 has no node covers"
+        );
+        c.explanation = None;
+        assert!(!c.description().contains("Why the model"));
+    }
+
+    #[test]
+    fn a_huge_description_is_cut_at_the_case_limit_on_a_char_boundary() {
+        let mut c = change(Rollout::Act, ChangeKind::Opened);
+        c.similar[0].subject = "Lager über Soll — ".repeat(3_000);
+        let d = c.description();
+        assert_eq!(d.chars().count(), CASE_DESCRIPTION_MAX_CHARS);
+        assert!(d.starts_with("Asset: PUMP-001"));
     }
 }

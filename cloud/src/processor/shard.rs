@@ -25,7 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use super::rows::{split_rows, AssetRows};
 use super::{shard_of, ProcessError, ShardMsg, ShardProgress, Shared};
-use crate::actions::{key_part, ChangeKind, EpisodeChange, SensorEvidence, SourceRange};
+use crate::actions::{
+    key_part, ChangeKind, EpisodeChange, RiskExplanation, SensorEvidence, SourceRange,
+    EXPLANATION_TOP,
+};
 use crate::config::{RawPriority, Rollout};
 use crate::directory::{AssetInfo, Directory};
 use crate::episodes::{
@@ -636,7 +639,7 @@ impl Shard {
         let bands = &settings.priority.bands;
         let product = self.directory.asset(asset).and_then(|i| i.product.clone());
         let rollout = settings.rollout.for_product(product.as_deref());
-        for (mode, t, eval, horizon, evidence) in changes {
+        for (mode, t, eval, horizon, evidence, explanation) in changes {
             let probability = if mode == ANOMALY_MODE {
                 settings.anomaly_probability
             } else {
@@ -659,6 +662,7 @@ impl Shard {
                     threshold: eval.threshold,
                     horizon_days: horizon,
                     evidence,
+                    explanation,
                     rollout,
                 },
             );
@@ -791,6 +795,7 @@ impl Shard {
             opened_ms: summary.opened_at_ms,
             priority,
             evidence: inputs.evidence,
+            explanation: inputs.explanation,
             similar,
             model,
             source: SourceRange {
@@ -920,6 +925,7 @@ impl Shard {
                     threshold,
                     horizon_days: None,
                     evidence: Vec::new(),
+                    explanation: None,
                     rollout,
                 },
             ) {
@@ -1179,7 +1185,31 @@ impl<'a> ScoreParts<'a> {
                             .collect();
                         evidence.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
                         evidence.truncate(4);
-                        changes.push((fol.mode.clone(), t, eval, Some(fol.horizon_days), evidence));
+                        // Explained here, where an action will be built from
+                        // the row, never per reading; changes that write no
+                        // Case text skip it.
+                        let explanation = (!matches!(
+                            t,
+                            Transition::Suppressed { .. } | Transition::Closed { .. }
+                        ))
+                        .then(|| {
+                            match f.model.classifiers[fol.classifier].explain(
+                                &f.model.schema,
+                                row,
+                                EXPLANATION_TOP,
+                            ) {
+                                Ok(e) => RiskExplanation::Computed(e),
+                                Err(e) => RiskExplanation::Unavailable(e.to_string()),
+                            }
+                        });
+                        changes.push((
+                            fol.mode.clone(),
+                            t,
+                            eval,
+                            Some(fol.horizon_days),
+                            evidence,
+                            explanation,
+                        ));
                     }
                 }
             }
@@ -1214,7 +1244,7 @@ impl<'a> ScoreParts<'a> {
                     })
                     .into_iter()
                     .collect();
-                changes.push((ANOMALY_MODE.to_string(), t, eval, None, evidence));
+                changes.push((ANOMALY_MODE.to_string(), t, eval, None, evidence, None));
             }
         }
         Ok(())
@@ -1222,13 +1252,15 @@ impl<'a> ScoreParts<'a> {
 }
 
 /// A transition seen in the row loop, turned into an [`EpisodeChange`] after it:
-/// (mode, transition, the evaluation, horizon days, evidence).
+/// (mode, transition, the evaluation, horizon days, evidence, the failure
+/// model's explanation).
 type PendingChange = (
     String,
     Transition,
     Evaluation,
     Option<f64>,
     Vec<SensorEvidence>,
+    Option<RiskExplanation>,
 );
 
 /// The priority inputs of an asset: its criticality (the configured Asset
@@ -1262,6 +1294,7 @@ struct ChangeInputs {
     threshold: f64,
     horizon_days: Option<f64>,
     evidence: Vec<SensorEvidence>,
+    explanation: Option<RiskExplanation>,
     rollout: Rollout,
 }
 

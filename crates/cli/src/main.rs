@@ -91,6 +91,12 @@ fn main() -> std::process::ExitCode {
         _ => "warn",
     };
     logging::init(cli.log.as_deref().unwrap_or(default_log));
+    if !matches!(
+        cli.command,
+        Command::Cloud(_) | Command::Edge(_) | Command::Demo(_) | Command::SfEmulator(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     let res: anyhow::Result<()> = match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Cloud(args) => cloud::run(args),
@@ -112,5 +118,19 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// One-shot commands end quietly when their reader goes away
+/// (`fieldpulse eval shapes --json | head`), as Unix tools do, instead of
+/// panicking in `println!`: SIGPIPE goes back to its default action, which
+/// Rust sets to ignore. Services keep ignoring it (their sockets report
+/// `EPIPE` as an error they handle).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start, before any other thread exists; restores
+    // the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

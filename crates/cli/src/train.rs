@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use fieldpulse_models::failure::challengers::{compare, ChallengerConfig, ChallengerReport};
 use fieldpulse_models::failure::cmms_csv::CmmsMap;
 use fieldpulse_models::failure::dataset::{feature_rows, Observation, Telemetry};
 use fieldpulse_models::failure::evaluate::evaluate;
 use fieldpulse_models::failure::feedback::FeedbackFile;
 use fieldpulse_models::failure::labels::parse_sf_datetime;
-use fieldpulse_models::failure::train::{fingerprint, model_card, summary, train, TrainConfig};
+use fieldpulse_models::failure::train::{
+    fingerprint, model_card, summary, train_with_rows, TrainConfig,
+};
 use fieldpulse_models::failure::{report, FailureModel, FleetHistory};
 
 /// Arguments of `fieldpulse train`.
@@ -65,6 +68,17 @@ pub struct TrainArgs {
     /// Registry version name for `--registry` (default `v<N+1>`).
     #[arg(long, requires = "registry")]
     version: Option<String>,
+    /// The model the challengers table compares against (an artifact
+    /// directory); default: the registry's promoted model with `--registry`.
+    #[arg(long)]
+    champion: Option<PathBuf>,
+    /// Skip the challengers (logistic regression, random forest, age-only,
+    /// ridge RUL, champion) in the report and summary.
+    #[arg(long)]
+    no_challengers: bool,
+    /// Asset bootstrap resamples behind the challengers' intervals.
+    #[arg(long, default_value_t = 200)]
+    bootstrap: usize,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     json: bool,
@@ -192,12 +206,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     cfg.booster.n_trees = args.trees;
     let mut last_step = String::new();
-    let outcome = train(&telemetry, &history, &cfg, &mut |step, done, total| {
+    let (outcome, rows) = train_with_rows(&telemetry, &history, &cfg, &mut |step, done, total| {
         if step != last_step {
             eprintln!("train: [{done:>2}/{total}] {step}");
             last_step = step.to_string();
         }
     })?;
+    let challengers = if args.no_challengers {
+        None
+    } else {
+        Some(run_challengers(
+            &args, &outcome, &rows, &telemetry, &history,
+        )?)
+    };
+    drop(rows);
     let absent = &outcome.labels.assets_without_history;
     if !absent.is_empty() {
         eprintln!(
@@ -245,7 +267,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     std::fs::write(
         args.out.join("report.html"),
-        report::render(&outcome, &card),
+        report::render_with(&outcome, &card, challengers.as_ref()),
     )?;
     let registered = match &args.registry {
         Some(dir) => {
@@ -276,6 +298,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 "train_seconds": seconds,
                 "labels": labels,
                 "test": summary(&outcome.test),
+                "challengers": challengers,
             })
         );
     } else {
@@ -294,8 +317,89 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             );
         }
         eprintln!("  RUL RMSE {:.2} days", outcome.test.rul_rmse_days);
+        if let Some(ch) = &challengers {
+            print_challengers(ch);
+        }
     }
     Ok(())
+}
+
+/// The challengers against this run's model, the champion being `--champion`
+/// or the registry's promoted model.
+fn run_challengers(
+    args: &TrainArgs,
+    outcome: &fieldpulse_models::failure::train::TrainOutcome,
+    rows: &fieldpulse_models::failure::dataset::FeatureRows,
+    telemetry: &Telemetry,
+    history: &FleetHistory,
+) -> anyhow::Result<ChallengerReport> {
+    let champion_dir = match (&args.champion, &args.registry) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(reg)) => fieldpulse_models::registry::Registry::new(reg).champion_dir()?,
+        (None, None) => None,
+    };
+    let champion = champion_dir
+        .map(|dir| {
+            FailureModel::load(&dir)
+                .with_context(|| format!("--champion {}: cannot load the model", dir.display()))
+        })
+        .transpose()?;
+    let obs = Observation::new(telemetry, history, args.observed_until);
+    let started = std::time::Instant::now();
+    eprintln!("train: challengers (booster, champion, age-only, logistic regression, random forest; ridge RUL)");
+    let cfg = ChallengerConfig {
+        bootstrap: args.bootstrap,
+        ..ChallengerConfig::default()
+    };
+    let report = compare(
+        &outcome.model,
+        champion.as_ref(),
+        rows,
+        &outcome.split,
+        &obs,
+        &cfg,
+    )?;
+    eprintln!(
+        "train: challengers done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(report)
+}
+
+fn print_challengers(ch: &ChallengerReport) {
+    let fmt = |i: Option<fieldpulse_models::failure::challengers::Interval>| {
+        i.map_or("–".to_string(), |i| {
+            format!("{:.3} [{:.3}, {:.3}]", i.value, i.lo, i.hi)
+        })
+    };
+    for t in &ch.targets {
+        eprintln!(
+            "  challengers, {} {}d ({} test rows, {} positive, {} assets; 95% asset-bootstrap intervals):",
+            t.mode, t.horizon_days, t.n_test_rows, t.n_test_positive, t.n_test_assets
+        );
+        for r in &t.results {
+            match &r.average_precision {
+                Some(_) => eprintln!(
+                    "    {:<20} AP {}  Brier {}  AP - booster {}",
+                    r.name,
+                    fmt(r.average_precision),
+                    fmt(r.brier),
+                    fmt(r.ap_minus_booster)
+                ),
+                None => eprintln!("    {:<20} {}", r.name, r.note.as_deref().unwrap_or("–")),
+            }
+        }
+    }
+    for r in &ch.rul {
+        eprintln!(
+            "    RUL {:<16} RMSE {} days{}",
+            r.name,
+            fmt(r.rmse_days),
+            r.note
+                .as_deref()
+                .map_or(String::new(), |n| format!(" ({n})"))
+        );
+    }
 }
 
 /// Runs `fieldpulse eval --model DIR --telemetry F --work-orders H`.

@@ -177,6 +177,35 @@ fn train_registers_and_models_promote_rollback_and_list() {
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("v1") && text.contains("champion"), "{text}");
 
+    // The next training run is compared with the champion (v1) in its
+    // challengers table; the first run, without a champion, said so.
+    let none = &t1["challengers"]["targets"][0]["results"][1];
+    assert_eq!(none["name"], "champion");
+    assert_eq!(none["note"], "no promoted model given");
+    let t3 = train(d, "m3", &["--registry", "reg", "--version", "v3"]);
+    let any = &t3["challengers"]["targets"][0];
+    assert_eq!(any["mode"], "any");
+    let champion = &any["results"][1];
+    assert_eq!(champion["name"], "champion");
+    assert_eq!(champion["note"], t1["model_version"], "{champion}");
+    assert!(champion["average_precision"]["value"].is_number(), "{any}");
+    let names: Vec<&str> = any["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "booster",
+            "champion",
+            "age_only",
+            "logistic_regression",
+            "random_forest"
+        ]
+    );
+
     // A registry written by a newer build is refused, and left alone.
     let index = d.join("reg/registry.json");
     let mut value: serde_json::Value =

@@ -584,3 +584,29 @@ fn simulate_publishes_every_reading_over_mqtt_and_waits_for_the_acks() {
     client.disconnect().expect("disconnect");
     receiver.join().expect("receiver thread");
 }
+
+/// A reader that has gone away (`| head -1`) ends a one-shot command
+/// quietly: no panic message, killed by SIGPIPE like other Unix tools.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+
+    // A pipe whose reading end is already closed: the first write fails.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
+        .args(["eval", "shapes", "--rows", "2000"])
+        .stdout(writer)
+        .output()
+        .expect("run fieldpulse");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // SIGPIPE is 13 on Linux and the BSDs.
+    assert_eq!(
+        output.status.signal(),
+        Some(13),
+        "{:?}: {stderr}",
+        output.status
+    );
+}

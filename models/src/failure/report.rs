@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::challengers::{ChallengerReport, Interval};
 use super::evaluate::{ClassifierMetrics, EvalReport};
 use super::train::TrainOutcome;
 
@@ -234,6 +235,102 @@ fn importance_chart(names: &[String], importance: &[f64], title: &str) -> String
 
 /// Renders the report page.
 pub fn render(outcome: &TrainOutcome, card: &serde_json::Value) -> String {
+    render_with(outcome, card, None)
+}
+
+/// The challengers table: one row per challenger and target, intervals from
+/// the asset bootstrap, AP per product; then the RUL regressors.
+fn challengers_table(ch: &ChallengerReport) -> String {
+    let iv = |i: Option<Interval>, digits: usize| {
+        i.map_or("–".to_string(), |i| {
+            format!(
+                "{:.d$} <small>[{:.d$}, {:.d$}]</small>",
+                i.value,
+                i.lo,
+                i.hi,
+                d = digits
+            )
+        })
+    };
+    let mut html = format!(
+        "<h2>Challengers</h2><p>The same split for every model: fitted on the fit rows, calibrated (isotonic) on the calibration slice, scored on the held-out test assets. Brackets: 95 % intervals from {} bootstrap resamples of the test <em>assets</em>; “AP − booster” is paired on the same resamples, so an interval excluding 0 is a difference these assets support.</p>",
+        ch.bootstrap
+    );
+    for t in &ch.targets {
+        let products: Vec<&str> = t
+            .results
+            .first()
+            .map(|r| r.by_product.iter().map(|p| p.product.as_str()).collect())
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<h3>{} within {} days</h3><p>Fit: {} labelled rows, {} positive. Test: {} rows, {} positive, {} assets.</p><table><tr><th>model</th><th>AP</th><th>Brier</th><th>AP − booster</th>",
+            esc(&t.mode),
+            t.horizon_days,
+            t.n_fit_rows,
+            t.n_fit_positive,
+            t.n_test_rows,
+            t.n_test_positive,
+            t.n_test_assets
+        );
+        for p in &products {
+            let _ = write!(html, "<th>AP {}</th>", esc(p));
+        }
+        html.push_str("<th>fit (s)</th><th>note</th></tr>");
+        for r in &t.results {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                esc(&r.name),
+                iv(r.average_precision, 3),
+                iv(r.brier, 4),
+                iv(r.ap_minus_booster, 3)
+            );
+            for p in &products {
+                let cell =
+                    r.by_product
+                        .iter()
+                        .find(|x| x.product == *p)
+                        .map_or("–".to_string(), |x| {
+                            x.average_precision.map_or("–".to_string(), |a| {
+                                format!("{a:.3} <small>({}/{})</small>", x.n_positive, x.n_rows)
+                            })
+                        });
+                let _ = write!(html, "<td>{cell}</td>");
+            }
+            let _ = write!(
+                html,
+                "<td>{:.2}</td><td>{}</td></tr>",
+                r.fit_seconds,
+                esc(r.note.as_deref().unwrap_or(""))
+            );
+        }
+        html.push_str("</table>");
+    }
+    let _ = write!(
+        html,
+        "<h3>RUL</h3><p>{} test rows with a complete window.</p><table><tr><th>model</th><th>RMSE (days)</th><th>note</th></tr>",
+        ch.n_rul_rows
+    );
+    for r in &ch.rul {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.name),
+            iv(r.rmse_days, 2),
+            esc(r.note.as_deref().unwrap_or(""))
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
+/// Renders the report page, with the challengers table when given.
+pub fn render_with(
+    outcome: &TrainOutcome,
+    card: &serde_json::Value,
+    challengers: Option<&ChallengerReport>,
+) -> String {
     let model = &outcome.model;
     let names = model.schema.names();
     let any: Vec<&ClassifierMetrics> = outcome
@@ -331,9 +428,13 @@ pub fn render(outcome: &TrainOutcome, card: &serde_json::Value) -> String {
         &model.rul.normalized_importance(),
         "Feature importance: RUL regressor (gain)",
     ));
+    html.push_str("</div>");
+    if let Some(ch) = challengers {
+        html.push_str(&challengers_table(ch));
+    }
     let _ = write!(
         html,
-        "</div><h2>Model card</h2><pre>{}</pre></body></html>",
+        "<h2>Model card</h2><pre>{}</pre></body></html>",
         esc(&serde_json::to_string_pretty(card).unwrap_or_default())
     );
     html

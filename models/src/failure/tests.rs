@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use fieldpulse_simulator::{product::PRODUCTS, telemetry, Fleet, FleetConfig};
 
+use super::challengers::{compare, ChallengerConfig};
 use super::dataset::{classifier_labels, feature_rows, rul_targets, Observation, Telemetry};
 use super::labels::{format_ms, FleetHistory};
 use super::model::{ArtifactError, FailureModel, FailureScorer, FeatureSchema};
-use super::train::{split_rows, train, TrainConfig};
+use super::train::{split_rows, train, train_with_rows, TrainConfig};
 use crate::gbdt::GbdtParams;
 
 /// Telemetry CSV text and fixture JSON of a small, fast-wearing fleet.
@@ -86,6 +87,84 @@ fn training_on_simulated_history_ranks_failures_and_round_trips_through_the_arti
     assert_eq!(&loaded, model);
     let row = vec![0.5; model.schema.n_features()];
     assert_eq!(loaded.predict(&row), model.predict(&row));
+}
+
+#[test]
+fn a_trained_model_explains_each_risk_exactly_and_an_artifact_without_covers_still_scores() {
+    let (csv, fixture) = simulate(6, 120, 8);
+    let (telemetry, history) = load(&csv, &fixture);
+    let outcome = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
+    let model = std::sync::Arc::new(outcome.model);
+    let mut scorer = FailureScorer::new(model.clone(), history.clone()).expect("scorer");
+    let n = telemetry.sensors.len();
+    let mut rows = Vec::new();
+    for i in 0..telemetry.n_rows() {
+        let asset = &telemetry.assets[telemetry.asset_idx[i] as usize];
+        let values = &telemetry.values[i * n..(i + 1) * n];
+        scorer
+            .score(asset, telemetry.ts_ms[i], values)
+            .expect("score");
+        if i % 97 == 0 {
+            rows.push(scorer.last_row().to_vec());
+        }
+    }
+    assert!(rows.len() > 20);
+    for row in &rows {
+        let prediction = model.predict(row);
+        for (k, c) in model.classifiers.iter().enumerate() {
+            let e = c
+                .explain(&model.schema, row, usize::MAX)
+                .expect("explainable");
+            // Local accuracy in log-odds, and the probability shares add up
+            // to the change from the baseline risk.
+            let sum_log_odds: f64 = e.top.iter().map(|t| t.log_odds).sum();
+            let sum_probability: f64 = e.top.iter().map(|t| t.probability).sum();
+            assert!((e.base_log_odds + sum_log_odds - e.log_odds).abs() < 1e-9);
+            assert!((sum_probability - (e.probability - e.base_probability)).abs() < 1e-9);
+            assert_eq!(e.probability, prediction.probabilities[k]);
+            assert_eq!(e.top.len(), e.n_contributing);
+            assert!(e
+                .top
+                .windows(2)
+                .all(|w| w[0].log_odds.abs() >= w[1].log_odds.abs()));
+            for t in &e.top {
+                assert!(t.log_odds * t.probability >= 0.0, "sign kept: {t:?}");
+                assert!(!t.phrase.is_empty());
+            }
+        }
+    }
+    // The same model saved without covers (the layout before covers existed)
+    // loads, scores identically and writes back byte for byte; it explains
+    // nothing, and says why.
+    let mut old = (*model).clone();
+    for booster in old
+        .classifiers
+        .iter_mut()
+        .map(|c| &mut c.booster)
+        .chain([&mut old.rul])
+    {
+        for node in booster.trees.iter_mut().flat_map(|t| t.nodes.iter_mut()) {
+            node.cover = None;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    old.save(dir.path()).expect("save");
+    let bytes = std::fs::read(dir.path().join(super::model::MODEL_FILE)).expect("read");
+    assert!(!String::from_utf8_lossy(&bytes).contains("cover"));
+    let loaded = FailureModel::load(dir.path()).expect("old layout loads");
+    let again = tempfile::tempdir().expect("tempdir");
+    loaded.save(again.path()).expect("save");
+    assert_eq!(
+        std::fs::read(again.path().join(super::model::MODEL_FILE)).expect("read"),
+        bytes
+    );
+    for row in &rows {
+        assert_eq!(loaded.predict(row), model.predict(row));
+        let err = loaded.classifiers[0]
+            .explain(&loaded.schema, row, 4)
+            .unwrap_err();
+        assert!(err.to_string().contains("no node covers"), "{err}");
+    }
 }
 
 #[test]
@@ -470,4 +549,74 @@ fn negatives_before_a_false_alarm_weigh_more_and_nothing_flips() {
     assert_eq!(w, vec![1.0]);
     let (_, w) = classifier_labels(&rows, &[1], &obs, None, 7.0, i64::MAX);
     assert_eq!(w, vec![super::labels::FALSE_ALARM_WEIGHT]);
+}
+
+#[test]
+fn challengers_run_on_the_training_split_and_the_model_as_its_own_champion_ties() {
+    let (csv, fixture) = simulate(15, 240, 3);
+    let (telemetry, history) = load(&csv, &fixture);
+    let (outcome, rows) =
+        train_with_rows(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
+    let obs = Observation::new(&telemetry, &history, None);
+    let cfg = ChallengerConfig {
+        bootstrap: 40,
+        forest_trees: 10,
+        max_fit_rows: 2_000,
+        ..ChallengerConfig::default()
+    };
+    let model = &outcome.model;
+    let report = compare(model, Some(model), &rows, &outcome.split, &obs, &cfg).expect("compare");
+    let any = &report.targets[0];
+    assert_eq!(any.mode, "any");
+    assert!(any.n_test_positive > 0 && any.n_test_assets > 0);
+    let names: Vec<&str> = any.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "booster",
+            "champion",
+            "age_only",
+            "logistic_regression",
+            "random_forest"
+        ]
+    );
+    let booster = &any.results[0];
+    // The booster's AP is the one `evaluate` reports for the same classifier.
+    let metrics = outcome
+        .test
+        .classifiers
+        .iter()
+        .find(|c| c.mode == "any" && c.horizon_days == any.horizon_days)
+        .expect("metrics");
+    let ap = booster.average_precision.expect("ap");
+    assert!((ap.value - metrics.average_precision).abs() < 1e-12);
+    assert!(booster.ap_minus_booster.is_none());
+    // The same model as champion ties exactly, resample by resample.
+    let champion = any.results[1].ap_minus_booster.expect("paired");
+    assert_eq!((champion.value, champion.lo, champion.hi), (0.0, 0.0, 0.0));
+    for r in &any.results[2..] {
+        let a = r.average_precision.expect("fitted");
+        assert!(
+            (0.0..=1.0).contains(&a.value) && a.lo <= a.hi,
+            "{}: {a:?}",
+            r.name
+        );
+        assert!(!r.by_product.is_empty());
+        assert_eq!(
+            r.by_product.iter().map(|p| p.n_rows).sum::<usize>(),
+            any.n_test_rows
+        );
+    }
+    let rul: Vec<&str> = report.rul.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(rul, ["booster", "champion", "ridge", "mean"]);
+    assert!(report.rul.iter().all(|r| r.rmse_days.is_some()));
+    // Seeded: the same inputs give the same report (fit times aside).
+    let again = compare(model, Some(model), &rows, &outcome.split, &obs, &cfg).expect("compare");
+    let untimed = |mut r: super::challengers::ChallengerReport| {
+        for t in &mut r.targets {
+            t.results.iter_mut().for_each(|c| c.fit_seconds = 0.0);
+        }
+        r
+    };
+    assert_eq!(untimed(report), untimed(again));
 }

@@ -312,6 +312,20 @@ pub fn train(
     cfg: &TrainConfig,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<TrainOutcome, TrainError> {
+    train_with_rows(telemetry, history, cfg, progress).map(|(outcome, _)| outcome)
+}
+
+/// [`train`], also returning the feature rows the split indexes (for
+/// [`challengers`](super::challengers)).
+///
+/// # Errors
+/// As [`train`].
+pub fn train_with_rows(
+    telemetry: &Telemetry,
+    history: &FleetHistory,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(TrainOutcome, FeatureRows), TrainError> {
     let (t0, t1) = telemetry
         .time_range()
         .ok_or_else(|| TrainError::Data("telemetry has no rows".into()))?;
@@ -483,7 +497,7 @@ pub fn train(
     };
     let test = evaluate(&model, &rows, &split.test_rows, &obs, t1);
     let calibration = evaluate(&model, &rows, &split.cal_rows, &obs, split.t_test_ms);
-    Ok(TrainOutcome {
+    let outcome = TrainOutcome {
         model,
         n_rows: rows.len(),
         split,
@@ -496,7 +510,8 @@ pub fn train(
             &telemetry.ts_ms,
             telemetry.assets.len(),
         )),
-    })
+    };
+    Ok((outcome, rows))
 }
 
 /// FNV-1a 64-bit fingerprint of some byte strings (data fingerprint of the

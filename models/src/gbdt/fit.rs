@@ -5,7 +5,8 @@
 //! Each node's histogram holds (sum g, sum h, count) per bin for every sampled
 //! feature; only the smaller child's histogram is built from rows, the larger
 //! one is the parent's minus it. Split gain is the usual second-order gain
-//! `GL²/(HL+λ) + GR²/(HR+λ) − G²/(H+λ)`.
+//! `GL²/(HL+λ) + GR²/(HR+λ) − G²/(H+λ)`. Every node records its cover (the
+//! summed sample weight of the tree's rows that reached it) for TreeSHAP.
 
 use thiserror::Error;
 
@@ -213,6 +214,7 @@ impl GbdtValidParams {
                 grad: &grad,
                 hess: &hess,
                 features: &features,
+                weights,
                 nodes: Vec::new(),
                 split_bins: Vec::new(),
                 importance: &mut importance,
@@ -220,7 +222,7 @@ impl GbdtValidParams {
             if !rows.is_empty() {
                 grower.grow_root(&mut rows);
             } else {
-                grower.nodes.push(leaf(0.0));
+                grower.nodes.push(leaf(0.0, 0.0));
                 grower.split_bins.push(0);
             }
             let split_bins = std::mem::take(&mut grower.split_bins);
@@ -282,13 +284,14 @@ fn validate_data(
     Ok(())
 }
 
-fn leaf(value: f64) -> Node {
+fn leaf(value: f64, cover: f64) -> Node {
     Node {
         feature: LEAF,
         threshold: 0.0,
         left: 0,
         right: 0,
         value,
+        cover: Some(cover),
     }
 }
 
@@ -384,6 +387,7 @@ struct Grower<'a> {
     grad: &'a [f64],
     hess: &'a [f64],
     features: &'a [usize],
+    weights: Option<&'a [f64]>,
     nodes: Vec<Node>,
     split_bins: Vec<u8>,
     importance: &'a mut [f64],
@@ -421,7 +425,11 @@ impl Grower<'_> {
 
     fn grow(&mut self, rows: &mut [u32], hist: Histogram, g: f64, h: f64, depth: usize) -> u32 {
         let idx = self.nodes.len();
-        self.nodes.push(leaf(self.leaf_value(g, h)));
+        let cover = match self.weights {
+            Some(w) => rows.iter().map(|&r| w[r as usize]).sum(),
+            None => rows.len() as f64,
+        };
+        self.nodes.push(leaf(self.leaf_value(g, h), cover));
         self.split_bins.push(0);
         let min_leaf = self.params.min_samples_leaf;
         if depth >= self.params.max_depth || rows.len() < 2 * min_leaf {
@@ -476,6 +484,7 @@ impl Grower<'_> {
             left,
             right,
             value: 0.0,
+            cover: Some(cover),
         };
         self.split_bins[idx] = split.bin;
         idx as u32

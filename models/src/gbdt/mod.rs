@@ -13,12 +13,19 @@
 //!
 //! Missing values (`NaN`) always go to the left child, in training (they fall
 //! in bin 0) and in prediction alike.
+//!
+//! Per-prediction explanations ([`Gbdt::contributions`], [`shap`]) are exact
+//! path-dependent TreeSHAP values; they need each node's `cover`, which
+//! training stores since covers were added. Older artifacts load and score as
+//! before and report [`ExplainError::NoCover`] instead of an explanation.
 
 #[cfg(feature = "train")]
 mod fit;
+pub mod shap;
 
 #[cfg(feature = "train")]
 pub use fit::{GbdtError, GbdtParams, GbdtValidParams};
+pub use shap::{Contributions, ExplainError};
 
 use std::sync::OnceLock;
 
@@ -47,6 +54,13 @@ pub struct Node {
     pub right: u32,
     /// Leaf output (already multiplied by the learning rate).
     pub value: f64,
+    /// Sum of the sample weights (the row count when unweighted) of the
+    /// tree's training rows that reached this node; `None` in artifacts
+    /// written before covers were stored (they score alike, but cannot be
+    /// explained). Absent from the JSON when `None`, so such artifacts
+    /// round-trip byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover: Option<f64>,
 }
 
 /// Marker for a leaf node's `feature`.
@@ -261,6 +275,7 @@ mod tests {
                     left: 1,
                     right: 2,
                     value: 0.0,
+                    cover: None,
                 },
                 Node {
                     feature: LEAF,
@@ -268,6 +283,7 @@ mod tests {
                     left: 0,
                     right: 0,
                     value: left,
+                    cover: None,
                 },
                 Node {
                     feature: LEAF,
@@ -275,6 +291,7 @@ mod tests {
                     left: 0,
                     right: 0,
                     value: right,
+                    cover: None,
                 },
             ],
         }
