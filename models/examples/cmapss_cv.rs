@@ -1,14 +1,17 @@
-//! Development tool: run the C-MAPSS protocol (and optionally the grouped CV
-//! grid) straight from the models crate, without building the CLI.
+//! Development tool: run the C-MAPSS benchmark (cross-validated choice, then
+//! the test set under both protocols) straight from the models crate, without
+//! building the CLI, and print the whole grid.
 //!
-//! `cargo run -p fieldpulse-models --features train --example cmapss_cv -- [DIR] [FD001] [--tune]`
+//! `cargo run --release -p fieldpulse-models --features train --example cmapss_cv -- [DIR] [FD001] [--quick] [--seed=7] [--folds=5] [--cuts=4] [--seen=0.2,0.95] [--cv-only]`
 //!
-//! `DIR` defaults to the repository's `data/cmapss`.
+//! `DIR` defaults to the repository's `data/cmapss`. `--seen` changes the
+//! range of the fraction of life seen at a cut; `--cv-only` stops after the
+//! choice and scores nothing on the test files (for studying the CV itself).
 
 use std::path::PathBuf;
 
+use fieldpulse_models::cmapss::cv::{cross_validate, CvConfig, Grid};
 use fieldpulse_models::cmapss::{self, protocol, Subset};
-use fieldpulse_models::gbdt::GbdtParams;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,49 +27,75 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         subsets
     };
-    let tune = args.iter().any(|a| a == "--tune");
     let get = |key: &str| {
         args.iter().find_map(|a| {
             a.strip_prefix(&format!("--{key}="))
-                .and_then(|v| v.parse::<f64>().ok())
+                .and_then(|v| v.parse::<u64>().ok())
         })
     };
-    let mut params = GbdtParams {
-        n_trees: 150,
-        learning_rate: 0.05,
-        max_depth: 6,
-        min_samples_leaf: 80,
-        subsample: 0.8,
-        colsample: 0.6,
-        ..GbdtParams::default()
+    let grid = if args.iter().any(|a| a == "--quick") {
+        Grid::quick()
+    } else {
+        Grid::full()
     };
-    if let Some(v) = get("trees") {
-        params.n_trees = v as usize;
-    }
-    if let Some(v) = get("depth") {
-        params.max_depth = v as usize;
-    }
-    if let Some(v) = get("leaf") {
-        params.min_samples_leaf = v as usize;
-    }
-    if let Some(v) = get("lr") {
-        params.learning_rate = v;
-    }
+    let defaults = CvConfig::default();
+    let seen = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--seen="))
+        .and_then(|v| v.split_once(','))
+        .and_then(|(lo, hi)| Some([lo.parse::<f64>().ok()?, hi.parse::<f64>().ok()?]))
+        .unwrap_or(defaults.seen_fraction);
+    let cv_only = args.iter().any(|a| a == "--cv-only");
+    let config = CvConfig {
+        seen_fraction: seen,
+        seed: get("seed").unwrap_or(defaults.seed),
+        n_folds: get("folds").map_or(defaults.n_folds, |v| v as usize),
+        cuts_per_engine: get("cuts").map_or(defaults.cuts_per_engine, |v| v as usize),
+    };
     for subset in subsets {
         let data = cmapss::load_subset(&dir, subset)?;
-        if tune {
-            let cv = protocol::tune_default(&data.train, &params)?;
-            for r in cv.iter().take(6) {
-                println!(
-                    "{subset} cv depth={} leaf={} trees={} rmse={:.3}",
-                    r.max_depth, r.min_samples_leaf, r.n_trees, r.rmse
-                );
-            }
+        if cv_only {
+            let cv = cross_validate(&data.train, &grid, &config)?;
+            let best = cv.chosen();
+            println!(
+                "{subset} seen={:?} chosen cap={} depth={} leaf={} trees={} rmse={:.3} sd={:.3} mean_cut_rul={:.1} cv_s={:.1}",
+                config.seen_fraction,
+                best.point.cap_label(),
+                best.point.max_depth,
+                best.point.min_samples_leaf,
+                best.point.n_trees,
+                best.rmse,
+                best.rmse_sd,
+                cv.mean_cut_rul,
+                cv.seconds
+            );
+            continue;
         }
-        let res = protocol::evaluate_subset(&data, &params)?;
+        let report = protocol::run(&data, &grid, &config)?;
+        for (i, p) in report.cv.points.iter().enumerate() {
+            println!(
+                "{subset} cv{} cap={} depth={} leaf={} lr={} trees={} rmse={:.3} sd={:.3} score/cut={:.2}",
+                if i == report.cv.chosen_index { "*" } else { " " },
+                p.point.cap_label(),
+                p.point.max_depth,
+                p.point.min_samples_leaf,
+                p.point.learning_rate,
+                p.point.n_trees,
+                p.rmse,
+                p.rmse_sd,
+                p.score_per_cut
+            );
+        }
+        let res = &report.result;
+        for s in &res.protocols {
+            println!(
+                "{subset} test {:?} rmse={:.3} score={:.1} n={}",
+                s.protocol, s.rmse, s.score, s.n_test_engines
+            );
+        }
         println!(
-            "{subset} rmse={:.3} score={:.1} rmse_capped_truth={:.3} n={} conds={} sensors={:?} nf={} train_s={:.2}",
-            res.rmse, res.score, res.rmse_capped_truth, res.n_test_engines, res.n_conditions, res.sensors, res.n_features, res.train_seconds
+            "{subset} cv_s={:.1} train_s={:.2} conds={} sensors={:?} nf={}",
+            report.cv.seconds, res.train_seconds, res.n_conditions, res.sensors, res.n_features
         );
     }
     Ok(())

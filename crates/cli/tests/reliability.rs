@@ -375,13 +375,18 @@ fn cmapss_dir() -> std::path::PathBuf {
 }
 
 /// `eval cmapss` with no `--data`, run from a directory with no `data/`:
-/// it must find the repository's `data/cmapss` on its own.
+/// it must find the repository's `data/cmapss` on its own. The small grid
+/// keeps it quick; the JSON holds both protocols, tagged, one prediction per
+/// test engine and every grid point's cross-validated RMSE.
 #[test]
 fn eval_cmapss_prints_the_contract_fields_for_one_subset() {
     cmapss_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let output = Command::new(env!("CARGO_BIN_EXE_fieldpulse"))
-        .args(["eval", "cmapss", "--subset", "FD001", "--json"])
+        .args([
+            "eval", "cmapss", "--subset", "FD001", "--grid", "quick", "--folds", "3", "--cuts",
+            "2", "--json",
+        ])
         .env_remove("FIELDPULSE_CMAPSS_DATA")
         .current_dir(dir.path())
         .output()
@@ -398,6 +403,41 @@ fn eval_cmapss_prints_the_contract_fields_for_one_subset() {
         assert!(fd001[key].as_f64().is_some(), "{key} in {out}");
     }
     assert!(fd001["rmse"].as_f64().unwrap_or(f64::MAX) < 16.0, "{out}");
+    let protocols = fd001["protocols"].as_array().expect("protocols");
+    let tags: Vec<&str> = protocols
+        .iter()
+        .filter_map(|p| p["protocol"].as_str())
+        .collect();
+    assert_eq!(tags, ["as_given", "capped"]);
+    assert_eq!(protocols[0]["rmse"], fd001["rmse"]);
+    assert_eq!(protocols[1]["cap"], fd001["chosen"]["cap"]);
+    let engines = fd001["engines"].as_array().expect("engines");
+    assert_eq!(engines.len(), 100);
+    for key in [
+        "unit",
+        "cycles_seen",
+        "predicted_rul",
+        "true_rul",
+        "true_rul_capped",
+    ] {
+        assert!(engines[0][key].is_number(), "{key} in {}", engines[0]);
+    }
+    let cv = &fd001["cv"];
+    let points = cv["points"].as_array().expect("cv points");
+    assert_eq!(points.len(), 6, "the quick grid");
+    assert!(points
+        .iter()
+        .all(|p| p["rmse"].is_number() && p["rmse_sd"].is_number()));
+    let chosen = &points[cv["chosen_index"].as_u64().expect("index") as usize];
+    for key in [
+        "cap",
+        "max_depth",
+        "min_samples_leaf",
+        "learning_rate",
+        "n_trees",
+    ] {
+        assert_eq!(chosen[key], fd001["chosen"][key], "{key}");
+    }
 }
 
 /// A directory that is not there, by flag or by environment, is an error

@@ -128,7 +128,7 @@ fn nearest(centres: &[[f64; N_SETTINGS]], s: &[f64; N_SETTINGS]) -> usize {
 
 /// Leader clustering then five Lloyd iterations; centres sorted for a
 /// deterministic order. Falls back to one cluster when the settings are not
-/// discrete (more than [`MAX_CONDITIONS`] leaders).
+/// discrete (more than `MAX_CONDITIONS` leaders).
 pub fn cluster_settings(settings: &[[f64; N_SETTINGS]]) -> Vec<[f64; N_SETTINGS]> {
     let mut centres: Vec<[f64; N_SETTINGS]> = Vec::new();
     for s in settings {

@@ -40,7 +40,7 @@ pub const TREND_HORIZON: usize = 2;
 impl WindowFeatures {
     /// Chooses informative sensors: not constant in training, and correlated
     /// with the fraction of life consumed (`cycle / last cycle`) by at least
-    /// [`MIN_ABS_CORRELATION`] in absolute value.
+    /// `MIN_ABS_CORRELATION` in absolute value.
     ///
     /// # Errors
     /// Never with the built-in half-lives; kept for parameter changes.

@@ -8,12 +8,15 @@
 //! on single spaces.
 //!
 //! The protocol ([`protocol`]) is the published one: train on the train file,
-//! predict one RUL per test engine at its last cycle, cap the training target
-//! at 125 cycles, score with RMSE and the PHM08 score against `RUL_FD00x`.
-//! Hyper-parameters come from grouped cross-validation over training engines
-//! only ([`protocol::tune`]); test files are never used to choose anything.
+//! predict one RUL per test engine at its last cycle, score with RMSE and the
+//! PHM08 score against `RUL_FD00x`, both as given and capped at the training
+//! cap (each result tagged with its protocol). Every hyper-parameter, the RUL
+//! cap included, comes from cross-validation grouped by engine on truncated
+//! training engines ([`cv::cross_validate`]); the test files are never used
+//! to choose anything.
 
 pub mod conditions;
+pub mod cv;
 pub mod features;
 pub mod protocol;
 
@@ -341,6 +344,19 @@ pub fn load_subset(dir: &Path, subset: Subset) -> Result<SubsetData, CmapssError
     })
 }
 
+/// The real NASA files, as the repository ships them in `data/cmapss`
+/// (tests only). Fails loudly when they are missing.
+#[cfg(test)]
+pub(crate) fn real_data_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/cmapss");
+    assert!(
+        dir.join("train_FD001.txt.gz").is_file(),
+        "C-MAPSS data missing at {}: the repository ships it in data/cmapss (see data/README.md)",
+        dir.display()
+    );
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,18 +421,6 @@ mod tests {
         assert_eq!(Subset::parse("FD005"), None);
     }
 
-    /// The real NASA files, as the repository ships them in `data/cmapss`.
-    /// Fails loudly when they are missing.
-    fn real_data_dir() -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/cmapss");
-        assert!(
-            dir.join("train_FD001.txt.gz").is_file(),
-            "C-MAPSS data missing at {}: the repository ships it in data/cmapss (see data/README.md)",
-            dir.display()
-        );
-        dir
-    }
-
     /// Reads the repository's `data/cmapss` (see [`real_data_dir`]).
     #[test]
     fn real_files_parse_with_the_published_engine_and_row_counts() {
@@ -446,14 +450,18 @@ mod tests {
     #[test]
     fn quick_fd001_fit_predicts_last_cycle_rul_within_a_sane_error() {
         let data = load_subset(&real_data_dir(), Subset::Fd001).expect("load");
-        let params = crate::gbdt::GbdtParams {
-            n_trees: 60,
-            learning_rate: 0.15,
+        let point = cv::GridPoint {
+            cap: Some(protocol::HEIMES_RUL_CAP),
             max_depth: 4,
+            min_samples_leaf: 20,
+            learning_rate: 0.15,
+            n_trees: 60,
+        };
+        let base = crate::gbdt::GbdtParams {
             subsample: 0.5,
             ..crate::gbdt::GbdtParams::default()
         };
-        let res = protocol::evaluate_subset(&data, &params).expect("protocol");
+        let res = protocol::evaluate_subset(&data, &point, &base).expect("protocol");
         assert_eq!(res.n_test_engines, 100);
         assert_eq!(res.n_conditions, 1);
         assert!(res.rmse < 18.0, "FD001 RMSE {}", res.rmse);
