@@ -191,6 +191,12 @@ fn cmapss(dir: &std::path::Path, learners: &[Learner], params: &GbdtParams) -> s
             let (xv, yv) = matrix(&va, &norm, &spec);
             let nf = spec.n_features();
             let (p, t) = fit_predict(l, params, &x, nf, &y, None, &xv);
+            eprintln!(
+                "C-MAPSS {} fold {fold}: {} rows x {nf} fitted in {:.1}s",
+                l.name(),
+                y.len(),
+                t.as_secs_f64()
+            );
             fit_s += t.as_secs_f64();
             let p: Vec<f64> = p.iter().map(|v| v.clamp(0.0, RUL_CAP)).collect();
             fold_rmse.push(rmse(&p, &yv));
@@ -265,6 +271,12 @@ fn simulated(assets: usize, days: u64, learners: &[Learner]) -> serde_json::Valu
     let mut out = Vec::new();
     for &l in learners {
         let (p, t) = fit_predict(l, &params, &x, nf, &y, Some(&w), &xt);
+        eprintln!(
+            "fleet {}: {} rows x {nf} fitted in {:.1}s",
+            l.name(),
+            y.len(),
+            t.as_secs_f64()
+        );
         let (s, lab): (Vec<f64>, Vec<bool>) = keep.iter().map(|&k| (p[k], labels[k])).unzip();
         out.push(json!({
             "learner": l.name(),
