@@ -136,7 +136,7 @@ pub fn work_order_event(
 }
 
 /// Turns one fieldpulse Case (`FieldPulse_Key__c = fp-case:<asset>:<mode>:<n>`,
-/// name parts as [`key_part`] encodes them) into an event; `resolve` maps a
+/// name parts as `key_part` encodes them) into an event; `resolve` maps a
 /// key whose asset part is hashed (very long names) to (asset, mode).
 pub fn case_event(
     case: &Map<String, Value>,

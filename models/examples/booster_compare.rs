@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! RAYON_NUM_THREADS=1 cargo run --release -p fieldpulse-models \
-//!     --features compare --example booster_compare -- [cmapss dir] [sim assets] [sim days]
+//!     --features compare --example booster_compare -- [cmapss dir] [sim assets] [sim days] [budgets]
 //! ```
 //!
 //! 1. NASA C-MAPSS FD001 RUL (regression, target capped at 125 cycles):
@@ -268,8 +268,37 @@ fn simulated(assets: usize, days: u64, learners: &[Learner]) -> serde_json::Valu
         objective: Objective::Logistic,
         ..cfg.booster.clone()
     };
+    // 5-fold CV grouped by asset over the fit rows (labels censored at the
+    // calibration cut, as training does), then the held-out test assets.
+    let fold_of = |i: usize| rows.asset_idx[split.fit_rows[i]] as usize % 5;
     let mut out = Vec::new();
     for &l in learners {
+        let mut fold_ap = Vec::new();
+        let mut cv_s = 0.0;
+        for fold in 0..5 {
+            let (tr, va): (Vec<usize>, Vec<usize>) =
+                (0..split.fit_rows.len()).partition(|&i| fold_of(i) != fold);
+            let sub = |idx: &[usize]| -> Vec<f64> {
+                idx.iter()
+                    .flat_map(|&i| x[i * nf..(i + 1) * nf].iter().copied())
+                    .collect()
+            };
+            let (xtr, xva) = (sub(&tr), sub(&va));
+            let ytr: Vec<f64> = tr.iter().map(|&i| y[i]).collect();
+            let wtr: Vec<f64> = tr.iter().map(|&i| w[i]).collect();
+            let (p, t) = fit_predict(l, &params, &xtr, nf, &ytr, Some(&wtr), &xva);
+            cv_s += t.as_secs_f64();
+            let (s, lab): (Vec<f64>, Vec<bool>) = va
+                .iter()
+                .enumerate()
+                .filter(|(_, &i)| w[i] > 0.0)
+                .map(|(k, &i)| (p[k], y[i] > 0.5))
+                .unzip();
+            fold_ap.push(average_precision(&pr_curve(&s, &lab)));
+            eprintln!("fleet {} fold {fold}: fitted in {:.1}s", l.name(), t.as_secs_f64());
+        }
+        let mean = fold_ap.iter().sum::<f64>() / 5.0;
+        let sd = (fold_ap.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
         let (p, t) = fit_predict(l, &params, &x, nf, &y, Some(&w), &xt);
         eprintln!(
             "fleet {}: {} rows x {nf} fitted in {:.1}s",
@@ -280,6 +309,9 @@ fn simulated(assets: usize, days: u64, learners: &[Learner]) -> serde_json::Valu
         let (s, lab): (Vec<f64>, Vec<bool>) = keep.iter().map(|&k| (p[k], labels[k])).unzip();
         out.push(json!({
             "learner": l.name(),
+            "cv_average_precision_mean": mean,
+            "cv_average_precision_sd": sd,
+            "cv_fit_seconds": cv_s,
             "test_average_precision": average_precision(&pr_curve(&s, &lab)),
             "fit_seconds": t.as_secs_f64(),
         }));
@@ -308,12 +340,13 @@ fn main() {
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "data/cmapss".into()));
     let assets: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(60);
     let days: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(365);
-    let learners = [
-        Learner::InHouse,
-        Learner::Forust,
-        Learner::Perpetual(0.5),
-        Learner::Perpetual(1.0),
-    ];
+    // Optional fourth argument: perpetual budgets to try (comma-separated).
+    let budgets: Vec<f32> = args
+        .next()
+        .map(|a| a.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0.5, 1.0]);
+    let mut learners = vec![Learner::InHouse, Learner::Forust];
+    learners.extend(budgets.into_iter().map(Learner::Perpetual));
     let reg = GbdtParams::default();
     let c = cmapss(&dir, &learners, &reg);
     eprintln!("{c}");

@@ -29,7 +29,7 @@
 //! widest the CPU supports chosen once), the O(S^3) precision refresh
 //! amortised over `mv_refresh` rows, the decay `exp` cached by the feature
 //! kernel, and the calibration's `exp(-exp(z))` computed for a block of rows at
-//! once with an inline, vectorisable `exp` ([`gumbel`](super::gumbel)).
+//! once with an inline, vectorisable `exp` (the `gumbel` module).
 //!
 //! Checkpoints: [`FleetScorer::asset_state`] / [`FleetScorer::restore_asset_state`]
 //! serialise and restore everything one asset's future scores depend on
