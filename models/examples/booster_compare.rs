@@ -295,7 +295,11 @@ fn simulated(assets: usize, days: u64, learners: &[Learner]) -> serde_json::Valu
                 .map(|(k, &i)| (p[k], y[i] > 0.5))
                 .unzip();
             fold_ap.push(average_precision(&pr_curve(&s, &lab)));
-            eprintln!("fleet {} fold {fold}: fitted in {:.1}s", l.name(), t.as_secs_f64());
+            eprintln!(
+                "fleet {} fold {fold}: fitted in {:.1}s",
+                l.name(),
+                t.as_secs_f64()
+            );
         }
         let mean = fold_ap.iter().sum::<f64>() / 5.0;
         let sd = (fold_ap.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0).sqrt();

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fieldpulse_models::anomaly::{DetectorParams, FleetScorer, ParamGuard, RowStatus};
+use fieldpulse_models::anomaly::{
+    DetectorParams, FeatureParams, FleetScorer, ParamGuard, RowStatus, Seasonality,
+};
 use fieldpulse_models::wide_csv::{TimeFormat, WideCsvReader, WideRecord};
 use serde::Serialize;
 
@@ -39,6 +41,14 @@ pub struct DetectArgs {
     /// a million; unbounded, so it ranks rows whose scores round to 1.
     #[arg(long)]
     pub min_surprise: Option<f64>,
+    /// Seasonal profile learned per sensor (off, daily or weekly, UTC): the
+    /// learned hour-of-week (or hour-of-day) profile is subtracted once it
+    /// has three periods of data and explains the signal, so cycles neither
+    /// alarm at their turning points nor hide anomalies at their peaks.
+    /// Weekly also learns weekday/weekend patterns; daily applies after
+    /// three days instead of three weeks but takes a weekend for an anomaly.
+    #[arg(long, default_value = "weekly", value_parser = crate::eval_shapes::parse_seasonality)]
+    pub seasonal: Seasonality,
     /// Fail on the first rejected row or missing value instead of counting it.
     #[arg(long)]
     pub strict: bool,
@@ -73,6 +83,8 @@ struct DetectSummary {
     time_format: Option<&'static str>,
     threshold: f64,
     min_surprise: f64,
+    /// The seasonal profile learned (off, daily, weekly).
+    seasonal: &'static str,
     seconds: f64,
     rows_per_s: f64,
 }
@@ -92,6 +104,8 @@ fn surprise_of_score(t: f64) -> f64 {
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let params = DetectorParams::default()
+        .features(FeatureParams::default().seasonality(args.seasonal))
+        .context("feature parameters")?
         .check()
         .context("default detector parameters")?;
     let min_surprise = match (args.threshold, args.min_surprise) {
@@ -240,6 +254,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         }),
         threshold,
         min_surprise,
+        seasonal: args.seasonal.name(),
         seconds,
         rows_per_s: if seconds > 0.0 {
             rows as f64 / seconds
@@ -306,6 +321,7 @@ mod tests {
             },
             threshold: None,
             min_surprise: None,
+            seasonal: Seasonality::Weekly,
             strict: false,
             json: false,
         }

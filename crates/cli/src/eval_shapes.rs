@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::Args;
-use fieldpulse_models::anomaly::{DetectorParams, FleetScorer, ParamGuard};
+use fieldpulse_models::anomaly::{
+    DetectorParams, FeatureParams, FleetScorer, ParamGuard, Seasonality,
+};
 use fieldpulse_simulator::shapes::{corpus, AnomalyKind, ShapeSeries};
 use serde::Serialize;
 
@@ -52,6 +54,16 @@ pub struct ShapesArgs {
     /// to score the same corpus with `fieldpulse detect` or another tool.
     #[arg(long, value_name = "DIR")]
     pub write_corpus: Option<std::path::PathBuf>,
+    /// Seasonal profile the detector learns: off, daily or weekly (as
+    /// `fieldpulse detect`; a weekly one is applied only after three weeks,
+    /// so the default 20,000 rows, about 14 days, score as with it off).
+    #[arg(long, default_value = "weekly", value_parser = parse_seasonality)]
+    pub seasonal: Seasonality,
+}
+
+/// Parses `--seasonal`.
+pub fn parse_seasonality(s: &str) -> Result<Seasonality, String> {
+    Seasonality::parse(s).ok_or_else(|| format!("{s:?}: expected off, daily or weekly"))
 }
 
 /// Results for one shape.
@@ -95,12 +107,27 @@ pub struct ShapesReport {
     pub shapes: Vec<ShapeResult>,
 }
 
-/// Scores the corpus.
+/// Scores the corpus with the default (weekly) seasonal profile.
 ///
 /// # Errors
 /// When the default detector parameters do not validate (a bug).
+#[cfg(test)]
 pub fn evaluate(rows: usize, seed: u64) -> anyhow::Result<ShapesReport> {
+    evaluate_with(rows, seed, Seasonality::Weekly)
+}
+
+/// [`evaluate`] with the given seasonal profile.
+///
+/// # Errors
+/// When the detector parameters do not validate (a bug).
+pub fn evaluate_with(
+    rows: usize,
+    seed: u64,
+    seasonality: Seasonality,
+) -> anyhow::Result<ShapesReport> {
     let params = DetectorParams::default()
+        .features(FeatureParams::default().seasonality(seasonality))
+        .context("feature parameters")?
         .check()
         .context("default detector parameters")?;
     let threshold = params.threshold();
@@ -223,7 +250,7 @@ pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.write_corpus {
         write_corpus(dir, args.rows, args.seed)?;
     }
-    let report = evaluate(args.rows, args.seed)?;
+    let report = evaluate_with(args.rows, args.seed, args.seasonal)?;
     if args.json {
         println!(
             "{}",

@@ -42,6 +42,7 @@
 pub mod aligned;
 pub mod offline;
 pub mod params;
+pub mod seasonal;
 pub mod snapshot;
 pub mod spec;
 pub mod state;
@@ -49,6 +50,7 @@ pub mod state;
 pub use aligned::AlignedVec;
 pub use offline::{compute_offline, compute_offline_fleet, FeatureMatrix};
 pub use params::{FeatureError, FeatureParams, FeatureValidParams, ParamGuard};
+pub use seasonal::Seasonality;
 pub use snapshot::StateError;
 pub use spec::FeatureSpec;
 pub use state::{

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::seasonal::Seasonality;
+
 /// Hyperparameters whose validity has not been checked yet (linfa's
 /// params → checked params pattern).
 pub trait ParamGuard {
@@ -94,6 +96,8 @@ pub struct FeatureValidParams {
     pub(crate) scale_floor_rel: f64,
     pub(crate) scale_floor_abs: f64,
     pub(crate) scale_floor_quantum: f64,
+    pub(crate) seasonality: Seasonality,
+    pub(crate) seasonal_periods: f64,
 }
 
 impl Default for FeatureValidParams {
@@ -110,6 +114,8 @@ impl Default for FeatureValidParams {
             scale_floor_rel: 1e-4,
             scale_floor_abs: 1e-9,
             scale_floor_quantum: 0.5,
+            seasonality: Seasonality::Off,
+            seasonal_periods: 7.0,
         }
     }
 }
@@ -138,6 +144,14 @@ impl FeatureValidParams {
     /// Scale floor as a fraction of the sensor's quantum.
     pub fn scale_floor_quantum(&self) -> f64 {
         self.scale_floor_quantum
+    }
+    /// The seasonal profile learned per sensor (see [`crate::seasonal`]).
+    pub fn seasonality(&self) -> Seasonality {
+        self.seasonality
+    }
+    /// Periods an old seasonal profile remembers.
+    pub fn seasonal_periods(&self) -> f64 {
+        self.seasonal_periods
     }
 }
 
@@ -174,6 +188,11 @@ impl FeatureValidParams {
 ///   which the quantum floor and the calibration's alarm-rate feedback
 ///   already cover, and raised the 8-sensor fleets' false alarms, so it was
 ///   removed with its state lane.)
+/// - `seasonality` off: a profile costs state (2 KiB per asset for a daily
+///   one at 8 sensors) and work per row; turn it on for signals with a daily
+///   or weekly cycle (see [`crate::seasonal`], which applies a learned profile
+///   only where it explains the signal). `seasonal_periods` 7: an old
+///   profile remembers about a week of days (or seven weeks).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FeatureParams(FeatureValidParams);
 
@@ -224,6 +243,16 @@ impl FeatureParams {
         self.0.scale_floor_quantum = fraction;
         self
     }
+    /// Sets the seasonal profile (off, daily or weekly).
+    pub fn seasonality(mut self, seasonality: Seasonality) -> Self {
+        self.0.seasonality = seasonality;
+        self
+    }
+    /// Sets how many periods an old seasonal profile remembers (in [1, 1000]).
+    pub fn seasonal_periods(mut self, periods: f64) -> Self {
+        self.0.seasonal_periods = periods;
+        self
+    }
     /// Sets the scale floors (relative in [0, 1], absolute > 0).
     pub fn scale_floors(mut self, rel: f64, abs: f64) -> Self {
         self.0.scale_floor_rel = rel;
@@ -272,6 +301,13 @@ impl FeatureParams {
                 "scale_floor_quantum",
                 p.scale_floor_quantum,
                 "in [0, 10]",
+            ));
+        }
+        if !(p.seasonal_periods.is_finite() && (1.0..=1000.0).contains(&p.seasonal_periods)) {
+            return Err(invalid(
+                "seasonal_periods",
+                p.seasonal_periods,
+                "in [1, 1000]",
             ));
         }
         Ok(())

@@ -3,6 +3,7 @@
 //! asset's state block.
 
 use crate::params::{FeatureError, FeatureValidParams};
+use crate::seasonal::{SeasonLayout, Seasonality};
 use crate::snapshot::Fnv64;
 
 /// Features computed once per row for the asset (not per sensor), in output order.
@@ -51,6 +52,8 @@ pub struct FeatureSpec {
     pub(crate) stride: usize,
     /// Sensor lanes per field, padded to a multiple of [`LANE_CHUNK`].
     pub(crate) lanes: usize,
+    /// The seasonal profile's region in the block, when one is learned.
+    pub(crate) season: Option<SeasonLayout>,
 }
 
 /// Lanes are processed in fixed chunks of this many f64 (one AVX2 register),
@@ -97,7 +100,11 @@ impl FeatureSpec {
         }
         let header_len = header_len(h);
         let lanes = sensors.len().div_ceil(LANE_CHUNK) * LANE_CHUNK;
-        let stride = header_len + n_sensor_fields(h) * lanes;
+        let core = header_len + n_sensor_fields(h) * lanes;
+        let season = SeasonLayout::new(core, params.seasonality, lanes, params.seasonal_periods);
+        let stride = core
+            + SeasonLayout::len(params.seasonality.buckets(), lanes)
+                * usize::from(season.is_some());
         Ok(Self {
             params,
             sensors,
@@ -105,6 +112,7 @@ impl FeatureSpec {
             header_len,
             stride,
             lanes,
+            season,
         })
     }
 
@@ -185,6 +193,11 @@ impl FeatureSpec {
             p.scale_floor_quantum,
         ] {
             h.write_f64(v);
+        }
+        // Off (the default) leaves the hash of earlier versions unchanged.
+        if p.seasonality != Seasonality::Off {
+            h.write_str(p.seasonality.name());
+            h.write_f64(p.seasonal_periods);
         }
         h.finish()
     }

@@ -56,6 +56,7 @@ mod restore;
 
 use crate::aligned::AlignedVec;
 use crate::params::FeatureError;
+use crate::seasonal::SeasonScratch;
 use crate::spec::{
     field, n_sensor_fields, FeatureSpec, H_DT_NOM, H_FIRST_TS, H_LAST_TS, H_MT, H_N_ROWS, H_N_WARM,
     H_RATIO, H_VTT, H_W, LANE_CHUNK,
@@ -219,6 +220,8 @@ pub struct FleetFeatures {
     counters: FeatureCounters,
     /// 3 horizons and one lane chunk: the kernel copy with constant counts applies.
     default_shape: bool,
+    /// The seasonal adjustment's row buffers (empty when seasonality is off).
+    season_sc: SeasonScratch,
 }
 
 impl FleetFeatures {
@@ -252,7 +255,11 @@ impl FleetFeatures {
             n_assets: 0,
             counters: FeatureCounters::default(),
             default_shape,
+            season_sc: SeasonScratch::default(),
         };
+        if res.spec.season.is_some() {
+            res.season_sc = SeasonScratch::new(res.spec.lanes);
+        }
         for _ in 0..n_assets {
             res.add_asset();
         }
@@ -349,8 +356,16 @@ impl FleetFeatures {
             n,
             "values per row must match the number of sensors"
         );
+        let raw = values;
         let stride = self.spec.stride;
         let blk = &mut self.data.as_mut_slice()[asset * stride..(asset + 1) * stride];
+        let (blk, season) = match &self.spec.season {
+            Some(layout) => {
+                let (core, region) = blk.split_at_mut(layout.offset);
+                (core, Some((layout, region)))
+            }
+            None => (blk, None),
+        };
         let ts = ts_ms as f64;
         let status = if blk[H_N_ROWS] == 0.0 {
             RowStatus::First
@@ -363,6 +378,14 @@ impl FleetFeatures {
         };
         let k = &self.kernel;
         let warm = blk[H_N_WARM] > 0.0;
+        let ssc = &mut self.season_sc;
+        let values = match &season {
+            Some((layout, region)) => {
+                layout.adjust(region, ts_ms, values, ssc);
+                &ssc.adjusted[..n]
+            }
+            None => values,
+        };
         match (status.learned(), warm, n) {
             // The default shape (3 horizons, up to one chunk of sensors) gets
             // its own copy with both counts constant: every loop unrolls and
@@ -380,6 +403,19 @@ impl FleetFeatures {
                 update_block_warm::<0, 0>(k, blk, self.spec.lanes, ts, values, scratch)
             }
             (false, _, _) => update_block_no_learn(k, blk, self.spec.lanes, ts, values, scratch),
+        }
+        if let (Some((layout, region)), true) = (season, status.learned()) {
+            layout.learn(
+                region,
+                raw,
+                ssc,
+                &scratch.valid,
+                &scratch.robust_inv_scale,
+                &scratch.n_valid,
+                &mut scratch.repeat,
+                blk[H_DT_NOM],
+                ts - blk[H_FIRST_TS],
+            );
         }
         let c = &mut self.counters;
         c.rows += 1;
@@ -476,6 +512,36 @@ impl FleetFeatures {
         let status = self.update(asset, ts_ms, values, scratch);
         self.write_features(asset, scratch, out)?;
         Ok(status)
+    }
+
+    /// Whether the asset's sensor has its seasonal profile applied (it
+    /// explains the signal; see [`crate::seasonal`]). Always false when the
+    /// spec learns no profile.
+    ///
+    /// # Panics
+    /// If `asset` or `sensor` is out of range.
+    pub fn seasonal_active(&self, asset: usize, sensor: usize) -> bool {
+        assert!(sensor < self.spec.n_sensors(), "sensor index out of range");
+        self.spec.season.as_ref().is_some_and(|l| {
+            let blk = self.block(asset);
+            l.is_active(&blk[l.offset..], sensor)
+        })
+    }
+
+    /// The seasonal profile of the asset's sensor at each bucket (hour of
+    /// day or of week, UTC), re-centred; empty when the spec learns none.
+    ///
+    /// # Panics
+    /// If `asset` or `sensor` is out of range.
+    pub fn seasonal_profile(&self, asset: usize, sensor: usize) -> Vec<f64> {
+        assert!(sensor < self.spec.n_sensors(), "sensor index out of range");
+        let Some(l) = self.spec.season.as_ref() else {
+            return Vec::new();
+        };
+        let region = &self.block(asset)[l.offset..];
+        (0..l.buckets())
+            .map(|b| l.bucket_value(region, b, sensor))
+            .collect()
     }
 
     /// Read access to one field's lanes for an asset (used by detectors).

@@ -20,7 +20,7 @@ pub mod synth;
 #[cfg(test)]
 mod tests;
 
-pub use fieldpulse_features::{ParamGuard, RowStatus};
+pub use fieldpulse_features::{FeatureParams, ParamGuard, RowStatus, Seasonality};
 pub use params::{AnomalyError, DetectorParams, DetectorValidParams};
 pub use quality::{evaluate, fleet_alarms, quality_by_kind, KindQuality, QualityReport};
 pub use scorer::{FleetScorer, RowScore, ScoreCounters};
