@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fieldpulse_models::anomaly::Seasonality;
 use fieldpulse_salesforce::{AuthConfig, Secret};
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +166,9 @@ pub struct RawScoring {
     /// Anomaly score at which an asset's failure model is evaluated at once
     /// and the anomaly episode counts the reading as evidence.
     pub anomaly_threshold: f64,
+    /// Seasonal profile the anomaly detector learns per asset and sensor:
+    /// "off", "daily" or "weekly" (see docs/anomaly.md; 12.5 KiB per asset).
+    pub seasonal: String,
     /// Failure model evaluated per asset at least this often (asset time).
     #[serde(with = "humantime_serde")]
     pub failure_every: Duration,
@@ -192,6 +196,7 @@ impl Default for RawScoring {
             sensors: Vec::new(),
             model: None,
             anomaly_threshold: 0.9999,
+            seasonal: "off".into(),
             failure_every: Duration::from_secs(3600),
             checkpoint_every: Duration::from_secs(5),
             scan_hold: Duration::from_secs(2),
@@ -452,6 +457,15 @@ impl RawCloudConfig {
                 "must be strictly between 0 and 1".into(),
             ));
         }
+        if Seasonality::parse(&s.seasonal).is_none() {
+            return Err(bad(
+                "scoring.seasonal",
+                format!(
+                    "{:?}: expected \"off\", \"daily\" or \"weekly\"",
+                    s.seasonal
+                ),
+            ));
+        }
         if !(0.0..=1.0).contains(&s.anomaly_probability) {
             return Err(bad(
                 "scoring.anomaly_probability",
@@ -646,6 +660,31 @@ mod tests {
             assert_eq!(
                 err.to_string(),
                 "c.toml: scoring.shards: must be between 1 and 256"
+            );
+        });
+    }
+
+    #[test]
+    fn an_unknown_seasonality_names_the_key_and_file() {
+        with_secret(|| {
+            let text = "[server]\ninsecure_dev_no_auth = true\n[scoring]\nsensors = [\"t\"]\nseasonal = \"hourly\"\n";
+            let err = RawCloudConfig::from_toml_str(text, "c.toml")
+                .unwrap()
+                .validate("c.toml")
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "c.toml: scoring.seasonal: \"hourly\": expected \"off\", \"daily\" or \"weekly\""
+            );
+            let ok = text.replace("hourly", "weekly");
+            let cfg = RawCloudConfig::from_toml_str(&ok, "c.toml")
+                .unwrap()
+                .validate("c.toml")
+                .unwrap();
+            let params = crate::service::settings(&cfg, None).anomaly;
+            assert_eq!(
+                params.features().seasonality(),
+                fieldpulse_models::anomaly::Seasonality::Weekly
             );
         });
     }

@@ -19,7 +19,9 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use fieldpulse_models::anomaly::DetectorValidParams;
+use fieldpulse_models::anomaly::{
+    DetectorParams, DetectorValidParams, FeatureParams, ParamGuard, Seasonality,
+};
 use fieldpulse_models::failure::FailureModel;
 use fieldpulse_salesforce::{ClientConfig, SalesforceClient};
 use tokio::net::TcpListener;
@@ -77,6 +79,17 @@ pub fn load_model(dir: &Path) -> Result<Arc<FailureModel>, CloudError> {
     Ok(Arc::new(model))
 }
 
+/// The anomaly detector's parameters: the defaults with the configured
+/// seasonal profile (validated with the config, so the fallback to the
+/// defaults is never taken).
+fn detector_params(s: &crate::config::RawScoring) -> DetectorValidParams {
+    let seasonality = Seasonality::parse(&s.seasonal).unwrap_or_default();
+    DetectorParams::default()
+        .features(FeatureParams::default().seasonality(seasonality))
+        .and_then(ParamGuard::check)
+        .unwrap_or_default()
+}
+
 /// Builds the processor settings from the config and the model.
 pub fn settings(cfg: &CloudConfig, model: Option<&FailureModel>) -> ProcessorSettings {
     let s = &cfg.raw.scoring;
@@ -88,7 +101,7 @@ pub fn settings(cfg: &CloudConfig, model: Option<&FailureModel>) -> ProcessorSet
     ProcessorSettings {
         shards: s.shards,
         layout: SensorLayout::new(sensors),
-        anomaly: DetectorValidParams::default(),
+        anomaly: detector_params(s),
         anomaly_threshold: s.anomaly_threshold,
         anomaly_episodes: s.anomaly_episodes,
         anomaly_probability: s.anomaly_probability,
