@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::episodes::{EpisodeConfig, PriorityBands};
 use crate::ingest::GatewayToken;
+use crate::processor::ScoreTap;
 
 /// The annotated example configuration (runs as it is against `fieldpulse sf-emulator`).
 pub const EXAMPLE_TOML: &str = include_str!("../fieldpulse-cloud.example.toml");
@@ -163,6 +164,14 @@ pub struct RawScoring {
     pub sensors: Vec<String>,
     /// Failure/RUL model artifact directory (`fieldpulse train --out`); none = anomaly only.
     pub model: Option<PathBuf>,
+    /// Model registry directory (`fieldpulse models`): serve its promoted
+    /// version and follow promotions and rollbacks (an alternative to `model`).
+    pub registry: Option<PathBuf>,
+    /// How often the registry is read for a new promoted version or candidate.
+    #[serde(with = "humantime_serde")]
+    pub registry_poll: Duration,
+    /// Also score the registry's candidate in shadow: scored and metered, never acted on.
+    pub shadow: bool,
     /// Anomaly score at which an asset's failure model is evaluated at once
     /// and the anomaly episode counts the reading as evidence.
     pub anomaly_threshold: f64,
@@ -195,6 +204,9 @@ impl Default for RawScoring {
                 .clamp(1, 8),
             sensors: Vec::new(),
             model: None,
+            registry: None,
+            registry_poll: Duration::from_secs(5),
+            shadow: false,
             anomaly_threshold: 0.9999,
             seasonal: "off".into(),
             failure_every: Duration::from_secs(3600),
@@ -382,6 +394,9 @@ pub struct CloudConfig {
     pub raw: RawCloudConfig,
     /// Salesforce authentication (secret resolved).
     pub sf_auth: AuthConfig,
+    /// Not from the file: called with every row the shards score (tests and
+    /// benches observe which model version scored what). `None` from [`RawCloudConfig::validate`].
+    pub score_tap: Option<ScoreTap>,
 }
 
 impl RawCloudConfig {
@@ -478,10 +493,16 @@ impl RawCloudConfig {
         if s.checkpoint_every.is_zero() {
             return Err(bad("scoring.checkpoint_every", "must be positive".into()));
         }
-        if s.model.is_none() && s.sensors.is_empty() {
+        if s.model.is_some() && s.registry.is_some() {
+            return Err(bad(
+                "scoring.registry",
+                "set scoring.model or scoring.registry, not both".into(),
+            ));
+        }
+        if s.model.is_none() && s.registry.is_none() && s.sensors.is_empty() {
             return Err(bad(
                 "scoring.sensors",
-                "list the sensors to score, or set scoring.model (its sensors are used)".into(),
+                "list the sensors to score, or set scoring.model or scoring.registry (the model's sensors are used)".into(),
             ));
         }
         if let Some(model) = &s.model {
@@ -491,6 +512,26 @@ impl RawCloudConfig {
                     format!("{} is not a model directory", model.display()),
                 ));
             }
+        }
+        if let Some(registry) = &s.registry {
+            if !registry.is_dir() {
+                return Err(bad(
+                    "scoring.registry",
+                    format!(
+                        "{} is not a directory (create it with `fieldpulse models add --registry`)",
+                        registry.display()
+                    ),
+                ));
+            }
+        }
+        if s.registry_poll.is_zero() {
+            return Err(bad("scoring.registry_poll", "must be positive".into()));
+        }
+        if s.shadow && s.registry.is_none() {
+            return Err(bad(
+                "scoring.shadow",
+                "shadow scoring needs scoring.registry (the candidate comes from it)".into(),
+            ));
         }
         self.episodes
             .validate()
@@ -580,6 +621,7 @@ impl RawCloudConfig {
             gateways,
             raw: self,
             sf_auth,
+            score_tap: None,
         })
     }
 }
@@ -686,6 +728,40 @@ mod tests {
                 params.features().seasonality(),
                 fieldpulse_models::anomaly::Seasonality::Weekly
             );
+        });
+    }
+
+    #[test]
+    fn registry_excludes_model_and_shadow_needs_registry() {
+        with_secret(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().display();
+            let check = |scoring: &str| {
+                let text = format!("[server]\ninsecure_dev_no_auth = true\n[scoring]\n{scoring}\n");
+                RawCloudConfig::from_toml_str(&text, "c.toml")
+                    .unwrap()
+                    .validate("c.toml")
+                    .map(|c| c.raw.scoring)
+                    .map_err(|e| e.to_string())
+            };
+            let ok = check(&format!(
+                "registry = \"{d}\"\nregistry_poll = \"250ms\"\nshadow = true"
+            ))
+            .unwrap();
+            assert_eq!(ok.registry_poll, Duration::from_millis(250));
+            assert!(ok.shadow);
+            assert_eq!(
+                check(&format!("registry = \"{d}\"\nmodel = \"{d}\"")).unwrap_err(),
+                "c.toml: scoring.registry: set scoring.model or scoring.registry, not both"
+            );
+            assert_eq!(
+                check("sensors = [\"t\"]\nshadow = true").unwrap_err(),
+                "c.toml: scoring.shadow: shadow scoring needs scoring.registry (the candidate comes from it)"
+            );
+            let err = check(&format!("registry = \"{d}/missing\"")).unwrap_err();
+            assert!(err.starts_with("c.toml: scoring.registry: "), "{err}");
+            let err = check(&format!("registry = \"{d}\"\nregistry_poll = \"0s\"")).unwrap_err();
+            assert_eq!(err, "c.toml: scoring.registry_poll: must be positive");
         });
     }
 

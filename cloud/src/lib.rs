@@ -7,7 +7,9 @@
 //! from committed offsets: per-asset anomaly and failure scoring in shards,
 //! alert [`episodes`], and [`actions`] for Salesforce written to the
 //! [`outbox`] in [`store`] (`cloud.sqlite`), with [`feedback`] from Work
-//! Orders and Cases coming back. [`service`] wires it into one process.
+//! Orders and Cases coming back. [`reload`] follows the model registry: hot
+//! reload of the promoted version and shadow scoring of the candidate.
+//! [`service`] wires it into one process.
 //!
 //! Deliberately absent: training dependencies (polars, linfa, smartcore).
 
@@ -22,6 +24,7 @@ pub mod log;
 pub mod metrics;
 pub mod outbox;
 pub mod processor;
+pub mod reload;
 pub mod service;
 pub mod store;
 pub mod synth;

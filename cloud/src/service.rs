@@ -3,12 +3,13 @@
 //! `/healthz`.
 //!
 //! Start-up order: state directory → ingest log (recovery) → model artifact
-//! (validated: a schema mismatch refuses to start) → Salesforce (asset
+//! (validated: a schema mismatch refuses to start; with `scoring.registry` the
+//! promoted version, or the last served one, see [`crate::reload`]) → Salesforce (asset
 //! directory and Work Order history; retried in the background when the org
 //! is unreachable) → processor (resumes from its checkpoints) → sender →
-//! poller → HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting,
-//! let the shards finish (held rows scored) and checkpoint, then let the
-//! sender drain, so the actions the shards' drain produced go out too.
+//! poller → registry watcher → HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting,
+//! let the shards finish (held rows scored) and checkpoint, write the shadow
+//! report, then let the sender drain, so the actions the shards' drain produced go out too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,7 +34,8 @@ use crate::feedback;
 use crate::ingest::{Ingest, IngestConfig};
 use crate::log::{IngestLog, LogConfig};
 use crate::outbox::{OutboxSender, SenderConfig, SenderStats};
-use crate::processor::{Processor, ProcessorSettings, SensorLayout};
+use crate::processor::{Processor, ProcessorSettings, SensorLayout, ServedModel};
+use crate::reload::{load_at_start, ReloadMetrics, ShadowReporter, WatchState, Watcher};
 use crate::store::Store;
 
 /// Name of the database file in the state directory.
@@ -112,6 +114,7 @@ pub fn settings(cfg: &CloudConfig, model: Option<&FailureModel>) -> ProcessorSet
         priority: cfg.raw.priority.clone(),
         rollout: cfg.raw.rollout.clone(),
         campaigns: cfg.raw.campaigns.clone(),
+        tap: cfg.score_tap.clone(),
     }
 }
 
@@ -129,6 +132,10 @@ pub struct Cloud {
     pub log: IngestLog,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// Model reload counters (all zero without `scoring.registry`).
+    pub reload_metrics: Arc<ReloadMetrics>,
+    /// Writes `shadow_report.json` (with `scoring.registry`).
+    reporter: Option<Arc<ShadowReporter>>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The sender stops last, after the processor's final actions are in the outbox.
@@ -150,7 +157,7 @@ struct HttpState {
     sender: Arc<OutboxSender>,
     degraded_outbox_depth: u64,
     degraded_log_lag: u64,
-    model_version: String,
+    reload_metrics: Arc<ReloadMetrics>,
 }
 
 impl Cloud {
@@ -176,11 +183,36 @@ impl Cloud {
             },
         )
         .map_err(|e| start_err("ingest log")(&e))?;
-        let model = match &cfg.raw.scoring.model {
-            Some(dir) => Some(load_model(dir)?),
-            None => None,
+        let reload_metrics = Arc::new(ReloadMetrics::default());
+        let scoring = &cfg.raw.scoring;
+        let (model, shadow, startup) = match (&scoring.model, &scoring.registry) {
+            (Some(dir), _) => (Some(ServedModel::from_artifact(load_model(dir)?)), None, None),
+            (None, Some(dir)) => {
+                let registry = fieldpulse_models::registry::Registry::new(dir);
+                let startup = load_at_start(
+                    &registry,
+                    &state_dir,
+                    &scoring.sensors,
+                    scoring.shadow,
+                    &reload_metrics,
+                )
+                .map_err(|e| CloudError::Start(format!("{}: {e}", cfg.origin)))?;
+                tracing::info!(
+                    registry = %dir.display(),
+                    version = %startup.champion.served.version,
+                    model_version = %startup.champion.served.model.model_version,
+                    shadow = ?startup.shadow.as_ref().map(|s| s.served.version.to_string()),
+                    "Serving the model registry."
+                );
+                (
+                    Some(startup.champion.served.clone()),
+                    startup.shadow.as_ref().map(|s| s.served.clone()),
+                    Some(startup),
+                )
+            }
+            (None, None) => (None, None, None),
         };
-        let settings = settings(&cfg, model.as_deref());
+        let settings = settings(&cfg, model.as_ref().map(|m| &*m.model));
         if settings.layout.is_empty() {
             return Err(CloudError::Start(format!(
                 "{}: scoring.sensors: no sensors to score",
@@ -225,15 +257,14 @@ impl Cloud {
         let consumer = log
             .consumer(SCORING_CONSUMER)
             .map_err(|e| start_err("ingest log consumer")(&e))?;
-        let model_version = model
-            .as_ref()
-            .map_or_else(|| "none".to_string(), |m| m.model_version.clone());
+        let layout = settings.layout.clone();
         let processor = {
             let db = db.clone();
             Arc::new(
                 Processor::start(
                     settings,
-                    model,
+                    model.clone(),
+                    shadow.clone(),
                     directory,
                     move || Store::open(&db),
                     consumer,
@@ -347,13 +378,35 @@ impl Cloud {
                 }
             }));
         }
+        let mut reporter = None;
+        if let (Some(dir), Some(startup)) = (&cfg.raw.scoring.registry, startup) {
+            let shadow_report = Arc::new(ShadowReporter::new(
+                &state_dir,
+                Arc::clone(processor.metrics()),
+                model,
+                shadow,
+            ));
+            let watcher = Watcher::new(
+                fieldpulse_models::registry::Registry::new(dir),
+                &state_dir,
+                Arc::clone(&processor),
+                layout,
+                Arc::clone(&reload_metrics),
+                Arc::clone(&shadow_report),
+                WatchState::new(&startup, cfg.raw.scoring.shadow),
+                cfg.raw.scoring.registry_poll,
+            );
+            let cancel = cancel.clone();
+            tasks.push(tokio::spawn(watcher.run(cancel)));
+            reporter = Some(shadow_report);
+        }
         let state = Arc::new(HttpState {
             ingest: Arc::clone(&ingest),
             processor: Arc::clone(&processor),
             sender: Arc::clone(&sender),
             degraded_outbox_depth: cfg.raw.server.degraded_outbox_depth,
             degraded_log_lag: cfg.raw.server.degraded_log_lag,
-            model_version,
+            reload_metrics: Arc::clone(&reload_metrics),
         });
         let router = Router::new()
             .route("/metrics", get(metrics))
@@ -379,6 +432,8 @@ impl Cloud {
             sender,
             log,
             state_dir,
+            reload_metrics,
+            reporter,
             cancel,
             tasks,
             sender_cancel,
@@ -419,6 +474,12 @@ impl Cloud {
         .await
         .map_err(|e| CloudError::Start(format!("processor shutdown: {e}")))
         .and_then(|res| res);
+        // After the drain, so the report counts every evaluation.
+        if let Some(reporter) = &self.reporter {
+            if let Err(e) = reporter.write() {
+                tracing::warn!(error = %e, "Could not write the shadow report.");
+            }
+        }
         // Only now: releasing held rows and the final flush enqueue actions
         // that would otherwise wait for the next start.
         self.sender_cancel.cancel();
@@ -537,12 +598,19 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     }
     {
         use std::fmt::Write;
+        let model_version = s
+            .processor
+            .models()
+            .0
+            .map_or_else(|| "none".to_string(), |m| m.model.model_version.clone());
         let _ = writeln!(
             text,
-            "# HELP fieldpulse_cloud_model_info The failure model in use.\n# TYPE fieldpulse_cloud_model_info gauge\nfieldpulse_cloud_model_info{{version=\"{}\"}} 1",
-            s.model_version.replace('"', "'")
+            "# HELP fieldpulse_cloud_model_info The failure model in use (its model_version).\n# TYPE fieldpulse_cloud_model_info gauge\nfieldpulse_cloud_model_info{{version=\"{}\"}} 1",
+            model_version.replace('"', "'")
         );
     }
+    s.reload_metrics.render(&mut text);
+    s.processor.render_models(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

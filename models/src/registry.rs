@@ -628,8 +628,13 @@ fn copy_artifact(from: &Path, to: &Path) -> Result<(), RegistryError> {
 #[cfg(all(test, feature = "train"))]
 mod tests;
 
-/// FNV-1a 64 of an artifact's `model.json`, as `fnv1a64:<hex>`.
-fn model_json_hash(artifact: &Path) -> std::io::Result<String> {
+/// FNV-1a 64 of an artifact's `model.json`, as `fnv1a64:<hex>` (what
+/// [`VersionEntry::model_hash`] records, so a server can tell an artifact
+/// changed after it was registered).
+///
+/// # Errors
+/// The file cannot be read.
+pub fn model_json_hash(artifact: &Path) -> std::io::Result<String> {
     let bytes = std::fs::read(artifact.join("model.json"))?;
     let mut h = fieldpulse_features::snapshot::Fnv64::default();
     h.write(&bytes);

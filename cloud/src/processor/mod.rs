@@ -27,7 +27,7 @@ use std::time::Duration;
 use fieldpulse_models::anomaly::DetectorValidParams;
 use fieldpulse_models::failure::FailureModel;
 
-pub use metrics::ProcessorMetrics;
+pub use metrics::{Agreement, ProcessorMetrics, RiskCounts, RiskHistogram, RISK_BUCKETS};
 pub use rows::SensorLayout;
 pub use shard::{FeedbackEvent, ANOMALY_MODE};
 
@@ -80,6 +80,72 @@ impl From<rusqlite::Error> for ProcessError {
     }
 }
 
+/// A failure model as the shards serve it: the validated artifact and the
+/// name operators know it by.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    /// The registry version (`v3`), or the artifact's `model_version` when it
+    /// was loaded from `scoring.model`: the `version` label of the model metrics.
+    pub version: Arc<str>,
+    /// The validated model ([`FailureModel::validate`]).
+    pub model: Arc<FailureModel>,
+}
+
+impl ServedModel {
+    /// A model served under `version`.
+    pub fn new(version: &str, model: Arc<FailureModel>) -> Self {
+        Self {
+            version: Arc::from(version),
+            model,
+        }
+    }
+
+    /// A model served under its own `model_version` (no registry).
+    pub fn from_artifact(model: Arc<FailureModel>) -> Self {
+        Self {
+            version: Arc::from(model.model_version.as_str()),
+            model,
+        }
+    }
+}
+
+/// One row a shard scored, as a [`ScoreTap`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoredRow<'a> {
+    /// The shard that scored it.
+    pub shard: usize,
+    /// The asset.
+    pub asset: &'a str,
+    /// The row's instant (ms).
+    pub ts_ms: i64,
+    /// [`ServedModel::version`] of the failure model that scored it, if any.
+    pub champion: Option<&'a str>,
+    /// [`ServedModel::version`] of the shadow model that also scored it, if any.
+    pub shadow: Option<&'a str>,
+}
+
+/// Called by the shard thread with every row it scores, in scoring order:
+/// how tests observe which model version scored which reading. It runs on
+/// the per-reading path, so it must be cheap and must not block.
+#[derive(Clone)]
+pub struct ScoreTap(pub Arc<dyn Fn(&ScoredRow<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for ScoreTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScoreTap")
+    }
+}
+
+/// A change of the models the shards score with, applied by every shard
+/// between two records.
+#[derive(Debug, Clone, Default)]
+pub struct ModelUpdate {
+    /// A new champion (the model whose evaluations drive episodes); `None` keeps the current one.
+    pub champion: Option<ServedModel>,
+    /// A new shadow model (`Some(None)` stops shadow scoring); `None` keeps the current one.
+    pub shadow: Option<Option<ServedModel>>,
+}
+
 /// Everything the shards need to know, fixed at start.
 #[derive(Debug, Clone)]
 pub struct ProcessorSettings {
@@ -111,13 +177,18 @@ pub struct ProcessorSettings {
     pub rollout: RawRollout,
     /// PM campaign drafting.
     pub campaigns: RawCampaigns,
+    /// Sees every scored row (tests); `None` in service.
+    pub tap: Option<ScoreTap>,
 }
 
 /// State shared by the shards (read-mostly).
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) settings: ProcessorSettings,
-    pub(crate) model: Option<Arc<FailureModel>>,
+    /// The models handed to the shards last (each shard applies a change
+    /// between two records, so for a moment a shard may still score with the
+    /// previous one).
+    models: RwLock<(Option<ServedModel>, Option<ServedModel>)>,
     directory: RwLock<Arc<Directory>>,
     pub(crate) metrics: Arc<ProcessorMetrics>,
 }
@@ -125,6 +196,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn directory(&self) -> Arc<Directory> {
         Arc::clone(&self.directory.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn models(&self) -> (Option<ServedModel>, Option<ServedModel>) {
+        self.models.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -144,6 +219,9 @@ pub(crate) struct ShardProgress {
     /// Rows held for the rest of their scan (`scan_hold`).
     pub(crate) rows_held: AtomicU64,
     pub(crate) rows_duplicate: AtomicU64,
+    /// The champion version this shard scores with (set at start and at a swap,
+    /// read by `/metrics`; never touched per reading).
+    pub(crate) model: Mutex<Option<Arc<str>>>,
 }
 
 /// A message to a shard.
@@ -154,8 +232,8 @@ pub(crate) enum ShardMsg {
     DirectoryChanged,
     /// Stop now without a final checkpoint (what a crash leaves behind; tests).
     Abort,
-    /// Score with this failure model from the next record on.
-    SwapModel(Arc<FailureModel>),
+    /// Score with these models from the next record on.
+    Models(ModelUpdate),
 }
 
 /// The shard an asset belongs to (FNV-1a, stable across runs and builds).
@@ -248,7 +326,8 @@ impl Processor {
     /// Store or model errors at start.
     pub fn start<S: BatchSource + 'static>(
         settings: ProcessorSettings,
-        model: Option<Arc<FailureModel>>,
+        model: Option<ServedModel>,
+        shadow: Option<ServedModel>,
         directory: Directory,
         open_store: impl Fn() -> Result<Store, StoreError>,
         mut source: S,
@@ -256,7 +335,7 @@ impl Processor {
         let metrics = Arc::new(ProcessorMetrics::default());
         let shared = Arc::new(Shared {
             settings,
-            model,
+            models: RwLock::new((model, shadow)),
             directory: RwLock::new(Arc::new(directory)),
             metrics,
         });
@@ -423,11 +502,75 @@ impl Processor {
     /// Hot-swaps the failure model: every shard switches between two records,
     /// carrying each asset's streaming state over when the new model reads the
     /// same features (otherwise those assets warm up again). No reading is
-    /// dropped and the shards never stop. The new model must already be
-    /// validated ([`FailureModel::validate`]).
-    pub fn swap_model(&self, model: Arc<FailureModel>) {
+    /// dropped or scored twice and the shards never stop: each reading is
+    /// scored by the old model before its shard's swap point or by the new one
+    /// after it. The new model must already be validated
+    /// ([`FailureModel::validate`]); a shard that still cannot build a scorer
+    /// for it keeps its model and counts `model_swaps_refused_total`.
+    ///
+    /// Blocks while a shard's queue is full (a few records).
+    pub fn swap_model(&self, model: ServedModel) {
+        self.update_models(ModelUpdate {
+            champion: Some(model),
+            shadow: None,
+        });
+    }
+
+    /// Starts (`Some`) or stops (`None`) scoring a shadow model beside the
+    /// champion: scored and metered, never acted on.
+    pub fn set_shadow(&self, shadow: Option<ServedModel>) {
+        self.update_models(ModelUpdate {
+            champion: None,
+            shadow: Some(shadow),
+        });
+    }
+
+    /// Applies a change of champion and shadow in one step: every shard applies
+    /// both between the same two records.
+    pub fn update_models(&self, update: ModelUpdate) {
+        {
+            let mut models = self.shared.models.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = &update.champion {
+                models.0 = Some(c.clone());
+            }
+            if let Some(s) = &update.shadow {
+                models.1 = s.clone();
+            }
+        }
         for s in self.senders().iter() {
-            let _ = s.send(ShardMsg::SwapModel(Arc::clone(&model)));
+            let _ = s.send(ShardMsg::Models(update.clone()));
+        }
+    }
+
+    /// The champion and shadow models last handed to the shards.
+    pub fn models(&self) -> (Option<ServedModel>, Option<ServedModel>) {
+        self.shared.models()
+    }
+
+    /// The champion version each shard scores with now, by shard.
+    pub fn shard_models(&self) -> Vec<Option<Arc<str>>> {
+        self.progress
+            .iter()
+            .map(|p| p.model.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+
+    /// Renders `fieldpulse_cloud_shard_model_info{shard,version}` and
+    /// `fieldpulse_cloud_shadow_model_info{version}` (gauges of 1).
+    pub fn render_models(&self, out: &mut String) {
+        use std::fmt::Write;
+        let clean = |v: &str| v.replace(['"', '\\', '\n'], "_");
+        let name = "fieldpulse_cloud_shard_model_info";
+        let _ = writeln!(out, "# HELP {name} The failure model version each scoring shard scores with.\n# TYPE {name} gauge");
+        for (shard, version) in self.shard_models().iter().enumerate() {
+            if let Some(v) = version {
+                let _ = writeln!(out, "{name}{{shard=\"{shard}\",version=\"{}\"}} 1", clean(v));
+            }
+        }
+        let name = "fieldpulse_cloud_shadow_model_info";
+        let _ = writeln!(out, "# HELP {name} The model scored in shadow (metered, never acted on).\n# TYPE {name} gauge");
+        if let (_, Some(shadow)) = self.models() {
+            let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", clean(&shadow.version));
         }
     }
 

@@ -23,8 +23,11 @@ use fieldpulse_models::failure::model::ANY_MODE;
 use fieldpulse_models::failure::{FailureModel, FailureScorer};
 use serde::{Deserialize, Serialize};
 
+use super::metrics::Agreement;
 use super::rows::{split_rows, AssetRows};
-use super::{shard_of, ProcessError, ShardMsg, ShardProgress, Shared};
+use super::{
+    shard_of, ModelUpdate, ProcessError, ScoredRow, ServedModel, ShardMsg, ShardProgress, Shared,
+};
 use crate::actions::{
     key_part, ChangeKind, EpisodeChange, RiskExplanation, SensorEvidence, SourceRange,
     EXPLANATION_TOP,
@@ -213,6 +216,8 @@ struct Followed {
 struct FailurePart {
     scorer: FailureScorer,
     model: Arc<FailureModel>,
+    /// [`ServedModel::version`].
+    version: Arc<str>,
     /// For each model sensor, its position in the scoring layout.
     perm: Vec<Option<usize>>,
     /// Position of `<sensor>.robust_z` in the model row, per model sensor.
@@ -222,11 +227,8 @@ struct FailurePart {
 }
 
 impl FailurePart {
-    fn new(
-        model: Arc<FailureModel>,
-        shared: &Shared,
-        dir: &Directory,
-    ) -> Result<Self, ProcessError> {
+    fn new(served: ServedModel, shared: &Shared, dir: &Directory) -> Result<Self, ProcessError> {
+        let ServedModel { version, model } = served;
         let scorer = FailureScorer::new(Arc::clone(&model), dir.history.clone())
             .map_err(|e| ProcessError::Model(e.to_string()))?;
         let schema = &model.schema;
@@ -271,11 +273,52 @@ impl FailurePart {
         Ok(Self {
             scorer,
             model,
+            version,
             perm,
             robust_z,
             followed,
             buf: vec![f64::NAN; n],
         })
+    }
+}
+
+/// A model scored beside the champion, never acted on.
+struct ShadowPart {
+    part: FailurePart,
+    /// Per failure mode either model follows: the index of its classifier in
+    /// the champion's `followed`, and in the shadow's.
+    pairs: Vec<(Option<usize>, Option<usize>)>,
+}
+
+impl ShadowPart {
+    fn new(part: FailurePart, champion: Option<&FailurePart>) -> Self {
+        let mut s = Self {
+            part,
+            pairs: Vec::new(),
+        };
+        s.pair_with(champion);
+        s
+    }
+
+    /// Matches the two models' followed classifiers by failure mode.
+    fn pair_with(&mut self, champion: Option<&FailurePart>) {
+        let followed = |f: Option<&FailurePart>| -> Vec<String> {
+            f.map(|f| f.followed.iter().map(|x| x.mode.clone()).collect())
+                .unwrap_or_default()
+        };
+        let (c, s) = (followed(champion), followed(Some(&self.part)));
+        let mut modes: Vec<&String> = c.iter().chain(&s).collect();
+        modes.sort();
+        modes.dedup();
+        self.pairs = modes
+            .into_iter()
+            .map(|m| {
+                (
+                    c.iter().position(|x| x == m),
+                    s.iter().position(|x| x == m),
+                )
+            })
+            .collect();
     }
 }
 
@@ -297,6 +340,8 @@ pub(crate) struct Shard {
     store: Store,
     anomaly: FleetScorer,
     failure: Option<FailurePart>,
+    /// The candidate scored in shadow: its evaluations are metered, never acted on.
+    shadow: Option<ShadowPart>,
     assets: HashMap<String, AssetSlot>,
     next_offset: u64,
     progress: Arc<ShardProgress>,
@@ -325,15 +370,26 @@ impl Shard {
         )
         .map_err(|e| ProcessError::Model(e.to_string()))?;
         let directory = shared.directory();
-        let failure = match &shared.model {
-            Some(m) => Some(FailurePart::new(Arc::clone(m), &shared, &directory)?),
+        let (champion, shadow) = shared.models();
+        let failure = match champion {
+            Some(m) => Some(FailurePart::new(m, &shared, &directory)?),
             None => None,
         };
+        let shadow = match shadow {
+            Some(m) => Some(ShadowPart::new(
+                FailurePart::new(m, &shared, &directory)?,
+                failure.as_ref(),
+            )),
+            None => None,
+        };
+        *progress.model.lock().unwrap_or_else(|p| p.into_inner()) =
+            failure.as_ref().map(|f| Arc::clone(&f.version));
         Ok(Self {
             id,
             store,
             anomaly,
             failure,
+            shadow,
             assets: HashMap::new(),
             next_offset: start_offset,
             progress,
@@ -366,11 +422,14 @@ impl Shard {
                     let _ = done.send(());
                 }
                 Ok(ShardMsg::Abort) => return Ok(()),
-                Ok(ShardMsg::SwapModel(model)) => self.swap_model(model)?,
+                Ok(ShardMsg::Models(update)) => self.update_models(update),
                 Ok(ShardMsg::DirectoryChanged) => {
                     self.directory = self.shared.directory();
                     if let Some(f) = &mut self.failure {
                         f.scorer.set_history(self.directory.history.clone());
+                    }
+                    if let Some(s) = &mut self.shadow {
+                        s.part.scorer.set_history(self.directory.history.clone());
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -391,17 +450,51 @@ impl Shard {
         }
     }
 
-    /// Replaces the failure model, carrying per-asset streaming state over
-    /// where the feature spec allows.
-    fn swap_model(&mut self, model: Arc<FailureModel>) -> Result<(), ProcessError> {
-        let mut next = FailurePart::new(model, &self.shared, &self.directory)?;
+    /// Applies a change of champion and shadow between two records. A model
+    /// this shard cannot build a scorer for is refused: the shard keeps what
+    /// it has and counts the refusal.
+    fn update_models(&mut self, update: ModelUpdate) {
+        if let Some(served) = update.champion {
+            self.swap_champion(served);
+        }
+        if let Some(shadow) = update.shadow {
+            self.set_shadow(shadow);
+        }
+    }
+
+    /// Replaces the champion, carrying per-asset streaming state over where
+    /// the feature spec allows (from the old champion, else from the shadow
+    /// when the new champion is the model that was in shadow).
+    fn swap_champion(&mut self, served: ServedModel) {
+        let version = Arc::clone(&served.version);
+        let mut next = match FailurePart::new(served, &self.shared, &self.directory) {
+            Ok(next) => next,
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .swaps_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(shard = self.id, %version, error = %e, "Refused a failure model; scoring continues with the current one.");
+                return;
+            }
+        };
         let (mut kept, mut fresh) = (0u64, 0u64);
+        let shadow = self
+            .shadow
+            .as_ref()
+            .filter(|s| s.part.version == next.version)
+            .map(|s| &s.part.scorer);
         if let Some(old) = &self.failure {
             for asset in old.scorer.assets() {
-                let carried = old
+                let mut carried = old
                     .scorer
                     .asset_state(asset)
                     .is_some_and(|bytes| next.scorer.restore_asset_state(asset, &bytes).is_ok());
+                if !carried {
+                    carried = shadow
+                        .and_then(|s| s.asset_state(asset))
+                        .is_some_and(|bytes| next.scorer.restore_asset_state(asset, &bytes).is_ok());
+                }
                 if carried {
                     kept += 1;
                 } else {
@@ -414,14 +507,61 @@ impl Shard {
         }
         tracing::info!(
             shard = self.id,
-            version = %next.model.model_version,
+            %version,
+            model_version = %next.model.model_version,
             kept,
             fresh,
             "Failure model swapped."
         );
         next.buf.fill(f64::NAN);
+        *self
+            .progress
+            .model
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(version);
         self.failure = Some(next);
-        Ok(())
+        if let Some(s) = &mut self.shadow {
+            s.pair_with(self.failure.as_ref());
+        }
+    }
+
+    /// Starts or stops shadow scoring. A new shadow model starts from the
+    /// champion's per-asset streaming state where the feature spec allows, so
+    /// it is comparable at once; otherwise those assets warm up first (and
+    /// are not compared meanwhile).
+    fn set_shadow(&mut self, served: Option<ServedModel>) {
+        let Some(served) = served else {
+            if let Some(old) = self.shadow.take() {
+                tracing::info!(shard = self.id, version = %old.part.version, "Shadow scoring stopped.");
+            }
+            return;
+        };
+        let version = Arc::clone(&served.version);
+        let mut part = match FailurePart::new(served, &self.shared, &self.directory) {
+            Ok(part) => part,
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .swaps_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(shard = self.id, %version, error = %e, "Refused a shadow model.");
+                return;
+            }
+        };
+        let mut seeded = 0u64;
+        if let Some(champion) = &self.failure {
+            for asset in champion.scorer.assets() {
+                if champion
+                    .scorer
+                    .asset_state(asset)
+                    .is_some_and(|bytes| part.scorer.restore_asset_state(asset, &bytes).is_ok())
+                {
+                    seeded += 1;
+                }
+            }
+        }
+        tracing::info!(shard = self.id, %version, seeded, "Shadow scoring started.");
+        self.shadow = Some(ShadowPart::new(part, self.failure.as_ref()));
     }
 
     fn process(&mut self, rec: &LogRecord) -> Result<(), ProcessError> {
@@ -479,6 +619,11 @@ impl Shard {
                     tracing::warn!(asset, error = %e, "Saved failure-model state does not fit this model; starting fresh.");
                 }
             }
+            if let (Some(bytes), Some(s)) = (&rec.failure, &mut self.shadow) {
+                // The champion's saved state, when the shadow reads the same
+                // features; otherwise the shadow warms up on its own.
+                let _ = s.part.scorer.restore_asset_state(asset, bytes);
+            }
             match serde_json::from_str::<AssetEpisodes>(&rec.episodes) {
                 Ok(state) => {
                     if let Some(held) = &state.held {
@@ -523,7 +668,14 @@ impl Shard {
             return Ok(());
         }
         let info = directory.asset(&rows.asset);
-        let mut parts = ScoreParts::new(&mut self.anomaly, &mut self.failure, &shared, info);
+        let mut parts = ScoreParts::new(
+            self.id,
+            &mut self.anomaly,
+            &mut self.failure,
+            &mut self.shadow,
+            &shared,
+            info,
+        );
         let mut changes: Vec<PendingChange> = Vec::new();
         let origin = Origin {
             historical: ctx.historical,
@@ -604,8 +756,10 @@ impl Shard {
             let shared = Arc::clone(&self.shared);
             let directory = Arc::clone(&self.directory);
             let mut parts = ScoreParts::new(
+                self.id,
                 &mut self.anomaly,
                 &mut self.failure,
+                &mut self.shadow,
                 &shared,
                 directory.asset(&asset),
             );
@@ -1091,22 +1245,28 @@ struct Origin {
 /// What scoring one row of an asset touches: the shard's scorers and the
 /// asset's priority inputs.
 struct ScoreParts<'a> {
+    shard: usize,
     anomaly: &'a mut FleetScorer,
     failure: &'a mut Option<FailurePart>,
+    shadow: &'a mut Option<ShadowPart>,
     shared: &'a Shared,
     base: PriorityInputs,
 }
 
 impl<'a> ScoreParts<'a> {
     fn new(
+        shard: usize,
         anomaly: &'a mut FleetScorer,
         failure: &'a mut Option<FailurePart>,
+        shadow: &'a mut Option<ShadowPart>,
         shared: &'a Shared,
         info: Option<&AssetInfo>,
     ) -> Self {
         Self {
+            shard,
             anomaly,
             failure,
+            shadow,
             base: priority_inputs(&shared.settings.priority, info, 0.0),
             shared,
         }
@@ -1146,6 +1306,22 @@ impl<'a> ScoreParts<'a> {
                 .scorer
                 .observe(asset, ts, &f.buf, due)
                 .map_err(|e| ProcessError::Model(e.to_string()))?;
+            if let Some(shadow) = parts.shadow.as_mut() {
+                // Never acted on: the shadow's prediction only feeds the metrics.
+                let warm = pred.is_some() && !f.scorer.last_warming_up();
+                if let Err(e) = shadow.score(
+                    &parts.shared.metrics,
+                    f,
+                    pred.as_ref().filter(|_| warm),
+                    asset,
+                    ts,
+                    values,
+                    due,
+                ) {
+                    tracing::error!(version = %shadow.part.version, error = %e, "Shadow model failed; shadow scoring stopped.");
+                    *parts.shadow = None;
+                }
+            }
             if let Some(pred) = pred {
                 slot.state.last_failure_eval_ms = Some(ts);
                 parts
@@ -1155,6 +1331,7 @@ impl<'a> ScoreParts<'a> {
                     .fetch_add(1, Ordering::Relaxed);
                 for fol in &f.followed {
                     let risk = pred.probabilities[fol.classifier];
+                    parts.shared.metrics.champion_risk.observe(risk);
                     let eval = Evaluation {
                         ts_ms: ts,
                         risk,
@@ -1214,6 +1391,15 @@ impl<'a> ScoreParts<'a> {
                 }
             }
         }
+        if let Some(tap) = &settings.tap {
+            (tap.0)(&ScoredRow {
+                shard: parts.shard,
+                asset,
+                ts_ms: ts,
+                champion: parts.failure.as_ref().map(|f| &*f.version),
+                shadow: parts.shadow.as_ref().map(|s| &*s.part.version),
+            });
+        }
         if settings.anomaly_episodes && !score.in_warmup && score.score.is_finite() {
             let prob = settings.anomaly_probability;
             let eval = Evaluation {
@@ -1246,6 +1432,53 @@ impl<'a> ScoreParts<'a> {
                     .collect();
                 changes.push((ANOMALY_MODE.to_string(), t, eval, None, evidence, None));
             }
+        }
+        Ok(())
+    }
+}
+
+impl ShadowPart {
+    /// Feeds one row to the shadow model (evaluated when the champion is due)
+    /// and, when the champion's `pred` is given (past warm-up) and the shadow
+    /// is past its own, compares their alarms per failure mode.
+    #[allow(clippy::too_many_arguments)]
+    fn score(
+        &mut self,
+        metrics: &super::ProcessorMetrics,
+        champion: &FailurePart,
+        pred: Option<&fieldpulse_models::failure::Prediction>,
+        asset: &str,
+        ts: i64,
+        values: &[f64],
+        due: bool,
+    ) -> Result<(), ProcessError> {
+        let s = &mut self.part;
+        for (dst, pos) in s.buf.iter_mut().zip(&s.perm) {
+            *dst = pos.map_or(f64::NAN, |p| values[p]);
+        }
+        let shadow_pred = s
+            .scorer
+            .observe(asset, ts, &s.buf, due)
+            .map_err(|e| ProcessError::Model(e.to_string()))?;
+        let (Some(sp), Some(cp)) = (shadow_pred, pred) else {
+            return Ok(());
+        };
+        if s.scorer.last_warming_up() {
+            return Ok(());
+        }
+        metrics.shadow_evaluations.fetch_add(1, Ordering::Relaxed);
+        for fol in &s.followed {
+            metrics.shadow_risk.observe(sp.probabilities[fol.classifier]);
+        }
+        for (c, sh) in &self.pairs {
+            let alarms = |f: &FailurePart, i: &Option<usize>, probs: &[f64]| {
+                i.and_then(|i| f.followed.get(i))
+                    .is_some_and(|fol| probs[fol.classifier] >= fol.threshold)
+            };
+            metrics.count_agreement(Agreement::of(
+                alarms(champion, c, &cp.probabilities),
+                alarms(s, sh, &sp.probabilities),
+            ));
         }
         Ok(())
     }
