@@ -186,7 +186,11 @@ impl Cloud {
         let reload_metrics = Arc::new(ReloadMetrics::default());
         let scoring = &cfg.raw.scoring;
         let (model, shadow, startup) = match (&scoring.model, &scoring.registry) {
-            (Some(dir), _) => (Some(ServedModel::from_artifact(load_model(dir)?)), None, None),
+            (Some(dir), _) => (
+                Some(ServedModel::from_artifact(load_model(dir)?)),
+                None,
+                None,
+            ),
             (None, Some(dir)) => {
                 let registry = fieldpulse_models::registry::Registry::new(dir);
                 let startup = load_at_start(

@@ -784,7 +784,9 @@ async fn a_model_swapped_mid_stream_keeps_every_asset_state_and_drops_nothing() 
     let model = fieldpulse_cloud::service::load_model(&prepared().model_path).expect("model");
     cloud
         .processor
-        .swap_model(fieldpulse_cloud::processor::ServedModel::from_artifact(model));
+        .swap_model(fieldpulse_cloud::processor::ServedModel::from_artifact(
+            model,
+        ));
     for b in &all[half..] {
         post(&http, cloud.addr, b).await;
     }

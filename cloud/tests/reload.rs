@@ -356,7 +356,11 @@ fn assert_scored_once(rows: &[Scored], posted: &BTreeSet<(String, i64)>) {
     let scored: BTreeSet<(String, i64)> = seen.into_keys().collect();
     let missing: Vec<_> = posted.difference(&scored).take(5).collect();
     assert!(missing.is_empty(), "posted rows never scored: {missing:?}");
-    assert_eq!(scored.len(), posted.len(), "rows scored that were never posted");
+    assert_eq!(
+        scored.len(),
+        posted.len(),
+        "rows scored that were never posted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,20 +447,34 @@ async fn promote_and_rollback_under_load_swap_every_shard_once_and_score_each_re
             .iter()
             .position(|r| r.champion.as_deref() == Some("v2"))
             .expect("v2 rows");
-        assert!(of_shard[first_v2].at >= promoted_at, "shard {shard} took v2 early");
+        assert!(
+            of_shard[first_v2].at >= promoted_at,
+            "shard {shard} took v2 early"
+        );
         let back = first_v2
             + of_shard[first_v2..]
                 .iter()
                 .position(|r| r.champion.as_deref() == Some("v1"))
                 .expect("v1 rows after v2");
-        assert!(of_shard[back].at >= rolled_back_at, "shard {shard} rolled back early");
+        assert!(
+            of_shard[back].at >= rolled_back_at,
+            "shard {shard} rolled back early"
+        );
     }
     assert_eq!(metric(&text, "fieldpulse_cloud_model_reloads_total"), 2.0);
     assert_eq!(
         metric(&text, "fieldpulse_cloud_model_swaps_refused_total"),
         0.0
     );
-    for reason in ["registry", "missing", "corrupt", "invalid", "incompatible", "sensors", "cadence"] {
+    for reason in [
+        "registry",
+        "missing",
+        "corrupt",
+        "invalid",
+        "incompatible",
+        "sensors",
+        "cadence",
+    ] {
         assert_eq!(
             metric(
                 &text,
@@ -468,7 +486,8 @@ async fn promote_and_rollback_under_load_swap_every_shard_once_and_score_each_re
     }
     assert_eq!(served_version(&state), "v1");
     let per_version = rows.iter().fold(BTreeMap::new(), |mut m, r| {
-        *m.entry(r.champion.clone().unwrap_or_default()).or_insert(0usize) += 1;
+        *m.entry(r.champion.clone().unwrap_or_default())
+            .or_insert(0usize) += 1;
         m
     });
     eprintln!(
@@ -538,7 +557,10 @@ async fn a_corrupt_promoted_artifact_is_refused_once_and_scoring_stays_on_the_se
     std::fs::write(&model_json, &bytes[..bytes.len() / 2]).unwrap();
     force_promote(&reg, "v2");
     let failed = "fieldpulse_cloud_model_reload_failures_total{reason=\"corrupt\"}";
-    wait_metrics(&cloud, "the corrupt artifact refused", |t| metric(t, failed) >= 1.0).await;
+    wait_metrics(&cloud, "the corrupt artifact refused", |t| {
+        metric(t, failed) >= 1.0
+    })
+    .await;
     // Many more polls and batches: still refused once, still served by v1.
     let batches_then = poster.posted();
     let deadline = Instant::now() + TIMEOUT;
@@ -550,7 +572,11 @@ async fn a_corrupt_promoted_artifact_is_refused_once_and_scoring_stays_on_the_se
     wait_idle(&cloud).await;
     let text = metrics_text(&cloud).await;
     cloud.shutdown().await.expect("clean shutdown");
-    assert_eq!(metric(&text, failed), 1.0, "logged and counted once, not per poll");
+    assert_eq!(
+        metric(&text, failed),
+        1.0,
+        "logged and counted once, not per poll"
+    );
     assert_eq!(metric(&text, "fieldpulse_cloud_model_reloads_total"), 0.0);
     assert_eq!(
         shard_models(&text).values().collect::<BTreeSet<_>>(),
@@ -581,7 +607,9 @@ async fn a_corrupt_promoted_artifact_is_refused_once_and_scoring_stays_on_the_se
         .expect_err("no model to serve");
     let msg = err.to_string();
     assert!(
-        msg.contains("no model to serve") && msg.contains("version v2") && msg.contains("(corrupt)"),
+        msg.contains("no model to serve")
+            && msg.contains("version v2")
+            && msg.contains("(corrupt)"),
         "{msg}"
     );
     assert!(msg.contains(SERVED_FILE), "{msg}");
@@ -599,7 +627,9 @@ async fn a_shadow_candidate_is_compared_with_the_champion_and_never_acted_on() {
     let state = tmp.path().join("state");
     let tap = Arc::new(Tap::default());
     let cloud = Cloud::start(
-        cloud_config(&org, &state, reg.dir(), &tap, |raw| raw.scoring.shadow = true),
+        cloud_config(&org, &state, reg.dir(), &tap, |raw| {
+            raw.scoring.shadow = true
+        }),
         None,
     )
     .await
@@ -648,7 +678,10 @@ async fn a_shadow_candidate_is_compared_with_the_champion_and_never_acted_on() {
         ),
         0.0
     );
-    assert_eq!(metric(&text, "fieldpulse_cloud_actions_enqueued_total"), 0.0);
+    assert_eq!(
+        metric(&text, "fieldpulse_cloud_actions_enqueued_total"),
+        0.0
+    );
     for object in ["Case", "Asset_Alert__c", "AI_Insight__c"] {
         assert_eq!(org.emulator.live_count(object), 0, "{object}");
     }
@@ -695,7 +728,10 @@ async fn a_shadow_candidate_is_compared_with_the_champion_and_never_acted_on() {
     assert_eq!(report["champion"]["version"], "v1");
     assert_eq!(report["candidate"]["version"], "v2");
     assert_eq!(report["evaluations"].as_f64(), Some(evaluations));
-    assert_eq!(report["agreement"]["shadow_only"].as_f64(), Some(shadow_only));
+    assert_eq!(
+        report["agreement"]["shadow_only"].as_f64(),
+        Some(shadow_only)
+    );
     assert_eq!(report["agreement_rate"].as_f64(), Some(0.0));
     for model in ["champion", "candidate"] {
         let r = &report["risk"][model];

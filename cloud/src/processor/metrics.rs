@@ -77,8 +77,10 @@ impl RiskHistogram {
             .position(|b| risk <= *b)
             .unwrap_or(RISK_BUCKETS.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micro
-            .fetch_add((risk.clamp(0.0, 1e6) * 1e6).round() as u64, Ordering::Relaxed);
+        self.sum_micro.fetch_add(
+            (risk.clamp(0.0, 1e6) * 1e6).round() as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// The counts now.

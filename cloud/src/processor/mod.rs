@@ -199,7 +199,10 @@ impl Shared {
     }
 
     pub(crate) fn models(&self) -> (Option<ServedModel>, Option<ServedModel>) {
-        self.models.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -529,7 +532,11 @@ impl Processor {
     /// both between the same two records.
     pub fn update_models(&self, update: ModelUpdate) {
         {
-            let mut models = self.shared.models.write().unwrap_or_else(|p| p.into_inner());
+            let mut models = self
+                .shared
+                .models
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(c) = &update.champion {
                 models.0 = Some(c.clone());
             }
@@ -564,7 +571,11 @@ impl Processor {
         let _ = writeln!(out, "# HELP {name} The failure model version each scoring shard scores with.\n# TYPE {name} gauge");
         for (shard, version) in self.shard_models().iter().enumerate() {
             if let Some(v) = version {
-                let _ = writeln!(out, "{name}{{shard=\"{shard}\",version=\"{}\"}} 1", clean(v));
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{shard}\",version=\"{}\"}} 1",
+                    clean(v)
+                );
             }
         }
         let name = "fieldpulse_cloud_shadow_model_info";

@@ -312,12 +312,7 @@ impl ShadowPart {
         modes.dedup();
         self.pairs = modes
             .into_iter()
-            .map(|m| {
-                (
-                    c.iter().position(|x| x == m),
-                    s.iter().position(|x| x == m),
-                )
-            })
+            .map(|m| (c.iter().position(|x| x == m), s.iter().position(|x| x == m)))
             .collect();
     }
 }
@@ -493,7 +488,9 @@ impl Shard {
                 if !carried {
                     carried = shadow
                         .and_then(|s| s.asset_state(asset))
-                        .is_some_and(|bytes| next.scorer.restore_asset_state(asset, &bytes).is_ok());
+                        .is_some_and(|bytes| {
+                            next.scorer.restore_asset_state(asset, &bytes).is_ok()
+                        });
                 }
                 if carried {
                     kept += 1;
@@ -1468,7 +1465,9 @@ impl ShadowPart {
         }
         metrics.shadow_evaluations.fetch_add(1, Ordering::Relaxed);
         for fol in &s.followed {
-            metrics.shadow_risk.observe(sp.probabilities[fol.classifier]);
+            metrics
+                .shadow_risk
+                .observe(sp.probabilities[fol.classifier]);
         }
         for (c, sh) in &self.pairs {
             let alarms = |f: &FailurePart, i: &Option<usize>, probs: &[f64]| {

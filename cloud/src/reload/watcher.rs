@@ -122,7 +122,8 @@ pub fn load_at_start(
             }
         }
     };
-    let layout = layout.unwrap_or_else(|| SensorLayout::new(champion.served.model.schema.sensors.clone()));
+    let layout =
+        layout.unwrap_or_else(|| SensorLayout::new(champion.served.model.schema.sensors.clone()));
     let mut shadow_loaded = None;
     if shadow {
         if let Some(v) = index.as_ref().and_then(candidate_of) {
