@@ -127,11 +127,19 @@ pub fn run(args: CloudArgs) -> anyhow::Result<()> {
                 config.display(),
                 cfg.gateways.len(),
                 cfg.raw.scoring.shards,
-                cfg.raw
-                    .scoring
-                    .model
-                    .as_ref()
-                    .map_or("none".into(), |m| m.display().to_string())
+                match (&cfg.raw.scoring.model, &cfg.raw.scoring.registry) {
+                    (Some(m), _) => m.display().to_string(),
+                    (None, Some(r)) => format!(
+                        "registry {}{}",
+                        r.display(),
+                        if cfg.raw.scoring.shadow {
+                            ", candidate in shadow"
+                        } else {
+                            ""
+                        }
+                    ),
+                    (None, None) => "none".into(),
+                }
             );
             Ok(())
         }
