@@ -303,6 +303,87 @@ mod tests {
         assert_eq!(candidate_of(&index), None);
     }
 
+    /// A tiny valid artifact (no classifier, an empty RUL forest) with a card
+    /// recording `cadence_s`.
+    fn artifact(dir: &Path, sensors: &[&str], cadence_s: f64) {
+        use fieldpulse_models::failure::model::{FeatureSchema, ARTIFACT_VERSION};
+        use fieldpulse_models::gbdt::{Gbdt, Objective};
+        let schema = FeatureSchema::new(
+            sensors.iter().map(|s| s.to_string()).collect(),
+            vec![4.0, 16.0],
+            1,
+            vec!["pump".into()],
+            vec!["bearing".into()],
+        )
+        .expect("schema");
+        let n = schema.n_features();
+        FailureModel {
+            version: ARTIFACT_VERSION,
+            model_version: format!("fp-failure-{}", sensors.join("-")),
+            schema,
+            classifiers: Vec::new(),
+            rul: Gbdt {
+                objective: Objective::SquaredError,
+                base_score: 20.0,
+                n_features: n,
+                trees: Vec::new(),
+                gain_importance: vec![0.0; n],
+                flat: Default::default(),
+            },
+            rul_cap_days: 45.0,
+        }
+        .save(dir)
+        .expect("save");
+        let card = serde_json::json!({
+            "data_fingerprint": format!("fnv1a64:{}-{cadence_s}", sensors.len()),
+            "created_at": "2026-12-01T00:00:00Z",
+            "training_cadence": {"median_interval_s": cadence_s},
+        });
+        std::fs::write(dir.join("model_card.json"), card.to_string()).expect("card");
+    }
+
+    #[test]
+    fn versions_that_do_not_fit_are_refused_with_their_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Registry::new(tmp.path().join("reg"));
+        let actor = registry::Actor::default();
+        for (name, sensors, cadence) in [
+            ("ok", &["temp_c", "vib_rms"][..], 3600.0),
+            ("more", &["temp_c", "vib_rms", "rpm"][..], 3600.0),
+            ("fast", &["temp_c", "vib_rms"][..], 600.0),
+        ] {
+            let dir = tmp.path().join(name);
+            artifact(&dir, sensors, cadence);
+            reg.add(&dir, Some(name), &actor).expect("add");
+        }
+        let index = reg.load().unwrap();
+        let layout = SensorLayout::new(vec!["temp_c".into(), "vib_rms".into()]);
+        let compat = Compat {
+            layout: Some(&layout),
+            cadence_s: Some(3600.0),
+        };
+        let reason = |v: &str| load_version(&reg, Some(&index), v, compat).map(|l| l.cadence_s);
+        assert_eq!(reason("ok"), Ok(Some(3600.0)));
+        assert_eq!(reason("more").unwrap_err().reason, RefuseReason::Sensors);
+        assert!(reason("more").unwrap_err().message.contains("rpm"));
+        assert_eq!(reason("fast").unwrap_err().reason, RefuseReason::Cadence);
+        assert_eq!(reason("nope").unwrap_err().reason, RefuseReason::Missing);
+        // Without a layout (start, `sensors = []`) and a served cadence, both fit.
+        assert!(load_version(&reg, Some(&index), "more", Compat::default()).is_ok());
+        // Bytes changed after `add`.
+        let model = reg.version_dir("ok").join("model.json");
+        let text = std::fs::read_to_string(&model).unwrap();
+        std::fs::write(&model, text.replace("fp-failure", "fp-failurx")).unwrap();
+        assert_eq!(reason("ok").unwrap_err().reason, RefuseReason::Corrupt);
+        // Without the index (unreadable registry) the hash is not known:
+        // the file itself decides.
+        std::fs::write(&model, "{").unwrap();
+        let err = load_version(&reg, None, "ok", compat).unwrap_err();
+        assert_eq!(err.reason, RefuseReason::Invalid, "{err}");
+        std::fs::remove_file(&model).unwrap();
+        assert_eq!(reason("ok").unwrap_err().reason, RefuseReason::Missing);
+    }
+
     #[test]
     fn served_record_round_trips_and_a_missing_file_is_none() {
         let dir = tempfile::tempdir().unwrap();

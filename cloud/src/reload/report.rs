@@ -124,14 +124,24 @@ pub struct ShadowReporter {
 }
 
 impl ShadowReporter {
-    /// A reporter writing into `state_dir`, starting with this pair.
+    /// A reporter writing into `state_dir`, for the pair the processor
+    /// started with: it counts from zero, since `metrics` are this process's
+    /// (evaluations the shards made before the reporter existed included).
     pub fn new(
         state_dir: &Path,
         metrics: Arc<ProcessorMetrics>,
         champion: Option<ServedModel>,
         shadow: Option<ServedModel>,
     ) -> Self {
-        let baseline = Self::baseline(&metrics, champion, shadow);
+        let baseline = Baseline {
+            champion,
+            shadow,
+            since: now_iso(),
+            evaluations: 0,
+            agreement: [0; 3],
+            champion_risk: RiskCounts::default(),
+            shadow_risk: RiskCounts::default(),
+        };
         Self {
             path: state_dir.join(REPORT_FILE),
             metrics,
