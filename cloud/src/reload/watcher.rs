@@ -331,12 +331,14 @@ impl Watcher {
                 layout: Some(&self.layout),
                 cadence_s: self.state.champion_cadence_s,
             };
+            let started = Instant::now();
             match load_version(&self.registry, Some(&index), version, compat) {
                 Ok(loaded) => {
                     tracing::info!(
                         from = %self.state.champion,
                         to = %version,
                         model_version = %loaded.served.model.model_version,
+                        load_ms = started.elapsed().as_millis() as u64,
                         "Model reloaded: the shards switch between two records."
                     );
                     if let Err(e) =
