@@ -664,6 +664,7 @@ pub fn summary(report: &EvalReport) -> serde_json::Value {
         "n_assets": report.n_assets,
         "asset_months": report.asset_months,
         "rul_rmse_days": report.rul_rmse_days,
+        "rul_mae_days": report.rul_mae_days,
         "rul_rows": report.rul_rows,
         "classifiers": report.classifiers.iter().map(|c| json!({
             "mode": c.mode, "horizon_days": c.horizon_days, "threshold": c.threshold,
