@@ -381,6 +381,62 @@ mod tests {
         assert_eq!(serde_json::to_string(&back).expect("serialize"), text);
     }
 
+    /// The first trees of a classifier from an artifact written before
+    /// missing-value directions were learned, byte for byte as that build
+    /// saved it.
+    const OLD_BOOSTER: &str = include_str!("fixtures/booster_before_missing_directions.json");
+
+    #[test]
+    fn an_artifact_from_before_missing_directions_scores_nan_left_and_round_trips_byte_for_byte() {
+        let model: Gbdt = serde_json::from_str(OLD_BOOSTER).expect("old layout loads");
+        assert_eq!(serde_json::to_string(&model).expect("serialize"), OLD_BOOSTER);
+        let nodes = || model.trees.iter().flat_map(|t| &t.nodes);
+        assert!(nodes().all(|n| !n.missing_right));
+        // Rows near the stored thresholds, a third of the values missing,
+        // score exactly as the old rule (NaN left) walks them.
+        let mut thresholds = vec![Vec::new(); model.n_features];
+        for n in nodes().filter(|n| n.feature != LEAF) {
+            thresholds[n.feature as usize].push(n.threshold);
+        }
+        let old_rule = |row: &[f64]| {
+            let walk = |tree: &Tree| {
+                let mut idx = 0;
+                loop {
+                    let node = &tree.nodes[idx];
+                    if node.feature == LEAF {
+                        return node.value;
+                    }
+                    let x = row[node.feature as usize];
+                    idx = if x.is_nan() || x <= node.threshold {
+                        node.left as usize
+                    } else {
+                        node.right as usize
+                    };
+                }
+            };
+            model.base_score + model.trees.iter().map(walk).sum::<f64>()
+        };
+        let mut rng = crate::rng::SplitMix64::new(7);
+        for _ in 0..500 {
+            let row: Vec<f64> = thresholds
+                .iter()
+                .map(|t| {
+                    if rng.next_f64() < 0.33 {
+                        f64::NAN
+                    } else if t.is_empty() {
+                        rng.next_f64()
+                    } else {
+                        let at = t[rng.below(t.len())];
+                        [at, at + 1e-9, at - 1.0, at + 1.0][rng.below(4)]
+                    }
+                })
+                .collect();
+            assert_eq!(model.predict_raw(&row), old_rule(&row));
+            let c = model.contributions(&row).expect("explainable");
+            assert!((c.total() - model.predict_raw(&row)).abs() < 1e-9);
+        }
+    }
+
     #[test]
     fn logistic_output_is_a_probability() {
         let model = Gbdt {
