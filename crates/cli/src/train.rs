@@ -73,6 +73,11 @@ pub struct TrainArgs {
     /// validation set.
     #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
     validation_fraction: f64,
+    /// With early stopping, keep each booster as fitted without the
+    /// validation assets (default: fit it again on every fit asset with the
+    /// number of trees the validation assets chose).
+    #[arg(long)]
+    no_refit: bool,
     /// Monotone constraint in risk terms, `PATTERN=+1` (risk never falls as
     /// the feature rises), `=-1` or `=0` (lift a constraint); `*` in PATTERN
     /// matches any run of characters of a feature name
@@ -237,6 +242,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     cfg.validation_asset_fraction = args.validation_fraction;
+    cfg.refit_after_early_stopping = !args.no_refit;
     if args.no_default_monotone {
         cfg.monotone.clear();
     }

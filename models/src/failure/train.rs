@@ -91,6 +91,11 @@ pub struct TrainConfig {
     /// early-stopping validation set, when
     /// [`GbdtParams::early_stopping_rounds`] is set (module docs).
     pub validation_asset_fraction: f64,
+    /// With early stopping: fit each booster again on every fit asset
+    /// (validation assets included) with the number of trees the
+    /// validation assets chose, instead of keeping the booster that never
+    /// saw them (module docs).
+    pub refit_after_early_stopping: bool,
     /// Monotone constraints by feature-name pattern, in risk terms
     /// ([`super::monotone`]).
     pub monotone: Vec<MonotoneRule>,
@@ -119,6 +124,7 @@ impl Default for TrainConfig {
             observed_until_ms: None,
             include_assets_without_history: false,
             validation_asset_fraction: 0.2,
+            refit_after_early_stopping: true,
             monotone: Vec::new(),
         }
     }
@@ -352,29 +358,50 @@ pub struct BoosterFit {
     pub n_trees: usize,
     /// Most trees it could have had ([`GbdtParams::n_trees`]).
     pub max_trees: usize,
-    /// Validation loss of the kept model (log-loss, or squared error in
-    /// days² for RUL); `None` without a validation set.
+    /// Validation loss at the chosen number of trees (log-loss, or squared
+    /// error in days² for RUL); `None` without a validation set.
     pub validation_loss: Option<f64>,
     /// Whether early stopping ended boosting before `max_trees`.
     pub stopped_early: bool,
+    /// Whether the kept booster was refitted on every fit asset, the
+    /// validation assets included, with the chosen number of trees.
+    pub refit: bool,
     /// Why early stopping did not apply, when it was on.
     pub note: Option<String>,
 }
 
-/// Fits one booster, with early stopping on `validation` when `rounds` is
-/// set and the validation set can judge it (for the logistic loss: it
-/// holds a positive row).
-#[allow(clippy::too_many_arguments)]
+/// Training rows of one booster: the fit rows, then the validation rows.
+struct TrainSet<'a> {
+    x: &'a [f64],
+    n_features: usize,
+    y: &'a [f64],
+    weights: Option<&'a [f64]>,
+    /// How many leading rows are fit rows.
+    n_fit: usize,
+}
+
+/// Fits one booster. Without early stopping, on the fit rows (there are
+/// no validation rows then). With it, on the fit rows, stopping on the
+/// validation rows when they can judge it (for the logistic loss: they hold
+/// a positive row); with `refit`, the kept model is then fitted again on
+/// fit and validation rows with the chosen number of trees.
 fn fit_booster(
     name: String,
     params: &GbdtParams,
     rounds: Option<usize>,
-    x: &[f64],
-    n_features: usize,
-    y: &[f64],
-    weights: Option<&[f64]>,
-    validation: &Validation<'_>,
+    refit: bool,
+    set: &TrainSet<'_>,
 ) -> Result<(Gbdt, BoosterFit), TrainError> {
+    let nf = set.n_features;
+    let (x_fit, x_val) = set.x.split_at(set.n_fit * nf);
+    let (y_fit, y_val) = set.y.split_at(set.n_fit);
+    let (w_fit, w_val) = match set.weights {
+        Some(w) => {
+            let (a, b) = w.split_at(set.n_fit);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
     let plain = GbdtParams {
         early_stopping_rounds: None,
         ..params.clone()
@@ -385,33 +412,53 @@ fn fit_booster(
         max_trees: params.n_trees,
         validation_loss: None,
         stopped_early: false,
+        refit: false,
         note: None,
     };
-    let weight = |i: usize| validation.weights.map_or(1.0, |w| w[i]);
+    let weight = |i: usize| w_val.map_or(1.0, |w| w[i]);
     let judged = match params.objective {
-        Objective::Logistic => (0..validation.y.len()).any(|i| validation.y[i] > 0.5 && weight(i) > 0.0),
-        Objective::SquaredError => (0..validation.y.len()).any(|i| weight(i) > 0.0),
+        Objective::Logistic => (0..y_val.len()).any(|i| y_val[i] > 0.5 && weight(i) > 0.0),
+        Objective::SquaredError => (0..y_val.len()).any(|i| weight(i) > 0.0),
     };
     let booster = match rounds {
         Some(rounds) if judged => {
+            let validation = Validation {
+                x: x_val,
+                y: y_val,
+                weights: w_val,
+            };
             let (booster, report) = GbdtParams {
                 early_stopping_rounds: Some(rounds),
-                ..plain
+                ..plain.clone()
             }
-            .fit_with_validation(x, n_features, y, weights, validation)?;
+            .fit_with_validation(x_fit, nf, y_fit, w_fit, &validation)?;
             fit.validation_loss = Some(report.loss);
             fit.stopped_early = report.stopped_early;
-            booster
+            if refit {
+                fit.refit = true;
+                GbdtParams {
+                    n_trees: report.n_trees,
+                    ..plain
+                }
+                .fit(set.x, nf, set.y, set.weights)?
+            } else {
+                booster
+            }
         }
         Some(_) => {
-            fit.note = Some(if validation.y.is_empty() {
+            fit.note = Some(if y_val.is_empty() {
                 "no validation rows: all trees kept".into()
             } else {
                 "no failure in the validation rows: all trees kept".into()
             });
-            plain.fit(x, n_features, y, weights)?
+            fit.refit = refit;
+            if refit {
+                plain.fit(set.x, nf, set.y, set.weights)?
+            } else {
+                plain.fit(x_fit, nf, y_fit, w_fit)?
+            }
         }
-        None => plain.fit(x, n_features, y, weights)?,
+        None => plain.fit(x_fit, nf, y_fit, w_fit)?,
     };
     fit.n_trees = booster.trees.len();
     Ok((booster, fit))
@@ -519,8 +566,9 @@ pub fn train_with_rows(
             split.cal_rows.len()
         )));
     }
-    let x_fit = subset(&rows, &split.fit_rows);
-    let x_val = subset(&rows, &split.val_rows);
+    // Fit rows, then validation rows: one matrix, the fit part a prefix.
+    let train_rows: Vec<usize> = split.fit_rows.iter().chain(&split.val_rows).copied().collect();
+    let x_train = subset(&rows, &train_rows);
     let x_cal = subset(&rows, &split.cal_rows);
     let nf = rows.n_features;
     let risk_monotone = resolve(&schema.names(), &cfg.monotone)?;
@@ -575,20 +623,19 @@ pub fn train_with_rows(
             *horizon,
             split.t_cal_ms,
         );
-        let validation = Validation {
-            x: &x_val,
-            y: &yv,
-            weights: Some(&wv),
+        let set = TrainSet {
+            x: &x_train,
+            n_features: nf,
+            y: &[y, yv].concat(),
+            weights: Some(&[w, wv].concat()),
+            n_fit: split.fit_rows.len(),
         };
         let (booster, fit) = fit_booster(
             format!("{name} {horizon}d"),
             &params,
             rounds,
-            &x_fit,
-            nf,
-            &y,
-            Some(&w),
-            &validation,
+            cfg.refit_after_early_stopping,
+            &set,
         )?;
         boosters.push(fit);
         let (yc, wc) = classifier_labels(
@@ -640,18 +687,13 @@ pub fn train_with_rows(
     );
     labels.n_fit_rul_rows = rul_t.iter().filter(|t| t.is_some()).count();
     labels.n_fit_rul_excluded = rul_t.len() - labels.n_fit_rul_rows;
-    let (mut xr, mut yr) = (Vec::new(), Vec::new());
-    for (j, t) in rul_t.iter().enumerate() {
-        if let Some(t) = t {
-            xr.extend_from_slice(&x_fit[j * nf..(j + 1) * nf]);
-            yr.push(*t);
-        }
-    }
-    if yr.is_empty() {
+    let n_fit_rul = labels.n_fit_rul_rows;
+    if n_fit_rul == 0 {
         return Err(TrainError::Data(
             "no uncensored RUL row in the fit window".into(),
         ));
     }
+    // Targets of the fit rows, then of the validation rows (as `x_train`).
     let rul_val = rul_targets(
         &rows,
         &split.val_rows,
@@ -659,11 +701,11 @@ pub fn train_with_rows(
         cfg.rul_cap_days,
         split.t_cal_ms,
     );
-    let (mut xrv, mut yrv) = (Vec::new(), Vec::new());
-    for (j, t) in rul_val.iter().enumerate() {
+    let (mut xr, mut yr) = (Vec::new(), Vec::new());
+    for (j, t) in rul_t.iter().chain(&rul_val).enumerate() {
         if let Some(t) = t {
-            xrv.extend_from_slice(&x_val[j * nf..(j + 1) * nf]);
-            yrv.push(*t);
+            xr.extend_from_slice(&x_train[j * nf..(j + 1) * nf]);
+            yr.push(*t);
         }
     }
     let rul_params = GbdtParams {
@@ -671,20 +713,19 @@ pub fn train_with_rows(
         monotone: constrain(-1),
         ..cfg.booster.clone()
     };
-    let validation = Validation {
-        x: &xrv,
-        y: &yrv,
+    let set = TrainSet {
+        x: &xr,
+        n_features: nf,
+        y: &yr,
         weights: None,
+        n_fit: n_fit_rul,
     };
     let (rul, fit) = fit_booster(
         "rul".into(),
         &rul_params,
         rounds,
-        &xr,
-        nf,
-        &yr,
-        None,
-        &validation,
+        cfg.refit_after_early_stopping,
+        &set,
     )?;
     boosters.push(fit);
     progress("rul", total, total);
