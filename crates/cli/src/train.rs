@@ -88,6 +88,11 @@ pub struct TrainArgs {
     /// Drop the default monotone constraints (docs/models.md).
     #[arg(long)]
     no_default_monotone: bool,
+    /// Send every missing value left at every split instead of learning
+    /// each split's direction (the booster's behaviour before directions
+    /// were learned).
+    #[arg(long)]
+    missing_left: bool,
     /// Also add the artifact to this model registry as a candidate (see
     /// `fieldpulse models`).
     #[arg(long)]
@@ -243,6 +248,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     cfg.validation_asset_fraction = args.validation_fraction;
     cfg.refit_after_early_stopping = !args.no_refit;
+    if args.missing_left {
+        cfg.booster.learn_missing_direction = false;
+    }
     if args.no_default_monotone {
         cfg.monotone.clear();
     }

@@ -844,8 +844,10 @@ pub fn model_card(
                 "min_samples_leaf": cfg.booster.min_samples_leaf,
                 "subsample": cfg.booster.subsample,
                 "colsample": cfg.booster.colsample,
+                "learn_missing_direction": cfg.booster.learn_missing_direction,
                 "early_stopping_rounds": cfg.booster.early_stopping_rounds,
                 "validation_asset_fraction": cfg.booster.early_stopping_rounds.map(|_| cfg.validation_asset_fraction),
+                "refit_after_early_stopping": cfg.booster.early_stopping_rounds.map(|_| cfg.refit_after_early_stopping),
             },
             "monotone": {
                 "rules": cfg.monotone.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -50,6 +50,10 @@ pub struct GbdtParams {
     /// it, `-1` non-increasing, `0` free. Empty: no constraint; otherwise
     /// one entry per feature.
     pub monotone: Vec<i8>,
+    /// Learn each split's missing-value direction (try `NaN` on both
+    /// sides); `false` sends every `NaN` left, as boosters from before
+    /// directions were learned did.
+    pub learn_missing_direction: bool,
 }
 
 impl Default for GbdtParams {
@@ -68,6 +72,7 @@ impl Default for GbdtParams {
             seed: 42,
             early_stopping_rounds: None,
             monotone: Vec::new(),
+            learn_missing_direction: true,
         }
     }
 }

@@ -12,7 +12,8 @@
 //! better gain wins (left on a tie, so data without `NaN`s grows the same
 //! trees as before directions were learned). The winner is stored as
 //! [`Node::missing_right`]. "`NaN` left, every number right" is the split at
-//! bin 0 (threshold `f64::MIN`); its mirror is not tried again.
+//! bin 0 (threshold `f64::MIN`); its mirror is not tried again. With
+//! [`GbdtParams::learn_missing_direction`] off, only the left side is tried.
 //!
 //! **Monotone constraints** (LightGBM's "basic" method). Each node carries
 //! bounds `[lo, hi]` on its output; leaf values are clamped to them and, once
@@ -305,7 +306,7 @@ impl Grower<'_> {
             // NaN (bin 0) left: the left side accumulates from bin 0; then
             // NaN right: from bin 1, bin 0 joining the right side.
             for missing_right in [false, true] {
-                if missing_right && cells[0].n == 0.0 {
+                if missing_right && (cells[0].n == 0.0 || !self.params.learn_missing_direction) {
                     break;
                 }
                 let first = usize::from(missing_right);

@@ -148,6 +148,14 @@ fn a_split_sends_missing_values_to_the_side_whose_label_they_share() {
     let root = model.trees[0].nodes[0];
     assert!(!root.missing_right, "{root:?}");
     assert_eq!(model.predict_row(&[f64::NAN]), model.predict_row(&[0.01]));
+    // Switched off, NaN goes left even where right would fit better.
+    let (x, y) = missing_informative(4000, 0.95, 1);
+    let left_only = GbdtParams {
+        learn_missing_direction: false,
+        ..stump.clone()
+    };
+    let model = left_only.fit(&x, 1, &y, None).expect("fit");
+    assert!(!model.trees[0].nodes[0].missing_right);
     // A full booster learns the same, and its explanations of rows with
     // NaNs still add up to the prediction.
     let (x, y) = missing_informative(4000, 0.95, 3);
