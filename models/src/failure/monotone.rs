@@ -9,8 +9,16 @@
 //! are in the model card's `features.columns`) in which `*` matches any run
 //! of characters (`vib_*.ewma_mean_hl*`). Rules apply in order, a later one
 //! overriding an earlier one on the columns both match (so `PATTERN=0` lifts
-//! a default). A pattern that matches no column is an error: a typo must not
-//! silently train an unconstrained model.
+//! a default). A pattern given by the user that matches no column is an
+//! error: a typo must not silently train an unconstrained model.
+//!
+//! [`DEFAULT_RULES`] are the constraints physics asks for on any fleet that
+//! has the channels: failure risk never falls as a vibration channel's level
+//! (`vib_*.ewma_mean_hl*`) or its deviation above the asset's own normal
+//! (`vib_*.robust_z`) rises, every other feature held fixed (the product
+//! among them, so a product's higher nominal vibration is not read as
+//! risk). They apply where their columns exist and are skipped silently
+//! where they do not (telemetry without vibration channels).
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,13 +90,37 @@ impl fmt::Display for MonotoneRule {
     }
 }
 
-/// The per-column risk directions `rules` give `columns` (all 0 when there
-/// is no rule).
+/// Default constraints, as `(pattern, risk direction)` (module docs).
+pub const DEFAULT_RULES: [(&str, i8); 2] = [("vib_*.ewma_mean_hl*", 1), ("vib_*.robust_z", 1)];
+
+/// [`DEFAULT_RULES`] as rules.
+pub fn default_rules() -> Vec<MonotoneRule> {
+    DEFAULT_RULES
+        .iter()
+        .map(|&(pattern, direction)| MonotoneRule::new(pattern, direction))
+        .collect()
+}
+
+/// The per-column risk directions `defaults` then `rules` give `columns`
+/// (all 0 when there is no rule). A default that matches nothing is
+/// skipped.
 ///
 /// # Errors
-/// [`MonotoneError::NoMatch`] naming the first rule that matches nothing.
-pub fn resolve(columns: &[String], rules: &[MonotoneRule]) -> Result<Vec<i8>, MonotoneError> {
+/// [`MonotoneError::NoMatch`] naming the first of `rules` that matches
+/// nothing.
+pub fn resolve(
+    columns: &[String],
+    defaults: &[MonotoneRule],
+    rules: &[MonotoneRule],
+) -> Result<Vec<i8>, MonotoneError> {
     let mut out = vec![0i8; columns.len()];
+    for rule in defaults {
+        for (slot, name) in out.iter_mut().zip(columns) {
+            if rule.matches(name) {
+                *slot = rule.direction;
+            }
+        }
+    }
     for rule in rules {
         let mut matched = false;
         for (slot, name) in out.iter_mut().zip(columns) {
@@ -158,13 +190,22 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(resolve(&columns, &rules), Ok(vec![1, 0, -1, 0]));
-        assert_eq!(resolve(&columns, &[]), Ok(vec![0; 4]));
+        assert_eq!(resolve(&columns, &[], &rules), Ok(vec![1, 0, -1, 0]));
+        assert_eq!(resolve(&columns, &[], &[]), Ok(vec![0; 4]));
         let typo = MonotoneRule::new("vib_rm.robust_z", 1);
         assert!(matches!(
-            resolve(&columns, &[typo]),
+            resolve(&columns, &[], &[typo.clone()]),
             Err(MonotoneError::NoMatch(_))
         ));
+        // Defaults apply where they match, are skipped where they do not,
+        // and the user's rules override them.
+        let defaults = default_rules();
+        assert_eq!(resolve(&columns, &defaults, &[]), Ok(vec![1, 1, 0, 0]));
+        let lifted = MonotoneRule::new("vib_peak.*", 0);
+        assert_eq!(resolve(&columns, &defaults, &[lifted]), Ok(vec![1, 0, 0, 0]));
+        let no_vibration = vec!["temp_c.robust_z".to_string(), "dt_s".to_string()];
+        assert_eq!(resolve(&no_vibration, &defaults, &[]), Ok(vec![0, 0]));
+        assert!(resolve(&no_vibration, &defaults, &[typo]).is_err());
         for bad in ["vib_rms", "=1", "vib_rms=2", "vib_rms=+", "vib_rms=up"] {
             assert!(bad.parse::<MonotoneRule>().is_err(), "{bad}");
         }

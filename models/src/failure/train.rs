@@ -55,7 +55,7 @@ use super::labels::FleetHistory;
 use super::model::{
     ArtifactError, Classifier, FailureModel, FeatureSchema, ANY_MODE, ARTIFACT_VERSION,
 };
-use super::monotone::{resolve, MonotoneError, MonotoneRule};
+use super::monotone::{default_rules, resolve, MonotoneError, MonotoneRule};
 use crate::calibration::Isotonic;
 use crate::gbdt::{Gbdt, GbdtError, GbdtParams, Objective, Validation};
 use crate::metrics::pr_curve;
@@ -96,8 +96,11 @@ pub struct TrainConfig {
     /// validation assets chose, instead of keeping the booster that never
     /// saw them (module docs).
     pub refit_after_early_stopping: bool,
+    /// Monotone constraints applied where their columns exist, before
+    /// [`TrainConfig::monotone`]: physics ([`super::monotone::DEFAULT_RULES`]).
+    pub default_monotone: Vec<MonotoneRule>,
     /// Monotone constraints by feature-name pattern, in risk terms
-    /// ([`super::monotone`]).
+    /// ([`super::monotone`]); a pattern matching no column is an error.
     pub monotone: Vec<MonotoneRule>,
 }
 
@@ -118,6 +121,10 @@ impl Default for TrainConfig {
                 min_samples_leaf: 40,
                 subsample: 0.7,
                 colsample: 0.7,
+                // Measured on simulated fleets (docs/models.md, "The
+                // learner"): learned directions split on the left-censored
+                // `hist.days_since_failure*` and cost test AP.
+                learn_missing_direction: false,
                 ..GbdtParams::default()
             },
             seed: 17,
@@ -125,6 +132,7 @@ impl Default for TrainConfig {
             include_assets_without_history: false,
             validation_asset_fraction: 0.2,
             refit_after_early_stopping: true,
+            default_monotone: default_rules(),
             monotone: Vec::new(),
         }
     }
@@ -571,7 +579,7 @@ pub fn train_with_rows(
     let x_train = subset(&rows, &train_rows);
     let x_cal = subset(&rows, &split.cal_rows);
     let nf = rows.n_features;
-    let risk_monotone = resolve(&schema.names(), &cfg.monotone)?;
+    let risk_monotone = resolve(&schema.names(), &cfg.default_monotone, &cfg.monotone)?;
     let constrain = |direction: i8| -> Vec<i8> {
         if risk_monotone.iter().all(|&d| d == 0) {
             Vec::new()
@@ -850,8 +858,9 @@ pub fn model_card(
                 "refit_after_early_stopping": cfg.booster.early_stopping_rounds.map(|_| cfg.refit_after_early_stopping),
             },
             "monotone": {
+                "default_rules": cfg.default_monotone.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "rules": cfg.monotone.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "risk_direction": monotone_columns(&m.schema.names(), &cfg.monotone),
+                "risk_direction": monotone_columns(&m.schema.names(), &cfg.default_monotone, &cfg.monotone),
             },
         },
     })
@@ -860,9 +869,10 @@ pub fn model_card(
 /// The constrained columns and their risk direction (`+1`/`-1`), by name.
 fn monotone_columns(
     names: &[String],
+    defaults: &[MonotoneRule],
     rules: &[MonotoneRule],
 ) -> serde_json::Map<String, serde_json::Value> {
-    let directions = resolve(names, rules).unwrap_or_default();
+    let directions = resolve(names, defaults, rules).unwrap_or_default();
     names
         .iter()
         .zip(directions)
