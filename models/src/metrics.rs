@@ -1,5 +1,5 @@
 //! Evaluation metrics shared by the C-MAPSS protocol and the failure models:
-//! RMSE, the PHM08 score, precision/recall curves and calibration bins.
+//! RMSE, MAE, the PHM08 score, precision/recall curves and calibration bins.
 
 /// Root mean squared error; `NaN` for empty input.
 pub fn rmse(pred: &[f64], truth: &[f64]) -> f64 {
@@ -9,6 +9,15 @@ pub fn rmse(pred: &[f64], truth: &[f64]) -> f64 {
     }
     let sse: f64 = pred.iter().zip(truth).map(|(p, t)| (p - t).powi(2)).sum();
     (sse / n as f64).sqrt()
+}
+
+/// Mean absolute error; `NaN` for empty input.
+pub fn mae(pred: &[f64], truth: &[f64]) -> f64 {
+    let n = pred.len().min(truth.len());
+    if n == 0 {
+        return f64::NAN;
+    }
+    pred.iter().zip(truth).map(|(p, t)| (p - t).abs()).sum::<f64>() / n as f64
 }
 
 /// PHM08 challenge score (Saxena et al. 2008): with `d = predicted − true`,
@@ -142,6 +151,8 @@ mod tests {
         assert!((phm08_score(&[110.0], &[100.0]) - e1).abs() < 1e-12);
         assert_eq!(phm08_score(&[5.0], &[5.0]), 0.0);
         assert!(rmse(&[], &[]).is_nan());
+        assert_eq!(mae(&[1.0, 4.0], &[2.0, 1.0]), 2.0);
+        assert!(mae(&[], &[]).is_nan());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use fieldpulse_models::failure::dataset::{feature_rows, Observation, Telemetry};
 use fieldpulse_models::failure::evaluate::evaluate;
 use fieldpulse_models::failure::feedback::FeedbackFile;
 use fieldpulse_models::failure::labels::parse_sf_datetime;
+use fieldpulse_models::failure::monotone::MonotoneRule;
 use fieldpulse_models::failure::train::{
     fingerprint, model_card, summary, train_with_rows, TrainConfig,
 };
@@ -58,9 +59,41 @@ pub struct TrainArgs {
     /// Precision the alarm thresholds aim for on the calibration slice.
     #[arg(long, default_value_t = 0.5)]
     target_precision: f64,
-    /// Boosting rounds per model.
+    /// Boosting rounds per model (the most each booster may grow with
+    /// early stopping).
     #[arg(long, default_value_t = 120)]
     trees: usize,
+    /// Stop each booster once this many trees in a row did not lower its
+    /// loss on validation assets (a seeded share of the fit assets, held
+    /// out whole), keeping the best iteration; 0 turns it off. Default:
+    /// TrainConfig's (docs/models.md, "The learner").
+    #[arg(long, value_name = "N")]
+    early_stopping_rounds: Option<usize>,
+    /// Share of each product's fit assets held out as the early-stopping
+    /// validation set.
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    validation_fraction: f64,
+    /// With early stopping, keep each booster as fitted without the
+    /// validation assets (default: fit it again on every fit asset with the
+    /// number of trees the validation assets chose).
+    #[arg(long)]
+    no_refit: bool,
+    /// Monotone constraint in risk terms, `PATTERN=+1` (risk never falls as
+    /// the feature rises), `=-1` or `=0` (lift a constraint); `*` in PATTERN
+    /// matches any run of characters of a feature name
+    /// (`vib_rms.robust_z`, `vib_*.ewma_mean_hl*`). Repeatable, later rules
+    /// win; added after the defaults. RUL gets the reverse direction.
+    #[arg(long = "monotone", value_name = "PATTERN=DIR")]
+    monotone: Vec<MonotoneRule>,
+    /// Drop the default monotone constraints (risk non-decreasing in
+    /// `vib_*.ewma_mean_hl*` and `vib_*.robust_z`; docs/models.md).
+    #[arg(long)]
+    no_default_monotone: bool,
+    /// Learn each split's missing-value direction (default: every missing
+    /// value goes left, which measured better on simulated fleets;
+    /// docs/models.md).
+    #[arg(long)]
+    learn_missing_direction: bool,
     /// Also add the artifact to this model registry as a candidate (see
     /// `fieldpulse models`).
     #[arg(long)]
@@ -205,6 +238,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         ..TrainConfig::default()
     };
     cfg.booster.n_trees = args.trees;
+    if let Some(rounds) = args.early_stopping_rounds {
+        cfg.booster.early_stopping_rounds = (rounds > 0).then_some(rounds);
+    }
+    if !(0.0..1.0).contains(&args.validation_fraction) {
+        bail!(
+            "--validation-fraction {} must be in [0, 1)",
+            args.validation_fraction
+        );
+    }
+    cfg.validation_asset_fraction = args.validation_fraction;
+    cfg.refit_after_early_stopping = !args.no_refit;
+    if args.learn_missing_direction {
+        cfg.booster.learn_missing_direction = true;
+    }
+    if args.no_default_monotone {
+        cfg.default_monotone.clear();
+    }
+    cfg.monotone.extend(args.monotone.iter().cloned());
     let mut last_step = String::new();
     let (outcome, rows) = train_with_rows(&telemetry, &history, &cfg, &mut |step, done, total| {
         if step != last_step {
@@ -298,6 +349,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 "train_seconds": seconds,
                 "labels": labels,
                 "test": summary(&outcome.test),
+                "boosters": outcome.boosters,
+                "validation_assets": outcome.split.validation_assets,
                 "challengers": challengers,
             })
         );
@@ -316,7 +369,27 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 c.false_alarms_per_asset_month
             );
         }
-        eprintln!("  RUL RMSE {:.2} days", outcome.test.rul_rmse_days);
+        eprintln!(
+            "  RUL RMSE {:.2} days, MAE {:.2} days",
+            outcome.test.rul_rmse_days, outcome.test.rul_mae_days
+        );
+        let kept: Vec<String> = outcome
+            .boosters
+            .iter()
+            .map(|b| format!("{} {}", b.model, b.n_trees))
+            .collect();
+        eprintln!(
+            "  trees kept{}: {}",
+            if outcome.split.validation_assets.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (early stopping on {} validation assets)",
+                    outcome.split.validation_assets.len()
+                )
+            },
+            kept.join(", ")
+        );
         if let Some(ch) = &challengers {
             print_challengers(ch);
         }

@@ -8,7 +8,7 @@ use super::dataset::{classifier_labels, rul_targets, FeatureRows, Observation};
 use super::labels::{EventKind, DAY_MS};
 use super::model::{FailureModel, ANY_MODE};
 use crate::metrics::{
-    average_precision, brier, calibration_bins, pr_curve, rmse, CalibrationBin, PrPoint,
+    average_precision, brier, calibration_bins, mae, pr_curve, rmse, CalibrationBin, PrPoint,
 };
 
 /// Metrics of one classifier.
@@ -62,6 +62,8 @@ pub struct EvalReport {
     pub classifiers: Vec<ClassifierMetrics>,
     /// RUL RMSE in days over uncensored rows.
     pub rul_rmse_days: f64,
+    /// RUL mean absolute error in days over the same rows.
+    pub rul_mae_days: f64,
     /// Uncensored RUL rows.
     pub rul_rows: usize,
     /// Sample of (true, predicted) RUL pairs for plots (≤ 2,000).
@@ -224,6 +226,7 @@ pub fn evaluate(
         asset_months,
         classifiers,
         rul_rmse_days: rmse(&pred, &truth),
+        rul_mae_days: mae(&pred, &truth),
         rul_rows: pairs.len(),
         rul_pairs: thin(&pairs, 2000),
     }

@@ -12,7 +12,8 @@
 //! - `dataset`, `train`, `evaluate`, `report` (feature `train`): feature rows
 //!   from telemetry, each asset's end of observation, time-ordered
 //!   asset-grouped splits, calibrated per-mode classifiers, metrics and the
-//!   HTML report.
+//!   HTML report; `monotone`: monotone constraints by feature-name
+//!   pattern.
 //! - `challengers` (feature `train`): the booster against the promoted
 //!   champion, an age-only rule, logistic regression, a random forest and
 //!   ridge RUL, with asset-bootstrap intervals.
@@ -39,6 +40,8 @@ pub mod dataset;
 pub mod evaluate;
 #[cfg(feature = "train")]
 pub mod feedback;
+#[cfg(feature = "train")]
+pub mod monotone;
 #[cfg(feature = "train")]
 pub mod report;
 #[cfg(feature = "train")]

@@ -325,6 +325,37 @@ fn challengers_table(ch: &ChallengerReport) -> String {
     html
 }
 
+/// Trees kept per booster, and the early-stopping validation set.
+fn boosters_table(outcome: &TrainOutcome) -> String {
+    let mut html = String::from("<h2>Boosters</h2>");
+    let validation = &outcome.split.validation_assets;
+    if validation.is_empty() {
+        html.push_str("<p>No early stopping: every booster has all its trees.</p>");
+    } else {
+        let _ = write!(
+            html,
+            "<p>Early stopping on {} validation assets ({} fit-window rows, no booster trained on them): {}.</p>",
+            validation.len(),
+            outcome.split.val_rows.len(),
+            esc(&validation.join(", "))
+        );
+    }
+    html.push_str("<table><tr><th>model</th><th>trees kept</th><th>of</th><th>validation loss</th><th>note</th></tr>");
+    for b in &outcome.boosters {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&b.model),
+            b.n_trees,
+            b.max_trees,
+            b.validation_loss.map_or("–".to_string(), |l| format!("{l:.4}")),
+            esc(b.note.as_deref().unwrap_or("")),
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
 /// Renders the report page, with the challengers table when given.
 pub fn render_with(
     outcome: &TrainOutcome,
@@ -407,9 +438,11 @@ pub fn render_with(
     }
     let _ = write!(
         html,
-        "</table><p>RUL RMSE on test: {:.2} days over {} uncensored rows (cap {} days).</p><div class=\"plots\">",
-        outcome.test.rul_rmse_days, outcome.test.rul_rows, model.rul_cap_days
+        "</table><p>RUL on test: RMSE {:.2} days, MAE {:.2} days over {} uncensored rows (cap {} days).</p>",
+        outcome.test.rul_rmse_days, outcome.test.rul_mae_days, outcome.test.rul_rows, model.rul_cap_days
     );
+    html.push_str(&boosters_table(outcome));
+    html.push_str("<div class=\"plots\">");
     html.push_str(&calibration_chart(&any));
     html.push_str(&pr_chart(&per_mode));
     html.push_str(&rul_chart(&outcome.test, model.rul_cap_days));

@@ -620,3 +620,133 @@ fn challengers_run_on_the_training_split_and_the_model_as_its_own_champion_ties(
     };
     assert_eq!(untimed(report), untimed(again));
 }
+
+#[test]
+fn early_stopping_holds_out_whole_fit_assets_and_records_the_trees_kept() {
+    let (csv, fixture) = simulate(15, 240, 3);
+    let (telemetry, history) = load(&csv, &fixture);
+    let mut cfg = fast_config();
+    cfg.booster.n_trees = 80;
+    cfg.booster.early_stopping_rounds = Some(5);
+    let (outcome, rows) =
+        train_with_rows(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    let split = &outcome.split;
+    assert!(!split.validation_assets.is_empty());
+    assert!(split
+        .validation_assets
+        .iter()
+        .all(|a| !split.test_assets.contains(a)));
+    let name = |i: usize| &telemetry.assets[rows.asset_idx[i] as usize];
+    // Whole assets: every validation row is a validation asset's fit-window
+    // row, and no booster trains on any row of those assets.
+    assert!(!split.val_rows.is_empty());
+    for &i in &split.val_rows {
+        assert!(split.validation_assets.contains(name(i)));
+        assert!(rows.ts_ms[i] < split.t_cal_ms);
+    }
+    assert!(split
+        .fit_rows
+        .iter()
+        .all(|&i| !split.validation_assets.contains(name(i))));
+    // One record per booster, classifiers in artifact order then RUL.
+    let model = &outcome.model;
+    assert_eq!(outcome.boosters.len(), model.classifiers.len() + 1);
+    let trees = model
+        .classifiers
+        .iter()
+        .map(|c| c.booster.trees.len())
+        .chain([model.rul.trees.len()]);
+    for (fit, n_trees) in outcome.boosters.iter().zip(trees) {
+        assert_eq!(fit.n_trees, n_trees, "{fit:?}");
+        assert!(fit.n_trees <= 80);
+        assert_eq!(fit.validation_loss.is_some(), fit.note.is_none(), "{fit:?}");
+    }
+    assert_eq!(outcome.boosters.last().expect("rul").model, "rul");
+    assert!(outcome.boosters.iter().any(|b| b.stopped_early));
+    let card = super::train::model_card(&outcome, &cfg, "fp", "test");
+    assert_eq!(
+        card["boosters"].as_array().expect("boosters").len(),
+        outcome.boosters.len()
+    );
+    assert_eq!(
+        card["training_window"]["validation_assets"],
+        serde_json::json!(split.validation_assets)
+    );
+    assert_eq!(card["params"]["booster"]["early_stopping_rounds"], 5);
+    // Deterministic from the seed; another seed draws other assets.
+    let again = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    assert_eq!(
+        serde_json::to_string(&again.model).expect("json"),
+        serde_json::to_string(model).expect("json")
+    );
+    let other = split_rows(
+        &rows,
+        &telemetry.assets,
+        &history,
+        split.t0_ms,
+        split.t1_ms,
+        &TrainConfig { seed: 99, ..cfg.clone() },
+    );
+    assert_ne!(
+        (other.test_assets, other.validation_assets),
+        (split.test_assets.clone(), split.validation_assets.clone())
+    );
+    // Off: no validation assets, every booster keeps every tree.
+    cfg.booster.early_stopping_rounds = None;
+    let off = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    assert!(off.split.validation_assets.is_empty() && off.split.val_rows.is_empty());
+    assert!(off
+        .boosters
+        .iter()
+        .all(|b| b.n_trees == 80 && b.validation_loss.is_none() && b.note.is_none()));
+}
+
+#[test]
+fn monotone_rules_hold_for_every_classifier_and_reverse_for_rul() {
+    use super::monotone::MonotoneRule;
+    let (csv, fixture) = simulate(10, 200, 6);
+    let (telemetry, history) = load(&csv, &fixture);
+    let mut cfg = fast_config();
+    cfg.monotone = vec![MonotoneRule::new("vib_rms.robust_z", 1)];
+    let (outcome, rows) =
+        train_with_rows(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    let model = &outcome.model;
+    let f = model
+        .schema
+        .names()
+        .iter()
+        .position(|n| n == "vib_rms.robust_z")
+        .expect("column");
+    let mut checked = 0;
+    for i in (0..rows.len()).step_by(53) {
+        let mut row = rows.row(i).to_vec();
+        let mut last: Option<(Vec<f64>, f64)> = None;
+        for k in 0..=40 {
+            row[f] = -4.0 + 0.5 * f64::from(k);
+            let risks: Vec<f64> = model
+                .classifiers
+                .iter()
+                .map(|c| c.booster.predict_raw(&row))
+                .collect();
+            let rul = model.rul.predict_raw(&row);
+            if let Some((prev_risks, prev_rul)) = &last {
+                for (a, b) in prev_risks.iter().zip(&risks) {
+                    assert!(b >= a, "risk fell from {a} to {b} at robust_z {}", row[f]);
+                }
+                assert!(rul <= *prev_rul, "RUL rose at robust_z {}", row[f]);
+            }
+            last = Some((risks, rul));
+        }
+        checked += 1;
+    }
+    assert!(checked > 20);
+    let card = super::train::model_card(&outcome, &cfg, "fp", "test");
+    assert_eq!(
+        card["params"]["monotone"]["risk_direction"]["vib_rms.robust_z"],
+        1
+    );
+    // A pattern naming no column is refused, not ignored.
+    cfg.monotone = vec![MonotoneRule::new("vib_rsm.*", 1)];
+    let err = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).unwrap_err();
+    assert!(err.to_string().contains("vib_rsm.*"), "{err}");
+}

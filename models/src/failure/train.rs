@@ -16,6 +16,20 @@
 //! Labels of every part also stop at each asset's own end of observation
 //! ([`Observation`]; rules in the `labels` module docs).
 //!
+//! # Early stopping (validation assets)
+//! With [`GbdtParams::early_stopping_rounds`] set, a seeded
+//! [`TrainConfig::validation_asset_fraction`] of the fit assets (per product,
+//! whole assets, never a test asset) is held out: their fit-window rows
+//! are the validation set every booster stops on, and no booster trains on
+//! them. Their calibration-window rows stay in the calibration slice. A
+//! classifier whose validation rows hold no failure keeps all its trees
+//! (said in [`BoosterFit::note`]). The trees each booster kept are in
+//! [`TrainOutcome::boosters`] and the model card.
+//!
+//! # Monotone constraints
+//! [`TrainConfig::monotone`] rules ([`super::monotone`]) are in risk terms:
+//! classifiers get them as written, the RUL regressor reversed.
+//!
 //! # Assets without Work Order history
 //! A telemetry asset that the Work Order history does not name at all (no
 //! Asset record, no Work Order) is reported in [`LabelSummary`] and, unless
@@ -41,8 +55,9 @@ use super::labels::FleetHistory;
 use super::model::{
     ArtifactError, Classifier, FailureModel, FeatureSchema, ANY_MODE, ARTIFACT_VERSION,
 };
+use super::monotone::{default_rules, resolve, MonotoneError, MonotoneRule};
 use crate::calibration::Isotonic;
-use crate::gbdt::{GbdtError, GbdtParams, Objective};
+use crate::gbdt::{Gbdt, GbdtError, GbdtParams, Objective, Validation};
 use crate::metrics::pr_curve;
 
 /// Training settings.
@@ -72,6 +87,21 @@ pub struct TrainConfig {
     /// Train on telemetry assets the Work Order history does not name too
     /// (as assets that never failed). Off by default (module docs).
     pub include_assets_without_history: bool,
+    /// Fraction of the fit assets of each product held out as the
+    /// early-stopping validation set, when
+    /// [`GbdtParams::early_stopping_rounds`] is set (module docs).
+    pub validation_asset_fraction: f64,
+    /// With early stopping: fit each booster again on every fit asset
+    /// (validation assets included) with the number of trees the
+    /// validation assets chose, instead of keeping the booster that never
+    /// saw them (module docs).
+    pub refit_after_early_stopping: bool,
+    /// Monotone constraints applied where their columns exist, before
+    /// [`TrainConfig::monotone`]: physics ([`super::monotone::DEFAULT_RULES`]).
+    pub default_monotone: Vec<MonotoneRule>,
+    /// Monotone constraints by feature-name pattern, in risk terms
+    /// ([`super::monotone`]); a pattern matching no column is an error.
+    pub monotone: Vec<MonotoneRule>,
 }
 
 impl Default for TrainConfig {
@@ -91,11 +121,19 @@ impl Default for TrainConfig {
                 min_samples_leaf: 40,
                 subsample: 0.7,
                 colsample: 0.7,
+                // Measured on simulated fleets (docs/models.md, "The
+                // learner"): learned directions split on the left-censored
+                // `hist.days_since_failure*` and cost test AP.
+                learn_missing_direction: false,
                 ..GbdtParams::default()
             },
             seed: 17,
             observed_until_ms: None,
             include_assets_without_history: false,
+            validation_asset_fraction: 0.2,
+            refit_after_early_stopping: true,
+            default_monotone: default_rules(),
+            monotone: Vec::new(),
         }
     }
 }
@@ -112,6 +150,9 @@ pub enum TrainError {
     /// Not enough data to train.
     #[error("cannot train: {0}")]
     Data(String),
+    /// A monotone rule is unusable.
+    #[error(transparent)]
+    Monotone(#[from] MonotoneError),
 }
 
 /// The row partition of one training run.
@@ -127,9 +168,16 @@ pub struct Split {
     pub t1_ms: i64,
     /// Held-out asset names.
     pub test_assets: Vec<String>,
-    /// Rows (indexes into the feature rows) of each part.
+    /// Fit assets held out as the early-stopping validation set (empty
+    /// without early stopping).
+    pub validation_assets: Vec<String>,
+    /// Rows (indexes into the feature rows) of each part; fit rows exclude
+    /// the validation assets' rows.
     #[serde(skip)]
     pub fit_rows: Vec<usize>,
+    /// Validation rows: the validation assets' fit-window rows.
+    #[serde(skip)]
+    pub val_rows: Vec<usize>,
     /// Calibration rows.
     #[serde(skip)]
     pub cal_rows: Vec<usize>,
@@ -137,6 +185,9 @@ pub struct Split {
     #[serde(skip)]
     pub test_rows: Vec<usize>,
 }
+
+/// Mixed into the seed for the validation-asset draw ("validate").
+const VALIDATION_SALT: u64 = 0x7661_6c69_6461_7465;
 
 fn name_hash(name: &str, seed: u64) -> u64 {
     // FNV-1a, then the SplitMix64 finaliser: FNV alone orders names that
@@ -152,9 +203,10 @@ fn name_hash(name: &str, seed: u64) -> u64 {
     h ^ (h >> 31)
 }
 
-/// Partitions feature rows into fit / calibration / test (see module docs).
-/// Test assets are drawn per product (stratified), so every product line is
-/// represented on both sides.
+/// Partitions feature rows into fit / validation / calibration / test (see
+/// module docs). Test assets, then validation assets among the rest, are
+/// drawn per product (stratified), so every product line is represented on
+/// every side.
 pub fn split_rows(
     rows: &FeatureRows,
     assets: &[String],
@@ -177,19 +229,39 @@ pub fn split_rows(
             .or_default()
             .push((name_hash(a, cfg.seed), a));
     }
-    let mut test_assets: Vec<String> = Vec::new();
-    for group in by_product.values_mut() {
-        group.sort();
-        let n = group.len();
-        let n_test = if n >= 2 {
-            ((n as f64 * cfg.test_asset_fraction).round() as usize).clamp(1, n - 1)
+    let n_held = |n: usize, fraction: f64| {
+        if n >= 2 && fraction > 0.0 {
+            ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
         } else {
             0
-        };
+        }
+    };
+    let early_stopping = cfg.booster.early_stopping_rounds.is_some();
+    let mut test_assets: Vec<String> = Vec::new();
+    let mut validation_assets: Vec<String> = Vec::new();
+    for group in by_product.values_mut() {
+        group.sort();
+        let n_test = n_held(group.len(), cfg.test_asset_fraction);
         test_assets.extend(group[..n_test].iter().map(|(_, a)| (*a).clone()));
+        if early_stopping {
+            // A second, independent hash orders the fit assets, so the
+            // validation draw does not just take the next test candidates.
+            let mut fit: Vec<(u64, &String)> = group[n_test..]
+                .iter()
+                .map(|(_, a)| (name_hash(a, cfg.seed ^ VALIDATION_SALT), *a))
+                .collect();
+            fit.sort();
+            let n_val = n_held(fit.len(), cfg.validation_asset_fraction);
+            validation_assets.extend(fit[..n_val].iter().map(|(_, a)| (*a).clone()));
+        }
     }
     test_assets.sort();
+    validation_assets.sort();
     let is_test: Vec<bool> = assets.iter().map(|a| test_assets.contains(a)).collect();
+    let is_val: Vec<bool> = assets
+        .iter()
+        .map(|a| validation_assets.contains(a))
+        .collect();
     let is_skipped: Vec<bool> = assets.iter().map(skipped).collect();
     let mut split = Split {
         t0_ms: t0,
@@ -197,7 +269,9 @@ pub fn split_rows(
         t_test_ms: t_test,
         t1_ms: t1,
         test_assets,
+        validation_assets,
         fit_rows: Vec::new(),
+        val_rows: Vec::new(),
         cal_rows: Vec::new(),
         test_rows: Vec::new(),
     };
@@ -211,7 +285,11 @@ pub fn split_rows(
                 split.test_rows.push(i);
             }
         } else if t < t_cal {
-            split.fit_rows.push(i);
+            if is_val[rows.asset_idx[i] as usize] {
+                split.val_rows.push(i);
+            } else {
+                split.fit_rows.push(i);
+            }
         } else if t < t_test {
             split.cal_rows.push(i);
         }
@@ -279,6 +357,121 @@ pub struct LabelSummary {
     pub n_fit_rul_excluded: usize,
 }
 
+/// How one booster of the artifact was fitted (model card `boosters`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BoosterFit {
+    /// `any 7d`, `bearing 30d`, … or `rul`.
+    pub model: String,
+    /// Trees kept.
+    pub n_trees: usize,
+    /// Most trees it could have had ([`GbdtParams::n_trees`]).
+    pub max_trees: usize,
+    /// Validation loss at the chosen number of trees (log-loss, or squared
+    /// error in days² for RUL); `None` without a validation set.
+    pub validation_loss: Option<f64>,
+    /// Whether early stopping ended boosting before `max_trees`.
+    pub stopped_early: bool,
+    /// Whether the kept booster was refitted on every fit asset, the
+    /// validation assets included, with the chosen number of trees.
+    pub refit: bool,
+    /// Why early stopping did not apply, when it was on.
+    pub note: Option<String>,
+}
+
+/// Training rows of one booster: the fit rows, then the validation rows.
+struct TrainSet<'a> {
+    x: &'a [f64],
+    n_features: usize,
+    y: &'a [f64],
+    weights: Option<&'a [f64]>,
+    /// How many leading rows are fit rows.
+    n_fit: usize,
+}
+
+/// Fits one booster. Without early stopping, on the fit rows (there are
+/// no validation rows then). With it, on the fit rows, stopping on the
+/// validation rows when they can judge it (for the logistic loss: they hold
+/// a positive row); with `refit`, the kept model is then fitted again on
+/// fit and validation rows with the chosen number of trees.
+fn fit_booster(
+    name: String,
+    params: &GbdtParams,
+    rounds: Option<usize>,
+    refit: bool,
+    set: &TrainSet<'_>,
+) -> Result<(Gbdt, BoosterFit), TrainError> {
+    let nf = set.n_features;
+    let (x_fit, x_val) = set.x.split_at(set.n_fit * nf);
+    let (y_fit, y_val) = set.y.split_at(set.n_fit);
+    let (w_fit, w_val) = match set.weights {
+        Some(w) => {
+            let (a, b) = w.split_at(set.n_fit);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    let plain = GbdtParams {
+        early_stopping_rounds: None,
+        ..params.clone()
+    };
+    let mut fit = BoosterFit {
+        model: name,
+        n_trees: 0,
+        max_trees: params.n_trees,
+        validation_loss: None,
+        stopped_early: false,
+        refit: false,
+        note: None,
+    };
+    let weight = |i: usize| w_val.map_or(1.0, |w| w[i]);
+    let judged = match params.objective {
+        Objective::Logistic => (0..y_val.len()).any(|i| y_val[i] > 0.5 && weight(i) > 0.0),
+        Objective::SquaredError => (0..y_val.len()).any(|i| weight(i) > 0.0),
+    };
+    let booster = match rounds {
+        Some(rounds) if judged => {
+            let validation = Validation {
+                x: x_val,
+                y: y_val,
+                weights: w_val,
+            };
+            let (booster, report) = GbdtParams {
+                early_stopping_rounds: Some(rounds),
+                ..plain.clone()
+            }
+            .fit_with_validation(x_fit, nf, y_fit, w_fit, &validation)?;
+            fit.validation_loss = Some(report.loss);
+            fit.stopped_early = report.stopped_early;
+            if refit {
+                fit.refit = true;
+                GbdtParams {
+                    n_trees: report.n_trees,
+                    ..plain
+                }
+                .fit(set.x, nf, set.y, set.weights)?
+            } else {
+                booster
+            }
+        }
+        Some(_) => {
+            fit.note = Some(if y_val.is_empty() {
+                "no validation rows: all trees kept".into()
+            } else {
+                "no failure in the validation rows: all trees kept".into()
+            });
+            fit.refit = refit;
+            if refit {
+                plain.fit(set.x, nf, set.y, set.weights)?
+            } else {
+                plain.fit(x_fit, nf, y_fit, w_fit)?
+            }
+        }
+        None => plain.fit(x_fit, nf, y_fit, w_fit)?,
+    };
+    fit.n_trees = booster.trees.len();
+    Ok((booster, fit))
+}
+
 /// Everything a training run produced.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -299,6 +492,8 @@ pub struct TrainOutcome {
     /// Reading cadence of the training telemetry (`None` when no asset has
     /// enough readings to tell).
     pub cadence: Option<Cadence>,
+    /// How each booster was fitted, classifiers in artifact order then RUL.
+    pub boosters: Vec<BoosterFit>,
 }
 
 /// Trains per-mode, per-horizon calibrated classifiers and a RUL regressor.
@@ -379,9 +574,21 @@ pub fn train_with_rows(
             split.cal_rows.len()
         )));
     }
-    let x_fit = subset(&rows, &split.fit_rows);
+    // Fit rows, then validation rows: one matrix, the fit part a prefix.
+    let train_rows: Vec<usize> = split.fit_rows.iter().chain(&split.val_rows).copied().collect();
+    let x_train = subset(&rows, &train_rows);
     let x_cal = subset(&rows, &split.cal_rows);
     let nf = rows.n_features;
+    let risk_monotone = resolve(&schema.names(), &cfg.default_monotone, &cfg.monotone)?;
+    let constrain = |direction: i8| -> Vec<i8> {
+        if risk_monotone.iter().all(|&d| d == 0) {
+            Vec::new()
+        } else {
+            risk_monotone.iter().map(|&d| d * direction).collect()
+        }
+    };
+    let rounds = cfg.booster.early_stopping_rounds;
+    let mut boosters = Vec::new();
     let targets: Vec<(Option<String>, f64)> = std::iter::once(None)
         .chain(modes.iter().cloned().map(Some))
         .flat_map(|m| cfg.horizons_days.iter().map(move |h| (m.clone(), *h)))
@@ -413,9 +620,32 @@ pub fn train_with_rows(
         }
         let params = GbdtParams {
             objective: Objective::Logistic,
+            monotone: constrain(1),
             ..cfg.booster.clone()
         };
-        let booster = params.fit(&x_fit, nf, &y, Some(&w))?;
+        let (yv, wv) = classifier_labels(
+            &rows,
+            &split.val_rows,
+            &obs,
+            mode.as_deref(),
+            *horizon,
+            split.t_cal_ms,
+        );
+        let set = TrainSet {
+            x: &x_train,
+            n_features: nf,
+            y: &[y, yv].concat(),
+            weights: Some(&[w, wv].concat()),
+            n_fit: split.fit_rows.len(),
+        };
+        let (booster, fit) = fit_booster(
+            format!("{name} {horizon}d"),
+            &params,
+            rounds,
+            cfg.refit_after_early_stopping,
+            &set,
+        )?;
+        boosters.push(fit);
         let (yc, wc) = classifier_labels(
             &rows,
             &split.cal_rows,
@@ -465,23 +695,47 @@ pub fn train_with_rows(
     );
     labels.n_fit_rul_rows = rul_t.iter().filter(|t| t.is_some()).count();
     labels.n_fit_rul_excluded = rul_t.len() - labels.n_fit_rul_rows;
-    let (mut xr, mut yr) = (Vec::new(), Vec::new());
-    for (j, t) in rul_t.iter().enumerate() {
-        if let Some(t) = t {
-            xr.extend_from_slice(&x_fit[j * nf..(j + 1) * nf]);
-            yr.push(*t);
-        }
-    }
-    if yr.is_empty() {
+    let n_fit_rul = labels.n_fit_rul_rows;
+    if n_fit_rul == 0 {
         return Err(TrainError::Data(
             "no uncensored RUL row in the fit window".into(),
         ));
     }
-    let rul = GbdtParams {
-        objective: Objective::SquaredError,
-        ..cfg.booster.clone()
+    // Targets of the fit rows, then of the validation rows (as `x_train`).
+    let rul_val = rul_targets(
+        &rows,
+        &split.val_rows,
+        &obs,
+        cfg.rul_cap_days,
+        split.t_cal_ms,
+    );
+    let (mut xr, mut yr) = (Vec::new(), Vec::new());
+    for (j, t) in rul_t.iter().chain(&rul_val).enumerate() {
+        if let Some(t) = t {
+            xr.extend_from_slice(&x_train[j * nf..(j + 1) * nf]);
+            yr.push(*t);
+        }
     }
-    .fit(&xr, nf, &yr, None)?;
+    let rul_params = GbdtParams {
+        objective: Objective::SquaredError,
+        monotone: constrain(-1),
+        ..cfg.booster.clone()
+    };
+    let set = TrainSet {
+        x: &xr,
+        n_features: nf,
+        y: &yr,
+        weights: None,
+        n_fit: n_fit_rul,
+    };
+    let (rul, fit) = fit_booster(
+        "rul".into(),
+        &rul_params,
+        rounds,
+        cfg.refit_after_early_stopping,
+        &set,
+    )?;
+    boosters.push(fit);
     progress("rul", total, total);
     let fingerprint = format!(
         "{:08x}",
@@ -510,6 +764,7 @@ pub fn train_with_rows(
             &telemetry.ts_ms,
             telemetry.assets.len(),
         )),
+        boosters,
     };
     Ok((outcome, rows))
 }
@@ -564,16 +819,19 @@ pub fn model_card(
             "calibration_until": ms_to_text(outcome.split.t_test_ms),
             "end": ms_to_text(outcome.split.t1_ms),
             "test_assets": outcome.split.test_assets,
+            "validation_assets": outcome.split.validation_assets,
             "rows": {
                 "sampled": outcome.n_rows,
                 "stride": outcome.stride,
                 "fit": outcome.split.fit_rows.len(),
+                "validation": outcome.split.val_rows.len(),
                 "calibration": outcome.split.cal_rows.len(),
                 "test": outcome.split.test_rows.len(),
             },
         },
         "labels": outcome.labels,
         "training_cadence": outcome.cadence,
+        "boosters": outcome.boosters,
         "limitations": limitations(outcome),
         "thresholds": m.classifiers.iter().map(|c| json!({
             "mode": c.mode, "horizon_days": c.horizon_days, "threshold": c.threshold,
@@ -594,9 +852,33 @@ pub fn model_card(
                 "min_samples_leaf": cfg.booster.min_samples_leaf,
                 "subsample": cfg.booster.subsample,
                 "colsample": cfg.booster.colsample,
+                "learn_missing_direction": cfg.booster.learn_missing_direction,
+                "early_stopping_rounds": cfg.booster.early_stopping_rounds,
+                "validation_asset_fraction": cfg.booster.early_stopping_rounds.map(|_| cfg.validation_asset_fraction),
+                "refit_after_early_stopping": cfg.booster.early_stopping_rounds.map(|_| cfg.refit_after_early_stopping),
+            },
+            "monotone": {
+                "default_rules": cfg.default_monotone.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "rules": cfg.monotone.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "risk_direction": monotone_columns(&m.schema.names(), &cfg.default_monotone, &cfg.monotone),
             },
         },
     })
+}
+
+/// The constrained columns and their risk direction (`+1`/`-1`), by name.
+fn monotone_columns(
+    names: &[String],
+    defaults: &[MonotoneRule],
+    rules: &[MonotoneRule],
+) -> serde_json::Map<String, serde_json::Value> {
+    let directions = resolve(names, defaults, rules).unwrap_or_default();
+    names
+        .iter()
+        .zip(directions)
+        .filter(|(_, d)| *d != 0)
+        .map(|(n, d)| (n.clone(), json!(d)))
+        .collect()
 }
 
 /// What the model cannot do, from this run and in general (model card
@@ -664,6 +946,7 @@ pub fn summary(report: &EvalReport) -> serde_json::Value {
         "n_assets": report.n_assets,
         "asset_months": report.asset_months,
         "rul_rmse_days": report.rul_rmse_days,
+        "rul_mae_days": report.rul_mae_days,
         "rul_rows": report.rul_rows,
         "classifiers": report.classifiers.iter().map(|c| json!({
             "mode": c.mode, "horizon_days": c.horizon_days, "threshold": c.threshold,

@@ -11,8 +11,11 @@
 //! Inference ([`Gbdt`], this module) is always compiled. Fitting
 //! ([`GbdtParams::fit`]) sits behind the `train` feature.
 //!
-//! Missing values (`NaN`) always go to the left child, in training (they fall
-//! in bin 0) and in prediction alike.
+//! Missing values (`NaN`) follow each split's learned default direction
+//! ([`Node::missing_right`]): training tries them on both sides and keeps the
+//! better gain, as LightGBM and XGBoost do. Artifacts written before the
+//! direction was learned have no such field, and their `NaN`s go left, as
+//! they always did.
 //!
 //! Per-prediction explanations ([`Gbdt::contributions`], [`shap`]) are exact
 //! path-dependent TreeSHAP values; they need each node's `cover`, which
@@ -21,10 +24,12 @@
 
 #[cfg(feature = "train")]
 mod fit;
+#[cfg(feature = "train")]
+mod grow;
 pub mod shap;
 
 #[cfg(feature = "train")]
-pub use fit::{GbdtError, GbdtParams, GbdtValidParams};
+pub use fit::{GbdtError, GbdtParams, GbdtValidParams, Validation, ValidationReport};
 pub use shap::{Contributions, ExplainError};
 
 use std::sync::OnceLock;
@@ -46,7 +51,8 @@ pub enum Objective {
 pub struct Node {
     /// Index of the feature tested, or [`LEAF`].
     pub feature: u32,
-    /// Rows with `x <= threshold` (or `NaN`) go left.
+    /// Rows with `x <= threshold` go left; `NaN` goes where
+    /// [`Node::missing_right`] says.
     pub threshold: f64,
     /// Index of the left child in the tree's node array.
     pub left: u32,
@@ -61,6 +67,30 @@ pub struct Node {
     /// round-trip byte for byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cover: Option<f64>,
+    /// Whether a missing value (`NaN`) goes to the right child (the default
+    /// direction learned in training). Absent from the JSON when `false`
+    /// (left), so artifacts written before it existed load, score and
+    /// round-trip byte for byte.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub missing_right: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+impl Node {
+    /// Whether `x` takes this split's left child: `x <= threshold`, or for a
+    /// `NaN` the learned default direction. Every tree walker (prediction,
+    /// TreeSHAP) routes through this rule.
+    #[inline]
+    pub fn goes_left(&self, x: f64) -> bool {
+        if x.is_nan() {
+            !self.missing_right
+        } else {
+            x <= self.threshold
+        }
+    }
 }
 
 /// Marker for a leaf node's `feature`.
@@ -83,8 +113,7 @@ impl Tree {
             if node.feature == LEAF {
                 return node.value;
             }
-            let x = row[node.feature as usize];
-            idx = if x.is_nan() || x <= node.threshold {
+            idx = if node.goes_left(row[node.feature as usize]) {
                 node.left as usize
             } else {
                 node.right as usize
@@ -118,11 +147,15 @@ pub struct Gbdt {
 struct FlatNode {
     /// Threshold of a split, or the output of a leaf.
     value: f64,
-    /// Feature tested, or [`LEAF`].
+    /// Feature tested, with [`FLAT_MISSING_RIGHT`] set when `NaN` goes
+    /// right; or [`LEAF`].
     feature: u32,
     /// Absolute index of the right child.
     right: u32,
 }
+
+/// Bit of [`FlatNode::feature`] marking a split whose `NaN`s go right.
+const FLAT_MISSING_RIGHT: u32 = 1 << 31;
 
 /// Lazily built flat forest. Equality ignores it: it is a pure function of
 /// the trees.
@@ -159,6 +192,7 @@ impl FlatForest {
         let node = tree.nodes[idx];
         let at = self.nodes.len();
         let leaf = node.feature == LEAF
+            || node.feature >= FLAT_MISSING_RIGHT
             || node.left as usize >= tree.nodes.len()
             || node.right as usize >= tree.nodes.len()
             || node.left as usize <= idx
@@ -169,12 +203,19 @@ impl FlatForest {
             } else {
                 node.threshold
             },
-            feature: if leaf { LEAF } else { node.feature },
+            feature: if leaf {
+                LEAF
+            } else if node.missing_right {
+                node.feature | FLAT_MISSING_RIGHT
+            } else {
+                node.feature
+            },
             right: 0,
         });
         if leaf {
             if node.feature != LEAF {
-                // A malformed split (children out of order) scores as 0
+                // A malformed split (children out of order, a feature index
+                // past 2^31) scores as 0
                 // rather than looping; validated artifacts never have one.
                 self.nodes[at].value = 0.0;
             }
@@ -197,8 +238,13 @@ impl FlatForest {
                     total += node.value;
                     break;
                 }
-                let x = row[node.feature as usize];
-                idx = if x.is_nan() || x <= node.value {
+                let x = row[(node.feature & !FLAT_MISSING_RIGHT) as usize];
+                let left = if x.is_nan() {
+                    node.feature & FLAT_MISSING_RIGHT == 0
+                } else {
+                    x <= node.value
+                };
+                idx = if left {
                     idx + 1
                 } else {
                     node.right as usize
@@ -276,6 +322,7 @@ mod tests {
                     right: 2,
                     value: 0.0,
                     cover: None,
+                    missing_right: false,
                 },
                 Node {
                     feature: LEAF,
@@ -284,6 +331,7 @@ mod tests {
                     right: 0,
                     value: left,
                     cover: None,
+                    missing_right: false,
                 },
                 Node {
                     feature: LEAF,
@@ -292,6 +340,7 @@ mod tests {
                     right: 0,
                     value: right,
                     cover: None,
+                    missing_right: false,
                 },
             ],
         }
@@ -303,6 +352,89 @@ mod tests {
         assert_eq!(tree.predict_row(&[f64::NAN]), -1.0);
         assert_eq!(tree.predict_row(&[1.0]), -1.0);
         assert_eq!(tree.predict_row(&[1.000001]), 1.0);
+    }
+
+    #[test]
+    fn nan_follows_the_learned_default_direction_in_every_walker() {
+        let mut tree = stump(1.0, -1.0, 1.0);
+        tree.nodes[0].missing_right = true;
+        assert_eq!(tree.predict_row(&[f64::NAN]), 1.0);
+        assert_eq!(tree.predict_row(&[1.0]), -1.0);
+        assert_eq!(tree.predict_row(&[2.0]), 1.0);
+        let model = Gbdt {
+            objective: Objective::SquaredError,
+            base_score: 0.5,
+            n_features: 1,
+            trees: vec![tree, stump(0.0, -2.0, 2.0)],
+            gain_importance: vec![1.0],
+            flat: FlatCache::default(),
+        };
+        // The flat forest agrees with the trees: NaN right in the first
+        // tree, left (the absent field) in the second.
+        assert_eq!(model.predict_row(&[f64::NAN]), 0.5 + 1.0 - 2.0);
+        assert_eq!(model.predict_row(&[0.5]), 0.5 - 1.0 + 2.0);
+        // Only a right default is written; a node without it reads as left.
+        let text = serde_json::to_string(&model).expect("serialize");
+        assert_eq!(text.matches("missing_right").count(), 1, "{text}");
+        let back: Gbdt = serde_json::from_str(&text).expect("deserialize");
+        assert_eq!(back, model);
+        assert_eq!(serde_json::to_string(&back).expect("serialize"), text);
+    }
+
+    /// The first trees of a classifier from an artifact written before
+    /// missing-value directions were learned, byte for byte as that build
+    /// saved it.
+    const OLD_BOOSTER: &str = include_str!("fixtures/booster_before_missing_directions.json");
+
+    #[test]
+    fn an_artifact_from_before_missing_directions_scores_nan_left_and_round_trips_byte_for_byte() {
+        let model: Gbdt = serde_json::from_str(OLD_BOOSTER).expect("old layout loads");
+        assert_eq!(serde_json::to_string(&model).expect("serialize"), OLD_BOOSTER);
+        let nodes = || model.trees.iter().flat_map(|t| &t.nodes);
+        assert!(nodes().all(|n| !n.missing_right));
+        // Rows near the stored thresholds, a third of the values missing,
+        // score exactly as the old rule (NaN left) walks them.
+        let mut thresholds = vec![Vec::new(); model.n_features];
+        for n in nodes().filter(|n| n.feature != LEAF) {
+            thresholds[n.feature as usize].push(n.threshold);
+        }
+        let old_rule = |row: &[f64]| {
+            let walk = |tree: &Tree| {
+                let mut idx = 0;
+                loop {
+                    let node = &tree.nodes[idx];
+                    if node.feature == LEAF {
+                        return node.value;
+                    }
+                    let x = row[node.feature as usize];
+                    idx = if x.is_nan() || x <= node.threshold {
+                        node.left as usize
+                    } else {
+                        node.right as usize
+                    };
+                }
+            };
+            model.base_score + model.trees.iter().map(walk).sum::<f64>()
+        };
+        let mut rng = crate::rng::SplitMix64::new(7);
+        for _ in 0..500 {
+            let row: Vec<f64> = thresholds
+                .iter()
+                .map(|t| {
+                    if rng.next_f64() < 0.33 {
+                        f64::NAN
+                    } else if t.is_empty() {
+                        rng.next_f64()
+                    } else {
+                        let at = t[rng.below(t.len())];
+                        [at, at + 1e-9, at - 1.0, at + 1.0][rng.below(4)]
+                    }
+                })
+                .collect();
+            assert_eq!(model.predict_raw(&row), old_rule(&row));
+            let c = model.contributions(&row).expect("explainable");
+            assert!((c.total() - model.predict_raw(&row)).abs() < 1e-9);
+        }
     }
 
     #[test]

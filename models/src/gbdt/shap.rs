@@ -9,8 +9,9 @@
 //! ensembles", Algorithm 2): at a split on a feature outside `S` both
 //! children are followed, weighted by the share of training cover that went
 //! each way; at a split on a feature in `S` only the child `x` takes. A
-//! missing value (`NaN`) takes the child the booster sends it to (left), so
-//! a missing feature is attributed like any other value. Trees are additive,
+//! missing value (`NaN`) takes the child the booster sends it to (the split's
+//! learned default direction, [`super::Node::goes_left`]), so a missing
+//! feature is attributed like any other value. Trees are additive,
 //! so the ensemble's values are the sums of the trees' values.
 //!
 //! The algorithm walks each tree once, keeping for the current root-to-node
@@ -251,8 +252,7 @@ fn recurse(
         return;
     }
     let split = node.feature as usize;
-    let x = row[split];
-    let (hot, cold) = if x.is_nan() || x <= node.threshold {
+    let (hot, cold) = if node.goes_left(row[split]) {
         (node.left as usize, node.right as usize)
     } else {
         (node.right as usize, node.left as usize)

@@ -10,6 +10,7 @@ fn leaf(value: f64, cover: f64) -> Node {
         right: 0,
         value,
         cover: Some(cover),
+        missing_right: false,
     }
 }
 
@@ -45,6 +46,7 @@ fn random_tree(rng: &mut SplitMix64, max_depth: usize, n_split: usize) -> Tree {
         let right_cover = cover - left_cover;
         let feature = rng.below(n_split) as u32;
         let threshold = rng.next_f64() * 2.0 - 1.0;
+        let missing_right = rng.next_f64() < 0.5;
         let left = grow(rng, nodes, depth + 1, max_depth, n_split, left_cover);
         let right = grow(rng, nodes, depth + 1, max_depth, n_split, right_cover);
         nodes[idx] = Node {
@@ -54,6 +56,7 @@ fn random_tree(rng: &mut SplitMix64, max_depth: usize, n_split: usize) -> Tree {
             right,
             value: 0.0,
             cover: Some(cover),
+            missing_right,
         };
         idx as u32
     }
@@ -102,8 +105,7 @@ fn conditional(tree: &Tree, idx: usize, row: &[f64], known: u32) -> f64 {
     }
     let (l, r) = (node.left as usize, node.right as usize);
     if known & (1 << node.feature) != 0 {
-        let x = row[node.feature as usize];
-        let next = if x.is_nan() || x <= node.threshold {
+        let next = if node.goes_left(row[node.feature as usize]) {
             l
         } else {
             r
@@ -217,6 +219,7 @@ fn a_missing_value_is_attributed_along_the_branch_the_booster_sends_it() {
                 right: 2,
                 value: 0.0,
                 cover: Some(100.0),
+                missing_right: false,
             },
             leaf(-1.0, 30.0),
             leaf(2.0, 70.0),
@@ -240,6 +243,17 @@ fn a_missing_value_is_attributed_along_the_branch_the_booster_sends_it() {
     }
     let c = model.contributions(&[0.6, f64::NAN]).expect("explainable");
     assert!((c.values[0] - (2.0 - expected)).abs() < 1e-12);
+    // A split whose learned default is right sends NaN with the large values.
+    let mut right = model.clone();
+    right.trees[0].nodes[0].missing_right = true;
+    right.flat = FlatCache::default();
+    for x in [f64::NAN, 0.6, 3.0] {
+        let c = right.contributions(&[x, 7.0]).expect("explainable");
+        assert!((c.values[0] - (2.0 - expected)).abs() < 1e-12, "{x}");
+        assert!((c.total() - right.predict_raw(&[x, 7.0])).abs() < 1e-12);
+    }
+    let c = right.contributions(&[0.5, 7.0]).expect("explainable");
+    assert!((c.values[0] - (-1.0 - expected)).abs() < 1e-12);
     // With NaNs everywhere, random ensembles still match brute force and the prediction.
     let mut rng = SplitMix64::new(9);
     for _ in 0..50 {
@@ -290,6 +304,7 @@ fn malformed_trees_and_short_rows_are_errors_not_panics() {
                 right: 0, // points back at the root
                 value: 0.0,
                 cover: Some(2.0),
+                missing_right: false,
             },
             leaf(1.0, 1.0),
         ],
