@@ -12,6 +12,7 @@
 //! Deliberately absent: training dependencies (polars, linfa, smartcore).
 
 pub mod actions;
+pub mod archive;
 pub mod campaign;
 pub mod config;
 pub mod directory;
