@@ -194,11 +194,15 @@ async fn ingested_readings_are_archived_once_by_utc_day_across_a_crash() {
         metric(&text, "fieldpulse_cloud_archive_write_failures_total"),
         0
     );
+    // More batches, and the process dies before they are flushed (no drain).
+    for b in &plan[half..half + 3] {
+        post(&http, cloud.addr, b).await;
+    }
     cloud.abort().await;
 
     // Second life: the rest, then a clean shutdown (drain and final flush).
     let cloud = start(config(&org, state.path(), 1_000)).await;
-    for b in &plan[half..] {
+    for b in &plan[half + 3..] {
         post(&http, cloud.addr, b).await;
     }
     // A re-delivered batch is acknowledged, not logged, not archived twice.

@@ -325,28 +325,31 @@ pub struct Inventory {
 /// IO errors; an unreadable footer ([`ArchiveError::Encode`]);
 /// [`ArchiveError::NotBuilt`] without the `archive` feature.
 pub fn inventory(root: &std::path::Path) -> Result<Inventory, ArchiveError> {
-    let mut inv = Inventory::default();
-    let mut last_day = None;
-    for part in layout::part_files(root)? {
-        let meta = std::fs::metadata(&part.path).map_err(|source| ArchiveError::Io {
-            path: part.path.clone(),
-            source,
-        })?;
-        let day = part.path.parent().map(std::path::Path::to_path_buf);
-        if day != last_day {
-            inv.days += 1;
-            last_day = day;
-        }
-        inv.files += 1;
-        inv.bytes += meta.len();
-        #[cfg(feature = "archive")]
-        {
+    #[cfg(not(feature = "archive"))]
+    {
+        let _ = root;
+        Err(ArchiveError::NotBuilt)
+    }
+    #[cfg(feature = "archive")]
+    {
+        let mut inv = Inventory::default();
+        let mut last_day = None;
+        for part in layout::part_files(root)? {
+            let meta = std::fs::metadata(&part.path).map_err(|source| ArchiveError::Io {
+                path: part.path.clone(),
+                source,
+            })?;
+            let day = part.path.parent().map(std::path::Path::to_path_buf);
+            if day != last_day {
+                inv.days += 1;
+                last_day = day;
+            }
+            inv.files += 1;
+            inv.bytes += meta.len();
             inv.rows += parquet::count_rows(&part.path)?;
         }
-        #[cfg(not(feature = "archive"))]
-        return Err(ArchiveError::NotBuilt);
+        Ok(inv)
     }
-    Ok(inv)
 }
 
 const RUN: u8 = 0;
