@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use fieldpulse_proto::v1::Batch;
 
-use super::layout::day_of;
+use super::layout::{day_of, DAY_MS};
 
 /// One reading in long format. Strings are ids into the buffer's interner.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,14 +127,7 @@ impl RowBuffer {
     /// records always give the same files. Sorts the buffer in place.
     pub fn by_day(&mut self) -> Vec<DayRows<'_>> {
         let rank = self.strings.ranks();
-        self.rows.sort_by_key(|r| {
-            (
-                day_of(r.ts_ms),
-                rank[r.asset as usize],
-                r.ts_ms,
-                rank[r.tag as usize],
-            )
-        });
+        sort_rows(&mut self.rows, &rank);
         let mut days = Vec::new();
         let mut rest = self.rows.as_slice();
         while let Some(first) = rest.first() {
@@ -155,4 +148,51 @@ impl RowBuffer {
     pub fn clear(&mut self) {
         *self = Self::default();
     }
+}
+
+/// Sorts rows by (UTC day, asset, ts, tag), equal rows in their order: one
+/// `u128` key per row (day, asset rank, ms of the day, tag rank, position)
+/// sorted unstably, which is several times faster than comparing tuples;
+/// buffers beyond the key's ranges take the comparison sort.
+pub(super) fn sort_rows(rows: &mut Vec<Row>, rank: &[u32]) {
+    const DAY_BITS: u32 = 20;
+    const NAME_BITS: u32 = 24;
+    let (min_day, max_day) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+        let day = day_of(r.ts_ms);
+        (lo.min(day), hi.max(day))
+    });
+    let packable = rows.len() <= u32::MAX as usize
+        && rank.len() <= 1 << NAME_BITS
+        && max_day.saturating_sub(min_day) < 1 << DAY_BITS;
+    if !packable {
+        rows.sort_by_key(|r| {
+            (
+                day_of(r.ts_ms),
+                rank[r.asset as usize],
+                r.ts_ms,
+                rank[r.tag as usize],
+            )
+        });
+        return;
+    }
+    // Bits, high to low: day 20, asset 24, ms of the day 27 (< 86,400,000),
+    // tag 24, position 32.
+    let mut keys: Vec<u128> = rows
+        .iter()
+        .enumerate()
+        .map(|(position, r)| {
+            let day = (day_of(r.ts_ms) - min_day) as u128;
+            let ms = r.ts_ms.rem_euclid(DAY_MS) as u128;
+            day << 107
+                | u128::from(rank[r.asset as usize]) << 83
+                | ms << 56
+                | u128::from(rank[r.tag as usize]) << 32
+                | position as u128
+        })
+        .collect();
+    keys.sort_unstable();
+    *rows = keys
+        .iter()
+        .map(|k| rows[(*k & u128::from(u32::MAX)) as usize])
+        .collect();
 }

@@ -439,3 +439,43 @@ mod with_parquet {
         assert_eq!(archived(&root), expected(&batches));
     }
 }
+
+#[test]
+fn the_packed_sort_orders_like_the_tuple_sort_and_keeps_ties_in_order() {
+    use super::buffer::{sort_rows, Row};
+    // Pseudo-random rows over three days, few names, many ties.
+    let rank: Vec<u32> = vec![3, 0, 2, 1, 4];
+    let rows: Vec<Row> = (0..5_000u64)
+        .map(|i| {
+            let n = crate::synth::noise(i);
+            let m = crate::synth::noise(i + 1_000_000);
+            Row {
+                ts_ms: T0 - layout::DAY_MS + ((n + 1.0) * 1.5 * layout::DAY_MS as f64) as i64 / 1000 * 1000,
+                value: i as f64,
+                asset: ((m + 1.0) * 2.5) as u32 % 5,
+                tag: (i % 5) as u32,
+                gateway: 0,
+            }
+        })
+        .collect();
+    let mut expected = rows.clone();
+    expected.sort_by_key(|r| {
+        (
+            layout::day_of(r.ts_ms),
+            rank[r.asset as usize],
+            r.ts_ms,
+            rank[r.tag as usize],
+        )
+    });
+    let mut packed = rows;
+    sort_rows(&mut packed, &rank);
+    // Values are positions: equal keys must keep their order too.
+    assert_eq!(packed, expected);
+    // Days far apart take the comparison sort, with the same result.
+    let mut far = vec![expected[10], expected[0]];
+    far[0].ts_ms += 3_000 * 365 * layout::DAY_MS;
+    let mut want = far.clone();
+    want.sort_by_key(|r| (layout::day_of(r.ts_ms), rank[r.asset as usize], r.ts_ms));
+    sort_rows(&mut far, &rank);
+    assert_eq!(far, want);
+}
