@@ -25,17 +25,19 @@
 //!
 //! # Schema (long format)
 //!
-//! | column | Parquet type | Arrow / polars type |
-//! |---|---|---|
-//! | `ts` | INT64, `TIMESTAMP(isAdjustedToUTC = true, MILLIS)` | `Datetime(ms, "UTC")` |
-//! | `asset` | BYTE_ARRAY, `STRING` | String |
-//! | `tag` | BYTE_ARRAY, `STRING` (the sensor name) | String |
-//! | `value` | DOUBLE | Float64 |
-//! | `gateway` | BYTE_ARRAY, `STRING` | String |
+//! | column | Parquet type | Arrow (`ARROW:schema`) | polars |
+//! |---|---|---|---|
+//! | `ts` | INT64, `TIMESTAMP(isAdjustedToUTC = true, MILLIS)` | `timestamp[ms, tz=UTC]` | `Datetime(ms, "UTC")` |
+//! | `asset` | BYTE_ARRAY, `STRING` | `utf8` | String |
+//! | `tag` | BYTE_ARRAY, `STRING` (the sensor name) | `utf8` | String |
+//! | `value` | DOUBLE | `float64` | Float64 |
+//! | `gateway` | BYTE_ARRAY, `STRING` | `utf8` | String |
 //!
-//! No column is nullable in practice (polars marks them optional). Rows are
-//! sorted by (`asset`, `ts`, `tag`) within a file; readings equal in all
-//! three keep their log order. The file's key-value metadata holds
+//! No value is null (the columns are declared optional, as polars writes
+//! them). The stored Arrow schema uses plain `utf8`, not polars' own
+//! `Utf8View`, so Arrow readers before version 16 read the files too. Rows
+//! are sorted by (`asset`, `ts`, `tag`) within a file; readings equal in
+//! all three keep their log order. The file's key-value metadata also holds
 //! `fieldpulse.first_offset` and `fieldpulse.last_offset`. Compression is
 //! `archive.compression` (zstd by default); row groups hold at most 262,144
 //! rows.

@@ -17,6 +17,15 @@ pub fn count_rows(path: &std::path::Path) -> Result<u64, ArchiveError> {
         .map_err(|e| ArchiveError::Encode(format!("{}: {e}", path.display())))
 }
 
+/// The Arrow schema stored in each file's `ARROW:schema` key: `ts`
+/// timestamp\[ms, tz=UTC\], `asset`, `tag` utf8, `value` float64, `gateway` utf8
+/// (an IPC schema message, base64, exactly as pyarrow writes it). polars would
+/// store its own, whose strings are `Utf8View`, which readers older than Arrow
+/// 16 (pyarrow < 16, 2024) refuse ("Unrecognized type: 24"); plain utf8 reads
+/// everywhere, polars included. Regenerate it, if the columns ever change, with
+/// `base64.b64encode(pa.schema([...]).serialize().to_pybytes())`.
+const ARROW_SCHEMA_B64: &str = "/////zgBAAAQAAAAAAAKAAwABgAFAAgACgAAAAABBAAMAAAACAAIAAAABAAIAAAABAAAAAUAAADMAAAAjAAAAGQAAAAwAAAABAAAAFj///8AAAEFEAAAABgAAAAEAAAAAAAAAAcAAABnYXRld2F5AIT///+A////AAABAxAAAAAcAAAABAAAAAAAAAAFAAAAdmFsdWUABgAIAAYABgAAAAAAAgCw////AAABBRAAAAAUAAAABAAAAAAAAAADAAAAdGFnANj////U////AAABBRAAAAAcAAAABAAAAAAAAAAFAAAAYXNzZXQAAAAEAAQABAAAABAAFAAIAAYABwAMAAAAEAAQAAAAAAABChAAAAAcAAAABAAAAAAAAAACAAAAdHMAAAgADAAGAAgACAAAAAAAAQAEAAAAAwAAAFVUQwA=";
+
 /// Column names, in file order.
 pub const COLUMNS: [&str; 5] = ["ts", "asset", "tag", "value", "gateway"];
 
@@ -64,6 +73,7 @@ pub fn encode(
         ArchiveCompression::Uncompressed => ParquetCompression::Uncompressed,
     };
     let metadata = KeyValueMetadata::from_static(vec![
+        ("ARROW:schema".into(), ARROW_SCHEMA_B64.into()),
         ("fieldpulse.first_offset".into(), first.to_string()),
         ("fieldpulse.last_offset".into(), last.to_string()),
     ]);
