@@ -754,7 +754,10 @@ mod tests {
             let codec = format!("{base}[archive]\ncompression = \"brotli\"\n");
             let err = RawCloudConfig::from_toml_str(&codec, "c.toml").unwrap_err();
             let msg = err.to_string();
-            assert!(msg.contains("c.toml") && msg.contains("compression"), "{msg}");
+            assert!(
+                msg.contains("c.toml") && msg.contains("compression"),
+                "{msg}"
+            );
         });
     }
 

@@ -147,11 +147,10 @@ async fn start(cfg: CloudConfig) -> Cloud {
 async fn wait_archived(cloud: &Cloud) {
     let end = cloud.log.end_offset();
     let archive = Arc::clone(cloud.archive.as_ref().expect("archive running"));
-    let ok = tokio::task::spawn_blocking(move || {
-        archive.wait_committed(end, Duration::from_secs(120))
-    })
-    .await
-    .unwrap();
+    let ok =
+        tokio::task::spawn_blocking(move || archive.wait_committed(end, Duration::from_secs(120)))
+            .await
+            .unwrap();
     assert!(ok, "the archive did not reach offset {end}");
 }
 

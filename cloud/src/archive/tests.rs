@@ -82,7 +82,10 @@ fn batch(seq: u64, assets: &[&str], sensors: &[&str], t0: i64, n: usize, step: i
                 ..Default::default()
             };
             for k in 0..n {
-                series.push(t0 + k as i64 * step, seq as f64 * 1000.0 + k as f64 + s as f64 / 10.0);
+                series.push(
+                    t0 + k as i64 * step,
+                    seq as f64 * 1000.0 + k as f64 + s as f64 / 10.0,
+                );
             }
             b.series.push(series);
         }
@@ -312,7 +315,10 @@ mod with_parquet {
         );
         assert_eq!(df.column("asset").unwrap().dtype(), &DataType::String);
         assert_eq!(df.column("value").unwrap().dtype(), &DataType::Float64);
-        assert_eq!(df.column("gateway").unwrap().str().unwrap().get(0), Some("gw-1"));
+        assert_eq!(
+            df.column("gateway").unwrap().str().unwrap().get(0),
+            Some("gw-1")
+        );
         assert_eq!(archived(dir.path()), expected(&batches));
     }
 
@@ -402,7 +408,17 @@ mod with_parquet {
             Arc::new(ArchiveMetrics::default()),
         )
         .unwrap_err();
-        assert!(matches!(err, ArchiveError::AheadOfLog { archived_last: 5, log_end: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ArchiveError::AheadOfLog {
+                    archived_last: 5,
+                    log_end: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -450,7 +466,8 @@ fn the_packed_sort_orders_like_the_tuple_sort_and_keeps_ties_in_order() {
             let n = crate::synth::noise(i);
             let m = crate::synth::noise(i + 1_000_000);
             Row {
-                ts_ms: T0 - layout::DAY_MS + ((n + 1.0) * 1.5 * layout::DAY_MS as f64) as i64 / 1000 * 1000,
+                ts_ms: T0 - layout::DAY_MS
+                    + ((n + 1.0) * 1.5 * layout::DAY_MS as f64) as i64 / 1000 * 1000,
                 value: i as f64,
                 asset: ((m + 1.0) * 2.5) as u32 % 5,
                 tag: (i % 5) as u32,

@@ -311,16 +311,26 @@ struct ArchiveRun {
 
 /// Archives the whole log of `state` into `out` with a fresh consumer and the
 /// default `[archive]` settings, timing all of it and the flushes alone.
-fn archive_throughput(state: &std::path::Path, out: &std::path::Path) -> anyhow::Result<ArchiveRun> {
+fn archive_throughput(
+    state: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<ArchiveRun> {
     use fieldpulse_cloud::archive::{ArchiveMetrics, ArchiveSettings, ArchiveWriter};
     use fieldpulse_cloud::log::{IngestLog, LogConfig};
-    let (log, _) = IngestLog::open(&state.join(fieldpulse_cloud::service::LOG_DIR), LogConfig::default())?;
+    let (log, _) = IngestLog::open(
+        &state.join(fieldpulse_cloud::service::LOG_DIR),
+        LogConfig::default(),
+    )?;
     let consumer = log.consumer("archive-bench")?;
     let committed = consumer.committed();
     let settings = ArchiveSettings::new(out.to_path_buf());
     let flush_rows = settings.flush_rows;
-    let (mut writer, _) =
-        ArchiveWriter::open(settings, consumer, committed, Arc::new(ArchiveMetrics::default()))?;
+    let (mut writer, _) = ArchiveWriter::open(
+        settings,
+        consumer,
+        committed,
+        Arc::new(ArchiveMetrics::default()),
+    )?;
     let mut run = ArchiveRun {
         rows: 0,
         files: 0,
