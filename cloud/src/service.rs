@@ -460,7 +460,7 @@ fn start_archive(cfg: &CloudConfig, log: &IngestLog) -> Result<Option<Arc<Archiv
     tracing::info!(
         dir = %dir.display(),
         committed,
-        part_files = archiver.recovery().part_files,
+        part_files = archiver.recovery().map(|r| r.part_files),
         "Archiving the ingest log as Parquet."
     );
     Ok(Some(Arc::new(archiver)))

@@ -276,6 +276,7 @@ async fn a_crash_between_the_renames_and_the_commit_archives_no_duplicates() {
             .as_ref()
             .unwrap()
             .recovery()
+            .expect("the directory opened")
             .uncommitted_files_deleted,
         2
     );
@@ -339,6 +340,43 @@ async fn a_failing_archive_disk_holds_its_offset_while_ingest_and_scoring_go_on(
     std::fs::remove_file(&blocker).unwrap();
     wait_archived(&cloud).await;
     assert!(!archive.stats().failing);
+    cloud.shutdown().await.expect("clean shutdown");
+    let (archived, _) = read_archive(&root);
+    assert_eq!(archived, expected(&plan), "every reading exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_starts_on_an_unusable_archive_directory_and_archives_once_it_is_usable() {
+    let org = support::start_org(&fleet().fixture_json()).await;
+    let state = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let plan = batches();
+    // A file where the archive directory must go (as a read-only or broken
+    // mount would): the directory cannot even be opened.
+    let root = archive_dir(state.path());
+    std::fs::create_dir_all(state.path()).unwrap();
+    std::fs::write(&root, b"not a directory").unwrap();
+
+    let cloud = start(config(&org, state.path(), 1_000)).await;
+    let archive = Arc::clone(cloud.archive.as_ref().unwrap());
+    assert!(archive.recovery().is_none());
+    for b in &plan {
+        post(&http, cloud.addr, b).await;
+    }
+    support::wait_idle(&cloud).await;
+    for _ in 0..2_400 {
+        if archive.stats().write_failures >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = archive.stats();
+    assert!(stats.write_failures >= 2 && stats.failing, "{stats:?}");
+    assert_eq!(cloud.log.consumer_offsets().get(ARCHIVE_CONSUMER), Some(&0));
+
+    std::fs::remove_file(&root).unwrap();
+    wait_archived(&cloud).await;
+    assert!(archive.recovery().is_some());
     cloud.shutdown().await.expect("clean shutdown");
     let (archived, _) = read_archive(&root);
     assert_eq!(archived, expected(&plan), "every reading exactly once");

@@ -72,9 +72,11 @@
 //! (`fieldpulse_cloud_archive_write_failures_total`), logged and retried
 //! with capped exponential backoff (`retry_min` doubling to `retry_max`)
 //! with the same buffer; meanwhile the writer reads no further and its
-//! offset stays where it was, so the log keeps the records. Ingest and
-//! scoring never wait for the archive: it runs on its own thread with its
-//! own consumer.
+//! offset stays where it was, so the log keeps the records. A directory
+//! that cannot even be opened at start (a read-only or broken mount) is
+//! retried the same way on the archive thread; the cloud starts regardless.
+//! Ingest and scoring never wait for the archive: it runs on its own thread
+//! with its own consumer.
 //!
 //! Deliberately absent: compaction and retention of old part files (a
 //! follow-up), and time zone names other than UTC (polars' `timezones`
@@ -198,6 +200,14 @@ pub enum ArchiveError {
         "archive.enabled: this build of fieldpulse-cloud has no Parquet writer (feature `archive`)"
     )]
     NotBuilt,
+}
+
+impl ArchiveError {
+    /// True for failures a retry can cure (IO, the log); false for a state
+    /// an operator must fix.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Io { .. } | Self::Log(_) | Self::Encode(_))
+    }
 }
 
 /// The archive's counters (for `/metrics`).
@@ -362,7 +372,7 @@ const ABORT: u8 = 2;
 pub struct Archiver {
     settings: ArchiveSettings,
     metrics: Arc<ArchiveMetrics>,
-    recovery: Recovery,
+    recovery: Arc<Mutex<Option<Recovery>>>,
     mode: Arc<AtomicU8>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -378,28 +388,70 @@ impl std::fmt::Debug for Archiver {
 impl Archiver {
     /// Opens the archive (repairing what a crash left, see the module doc)
     /// and starts the writer thread, reading `source` from `committed`, the
-    /// consumer's committed offset.
+    /// consumer's committed offset. When the directory cannot be opened for
+    /// an IO reason (a read-only or full disk), it still starts: the thread
+    /// retries with backoff, counting failures, and the log keeps the records.
     ///
     /// # Errors
-    /// [`ArchiveError::NotBuilt`] without the `archive` feature; IO errors
-    /// opening the directory; [`ArchiveError::AheadOfLog`].
+    /// [`ArchiveError::NotBuilt`] without the `archive` feature;
+    /// [`ArchiveError::AheadOfLog`] and [`ArchiveError::State`], which an
+    /// operator must resolve.
     pub fn start<S: BatchSource + 'static>(
         settings: ArchiveSettings,
-        source: S,
+        mut source: S,
         committed: u64,
     ) -> Result<Self, ArchiveError> {
         if !cfg!(feature = "archive") {
             return Err(ArchiveError::NotBuilt);
         }
         let metrics = Arc::new(ArchiveMetrics::default());
-        let (writer, recovery) =
-            ArchiveWriter::open(settings.clone(), source, committed, Arc::clone(&metrics))?;
+        metrics.committed.store(committed, Ordering::Release);
+        let recovery = Arc::new(Mutex::new(None));
+        let opened = match writer::prepare(&settings, &mut source, committed) {
+            Ok((resume, repaired)) => {
+                *recovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(repaired);
+                Some(resume)
+            }
+            Err(e) if !e.is_retriable() => return Err(e),
+            Err(e) => {
+                metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+                metrics.failing.store(true, Ordering::Relaxed);
+                writer::log_failure(
+                    &settings.dir,
+                    &e,
+                    1,
+                    settings.retry_min,
+                    "Archive could not open its directory",
+                );
+                None
+            }
+        };
         let mode = Arc::new(AtomicU8::new(RUN));
         let thread = {
             let mode = Arc::clone(&mode);
+            let metrics = Arc::clone(&metrics);
+            let recovery = Arc::clone(&recovery);
+            let settings = settings.clone();
             std::thread::Builder::new()
                 .name("fp-archive".into())
-                .spawn(move || writer::run(writer, &mode))
+                .spawn(move || {
+                    let resume = match opened {
+                        Some(resume) => resume,
+                        None => match writer::prepare_with_retry(
+                            &settings,
+                            &mut source,
+                            committed,
+                            &metrics,
+                            &recovery,
+                            &mode,
+                        ) {
+                            Some(resume) => resume,
+                            None => return,
+                        },
+                    };
+                    let writer = ArchiveWriter::resume_at(settings, source, resume, metrics);
+                    writer::run(writer, &mode);
+                })
                 .map_err(|source| ArchiveError::Io {
                     path: settings.dir.clone(),
                     source,
@@ -419,9 +471,13 @@ impl Archiver {
         &self.settings
     }
 
-    /// What opening the directory found and repaired.
-    pub fn recovery(&self) -> &Recovery {
-        &self.recovery
+    /// What opening the directory found and repaired (`None` while it
+    /// cannot be opened).
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The counters now.

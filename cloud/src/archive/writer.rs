@@ -74,43 +74,26 @@ impl<S: BatchSource> ArchiveWriter<S> {
         committed: u64,
         metrics: Arc<ArchiveMetrics>,
     ) -> Result<(Self, Recovery), ArchiveError> {
-        let recovery = layout::recover(&settings.dir, committed)?;
-        let mut resume = committed;
-        if let Some(last) = recovery.max_last_offset.filter(|&l| l >= committed) {
-            let log_end = source.end_offset();
-            if last >= log_end {
-                return Err(ArchiveError::AheadOfLog {
-                    dir: settings.dir.clone(),
-                    archived_last: last,
-                    log_end,
-                });
-            }
-            source.commit(last + 1)?;
-            resume = last + 1;
-            tracing::info!(
-                committed,
-                resume,
-                "The archive already holds records past its consumer offset; resuming after them."
-            );
-        }
-        if recovery.uncommitted_files_deleted > 0 || recovery.tmp_files_deleted > 0 {
-            tracing::warn!(
-                dir = %settings.dir.display(),
-                uncommitted_files_deleted = recovery.uncommitted_files_deleted,
-                tmp_files_deleted = recovery.tmp_files_deleted,
-                "Removed the files of an archive flush that was not committed; its records are archived again."
-            );
-        }
+        let (resume, recovery) = prepare(&settings, &mut source, committed)?;
+        Ok((Self::resume_at(settings, source, resume, metrics), recovery))
+    }
+
+    /// A writer reading from `resume` (what [`prepare`] returned).
+    pub(super) fn resume_at(
+        settings: ArchiveSettings,
+        source: S,
+        resume: u64,
+        metrics: Arc<ArchiveMetrics>,
+    ) -> Self {
         metrics.committed.store(resume, Ordering::Release);
-        let writer = Self {
+        Self {
             settings,
             source,
             buffer: RowBuffer::default(),
             next: resume,
             committed: resume,
             metrics,
-        };
-        Ok((writer, recovery))
+        }
     }
 
     /// The committed offset.
@@ -259,6 +242,86 @@ impl<S: BatchSource> ArchiveWriter<S> {
     }
 }
 
+/// The repair step of [`ArchiveWriter::open`], keeping the source so that a
+/// caller can retry: returns the offset to resume from and what was repaired.
+pub(super) fn prepare<S: BatchSource>(
+    settings: &ArchiveSettings,
+    source: &mut S,
+    committed: u64,
+) -> Result<(u64, Recovery), ArchiveError> {
+    let recovery = layout::recover(&settings.dir, committed)?;
+    let mut resume = committed;
+    if let Some(last) = recovery.max_last_offset.filter(|&l| l >= committed) {
+        let log_end = source.end_offset();
+        if last >= log_end {
+            return Err(ArchiveError::AheadOfLog {
+                dir: settings.dir.clone(),
+                archived_last: last,
+                log_end,
+            });
+        }
+        source.commit(last + 1)?;
+        resume = last + 1;
+        tracing::info!(
+            committed,
+            resume,
+            "The archive already holds records past its consumer offset; resuming after them."
+        );
+    }
+    if recovery.uncommitted_files_deleted > 0 || recovery.tmp_files_deleted > 0 {
+        tracing::warn!(
+            dir = %settings.dir.display(),
+            uncommitted_files_deleted = recovery.uncommitted_files_deleted,
+            tmp_files_deleted = recovery.tmp_files_deleted,
+            "Removed the files of an archive flush that was not committed; its records are archived again."
+        );
+    }
+    Ok((resume, recovery))
+}
+
+/// Retries [`prepare`] with backoff until it succeeds (`Some(resume)`), fails
+/// for good (logged; `None`) or the archiver stops (`None`).
+pub(super) fn prepare_with_retry<S: BatchSource>(
+    settings: &ArchiveSettings,
+    source: &mut S,
+    committed: u64,
+    metrics: &ArchiveMetrics,
+    recovery: &std::sync::Mutex<Option<Recovery>>,
+    mode: &AtomicU8,
+) -> Option<u64> {
+    let mut failures: u32 = 1;
+    loop {
+        sleep_until(Instant::now() + backoff(settings, failures), mode);
+        if mode.load(Ordering::Acquire) != super::RUN {
+            return None;
+        }
+        match prepare(settings, source, committed) {
+            Ok((resume, repaired)) => {
+                *recovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(repaired);
+                metrics.failing.store(false, Ordering::Relaxed);
+                tracing::info!(dir = %settings.dir.display(), failures, "The archive directory opened; archiving.");
+                return Some(resume);
+            }
+            Err(e) if !e.is_retriable() => {
+                tracing::error!(dir = %settings.dir.display(), error = %error_chain(&e), "The archive cannot start; the ingest log keeps the records.");
+                return None;
+            }
+            Err(e) => {
+                metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+                failures += 1;
+                let delay = backoff(settings, failures);
+                log_failure(
+                    &settings.dir,
+                    &e,
+                    failures,
+                    delay,
+                    "Archive could not open its directory",
+                );
+            }
+        }
+    }
+}
+
 /// Capped exponential backoff: `min`, doubling per failure, at most `max`.
 pub(super) fn backoff(settings: &ArchiveSettings, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
@@ -350,7 +413,13 @@ pub(super) fn run<S: BatchSource>(mut writer: ArchiveWriter<S>, mode: &AtomicU8)
     }
 }
 
-fn log_failure(dir: &Path, err: &ArchiveError, failures: u32, retry_in: Duration, what: &str) {
+pub(super) fn log_failure(
+    dir: &Path,
+    err: &ArchiveError,
+    failures: u32,
+    retry_in: Duration,
+    what: &str,
+) {
     let chain = error_chain(err);
     tracing::warn!(
         dir = %dir.display(),
@@ -362,7 +431,7 @@ fn log_failure(dir: &Path, err: &ArchiveError, failures: u32, retry_in: Duration
 }
 
 /// `err: cause: cause` in one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
