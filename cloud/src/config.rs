@@ -20,6 +20,7 @@ use fieldpulse_models::anomaly::Seasonality;
 use fieldpulse_salesforce::{AuthConfig, Secret};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::{ArchiveCompression, ArchiveSettings};
 use crate::episodes::{EpisodeConfig, PriorityBands};
 use crate::ingest::GatewayToken;
 use crate::processor::ScoreTap;
@@ -94,6 +95,9 @@ pub struct RawCloudConfig {
     /// Polling Work Orders and Cases back.
     #[serde(default)]
     pub feedback: RawFeedback,
+    /// The Parquet telemetry archive.
+    #[serde(default)]
+    pub archive: RawArchive,
 }
 
 /// `[server]`.
@@ -379,6 +383,39 @@ impl Default for RawFeedback {
     }
 }
 
+/// `[archive]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawArchive {
+    /// Write every reading of the ingest log to day-partitioned Parquet files.
+    pub enabled: bool,
+    /// The archive root; default `<server.state_dir>/archive`.
+    pub dir: Option<PathBuf>,
+    /// A flush writes its part files once this many readings are buffered ...
+    pub flush_rows: usize,
+    /// ... or once the oldest buffered record is this old.
+    #[serde(with = "humantime_serde")]
+    pub flush_every: Duration,
+    /// Parquet compression: `zstd`, `snappy`, `lz4` or `uncompressed`.
+    pub compression: ArchiveCompression,
+}
+
+impl Default for RawArchive {
+    fn default() -> Self {
+        let defaults = ArchiveSettings::new(PathBuf::new());
+        Self {
+            enabled: true,
+            dir: None,
+            flush_rows: defaults.flush_rows,
+            flush_every: defaults.flush_every,
+            compression: defaults.compression,
+        }
+    }
+}
+
+/// Most readings a flush may buffer (memory: about 100 bytes each while it is written).
+const MAX_FLUSH_ROWS: usize = 10_000_000;
+
 /// A checked configuration with secrets resolved.
 #[derive(Debug, Clone)]
 pub struct CloudConfig {
@@ -397,6 +434,8 @@ pub struct CloudConfig {
     /// Not from the file: called with every row the shards score (tests and
     /// benches observe which model version scored what). `None` from [`RawCloudConfig::validate`].
     pub score_tap: Option<ScoreTap>,
+    /// The archive's settings (directory resolved); `None` when disabled.
+    pub archive: Option<ArchiveSettings>,
 }
 
 impl RawCloudConfig {
@@ -614,6 +653,32 @@ impl RawCloudConfig {
         if self.feedback.poll_every.is_zero() {
             return Err(bad("feedback.poll_every", "must be positive".into()));
         }
+        let a = &self.archive;
+        if !(1..=MAX_FLUSH_ROWS).contains(&a.flush_rows) {
+            return Err(bad(
+                "archive.flush_rows",
+                format!("must be between 1 and {MAX_FLUSH_ROWS}"),
+            ));
+        }
+        if a.flush_every.is_zero() {
+            return Err(bad("archive.flush_every", "must be positive".into()));
+        }
+        if a.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(bad(
+                "archive.dir",
+                "must not be empty (leave it out for <server.state_dir>/archive)".into(),
+            ));
+        }
+        let archive = a.enabled.then(|| ArchiveSettings {
+            dir: a
+                .dir
+                .clone()
+                .unwrap_or_else(|| self.server.state_dir.join("archive")),
+            flush_rows: a.flush_rows,
+            flush_every: a.flush_every,
+            compression: a.compression,
+            ..ArchiveSettings::new(PathBuf::new())
+        });
         Ok(CloudConfig {
             origin: origin.to_string(),
             listen,
@@ -622,6 +687,7 @@ impl RawCloudConfig {
             raw: self,
             sf_auth,
             score_tap: None,
+            archive,
         })
     }
 }
@@ -762,6 +828,51 @@ mod tests {
             assert!(err.starts_with("c.toml: scoring.registry: "), "{err}");
             let err = check(&format!("registry = \"{d}\"\nregistry_poll = \"0s\"")).unwrap_err();
             assert_eq!(err, "c.toml: scoring.registry_poll: must be positive");
+        });
+    }
+
+    #[test]
+    fn archive_defaults_to_the_state_dir_and_checks_its_keys() {
+        with_secret(|| {
+            let base = "[server]\ninsecure_dev_no_auth = true\nstate_dir = \"st\"\n[scoring]\nsensors = [\"t\"]\n";
+            let cfg = RawCloudConfig::from_toml_str(base, "c.toml")
+                .unwrap()
+                .validate("c.toml")
+                .unwrap();
+            let archive = cfg.archive.expect("enabled by default");
+            assert_eq!(archive.dir, PathBuf::from("st").join("archive"));
+            assert_eq!(archive.compression, ArchiveCompression::Zstd);
+            let off = format!("{base}[archive]\nenabled = false\n");
+            let cfg = RawCloudConfig::from_toml_str(&off, "c.toml")
+                .unwrap()
+                .validate("c.toml")
+                .unwrap();
+            assert!(cfg.archive.is_none());
+            let zero = format!("{base}[archive]\nflush_rows = 0\n");
+            let err = RawCloudConfig::from_toml_str(&zero, "c.toml")
+                .unwrap()
+                .validate("c.toml")
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "c.toml: archive.flush_rows: must be between 1 and 10000000"
+            );
+            let every = format!("{base}[archive]\nflush_every = \"0s\"\n");
+            let err = RawCloudConfig::from_toml_str(&every, "c.toml")
+                .unwrap()
+                .validate("c.toml")
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "c.toml: archive.flush_every: must be positive"
+            );
+            let codec = format!("{base}[archive]\ncompression = \"brotli\"\n");
+            let err = RawCloudConfig::from_toml_str(&codec, "c.toml").unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("c.toml") && msg.contains("compression"),
+                "{msg}"
+            );
         });
     }
 

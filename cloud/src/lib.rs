@@ -14,6 +14,7 @@
 //! Deliberately absent: training dependencies (polars, linfa, smartcore).
 
 pub mod actions;
+pub mod archive;
 pub mod campaign;
 pub mod config;
 pub mod directory;

@@ -2,14 +2,17 @@
 //! processor, outbox sender and feedback poller, with `/metrics` and
 //! `/healthz`.
 //!
-//! Start-up order: state directory → ingest log (recovery) → model artifact
-//! (validated: a schema mismatch refuses to start; with `scoring.registry` the
-//! promoted version, or the last served one, see [`crate::reload`]) → Salesforce (asset
-//! directory and Work Order history; retried in the background when the org
-//! is unreachable) → processor (resumes from its checkpoints) → sender →
-//! poller → registry watcher → HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting,
-//! let the shards finish (held rows scored) and checkpoint, write the shadow
-//! report, then let the sender drain, so the actions the shards' drain produced go out too.
+//! Start-up order: state directory → ingest log (recovery) → archive
+//! (repairs an interrupted flush, then its own thread and log consumer) →
+//! model artifact (validated: a schema mismatch refuses to start; with
+//! `scoring.registry` the promoted version, or the last served one, see
+//! [`crate::reload`]) → Salesforce (asset directory and Work Order history;
+//! retried in the background when the org is unreachable) → processor
+//! (resumes from its checkpoints) → sender → poller → registry watcher →
+//! HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting, let the shards
+//! finish (held rows scored) and checkpoint, write the shadow report, then
+//! let the sender drain, so the actions the shards' drain produced go out
+//! too, while the archive reads the log to its end and flushes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use fieldpulse_salesforce::{ClientConfig, SalesforceClient};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::{self, Archiver, ARCHIVE_CONSUMER};
 use crate::config::CloudConfig;
 use crate::directory::Directory;
 use crate::feedback;
@@ -136,6 +140,8 @@ pub struct Cloud {
     pub reload_metrics: Arc<ReloadMetrics>,
     /// Writes `shadow_report.json` (with `scoring.registry`).
     reporter: Option<Arc<ShadowReporter>>,
+    /// The Parquet archive writer, when `[archive] enabled`.
+    pub archive: Option<Arc<Archiver>>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The sender stops last, after the processor's final actions are in the outbox.
@@ -155,6 +161,7 @@ struct HttpState {
     ingest: Arc<Ingest<IngestLog>>,
     processor: Arc<Processor>,
     sender: Arc<OutboxSender>,
+    archive: Option<Arc<Archiver>>,
     degraded_outbox_depth: u64,
     degraded_log_lag: u64,
     reload_metrics: Arc<ReloadMetrics>,
@@ -183,6 +190,7 @@ impl Cloud {
             },
         )
         .map_err(|e| start_err("ingest log")(&e))?;
+        let archive = start_archive(&cfg, &log)?;
         let reload_metrics = Arc::new(ReloadMetrics::default());
         let scoring = &cfg.raw.scoring;
         let (model, shadow, startup) = match (&scoring.model, &scoring.registry) {
@@ -408,6 +416,7 @@ impl Cloud {
             ingest: Arc::clone(&ingest),
             processor: Arc::clone(&processor),
             sender: Arc::clone(&sender),
+            archive: archive.clone(),
             degraded_outbox_depth: cfg.raw.server.degraded_outbox_depth,
             degraded_log_lag: cfg.raw.server.degraded_log_lag,
             reload_metrics: Arc::clone(&reload_metrics),
@@ -438,6 +447,7 @@ impl Cloud {
             state_dir,
             reload_metrics,
             reporter,
+            archive,
             cancel,
             tasks,
             sender_cancel,
@@ -455,12 +465,20 @@ impl Cloud {
             t.abort();
         }
         let processor = self.processor;
-        let _ = tokio::task::spawn_blocking(move || processor.abort()).await;
+        let archive = self.archive;
+        let _ = tokio::task::spawn_blocking(move || {
+            processor.abort();
+            if let Some(a) = archive {
+                a.abort();
+            }
+        })
+        .await;
     }
 
     /// Stops accepting, drains the shards (held rows scored, checkpoint),
     /// then lets the sender send what is pending, including the actions the
-    /// drain produced, for at most its `drain_timeout`.
+    /// drain produced, for at most its `drain_timeout`; meanwhile the archive
+    /// reads the log to its end and flushes it (one attempt).
     ///
     /// # Errors
     /// A shard or the reader had stopped with an error (the sender still drains).
@@ -487,9 +505,43 @@ impl Cloud {
         // Only now: releasing held rows and the final flush enqueue actions
         // that would otherwise wait for the next start.
         self.sender_cancel.cancel();
+        let archived = self
+            .archive
+            .map(|a| tokio::task::spawn_blocking(move || a.shutdown()));
         let _ = self.sender_task.await;
+        if let Some(a) = archived {
+            let _ = a.await;
+        }
         stopped
     }
+}
+
+/// Starts the archive writer on its log consumer when enabled; when disabled,
+/// unregisters a consumer an earlier run left, so retention does not wait for it.
+fn start_archive(cfg: &CloudConfig, log: &IngestLog) -> Result<Option<Arc<Archiver>>, CloudError> {
+    let Some(settings) = cfg.archive.clone() else {
+        if log
+            .remove_consumer(ARCHIVE_CONSUMER)
+            .map_err(|e| start_err("ingest log consumer")(&e))?
+        {
+            tracing::info!("The archive is disabled: its ingest log consumer is removed, so retention no longer waits for it.");
+        }
+        return Ok(None);
+    };
+    let consumer = log
+        .consumer(ARCHIVE_CONSUMER)
+        .map_err(|e| start_err("archive consumer")(&e))?;
+    let committed = consumer.committed();
+    let dir = settings.dir.clone();
+    let archiver = Archiver::start(settings, consumer, committed)
+        .map_err(|e| start_err(&format!("{}: archive {}", cfg.origin, dir.display()))(&e))?;
+    tracing::info!(
+        dir = %dir.display(),
+        committed,
+        part_files = archiver.recovery().map(|r| r.part_files),
+        "Archiving the ingest log as Parquet."
+    );
+    Ok(Some(Arc::new(archiver)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -592,6 +644,9 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
         st.rows_held,
     );
     render_sender(&s.sender.stats(), &mut text);
+    if let Some(a) = &s.archive {
+        archive::render_metrics(&mut text, &a.stats(), s.ingest.sink().end_offset());
+    }
     {
         use std::fmt::Write;
         let _ = writeln!(
@@ -636,6 +691,17 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     }
     if st.lag() > s.degraded_log_lag {
         problems.push(format!("log lag {} > {}", st.lag(), s.degraded_log_lag));
+    }
+    if let Some(a) = &s.archive {
+        let stats = a.stats();
+        if stats.failing {
+            problems.push(format!(
+                "archive writes failing ({} failures; the log keeps the records)",
+                stats.write_failures
+            ));
+        } else if !a.is_running() {
+            problems.push("archive writer stopped".into());
+        }
     }
     if problems.is_empty() {
         (StatusCode::OK, "ok\n".to_string())

@@ -71,6 +71,15 @@ fn demo_accounts_for_every_reading_creates_cases_and_writes_its_summary() {
     assert_eq!(count("readings_duplicated"), 0);
     assert!(count("readings_published") > 1_000);
     assert_eq!(count("readings_ingested"), count("readings_published"));
+    // The cloud's Parquet archive holds every ingested reading once, across
+    // the cloud's kill and restart (read back from the part files' footers).
+    assert_eq!(
+        count("archive_rows"),
+        count("readings_ingested"),
+        "{summary}"
+    );
+    assert!(count("archive_files") >= count("archive_days"), "{summary}");
+    assert!(count("archive_days") >= 50, "{summary}");
     assert_eq!(
         count("messages_acknowledged_by_broker"),
         count("messages_published")

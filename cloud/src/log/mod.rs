@@ -471,6 +471,27 @@ impl IngestLog {
             .clone()
     }
 
+    /// Unregisters the consumer `name` (e.g. the archive after it was
+    /// disabled), so retention no longer waits for it; returns whether it was
+    /// registered. Registering the name again starts at the oldest retained
+    /// offset; a commit by a [`LogConsumer`] of that name still open
+    /// registers it again at the committed offset.
+    ///
+    /// # Errors
+    /// IO errors persisting `consumers.json`.
+    pub fn remove_consumer(&self, name: &str) -> Result<bool, LogError> {
+        let shared = &self.inner.shared;
+        let mut consumers = shared.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(offset) = consumers.remove(name) else {
+            return Ok(false);
+        };
+        if let Err(err) = state::write_consumers(&shared.dir, &consumers) {
+            consumers.insert(name.to_string(), offset);
+            return Err(err);
+        }
+        Ok(true)
+    }
+
     /// Deletes the oldest segments that every consumer has committed past
     /// and that are older than the retention.
     ///

@@ -8,7 +8,14 @@
 //!   scored (HTTP + zstd + decode + log + score);
 //! - `latency_ms_p50/p99`: batch arrival in the log → action in the outbox;
 //! - `bytes_per_asset`: resident memory growth over the run per asset;
-//! - `outbox_records_per_s`: outbox rows delivered per second of draining.
+//! - `outbox_records_per_s`: outbox rows delivered per second of draining;
+//! - `archive_rows_per_s`, `archive_bytes_per_reading`: the Parquet archive
+//!   writer alone over the run's log afterwards (read + decode + sort +
+//!   encode + fsync, default `[archive]` settings, zstd); `archive_write_rows_per_s`
+//!   counts the flushes only (sort, encode, fsync, rename).
+//!
+//! The end-to-end run archives too, as `fieldpulse cloud` does by default
+//! (`--no-archive` turns it off for comparison).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +54,9 @@ pub struct CloudBenchArgs {
     /// Every Nth asset develops a fault (so actions and latency are measured).
     #[arg(long, default_value_t = 50)]
     fault_every: usize,
+    /// Run the end-to-end part without the Parquet archive writer.
+    #[arg(long)]
+    no_archive: bool,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -72,6 +82,14 @@ struct CloudBenchReport {
     outbox_records_per_s: f64,
     cases_created: usize,
     wire_bytes_per_reading: f64,
+    archive_in_end_to_end: bool,
+    archive_rows: u64,
+    archive_files: u64,
+    archive_bytes: u64,
+    archive_seconds: f64,
+    archive_rows_per_s: f64,
+    archive_write_rows_per_s: f64,
+    archive_bytes_per_reading: f64,
 }
 
 fn rss_bytes() -> u64 {
@@ -95,7 +113,7 @@ pub fn run(args: CloudBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         eprintln!(
-            "cloud: {:.0} readings/s ({:.0} per core, {} shards), arrival->outbox p50 {:?} ms p99 {:?} ms, {} B/asset, outbox {:.0} records/s, {} Cases",
+            "cloud: {:.0} readings/s ({:.0} per core, {} shards), arrival->outbox p50 {:?} ms p99 {:?} ms, {} B/asset, outbox {:.0} records/s, {} Cases; archive alone {:.0} rows/s ({:.0} rows/s writing), {:.2} bytes/reading",
             report.readings_per_s,
             report.readings_per_s_per_core,
             report.threads,
@@ -103,7 +121,10 @@ pub fn run(args: CloudBenchArgs) -> anyhow::Result<()> {
             report.latency_ms_p99,
             report.bytes_per_asset,
             report.outbox_records_per_s,
-            report.cases_created
+            report.cases_created,
+            report.archive_rows_per_s,
+            report.archive_write_rows_per_s,
+            report.archive_bytes_per_reading
         );
     }
     Ok(())
@@ -165,6 +186,7 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
     raw.salesforce.client_id = EmulatorConfig::default().consumer_key;
     raw.salesforce.client_secret_env = None;
     raw.salesforce.client_secret_file = Some(secret_file);
+    raw.archive.enabled = !args.no_archive;
     let cfg = raw.validate("bench config")?;
 
     let batches = fleet.batches("gw-bench", 1);
@@ -241,6 +263,7 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
     )
     .await?;
     stop_sf.cancel();
+    let archive = archive_throughput(&dir.path().join("state"), &dir.path().join("archive-bench"))?;
     let state_bytes_per_asset = fieldpulse_models::anomaly::FleetScorer::new(
         fieldpulse_models::anomaly::DetectorValidParams::default(),
         fleet.sensors.clone(),
@@ -266,7 +289,73 @@ async fn bench(args: &CloudBenchArgs) -> anyhow::Result<CloudBenchReport> {
         outbox_records_per_s: outbox_records as f64 / outbox_seconds,
         cases_created: cases,
         wire_bytes_per_reading: wire as f64 / readings as f64,
+        archive_in_end_to_end: !args.no_archive,
+        archive_rows: archive.rows,
+        archive_files: archive.files,
+        archive_bytes: archive.bytes,
+        archive_seconds: archive.seconds,
+        archive_rows_per_s: archive.rows as f64 / archive.seconds,
+        archive_write_rows_per_s: archive.rows as f64 / archive.write_seconds,
+        archive_bytes_per_reading: archive.bytes as f64 / archive.rows.max(1) as f64,
     })
+}
+
+/// What the archive writer did alone over the run's log.
+struct ArchiveRun {
+    rows: u64,
+    files: u64,
+    bytes: u64,
+    seconds: f64,
+    write_seconds: f64,
+}
+
+/// Archives the whole log of `state` into `out` with a fresh consumer and the
+/// default `[archive]` settings, timing all of it and the flushes alone.
+fn archive_throughput(
+    state: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<ArchiveRun> {
+    use fieldpulse_cloud::archive::{ArchiveMetrics, ArchiveSettings, ArchiveWriter};
+    use fieldpulse_cloud::log::{IngestLog, LogConfig};
+    let (log, _) = IngestLog::open(
+        &state.join(fieldpulse_cloud::service::LOG_DIR),
+        LogConfig::default(),
+    )?;
+    let consumer = log.consumer("archive-bench")?;
+    let committed = consumer.committed();
+    let settings = ArchiveSettings::new(out.to_path_buf());
+    let flush_rows = settings.flush_rows;
+    let (mut writer, _) = ArchiveWriter::open(
+        settings,
+        consumer,
+        committed,
+        Arc::new(ArchiveMetrics::default()),
+    )?;
+    let mut run = ArchiveRun {
+        rows: 0,
+        files: 0,
+        bytes: 0,
+        seconds: 0.0,
+        write_seconds: 0.0,
+    };
+    let started = Instant::now();
+    loop {
+        let n = writer.fill(64, Duration::ZERO)?;
+        if n == 0 || writer.buffer().n_rows() >= flush_rows {
+            let flushing = Instant::now();
+            if let Some(r) = writer.flush()? {
+                run.rows += r.rows;
+                run.files += r.files;
+                run.bytes += r.bytes;
+            }
+            run.write_seconds += flushing.elapsed().as_secs_f64();
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    run.seconds = started.elapsed().as_secs_f64();
+    Ok(run)
 }
 
 /// Enqueues a backlog (one Case and two audit records per asset) into a fresh

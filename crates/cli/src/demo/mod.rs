@@ -229,6 +229,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         &model_dir,
         age_days as u64,
     )?;
+    let archive_dir = cloud_cfg.archive.as_ref().map(|a| a.dir.clone());
     let cloud = Cloud::start(cloud_cfg.clone(), None)
         .await
         .context("starting the cloud")?;
@@ -381,6 +382,15 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         }
     };
     cloud.shutdown().await.context("cloud shutdown")?;
+    // The shutdown drained the log into the archive: what it holds now.
+    let archive = match archive_dir {
+        Some(dir) => {
+            let inventory = fieldpulse_cloud::archive::inventory(&dir)
+                .with_context(|| format!("reading the archive in {}", dir.display()))?;
+            Some((dir.display().to_string(), inventory))
+        }
+        None => None,
+    };
     let outcome = outcome::collect(&org.emulator, &scenario, &stats, &org.base);
     Ok(report::DemoSummary::collect(report::Collected {
         broker: broker_kind,
@@ -396,6 +406,7 @@ async fn run_pipeline(args: &DemoArgs) -> anyhow::Result<report::DemoSummary> {
         outcome,
         peak_spool,
         recovery,
+        archive,
         wall_seconds: wall.elapsed().as_secs_f64(),
     }))
 }

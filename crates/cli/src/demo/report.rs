@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use fieldpulse_cloud::archive::Inventory;
 use fieldpulse_cloud::ingest::IngestStats;
 use serde::Serialize;
 
@@ -97,6 +98,18 @@ pub struct DemoSummary {
     pub cloud_rows_out_of_order: u64,
     /// Rows the restarted cloud scored but did not learn: same instant as the asset's last row.
     pub cloud_rows_same_instant: u64,
+    /// The cloud's Parquet telemetry archive directory (`null` when disabled).
+    pub archive_dir: Option<String>,
+    /// Readings in the archive's part files at the end (after the cloud's drain).
+    pub archive_rows: u64,
+    /// Parquet part files in the archive.
+    pub archive_files: u64,
+    /// UTC day partitions in the archive.
+    pub archive_days: u64,
+    /// Bytes of those part files.
+    pub archive_bytes: u64,
+    /// Archive bytes per archived reading.
+    pub archive_bytes_per_reading: f64,
     /// Cases in the emulator.
     pub cases_created: usize,
     /// `Asset_Alert__c` records in the emulator.
@@ -182,6 +195,8 @@ pub struct Collected<'a> {
     pub peak_spool: u64,
     /// The restarted cloud's recovery.
     pub recovery: Recovery,
+    /// The archive directory and what it holds, when enabled.
+    pub archive: Option<(String, Inventory)>,
     /// Wall time of the run, seconds.
     pub wall_seconds: f64,
 }
@@ -194,6 +209,11 @@ impl DemoSummary {
         let mut latencies = c.outcome.latencies_ms.clone();
         let q = &c.outcome.quality;
         let days_judged = ((c.scenario.end_ms - c.scenario.window_start_ms) / 86_400_000) as u64;
+        let archive = c
+            .archive
+            .as_ref()
+            .map(|(_, inv)| inv.clone())
+            .unwrap_or_default();
         Self {
             broker: c.broker,
             seed: c.seed,
@@ -240,6 +260,12 @@ impl DemoSummary {
             episodes_open: c.recovery.episodes_open,
             cloud_rows_out_of_order: c.recovery.rows_out_of_order,
             cloud_rows_same_instant: c.recovery.rows_same_instant,
+            archive_dir: c.archive.as_ref().map(|(dir, _)| dir.clone()),
+            archive_rows: archive.rows,
+            archive_files: archive.files,
+            archive_days: archive.days,
+            archive_bytes: archive.bytes,
+            archive_bytes_per_reading: round2(archive.bytes as f64 / archive.rows.max(1) as f64),
             cases_created: c.outcome.cases.len(),
             asset_alerts: c.outcome.asset_alerts,
             pm_campaign_drafts: c.outcome.pm_campaign_drafts,
@@ -402,6 +428,17 @@ impl DemoSummary {
             "  cloud      {} readings committed ({} from backfill), {} duplicate batches re-acknowledged",
             self.readings_ingested, self.cloud_readings_historical, self.duplicates_dropped
         );
+        if let Some(dir) = &self.archive_dir {
+            let _ = writeln!(
+                out,
+                "  archive    {} readings in {} Parquet files over {} UTC days, {} bytes ({:.2} bytes/reading), in {dir}",
+                self.archive_rows,
+                self.archive_files,
+                self.archive_days,
+                self.archive_bytes,
+                self.archive_bytes_per_reading
+            );
+        }
         let _ = writeln!(
             out,
             "  latency    sensor-to-Case (MQTT publish → Case created in Salesforce): p50 {} ms, p99 {} ms",
