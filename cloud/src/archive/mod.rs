@@ -431,10 +431,11 @@ impl Archiver {
             let mode = Arc::clone(&mode);
             let metrics = Arc::clone(&metrics);
             let recovery = Arc::clone(&recovery);
-            let settings = settings.clone();
+            let thread_settings = settings.clone();
             std::thread::Builder::new()
                 .name("fp-archive".into())
                 .spawn(move || {
+                    let settings = thread_settings;
                     let resume = match opened {
                         Some(resume) => resume,
                         None => match writer::prepare_with_retry(
