@@ -726,7 +726,6 @@ impl Chunked {
         sink: &mut dyn FnMut(&RowBatch<'_>) -> Result<(), TelemetryError>,
         progress: Progress<'_>,
     ) -> Result<(), TelemetryError> {
-        let canonical = std::mem::take(&mut self.canonical);
         let mut pass_report = report.clone();
         // Counters of pass 2 that pass 1 cannot know (values); the rest
         // repeat pass 1's.
@@ -737,7 +736,6 @@ impl Chunked {
             n_rows += batch.ts_ms.len() as u64;
             sink(batch)
         });
-        self.canonical = canonical;
         let res = match res {
             Ok(()) if n_rows != profile.n_rows as u64 => Err(TelemetryError::Changed {
                 path: self.root.clone(),
