@@ -693,5 +693,8 @@ fn train_and_eval_read_the_simulated_parquet_archive_and_skip_days_outside_the_w
     // Each of the 31 files once per pass, plus the first one's footer for
     // the layout.
     assert_eq!(telemetry["file_opens"], 2 * 31 + 1, "{telemetry}");
-    assert!(eval["metrics"]["n_rows"].as_u64().is_some_and(|n| n > 0), "{eval}");
+    assert!(
+        eval["metrics"]["n_rows"].as_u64().is_some_and(|n| n > 0),
+        "{eval}"
+    );
 }

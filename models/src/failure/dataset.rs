@@ -309,11 +309,7 @@ pub fn feature_rows(
         for (v, &p) in values.iter_mut().zip(&positions) {
             *v = input[p];
         }
-        extractor.push(
-            telemetry.asset_idx[i] as usize,
-            telemetry.ts_ms[i],
-            &values,
-        )?;
+        extractor.push(telemetry.asset_idx[i] as usize, telemetry.ts_ms[i], &values)?;
     }
     Ok(extractor.rows)
 }
@@ -345,26 +341,29 @@ pub fn feature_rows_from(
         rank[a] = r as u32;
     }
     let mut failed: Option<ArtifactError> = None;
-    input.scan(
-        profile,
-        &schema.sensors,
-        &mut |batch: &RowBatch<'_>| {
-            let start = extractor.rows.len();
-            for i in 0..batch.len() {
-                if let Err(e) = extractor.push(batch.asset[i] as usize, batch.ts_ms[i], batch.row(i)) {
-                    failed = Some(e);
-                    return Err(crate::telemetry::TelemetryError::Stopped);
+    input
+        .scan(
+            profile,
+            &schema.sensors,
+            &mut |batch: &RowBatch<'_>| {
+                let start = extractor.rows.len();
+                for i in 0..batch.len() {
+                    if let Err(e) =
+                        extractor.push(batch.asset[i] as usize, batch.ts_ms[i], batch.row(i))
+                    {
+                        failed = Some(e);
+                        return Err(crate::telemetry::TelemetryError::Stopped);
+                    }
                 }
-            }
-            extractor.rows.sort_tail(start, &rank);
-            Ok(())
-        },
-        progress,
-    )
-    .map_err(|e| match failed.take() {
-        Some(f) => TrainError::Artifact(f),
-        None => TrainError::Telemetry(e),
-    })?;
+                extractor.rows.sort_tail(start, &rank);
+                Ok(())
+            },
+            progress,
+        )
+        .map_err(|e| match failed.take() {
+            Some(f) => TrainError::Artifact(f),
+            None => TrainError::Telemetry(e),
+        })?;
     let mut rows = extractor.rows;
     rows.sort_tail(0, &rank);
     Ok(rows)
@@ -414,7 +413,13 @@ impl<'a> FeatureExtractor<'a> {
     /// One reading (`values` in schema sensor order).
     fn push(&mut self, asset: usize, ts: i64, values: &[f64]) -> Result<(), ArtifactError> {
         self.state
-            .update_features(asset, ts, values, &mut self.scratch, &mut self.row[..self.n_stream])
+            .update_features(
+                asset,
+                ts,
+                values,
+                &mut self.scratch,
+                &mut self.row[..self.n_stream],
+            )
             .map_err(|e| ArtifactError::Schema(e.to_string()))?;
         let keep = self.seen[asset].is_multiple_of(self.stride);
         self.seen[asset] += 1;

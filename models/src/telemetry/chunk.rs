@@ -220,10 +220,9 @@ impl Pipeline {
         if n == 0 {
             return;
         }
-        let (min, max) = p
-            .ts
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        let (min, max) =
+            p.ts.iter()
+                .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
         let max_asset = p.asset.iter().copied().max().unwrap_or(0);
         let span = (i128::from(max) - i128::from(min)) as u128;
         if span < (1u128 << 40) && max_asset < (1 << 24) {
@@ -341,7 +340,12 @@ mod tests {
         p.set_wanted_tags(&["a".into(), "b".into()], &["a".into(), "b".into()]);
         // Chunk 1: asset 0 at t=1 (a, b), t=2 (a only so far); a duplicate
         // `a` at t=1 (last wins).
-        *p.pending() = long(&[(0, 2, 0, 5.0), (0, 1, 0, 1.0), (0, 1, 1, 2.0), (0, 1, 0, 3.0)]);
+        *p.pending() = long(&[
+            (0, 2, 0, 5.0),
+            (0, 1, 0, 1.0),
+            (0, 1, 1, 2.0),
+            (0, 1, 0, 3.0),
+        ]);
         let dups = p.finish_chunk(false, 1).expect("chunk 1");
         assert_eq!(dups, 1);
         let b = p.batch();

@@ -187,7 +187,8 @@ pub(crate) fn discover(
     let mut files = Vec::new();
     for ((start, end), dir) in days {
         let parts = parquet_files(&dir)?;
-        let outside = opts.from_ms.is_some_and(|f| end <= f) || opts.to_ms.is_some_and(|t| start >= t);
+        let outside =
+            opts.from_ms.is_some_and(|f| end <= f) || opts.to_ms.is_some_and(|t| start >= t);
         if outside {
             report.partitions_skipped += 1;
             report.files_skipped += parts.len();
@@ -308,11 +309,21 @@ mod tests {
 
     #[test]
     fn part_files_sort_by_number_and_day_dirs_parse() {
-        let mut names = vec!["part-10.parquet", "part-9.parquet", "part-0002.parquet", "part-1.parquet"];
+        let mut names = vec![
+            "part-10.parquet",
+            "part-9.parquet",
+            "part-0002.parquet",
+            "part-1.parquet",
+        ];
         names.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(
             names,
-            vec!["part-1.parquet", "part-0002.parquet", "part-9.parquet", "part-10.parquet"]
+            vec![
+                "part-1.parquet",
+                "part-0002.parquet",
+                "part-9.parquet",
+                "part-10.parquet"
+            ]
         );
         assert_eq!(
             parse_day_dir("day=2026-01-02"),

@@ -6,7 +6,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::{resolve_columns, Accept, Columns, Layout, ReadReport, TelemetryError, TelemetryOptions};
+use super::{
+    resolve_columns, Accept, Columns, Layout, ReadReport, TelemetryError, TelemetryOptions,
+};
 use crate::wide_csv::{detect_time_format, parse_time, split_fields};
 
 fn open(path: &Path, report: &mut ReadReport) -> Result<BufReader<File>, TelemetryError> {
@@ -27,10 +29,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TelemetryError + '_ {
 }
 
 /// The header: delimiter (`;` or `,`, whichever is more frequent) and names.
-fn header(
-    path: &Path,
-    input: &mut BufReader<File>,
-) -> Result<(u8, Vec<String>), TelemetryError> {
+fn header(path: &Path, input: &mut BufReader<File>) -> Result<(u8, Vec<String>), TelemetryError> {
     let mut line = String::new();
     input.read_line(&mut line).map_err(io(path))?;
     let line = line
@@ -47,7 +46,12 @@ fn header(
     let names = spans
         .iter()
         .zip(&unq)
-        .map(|(&(a, b), u)| u.clone().unwrap_or_else(|| line[a..b].to_string()).trim().to_string())
+        .map(|(&(a, b), u)| {
+            u.clone()
+                .unwrap_or_else(|| line[a..b].to_string())
+                .trim()
+                .to_string()
+        })
         .collect();
     Ok((delimiter, names))
 }
@@ -133,7 +137,9 @@ pub(crate) fn read(path: &Path, accept: &mut Accept<'_>) -> Result<(), Telemetry
         let ts = if t.is_empty() {
             None
         } else {
-            let fmt = *accept.time_format.get_or_insert_with(|| detect_time_format(t));
+            let fmt = *accept
+                .time_format
+                .get_or_insert_with(|| detect_time_format(t));
             parse_time(t, fmt)
         };
         let v = field(value).trim().parse::<f64>().ok();

@@ -78,8 +78,8 @@ use crate::wide_csv::{TimeFormat, WideCsvError, WideCsvOptions};
 pub use chunk::RowBatch;
 use chunk::{Pipeline, RawRows, Regression};
 use files::{FileKind, Granularity, InputFile};
-pub use profile::TelemetryProfile;
 use profile::ProfileBuilder;
+pub use profile::TelemetryProfile;
 
 /// Wide (a column per sensor) or long (`ts, asset, tag, value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -424,11 +424,12 @@ fn read_wide_csv(
         sniff_rows: 0,
     };
     let (mut telemetry, counts, layout) =
-        Telemetry::read_csv_counted(BufReader::with_capacity(1 << 20, file), &csv_opts)
-            .map_err(|source| TelemetryError::WideCsv {
+        Telemetry::read_csv_counted(BufReader::with_capacity(1 << 20, file), &csv_opts).map_err(
+            |source| TelemetryError::WideCsv {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            },
+        )?;
     report.kind = "wide_csv";
     report.layout = Some(Layout::Wide);
     report.time_col = layout.time_name().to_string();
@@ -567,7 +568,13 @@ impl Accept<'_> {
     }
 
     /// One long reading.
-    fn long_row(&mut self, ts: Option<i64>, asset: Option<&str>, tag: Option<&str>, value: Option<f64>) {
+    fn long_row(
+        &mut self,
+        ts: Option<i64>,
+        asset: Option<&str>,
+        tag: Option<&str>,
+        value: Option<f64>,
+    ) {
         let Some(ts) = self.check_time(ts) else {
             return;
         };
@@ -824,8 +831,7 @@ impl Chunked {
                 let opened = std::mem::take(&mut scratch_report.opened);
                 report.opened.extend(opened);
                 report.file_opens += std::mem::take(&mut scratch_report.file_opens);
-                report.duplicate_readings +=
-                    std::mem::take(&mut scratch_report.duplicate_readings);
+                report.duplicate_readings += std::mem::take(&mut scratch_report.duplicate_readings);
                 report.missing_values += std::mem::take(&mut scratch_report.missing_values);
             }
             let last = k + 1 == n_chunks;
@@ -939,7 +945,9 @@ fn resolve_columns(
     if sensors.is_empty() {
         return Err(TelemetryError::Columns {
             path: path.to_path_buf(),
-            message: format!("no numeric sensor columns besides time/asset/excluded ones ({available})"),
+            message: format!(
+                "no numeric sensor columns besides time/asset/excluded ones ({available})"
+            ),
         });
     }
     Ok(Columns {

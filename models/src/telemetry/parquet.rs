@@ -6,7 +6,9 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::{resolve_columns, Accept, Columns, Layout, ReadReport, TelemetryError, TelemetryOptions};
+use super::{
+    resolve_columns, Accept, Columns, Layout, ReadReport, TelemetryError, TelemetryOptions,
+};
 use crate::wide_csv::{detect_time_format, parse_time, TimeFormat};
 
 fn perr(path: &Path) -> impl Fn(PolarsError) -> TelemetryError + '_ {
@@ -90,7 +92,11 @@ pub(crate) fn read(
             path: path.to_path_buf(),
             message: format!(
                 "no column {name:?} (columns: {})",
-                schema.iter_names().map(|n| n.as_str()).collect::<Vec<_>>().join(",")
+                schema
+                    .iter_names()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
         })
     };
@@ -148,7 +154,9 @@ pub(crate) fn read(
             asset: asset.as_deref(),
         };
         match cols.layout {
-            Layout::Long => frame.long(tag.as_deref().unwrap_or("tag"), value.as_deref(), accept)?,
+            Layout::Long => {
+                frame.long(tag.as_deref().unwrap_or("tag"), value.as_deref(), accept)?
+            }
             Layout::Wide => frame.wide(&sensor_cols, accept)?,
         }
     }
@@ -219,7 +227,11 @@ impl Frame<'_> {
         Ok(())
     }
 
-    fn wide(&self, sensors: &[Option<String>], accept: &mut Accept<'_>) -> Result<(), TelemetryError> {
+    fn wide(
+        &self,
+        sensors: &[Option<String>],
+        accept: &mut Accept<'_>,
+    ) -> Result<(), TelemetryError> {
         let ts = times(self.path, self.column(self.time)?, accept.time_format)?;
         let assets = self.assets()?;
         let n = ts.len();

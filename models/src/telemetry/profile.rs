@@ -114,7 +114,11 @@ impl ProfileBuilder {
 
     /// The profile, assets ordered by first reading then name, and the map
     /// provisional id → profile index.
-    pub fn finish(mut self, sensors: Vec<String>, names: &[String]) -> (TelemetryProfile, Vec<u32>) {
+    pub fn finish(
+        mut self,
+        sensors: Vec<String>,
+        names: &[String],
+    ) -> (TelemetryProfile, Vec<u32>) {
         self.assets.resize_with(names.len(), AssetAcc::default);
         let mut ids: Vec<usize> = (0..names.len()).filter(|&a| self.assets[a].n > 0).collect();
         ids.sort_by(|&a, &b| {
@@ -176,7 +180,9 @@ mod tests {
         for ts in [
             vec![0, h, 2 * h, 7 * h, 8 * h],
             vec![0, h, 3 * h, 4 * h],
-            vec![0, 600_000, 600_000, 1_200_000, 1_800_000, 2_400_000, 9_000_000],
+            vec![
+                0, 600_000, 600_000, 1_200_000, 1_800_000, 2_400_000, 9_000_000,
+            ],
             vec![0, 1],
         ] {
             let asset = vec![0u32; ts.len()];

@@ -156,10 +156,8 @@ fn write_archive(r: &Readings, root: &Path) {
         }
         if !late.is_empty() {
             let mut frame = late.to_frame().expect("frame");
-            let quality = StringChunked::from_iter_values(
-                "quality".into(),
-                (0..late.len()).map(|_| "good"),
-            );
+            let quality =
+                StringChunked::from_iter_values("quality".into(), (0..late.len()).map(|_| "good"));
             frame.with_column(quality.into_column()).expect("column");
             let day = super::write::day_dir_name(late.ts_ms[0]);
             write_parquet(&root.join(day).join("part-10.parquet"), &mut frame).expect("late part");
@@ -234,9 +232,12 @@ fn every_format_of_the_same_readings_gives_the_wide_csv_feature_rows_and_model()
         input.profile(&mut |_, _, _| {}).expect("profile");
         input.as_wide_csv().expect("in memory").clone()
     };
-    let direct = feature_rows(&telemetry, &schema_for(&csv_profile, &history), &history, 3)
-        .expect("rows");
-    assert_eq!(keyed(&direct, &telemetry.assets), keyed(&csv_rows, &csv_profile.assets));
+    let direct =
+        feature_rows(&telemetry, &schema_for(&csv_profile, &history), &history, 3).expect("rows");
+    assert_eq!(
+        keyed(&direct, &telemetry.assets),
+        keyed(&csv_rows, &csv_profile.assets)
+    );
     let want = keyed(&csv_rows, &csv_profile.assets);
     assert!(want.len() > 1000, "{} rows", want.len());
 
@@ -247,7 +248,11 @@ fn every_format_of_the_same_readings_gives_the_wide_csv_feature_rows_and_model()
     let mut long = long_rows(&r).to_frame().expect("frame");
     // Integer epoch ms instead of a Datetime, and small row groups in
     // (asset, tag, time) order: rows go back in time across row groups.
-    let ts_ms = long.column("ts").expect("ts").cast(&DataType::Int64).expect("cast");
+    let ts_ms = long
+        .column("ts")
+        .expect("ts")
+        .cast(&DataType::Int64)
+        .expect("cast");
     long.with_column(ts_ms).expect("ts column");
     let file = std::fs::File::create(&long_pq).expect("create");
     ParquetWriter::new(file)
@@ -287,10 +292,19 @@ fn every_format_of_the_same_readings_gives_the_wide_csv_feature_rows_and_model()
         assert_eq!(profile.last_reading_ms, csv_profile.last_reading_ms);
         assert_eq!(profile.intervals_s, csv_profile.intervals_s);
         assert_eq!(keyed(&rows, &profile.assets), want, "{}", path.display());
-        assert_eq!(report.rejected_rows(), 0, "{}: {:?}", path.display(), report.rejected);
+        assert_eq!(
+            report.rejected_rows(),
+            0,
+            "{}: {:?}",
+            path.display(),
+            report.rejected
+        );
     }
     let (_, _, long_report) = read_rows(&long_pq, &opts, &history);
-    assert_eq!(long_report.chunking, "all", "rows out of time order: one chunk");
+    assert_eq!(
+        long_report.chunking, "all",
+        "rows out of time order: one chunk"
+    );
     assert_eq!(long_report.warnings.len(), 1, "{:?}", long_report.warnings);
     let (_, _, archive_report) = read_rows(&archive, &opts, &history);
     assert_eq!(archive_report.chunking, "day");
@@ -298,7 +312,8 @@ fn every_format_of_the_same_readings_gives_the_wide_csv_feature_rows_and_model()
 
     // The same model from the CSV and from the archive.
     let cfg = fast_config();
-    let (from_csv, _) = train_with_rows(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    let (from_csv, _) =
+        train_with_rows(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
     let mut input = TelemetryInput::open(&archive, &opts).expect("open");
     let profile = input.profile(&mut |_, _, _| {}).expect("profile");
     let (from_archive, _) = train_from(
@@ -356,7 +371,13 @@ fn a_time_window_never_opens_the_day_partitions_outside_it() {
     let opened: Vec<String> = report
         .opened
         .iter()
-        .map(|p| p.parent().and_then(|d| d.file_name()).expect("day").to_string_lossy().to_string())
+        .map(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .expect("day")
+                .to_string_lossy()
+                .to_string()
+        })
         .collect();
     assert_eq!(opened, vec!["day=2026-01-02", "day=2026-01-03"]);
     assert_eq!((report.partitions_read, report.partitions_skipped), (2, 3));
@@ -366,7 +387,10 @@ fn a_time_window_never_opens_the_day_partitions_outside_it() {
     assert_eq!(report.outside_window, 2 * 2 * 12);
     assert_eq!(
         profile.time_range(),
-        Some((day0 + DAY_MS + 12 * 3_600_000, day0 + 3 * DAY_MS - 3_600_000))
+        Some((
+            day0 + DAY_MS + 12 * 3_600_000,
+            day0 + 3 * DAY_MS - 3_600_000
+        ))
     );
 }
 
@@ -416,10 +440,19 @@ fn bad_rows_are_counted_by_reason_and_duplicates_keep_the_last_value() {
     let rejected: Vec<(&str, u64)> = report.rejected.iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(
         rejected,
-        vec![("bad_time", 1), ("field_count", 1), ("no_asset", 1), ("no_tag", 1)]
+        vec![
+            ("bad_time", 1),
+            ("field_count", 1),
+            ("no_asset", 1),
+            ("no_tag", 1)
+        ]
     );
     assert_eq!(
-        (report.duplicate_readings, report.missing_values, report.excluded_tag_rows),
+        (
+            report.duplicate_readings,
+            report.missing_values,
+            report.excluded_tag_rows
+        ),
         (1, 1, 1)
     );
 
@@ -432,20 +465,40 @@ fn bad_rows_are_counted_by_reason_and_duplicates_keep_the_last_value() {
         [Some(day0 + 2 * DAY_MS), Some(day0 + 5), None].into_iter(),
     )
     .into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC));
-    let asset = StringChunked::from_iter_options("asset".into(), [Some("p1"), None, Some("p1")].into_iter());
+    let asset = StringChunked::from_iter_options(
+        "asset".into(),
+        [Some("p1"), None, Some("p1")].into_iter(),
+    );
     let tag = StringChunked::from_iter_values("tag".into(), ["a", "a", "a"].into_iter());
     let value = Float64Chunked::from_vec("value".into(), vec![1.0, 2.0, 3.0]);
     let mut bad = DataFrame::new(
         3,
-        vec![ts.into_column(), asset.into_column(), tag.into_column(), value.into_column()],
+        vec![
+            ts.into_column(),
+            asset.into_column(),
+            tag.into_column(),
+            value.into_column(),
+        ],
     )
     .expect("frame");
-    write_parquet(&root.join("day=2026-01-01").join("part-1.parquet"), &mut bad).expect("bad part");
+    write_parquet(
+        &root.join("day=2026-01-01").join("part-1.parquet"),
+        &mut bad,
+    )
+    .expect("bad part");
     let mut input = TelemetryInput::open(&root, &TelemetryOptions::default()).expect("open");
     let profile = input.profile(&mut |_, _, _| {}).expect("profile");
     assert_eq!(profile.n_rows, 48);
-    let rejected: Vec<(&str, u64)> = input.report().rejected.iter().map(|(k, v)| (*k, *v)).collect();
-    assert_eq!(rejected, vec![("bad_time", 1), ("no_asset", 1), ("wrong_day", 1)]);
+    let rejected: Vec<(&str, u64)> = input
+        .report()
+        .rejected
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![("bad_time", 1), ("no_asset", 1), ("wrong_day", 1)]
+    );
 }
 
 #[test]
@@ -453,7 +506,11 @@ fn a_directory_without_parquet_files_and_a_long_file_without_a_value_column_are_
     let dir = tempfile::tempdir().expect("tempdir");
     let err = TelemetryInput::open(dir.path(), &TelemetryOptions::default()).unwrap_err();
     assert!(matches!(err, TelemetryError::NoFiles { .. }), "{err}");
-    let path = write_csv(dir.path(), "t.csv", "ts,asset,tag,reading\n2026-01-01,p1,a,1\n");
+    let path = write_csv(
+        dir.path(),
+        "t.csv",
+        "ts,asset,tag,reading\n2026-01-01,p1,a,1\n",
+    );
     let opts = TelemetryOptions {
         layout: Some(Layout::Long),
         ..TelemetryOptions::default()

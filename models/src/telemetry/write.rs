@@ -63,11 +63,15 @@ impl LongRows {
             .into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC));
         let asset = StringChunked::from_iter_values(
             "asset".into(),
-            self.asset.iter().map(|&a| self.asset_names[a as usize].as_str()),
+            self.asset
+                .iter()
+                .map(|&a| self.asset_names[a as usize].as_str()),
         );
         let tag = StringChunked::from_iter_values(
             "tag".into(),
-            self.tag.iter().map(|&t| self.tag_names[t as usize].as_str()),
+            self.tag
+                .iter()
+                .map(|&t| self.tag_names[t as usize].as_str()),
         );
         let value = Float64Chunked::from_iter_options("value".into(), self.value.iter().copied());
         DataFrame::new(
@@ -101,7 +105,10 @@ pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), Telemetry
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp).map_err(io)?;
     ParquetWriter::new(file)
@@ -118,9 +125,15 @@ pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), Telemetry
 ///
 /// # Errors
 /// IO and polars errors, with the path.
-pub fn write_archive_part(root: &Path, part: &str, rows: &LongRows) -> Result<PathBuf, TelemetryError> {
+pub fn write_archive_part(
+    root: &Path,
+    part: &str,
+    rows: &LongRows,
+) -> Result<PathBuf, TelemetryError> {
     let first = rows.ts_ms.first().copied().unwrap_or(0);
-    let path = root.join(day_dir_name(first)).join(format!("{part}.parquet"));
+    let path = root
+        .join(day_dir_name(first))
+        .join(format!("{part}.parquet"));
     let mut frame = rows.to_frame().map_err(|e| TelemetryError::Parquet {
         path: path.clone(),
         message: e.to_string(),
