@@ -6,9 +6,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::{
-    resolve_columns, Accept, Columns, Layout, ReadReport, TelemetryError, TelemetryOptions,
-};
+use super::chunked::Accept;
+use super::columns::{resolve_columns, Columns};
+use super::{Layout, ReadReport, TelemetryError, TelemetryOptions};
 use crate::wide_csv::{detect_time_format, parse_time, split_fields};
 
 fn open(path: &Path, report: &mut ReadReport) -> Result<BufReader<File>, TelemetryError> {

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::{
-    resolve_columns, Accept, Columns, Layout, ReadReport, TelemetryError, TelemetryOptions,
-};
+use super::chunked::Accept;
+use super::columns::{resolve_columns, Columns};
+use super::{Layout, ReadReport, TelemetryError, TelemetryOptions};
 use crate::wide_csv::{detect_time_format, parse_time, TimeFormat};
 
 fn perr(path: &Path) -> impl Fn(PolarsError) -> TelemetryError + '_ {
