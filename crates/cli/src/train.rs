@@ -191,7 +191,7 @@ fn open_telemetry(
 pub fn chunk_progress(cmd: &str) -> impl FnMut(&str, usize, usize) + '_ {
     let mut last = (String::new(), usize::MAX);
     move |pass: &str, done: usize, total: usize| {
-        let tenth = if total == 0 { 10 } else { done * 10 / total };
+        let tenth = (done * 10).checked_div(total).unwrap_or(10);
         if total > 1 && (pass != last.0 || tenth != last.1) {
             eprintln!("{cmd}: telemetry {pass} pass {done}/{total} chunks");
             last = (pass.to_string(), tenth);
