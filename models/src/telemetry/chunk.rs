@@ -86,7 +86,8 @@ pub(crate) struct Pipeline {
     tag_slot: Vec<u32>,
     stamp: Vec<u64>,
     cur_stamp: u64,
-    keys: Vec<(u64, u32)>,
+    /// Counting-sort bucket starts per asset.
+    starts: Vec<usize>,
     order: Vec<u32>,
 }
 
@@ -107,7 +108,7 @@ impl Pipeline {
             tag_slot: Vec::new(),
             stamp: Vec::new(),
             cur_stamp: 0,
-            keys: Vec::new(),
+            starts: Vec::new(),
             order: Vec::new(),
         }
     }
@@ -212,7 +213,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Stable order of the pending rows by (asset, time).
+    /// Stable order of the pending rows by (asset, time): a counting sort
+    /// by asset (ids are dense), then each asset's rows sorted by time only
+    /// when they are not in time order already (the usual case), so a chunk
+    /// costs O(rows).
     fn sort_pending(&mut self) {
         let p = &self.pending;
         let n = p.len();
@@ -220,28 +224,26 @@ impl Pipeline {
         if n == 0 {
             return;
         }
-        let (min, max) =
-            p.ts.iter()
-                .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-        let max_asset = p.asset.iter().copied().max().unwrap_or(0);
-        let span = (i128::from(max) - i128::from(min)) as u128;
-        if span < (1u128 << 40) && max_asset < (1 << 24) {
-            // Asset in the top 24 bits, time since the chunk's first in the
-            // low 40 (34 years of ms): one integer key, a fast stable sort
-            // that is linear on rows already in order.
-            self.keys.clear();
-            self.keys.extend((0..n).map(|i| {
-                (
-                    (u64::from(p.asset[i]) << 40) | (p.ts[i] - min) as u64,
-                    i as u32,
-                )
-            }));
-            self.keys.sort_by_key(|k| k.0);
-            self.order.extend(self.keys.iter().map(|k| k.1));
-        } else {
-            self.order.extend(0..n as u32);
-            self.order
-                .sort_by_key(|&i| (p.asset[i as usize], p.ts[i as usize]));
+        let n_assets = p.asset.iter().copied().max().unwrap_or(0) as usize + 1;
+        self.starts.clear();
+        self.starts.resize(n_assets + 1, 0);
+        for &a in &p.asset {
+            self.starts[a as usize + 1] += 1;
+        }
+        for k in 0..n_assets {
+            self.starts[k + 1] += self.starts[k];
+        }
+        self.order.resize(n, 0);
+        let mut next = self.starts[..n_assets].to_vec();
+        for (i, &a) in p.asset.iter().enumerate() {
+            self.order[next[a as usize]] = i as u32;
+            next[a as usize] += 1;
+        }
+        for k in 0..n_assets {
+            let bucket = &mut self.order[self.starts[k]..self.starts[k + 1]];
+            if !bucket.is_sorted_by_key(|&i| p.ts[i as usize]) {
+                bucket.sort_by_key(|&i| p.ts[i as usize]);
+            }
         }
     }
 
