@@ -190,10 +190,17 @@ fn open_telemetry(
 /// Prints pass progress every 10 % of the chunks.
 pub fn chunk_progress(cmd: &str) -> impl FnMut(&str, usize, usize) + '_ {
     let mut last = (String::new(), usize::MAX);
+    let mut started = std::time::Instant::now();
     move |pass: &str, done: usize, total: usize| {
         let tenth = (done * 10).checked_div(total).unwrap_or(10);
+        if pass != last.0 {
+            started = std::time::Instant::now();
+        }
         if total > 1 && (pass != last.0 || tenth != last.1) {
-            eprintln!("{cmd}: telemetry {pass} pass {done}/{total} chunks");
+            eprintln!(
+                "{cmd}: telemetry {pass} pass {done}/{total} chunks ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
             last = (pass.to_string(), tenth);
         }
     }
