@@ -142,9 +142,12 @@ pub(crate) fn read(
             path: path.to_path_buf(),
             source,
         })?;
+        // One row group at a time: decode its columns in parallel (polars'
+        // default would parallelise over row groups, i.e. not at all here).
         let mut reader = ParquetReader::new(handle)
             .with_columns(Some(projection.clone()))
-            .with_slice(Some((start, len)));
+            .with_slice(Some((start, len)))
+            .read_parallel(ParallelStrategy::Columns);
         reader.set_metadata(metadata.clone());
         let df = reader.finish().map_err(perr(path))?;
         let frame = Frame {
