@@ -31,4 +31,6 @@ pub mod gbdt;
 pub mod metrics;
 pub mod registry;
 pub mod rng;
+#[cfg(feature = "train")]
+pub mod telemetry;
 pub mod wide_csv;

@@ -469,7 +469,7 @@ impl WideTable {
 
 /// Splits `line` at `delim` outside double quotes. `unquoted[i]` holds the
 /// unescaped text of quoted fields (None for plain ones, read via the span).
-fn split_fields(
+pub(crate) fn split_fields(
     line: &str,
     delim: u8,
     spans: &mut Vec<(usize, usize)>,
@@ -523,7 +523,8 @@ fn split_fields(
     }
 }
 
-fn detect_time_format(text: &str) -> TimeFormat {
+/// The time format a first time value implies (module docs).
+pub(crate) fn detect_time_format(text: &str) -> TimeFormat {
     match text.parse::<f64>() {
         Ok(v) if v.abs() >= 1e11 => TimeFormat::EpochMillis,
         Ok(_) => TimeFormat::EpochSeconds,

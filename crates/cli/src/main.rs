@@ -22,6 +22,7 @@ mod score;
 mod sf_emulator;
 mod simulate;
 mod sync;
+mod telemetry_args;
 mod train;
 mod wide_csv_args;
 

@@ -1,5 +1,6 @@
 //! `fieldpulse simulate`: run the fleet simulator and write its telemetry
-//! (wide CSV), the Salesforce seed fixture (Product2, Asset, WorkType,
+//! (wide CSV, or with `--archive` the cloud's day-partitioned Parquet
+//! archive), the Salesforce seed fixture (Product2, Asset, WorkType,
 //! WorkOrder) and the ground truth (failure times and modes, sensor faults).
 //! With `--broker`, every reading is also published live over MQTT (QoS 1,
 //! topic `sensors/{asset}`, JSON `{"ts": ..., "temp_c": ...}`), paced by
@@ -12,18 +13,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use fieldpulse_simulator::{product::PRODUCTS, telemetry, Fleet, FleetConfig};
+use fieldpulse_models::failure::labels::DAY_MS;
+use fieldpulse_models::telemetry::write::{write_archive_part, LongRows};
+use fieldpulse_simulator::product::{PRODUCTS, SENSORS};
+use fieldpulse_simulator::{telemetry, Fleet, FleetConfig, Reading};
 use rumqttc::{Client, Event, MqttOptions, Outgoing, QoS};
 
 /// Arguments of `fieldpulse simulate`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  fieldpulse simulate --assets 60 --days 365 --seed 7 --out sim-out --json"
+    after_help = "Example:\n  fieldpulse simulate --assets 60 --days 365 --seed 7 --out sim-out --json\n\nA year of one-minute readings as the cloud's Parquet archive (day=YYYY-MM-DD/part-0.parquet):\n  fieldpulse simulate --assets 100 --days 365 --interval 1m --archive archive --out sim-out"
 )]
 pub struct SimulateArgs {
     /// Output directory (telemetry.csv, history.json, ground_truth.json).
     #[arg(long, default_value = "sim-out")]
     out: PathBuf,
+    /// Write the telemetry as the cloud's archive under this directory
+    /// instead of telemetry.csv: `day=YYYY-MM-DD/part-0.parquet`, long
+    /// (`ts` Datetime ms UTC, `asset`, `tag`, `value`), a dropped-out sensor
+    /// has no row.
+    #[arg(long)]
+    archive: Option<PathBuf>,
     /// Number of assets (pumps, compressors and HVAC units in turn).
     #[arg(long, default_value_t = 30)]
     assets: usize,
@@ -182,17 +192,28 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let csv_path = args.out.join("telemetry.csv");
-    let file =
-        File::create(&csv_path).with_context(|| format!("creating {}", csv_path.display()))?;
-    let mut out = BufWriter::new(file);
-    telemetry::write_header(&mut out)?;
+    let names: Vec<String> = fleet.assets().iter().map(|a| a.name.clone()).collect();
+    let mut sink = match &args.archive {
+        Some(root) => TelemetrySink::Archive(ArchiveWriter::new(root.clone(), names.clone())),
+        None => {
+            let csv_path = args.out.join("telemetry.csv");
+            let file = File::create(&csv_path)
+                .with_context(|| format!("creating {}", csv_path.display()))?;
+            let mut out = BufWriter::new(file);
+            telemetry::write_header(&mut out)?;
+            TelemetrySink::Csv(csv_path, out)
+        }
+    };
     let total = fleet.max_readings().max(1);
     let mut n_readings = 0u64;
     let mut slot = 0u64;
-    let names: Vec<String> = fleet.assets().iter().map(|a| a.name.clone()).collect();
     while let Some(reading) = fleet.next_reading() {
-        telemetry::write_row(&mut out, &names[reading.asset_idx], &reading)?;
+        match &mut sink {
+            TelemetrySink::Csv(_, out) => {
+                telemetry::write_row(out, &names[reading.asset_idx], &reading)?
+            }
+            TelemetrySink::Archive(w) => w.push(&reading)?,
+        }
         if let Some(p) = publisher.as_mut() {
             let asset = &names[reading.asset_idx];
             p.publish(
@@ -208,7 +229,22 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             eprintln!("simulate: {slot}% ({n_readings} readings)");
         }
     }
-    out.flush()?;
+    let telemetry_path = match sink {
+        TelemetrySink::Csv(path, mut out) => {
+            out.flush()?;
+            path
+        }
+        TelemetrySink::Archive(mut w) => {
+            w.flush()?;
+            eprintln!(
+                "simulate: archive {}: {} day partitions, {} long rows",
+                w.root.display(),
+                w.n_days,
+                w.n_rows
+            );
+            w.root
+        }
+    };
     let mqtt = match publisher {
         Some(p) => {
             let (sent, acked) = p.finish()?;
@@ -235,7 +271,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "failures": history.failures.len(),
         "work_orders": history.work_orders.len(),
         "sensor_faults": history.sensor_faults.len(),
-        "telemetry": csv_path,
+        "telemetry": telemetry_path,
         "history": fixture_path,
         "ground_truth": truth_path,
         "mqtt": mqtt,
@@ -254,4 +290,62 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where the simulated readings go.
+enum TelemetrySink {
+    Csv(PathBuf, BufWriter<File>),
+    Archive(ArchiveWriter),
+}
+
+/// The cloud's archive layout: a day's long readings buffered, then written
+/// as `day=YYYY-MM-DD/part-0.parquet` (readings arrive in time order).
+struct ArchiveWriter {
+    root: PathBuf,
+    rows: LongRows,
+    day: Option<i64>,
+    n_days: u64,
+    n_rows: u64,
+}
+
+impl ArchiveWriter {
+    fn new(root: PathBuf, assets: Vec<String>) -> Self {
+        Self {
+            root,
+            rows: LongRows {
+                asset_names: assets,
+                tag_names: SENSORS.iter().map(|s| s.to_string()).collect(),
+                ..LongRows::default()
+            },
+            day: None,
+            n_days: 0,
+            n_rows: 0,
+        }
+    }
+
+    fn push(&mut self, reading: &Reading) -> anyhow::Result<()> {
+        let day = reading.ts_ms.div_euclid(DAY_MS);
+        if self.day != Some(day) {
+            self.flush()?;
+            self.day = Some(day);
+        }
+        for (tag, value) in reading.values.iter().enumerate() {
+            if value.is_some() {
+                self.rows
+                    .push(reading.ts_ms, reading.asset_idx as u32, tag as u32, *value);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        write_archive_part(&self.root, "part-0", &self.rows)?;
+        self.n_days += 1;
+        self.n_rows += self.rows.len() as u64;
+        self.rows.clear();
+        Ok(())
+    }
 }

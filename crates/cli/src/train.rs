@@ -10,25 +10,32 @@ use anyhow::{bail, Context};
 use clap::Args;
 use fieldpulse_models::failure::challengers::{compare, ChallengerConfig, ChallengerReport};
 use fieldpulse_models::failure::cmms_csv::CmmsMap;
-use fieldpulse_models::failure::dataset::{feature_rows, Observation, Telemetry};
+use fieldpulse_models::failure::dataset::{feature_rows_from, Observation, Telemetry};
 use fieldpulse_models::failure::evaluate::evaluate;
 use fieldpulse_models::failure::feedback::FeedbackFile;
 use fieldpulse_models::failure::labels::parse_sf_datetime;
 use fieldpulse_models::failure::monotone::MonotoneRule;
-use fieldpulse_models::failure::train::{
-    fingerprint, model_card, summary, train_with_rows, TrainConfig,
-};
+use fieldpulse_models::failure::train::{model_card, summary, train_from, TrainConfig};
 use fieldpulse_models::failure::{report, FailureModel, FleetHistory};
+use fieldpulse_models::telemetry::{
+    Fingerprint, ReadReport, TelemetryInput, TelemetryOptions, TelemetryProfile,
+};
+
+use crate::telemetry_args::TelemetryArgs;
 
 /// Arguments of `fieldpulse train`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  fieldpulse simulate --assets 60 --days 365 --out sim-out\n  fieldpulse train --telemetry sim-out/telemetry.csv --work-orders sim-out/history.json --out models/v1\n\nAnother CMMS's export, plus dispatcher feedback:\n  fieldpulse train --telemetry t.csv --work-orders wo.csv --work-order-map map.toml \\\n    --feedback labels.csv --observed-until 2026-06-30 --out models/v2"
+    after_help = "Example:\n  fieldpulse simulate --assets 60 --days 365 --out sim-out\n  fieldpulse train --telemetry sim-out/telemetry.csv --work-orders sim-out/history.json --out models/v1\n\nThe cloud's Parquet archive (day=YYYY-MM-DD/part-*.parquet), one quarter of it:\n  fieldpulse train --telemetry /srv/fieldpulse/archive --from 2026-01-01 --to 2026-04-01 \\\n    --work-orders wo.json --out models/v2\n\nA historian's long export (ts, asset, tag, value), Parquet or CSV:\n  fieldpulse train --telemetry pi-export.parquet --asset-col equipment --tag-col point --work-orders wo.json --out models/v2\n\nAnother CMMS's export, plus dispatcher feedback:\n  fieldpulse train --telemetry t.csv --work-orders wo.csv --work-order-map map.toml \\\n    --feedback labels.csv --observed-until 2026-06-30 --out models/v2"
 )]
 pub struct TrainArgs {
-    /// Wide telemetry CSV (`asset, ts, sensor...`).
+    /// Telemetry: a wide CSV (`asset, ts, sensor...`), a long CSV or Parquet
+    /// file (`ts, asset, tag, value`), a wide Parquet file, a directory of
+    /// Parquet files, or the cloud's archive (`day=YYYY-MM-DD/part-*.parquet`).
     #[arg(long)]
     telemetry: PathBuf,
+    #[command(flatten)]
+    columns: TelemetryArgs,
     /// Work Order history: the simulator's / emulator's fixture JSON, a
     /// `fieldpulse sync work-orders` directory, or (with --work-order-map)
     /// another CMMS's CSV export.
@@ -132,9 +139,11 @@ pub struct EvalModelArgs {
     /// Artifact directory written by `fieldpulse train`.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Wide telemetry CSV of held-out history.
+    /// Telemetry of held-out history (any layout `fieldpulse train` reads).
     #[arg(long)]
     pub telemetry: Option<PathBuf>,
+    #[command(flatten)]
+    pub columns: TelemetryArgs,
     /// Work Order history (fixture JSON, sync directory, or CMMS CSV).
     #[arg(long)]
     pub work_orders: Option<PathBuf>,
@@ -153,7 +162,8 @@ pub struct EvalModelArgs {
     pub json: bool,
 }
 
-fn parse_date(text: &str) -> Result<i64, String> {
+/// Parses `YYYY-MM-DD` or ISO 8601 into epoch ms (clap value parser).
+pub fn parse_date(text: &str) -> Result<i64, String> {
     parse_sf_datetime(text)
         .ok_or_else(|| format!("`{text}` is not a date (YYYY-MM-DD or ISO 8601)"))
 }
@@ -174,6 +184,99 @@ pub fn read_history(path: &Path, map: Option<&Path>) -> anyhow::Result<FleetHist
     FleetHistory::from_json(&text).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Opens telemetry in any layout and runs pass 1 (the profile), with
+/// progress on stderr.
+fn open_telemetry(
+    path: &Path,
+    opts: &TelemetryOptions,
+    cmd: &str,
+) -> anyhow::Result<(TelemetryInput, TelemetryProfile)> {
+    let mut input = TelemetryInput::open(path, opts)
+        .with_context(|| format!("--telemetry {}", path.display()))?;
+    let r = input.report();
+    eprintln!(
+        "{cmd}: reading {} ({}, {} layout, {} files{})",
+        path.display(),
+        r.kind,
+        match r.layout {
+            Some(fieldpulse_models::telemetry::Layout::Long) => "long",
+            _ => "wide",
+        },
+        r.files,
+        if r.partitions_skipped > 0 {
+            format!(
+                "; {} of {} day partitions outside --from/--to skipped",
+                r.partitions_skipped,
+                r.partitions_skipped + r.partitions_read
+            )
+        } else {
+            String::new()
+        }
+    );
+    let mut progress = chunk_progress(cmd);
+    let profile = input
+        .profile(&mut progress)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((input, profile))
+}
+
+/// Prints pass progress every 10 % of the chunks.
+pub fn chunk_progress(cmd: &str) -> impl FnMut(&str, usize, usize) + '_ {
+    let mut last = (String::new(), usize::MAX);
+    let mut started = std::time::Instant::now();
+    move |pass: &str, done: usize, total: usize| {
+        let tenth = (done * 10).checked_div(total).unwrap_or(10);
+        if pass != last.0 {
+            started = std::time::Instant::now();
+        }
+        if total > 1 && (pass != last.0 || tenth != last.1) {
+            eprintln!(
+                "{cmd}: telemetry {pass} pass {done}/{total} chunks ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
+            last = (pass.to_string(), tenth);
+        }
+    }
+}
+
+/// What reading found, for stderr: rejections, duplicates, warnings.
+fn print_read_report(cmd: &str, r: &ReadReport) {
+    eprintln!(
+        "{cmd}: telemetry {} rows read, {} wide rows; {} rejected{}; {} outside the window; {} duplicate readings (last kept); {} missing values{}",
+        r.rows_read,
+        r.rows,
+        r.rejected_rows(),
+        r.rejected_text(),
+        r.outside_window,
+        r.duplicate_readings,
+        r.missing_values,
+        if r.excluded_tag_rows > 0 {
+            format!("; {} rows of excluded tags", r.excluded_tag_rows)
+        } else {
+            String::new()
+        }
+    );
+    for w in &r.warnings {
+        eprintln!("{cmd}: warning: {w}");
+    }
+}
+
+/// FNV-1a 64 of the telemetry files read and the other inputs (the model
+/// card's data fingerprint; for a single telemetry file the same value as
+/// before directories were accepted).
+fn data_fingerprint(input: &TelemetryInput, others: &[&Path]) -> anyhow::Result<String> {
+    let mut fp = Fingerprint::default();
+    for file in input.files() {
+        fp.add_file(&file)?;
+    }
+    for path in others {
+        if !path.is_dir() {
+            fp.add_file(path)?;
+        }
+    }
+    Ok(fp.finish())
+}
+
 /// Reads a wide telemetry CSV.
 pub fn read_telemetry(path: &Path) -> anyhow::Result<Telemetry> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -188,14 +291,16 @@ pub fn read_telemetry(path: &Path) -> anyhow::Result<Telemetry> {
 /// Runs `fieldpulse train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    eprintln!("train: reading {}", args.telemetry.display());
-    let telemetry = read_telemetry(&args.telemetry)?;
+    let opts = args.columns.options(args.observed_until);
+    let (mut input, profile) = open_telemetry(&args.telemetry, &opts, "train")?;
     let mut history = read_history(&args.work_orders, args.work_order_map.as_deref())?;
     eprintln!(
-        "train: {} readings of {} assets ({} rejected rows); {} work orders, {} merged, {} ignored, {} failures without a code, {} rejected{}",
-        telemetry.n_rows(),
-        telemetry.assets.len(),
-        telemetry.rejected_rows,
+        "train: {} readings of {} assets, {} sensors ({} rejected rows{}); {} work orders, {} merged, {} ignored, {} failures without a code, {} rejected{}",
+        profile.n_rows,
+        profile.assets.len(),
+        profile.sensors.len(),
+        input.report().rejected_rows(),
+        input.report().rejected_text(),
         history.n_work_orders,
         history.n_merged,
         history.n_ignored,
@@ -257,18 +362,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     cfg.monotone.extend(args.monotone.iter().cloned());
     let mut last_step = String::new();
-    let (outcome, rows) = train_with_rows(&telemetry, &history, &cfg, &mut |step, done, total| {
-        if step != last_step {
-            eprintln!("train: [{done:>2}/{total}] {step}");
-            last_step = step.to_string();
-        }
-    })?;
+    let mut reading = chunk_progress("train");
+    let (outcome, rows) = train_from(
+        &profile,
+        &history,
+        &cfg,
+        &mut |schema, stride, _| {
+            feature_rows_from(&mut input, &profile, schema, &history, stride, &mut reading)
+        },
+        &mut |step, done, total| {
+            if step != last_step {
+                eprintln!("train: [{done:>2}/{total}] {step}");
+                last_step = step.to_string();
+            }
+        },
+    )?;
+    print_read_report("train", input.report());
     let challengers = if args.no_challengers {
         None
     } else {
-        Some(run_challengers(
-            &args, &outcome, &rows, &telemetry, &history,
-        )?)
+        Some(run_challengers(&args, &outcome, &rows, &profile, &history)?)
     };
     drop(rows);
     let absent = &outcome.labels.assets_without_history;
@@ -287,22 +400,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut labels = serde_json::to_value(&outcome.labels)?;
     labels["work_orders"] = work_orders;
     labels["feedback"] = serde_json::to_value(&feedback)?;
-    let telemetry_bytes = std::fs::read(&args.telemetry)?;
-    let mut parts = vec![telemetry_bytes];
-    for path in [
+    let others: Vec<&Path> = [
         Some(&args.work_orders),
         args.work_order_map.as_ref(),
         args.feedback.as_ref(),
     ]
     .into_iter()
     .flatten()
-    {
-        if !path.is_dir() {
-            parts.push(std::fs::read(path)?);
-        }
-    }
-    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let data_fp = fingerprint(&parts);
+    .map(PathBuf::as_path)
+    .collect();
+    let data_fp = data_fingerprint(&input, &others)?;
+    let telemetry_report = serde_json::to_value(input.report())?;
     let created_by = format!(
         "fieldpulse train {} ({})",
         env!("CARGO_PKG_VERSION"),
@@ -311,6 +419,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut card = model_card(&outcome, &cfg, &data_fp, &created_by);
     card["labels"] = labels.clone();
     card["code_version"] = code_version();
+    card["telemetry"] = telemetry_report.clone();
     outcome.model.save(&args.out)?;
     std::fs::write(
         args.out.join("model_card.json"),
@@ -348,6 +457,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 "model_version": outcome.model.model_version,
                 "train_seconds": seconds,
                 "labels": labels,
+                "telemetry": telemetry_report,
                 "test": summary(&outcome.test),
                 "boosters": outcome.boosters,
                 "validation_assets": outcome.split.validation_assets,
@@ -403,7 +513,7 @@ fn run_challengers(
     args: &TrainArgs,
     outcome: &fieldpulse_models::failure::train::TrainOutcome,
     rows: &fieldpulse_models::failure::dataset::FeatureRows,
-    telemetry: &Telemetry,
+    telemetry: &TelemetryProfile,
     history: &FleetHistory,
 ) -> anyhow::Result<ChallengerReport> {
     let champion_dir = match (&args.champion, &args.registry) {
@@ -417,7 +527,7 @@ fn run_challengers(
                 .with_context(|| format!("--champion {}: cannot load the model", dir.display()))
         })
         .transpose()?;
-    let obs = Observation::new(telemetry, history, args.observed_until);
+    let obs = Observation::from_profile(telemetry, history, args.observed_until);
     let started = std::time::Instant::now();
     eprintln!("train: challengers (booster, champion, age-only, logistic regression, random forest; ridge RUL)");
     let cfg = ChallengerConfig {
@@ -483,12 +593,21 @@ pub fn run_eval_model(args: EvalModelArgs) -> anyhow::Result<()> {
         bail!("use `fieldpulse eval cmapss --data DIR` or `fieldpulse eval --model DIR --telemetry F.csv --work-orders H.json`");
     };
     let model = FailureModel::load(&model_dir)?;
-    let telemetry = read_telemetry(&telemetry_path)?;
+    let opts = args.columns.options(args.observed_until);
+    let (mut input, telemetry) = open_telemetry(&telemetry_path, &opts, "eval")?;
     let history = read_history(&history_path, args.work_order_map.as_deref())?;
-    let stride = telemetry.n_rows().div_ceil(200_000).max(1);
-    let rows = feature_rows(&telemetry, &model.schema, &history, stride)?;
+    let stride = telemetry.n_rows.div_ceil(200_000).max(1);
+    let rows = feature_rows_from(
+        &mut input,
+        &telemetry,
+        &model.schema,
+        &history,
+        stride,
+        &mut chunk_progress("eval"),
+    )?;
+    print_read_report("eval", input.report());
     let (_, t1) = telemetry.time_range().context("no rows")?;
-    let obs = Observation::new(&telemetry, &history, args.observed_until);
+    let obs = Observation::from_profile(&telemetry, &history, args.observed_until);
     let absent = obs.assets_without_history();
     let all: Vec<usize> = (0..rows.len())
         .filter(|&i| {
@@ -503,6 +622,7 @@ pub fn run_eval_model(args: EvalModelArgs) -> anyhow::Result<()> {
         "model_version": model.model_version,
         "assets_without_history": absent,
         "assets_without_history_excluded": !args.include_assets_without_history,
+        "telemetry": input.report(),
         "metrics": summary(&report),
     });
     if args.json {

@@ -17,7 +17,11 @@ use super::labels::{
     FALSE_ALARM_WEIGHT,
 };
 use super::model::{ArtifactError, FeatureSchema};
-use crate::wide_csv::{RejectCounts, WideCsvError, WideCsvOptions, WideCsvReader, WideRecord};
+use super::train::TrainError;
+use crate::telemetry::{RowBatch, TelemetryInput, TelemetryProfile};
+use crate::wide_csv::{
+    RejectCounts, WideCsvError, WideCsvLayout, WideCsvOptions, WideCsvReader, WideRecord,
+};
 
 /// Telemetry in memory: rows in input order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,7 +47,19 @@ impl Telemetry {
     /// # Errors
     /// IO errors or an unreadable header.
     pub fn read_csv(input: impl BufRead) -> Result<Self, WideCsvError> {
-        let mut reader = WideCsvReader::new(input, &WideCsvOptions::default())?;
+        Self::read_csv_counted(input, &WideCsvOptions::default()).map(|(t, _, _)| t)
+    }
+
+    /// [`Self::read_csv`] with column options, also returning the reader's
+    /// rejection counts and the detected layout.
+    ///
+    /// # Errors
+    /// IO errors or an unreadable header.
+    pub fn read_csv_counted(
+        input: impl BufRead,
+        opts: &WideCsvOptions,
+    ) -> Result<(Self, RejectCounts, WideCsvLayout), WideCsvError> {
+        let mut reader = WideCsvReader::new(input, opts)?;
         let layout = reader.layout().clone();
         let mut out = Telemetry {
             sensors: layout.sensor_names(),
@@ -71,7 +87,36 @@ impl Telemetry {
         }
         let counts: RejectCounts = reader.counts();
         out.rejected_rows = counts.rejected_rows();
-        Ok(out)
+        Ok((out, counts, layout))
+    }
+
+    /// Keeps the rows whose time `keep` accepts (and the assets that still
+    /// have rows, in the same order); returns how many rows were dropped.
+    pub fn retain_window(&mut self, keep: impl Fn(i64) -> bool) -> usize {
+        let n_in = self.sensors.len();
+        let before = self.n_rows();
+        let mut new_idx = vec![u32::MAX; self.assets.len()];
+        let mut assets = Vec::new();
+        let mut w = 0;
+        for i in 0..before {
+            if !keep(self.ts_ms[i]) {
+                continue;
+            }
+            let a = self.asset_idx[i] as usize;
+            if new_idx[a] == u32::MAX {
+                new_idx[a] = assets.len() as u32;
+                assets.push(self.assets[a].clone());
+            }
+            self.asset_idx[w] = new_idx[a];
+            self.ts_ms[w] = self.ts_ms[i];
+            self.values.copy_within(i * n_in..(i + 1) * n_in, w * n_in);
+            w += 1;
+        }
+        self.asset_idx.truncate(w);
+        self.ts_ms.truncate(w);
+        self.values.truncate(w * n_in);
+        self.assets = assets;
+        before - w
     }
 
     /// Number of rows.
@@ -117,10 +162,40 @@ impl<'a> Observation<'a> {
         history: &'a FleetHistory,
         observed_until_ms: Option<i64>,
     ) -> Self {
-        let end_ms = telemetry
-            .last_reading_ms()
-            .into_iter()
-            .zip(&telemetry.assets)
+        Self::with_last_readings(
+            &telemetry.assets,
+            &telemetry.last_reading_ms(),
+            history,
+            observed_until_ms,
+        )
+    }
+
+    /// Ends of observation of a profiled telemetry set's assets.
+    pub fn from_profile(
+        profile: &'a TelemetryProfile,
+        history: &'a FleetHistory,
+        observed_until_ms: Option<i64>,
+    ) -> Self {
+        Self::with_last_readings(
+            &profile.assets,
+            &profile.last_reading_ms,
+            history,
+            observed_until_ms,
+        )
+    }
+
+    /// Ends of observation of `assets` whose last readings are
+    /// `last_reading_ms`.
+    pub fn with_last_readings(
+        assets: &'a [String],
+        last_reading_ms: &[i64],
+        history: &'a FleetHistory,
+        observed_until_ms: Option<i64>,
+    ) -> Self {
+        let end_ms = last_reading_ms
+            .iter()
+            .copied()
+            .zip(assets)
             .map(|(last, name)| {
                 let decommissioned = history.assets.get(name).and_then(|h| h.decommissioned_ms);
                 [Some(last), decommissioned, observed_until_ms]
@@ -131,7 +206,7 @@ impl<'a> Observation<'a> {
             })
             .collect();
         Self {
-            assets: &telemetry.assets,
+            assets,
             history,
             end_ms,
         }
@@ -189,6 +264,29 @@ impl FeatureRows {
     pub fn row(&self, i: usize) -> &[f64] {
         &self.x[i * self.n_features..(i + 1) * self.n_features]
     }
+
+    /// Orders rows `start..` by time, then `rank` of their asset (stable).
+    fn sort_tail(&mut self, start: usize, rank: &[u32]) {
+        let key = |i: usize| (self.ts_ms[i], rank[self.asset_idx[i] as usize]);
+        if (start + 1..self.len()).all(|i| key(i - 1) <= key(i)) {
+            return;
+        }
+        let mut order: Vec<usize> = (start..self.len()).collect();
+        order.sort_by_key(|&i| key(i));
+        let nf = self.n_features;
+        let mut x = Vec::with_capacity(order.len() * nf);
+        for &i in &order {
+            x.extend_from_slice(self.row(i));
+        }
+        let asset_idx: Vec<u32> = order.iter().map(|&i| self.asset_idx[i]).collect();
+        let ts_ms: Vec<i64> = order.iter().map(|&i| self.ts_ms[i]).collect();
+        self.x.truncate(start * nf);
+        self.x.extend_from_slice(&x);
+        self.asset_idx.truncate(start);
+        self.asset_idx.extend_from_slice(&asset_idx);
+        self.ts_ms.truncate(start);
+        self.ts_ms.extend_from_slice(&ts_ms);
+    }
 }
 
 /// Computes features for every reading and keeps every `stride`-th reading
@@ -202,43 +300,140 @@ pub fn feature_rows(
     history: &FleetHistory,
     stride: usize,
 ) -> Result<FeatureRows, ArtifactError> {
-    let spec = schema.stream_spec()?;
+    let mut extractor = FeatureExtractor::new(schema, history, &telemetry.assets, stride)?;
     let positions = schema.sensor_positions(&telemetry.sensors)?;
     let n_in = telemetry.sensors.len();
-    let n_stream = schema.stream_columns.len();
-    let nf = schema.n_features();
-    let mut state = FleetFeatures::new(spec.clone(), telemetry.assets.len());
-    let mut scratch = RowScratch::new(&spec);
-    let mut seen = vec![0usize; telemetry.assets.len()];
     let mut values = vec![0.0; positions.len()];
-    let mut row = vec![0.0; nf];
-    let stride = stride.max(1);
-    let mut out = FeatureRows {
-        n_features: nf,
-        ..FeatureRows::default()
-    };
     for i in 0..telemetry.n_rows() {
-        let asset = telemetry.asset_idx[i] as usize;
         let input = &telemetry.values[i * n_in..(i + 1) * n_in];
         for (v, &p) in values.iter_mut().zip(&positions) {
             *v = input[p];
         }
-        let ts = telemetry.ts_ms[i];
-        state
-            .update_features(asset, ts, &values, &mut scratch, &mut row[..n_stream])
-            .map_err(|e| ArtifactError::Schema(e.to_string()))?;
-        let keep = seen[asset].is_multiple_of(stride);
-        seen[asset] += 1;
-        if !keep {
-            continue;
-        }
-        let hist = history.assets.get(&telemetry.assets[asset]);
-        schema.history_features(hist, ts, &mut row[n_stream..]);
-        out.x.extend_from_slice(&row);
-        out.asset_idx.push(asset as u32);
-        out.ts_ms.push(ts);
+        extractor.push(telemetry.asset_idx[i] as usize, telemetry.ts_ms[i], &values)?;
     }
-    Ok(out)
+    Ok(extractor.rows)
+}
+
+/// Feature rows of any telemetry input: a wide CSV exactly as
+/// [`feature_rows`]; chunked inputs by pass 2 of [`TelemetryInput`], rows
+/// ordered by time then asset name (so they equal those of the same readings
+/// as a wide CSV sorted that way). Memory: the kept rows and one chunk.
+///
+/// # Errors
+/// A sensor of the schema missing from the input, or reading errors.
+pub fn feature_rows_from(
+    input: &mut TelemetryInput,
+    profile: &TelemetryProfile,
+    schema: &FeatureSchema,
+    history: &FleetHistory,
+    stride: usize,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<FeatureRows, TrainError> {
+    if let Some(telemetry) = input.as_wide_csv() {
+        return Ok(feature_rows(telemetry, schema, history, stride)?);
+    }
+    schema.sensor_positions(&profile.sensors)?;
+    let mut extractor = FeatureExtractor::new(schema, history, &profile.assets, stride)?;
+    let mut rank = vec![0u32; profile.assets.len()];
+    let mut by_name: Vec<usize> = (0..profile.assets.len()).collect();
+    by_name.sort_by(|&a, &b| profile.assets[a].cmp(&profile.assets[b]));
+    for (r, &a) in by_name.iter().enumerate() {
+        rank[a] = r as u32;
+    }
+    let mut failed: Option<ArtifactError> = None;
+    input
+        .scan(
+            profile,
+            &schema.sensors,
+            &mut |batch: &RowBatch<'_>| {
+                let start = extractor.rows.len();
+                for i in 0..batch.len() {
+                    if let Err(e) =
+                        extractor.push(batch.asset[i] as usize, batch.ts_ms[i], batch.row(i))
+                    {
+                        failed = Some(e);
+                        return Err(crate::telemetry::TelemetryError::Stopped);
+                    }
+                }
+                extractor.rows.sort_tail(start, &rank);
+                Ok(())
+            },
+            progress,
+        )
+        .map_err(|e| match failed.take() {
+            Some(f) => TrainError::Artifact(f),
+            None => TrainError::Telemetry(e),
+        })?;
+    let mut rows = extractor.rows;
+    rows.sort_tail(0, &rank);
+    Ok(rows)
+}
+
+/// The streaming feature state over readings that arrive per asset in time
+/// order, keeping every `stride`-th reading of each asset.
+struct FeatureExtractor<'a> {
+    schema: &'a FeatureSchema,
+    history: &'a FleetHistory,
+    assets: &'a [String],
+    state: FleetFeatures,
+    scratch: RowScratch,
+    seen: Vec<usize>,
+    row: Vec<f64>,
+    stride: usize,
+    n_stream: usize,
+    rows: FeatureRows,
+}
+
+impl<'a> FeatureExtractor<'a> {
+    fn new(
+        schema: &'a FeatureSchema,
+        history: &'a FleetHistory,
+        assets: &'a [String],
+        stride: usize,
+    ) -> Result<Self, ArtifactError> {
+        let spec = schema.stream_spec()?;
+        let nf = schema.n_features();
+        Ok(Self {
+            schema,
+            history,
+            assets,
+            state: FleetFeatures::new(spec.clone(), assets.len()),
+            scratch: RowScratch::new(&spec),
+            seen: vec![0usize; assets.len()],
+            row: vec![0.0; nf],
+            stride: stride.max(1),
+            n_stream: schema.stream_columns.len(),
+            rows: FeatureRows {
+                n_features: nf,
+                ..FeatureRows::default()
+            },
+        })
+    }
+
+    /// One reading (`values` in schema sensor order).
+    fn push(&mut self, asset: usize, ts: i64, values: &[f64]) -> Result<(), ArtifactError> {
+        self.state
+            .update_features(
+                asset,
+                ts,
+                values,
+                &mut self.scratch,
+                &mut self.row[..self.n_stream],
+            )
+            .map_err(|e| ArtifactError::Schema(e.to_string()))?;
+        let keep = self.seen[asset].is_multiple_of(self.stride);
+        self.seen[asset] += 1;
+        if !keep {
+            return Ok(());
+        }
+        let hist = self.history.assets.get(&self.assets[asset]);
+        self.schema
+            .history_features(hist, ts, &mut self.row[self.n_stream..]);
+        self.rows.x.extend_from_slice(&self.row);
+        self.rows.asset_idx.push(asset as u32);
+        self.rows.ts_ms.push(ts);
+        Ok(())
+    }
 }
 
 /// Labels of one classifier for the given rows: `(target, weight)`, weight 0

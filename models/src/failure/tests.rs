@@ -685,7 +685,10 @@ fn early_stopping_holds_out_whole_fit_assets_and_records_the_trees_kept() {
         &history,
         split.t0_ms,
         split.t1_ms,
-        &TrainConfig { seed: 99, ..cfg.clone() },
+        &TrainConfig {
+            seed: 99,
+            ..cfg.clone()
+        },
     );
     assert_ne!(
         (other.test_assets, other.validation_assets),

@@ -46,7 +46,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::json;
 
-use super::cadence::{asset_intervals_s, fleet_cadence, Cadence, CADENCE_TOLERANCE};
+use super::cadence::{fleet_cadence, Cadence, CADENCE_TOLERANCE};
 use super::dataset::{
     classifier_labels, feature_rows, rul_targets, FeatureRows, Observation, Telemetry,
 };
@@ -59,6 +59,7 @@ use super::monotone::{default_rules, resolve, MonotoneError, MonotoneRule};
 use crate::calibration::Isotonic;
 use crate::gbdt::{Gbdt, GbdtError, GbdtParams, Objective, Validation};
 use crate::metrics::pr_curve;
+use crate::telemetry::{TelemetryError, TelemetryProfile};
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +148,9 @@ pub enum TrainError {
     /// Booster problems.
     #[error(transparent)]
     Booster(#[from] GbdtError),
+    /// Telemetry files could not be read.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
     /// Not enough data to train.
     #[error("cannot train: {0}")]
     Data(String),
@@ -521,6 +525,42 @@ pub fn train_with_rows(
     cfg: &TrainConfig,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<(TrainOutcome, FeatureRows), TrainError> {
+    let profile = TelemetryProfile::of(telemetry);
+    train_from(
+        &profile,
+        history,
+        cfg,
+        &mut |schema, stride, progress| {
+            progress("features", 0, 1);
+            let rows = feature_rows(telemetry, schema, history, stride)?;
+            progress("features", 1, 1);
+            Ok(rows)
+        },
+        progress,
+    )
+}
+
+/// Produces the feature rows of a schema at a stride (reporting progress).
+pub type RowSource<'a> = dyn FnMut(
+        &FeatureSchema,
+        usize,
+        &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<FeatureRows, TrainError>
+    + 'a;
+
+/// [`train_with_rows`] on telemetry known by its profile, whose feature rows
+/// `rows` computes (e.g. [`super::dataset::feature_rows_from`] over files
+/// read in chunks): the telemetry never needs to be in memory.
+///
+/// # Errors
+/// As [`train`], plus the row source's errors.
+pub fn train_from(
+    telemetry: &TelemetryProfile,
+    history: &FleetHistory,
+    cfg: &TrainConfig,
+    rows: &mut RowSource<'_>,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(TrainOutcome, FeatureRows), TrainError> {
     let (t0, t1) = telemetry
         .time_range()
         .ok_or_else(|| TrainError::Data("telemetry has no rows".into()))?;
@@ -532,11 +572,9 @@ pub fn train_with_rows(
         history.products(),
         modes.clone(),
     )?;
-    let stride = telemetry.n_rows().div_ceil(cfg.max_rows.max(1)).max(1);
-    progress("features", 0, 1);
-    let rows = feature_rows(telemetry, &schema, history, stride)?;
-    progress("features", 1, 1);
-    let obs = Observation::new(telemetry, history, cfg.observed_until_ms);
+    let stride = telemetry.n_rows.div_ceil(cfg.max_rows.max(1)).max(1);
+    let rows = rows(&schema, stride, progress)?;
+    let obs = Observation::from_profile(telemetry, history, cfg.observed_until_ms);
     let absent = obs.assets_without_history();
     let mut labels = LabelSummary {
         n_assets_without_history: absent.len(),
@@ -575,7 +613,12 @@ pub fn train_with_rows(
         )));
     }
     // Fit rows, then validation rows: one matrix, the fit part a prefix.
-    let train_rows: Vec<usize> = split.fit_rows.iter().chain(&split.val_rows).copied().collect();
+    let train_rows: Vec<usize> = split
+        .fit_rows
+        .iter()
+        .chain(&split.val_rows)
+        .copied()
+        .collect();
     let x_train = subset(&rows, &train_rows);
     let x_cal = subset(&rows, &split.cal_rows);
     let nf = rows.n_features;
@@ -759,11 +802,7 @@ pub fn train_with_rows(
         calibration,
         stride,
         labels,
-        cadence: fleet_cadence(&asset_intervals_s(
-            &telemetry.asset_idx,
-            &telemetry.ts_ms,
-            telemetry.assets.len(),
-        )),
+        cadence: fleet_cadence(&telemetry.intervals_s),
         boosters,
     };
     Ok((outcome, rows))
