@@ -17,7 +17,11 @@ pub fn mae(pred: &[f64], truth: &[f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    pred.iter().zip(truth).map(|(p, t)| (p - t).abs()).sum::<f64>() / n as f64
+    pred.iter()
+        .zip(truth)
+        .map(|(p, t)| (p - t).abs())
+        .sum::<f64>()
+        / n as f64
 }
 
 /// PHM08 challenge score (Saxena et al. 2008): with `d = predicted − true`,

@@ -180,21 +180,30 @@ mod tests {
 
     #[test]
     fn rules_parse_resolve_in_order_and_refuse_what_matches_nothing() {
-        let rules: Vec<MonotoneRule> = ["vib_*.robust_z=+1", "vib_peak.robust_z = 0", "hist.age_days=-1"]
-            .iter()
-            .map(|t| t.parse().expect("rule"))
-            .collect();
+        let rules: Vec<MonotoneRule> = [
+            "vib_*.robust_z=+1",
+            "vib_peak.robust_z = 0",
+            "hist.age_days=-1",
+        ]
+        .iter()
+        .map(|t| t.parse().expect("rule"))
+        .collect();
         assert_eq!(rules[0], MonotoneRule::new("vib_*.robust_z", 1));
         assert_eq!(rules[1].to_string(), "vib_peak.robust_z=0");
-        let columns: Vec<String> = ["vib_rms.robust_z", "vib_peak.robust_z", "hist.age_days", "dt_s"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let columns: Vec<String> = [
+            "vib_rms.robust_z",
+            "vib_peak.robust_z",
+            "hist.age_days",
+            "dt_s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(resolve(&columns, &[], &rules), Ok(vec![1, 0, -1, 0]));
         assert_eq!(resolve(&columns, &[], &[]), Ok(vec![0; 4]));
         let typo = MonotoneRule::new("vib_rm.robust_z", 1);
         assert!(matches!(
-            resolve(&columns, &[], &[typo.clone()]),
+            resolve(&columns, &[], std::slice::from_ref(&typo)),
             Err(MonotoneError::NoMatch(_))
         ));
         // Defaults apply where they match, are skipped where they do not,
@@ -202,7 +211,10 @@ mod tests {
         let defaults = default_rules();
         assert_eq!(resolve(&columns, &defaults, &[]), Ok(vec![1, 1, 0, 0]));
         let lifted = MonotoneRule::new("vib_peak.*", 0);
-        assert_eq!(resolve(&columns, &defaults, &[lifted]), Ok(vec![1, 0, 0, 0]));
+        assert_eq!(
+            resolve(&columns, &defaults, &[lifted]),
+            Ok(vec![1, 0, 0, 0])
+        );
         let no_vibration = vec!["temp_c.robust_z".to_string(), "dt_s".to_string()];
         assert_eq!(resolve(&no_vibration, &defaults, &[]), Ok(vec![0, 0]));
         assert!(resolve(&no_vibration, &defaults, &[typo]).is_err());

@@ -348,7 +348,8 @@ fn boosters_table(outcome: &TrainOutcome) -> String {
             esc(&b.model),
             b.n_trees,
             b.max_trees,
-            b.validation_loss.map_or("–".to_string(), |l| format!("{l:.4}")),
+            b.validation_loss
+                .map_or("–".to_string(), |l| format!("{l:.4}")),
             esc(b.note.as_deref().unwrap_or("")),
         );
     }

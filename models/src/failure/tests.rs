@@ -685,7 +685,10 @@ fn early_stopping_holds_out_whole_fit_assets_and_records_the_trees_kept() {
         &history,
         split.t0_ms,
         split.t1_ms,
-        &TrainConfig { seed: 99, ..cfg.clone() },
+        &TrainConfig {
+            seed: 99,
+            ..cfg.clone()
+        },
     );
     assert_ne!(
         (other.test_assets, other.validation_assets),
@@ -769,7 +772,12 @@ fn artifacts_with_learned_missing_directions_are_format_2_and_others_stay_format
     cfg.booster.learn_missing_direction = true;
     let learned = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
     let model = &learned.model;
-    assert!(model.rul.trees.iter().chain(model.classifiers.iter().flat_map(|c| &c.booster.trees)).any(|t| t.nodes.iter().any(|n| n.missing_right)));
+    assert!(model
+        .rul
+        .trees
+        .iter()
+        .chain(model.classifiers.iter().flat_map(|c| &c.booster.trees))
+        .any(|t| t.nodes.iter().any(|n| n.missing_right)));
     assert_eq!(model.version, ARTIFACT_VERSION);
     model.save(dir.path()).expect("save");
     assert_eq!(&FailureModel::load(dir.path()).expect("load"), model);

@@ -575,7 +575,12 @@ pub fn train_with_rows(
         )));
     }
     // Fit rows, then validation rows: one matrix, the fit part a prefix.
-    let train_rows: Vec<usize> = split.fit_rows.iter().chain(&split.val_rows).copied().collect();
+    let train_rows: Vec<usize> = split
+        .fit_rows
+        .iter()
+        .chain(&split.val_rows)
+        .copied()
+        .collect();
     let x_train = subset(&rows, &train_rows);
     let x_cal = subset(&rows, &split.cal_rows);
     let nf = rows.n_features;

@@ -370,7 +370,8 @@ impl GbdtValidParams {
             on_tree(tree_idx + 1, p.n_trees);
             if let Some(tracker) = tracker.as_mut() {
                 let tree = trees.last().expect("just pushed");
-                let stop = tracker.add_tree(tree, p.objective, &importance, p.early_stopping_rounds);
+                let stop =
+                    tracker.add_tree(tree, p.objective, &importance, p.early_stopping_rounds);
                 if stop {
                     break;
                 }

@@ -260,7 +260,14 @@ impl Grower<'_> {
             _ => (bounds, bounds),
         };
         let left = self.grow(left_rows, left_hist, lg, lh, depth + 1, left_bounds);
-        let right = self.grow(right_rows, right_hist, g - lg, h - lh, depth + 1, right_bounds);
+        let right = self.grow(
+            right_rows,
+            right_hist,
+            g - lg,
+            h - lh,
+            depth + 1,
+            right_bounds,
+        );
         let cuts = &self.binned.cuts[feature];
         // Bin 0 holds only NaN: "NaN left, every number right". `f64::MIN`
         // rather than −∞ keeps the model JSON-representable.

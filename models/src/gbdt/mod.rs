@@ -244,11 +244,7 @@ impl FlatForest {
                 } else {
                     x <= node.value
                 };
-                idx = if left {
-                    idx + 1
-                } else {
-                    node.right as usize
-                };
+                idx = if left { idx + 1 } else { node.right as usize };
             }
         }
         total
@@ -389,7 +385,10 @@ mod tests {
     #[test]
     fn an_artifact_from_before_missing_directions_scores_nan_left_and_round_trips_byte_for_byte() {
         let model: Gbdt = serde_json::from_str(OLD_BOOSTER).expect("old layout loads");
-        assert_eq!(serde_json::to_string(&model).expect("serialize"), OLD_BOOSTER);
+        assert_eq!(
+            serde_json::to_string(&model).expect("serialize"),
+            OLD_BOOSTER
+        );
         let nodes = || model.trees.iter().flat_map(|t| &t.nodes);
         assert!(nodes().all(|n| !n.missing_right));
         // Rows near the stored thresholds, a third of the values missing,

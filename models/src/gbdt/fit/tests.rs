@@ -85,8 +85,7 @@ fn binned_training_predictions_match_real_valued_prediction() {
                 let bin_of_threshold = if node.threshold == f64::MIN {
                     0
                 } else {
-                    1 + binned.cuts[node.feature as usize]
-                        .partition_point(|&c| c < node.threshold)
+                    1 + binned.cuts[node.feature as usize].partition_point(|&c| c < node.threshold)
                 };
                 let left = if b == 0 {
                     !node.missing_right
@@ -340,7 +339,12 @@ fn early_stopping_keeps_the_best_iteration_exactly_as_a_shorter_fit() {
     assert_eq!(report.loss, report.losses[report.n_trees - 1]);
     // Validation loss of the kept model, recomputed from its predictions.
     let pred = model.predict(&xv);
-    let mse = pred.iter().zip(&yv).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / yv.len() as f64;
+    let mse = pred
+        .iter()
+        .zip(&yv)
+        .map(|(p, t)| (p - t).powi(2))
+        .sum::<f64>()
+        / yv.len() as f64;
     assert!((mse - report.loss).abs() < 1e-9 * mse.max(1.0));
     // The truncated model (trees and importance) is the model a fit with
     // exactly that many trees grows: stopping draws nothing random.
