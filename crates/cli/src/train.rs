@@ -73,7 +73,7 @@ pub struct TrainArgs {
     /// Stop each booster once this many trees in a row did not lower its
     /// loss on validation assets (a seeded share of the fit assets, held
     /// out whole), keeping the best iteration; 0 turns it off. Default:
-    /// TrainConfig's (docs/models.md, "The learner").
+    /// off (it cost AP on simulated fleets; docs/models.md, "The learner").
     #[arg(long, value_name = "N")]
     early_stopping_rounds: Option<usize>,
     /// Share of each product's fit assets held out as the early-stopping

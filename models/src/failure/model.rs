@@ -29,8 +29,16 @@ use super::labels::{AssetHistory, FleetHistory, DAY_MS};
 use crate::calibration::Isotonic;
 use crate::gbdt::Gbdt;
 
-/// Format version of `model.json`.
-pub const ARTIFACT_VERSION: u32 = 1;
+/// Newest format version of `model.json` this build reads and writes:
+/// boosters whose splits may send missing values right
+/// ([`crate::gbdt::Node::missing_right`]).
+pub const ARTIFACT_VERSION: u32 = 2;
+/// The format before learned missing-value directions (every `NaN` goes
+/// left). Training writes it whenever no split sends `NaN` right, so such
+/// artifacts stay loadable, and score alike, in builds that predate
+/// version 2; those builds refuse a version 2 artifact rather than send its
+/// `NaN`s the wrong way.
+pub const ARTIFACT_VERSION_NAN_LEFT: u32 = 1;
 /// Mode name of the "any failure" classifiers.
 pub const ANY_MODE: &str = "any";
 /// File holding the model inside an artifact directory.
@@ -73,7 +81,8 @@ pub struct Classifier {
 /// A trained failure/RUL model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureModel {
-    /// [`ARTIFACT_VERSION`] at training time.
+    /// Format version: [`ARTIFACT_VERSION_NAN_LEFT`] or [`ARTIFACT_VERSION`]
+    /// ([`FailureModel::format_version`]).
     pub version: u32,
     /// Model version label (e.g. `fp-failure-20260301-ab12cd34`).
     pub model_version: String,
@@ -316,11 +325,18 @@ impl FailureModel {
     /// # Errors
     /// [`ArtifactError::Version`] or [`ArtifactError::Schema`].
     pub fn validate(&self) -> Result<FeatureSpec, ArtifactError> {
-        if self.version != ARTIFACT_VERSION {
+        if !(ARTIFACT_VERSION_NAN_LEFT..=ARTIFACT_VERSION).contains(&self.version) {
             return Err(ArtifactError::Version {
                 found: self.version,
                 expected: ARTIFACT_VERSION,
             });
+        }
+        if self.version < self.format_version() {
+            return Err(ArtifactError::Schema(format!(
+                "format version {} cannot hold splits that send missing values right \
+                 (version {ARTIFACT_VERSION} can)",
+                self.version
+            )));
         }
         let spec = self.schema.stream_spec()?;
         let n = self.schema.n_features();
@@ -379,6 +395,22 @@ impl FailureModel {
             })?;
         model.validate()?;
         Ok(model)
+    }
+
+    /// The oldest format version that holds this model: [`ARTIFACT_VERSION`]
+    /// if any split sends missing values right, else
+    /// [`ARTIFACT_VERSION_NAN_LEFT`].
+    pub fn format_version(&self) -> u32 {
+        let nan_right = |g: &Gbdt| {
+            g.trees
+                .iter()
+                .any(|t| t.nodes.iter().any(|n| n.missing_right))
+        };
+        if self.classifiers.iter().any(|c| nan_right(&c.booster)) || nan_right(&self.rul) {
+            ARTIFACT_VERSION
+        } else {
+            ARTIFACT_VERSION_NAN_LEFT
+        }
     }
 
     /// Whether any tree splits on a Work Order history feature (`hist.*`):

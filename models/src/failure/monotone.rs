@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(resolve(&columns, &[], &[]), Ok(vec![0; 4]));
         let typo = MonotoneRule::new("vib_rm.robust_z", 1);
         assert!(matches!(
-            resolve(&columns, &[], &[typo.clone()]),
+            resolve(&columns, &[], std::slice::from_ref(&typo)),
             Err(MonotoneError::NoMatch(_))
         ));
         // Defaults apply where they match, are skipped where they do not,

@@ -191,7 +191,7 @@ fn an_artifact_with_a_wrong_feature_schema_is_rejected() {
     ));
 
     let mut future = outcome.model.clone();
-    future.version += 1;
+    future.version = super::model::ARTIFACT_VERSION + 1;
     future.save(dir.path()).expect("save");
     assert!(matches!(
         FailureModel::load(dir.path()),
@@ -752,4 +752,39 @@ fn monotone_rules_hold_for_every_classifier_and_reverse_for_rul() {
     cfg.monotone = vec![MonotoneRule::new("vib_rsm.*", 1)];
     let err = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("vib_rsm.*"), "{err}");
+}
+
+#[test]
+fn artifacts_with_learned_missing_directions_are_format_2_and_others_stay_format_1() {
+    use super::model::{ARTIFACT_VERSION, ARTIFACT_VERSION_NAN_LEFT, MODEL_FILE};
+    let (csv, fixture) = simulate(8, 150, 5);
+    let (telemetry, history) = load(&csv, &fixture);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The default (every NaN left) keeps the format older builds read.
+    let plain = train(&telemetry, &history, &fast_config(), &mut |_, _, _| {}).expect("train");
+    assert_eq!(plain.model.version, ARTIFACT_VERSION_NAN_LEFT);
+    plain.model.save(dir.path()).expect("save");
+    let text = std::fs::read_to_string(dir.path().join(MODEL_FILE)).expect("read");
+    assert!(text.contains("\"version\":1,") && !text.contains("missing_right"));
+    // Learned directions need format 2, which loads here and is refused by
+    // a build that would send those NaNs left.
+    let mut cfg = fast_config();
+    cfg.booster.learn_missing_direction = true;
+    let learned = train(&telemetry, &history, &cfg, &mut |_, _, _| {}).expect("train");
+    let model = &learned.model;
+    assert!(model
+        .rul
+        .trees
+        .iter()
+        .chain(model.classifiers.iter().flat_map(|c| &c.booster.trees))
+        .any(|t| t.nodes.iter().any(|n| n.missing_right)));
+    assert_eq!(model.version, ARTIFACT_VERSION);
+    model.save(dir.path()).expect("save");
+    assert_eq!(&FailureModel::load(dir.path()).expect("load"), model);
+    let mut mislabelled = model.clone();
+    mislabelled.version = ARTIFACT_VERSION_NAN_LEFT;
+    mislabelled.save(dir.path()).expect("save");
+    let err = FailureModel::load(dir.path()).unwrap_err();
+    assert!(matches!(err, ArtifactError::Schema(_)), "{err}");
+    assert!(err.to_string().contains("missing values right"), "{err}");
 }

@@ -784,7 +784,7 @@ pub fn train_from(
         "{:08x}",
         (name_hash(&format!("{t0}-{t1}-{}", rows.len()), cfg.seed) >> 32) as u32
     );
-    let model = FailureModel {
+    let mut model = FailureModel {
         version: ARTIFACT_VERSION,
         model_version: format!("fp-failure-{}-{fingerprint}", t1 / 86_400_000),
         schema,
@@ -792,6 +792,7 @@ pub fn train_from(
         rul,
         rul_cap_days: cfg.rul_cap_days,
     };
+    model.version = model.format_version();
     let test = evaluate(&model, &rows, &split.test_rows, &obs, t1);
     let calibration = evaluate(&model, &rows, &split.cal_rows, &obs, split.t_test_ms);
     let outcome = TrainOutcome {
