@@ -418,6 +418,45 @@ pub fn render_with(
         );
     }
     html.push_str("</p>");
+    let telemetry = &card["telemetry"];
+    if telemetry.is_object() {
+        let count = |key: &str| telemetry[key].as_u64().unwrap_or(0);
+        let rejected: Vec<String> = telemetry["rejected"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{} {}", esc(k), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<p>Telemetry: {kind} ({layout}), {files} files in {chunks} chunks ({skipped} day partitions outside the window not read); {read} rows read, {rows} readings; {n_rej} rejected{why}; {outside} outside the window; {dups} duplicate readings (last kept); {missing} missing values.</p>",
+            kind = esc(telemetry["kind"].as_str().unwrap_or("")),
+            layout = esc(telemetry["layout"].as_str().unwrap_or("")),
+            files = count("files"),
+            chunks = count("chunks"),
+            skipped = count("partitions_skipped"),
+            read = count("rows_read"),
+            rows = count("rows"),
+            n_rej = telemetry["rejected"]
+                .as_object()
+                .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+            why = if rejected.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", rejected.join(", "))
+            },
+            outside = count("outside_window"),
+            dups = count("duplicate_readings"),
+            missing = count("missing_values"),
+        );
+        if let Some(warnings) = telemetry["warnings"].as_array() {
+            for w in warnings.iter().filter_map(|w| w.as_str()) {
+                let _ = write!(html, "<p>Telemetry warning: {}</p>", esc(w));
+            }
+        }
+    }
     html.push_str("<h2>Test metrics</h2><table><tr><th>mode</th><th>horizon (d)</th><th>threshold</th><th>precision</th><th>recall</th><th>F1</th><th>AP</th><th>Brier</th><th>failures detected</th><th>median lead (d)</th><th>false alarms / asset-month</th></tr>");
     for c in &outcome.test.classifiers {
         let _ = write!(

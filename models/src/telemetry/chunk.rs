@@ -53,7 +53,7 @@ impl RawRows {
         self.ts.len()
     }
 
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.asset.clear();
         self.ts.clear();
         self.tag.clear();
@@ -128,13 +128,9 @@ impl Pipeline {
         self.n_out = sensors.len();
     }
 
-    /// Adds a chunk's rows after the held-back ones.
-    pub fn append(&mut self, rows: &RawRows) {
-        let p = &mut self.pending;
-        p.asset.extend_from_slice(&rows.asset);
-        p.ts.extend_from_slice(&rows.ts);
-        p.tag.extend_from_slice(&rows.tag);
-        p.value.extend_from_slice(&rows.value);
+    /// Where readers append the chunk's rows (after the held-back ones).
+    pub fn pending(&mut self) -> &mut RawRows {
+        &mut self.pending
     }
 
     /// Sorts the pending rows, turns them into wide rows (all of them when
@@ -346,23 +342,26 @@ mod tests {
         p.set_wanted_tags(&["a".into(), "b".into()], &["a".into(), "b".into()]);
         // Chunk 1: asset 0 at t=1 (a, b), t=2 (a only so far); a duplicate
         // `a` at t=1 (last wins).
-        p.append(&long(&[
+        *p.pending() = long(&[
             (0, 2, 0, 5.0),
             (0, 1, 0, 1.0),
             (0, 1, 1, 2.0),
             (0, 1, 0, 3.0),
-        ]));
+        ]);
         let dups = p.finish_chunk(false, 1).expect("chunk 1");
         assert_eq!(dups, 1);
         let b = p.batch();
         assert_eq!((b.ts_ms, b.values), (&[1][..], &[3.0, 2.0][..]));
         // Chunk 2 completes t=2 with `b`, and flushes.
-        p.append(&long(&[(0, 2, 1, 6.0)]));
+        p.pending().asset.push(0);
+        p.pending().ts.push(2);
+        p.pending().tag.push(1);
+        p.pending().value.push(6.0);
         p.finish_chunk(true, 1).expect("chunk 2");
         let b = p.batch();
         assert_eq!((b.ts_ms, b.values), (&[2][..], &[5.0, 6.0][..]));
         // Chunk 3 goes back in time.
-        p.append(&long(&[(0, 2, 0, 1.0)]));
+        *p.pending() = long(&[(0, 2, 0, 1.0)]);
         assert!(p.finish_chunk(true, 1).is_err());
     }
 }

@@ -342,149 +342,71 @@ impl Chunked {
         } else {
             Vec::new()
         };
-        let n_chunks = plan.len();
-        progress(pass, 0, n_chunks);
-        let Self {
-            files,
-            columns,
-            opts,
-            assets,
-            tags,
-            time_format,
-            canonical,
-            ..
-        } = self;
-        // A reader thread reads (decodes, checks, interns) chunk k+1 while
-        // this one sorts, pivots and hands on chunk k: at most two chunks in
-        // memory (a rendezvous channel), and their buffers are reused.
-        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<ReadChunk>(0);
-        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<RawRows>();
-        let (res, counts) = std::thread::scope(|scope| {
-            let (plan, value_cols) = (&plan, &value_cols);
-            let reader = scope.spawn(move || {
-                let mut counts = ReadReport::default();
-                for chunk in plan {
-                    let mut rows = spare_rx.try_recv().unwrap_or_default();
-                    rows.clear();
-                    let read = chunk.parts.iter().try_for_each(|part| {
-                        let file = &files[part.file];
-                        let mut accept = Accept {
-                            rows: &mut rows,
-                            report: &mut counts,
-                            assets: &mut *assets,
-                            tags: &mut *tags,
-                            time_format: &mut *time_format,
-                            opts,
-                            columns,
-                            value_cols,
-                            with_values,
-                            day: file.day,
-                        };
-                        match file.kind {
-                            FileKind::Csv => long_csv::read(&file.path, &mut accept),
-                            FileKind::Parquet => {
-                                parquet::read(&file.path, part.row_group, &mut accept)
-                            }
-                        }
-                    });
-                    let msg = read.map(|()| (rows, assets.names.len()));
-                    let failed = msg.is_err();
-                    // A closed channel: the consumer stopped; stop too.
-                    if chunk_tx.send(msg).is_err() || failed {
-                        break;
-                    }
-                }
-                counts
-            });
-            let mut res = Ok(());
-            let mut k = 0;
-            for msg in chunk_rx.iter() {
-                let (rows, n_assets) = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
-                        res = Err(PassError::Telemetry(e));
-                        break;
-                    }
-                };
-                pipeline.append(&rows);
-                // The reader may have finished: a lost spare is only a lost
-                // reuse.
-                let _ = spare_tx.send(rows);
-                k += 1;
-                let flush = k == n_chunks;
-                res = emit(
-                    &mut pipeline,
-                    flush,
-                    n_assets,
-                    with_values,
-                    canonical,
-                    report,
-                    sink,
-                );
-                if res.is_err() {
-                    break;
-                }
-                progress(pass, k, n_chunks);
-            }
-            drop(chunk_rx);
-            // The reader only returns counts; a panic in it is a bug, passed on.
-            let counts = reader
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (res, counts)
-        });
         // Pass 1 counts rejections; pass 2 reads the same rows and must not
         // count them twice.
-        report.opened.extend(counts.opened);
-        report.file_opens += counts.file_opens;
-        if with_values {
-            report.missing_values += counts.missing_values;
-        } else {
-            report.rows_read = counts.rows_read;
-            report.rejected = counts.rejected;
-            report.outside_window = counts.outside_window;
-            report.excluded_tag_rows = counts.excluded_tag_rows;
+        let mut scratch_report = ReadReport::default();
+        let n_chunks = plan.len();
+        progress(pass, 0, n_chunks);
+        for (k, chunk) in plan.iter().enumerate() {
+            for part in &chunk.parts {
+                let file = &self.files[part.file];
+                let counting: &mut ReadReport = if with_values {
+                    &mut scratch_report
+                } else {
+                    report
+                };
+                let mut accept = Accept {
+                    rows: pipeline.pending(),
+                    report: counting,
+                    assets: &mut self.assets,
+                    tags: &mut self.tags,
+                    time_format: &mut self.time_format,
+                    opts: &self.opts,
+                    columns: &self.columns,
+                    value_cols: &value_cols,
+                    with_values,
+                    day: file.day,
+                };
+                match file.kind {
+                    FileKind::Csv => long_csv::read(&file.path, &mut accept)?,
+                    FileKind::Parquet => parquet::read(&file.path, part.row_group, &mut accept)?,
+                }
+                let opened = std::mem::take(&mut scratch_report.opened);
+                report.opened.extend(opened);
+                report.file_opens += std::mem::take(&mut scratch_report.file_opens);
+                report.duplicate_readings += std::mem::take(&mut scratch_report.duplicate_readings);
+                report.missing_values += std::mem::take(&mut scratch_report.missing_values);
+            }
+            let last = k + 1 == n_chunks;
+            self.emit(&mut pipeline, last, with_values, report, sink)?;
+            progress(pass, k + 1, n_chunks);
         }
-        res?;
         if n_chunks == 0 {
-            emit(
-                &mut pipeline,
-                true,
-                self.assets.names.len(),
-                with_values,
-                &self.canonical,
-                report,
-                sink,
-            )?;
+            self.emit(&mut pipeline, true, with_values, report, sink)?;
         }
         Ok(())
     }
-}
 
-/// A chunk as read, with the number of assets known so far.
-type ReadChunk = Result<(RawRows, usize), TelemetryError>;
-
-/// Finishes the pipeline's chunk and hands its rows to `sink` (pass 2: with
-/// assets renamed to the profile's indexes).
-fn emit(
-    pipeline: &mut Pipeline,
-    flush: bool,
-    n_assets: usize,
-    with_values: bool,
-    canonical: &[u32],
-    report: &mut ReadReport,
-    sink: &mut dyn FnMut(&RowBatch<'_>) -> Result<(), TelemetryError>,
-) -> Result<(), PassError> {
-    let dups = pipeline
-        .finish_chunk(flush, n_assets)
-        .map_err(PassError::Regression)?;
-    if with_values {
-        report.duplicate_readings += dups;
-        pipeline
-            .map_assets(canonical)
+    fn emit(
+        &self,
+        pipeline: &mut Pipeline,
+        flush: bool,
+        with_values: bool,
+        report: &mut ReadReport,
+        sink: &mut dyn FnMut(&RowBatch<'_>) -> Result<(), TelemetryError>,
+    ) -> Result<(), PassError> {
+        let n_assets = self.assets.names.len();
+        let dups = pipeline
+            .finish_chunk(flush, n_assets)
             .map_err(PassError::Regression)?;
+        if with_values {
+            report.duplicate_readings += dups;
+            pipeline
+                .map_assets(&self.canonical)
+                .map_err(PassError::Regression)?;
+        }
+        sink(&pipeline.batch()).map_err(PassError::Telemetry)
     }
-    sink(&pipeline.batch()).map_err(PassError::Telemetry)
 }
 
 enum PassError {
