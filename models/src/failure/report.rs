@@ -334,22 +334,23 @@ fn boosters_table(outcome: &TrainOutcome) -> String {
     } else {
         let _ = write!(
             html,
-            "<p>Early stopping on {} validation assets ({} fit-window rows, no booster trained on them): {}.</p>",
+            "<p>Early stopping on {} validation assets ({} fit-window rows): {}.</p>",
             validation.len(),
             outcome.split.val_rows.len(),
             esc(&validation.join(", "))
         );
     }
-    html.push_str("<table><tr><th>model</th><th>trees kept</th><th>of</th><th>validation loss</th><th>note</th></tr>");
+    html.push_str("<table><tr><th>model</th><th>trees kept</th><th>of</th><th>validation loss</th><th>refit on all fit assets</th><th>note</th></tr>");
     for b in &outcome.boosters {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&b.model),
             b.n_trees,
             b.max_trees,
             b.validation_loss
                 .map_or("–".to_string(), |l| format!("{l:.4}")),
+            if b.refit { "yes" } else { "no" },
             esc(b.note.as_deref().unwrap_or("")),
         );
     }

@@ -660,6 +660,7 @@ fn early_stopping_holds_out_whole_fit_assets_and_records_the_trees_kept() {
         assert_eq!(fit.n_trees, n_trees, "{fit:?}");
         assert!(fit.n_trees <= 80);
         assert_eq!(fit.validation_loss.is_some(), fit.note.is_none(), "{fit:?}");
+        assert!(fit.refit, "refit on every fit asset by default: {fit:?}");
     }
     assert_eq!(outcome.boosters.last().expect("rul").model, "rul");
     assert!(outcome.boosters.iter().any(|b| b.stopped_early));
@@ -701,7 +702,7 @@ fn early_stopping_holds_out_whole_fit_assets_and_records_the_trees_kept() {
     assert!(off
         .boosters
         .iter()
-        .all(|b| b.n_trees == 80 && b.validation_loss.is_none() && b.note.is_none()));
+        .all(|b| b.n_trees == 80 && b.validation_loss.is_none() && b.note.is_none() && !b.refit));
 }
 
 #[test]

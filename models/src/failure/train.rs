@@ -20,10 +20,13 @@
 //! With [`GbdtParams::early_stopping_rounds`] set, a seeded
 //! [`TrainConfig::validation_asset_fraction`] of the fit assets (per product,
 //! whole assets, never a test asset) is held out: their fit-window rows
-//! are the validation set every booster stops on, and no booster trains on
-//! them. Their calibration-window rows stay in the calibration slice. A
-//! classifier whose validation rows hold no failure keeps all its trees
-//! (said in [`BoosterFit::note`]). The trees each booster kept are in
+//! are the validation set every booster stops on, fitted on the other fit
+//! assets. With [`TrainConfig::refit_after_early_stopping`] (the default)
+//! each booster is then fitted again on every fit asset with the number of
+//! trees its validation set chose; without it, no booster ever trains on a
+//! validation asset. Their calibration-window rows stay in the calibration
+//! slice. A classifier whose validation rows hold no failure keeps all its
+//! trees (said in [`BoosterFit::note`]). The trees each booster kept are in
 //! [`TrainOutcome::boosters`] and the model card.
 //!
 //! # Monotone constraints
@@ -233,8 +236,10 @@ pub fn split_rows(
             .or_default()
             .push((name_hash(a, cfg.seed), a));
     }
+    // At least one and never all of a group's assets (none of a group of
+    // one; for validation, none at fraction 0).
     let n_held = |n: usize, fraction: f64| {
-        if n >= 2 && fraction > 0.0 {
+        if n >= 2 {
             ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
         } else {
             0
@@ -255,7 +260,11 @@ pub fn split_rows(
                 .map(|(_, a)| (name_hash(a, cfg.seed ^ VALIDATION_SALT), *a))
                 .collect();
             fit.sort();
-            let n_val = n_held(fit.len(), cfg.validation_asset_fraction);
+            let n_val = if cfg.validation_asset_fraction > 0.0 {
+                n_held(fit.len(), cfg.validation_asset_fraction)
+            } else {
+                0
+            };
             validation_assets.extend(fit[..n_val].iter().map(|(_, a)| (*a).clone()));
         }
     }
