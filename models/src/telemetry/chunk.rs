@@ -53,6 +53,17 @@ impl RawRows {
         self.ts.len()
     }
 
+    /// Room for `rows` more rows of `values_per_row` values, exactly (a
+    /// chunk's buffers then hold one chunk, not up to twice that).
+    pub(crate) fn reserve_exact(&mut self, rows: usize, long: bool, values_per_row: usize) {
+        self.asset.reserve_exact(rows);
+        self.ts.reserve_exact(rows);
+        if long {
+            self.tag.reserve_exact(rows);
+        }
+        self.value.reserve_exact(rows * values_per_row);
+    }
+
     fn clear(&mut self) {
         self.asset.clear();
         self.ts.clear();
@@ -133,6 +144,14 @@ impl Pipeline {
         &mut self.pending
     }
 
+    fn append_carry(&mut self) {
+        let (p, c) = (&mut self.pending, &self.carry);
+        p.asset.extend_from_slice(&c.asset);
+        p.ts.extend_from_slice(&c.ts);
+        p.tag.extend_from_slice(&c.tag);
+        p.value.extend_from_slice(&c.value);
+    }
+
     /// Sorts the pending rows, turns them into wide rows (all of them when
     /// `flush`, else all but each asset's newest instant) and returns the
     /// duplicate readings found.
@@ -185,7 +204,10 @@ impl Pipeline {
             i = j;
         };
         self.order = order;
-        std::mem::swap(&mut self.pending, &mut self.carry);
+        // The held-back rows start the next chunk; `pending` keeps its
+        // capacity (one chunk) and `carry` stays small.
+        self.pending.clear();
+        self.append_carry();
         res.map(|()| dups)
     }
 
@@ -233,6 +255,7 @@ impl Pipeline {
         for k in 0..n_assets {
             self.starts[k + 1] += self.starts[k];
         }
+        self.order.reserve_exact(n);
         self.order.resize(n, 0);
         let mut next = self.starts[..n_assets].to_vec();
         for (i, &a) in p.asset.iter().enumerate() {

@@ -147,6 +147,12 @@ impl Accept<'_> {
         }
     }
 
+    /// Room for `rows` more rows (`values_per_row` values each), exactly.
+    pub(crate) fn reserve_exact(&mut self, rows: usize, values_per_row: usize) {
+        let long = self.columns.layout == Layout::Long;
+        self.rows.reserve_exact(rows, long, values_per_row);
+    }
+
     /// One wide row (`values` in `value_cols` order, pass 2).
     pub(crate) fn wide_row(&mut self, ts: Option<i64>, asset: Option<&str>, values: &[f64]) {
         let Some(ts) = self.check_time(ts) else {

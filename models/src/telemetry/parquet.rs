@@ -137,6 +137,12 @@ pub(crate) fn read(
         }
         offset += n;
     }
+    let n_values = match (cols.layout, accept.with_values) {
+        (_, false) => 0,
+        (Layout::Long, true) => 1,
+        (Layout::Wide, true) => sensor_cols.len(),
+    };
+    accept.reserve_exact(slices.iter().map(|s| s.1).sum(), n_values);
     for (start, len) in slices {
         let handle = file.try_clone().map_err(|source| TelemetryError::Io {
             path: path.to_path_buf(),

@@ -525,6 +525,9 @@ fn a_directory_without_parquet_files_and_a_long_file_without_a_value_column_are_
     assert_eq!(input.profile(&mut |_, _, _| {}).expect("profile").n_rows, 1);
 }
 
+/// (asset, time, (feature name, bits) sorted by name).
+type NamedRow = (String, i64, Vec<(String, u64)>);
+
 #[test]
 fn a_directory_of_per_asset_wide_files_gives_the_wide_csv_rows() {
     let r = simulate(4, 60, 5);
@@ -579,7 +582,7 @@ fn a_directory_of_per_asset_wide_files_gives_the_wide_csv_rows() {
     let by_name = |p: &TelemetryProfile, rows: &FeatureRows| {
         let schema = schema_for(p, &history);
         let names = schema.names();
-        let mut out: Vec<(String, i64, Vec<(String, u64)>)> = (0..rows.len())
+        let mut out: Vec<NamedRow> = (0..rows.len())
             .map(|i| {
                 let mut f: Vec<(String, u64)> = names
                     .iter()
