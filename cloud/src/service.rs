@@ -2,12 +2,12 @@
 //! processor, outbox sender and feedback poller, with `/metrics` and
 //! `/healthz`.
 //!
-//! Start-up order: state directory → ingest log (recovery) → archive
+//! Start-up order: state directory → ingest log (recovery) → model artifact
+//! (validated: a schema mismatch refuses to start) → Salesforce (asset
+//! directory and Work Order history; retried in the background when the org
+//! is unreachable) → processor (resumes from its checkpoints) → archive
 //! (repairs an interrupted flush, then its own thread and log consumer) →
-//! model artifact (validated: a schema mismatch refuses to start) →
-//! Salesforce (asset directory and Work Order history; retried in the
-//! background when the org is unreachable) → processor (resumes from its
-//! checkpoints) → sender → poller → HTTP. Shutdown (SIGTERM) runs it
+//! sender → poller → HTTP. Shutdown (SIGTERM) runs it
 //! backwards: stop accepting, let the shards finish (held rows scored) and
 //! checkpoint, then let the sender drain, so the actions the shards' drain
 //! produced go out too, while the archive reads the log to its end and
@@ -170,7 +170,6 @@ impl Cloud {
             },
         )
         .map_err(|e| start_err("ingest log")(&e))?;
-        let archive = start_archive(&cfg, &log)?;
         let model = match &cfg.raw.scoring.model {
             Some(dir) => Some(load_model(dir)?),
             None => None,
@@ -235,6 +234,16 @@ impl Cloud {
                 )
                 .map_err(|e| start_err("processor")(&e))?,
             )
+        };
+        // After the processor: a log that was replaced under cloud.sqlite is
+        // reported as such first (the archive would refuse it too).
+        let archive = match start_archive(&cfg, &log) {
+            Ok(archive) => archive,
+            Err(e) => {
+                let processor = Arc::clone(&processor);
+                let _ = tokio::task::spawn_blocking(move || processor.abort()).await;
+                return Err(e);
+            }
         };
         let sender = Arc::new(
             OutboxSender::open(
