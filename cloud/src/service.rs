@@ -2,17 +2,18 @@
 //! processor, outbox sender and feedback poller, with `/metrics` and
 //! `/healthz`.
 //!
-//! Start-up order: state directory → ingest log (recovery) → archive
-//! (repairs an interrupted flush, then its own thread and log consumer) →
+//! Start-up order: state directory → ingest log (recovery) →
 //! model artifact (validated: a schema mismatch refuses to start; with
 //! `scoring.registry` the promoted version, or the last served one, see
 //! [`crate::reload`]) → Salesforce (asset directory and Work Order history;
 //! retried in the background when the org is unreachable) → processor
-//! (resumes from its checkpoints) → sender → poller → registry watcher →
-//! HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting, let the shards
-//! finish (held rows scored) and checkpoint, write the shadow report, then
-//! let the sender drain, so the actions the shards' drain produced go out
-//! too, while the archive reads the log to its end and flushes.
+//! (resumes from its checkpoints) → archive (repairs an interrupted flush,
+//! then its own thread and log consumer) → sender → poller → registry
+//! watcher → HTTP. Shutdown (SIGTERM) runs it backwards: stop accepting, let
+//! the shards finish (held rows scored) and checkpoint, write the shadow
+//! report, then let the sender drain, so the actions the shards' drain
+//! produced go out too, while the archive reads the log to its end and
+//! flushes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -190,7 +191,6 @@ impl Cloud {
             },
         )
         .map_err(|e| start_err("ingest log")(&e))?;
-        let archive = start_archive(&cfg, &log)?;
         let reload_metrics = Arc::new(ReloadMetrics::default());
         let scoring = &cfg.raw.scoring;
         let (model, shadow, startup) = match (&scoring.model, &scoring.registry) {
@@ -283,6 +283,16 @@ impl Cloud {
                 )
                 .map_err(|e| start_err("processor")(&e))?,
             )
+        };
+        // After the processor: a log that was replaced under cloud.sqlite is
+        // reported as such first (the archive would refuse it too).
+        let archive = match start_archive(&cfg, &log) {
+            Ok(archive) => archive,
+            Err(e) => {
+                let processor = Arc::clone(&processor);
+                let _ = tokio::task::spawn_blocking(move || processor.abort()).await;
+                return Err(e);
+            }
         };
         let sender = Arc::new(
             OutboxSender::open(
