@@ -119,6 +119,10 @@ pub struct TrainArgs {
     /// Asset bootstrap resamples behind the challengers' intervals.
     #[arg(long, default_value_t = 200)]
     bootstrap: usize,
+    /// Horizons the challengers are compared at: `all` (every horizon of
+    /// `--horizons`) or `first` (the first of them: one set of fits per mode).
+    #[arg(long, default_value = "all", value_parser = ["all", "first"])]
+    challenger_horizons: String,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     json: bool,
@@ -532,6 +536,7 @@ fn run_challengers(
     eprintln!("train: challengers (booster, champion, age-only, logistic regression, random forest; ridge RUL)");
     let cfg = ChallengerConfig {
         bootstrap: args.bootstrap,
+        all_horizons: args.challenger_horizons == "all",
         ..ChallengerConfig::default()
     };
     let report = compare(

@@ -2,8 +2,9 @@
 //! simpler and competing models on the same held-out assets, so a
 //! reliability engineer sees what the booster buys.
 //!
-//! For each "failure within H" target at the first horizon (`any` and each
-//! failure mode), on the rows of the train/calibration/test split
+//! For each "failure within H" target (`any` and each failure mode, at every
+//! horizon the model has, or only the first with
+//! [`ChallengerConfig::all_horizons`] off), on the rows of the train/calibration/test split
 //! ([`super::train`]):
 //! - `booster`: this run's model;
 //! - `champion`: the promoted model, when one is given and reads the same
@@ -59,6 +60,9 @@ pub struct ChallengerConfig {
     pub l2: f64,
     /// Seed of the forest and the bootstrap.
     pub seed: u64,
+    /// Compare at every horizon of the model (`true`) or at its first only
+    /// (each horizon costs one more set of fits).
+    pub all_horizons: bool,
 }
 
 impl Default for ChallengerConfig {
@@ -70,6 +74,7 @@ impl Default for ChallengerConfig {
             max_fit_rows: 5_000,
             l2: 1.0,
             seed: 7,
+            all_horizons: true,
         }
     }
 }
@@ -545,7 +550,7 @@ pub fn compare(
             ))
         }
     });
-    let Some(horizon) = model.classifiers.first().map(|c| c.horizon_days) else {
+    let Some(first_horizon) = model.classifiers.first().map(|c| c.horizon_days) else {
         return Ok(ChallengerReport {
             bootstrap: cfg.bootstrap,
             targets: Vec::new(),
@@ -556,9 +561,10 @@ pub fn compare(
     let std = Standardiser::fit(rows, &split.fit_rows);
     let mut targets = Vec::new();
     for (k, c) in model.classifiers.iter().enumerate() {
-        if c.horizon_days != horizon {
+        if !cfg.all_horizons && c.horizon_days != first_horizon {
             continue;
         }
+        let horizon = c.horizon_days;
         let mode = (c.mode != ANY_MODE).then_some(c.mode.as_str());
         let fit = labelled(rows, &split.fit_rows, obs, mode, horizon, split.t_cal_ms);
         let cal = labelled(rows, &split.cal_rows, obs, mode, horizon, split.t_test_ms);
