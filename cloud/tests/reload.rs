@@ -271,6 +271,16 @@ impl Poster {
         self.posted.load(Ordering::Acquire)
     }
 
+    /// Waits until batch `last` is acknowledged, then finishes.
+    async fn finish_after(self, last: u64) -> (BTreeSet<(String, i64)>, u64) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.posted() < last {
+            assert!(Instant::now() < deadline, "timed out posting up to {last}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.finish().await
+    }
+
     async fn finish(self) -> (BTreeSet<(String, i64)>, u64) {
         self.stop.store(true, Ordering::Release);
         self.task.await.expect("poster")
@@ -738,5 +748,61 @@ async fn a_shadow_candidate_is_compared_with_the_champion_and_never_acted_on() {
         assert!(r["n"].as_u64().unwrap_or(0) > 0, "{model}: {r}");
         let (p50, p99) = (r["p50"].as_f64().unwrap(), r["p99"].as_f64().unwrap());
         assert!((0.0..=1.0).contains(&p50) && p50 <= p99, "{model}: {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_no_reading_is_rescored_by_a_version_other_than_the_one_that_scored_it() {
+    let p = prepared();
+    let org = start_org(&p.fixture).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::new(tmp.path().join("reg"));
+    reg.add(&p.a, Some("v1"), &actor()).expect("add v1");
+    reg.promote("v1", &actor()).expect("promote v1");
+    reg.add(&p.b, Some("v2"), &actor()).expect("add v2");
+    let state = tmp.path().join("state");
+    // No periodic checkpoint in the first life: only the swap's own.
+    let rare = |raw: &mut RawCloudConfig| raw.scoring.checkpoint_every = Duration::from_secs(3600);
+
+    let first = Arc::new(Tap::default());
+    let cloud = Cloud::start(cloud_config(&org, &state, reg.dir(), &first, rare), None)
+        .await
+        .expect("cloud starts");
+    let (before, _) = Poster::start(cloud.addr, 1, 20).finish_after(20).await;
+    wait_idle(&cloud).await;
+    reg.promote("v2", &actor()).expect("promote v2");
+    wait_metrics(&cloud, "every shard on v2", |t| {
+        let m = shard_models(t);
+        m.len() == 2 && m.values().all(|v| v == "v2")
+    })
+    .await;
+    let (after, _) = Poster::start(cloud.addr, 21, 40).finish_after(40).await;
+    wait_idle(&cloud).await;
+    cloud.abort().await;
+    let first = first.rows();
+    assert_scored_once(&first, &before.union(&after).cloned().collect());
+    let by_first: BTreeMap<(String, i64), Option<String>> = first
+        .iter()
+        .map(|r| ((r.asset.clone(), r.ts_ms), r.champion.clone()))
+        .collect();
+
+    // Second life: the shards replay the log from their last checkpoint,
+    // which is the swap point.
+    let second = Arc::new(Tap::default());
+    let cloud = Cloud::start(cloud_config(&org, &state, reg.dir(), &second, |_| {}), None)
+        .await
+        .expect("cloud restarts");
+    wait_idle(&cloud).await;
+    cloud.shutdown().await.expect("clean shutdown");
+    let replayed = second.rows();
+    assert!(!replayed.is_empty(), "records after the swap are replayed");
+    for r in &replayed {
+        let key = (r.asset.clone(), r.ts_ms);
+        assert!(
+            after.contains(&key),
+            "{key:?} was scored before the swap and replayed after the crash"
+        );
+        assert_eq!(r.champion.as_deref(), Some("v2"));
+        assert_eq!(by_first[&key], r.champion, "{key:?} changed version");
     }
 }

@@ -417,7 +417,7 @@ impl Shard {
                     let _ = done.send(());
                 }
                 Ok(ShardMsg::Abort) => return Ok(()),
-                Ok(ShardMsg::Models(update)) => self.update_models(update),
+                Ok(ShardMsg::Models(update)) => self.update_models(update)?,
                 Ok(ShardMsg::DirectoryChanged) => {
                     self.directory = self.shared.directory();
                     if let Some(f) = &mut self.failure {
@@ -448,13 +448,21 @@ impl Shard {
     /// Applies a change of champion and shadow between two records. A model
     /// this shard cannot build a scorer for is refused: the shard keeps what
     /// it has and counts the refusal.
-    fn update_models(&mut self, update: ModelUpdate) {
+    ///
+    /// A change of champion first checkpoints, so the swap point is durable:
+    /// a crash later replays only records after it, which the version served
+    /// at restart (the new one) scored before the crash too. Without it the
+    /// replay from an earlier checkpoint would re-score records the old
+    /// version had scored with the new one.
+    fn update_models(&mut self, update: ModelUpdate) -> Result<(), ProcessError> {
         if let Some(served) = update.champion {
+            self.checkpoint()?;
             self.swap_champion(served);
         }
         if let Some(shadow) = update.shadow {
             self.set_shadow(shadow);
         }
+        Ok(())
     }
 
     /// Replaces the champion, carrying per-asset streaming state over where

@@ -189,8 +189,14 @@ fn fit_err(name: &'static str) -> impl Fn(smartcore::error::Failed) -> Challenge
     }
 }
 
+/// Standardised values are clipped to ±this many fit-row standard
+/// deviations: test rows come later in time than fit rows, and a linear
+/// model extrapolating a trending or near-constant feature (age, a counter)
+/// far outside its fit range would be judged on that, not on what it learned.
+const Z_CLIP: f64 = 5.0;
+
 /// Standardises features with the fit rows' medians (for missing values),
-/// means and standard deviations.
+/// means and standard deviations, clipped at [`Z_CLIP`].
 struct Standardiser {
     median: Vec<f64>,
     mean: Vec<f64>,
@@ -239,7 +245,7 @@ impl Standardiser {
                     .enumerate()
                     .map(|(j, &v)| {
                         let v = if v.is_finite() { v } else { self.median[j] };
-                        (v - self.mean[j]) * self.inv_sd[j]
+                        ((v - self.mean[j]) * self.inv_sd[j]).clamp(-Z_CLIP, Z_CLIP)
                     })
                     .collect()
             })
@@ -782,22 +788,8 @@ fn compare_rul(
     let step = fit_idx.len().div_ceil(cfg.max_fit_rows.max(1)).max(1);
     let fit_s: Vec<usize> = fit_idx.iter().step_by(step).copied().collect();
     let y_s: Vec<f64> = fit_y.iter().step_by(step).copied().collect();
-    // Already standardised: a constant column is all zeros, which
-    // smartcore's own normalisation refuses. A failed fit is reported, never
-    // fatal.
-    let pred = std.matrix(rows, &fit_s).and_then(|x| {
-        let ridge = RidgeRegression::fit(
-            &x,
-            &y_s,
-            RidgeRegressionParameters::default()
-                .with_alpha(cfg.l2)
-                .with_normalize(false),
-        )
-        .map_err(fit_err("ridge"))?;
-        ridge
-            .predict(&std.matrix(rows, &test_idx)?)
-            .map_err(fit_err("ridge"))
-    });
+    // A failed fit is reported, never fatal.
+    let pred = ridge(std, rows, (&fit_s, &y_s), &test_idx, cfg.l2);
     out.push(match pred {
         Ok(pred) => {
             let pred: Vec<f64> = pred.into_iter().map(|v| v.clamp(0.0, cap)).collect();
@@ -808,6 +800,36 @@ fn compare_rul(
     let mean = fit_y.iter().sum::<f64>() / fit_y.len() as f64;
     out.push(ok("mean", &vec![mean; test_idx.len()]));
     Ok((test_idx.len(), out))
+}
+
+/// Ridge regression of `fit.1` on the standardised features of the `fit.0`
+/// rows, predicting the `test` rows. The features come standardised
+/// (smartcore's own normalisation refuses the all-zero column of a constant
+/// feature), and without it smartcore fits no intercept, so the target is
+/// centred here and its mean added back.
+fn ridge(
+    std: &Standardiser,
+    rows: &FeatureRows,
+    fit: (&[usize], &[f64]),
+    test: &[usize],
+    l2: f64,
+) -> Result<Vec<f64>, ChallengerError> {
+    let (fit_idx, y) = fit;
+    let mean = y.iter().sum::<f64>() / y.len().max(1) as f64;
+    let centred: Vec<f64> = y.iter().map(|v| v - mean).collect();
+    let x = std.matrix(rows, fit_idx)?;
+    let model = RidgeRegression::fit(
+        &x,
+        &centred,
+        RidgeRegressionParameters::default()
+            .with_alpha(l2)
+            .with_normalize(false),
+    )
+    .map_err(fit_err("ridge"))?;
+    let pred = model
+        .predict(&std.matrix(rows, test)?)
+        .map_err(fit_err("ridge"))?;
+    Ok(pred.into_iter().map(|v| v + mean).collect())
 }
 
 #[cfg(test)]
@@ -860,6 +882,21 @@ mod tests {
         assert!(ap(&rf, &labels).expect("positives") > 0.9);
         let (_, again) = forest(&std, &rows, (&fit, &fit_y), [&test, &test], &cfg).expect("forest");
         assert_eq!(rf, again, "the forest is seeded");
+    }
+
+    #[test]
+    fn ridge_fits_the_intercept_of_a_target_far_from_zero() {
+        let (rows, _) = separable(400, 5);
+        let fit: Vec<usize> = (0..300).collect();
+        let test: Vec<usize> = (300..400).collect();
+        // RUL-like: 60 days plus 20 per unit of the first feature.
+        let target = |i: usize| 60.0 + 20.0 * rows.row(i)[0];
+        let y: Vec<f64> = fit.iter().map(|&i| target(i)).collect();
+        let std = Standardiser::fit(&rows, &fit);
+        let pred = ridge(&std, &rows, (&fit, &y), &test, 1e-3).expect("ridge");
+        for (&i, p) in test.iter().zip(&pred) {
+            assert!((p - target(i)).abs() < 0.5, "row {i}: {p} vs {}", target(i));
+        }
     }
 
     #[test]
