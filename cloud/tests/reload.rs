@@ -761,8 +761,12 @@ async fn after_a_crash_no_reading_is_rescored_by_a_version_other_than_the_one_th
     reg.promote("v1", &actor()).expect("promote v1");
     reg.add(&p.b, Some("v2"), &actor()).expect("add v2");
     let state = tmp.path().join("state");
-    // No periodic checkpoint in the first life: only the swap's own.
-    let rare = |raw: &mut RawCloudConfig| raw.scoring.checkpoint_every = Duration::from_secs(3600);
+    // No periodic checkpoint in the first life, and no Salesforce feedback
+    // (each batch of it checkpoints): only the swap's own.
+    let rare = |raw: &mut RawCloudConfig| {
+        raw.scoring.checkpoint_every = Duration::from_secs(3600);
+        raw.feedback.poll_every = Duration::from_secs(3600);
+    };
 
     let first = Arc::new(Tap::default());
     let cloud = Cloud::start(cloud_config(&org, &state, reg.dir(), &first, rare), None)
@@ -795,7 +799,11 @@ async fn after_a_crash_no_reading_is_rescored_by_a_version_other_than_the_one_th
     wait_idle(&cloud).await;
     cloud.shutdown().await.expect("clean shutdown");
     let replayed = second.rows();
-    assert!(!replayed.is_empty(), "records after the swap are replayed");
+    assert!(
+        !replayed.is_empty(),
+        "records after the swap are replayed ({} rows scored after it)",
+        after.len()
+    );
     for r in &replayed {
         let key = (r.asset.clone(), r.ts_ms);
         assert!(
