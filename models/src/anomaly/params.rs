@@ -75,6 +75,10 @@ pub struct DetectorValidParams {
     pub(crate) calib_winsor: f64,
     pub(crate) calib_min_beta: f64,
     pub(crate) calib_rate_step: f64,
+    pub(crate) calib_tail_p: f64,
+    pub(crate) calib_tail_step: f64,
+    pub(crate) calib_tail_memory: f64,
+    pub(crate) calib_tail_prior: f64,
     pub(crate) threshold: f64,
 }
 
@@ -106,6 +110,10 @@ impl Default for DetectorValidParams {
             calib_winsor: 1.0,
             calib_min_beta: 0.05,
             calib_rate_step: 0.25,
+            calib_tail_p: 0.01,
+            calib_tail_step: 0.05,
+            calib_tail_memory: 64.0,
+            calib_tail_prior: 0.15,
             threshold: 0.9999,
         }
     }
@@ -283,6 +291,14 @@ impl DetectorParams {
         calib_min_beta: f64,
         /// Sets the alarm-rate feedback step (in [0, 0.5]; 0 = off).
         calib_rate_step: f64,
+        /// Sets the tail anchor's exceedance rate per row (in [0, 0.5]; no tail model at 0 or at or below `1 - threshold`).
+        calib_tail_p: f64,
+        /// Sets the tail anchor's log step per exceedance onset (in (0, 1]).
+        calib_tail_step: f64,
+        /// Sets the half-life of the tail index, in exceedance onsets (>= 8).
+        calib_tail_memory: f64,
+        /// Sets the tail index's prior (in [0, 2]).
+        calib_tail_prior: f64,
         /// Sets the default `is_anomaly` threshold (in (0, 1)).
         threshold: f64,
     }
@@ -347,6 +363,7 @@ impl DetectorParams {
             ("mv_half_life", p.mv_half_life),
             ("calib_half_life", p.calib_half_life),
             ("stuck_memory", p.stuck_memory),
+            ("calib_tail_memory", p.calib_tail_memory),
         ] {
             if !(v.is_finite() && v >= 8.0) {
                 return bad(name, v.to_string(), "finite and >= 8 readings");
@@ -363,6 +380,23 @@ impl DetectorParams {
                 "calib_rate_step",
                 p.calib_rate_step.to_string(),
                 "in [0, 0.5]",
+            );
+        }
+        if !(0.0..=0.5).contains(&p.calib_tail_p) {
+            return bad("calib_tail_p", p.calib_tail_p.to_string(), "in [0, 0.5]");
+        }
+        if !(p.calib_tail_step > 0.0 && p.calib_tail_step <= 1.0) {
+            return bad(
+                "calib_tail_step",
+                p.calib_tail_step.to_string(),
+                "in (0, 1]",
+            );
+        }
+        if !(p.calib_tail_prior >= 0.0 && p.calib_tail_prior <= 2.0) {
+            return bad(
+                "calib_tail_prior",
+                p.calib_tail_prior.to_string(),
+                "in [0, 2]",
             );
         }
         if !(p.threshold > 0.0 && p.threshold < 1.0) {
