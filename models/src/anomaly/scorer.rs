@@ -18,7 +18,10 @@
 //!    scores (winsorised at the nominal level so anomalies do not teach it that
 //!    anomalies are normal) turns the raw score into `score = P(raw' <= raw)`,
 //!    in [0, 1]. The max of several near-Gaussian statistics is what the Gumbel
-//!    law describes, and a moment fit needs two numbers of state.
+//!    law describes, and a moment fit needs two numbers of state. Where the
+//!    raw scores' tail is heavier (a tail model: an anchor at the 1 %
+//!    exceedance level and a generalised Pareto fit above it) or alarms come
+//!    too often (alarm-rate feedback), the Gumbel scale is widened.
 //!
 //! Everything a row's score uses is state from rows before it plus the row
 //! itself: there is no look-ahead (a test scores a series and its truncations).

@@ -8,7 +8,8 @@
 //! counts, last timestamps: the `fieldpulse-features` snapshot, embedded as
 //! is), its detector block (calibration weight and moments, covariance
 //! weight, rows and rows since the last precision refresh, the alarm-rate
-//! width and the run of alarming rows, the two CUSUMs, the current run of
+//! width and the run of alarming rows, the tail model's anchor, exceedance
+//! flag and moments, the two CUSUMs, the current run of
 //! repeated values and the longest recent run per sensor) and, when the multivariate detector runs, its multivariate block
 //! (covariance, precision, inverse conditional sigmas, per-sensor CUSUMs).
 //! Nothing else is kept per asset. Not in it: the scorer-global report
@@ -17,7 +18,8 @@
 //! the fleet and do not affect any score, and the per-row scratch buffers,
 //! which every row overwrites before reading.
 //!
-//! # Byte format (magic `FPAS`, version 3)
+//! # Byte format (magic `FPAS`, version 4; 3 had no tail model and an
+//! 8-slot header, and is refused)
 //! The envelope of [`fieldpulse_features::snapshot`] (magic, version, three
 //! zero bytes, total length; an FNV-1a 64 checksum last), then, all
 //! little-endian:
@@ -32,7 +34,7 @@
 //! | 32 | 8 | hash of the detector parameters and the feature spec (u64) |
 //! | 40 | 4 | `F`: bytes of the embedded feature snapshot (u32) |
 //! | 44 | F | the feature snapshot (`FPFS`, with its own header and checksum) |
-//! | 44 + F | 8 × det | the detector block: 8 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row), then the positive and negative CUSUM, current run and longest recent run lanes (f64) |
+//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, 2 zero), then the positive and negative CUSUM, current run and longest recent run lanes (f64) |
 //! | … | 4 × mv | the multivariate block: covariance and precision (lanes × lanes each), inverse conditional sigmas, CUSUM lanes (f32) |
 //! | … | 8 | checksum |
 //!
