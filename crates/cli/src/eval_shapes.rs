@@ -318,12 +318,15 @@ mod tests {
     /// seeds 13 and 3), at the default threshold (nominal 0.1 per 1,000).
     #[test]
     fn the_shape_corpus_meets_the_stated_bounds() {
-        // Alarm onsets per 1,000 clean rows: within 2x nominal, except the two
-        // heavy-tailed shapes and the duty cycle (known gaps, bounded here
-        // against regressions).
+        // Alarm onsets per 1,000 clean rows: within 2x nominal (0.1) on
+        // every shape but two (issue #13 asks for all, per sensor type):
+        // heavy-tailed noise (0.15 and 0.21 on these seeds, from 0.37 and
+        // 0.44) and bursty counters, whose first bursts after the warm-up
+        // alarm before the tail model has seen enough of them (0.49 and
+        // 0.46, unchanged). Bounded here against regressions.
         let onsets = |shape: &str| match shape {
-            "poisson_bursts" | "heavy_tailed" => 1.5,
-            "square_wave" => 0.8,
+            "poisson_bursts" => 0.5,
+            "heavy_tailed" => 0.25,
             _ => 0.2,
         };
         // Flagged clean rows per 1,000: a random walk's wander holds alarms

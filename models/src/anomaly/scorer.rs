@@ -18,7 +18,10 @@
 //!    scores (winsorised at the nominal level so anomalies do not teach it that
 //!    anomalies are normal) turns the raw score into `score = P(raw' <= raw)`,
 //!    in [0, 1]. The max of several near-Gaussian statistics is what the Gumbel
-//!    law describes, and a moment fit needs two numbers of state.
+//!    law describes, and a moment fit needs two numbers of state. Where the
+//!    raw scores' tail is heavier (a tail model: an anchor at the 1 %
+//!    exceedance level and a generalised Pareto fit above it) or alarms come
+//!    too often (alarm-rate feedback), the Gumbel scale is widened.
 //!
 //! Everything a row's score uses is state from rows before it plus the row
 //! itself: there is no look-ahead (a test scores a series and its truncations).
@@ -109,10 +112,30 @@ const D_CAL_WIDEN: usize = 6;
 /// Learned rows in a row that alarmed at the default threshold (alarm onsets
 /// are counted; a long enough run re-anchors the baseline).
 const D_ALARM_RUN: usize = 7;
+/// The tail anchor: the raw score whose exceedance onsets come at
+/// `calib_tail_p` per row (0 until the asset's first scored row).
+const D_TAIL_Q: usize = 8;
+/// 1 when the previous learned row exceeded the tail anchor.
+const D_TAIL_PREV: usize = 9;
+/// Weight of the tail-index estimate, in onsets (the prior's included).
+const D_TAIL_W: usize = 10;
+/// The tail index: the mean log ratio of an exceedance onset's raw score
+/// to the anchor (Hill's estimator, capped per onset at [`TAIL_LN_CAP`]).
+const D_TAIL_H: usize = 11;
+/// The alarm level over the anchor, from the tail's shape.
+const D_TAIL_M: usize = 12;
+/// The mean squared log ratio of exceedance onsets to the anchor.
+const D_TAIL_H2: usize = 13;
 /// Largest width multiplier the alarm-rate feedback reaches.
 const MAX_WIDEN: f64 = 16.0;
-// One cache line of header, so the lanes after it stay aligned.
-const D_HDR: usize = 8;
+/// Largest log ratio one exceedance onset adds to the tail index (a raw
+/// score 7.4× the anchor): an anomaly teaches the tail little more than a
+/// large normal excursion.
+const TAIL_LN_CAP: f64 = 2.0;
+/// Weight, in onsets, of the tail index's prior (`calib_tail_prior`).
+const TAIL_PRIOR_W: f64 = 8.0;
+// Two cache lines of header, so the lanes after it stay aligned.
+const D_HDR: usize = 16;
 
 /// The score of one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -188,6 +211,18 @@ pub struct FleetScorer {
     /// Alarm-rate feedback: width factor up at an alarm onset, down otherwise.
     rate_up: f64,
     rate_down: f64,
+    /// Tail anchor (`calib_tail_p > 0`): its factor up at an exceedance
+    /// onset and down on every other row, the tail index's decay per onset,
+    /// `ln(calib_tail_p / nominal)`, and the anchor's first value as a
+    /// standardised Gumbel quantile.
+    tail_on: bool,
+    tail_up: f64,
+    tail_down: f64,
+    tail_decay: f64,
+    tail_span: f64,
+    tail_init_z: f64,
+    /// The Gumbel fit's alarm level above `m1`, in scales: `-ln(-ln(threshold)) - gamma`.
+    alarm_span: f64,
     /// [`neg_z`] at the default threshold: `ln(-ln(threshold))` (a row
     /// alarms when its `neg_z` is at or below it).
     alarm_neg_z: f32,
@@ -273,6 +308,14 @@ impl FleetScorer {
             rate_up: params.calib_rate_step,
             rate_down: 1.0 - params.calib_rate_step * (1.0 - params.threshold) / params.threshold,
             alarm_neg_z: (-params.threshold.ln()).ln() as f32,
+            // The anchor must be more frequent than the alarms it extrapolates to.
+            tail_on: params.calib_tail_p > 1.0 - params.threshold,
+            tail_up: (params.calib_tail_step * (1.0 - params.calib_tail_p)).exp(),
+            tail_down: (-params.calib_tail_step * params.calib_tail_p).exp(),
+            tail_decay: (-std::f64::consts::LN_2 / params.calib_tail_memory).exp(),
+            tail_span: (params.calib_tail_p / (1.0 - params.threshold)).ln(),
+            tail_init_z: -(-(1.0 - params.calib_tail_p).ln()).ln() - EULER_GAMMA,
+            alarm_span: -(-params.threshold.ln()).ln() - EULER_GAMMA,
             cusum_cap_abs: params.cusum_cap * params.cusum_h,
             stuck_decay: (-std::f64::consts::LN_2 / params.stuck_memory).exp(),
             relearn_after: if params.relearn_after == 0 {
@@ -834,11 +877,27 @@ impl FleetScorer {
             &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
         let in_warmup = rows <= self.warmup;
         self.warmup_rows += u64::from(in_warmup);
-        let widen = fmax(hdr[D_CAL_WIDEN], 1.0);
+        let (m1, m2) = (hdr[D_CAL_M1], hdr[D_CAL_M2]);
+        let min_beta = self.p.calib_min_beta;
+        // The fitted Gumbel scale before widening (as `neg_z` computes it).
+        let beta0 = fmax(fmax(m2 - m1 * m1, 0.0).sqrt() * SQRT6_OVER_PI, min_beta);
+        let feedback = fmax(hdr[D_CAL_WIDEN], 1.0);
+        let mut widen = feedback;
+        if self.tail_on {
+            // The tail model's alarm level (the anchor times the tail's
+            // extrapolation to the nominal rate) as a width: the Gumbel
+            // fit alarms at `m1 + alarm_span * beta0 * widen`. The fit
+            // alone where it is the higher level.
+            let level = hdr[D_TAIL_Q] * hdr[D_TAIL_M];
+            widen = fmax(
+                widen,
+                fmin((level - m1) / (self.alarm_span * beta0), MAX_WIDEN),
+            );
+        }
         let before = Moments {
             raw,
-            m1: hdr[D_CAL_M1],
-            m2: hdr[D_CAL_M2],
+            m1,
+            m2,
             widen,
             stuck_nz: stuck_neg_z(stuck, self.alarm_neg_z),
             in_warmup,
@@ -847,23 +906,28 @@ impl FleetScorer {
         if learn && !in_warmup && (self.rate_up > 0.0 || self.relearn_after.is_finite()) {
             // The row alarms at the default threshold exactly when its score does.
             let alarm = standardised(before, self.p.calib_min_beta) <= self.alarm_neg_z;
-            let onset = alarm && hdr[D_ALARM_RUN] == 0.0;
-            hdr[D_ALARM_RUN] = if alarm { hdr[D_ALARM_RUN] + 1.0 } else { 0.0 };
+            let run = if alarm { hdr[D_ALARM_RUN] + 1.0 } else { 0.0 };
+            relearn = run >= self.relearn_after;
+            // An alarm run ends at its first quiet row, or when it re-anchors.
+            let ended = (!alarm && hdr[D_ALARM_RUN] > 0.0) || relearn;
+            hdr[D_ALARM_RUN] = run;
             if self.rate_up > 0.0 {
-                // Alarm-rate feedback: an alarm onset widens the calibration by
+                // Alarm-rate feedback: each alarm run widens the calibration by
                 // `rate_up`, every other row narrows it so that at the nominal
-                // onset rate the two balance. Onsets, not alarm rows, so one long
+                // onset rate the two balance. Runs, not alarm rows, so one long
                 // anomaly counts once; slow (thousands of rows), so it corrects a
                 // tail heavier than the Gumbel fit without learning anomalies.
-                let next = widen
-                    * if onset {
+                // The step comes when the run ends: widened at its onset, a
+                // rising statistic (a burst's CUSUM) crossed the new level
+                // again a few rows later, one excursion counted as several.
+                let next = feedback
+                    * if ended {
                         1.0 + self.rate_up
                     } else {
                         self.rate_down
                     };
                 hdr[D_CAL_WIDEN] = fmin(fmax(next, 1.0), MAX_WIDEN);
             }
-            relearn = hdr[D_ALARM_RUN] >= self.relearn_after;
         }
         if learn && rows > self.gate {
             let w = self.cal_decay * hdr[D_CAL_W] + 1.0;
@@ -873,10 +937,51 @@ impl FleetScorer {
             hdr[D_CAL_M1] += a * (r - hdr[D_CAL_M1]);
             hdr[D_CAL_M2] += a * (r * r - hdr[D_CAL_M2]);
         }
+        if learn && !in_warmup && self.tail_on {
+            self.learn_tail(asset, raw, m1 + self.tail_init_z * beta0);
+        }
         if relearn {
             self.reanchor(asset);
         }
         before
+    }
+
+    /// The tail model learns from a scored row: the anchor moves up by
+    /// `tail_up` at an exceedance onset (a raw score above it after a row
+    /// that was not) and down by `tail_down` on every other row, so its
+    /// onsets settle at `calib_tail_p` per row; each onset adds its log ratio
+    /// to the anchor to the tail index (Hill's estimator; onsets, so one
+    /// long excursion counts once). The first scored row sets the anchor at
+    /// the Gumbel fit's `1 - calib_tail_p` point (`gumbel_anchor`) and the
+    /// index at its prior.
+    #[inline(always)]
+    fn learn_tail(&mut self, asset: usize, raw: f64, gumbel_anchor: f64) {
+        let min_beta = self.p.calib_min_beta;
+        let hdr =
+            &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
+        let q = hdr[D_TAIL_Q];
+        if q == 0.0 {
+            let prior = self.p.calib_tail_prior;
+            hdr[D_TAIL_Q] = fmax(gumbel_anchor, min_beta);
+            hdr[D_TAIL_W] = TAIL_PRIOR_W;
+            hdr[D_TAIL_H] = prior;
+            hdr[D_TAIL_H2] = 2.0 * prior * prior;
+            hdr[D_TAIL_M] = tail_ratio(prior, 2.0 * prior * prior, self.tail_span);
+            return;
+        }
+        let exceeds = raw > q;
+        if exceeds && hdr[D_TAIL_PREV] == 0.0 {
+            let w = self.tail_decay * hdr[D_TAIL_W] + 1.0;
+            let ln_ratio = fmin((raw / q).ln(), TAIL_LN_CAP);
+            hdr[D_TAIL_W] = w;
+            hdr[D_TAIL_H] += (ln_ratio - hdr[D_TAIL_H]) / w;
+            hdr[D_TAIL_H2] += (ln_ratio * ln_ratio - hdr[D_TAIL_H2]) / w;
+            hdr[D_TAIL_M] = tail_ratio(hdr[D_TAIL_H], hdr[D_TAIL_H2], self.tail_span);
+            hdr[D_TAIL_Q] = q * self.tail_up;
+        } else {
+            hdr[D_TAIL_Q] = fmax(q * self.tail_down, min_beta);
+        }
+        hdr[D_TAIL_PREV] = if exceeds { 1.0 } else { 0.0 };
     }
 
     /// The asset's recent behaviour becomes its baseline (it alarmed for
@@ -936,6 +1041,28 @@ fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64, widen: f64, stuck
     } else {
         z
     }
+}
+
+/// The alarm level over the tail anchor, as a ratio: the `exp(span)`-fold
+/// rarer quantile of a generalised Pareto law fitted by moments to the log
+/// ratios of exceedance onsets to the anchor (mean `h1`, mean square `h2`).
+/// Its shape `xi = (1 - h1^2 / var) / 2` is held at or below 0: at 0 the
+/// log ratios are exponential, a power-law tail, and the ratio is Hill's
+/// `exp(h1 span)`; below 0 the tail is bounded (a point mass, such as a
+/// sawtooth's resets, gives `exp(h1)`). Above 0 (log ratios more spread
+/// than exponential) the estimate was too noisy on 8-sensor fleets.
+#[inline]
+fn tail_ratio(h1: f64, h2: f64, span: f64) -> f64 {
+    let var = fmax(h2 - h1 * h1, 1e-12);
+    let r = h1 * h1 / var;
+    let xi = fmin(fmax(0.5 * (1.0 - r), -1e6), 0.0);
+    let sigma = 0.5 * h1 * (r + 1.0);
+    let ln_ratio = if xi > -1e-9 {
+        sigma * span
+    } else {
+        sigma / xi * ((xi * span).exp() - 1.0)
+    };
+    fmin(ln_ratio, 50.0).exp()
 }
 
 /// The stuck-run statistic `s` (1.0 = its alarm level) as a negated

@@ -8,7 +8,8 @@
 //! counts, last timestamps: the `fieldpulse-features` snapshot, embedded as
 //! is), its detector block (calibration weight and moments, covariance
 //! weight, rows and rows since the last precision refresh, the alarm-rate
-//! width and the run of alarming rows, the two CUSUMs, the current run of
+//! width and the run of alarming rows, the tail model's anchor, exceedance
+//! flag and moments, the two CUSUMs, the current run of
 //! repeated values and the longest recent run per sensor) and, when the multivariate detector runs, its multivariate block
 //! (covariance, precision, inverse conditional sigmas, per-sensor CUSUMs).
 //! Nothing else is kept per asset. Not in it: the scorer-global report
@@ -17,7 +18,8 @@
 //! the fleet and do not affect any score, and the per-row scratch buffers,
 //! which every row overwrites before reading.
 //!
-//! # Byte format (magic `FPAS`, version 3)
+//! # Byte format (magic `FPAS`, version 4; 3 had no tail model and an
+//! 8-slot header, and is refused)
 //! The envelope of [`fieldpulse_features::snapshot`] (magic, version, three
 //! zero bytes, total length; an FNV-1a 64 checksum last), then, all
 //! little-endian:
@@ -32,7 +34,7 @@
 //! | 32 | 8 | hash of the detector parameters and the feature spec (u64) |
 //! | 40 | 4 | `F`: bytes of the embedded feature snapshot (u32) |
 //! | 44 | F | the feature snapshot (`FPFS`, with its own header and checksum) |
-//! | 44 + F | 8 × det | the detector block: 8 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row), then the positive and negative CUSUM, current run and longest recent run lanes (f64) |
+//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, 2 zero), then the positive and negative CUSUM, current run and longest recent run lanes (f64) |
 //! | … | 4 × mv | the multivariate block: covariance and precision (lanes × lanes each), inverse conditional sigmas, CUSUM lanes (f32) |
 //! | … | 8 | checksum |
 //!
@@ -42,13 +44,16 @@
 
 use fieldpulse_features::snapshot::{Fnv64, StateError, StateReader, StateWriter};
 
-use super::{FleetScorer, D_ALARM_RUN, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, MAX_WIDEN};
+use super::{
+    FleetScorer, D_ALARM_RUN, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, D_TAIL_H, D_TAIL_H2,
+    D_TAIL_M, D_TAIL_PREV, D_TAIL_Q, D_TAIL_W, MAX_WIDEN,
+};
 use crate::anomaly::params::{AnomalyError, DetectorValidParams};
 
 /// Magic of a [`FleetScorer`] asset snapshot.
 pub const SCORER_STATE_MAGIC: [u8; 4] = *b"FPAS";
 /// Format version of a [`FleetScorer`] asset snapshot.
-pub const SCORER_STATE_VERSION: u8 = 3;
+pub const SCORER_STATE_VERSION: u8 = 4;
 
 /// Counts are f64 in the block: whole numbers up to 2^53 are exact.
 const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
@@ -87,12 +92,16 @@ fn detector_hash(p: &DetectorValidParams, feature_hash: u64) -> u64 {
         p.calib_winsor,
         p.calib_min_beta,
         p.calib_rate_step,
+        p.calib_tail_p,
+        p.calib_tail_step,
+        p.calib_tail_memory,
+        p.calib_tail_prior,
     ] {
         h.write_f64(v);
     }
     // The alarm-rate feedback steers towards the threshold's rate, and
     // re-anchoring counts alarms at it.
-    if p.calib_rate_step > 0.0 || p.relearn_after > 0 {
+    if p.calib_rate_step > 0.0 || p.relearn_after > 0 || p.calib_tail_p > 0.0 {
         h.write_f64(p.threshold);
     }
     h.finish()
@@ -205,6 +214,24 @@ impl FleetScorer {
         let widen = det[D_CAL_WIDEN];
         if !(widen == 0.0 || (1.0..=MAX_WIDEN).contains(&widen)) {
             return corrupt(format!("calibration width {widen}"));
+        }
+        for (slot, what) in [
+            (D_TAIL_Q, "tail anchor"),
+            (D_TAIL_W, "tail index weight"),
+            (D_TAIL_H, "tail index"),
+            (D_TAIL_M, "tail ratio"),
+            (D_TAIL_H2, "tail index mean square"),
+        ] {
+            let v = det[slot];
+            if !(v.is_finite() && v >= 0.0) {
+                return corrupt(format!("{what} {v}"));
+            }
+        }
+        if !(det[D_TAIL_PREV] == 0.0 || det[D_TAIL_PREV] == 1.0) {
+            return corrupt(format!("tail exceedance flag {}", det[D_TAIL_PREV]));
+        }
+        if det[D_TAIL_H2 + 1..D_HDR].iter().any(|v| *v != 0.0) {
+            return corrupt("padding of the detector header is set".into());
         }
         let (n, np, cap) = (self.n, self.np, self.cusum_cap_abs);
         for (side, lanes) in ["positive", "negative"]

@@ -209,9 +209,10 @@ fn snapshots_from_another_sensor_layout_or_parameters_are_refused_naming_why() {
     let e = refused(&mut other_params, &snap8);
     assert!(matches!(e, StateError::SpecMismatch { .. }), "{e}");
     assert!(e.to_string().contains("detector parameters"), "{e}");
-    // The alarm-rate feedback steers towards the threshold and re-anchoring
-    // counts alarms at it: another threshold evolves state differently.
-    // Without both the threshold only selects alarms and may differ.
+    // The alarm-rate feedback steers towards the threshold, re-anchoring
+    // counts alarms at it and the tail model extrapolates to it: another
+    // threshold evolves state differently. Without all three the threshold
+    // only selects alarms and may differ.
     let mut other_threshold = scorer(&f8, DetectorParams::default().threshold(0.99));
     assert!(matches!(
         refused(&mut other_threshold, &snap8),
@@ -221,6 +222,7 @@ fn snapshots_from_another_sensor_layout_or_parameters_are_refused_naming_why() {
         DetectorParams::default()
             .calib_rate_step(0.0)
             .relearn_after(0)
+            .calib_tail_p(0.0)
             .threshold(t)
     };
     let mut fixed = scorer(&f8, no_feedback(0.9999));
