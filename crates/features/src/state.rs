@@ -401,24 +401,12 @@ impl FleetFeatures {
             (true, false, _) => {
                 update_block::<true, false, 0, 0>(k, blk, self.spec.lanes, ts, values, scratch)
             }
-            (true, true, _) if self.default_shape => warm_kernel::<3, 1>(
-                self.warm_avx2,
-                k,
-                blk,
-                self.spec.lanes,
-                ts,
-                values,
-                scratch,
-            ),
-            (true, true, _) => warm_kernel::<0, 0>(
-                self.warm_avx2,
-                k,
-                blk,
-                self.spec.lanes,
-                ts,
-                values,
-                scratch,
-            ),
+            (true, true, _) if self.default_shape => {
+                warm_kernel::<3, 1>(self.warm_avx2, k, blk, self.spec.lanes, ts, values, scratch)
+            }
+            (true, true, _) => {
+                warm_kernel::<0, 0>(self.warm_avx2, k, blk, self.spec.lanes, ts, values, scratch)
+            }
             (false, _, _) => update_block_no_learn(k, blk, self.spec.lanes, ts, values, scratch),
         }
         if let (Some((layout, region)), true) = (season, status.learned()) {
@@ -759,9 +747,7 @@ fn warm_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        std::env::var("FIELDPULSE_SIMD").as_deref() != Ok("baseline")
-            && has!("avx2")
-            && has!("fma")
+        std::env::var("FIELDPULSE_SIMD").as_deref() != Ok("baseline") && has!("avx2") && has!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false

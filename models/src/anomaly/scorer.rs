@@ -599,8 +599,11 @@ impl FleetScorer {
         );
         // One chunk: the row's evidence, clipped z and `P u` live in
         // fixed-size locals (no bounds checks); more: in the scorer's buffers.
-        let (mut ev_one, mut uc_one, mut pu_one) =
-            ([0.0f64; LANE_CHUNK], [0.0f32; LANE_CHUNK], [0.0f32; MV_CHUNK]);
+        let (mut ev_one, mut uc_one, mut pu_one) = (
+            [0.0f64; LANE_CHUNK],
+            [0.0f32; LANE_CHUNK],
+            [0.0f32; MV_CHUNK],
+        );
         let (evidence, uc_all): (&mut [f64], &mut [f32]) = if NC == 1 {
             (&mut ev_one, &mut uc_one)
         } else {
