@@ -79,6 +79,9 @@ impl fmt::Display for FeatureError {
 
 impl std::error::Error for FeatureError {}
 
+/// Most EWMA horizons (`half_lives`) a feature set may have.
+pub(crate) const MAX_HORIZONS: usize = 8;
+
 /// The checked feature hyperparameters. Only [`ParamGuard::check`] on
 /// [`FeatureParams`] produces one, so code holding it never re-validates.
 /// `Default` gives the documented defaults (which are valid by construction and
@@ -263,7 +266,7 @@ impl FeatureParams {
     fn validate(&self) -> Result<(), FeatureError> {
         let p = &self.0;
         let hl = &p.half_lives;
-        if hl.is_empty() || hl.len() > 8 {
+        if hl.is_empty() || hl.len() > MAX_HORIZONS {
             return Err(invalid("half_lives", hl, "1 to 8 horizons"));
         }
         if hl

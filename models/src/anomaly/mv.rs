@@ -53,20 +53,30 @@ fn refresh_into(
     }
     let mut ridge = 1e-6 * trace / n as f64 + 1e-12;
     for _attempt in 0..4 {
-        for i in 0..dim {
-            for j in 0..dim {
-                l[i * dim + j] = if i >= n || j >= n {
-                    if i == j {
-                        1.0
-                    } else {
-                        0.0
+        for (i, row) in l[..dim * dim].chunks_exact_mut(dim).enumerate() {
+            // The sensor's covariance row (empty for padding rows): sliced
+            // once, so the elements need no bounds checks.
+            let crow: &[f32] = if i < n {
+                &cov[i * stride..i * stride + n]
+            } else {
+                &[]
+            };
+            for (j, lij) in row.iter_mut().enumerate() {
+                *lij = match crow.get(j) {
+                    None => {
+                        if i == j {
+                            1.0
+                        } else {
+                            0.0
+                        }
                     }
-                } else {
-                    let c = f64::from(cov[i * stride + j]);
-                    if i == j {
-                        c + ridge
-                    } else {
-                        (1.0 - shrinkage) * c
+                    Some(&c) => {
+                        let c = f64::from(c);
+                        if i == j {
+                            c + ridge
+                        } else {
+                            (1.0 - shrinkage) * c
+                        }
                     }
                 };
             }
@@ -74,8 +84,12 @@ fn refresh_into(
         if cholesky_in_place(l, dim) {
             invert_from_cholesky(l, inv, dim);
             for i in 0..n {
-                for j in 0..n {
-                    precision[i * stride + j] = inv[i * dim + j] as f32;
+                let (prow, irow) = (
+                    &mut precision[i * stride..i * stride + n],
+                    &inv[i * dim..i * dim + n],
+                );
+                for (p, v) in prow.iter_mut().zip(irow) {
+                    *p = *v as f32;
                 }
             }
             return true;
@@ -85,7 +99,8 @@ fn refresh_into(
     false
 }
 
-/// Lower Cholesky factor in place (upper triangle zeroed). `false` if not SPD.
+/// Lower Cholesky factor in place (the upper triangle is left as it is: nothing
+/// reads it). `false` if not SPD.
 #[inline(always)]
 fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
     for j in 0..n {
@@ -104,9 +119,6 @@ fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
                 s -= a[i * n + k] * a[j * n + k];
             }
             a[i * n + j] = s / d;
-        }
-        for k in j + 1..n {
-            a[j * n + k] = 0.0;
         }
     }
     true
@@ -127,6 +139,27 @@ fn invert_from_cholesky(l: &mut [f64], out: &mut [f64], n: usize) {
         }
     }
     // P = L^-T L^-1: P_ij = sum_{k >= max(i, j)} Linv_ki Linv_kj.
+    if n == SMALL {
+        // Row i up to the diagonal in one lane array: lane j adds the same
+        // products in the same order (k = i, i + 1, …) as the loop below, so
+        // the sums are bit-identical; lanes past i (they read the unused
+        // upper triangle) are dropped.
+        for i in 0..SMALL {
+            let mut s = [0.0; SMALL];
+            for k in i..SMALL {
+                let row = <&[f64; SMALL]>::try_from(&l[k * SMALL..(k + 1) * SMALL]).expect("row");
+                let lki = row[i];
+                for j in 0..SMALL {
+                    s[j] += lki * row[j];
+                }
+            }
+            for j in 0..=i {
+                out[i * SMALL + j] = s[j];
+                out[j * SMALL + i] = s[j];
+            }
+        }
+        return;
+    }
     for i in 0..n {
         for j in 0..=i {
             let mut s = 0.0;

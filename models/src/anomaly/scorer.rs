@@ -472,26 +472,28 @@ impl FleetScorer {
             [0.0f64; SCORE_BLOCK],
         );
         let mut nz = [0.0f32; SCORE_BLOCK];
-        let mut start = 0;
-        while start < asset_idx.len() {
-            let end = (start + SCORE_BLOCK).min(asset_idx.len());
-            for i in start..end {
-                let (m, t, _) = self.score_row_moments(
-                    asset_idx[i] as usize,
-                    ts_ms[i],
-                    &values[i * n..(i + 1) * n],
-                );
-                let k = i - start;
+        // Blocks and rows as zipped iterators (the caller checked the
+        // lengths): no index, so no bounds check per row and slice.
+        let blocks = asset_idx
+            .chunks(SCORE_BLOCK)
+            .zip(ts_ms.chunks(SCORE_BLOCK))
+            .zip(values.chunks(SCORE_BLOCK * n))
+            .zip(scores.chunks_mut(SCORE_BLOCK))
+            .zip(top.chunks_mut(SCORE_BLOCK));
+        for ((((ids, ts), xs), out), tops) in blocks {
+            let rows = ids.iter().zip(ts).zip(xs.chunks_exact(n)).zip(tops);
+            // `0..SCORE_BLOCK` bounds `k` for the block arrays.
+            for ((((&asset, &t_ms), x), tp), k) in rows.zip(0..SCORE_BLOCK) {
+                let (m, t, _) = self.score_row_moments(asset as usize, t_ms, x);
                 (raw[k], m1[k], m2[k], widen[k], stuck[k]) =
                     (m.raw, m.m1, m.m2, m.widen, m.stuck_nz);
                 warm[k] = f64::from(u8::from(m.in_warmup));
-                top[i] = t.map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
+                *tp = t.map_or(u16::MAX, |t| t.min(u16::MAX as usize - 1) as u16);
             }
             for k in 0..SCORE_BLOCK {
                 nz[k] = neg_z(raw[k], m1[k], m2[k], warm[k], min_beta, widen[k], stuck[k]);
             }
-            gumbel_scores(&nz[..end - start], &mut scores[start..end]);
-            start = end;
+            gumbel_scores(&nz[..out.len()], out);
         }
     }
 
@@ -638,7 +640,18 @@ impl FleetScorer {
             &sc.robust_inv_scale[..np],
             &sc.repeat[..np],
         );
-        let (evidence, uc_all) = (&mut self.evidence[..np], &mut self.uc[..np]);
+        // One chunk: the row's evidence, clipped z and `P u` live in
+        // fixed-size locals (no bounds checks); more: in the scorer's buffers.
+        let (mut ev_one, mut uc_one, mut pu_one) = (
+            [0.0f64; LANE_CHUNK],
+            [0.0f32; LANE_CHUNK],
+            [0.0f32; MV_CHUNK],
+        );
+        let (evidence, uc_all): (&mut [f64], &mut [f32]) = if NC == 1 {
+            (&mut ev_one, &mut uc_one)
+        } else {
+            (&mut self.evidence[..np], &mut self.uc[..np])
+        };
         let [inv_spike, inv_h, inv_drift, inv_spike_base] = self.inv_levels;
         let (k, clip, cap) = (p.cusum_k, p.cusum_clip, self.cusum_cap_abs);
         let (stuck_factor, stuck_min, stuck_decay) =
@@ -722,7 +735,11 @@ impl FleetScorer {
             let (cov, rest) = blk.split_at_mut(mvp * mvp);
             let (prec, rest) = rest.split_at_mut(mvp * mvp);
             let (inv_sd, cus) = rest.split_at_mut(mvp);
-            let (uc, pu) = (&uc_all[..mvp], &mut self.pu[..mvp]);
+            let (uc, pu): (&[f32], &mut [f32]) = if NC == 1 {
+                (uc_all, &mut pu_one)
+            } else {
+                (&uc_all[..mvp], &mut self.pu[..mvp])
+            };
             // P u as a sum of columns (P is symmetric): elementwise, vectorises.
             if mc == 1 {
                 #[cfg(target_arch = "x86_64")]
