@@ -633,13 +633,20 @@ fn challengers_run_on_the_training_split_and_the_model_as_its_own_champion_ties(
         .collect();
     assert_eq!(targets(&report), classifiers);
     let first = model.classifiers[0].horizon_days;
-    assert!(classifiers.iter().any(|(_, h)| *h != first), "several horizons");
+    assert!(
+        classifiers.iter().any(|(_, h)| *h != first),
+        "several horizons"
+    );
     let first_only = ChallengerConfig {
         all_horizons: false,
         ..cfg.clone()
     };
-    let short = compare(model, Some(model), &rows, &outcome.split, &obs, &first_only).expect("compare");
-    let expected: Vec<(String, f64)> = classifiers.into_iter().filter(|(_, h)| *h == first).collect();
+    let short =
+        compare(model, Some(model), &rows, &outcome.split, &obs, &first_only).expect("compare");
+    let expected: Vec<(String, f64)> = classifiers
+        .into_iter()
+        .filter(|(_, h)| *h == first)
+        .collect();
     assert_eq!(targets(&short), expected);
     assert_eq!(untimed(report), untimed(again));
 }
