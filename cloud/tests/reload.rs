@@ -373,8 +373,9 @@ fn assert_scored_once(rows: &[Scored], posted: &BTreeSet<(String, i64)>) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promote_and_rollback_under_load_swap_every_shard_once_and_score_each_reading_once() {
+/// A registry with model `a` promoted as v1 and model `b` added as v2, in a
+/// fresh temporary directory, and the emulated org the live fleet lives in.
+async fn champion_v1_candidate_v2() -> (Org, tempfile::TempDir, Registry) {
     let p = prepared();
     let org = start_org(&p.fixture).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -382,6 +383,12 @@ async fn promote_and_rollback_under_load_swap_every_shard_once_and_score_each_re
     reg.add(&p.a, Some("v1"), &actor()).expect("add v1");
     reg.promote("v1", &actor()).expect("promote v1");
     reg.add(&p.b, Some("v2"), &actor()).expect("add v2");
+    (org, tmp, reg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_rollback_under_load_swap_every_shard_once_and_score_each_reading_once() {
+    let (org, tmp, reg) = champion_v1_candidate_v2().await;
     let state = tmp.path().join("state");
     let tap = Arc::new(Tap::default());
     let cloud = Cloud::start(cloud_config(&org, &state, reg.dir(), &tap, |_| {}), None)
@@ -546,13 +553,7 @@ fn force_promote(reg: &Registry, version: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_promoted_artifact_is_refused_once_and_scoring_stays_on_the_served_model() {
-    let p = prepared();
-    let org = start_org(&p.fixture).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let reg = Registry::new(tmp.path().join("reg"));
-    reg.add(&p.a, Some("v1"), &actor()).expect("add v1");
-    reg.promote("v1", &actor()).expect("promote v1");
-    reg.add(&p.b, Some("v2"), &actor()).expect("add v2");
+    let (org, tmp, reg) = champion_v1_candidate_v2().await;
     let state = tmp.path().join("state");
     let tap = Arc::new(Tap::default());
     let cloud = Cloud::start(cloud_config(&org, &state, reg.dir(), &tap, |_| {}), None)
@@ -753,13 +754,7 @@ async fn a_shadow_candidate_is_compared_with_the_champion_and_never_acted_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_no_reading_is_rescored_by_a_version_other_than_the_one_that_scored_it() {
-    let p = prepared();
-    let org = start_org(&p.fixture).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let reg = Registry::new(tmp.path().join("reg"));
-    reg.add(&p.a, Some("v1"), &actor()).expect("add v1");
-    reg.promote("v1", &actor()).expect("promote v1");
-    reg.add(&p.b, Some("v2"), &actor()).expect("add v2");
+    let (org, tmp, reg) = champion_v1_candidate_v2().await;
     let state = tmp.path().join("state");
     // No periodic checkpoint in the first life, and no Salesforce feedback
     // (each batch of it checkpoints): only the swap's own.
