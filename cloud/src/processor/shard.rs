@@ -465,21 +465,31 @@ impl Shard {
         Ok(())
     }
 
-    /// Replaces the champion, carrying per-asset streaming state over where
-    /// the feature spec allows (from the old champion, else from the shadow
-    /// when the new champion is the model that was in shadow).
-    fn swap_champion(&mut self, served: ServedModel) {
+    /// This shard's scorer for a handed-over model (`role`: champion or
+    /// shadow), or `None` when it cannot build one: the refusal is counted
+    /// and logged, and the shard keeps what it has.
+    fn build_part(&self, served: ServedModel, role: &str) -> Option<FailurePart> {
         let version = Arc::clone(&served.version);
-        let mut next = match FailurePart::new(served, &self.shared, &self.directory) {
-            Ok(next) => next,
+        match FailurePart::new(served, &self.shared, &self.directory) {
+            Ok(part) => Some(part),
             Err(e) => {
                 self.shared
                     .metrics
                     .swaps_refused
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(shard = self.id, %version, error = %e, "Refused a failure model; scoring continues with the current one.");
-                return;
+                tracing::warn!(shard = self.id, %version, role, error = %e, "Refused a failure model; scoring continues with the current ones.");
+                None
             }
+        }
+    }
+
+    /// Replaces the champion, carrying per-asset streaming state over where
+    /// the feature spec allows (from the old champion, else from the shadow
+    /// when the new champion is the model that was in shadow).
+    fn swap_champion(&mut self, served: ServedModel) {
+        let version = Arc::clone(&served.version);
+        let Some(mut next) = self.build_part(served, "champion") else {
+            return;
         };
         let (mut kept, mut fresh) = (0u64, 0u64);
         let shadow = self
@@ -542,16 +552,8 @@ impl Shard {
             return;
         };
         let version = Arc::clone(&served.version);
-        let mut part = match FailurePart::new(served, &self.shared, &self.directory) {
-            Ok(part) => part,
-            Err(e) => {
-                self.shared
-                    .metrics
-                    .swaps_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(shard = self.id, %version, error = %e, "Refused a shadow model.");
-                return;
-            }
+        let Some(mut part) = self.build_part(served, "shadow") else {
+            return;
         };
         let mut seeded = 0u64;
         if let Some(champion) = &self.failure {
