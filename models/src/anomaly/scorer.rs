@@ -983,7 +983,7 @@ impl FleetScorer {
             hdr[D_TAIL_W] = TAIL_PRIOR_W;
             hdr[D_TAIL_H] = prior;
             hdr[D_TAIL_H2] = 2.0 * prior * prior;
-            hdr[D_TAIL_M] = tail_ratio(prior, 2.0 * prior * prior, self.tail_span);
+            hdr[D_TAIL_M] = tail_ratio(prior, 2.0 * prior * prior, TAIL_PRIOR_W, self.tail_span);
             return;
         }
         let exceeds = raw > q;
@@ -993,7 +993,7 @@ impl FleetScorer {
             hdr[D_TAIL_W] = w;
             hdr[D_TAIL_H] += (ln_ratio - hdr[D_TAIL_H]) / w;
             hdr[D_TAIL_H2] += (ln_ratio * ln_ratio - hdr[D_TAIL_H2]) / w;
-            hdr[D_TAIL_M] = tail_ratio(hdr[D_TAIL_H], hdr[D_TAIL_H2], self.tail_span);
+            hdr[D_TAIL_M] = tail_ratio(hdr[D_TAIL_H], hdr[D_TAIL_H2], w, self.tail_span);
             hdr[D_TAIL_Q] = q * self.tail_up;
         } else {
             hdr[D_TAIL_Q] = fmax(q * self.tail_down, min_beta);
@@ -1062,17 +1062,22 @@ fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64, widen: f64, stuck
 
 /// The alarm level over the tail anchor, as a ratio: the `exp(span)`-fold
 /// rarer quantile of a generalised Pareto law fitted by moments to the log
-/// ratios of exceedance onsets to the anchor (mean `h1`, mean square `h2`).
-/// Its shape `xi = (1 - h1^2 / var) / 2` is held at or below 0: at 0 the
-/// log ratios are exponential, a power-law tail, and the ratio is Hill's
-/// `exp(h1 span)`; below 0 the tail is bounded (a point mass, such as a
-/// sawtooth's resets, gives `exp(h1)`). Above 0 (log ratios more spread
-/// than exponential) the estimate was too noisy on 8-sensor fleets.
+/// ratios of exceedance onsets to the anchor (mean `h1`, mean square `h2`,
+/// weight `w` in onsets). Its shape `xi = (1 - h1^2 / var) / 2` is held at
+/// or below 0: at 0 the log ratios are exponential, a power-law tail, and
+/// the ratio is about Hill's `exp(h1 span)`; below 0 the tail is bounded (a point
+/// mass, such as a sawtooth's resets, gives about `exp(h1)`). Above 0 (log
+/// ratios more spread than exponential) the estimate was too noisy on
+/// 8-sensor fleets. A bounded shape must show itself beyond the estimate's
+/// sampling error (`1 / sqrt(w)` for exponential data): without that
+/// margin, exponential log ratios read as bounded about half the time, and
+/// the clamp at 0 kept the other half, so the level was biased low (a
+/// Student-t(3) sensor alarmed at readings of 18 scales, not 28).
 #[inline]
-fn tail_ratio(h1: f64, h2: f64, span: f64) -> f64 {
+fn tail_ratio(h1: f64, h2: f64, w: f64, span: f64) -> f64 {
     let var = fmax(h2 - h1 * h1, 1e-12);
     let r = h1 * h1 / var;
-    let xi = fmin(fmax(0.5 * (1.0 - r), -1e6), 0.0);
+    let xi = fmin(fmax(0.5 * (1.0 - r) + 1.0 / w.sqrt(), -1e6), 0.0);
     let sigma = 0.5 * h1 * (r + 1.0);
     let ln_ratio = if xi > -1e-9 {
         sigma * span
@@ -1286,5 +1291,33 @@ fn fmin(a: f64, b: f64) -> f64 {
         a
     } else {
         b
+    }
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::*;
+
+    const SPAN: f64 = 4.605_170_185_988_091; // ln(0.01 / 0.0001)
+
+    #[test]
+    fn exponential_log_ratios_a_little_less_spread_than_their_mean_read_as_a_power_law() {
+        // 64 onsets of a Student-t(3) tail: mean log ratio 1/3; a sample
+        // variance 20 % under the mean squared is within sampling error.
+        let (h1, r): (f64, f64) = (1.0 / 3.0, 1.2);
+        let h2 = h1 * h1 + h1 * h1 / r;
+        let power_law = (0.5 * h1 * (r + 1.0) * SPAN).exp();
+        assert!((tail_ratio(h1, h2, 64.0, SPAN) / power_law - 1.0).abs() < 1e-12);
+        // With thousands of onsets the same moments do show a bounded tail.
+        assert!(tail_ratio(h1, h2, 1e6, SPAN) < 0.8 * power_law);
+    }
+
+    #[test]
+    fn a_point_mass_of_log_ratios_stays_a_bounded_tail() {
+        // A sawtooth's resets: every onset at the same ratio to the anchor.
+        let h1: f64 = 0.5;
+        let ratio = tail_ratio(h1, h1 * h1 + 1e-6, 64.0, SPAN);
+        assert!(ratio < (h1 * 1.01).exp(), "{ratio}");
+        assert!(ratio > (h1 * 0.99).exp(), "{ratio}");
     }
 }
