@@ -8,6 +8,8 @@
 //!
 //! `NO_MV=1` disables the multivariate detector, `FEATURES_ONLY=1` times the
 //! feature kernel alone (baseline ISA: no runtime dispatch there), `FIELDPULSE_SIMD=avx2|baseline` caps the vector width.
+//! `HASH=1` prints an FNV-1a hash of the last run's scores (their bits) and
+//! top sensors, to check that a change keeps the output bit-identical.
 
 use std::time::Instant;
 
@@ -53,6 +55,25 @@ fn main() {
         );
     }
     println!("best: {:.1} ns/row", best * 1e9 / rows as f64);
+    if std::env::var_os("HASH").is_some() {
+        println!("hash: {:016x}", output_hash(&scores, &top));
+    }
+}
+
+/// FNV-1a over every score's bits and every top sensor, in row order.
+fn output_hash(scores: &[f64], top: &[u16]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (s, t) in scores.iter().zip(top) {
+        eat(&s.to_bits().to_le_bytes());
+        eat(&t.to_le_bytes());
+    }
+    h
 }
 
 fn features_only(f: &SynthFleet, assets: usize, repeat: usize) {
