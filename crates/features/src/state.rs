@@ -372,17 +372,20 @@ impl FleetFeatures {
             None => (blk, None),
         };
         let ts = ts_ms as f64;
-        let status = if blk[H_N_ROWS] == 0.0 {
+        // The header's first slots as one fixed-size array: one length check.
+        let head = <&[f64; H_W]>::try_from(&blk[..H_W]).expect("block header");
+        let (n_rows, last_ts) = (head[H_N_ROWS], head[H_LAST_TS]);
+        let status = if n_rows == 0.0 {
             RowStatus::First
-        } else if ts > blk[H_LAST_TS] {
+        } else if ts > last_ts {
             RowStatus::InOrder
-        } else if ts == blk[H_LAST_TS] {
+        } else if ts == last_ts {
             RowStatus::Duplicate
         } else {
             RowStatus::OutOfOrder
         };
         let k = &self.kernel;
-        let warm = blk[H_N_WARM] > 0.0;
+        let warm = head[H_N_WARM] > 0.0;
         let ssc = &mut self.season_sc;
         let values = match &season {
             Some((layout, region)) => {
