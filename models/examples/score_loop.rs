@@ -98,7 +98,7 @@ fn feature_loop(f: &SynthFleet, fleet: &mut FleetFeatures, sc: &mut RowScratch) 
     for i in 0..f.n_rows() {
         let x = &f.values[i * n..(i + 1) * n];
         fleet.update(f.asset_idx[i] as usize, f.ts_ms[i], x, sc);
-        acc += sc.resid_z[0];
+        acc += sc.resid_z()[0];
     }
     acc
 }

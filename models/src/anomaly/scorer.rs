@@ -636,14 +636,36 @@ impl FleetScorer {
         let (cpos, rest) = lanes.split_at_mut(np);
         let (cneg, rest) = rest.split_at_mut(np);
         let (runs, rmaxs) = rest.split_at_mut(np);
-        let (nvalid, mean_t, med) = (&sc.n_valid[..np], &sc.level[..np], &sc.median[..np]);
-        let (s_valid, s_rz, s_uz, s_inv, s_rep) = (
-            &sc.valid[..np],
-            &sc.resid_z[..np],
-            &sc.robust_z[..np],
-            &sc.robust_inv_scale[..np],
-            &sc.repeat[..np],
-        );
+        // The row's inputs: with one chunk, fixed-size arrays from one view
+        // of the scratch (two checks); otherwise a slice per field.
+        #[allow(clippy::type_complexity)]
+        let ((s_valid, s_rz, s_uz, s_inv, s_rep), (nvalid, mean_t, med)): (
+            (&[f64], &[f64], &[f64], &[f64], &[f64]),
+            (&[f64], &[f64], &[f64]),
+        ) = if NC == 1 {
+            let l = sc.lanes::<LANE_CHUNK>().expect("one lane chunk");
+            (
+                (
+                    &l.valid[..],
+                    &l.resid_z[..],
+                    &l.robust_z[..],
+                    &l.robust_inv_scale[..],
+                    &l.repeat[..],
+                ),
+                (&l.n_valid[..], &l.level[..], &l.median[..]),
+            )
+        } else {
+            (
+                (
+                    &sc.valid()[..np],
+                    &sc.resid_z()[..np],
+                    &sc.robust_z()[..np],
+                    &sc.robust_inv_scale()[..np],
+                    &sc.repeat()[..np],
+                ),
+                (&sc.n_valid()[..np], &sc.level()[..np], &sc.median()[..np]),
+            )
+        };
         // One chunk: the row's evidence, clipped z and `P u` live in
         // fixed-size locals (no bounds checks); more: in the scorer's buffers.
         let (mut ev_one, mut uc_one, mut pu_one) = (
