@@ -13,7 +13,53 @@ const SMALL: usize = 8;
 /// for `n <= 8`). Returns `false` and
 /// leaves `precision` unchanged when the matrix is not positive definite even
 /// after a ridge (for example a sensor that never varied).
+///
+/// Out of line (it runs every `mv_refresh` rows); `avx2` (the CPU has AVX2
+/// and FMA) runs [`refresh_precision_avx2`].
+#[inline(never)]
 pub(crate) fn refresh_precision(
+    cov: &[f32],
+    precision: &mut [f32],
+    n: usize,
+    stride: usize,
+    shrinkage: f64,
+    work: &mut [f64],
+    avx2: bool,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller passes `avx2` only when the running CPU reports
+        // AVX2 and FMA.
+        return unsafe { refresh_precision_avx2(cov, precision, n, stride, shrinkage, work) };
+    }
+    let _ = avx2;
+    refresh_precision_impl(cov, precision, n, stride, shrinkage, work)
+}
+
+/// [`refresh_precision_impl`] compiled for AVX2: an out-of-line function
+/// does not inherit the scorer's target features, so the refresh otherwise
+/// runs baseline (SSE2, two f64 lanes) code. Rust never contracts `a * b + c`
+/// into an FMA, so the results are bit-identical.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn refresh_precision_avx2(
+    cov: &[f32],
+    precision: &mut [f32],
+    n: usize,
+    stride: usize,
+    shrinkage: f64,
+    work: &mut [f64],
+) -> bool {
+    refresh_precision_impl(cov, precision, n, stride, shrinkage, work)
+}
+
+/// The refresh itself (see [`refresh_precision`]).
+#[inline(always)]
+fn refresh_precision_impl(
     cov: &[f32],
     precision: &mut [f32],
     n: usize,
@@ -190,7 +236,7 @@ mod tests {
         let cov: Vec<f32> = vec![4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 2.0];
         let mut p = vec![0.0f32; 9];
         let mut work = vec![0.0; 18];
-        assert!(refresh_precision(&cov, &mut p, n, n, 0.0, &mut work));
+        assert!(refresh_precision(&cov, &mut p, n, n, 0.0, &mut work, false));
         // The general path (work matrices of the sensor count) agrees bit for bit.
         let (mut l, mut inv) = (vec![0.0; 9], vec![0.0; 9]);
         let mut q = vec![0.0f32; 9];
@@ -212,7 +258,9 @@ mod tests {
         let cov = vec![0.0f32; 4];
         let mut p = vec![7.0f32; 4];
         let mut work = vec![0.0; 8];
-        assert!(!refresh_precision(&cov, &mut p, 2, 2, 0.1, &mut work));
+        assert!(!refresh_precision(
+            &cov, &mut p, 2, 2, 0.1, &mut work, false
+        ));
         assert_eq!(p, vec![7.0; 4]);
     }
 

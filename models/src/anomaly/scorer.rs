@@ -869,7 +869,9 @@ impl FleetScorer {
                 }
                 if hdr[D_MV_N] >= self.mv_min && hdr[D_MV_SINCE] >= f64::from(p.mv_refresh) {
                     hdr[D_MV_SINCE] = 0.0;
-                    if refresh_precision(cov, prec, n, mvp, p.mv_shrinkage, &mut self.work) {
+                    // Any level above the baseline means the CPU has AVX2 and FMA.
+                    let avx2 = self.simd != Simd::Baseline;
+                    if refresh_precision(cov, prec, n, mvp, p.mv_shrinkage, &mut self.work, avx2) {
                         for (j, v) in inv_sd[..n].iter_mut().enumerate() {
                             let pjj = prec[j * mvp + j];
                             *v = if pjj > 0.0 { 1.0 / pjj.sqrt() } else { 0.0 };
