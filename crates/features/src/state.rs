@@ -1149,20 +1149,33 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     }
     // Per-lane weights: the asset's debiased weight, or 1/n_valid while the
     // sensor warms up (a late-joining sensor starts from its own values),
-    // masked to 0 for missing values.
+    // masked to 0 for missing values. `floor` is that 1/n_valid for lanes in
+    // warm-up and -inf for the others (`fmax(a, -inf) = a`), computed once
+    // per chunk for all five weights.
     let weights =
-        |a: f64, nv: &[f64; LANE_CHUNK], valid: &[f64; LANE_CHUNK]| -> [f64; LANE_CHUNK] {
+        |a: f64, floor: &[f64; LANE_CHUNK], valid: &[f64; LANE_CHUNK]| -> [f64; LANE_CHUNK] {
             let mut w = [0.0; LANE_CHUNK];
             for l in 0..LANE_CHUNK {
-                let a = if WARM && nv[l] <= k.warmup {
-                    fmax(a, 1.0 / fmax(nv[l], 1.0))
-                } else {
-                    a
-                };
+                let a = if WARM { fmax(a, floor[l]) } else { a };
                 w[l] = a * valid[l];
             }
             w
         };
+    let warm_floor = |nv: &[f64; LANE_CHUNK]| -> [f64; LANE_CHUNK] {
+        let mut f = [f64::NEG_INFINITY; LANE_CHUNK];
+        if WARM {
+            for l in 0..LANE_CHUNK {
+                // Every lane divides (no branch per lane): one vector division.
+                let inv = 1.0 / fmax(nv[l], 1.0);
+                f[l] = if nv[l] <= k.warmup {
+                    inv
+                } else {
+                    f64::NEG_INFINITY
+                };
+            }
+        }
+        f
+    };
 
     let long = n_h - 1;
     let a_long = sc.a[long];
@@ -1188,10 +1201,11 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             )
         };
         let nv = *chunk!(nvalid, c);
+        let floor = warm_floor(&nv);
         let rep = *chunk!(scl.repeat, c);
         // Trend cross-moment uses the trend mean before this row.
         {
-            let w = weights(a_t, &nv, &valid);
+            let w = weights(a_t, &floor, &valid);
             let m_t = *chunk!(means[k.trend * np..], c);
             let mut cx = *chunk!(ctx, c);
             for l in 0..LANE_CHUNK {
@@ -1200,7 +1214,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(mut ctx, c) = cx;
         }
         for h in 0..n_h {
-            let w = weights(sc.a[h], &nv, &valid);
+            let w = weights(sc.a[h], &floor, &valid);
             let (mut m, mut v) = (*chunk!(means[h * np..], c), *chunk!(vars[h * np..], c));
             for l in 0..LANE_CHUNK {
                 let d = xv[l] - m[l];
@@ -1220,7 +1234,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         );
         let (mut md, mut ma, mut r_s) = (*chunk!(med, c), *chunk!(mad, c), *chunk!(rs, c));
         let qu = *chunk!(quantum, c);
-        let w_long = weights(a_long, &nv, &valid);
+        let w_long = weights(a_long, &floor, &valid);
         let mut warm_count = [0.0; LANE_CHUNK];
         for l in 0..LANE_CHUNK {
             let warm = WARM && nv[l] <= k.warmup;
