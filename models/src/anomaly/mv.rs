@@ -127,7 +127,12 @@ fn refresh_into(
                 };
             }
         }
-        if cholesky_in_place(l, dim) {
+        let spd = if dim == SMALL {
+            cholesky_small(l)
+        } else {
+            cholesky_in_place(l, dim)
+        };
+        if spd {
             invert_from_cholesky(l, inv, dim);
             for i in 0..n {
                 let (prow, irow) = (
@@ -165,6 +170,53 @@ fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
                 s -= a[i * n + k] * a[j * n + k];
             }
             a[i * n + j] = s / d;
+        }
+    }
+    true
+}
+
+/// [`cholesky_in_place`] for `SMALL × SMALL`, a column at a time in lane
+/// arrays: lane `i` of column `j` subtracts the same products in the same
+/// order (`k = 0..j`) and divides by the same pivot as the scalar loop, so the
+/// factor is bit-identical; lanes above the diagonal are computed and dropped
+/// (only the lower triangle is written back, as there).
+///
+/// Out of line and portable (SSE2) on purpose: inlined into the AVX2 refresh
+/// copy, or compiled for AVX2 itself, LLVM emits a register-to-register
+/// `vmovq` encoding (VEX 66 0F D6) that valgrind 3.19, the profiling
+/// harness, cannot decode.
+#[inline(never)]
+fn cholesky_small(a: &mut [f64]) -> bool {
+    let a = <&mut [f64; SMALL * SMALL]>::try_from(&mut a[..SMALL * SMALL]).expect("matrix");
+    // col[j][i] = a[i][j]: the input's columns, then the factor's.
+    let mut col = [[0.0f64; SMALL]; SMALL];
+    for (i, row) in a.chunks_exact(SMALL).enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            col[j][i] = *v;
+        }
+    }
+    for j in 0..SMALL {
+        let mut s = col[j];
+        for k in 0..j {
+            let (ck, ljk) = (col[k], col[k][j]);
+            for i in 0..SMALL {
+                s[i] -= ck[i] * ljk;
+            }
+        }
+        let d = s[j];
+        if !(d > 0.0 && d.is_finite()) {
+            return false;
+        }
+        let d = d.sqrt();
+        for v in &mut s {
+            *v /= d;
+        }
+        s[j] = d;
+        col[j] = s;
+    }
+    for (i, row) in a.chunks_exact_mut(SMALL).enumerate() {
+        for (j, v) in row.iter_mut().enumerate().take(i + 1) {
+            *v = col[j][i];
         }
     }
     true
