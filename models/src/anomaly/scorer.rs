@@ -825,13 +825,22 @@ impl FleetScorer {
             for c in 0..mc {
                 let (u, q, isd) = (*mv_chunk!(uc, c), *mv_chunk!(pu, c), *mv_chunk!(inv_sd, c));
                 let mut cs = *mv_chunk!(cus, c);
-                let (mut share, mut ev32) = ([0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK]);
+                let (mut share, mut next, mut ev32) =
+                    ([0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK]);
+                // `fmin32` / `fmax32`: a NaN can only be the first operand
+                // here (the CUSUMs are clamped), where they return the second
+                // like `f32::min` / `max`, without the NaN fix-up.
                 for l in 0..MV_CHUNK {
                     share[l] = u[l] * q[l];
                     let z = q[l] * isd[l];
-                    let next = (cs[l] + (z * z).min(clip) - k).max(0.0).min(cap);
-                    cs[l] = if learn_cus { next } else { cs[l] };
-                    ev32[l] = (share[l] * inv_q).max(cs[l] * inv_h);
+                    next[l] = fmin32(fmax32(cs[l] + fmin32(z * z, clip) - k, 0.0), cap);
+                }
+                // One branch per chunk, not a blend per lane.
+                if learn_cus {
+                    cs = next;
+                }
+                for l in 0..MV_CHUNK {
+                    ev32[l] = fmax32(share[l] * inv_q, cs[l] * inv_h);
                 }
                 d2 += share.iter().sum::<f32>();
                 *mv_chunk!(mut cus, c) = cs;
@@ -1310,6 +1319,26 @@ fn fmax(a: f64, b: f64) -> f64 {
 /// `min` without NaN handling (one instruction); inputs here are finite.
 #[inline(always)]
 fn fmin(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// [`fmax`] for f32 lanes: `b` when `a` is NaN (as `f32::max`).
+#[inline(always)]
+fn fmax32(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// [`fmin`] for f32 lanes: `b` when `a` is NaN (as `f32::min`).
+#[inline(always)]
+fn fmin32(a: f32, b: f32) -> f32 {
     if a < b {
         a
     } else {
