@@ -81,7 +81,7 @@ fn dirty(f: &mut SynthFleet) {
         let row = &mut f.values[i * n..(i + 1) * n];
         for (s, v) in row.iter_mut().enumerate() {
             let h = (i * n + s).wrapping_mul(0x9E37_79B9) >> 7;
-            if h % 33 == 0 || (s == 0 && a % 3 == 0 && seen[a] < 50) {
+            if h.is_multiple_of(33) || (s == 0 && a.is_multiple_of(3) && seen[a] < 50) {
                 *v = f64::NAN;
             }
         }

@@ -197,8 +197,8 @@ fn cholesky_small(a: &mut [f64]) -> bool {
     }
     for j in 0..SMALL {
         let mut s = col[j];
-        for k in 0..j {
-            let (ck, ljk) = (col[k], col[k][j]);
+        for ck in &col[..j] {
+            let ljk = ck[j];
             for i in 0..SMALL {
                 s[i] -= ck[i] * ljk;
             }
