@@ -60,16 +60,23 @@ impl<T: Copy + Default> AlignedVec<T> {
         }
         self.buf[self.off + old..self.off + old + extra].fill(T::default());
         self.len = old + extra;
+        // The elements end the buffer (the capacity keeps the slack), so the
+        // slices below need no end check.
+        self.buf.truncate(self.off + self.len);
     }
 
     /// The elements.
+    #[inline]
     pub fn as_slice(&self) -> &[T] {
-        &self.buf[self.off..self.off + self.len]
+        // `off <= buf.len()` always holds; `get` instead of indexing keeps a
+        // panic branch out of every row's state access.
+        self.buf.get(self.off..).unwrap_or_default()
     }
 
     /// The elements, mutably.
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        &mut self.buf[self.off..self.off + self.len]
+        self.buf.get_mut(self.off..).unwrap_or_default()
     }
 
     fn aligned_offset(ptr: *const T) -> usize {

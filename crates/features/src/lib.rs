@@ -54,6 +54,6 @@ pub use seasonal::Seasonality;
 pub use snapshot::StateError;
 pub use spec::FeatureSpec;
 pub use state::{
-    AssetView, FeatureCounters, FleetFeatures, RowScratch, RowStatus, MAD_TO_SIGMA, MAX_ABS_VALUE,
-    MEAN_ABS_TO_SIGMA,
+    AssetView, FeatureCounters, FleetFeatures, RowLanes, RowScratch, RowStatus, MAD_TO_SIGMA,
+    MAX_ABS_VALUE, MEAN_ABS_TO_SIGMA,
 };

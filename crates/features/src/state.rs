@@ -110,40 +110,107 @@ pub struct FeatureCounters {
 /// Per-row scratch the kernel writes and detectors read: the row's normalised
 /// innovations, computed against the state *before* the row (no look-ahead,
 /// and an anomaly does not dampen its own score). Allocate once, reuse.
+///
+/// Every lane field is [`FeatureSpec::n_lanes`] long (lanes past the last
+/// sensor are padding) and all of them live in one buffer, field after
+/// field, so the kernel slices it once per row and, for one lane chunk,
+/// detectors read them as fixed-size arrays ([`Self::lanes`]): no bounds
+/// check per field.
 #[derive(Debug, Clone)]
 pub struct RowScratch {
-    /// 1.0 where the value was valid, 0.0 where missing. Every lane vector is
-    /// [`FeatureSpec::n_lanes`] long; lanes past the last sensor are padding.
-    pub valid: Vec<f64>,
-    /// `(x - local level) / residual scale` (0 for missing values and a sensor's first value).
-    pub resid_z: Vec<f64>,
-    /// `(x - robust median) / (1.4826 * MAD)` (0 for missing values and a sensor's first value).
-    pub robust_z: Vec<f64>,
-    /// `1 / max(1.4826 * MAD, floor)` before the row: the robust scale
-    /// detectors divide by, shared so the division is done once.
-    pub robust_inv_scale: Vec<f64>,
-    /// 1.0 where the row's valid value repeats the sensor's previous valid
-    /// value (within 1e-9 relative), 0.0 otherwise (always 0.0 for a row the
-    /// state did not learn from). Stuck-sensor detectors count these.
-    pub repeat: Vec<f64>,
-    /// Valid values per sensor after the row (the state's counts, copied
-    /// here so detectors read them without indexing the state again).
-    pub n_valid: Vec<f64>,
-    /// The trend-horizon EWMA mean per sensor after the row.
-    pub level: Vec<f64>,
-    /// The robust median per sensor after the row.
-    pub median: Vec<f64>,
     /// Rows the asset has learned, this one included.
     pub n_rows: f64,
     /// Seconds since the asset's previous row (0 for its first row; negative when out of order).
     pub dt_s: f64,
     /// Sensors still in warm-up after this row (read with [`Self::n_warm`]).
     n_warm: f64,
-    xin: Vec<f64>,
-    xv: Vec<f64>,
-    resid: Vec<f64>,
+    /// Padded lanes per field.
+    np: usize,
+    /// The lane fields, `SC_FIELDS` of `np` each, in the `SC_*` order.
+    buf: Vec<f64>,
     /// The row's EWMA weight per horizon (fixed size: no bounds checks).
     a: [f64; MAX_HORIZONS],
+}
+
+// Lane fields of the scratch buffer, in order. The first `SC_PUBLIC` are
+// what detectors read.
+const SC_VALID: usize = 0;
+const SC_RESID_Z: usize = 1;
+const SC_ROBUST_Z: usize = 2;
+const SC_ROBUST_INV: usize = 3;
+const SC_REPEAT: usize = 4;
+const SC_N_VALID: usize = 5;
+const SC_LEVEL: usize = 6;
+const SC_MEDIAN: usize = 7;
+const SC_PUBLIC: usize = 8;
+const SC_XIN: usize = 8;
+const SC_FIELDS: usize = 11;
+
+/// A row's detector inputs for a fixed lane count `NP`, as fixed-size arrays
+/// (see the field docs of the accessors on [`RowScratch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RowLanes<'a, const NP: usize> {
+    /// See [`RowScratch::valid`].
+    pub valid: &'a [f64; NP],
+    /// See [`RowScratch::resid_z`].
+    pub resid_z: &'a [f64; NP],
+    /// See [`RowScratch::robust_z`].
+    pub robust_z: &'a [f64; NP],
+    /// See [`RowScratch::robust_inv_scale`].
+    pub robust_inv_scale: &'a [f64; NP],
+    /// See [`RowScratch::repeat`].
+    pub repeat: &'a [f64; NP],
+    /// See [`RowScratch::n_valid`].
+    pub n_valid: &'a [f64; NP],
+    /// See [`RowScratch::level`].
+    pub level: &'a [f64; NP],
+    /// See [`RowScratch::median`].
+    pub median: &'a [f64; NP],
+}
+
+/// The scratch's lane fields as separate mutable slices (the kernel's view).
+struct LanesMut<'a> {
+    valid: &'a mut [f64],
+    resid_z: &'a mut [f64],
+    robust_z: &'a mut [f64],
+    robust_inv_scale: &'a mut [f64],
+    repeat: &'a mut [f64],
+    n_valid: &'a mut [f64],
+    level: &'a mut [f64],
+    median: &'a mut [f64],
+    xin: &'a mut [f64],
+    xv: &'a mut [f64],
+    resid: &'a mut [f64],
+}
+
+/// Splits the scratch buffer into its fields of `np` lanes: one length
+/// check, and none at all past it when `np` is a constant.
+#[inline(always)]
+fn split_lanes(buf: &mut [f64], np: usize) -> LanesMut<'_> {
+    let buf = &mut buf[..SC_FIELDS * np];
+    let (valid, rest) = buf.split_at_mut(np);
+    let (resid_z, rest) = rest.split_at_mut(np);
+    let (robust_z, rest) = rest.split_at_mut(np);
+    let (robust_inv_scale, rest) = rest.split_at_mut(np);
+    let (repeat, rest) = rest.split_at_mut(np);
+    let (n_valid, rest) = rest.split_at_mut(np);
+    let (level, rest) = rest.split_at_mut(np);
+    let (median, rest) = rest.split_at_mut(np);
+    let (xin, rest) = rest.split_at_mut(np);
+    let (xv, resid) = rest.split_at_mut(np);
+    LanesMut {
+        valid,
+        resid_z,
+        robust_z,
+        robust_inv_scale,
+        repeat,
+        n_valid,
+        level,
+        median,
+        xin,
+        xv,
+        resid,
+    }
 }
 
 impl RowScratch {
@@ -155,23 +222,95 @@ impl RowScratch {
     /// Scratch sized for `spec`.
     pub fn new(spec: &FeatureSpec) -> Self {
         let (n, np) = (spec.n_sensors(), spec.n_lanes());
+        let mut buf = vec![0.0; SC_FIELDS * np];
+        // Padding lanes of the copied row hold NaN, i.e. missing.
+        buf[SC_XIN * np..(SC_XIN + 1) * np].fill(f64::NAN);
         Self {
-            valid: vec![0.0; np],
-            resid_z: vec![0.0; np],
-            robust_z: vec![0.0; np],
-            robust_inv_scale: vec![0.0; np],
-            repeat: vec![0.0; np],
-            n_valid: vec![0.0; np],
-            level: vec![0.0; np],
-            median: vec![0.0; np],
             n_rows: 0.0,
             dt_s: 0.0,
             n_warm: n as f64,
-            xin: vec![f64::NAN; np],
-            xv: vec![0.0; np],
-            resid: vec![0.0; np],
+            np,
+            buf,
             a: [0.0; MAX_HORIZONS],
         }
+    }
+
+    #[inline]
+    fn field(&self, f: usize) -> &[f64] {
+        &self.buf[f * self.np..(f + 1) * self.np]
+    }
+
+    /// 1.0 where the value was valid, 0.0 where missing.
+    #[inline]
+    pub fn valid(&self) -> &[f64] {
+        self.field(SC_VALID)
+    }
+
+    /// `(x - local level) / residual scale` (0 for missing values and a sensor's first value).
+    #[inline]
+    pub fn resid_z(&self) -> &[f64] {
+        self.field(SC_RESID_Z)
+    }
+
+    /// `(x - robust median) / (1.4826 * MAD)` (0 for missing values and a sensor's first value).
+    #[inline]
+    pub fn robust_z(&self) -> &[f64] {
+        self.field(SC_ROBUST_Z)
+    }
+
+    /// `1 / max(1.4826 * MAD, floor)` before the row: the robust scale
+    /// detectors divide by, shared so the division is done once.
+    #[inline]
+    pub fn robust_inv_scale(&self) -> &[f64] {
+        self.field(SC_ROBUST_INV)
+    }
+
+    /// 1.0 where the row's valid value repeats the sensor's previous valid
+    /// value (within 1e-9 relative), 0.0 otherwise (always 0.0 for a row the
+    /// state did not learn from). Stuck-sensor detectors count these.
+    #[inline]
+    pub fn repeat(&self) -> &[f64] {
+        self.field(SC_REPEAT)
+    }
+
+    /// Valid values per sensor after the row (the state's counts, copied
+    /// here so detectors read them without indexing the state again).
+    #[inline]
+    pub fn n_valid(&self) -> &[f64] {
+        self.field(SC_N_VALID)
+    }
+
+    /// The trend-horizon EWMA mean per sensor after the row.
+    #[inline]
+    pub fn level(&self) -> &[f64] {
+        self.field(SC_LEVEL)
+    }
+
+    /// The robust median per sensor after the row.
+    #[inline]
+    pub fn median(&self) -> &[f64] {
+        self.field(SC_MEDIAN)
+    }
+
+    /// The detector inputs as fixed-size arrays when the spec has exactly
+    /// `NP` lanes (`None` otherwise): two checks instead of one per field.
+    #[inline]
+    pub fn lanes<const NP: usize>(&self) -> Option<RowLanes<'_, NP>> {
+        if self.np != NP {
+            return None;
+        }
+        let buf = self.buf.get(..SC_PUBLIC * NP)?;
+        let f = |i: usize| <&[f64; NP]>::try_from(&buf[i * NP..(i + 1) * NP]).ok();
+        Some(RowLanes {
+            valid: f(SC_VALID)?,
+            resid_z: f(SC_RESID_Z)?,
+            robust_z: f(SC_ROBUST_Z)?,
+            robust_inv_scale: f(SC_ROBUST_INV)?,
+            repeat: f(SC_REPEAT)?,
+            n_valid: f(SC_N_VALID)?,
+            level: f(SC_LEVEL)?,
+            median: f(SC_MEDIAN)?,
+        })
     }
 }
 
@@ -372,17 +511,20 @@ impl FleetFeatures {
             None => (blk, None),
         };
         let ts = ts_ms as f64;
-        let status = if blk[H_N_ROWS] == 0.0 {
+        // The header's first slots as one fixed-size array: one length check.
+        let head = <&[f64; H_W]>::try_from(&blk[..H_W]).expect("block header");
+        let (n_rows, last_ts) = (head[H_N_ROWS], head[H_LAST_TS]);
+        let status = if n_rows == 0.0 {
             RowStatus::First
-        } else if ts > blk[H_LAST_TS] {
+        } else if ts > last_ts {
             RowStatus::InOrder
-        } else if ts == blk[H_LAST_TS] {
+        } else if ts == last_ts {
             RowStatus::Duplicate
         } else {
             RowStatus::OutOfOrder
         };
         let k = &self.kernel;
-        let warm = blk[H_N_WARM] > 0.0;
+        let warm = head[H_N_WARM] > 0.0;
         let ssc = &mut self.season_sc;
         let values = match &season {
             Some((layout, region)) => {
@@ -410,14 +552,15 @@ impl FleetFeatures {
             (false, _, _) => update_block_no_learn(k, blk, self.spec.lanes, ts, values, scratch),
         }
         if let (Some((layout, region)), true) = (season, status.learned()) {
+            let l = split_lanes(&mut scratch.buf, self.spec.lanes);
             layout.learn(
                 region,
                 raw,
                 ssc,
-                &scratch.valid,
-                &scratch.robust_inv_scale,
-                &scratch.n_valid,
-                &mut scratch.repeat,
+                l.valid,
+                l.robust_inv_scale,
+                l.n_valid,
+                l.repeat,
                 blk[H_DT_NOM],
                 ts - blk[H_FIRST_TS],
             );
@@ -429,7 +572,7 @@ impl FleetFeatures {
             // counts when asked for (see `counters`), not summed per row.
             c.duplicate_rows += u64::from(status == RowStatus::Duplicate);
             c.out_of_order_rows += u64::from(status == RowStatus::OutOfOrder);
-            let n_valid: f64 = scratch.valid[..n].iter().sum();
+            let n_valid: f64 = scratch.valid()[..n].iter().sum();
             c.missing_values += (n as f64 - n_valid) as u64;
         }
         status
@@ -482,8 +625,8 @@ impl FleetFeatures {
             } else {
                 0.0
             };
-            t[4] = scratch.resid_z[s];
-            t[5] = scratch.robust_z[s];
+            t[4] = scratch.resid_z()[s];
+            t[5] = scratch.robust_z()[s];
             let seen_at = if lane(field::n_valid(n_h), s) > 0.0 {
                 lane(field::last_valid(n_h), s)
             } else {
@@ -806,12 +949,14 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     // here, and every offset below is known to be in range.
     let blk = &mut blk[..header_len + n_sensor_fields(n_h) * np];
     let (hdr, lanes) = blk.split_at_mut(header_len);
+    // The scratch's fields, sliced once (constant offsets with `NC > 0`).
+    let scl = split_lanes(&mut sc.buf, np);
     // Values are read in lane chunks straight from the caller's row when it
     // fills whole chunks; otherwise they are first copied, element by element,
     // into the padded scratch (whose padding lanes hold NaN, i.e. missing).
     let direct = x.len() == np;
     if !direct {
-        for (d, v) in sc.xin.iter_mut().zip(x) {
+        for (d, v) in scl.xin.iter_mut().zip(x) {
             *d = *v;
         }
     }
@@ -842,7 +987,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 if direct {
                     *chunk!(x, c)
                 } else {
-                    *chunk!(sc.xin, c)
+                    *chunk!(scl.xin, c)
                 },
                 *chunk!(means, c),
                 *chunk!(med, c),
@@ -873,26 +1018,26 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 inv[l] = resid_scale * inv_both;
                 uz[l] = (xs - med[l]) * (seen * vf) * inv[l];
             }
-            *chunk!(mut sc.valid, c) = valid;
+            *chunk!(mut scl.valid, c) = valid;
             if NC > 0 {
                 // Known chunk count: the learning pass below takes these from
                 // locals instead of storing and reloading them.
                 kept[c] = (valid, xv, resid);
             } else {
-                *chunk!(mut sc.xv, c) = xv;
-                *chunk!(mut sc.resid, c) = resid;
+                *chunk!(mut scl.xv, c) = xv;
+                *chunk!(mut scl.resid, c) = resid;
             }
-            *chunk!(mut sc.resid_z, c) = rz;
-            *chunk!(mut sc.robust_z, c) = uz;
-            *chunk!(mut sc.robust_inv_scale, c) = inv;
+            *chunk!(mut scl.resid_z, c) = rz;
+            *chunk!(mut scl.robust_z, c) = uz;
+            *chunk!(mut scl.robust_inv_scale, c) = inv;
         }
     }
     if !LEARN {
-        sc.repeat.fill(0.0);
+        scl.repeat.fill(0.0);
         let t = k.trend;
-        sc.n_valid[..np].copy_from_slice(&lanes[field::n_valid(n_h) * np..][..np]);
-        sc.level[..np].copy_from_slice(&lanes[field::mean(t) * np..][..np]);
-        sc.median[..np].copy_from_slice(&lanes[field::med(n_h) * np..][..np]);
+        scl.n_valid[..np].copy_from_slice(&lanes[field::n_valid(n_h) * np..][..np]);
+        scl.level[..np].copy_from_slice(&lanes[field::mean(t) * np..][..np]);
+        scl.median[..np].copy_from_slice(&lanes[field::med(n_h) * np..][..np]);
         sc.n_rows = hdr[H_N_ROWS];
         return;
     }
@@ -973,7 +1118,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             if NC > 0 {
                 (kept[c].0, kept[c].1)
             } else {
-                (*chunk!(sc.valid, c), *chunk!(sc.xv, c))
+                (*chunk!(scl.valid, c), *chunk!(scl.xv, c))
             },
         );
         let mut rep = [0.0; LANE_CHUNK];
@@ -999,25 +1144,38 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         *chunk!(mut last_valid, c) = lv;
         *chunk!(mut last_x, c) = lx;
         *chunk!(mut quantum, c) = qu;
-        *chunk!(mut sc.repeat, c) = rep;
-        *chunk!(mut sc.n_valid, c) = nv;
+        *chunk!(mut scl.repeat, c) = rep;
+        *chunk!(mut scl.n_valid, c) = nv;
     }
     // Per-lane weights: the asset's debiased weight, or 1/n_valid while the
     // sensor warms up (a late-joining sensor starts from its own values),
-    // masked to 0 for missing values.
+    // masked to 0 for missing values. `floor` is that 1/n_valid for lanes in
+    // warm-up and -inf for the others (`fmax(a, -inf) = a`), computed once
+    // per chunk for all five weights.
     let weights =
-        |a: f64, nv: &[f64; LANE_CHUNK], valid: &[f64; LANE_CHUNK]| -> [f64; LANE_CHUNK] {
+        |a: f64, floor: &[f64; LANE_CHUNK], valid: &[f64; LANE_CHUNK]| -> [f64; LANE_CHUNK] {
             let mut w = [0.0; LANE_CHUNK];
             for l in 0..LANE_CHUNK {
-                let a = if WARM && nv[l] <= k.warmup {
-                    fmax(a, 1.0 / fmax(nv[l], 1.0))
-                } else {
-                    a
-                };
+                let a = if WARM { fmax(a, floor[l]) } else { a };
                 w[l] = a * valid[l];
             }
             w
         };
+    let warm_floor = |nv: &[f64; LANE_CHUNK]| -> [f64; LANE_CHUNK] {
+        let mut f = [f64::NEG_INFINITY; LANE_CHUNK];
+        if WARM {
+            for l in 0..LANE_CHUNK {
+                // Every lane divides (no branch per lane): one vector division.
+                let inv = 1.0 / fmax(nv[l], 1.0);
+                f[l] = if nv[l] <= k.warmup {
+                    inv
+                } else {
+                    f64::NEG_INFINITY
+                };
+            }
+        }
+        f
+    };
 
     let long = n_h - 1;
     let a_long = sc.a[long];
@@ -1037,16 +1195,17 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             kept[c]
         } else {
             (
-                *chunk!(sc.valid, c),
-                *chunk!(sc.xv, c),
-                *chunk!(sc.resid, c),
+                *chunk!(scl.valid, c),
+                *chunk!(scl.xv, c),
+                *chunk!(scl.resid, c),
             )
         };
         let nv = *chunk!(nvalid, c);
-        let rep = *chunk!(sc.repeat, c);
+        let floor = warm_floor(&nv);
+        let rep = *chunk!(scl.repeat, c);
         // Trend cross-moment uses the trend mean before this row.
         {
-            let w = weights(a_t, &nv, &valid);
+            let w = weights(a_t, &floor, &valid);
             let m_t = *chunk!(means[k.trend * np..], c);
             let mut cx = *chunk!(ctx, c);
             for l in 0..LANE_CHUNK {
@@ -1055,7 +1214,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(mut ctx, c) = cx;
         }
         for h in 0..n_h {
-            let w = weights(sc.a[h], &nv, &valid);
+            let w = weights(sc.a[h], &floor, &valid);
             let (mut m, mut v) = (*chunk!(means[h * np..], c), *chunk!(vars[h * np..], c));
             for l in 0..LANE_CHUNK {
                 let d = xv[l] - m[l];
@@ -1065,7 +1224,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(mut means[h * np..], c) = m;
             *chunk!(mut vars[h * np..], c) = v;
             if h == k.trend {
-                *chunk!(mut sc.level, c) = m;
+                *chunk!(mut scl.level, c) = m;
             }
         }
         // Robust location/scale and the winsorised residual scale.
@@ -1075,7 +1234,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         );
         let (mut md, mut ma, mut r_s) = (*chunk!(med, c), *chunk!(mad, c), *chunk!(rs, c));
         let qu = *chunk!(quantum, c);
-        let w_long = weights(a_long, &nv, &valid);
+        let w_long = weights(a_long, &floor, &valid);
         let mut warm_count = [0.0; LANE_CHUNK];
         for l in 0..LANE_CHUNK {
             let warm = WARM && nv[l] <= k.warmup;
@@ -1106,7 +1265,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             warm_count[l] = if warm { 1.0 } else { 0.0 };
         }
         *chunk!(mut med, c) = md;
-        *chunk!(mut sc.median, c) = md;
+        *chunk!(mut scl.median, c) = md;
         *chunk!(mut mad, c) = ma;
         *chunk!(mut rs, c) = r_s;
         n_warm += warm_count.iter().sum::<f64>();

@@ -286,9 +286,9 @@ fn missing_values_leave_the_sensor_state_untouched_and_are_counted() {
                 &mut after,
             )
             .unwrap();
-        assert_eq!(sc.valid[..2], [0.0, 1.0]);
-        assert_eq!(sc.resid_z[0], 0.0);
-        assert_eq!(sc.robust_z[0], 0.0);
+        assert_eq!(sc.valid()[..2], [0.0, 1.0]);
+        assert_eq!(sc.resid_z()[0], 0.0);
+        assert_eq!(sc.robust_z()[0], 0.0);
     }
     let s0: Vec<usize> = spec
         .names()
@@ -327,9 +327,9 @@ fn duplicate_and_out_of_order_rows_are_scored_but_not_learned() {
         .unwrap();
     assert_eq!(dup, RowStatus::Duplicate);
     assert!(
-        sc.resid_z[0] > 10.0,
+        sc.resid_z()[0] > 10.0,
         "the duplicate is still scored: {}",
-        sc.resid_z[0]
+        sc.resid_z()[0]
     );
     let ooo = fleet
         .update_features(0, T0, &[100.0], &mut sc, &mut out)

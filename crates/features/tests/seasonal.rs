@@ -56,7 +56,7 @@ fn rms_robust_z(seasonality: Seasonality, days: i64, from: i64) -> f64 {
         let (ts, v) = daily(i, 10.0, &mut rng);
         f.update(0, ts, &v, &mut sc);
         if i >= from * 1440 {
-            sum += sc.robust_z[0] * sc.robust_z[0];
+            sum += sc.robust_z()[0] * sc.robust_z()[0];
             n += 1.0;
         }
     }
@@ -81,7 +81,7 @@ fn a_daily_cycle_is_taken_out_of_the_residuals() {
         let (ts, v) = daily(i, 10.0, &mut rng);
         f.update(0, ts, &v, &mut sc);
         if i >= 4 * 1440 {
-            max_z = max_z.max(sc.robust_z[0].abs());
+            max_z = max_z.max(sc.robust_z()[0].abs());
         }
     }
     assert!(max_z < 6.0, "largest |robust z| with the profile: {max_z}");
@@ -102,7 +102,7 @@ fn a_shift_at_the_peak_stands_out_only_with_the_profile() {
             }
             f.update(0, ts, &v, &mut sc);
             if anomalous {
-                z += sc.robust_z[0];
+                z += sc.robust_z()[0];
             }
         }
         z / 60.0
@@ -136,7 +136,7 @@ fn signals_without_a_cycle_are_scored_as_with_the_profile_off() {
         a.update_features(0, ts, &v, &mut sa, &mut ra).unwrap();
         b.update_features(0, ts, &v, &mut sb, &mut rb).unwrap();
         assert_eq!(ra, rb, "row {i}");
-        assert_eq!(sa.repeat, sb.repeat, "row {i}");
+        assert_eq!(sa.repeat(), sb.repeat(), "row {i}");
     }
 }
 
@@ -151,7 +151,7 @@ fn a_stuck_value_repeats_even_while_the_profile_moves() {
     let mut repeats = 0.0;
     for i in 4 * 1440..4 * 1440 + 100 {
         f.update(0, T0 + i * MINUTE, &[42.0, 5.0], &mut sc);
-        repeats += sc.repeat[0];
+        repeats += sc.repeat()[0];
     }
     assert_eq!(repeats, 99.0);
 }

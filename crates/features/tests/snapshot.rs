@@ -100,7 +100,7 @@ fn score(
             let status = fleet
                 .update_features(r.asset, r.ts, &r.values, scratch, &mut out)
                 .unwrap();
-            let extra = [scratch.resid_z.clone(), scratch.robust_z.clone()].concat();
+            let extra = [scratch.resid_z(), scratch.robust_z()].concat();
             let bits = out.iter().chain(&extra).map(|v| v.to_bits()).collect();
             (status, bits)
         })

@@ -572,11 +572,15 @@ impl FleetScorer {
             }
         }
         let n_assets = self.n_assets();
-        if let Some(bad) = asset_idx.iter().find(|a| **a as usize >= n_assets) {
+        // The largest index first (a vectorised reduction, not a search with
+        // an exit branch per row); the offending one only when it fails.
+        let max_idx = asset_idx.iter().copied().max().unwrap_or(0) as usize;
+        if max_idx >= n_assets {
+            let bad = asset_idx.iter().find(|a| **a as usize >= n_assets);
             return Err(AnomalyError::ShapeMismatch {
                 what: "asset index",
                 expected: n_assets,
-                actual: *bad as usize,
+                actual: bad.map_or(max_idx, |b| *b as usize),
             });
         }
         #[cfg(target_arch = "x86_64")]
@@ -632,14 +636,36 @@ impl FleetScorer {
         let (cpos, rest) = lanes.split_at_mut(np);
         let (cneg, rest) = rest.split_at_mut(np);
         let (runs, rmaxs) = rest.split_at_mut(np);
-        let (nvalid, mean_t, med) = (&sc.n_valid[..np], &sc.level[..np], &sc.median[..np]);
-        let (s_valid, s_rz, s_uz, s_inv, s_rep) = (
-            &sc.valid[..np],
-            &sc.resid_z[..np],
-            &sc.robust_z[..np],
-            &sc.robust_inv_scale[..np],
-            &sc.repeat[..np],
-        );
+        // The row's inputs: with one chunk, fixed-size arrays from one view
+        // of the scratch (two checks); otherwise a slice per field.
+        #[allow(clippy::type_complexity)]
+        let ((s_valid, s_rz, s_uz, s_inv, s_rep), (nvalid, mean_t, med)): (
+            (&[f64], &[f64], &[f64], &[f64], &[f64]),
+            (&[f64], &[f64], &[f64]),
+        ) = if NC == 1 {
+            let l = sc.lanes::<LANE_CHUNK>().expect("one lane chunk");
+            (
+                (
+                    &l.valid[..],
+                    &l.resid_z[..],
+                    &l.robust_z[..],
+                    &l.robust_inv_scale[..],
+                    &l.repeat[..],
+                ),
+                (&l.n_valid[..], &l.level[..], &l.median[..]),
+            )
+        } else {
+            (
+                (
+                    &sc.valid()[..np],
+                    &sc.resid_z()[..np],
+                    &sc.robust_z()[..np],
+                    &sc.robust_inv_scale()[..np],
+                    &sc.repeat()[..np],
+                ),
+                (&sc.n_valid()[..np], &sc.level()[..np], &sc.median()[..np]),
+            )
+        };
         // One chunk: the row's evidence, clipped z and `P u` live in
         // fixed-size locals (no bounds checks); more: in the scorer's buffers.
         let (mut ev_one, mut uc_one, mut pu_one) = (
@@ -799,13 +825,22 @@ impl FleetScorer {
             for c in 0..mc {
                 let (u, q, isd) = (*mv_chunk!(uc, c), *mv_chunk!(pu, c), *mv_chunk!(inv_sd, c));
                 let mut cs = *mv_chunk!(cus, c);
-                let (mut share, mut ev32) = ([0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK]);
+                let (mut share, mut next, mut ev32) =
+                    ([0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK], [0.0f32; MV_CHUNK]);
+                // `fmin32` / `fmax32`: a NaN can only be the first operand
+                // here (the CUSUMs are clamped), where they return the second
+                // like `f32::min` / `max`, without the NaN fix-up.
                 for l in 0..MV_CHUNK {
                     share[l] = u[l] * q[l];
                     let z = q[l] * isd[l];
-                    let next = (cs[l] + (z * z).min(clip) - k).max(0.0).min(cap);
-                    cs[l] = if learn_cus { next } else { cs[l] };
-                    ev32[l] = (share[l] * inv_q).max(cs[l] * inv_h);
+                    next[l] = fmin32(fmax32(cs[l] + fmin32(z * z, clip) - k, 0.0), cap);
+                }
+                // One branch per chunk, not a blend per lane.
+                if learn_cus {
+                    cs = next;
+                }
+                for l in 0..MV_CHUNK {
+                    ev32[l] = fmax32(share[l] * inv_q, cs[l] * inv_h);
                 }
                 d2 += share.iter().sum::<f32>();
                 *mv_chunk!(mut cus, c) = cs;
@@ -843,7 +878,9 @@ impl FleetScorer {
                 }
                 if hdr[D_MV_N] >= self.mv_min && hdr[D_MV_SINCE] >= f64::from(p.mv_refresh) {
                     hdr[D_MV_SINCE] = 0.0;
-                    if refresh_precision(cov, prec, n, mvp, p.mv_shrinkage, &mut self.work) {
+                    // Any level above the baseline means the CPU has AVX2 and FMA.
+                    let avx2 = self.simd != Simd::Baseline;
+                    if refresh_precision(cov, prec, n, mvp, p.mv_shrinkage, &mut self.work, avx2) {
                         for (j, v) in inv_sd[..n].iter_mut().enumerate() {
                             let pjj = prec[j * mvp + j];
                             *v = if pjj > 0.0 { 1.0 / pjj.sqrt() } else { 0.0 };
@@ -1287,6 +1324,26 @@ fn fmax(a: f64, b: f64) -> f64 {
 /// `min` without NaN handling (one instruction); inputs here are finite.
 #[inline(always)]
 fn fmin(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// [`fmax`] for f32 lanes: `b` when `a` is NaN (as `f32::max`).
+#[inline(always)]
+fn fmax32(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// [`fmin`] for f32 lanes: `b` when `a` is NaN (as `f32::min`).
+#[inline(always)]
+fn fmin32(a: f32, b: f32) -> f32 {
     if a < b {
         a
     } else {
