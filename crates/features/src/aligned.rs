@@ -123,6 +123,8 @@ mod tests {
             let n = v.len();
             v.as_mut_slice()[n - 1] = step as f64;
             assert!(is_aligned(v.as_slice()));
+            // The slices end at the elements (not at the allocation's slack).
+            assert_eq!(v.as_slice().len(), n);
         }
         for step in 0..200 {
             assert_eq!(v.as_slice()[step * 13 + 12], step as f64);
