@@ -24,22 +24,25 @@ use clap::Args;
 use fieldpulse_models::anomaly::{
     DetectorParams, FeatureParams, FleetScorer, ParamGuard, Seasonality,
 };
-use fieldpulse_simulator::shapes::{corpus, AnomalyKind, ShapeSeries};
+use fieldpulse_simulator::shapes::{corpus, AnomalyKind, ShapeSeries, DRIFT_SPREADS};
 use serde::Serialize;
 
 /// Unflagged rows in a row that count as an alarm having cleared.
 pub const QUIET_ROWS: usize = 120;
 
+/// Spreads a drift may reach before it must have been seen.
+pub const DRIFT_SEEN_BY_SPREADS: f64 = 3.0;
+
 /// Rows an alarm may come after the start of an anomaly of `kind` that
-/// lasts `len` rows. A drift ramps from 0 to 5 spreads over its rows, so
-/// after 60 rows of a 2,000-row drift it has moved 0.15 spreads, under any
-/// detector's noise; it must be seen before it reaches 3 spreads (60 % of
-/// its rows).
+/// lasts `len` rows. A drift ramps from 0 to [`DRIFT_SPREADS`] spreads over
+/// its rows, so after 60 rows of a 2,000-row drift it has moved 0.15
+/// spreads, under any detector's noise; it must be seen before it reaches
+/// [`DRIFT_SEEN_BY_SPREADS`] (60 % of its rows).
 pub fn max_delay(kind: AnomalyKind, len: usize) -> usize {
     match kind {
         AnomalyKind::Spike => 0,
         AnomalyKind::StuckAt | AnomalyKind::BrokenPeriod => 480,
-        AnomalyKind::Drift => len * 3 / 5,
+        AnomalyKind::Drift => (len as f64 * DRIFT_SEEN_BY_SPREADS / DRIFT_SPREADS) as usize,
         _ => 60,
     }
 }

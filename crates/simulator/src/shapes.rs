@@ -148,6 +148,9 @@ pub struct ShapeSeries {
     pub labels: Vec<bool>,
 }
 
+/// Spreads an injected drift has ramped to by its last row (from 0 at its first).
+pub const DRIFT_SPREADS: f64 = 5.0;
+
 /// 2024-01-01T00:00:00Z, a Monday: the first row's time.
 pub const START_MS: i64 = 1_704_067_200_000;
 const MINUTE_MS: i64 = 60_000;
@@ -360,7 +363,7 @@ fn inject(kind: AnomalyKind, shape: Shape, window: &mut [f64], spread: f64, rng:
         }
         AnomalyKind::Drift => {
             for (i, v) in window.iter_mut().enumerate() {
-                *v += 5.0 * spread * i as f64 / n as f64;
+                *v += DRIFT_SPREADS * spread * i as f64 / n as f64;
             }
         }
         AnomalyKind::BrokenPeriod => {
