@@ -383,11 +383,27 @@ mod tests {
                         "seed {seed} {shape}: {r:?}"
                     );
                 }
-                // A drift is seen on flat quantised signals before it has
-                // ramped to 3 spreads (on the other shapes the robust median
-                // follows a ramp of 5 spreads over 2,000 rows: not yet seen).
-                if shape == "flat_quantised" {
+                // A drift is seen before it has ramped to 3 spreads: on flat
+                // quantised signals by the drift statistic, on noisy,
+                // bursty, gappy and sawtooth ones by the slow trend. Not
+                // yet on square waves, random walks (whose own wander is
+                // as large), slow ramps (a steeper ramp) and seasonal
+                // series (found on seed 13, not on 3: the daily cycle
+                // moves the median as much).
+                if !matches!(
+                    shape,
+                    "square_wave" | "random_walk" | "slow_ramp" | "seasonal"
+                ) {
                     assert!(detected("drift").is_some(), "seed {seed} {shape}: {r:?}");
+                }
+                // A broken period (the cycle stops, the signal holds its
+                // mean) on square waves and sawtooths: the slow trend sees
+                // the median leave the cycle's.
+                if matches!(shape, "square_wave" | "sawtooth") {
+                    assert!(
+                        detected("broken_period").is_some(),
+                        "seed {seed} {shape}: {r:?}"
+                    );
                 }
                 // A stuck value is seen on every shape, within 480 rows.
                 assert!(detected("stuck_at").is_some(), "seed {seed} {shape}: {r:?}");

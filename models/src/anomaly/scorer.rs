@@ -5,8 +5,11 @@
 //!    innovations against the state *before* the row;
 //! 2. per sensor: the spike statistic `min(|resid_z| / spike_z, |robust_z| /
 //!    spike_baseline_z)`, a two-sided CUSUM
-//!    on the clipped robust z (level shifts), and the drift statistic
-//!    `|middle-horizon mean - slow median| / robust sigma / drift_z`;
+//!    on the clipped robust z (level shifts), the drift statistic
+//!    `|middle-horizon mean - slow median| / robust sigma / drift_z`, and the
+//!    slow-trend statistic: the difference of a fast and a slow average of
+//!    the robust median, against its own learned mean and spread (a ramp the
+//!    median follows too closely for the drift statistic);
 //! 3. per asset: the Mahalanobis distance of the robust-z vector under a shrunk
 //!    covariance (broken correlations), each sensor's share `u_j (P u)_j`, and
 //!    per sensor a CUSUM of its squared conditional residual `(P u)_j^2 / P_jj`
@@ -126,6 +129,11 @@ const D_TAIL_H: usize = 11;
 const D_TAIL_M: usize = 12;
 /// The mean squared log ratio of exceedance onsets to the anchor.
 const D_TAIL_H2: usize = 13;
+/// The largest slow-trend statistic of the asset's sensors as of its last
+/// update (the row loop reads this slot, not the trend's lanes).
+const D_TREND_MAX: usize = 14;
+/// The sensor holding it.
+const D_TREND_TOP: usize = 15;
 /// Largest width multiplier the alarm-rate feedback reaches.
 const MAX_WIDEN: f64 = 16.0;
 /// Largest log ratio one exceedance onset adds to the tail index (a raw
@@ -136,6 +144,21 @@ const TAIL_LN_CAP: f64 = 2.0;
 const TAIL_PRIOR_W: f64 = 8.0;
 // Two cache lines of header, so the lanes after it stay aligned.
 const D_HDR: usize = 16;
+/// Lane groups of the detector block after the header: positive and
+/// negative CUSUM, current run, longest recent run.
+const D_LANE_GROUPS: usize = 4;
+/// Lane groups of an asset's slow-trend block (its own array, out of the
+/// row loop's cache lines): the fast and slow averages of the median, the
+/// learned mean and variance of their difference (robust sigma), its
+/// inverse standard deviation and the learning weight.
+const TREND_GROUPS: usize = 6;
+/// Learned rows per update of the slow trend: its horizons are hundreds of
+/// rows, so a median sampled every 16th row changes its averages by a
+/// rounding error, and the row loop only reads the detector header's
+/// largest statistic.
+const TREND_EVERY: u64 = 16;
+/// [`TREND_EVERY`] as a float, for the per-update weights.
+const TREND_EVERY_F: f64 = TREND_EVERY as f64;
 
 /// The score of one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,6 +218,9 @@ pub struct FleetScorer {
     warmup: f64,
     det: AlignedVec<f64>,
     det_stride: usize,
+    /// Slow-trend lanes per asset (`TREND_GROUPS` lane groups).
+    trend_lanes: AlignedVec<f64>,
+    trend_stride: usize,
     mv_on: bool,
     mv: AlignedVec<f32>,
     mv_stride: usize,
@@ -234,6 +260,10 @@ pub struct FleetScorer {
     relearn_after: f64,
     /// `1 / spike_z`, `1 / cusum_h`, `1 / drift_z`, `1 / spike_baseline_z`.
     inv_levels: [f64; 4],
+    /// The slow trend: its averages' weights per reading, `1 / trend_z`
+    /// (0 = off), the learning weight's decay and floor, the floor of its
+    /// variance, and the prior's variance, inverse sd and weight.
+    trend: TrendConsts,
     /// Sensors fit one lane chunk (the const-shape detector copy applies).
     one_chunk: bool,
     evidence: Vec<f64>,
@@ -278,8 +308,7 @@ impl FleetScorer {
         // f32 lanes of the multivariate part, padded to 8 (one AVX2 register).
         let mvp = n.div_ceil(MV_CHUNK) * MV_CHUNK;
         let mv_stride = if mv_on { 2 * mvp * mvp + 2 * mvp } else { 0 };
-        // Lanes: positive and negative CUSUM, current run, longest recent run.
-        let det_stride = D_HDR + 4 * np;
+        let det_stride = D_HDR + D_LANE_GROUPS * np;
         let mv_min = (8 * n).max(64) as f64;
         let mv_cusum_k = chi2_quantile(1, params.mv_cusum_z);
         let mut res = Self {
@@ -290,6 +319,8 @@ impl FleetScorer {
             n,
             det: AlignedVec::new(),
             det_stride,
+            trend_lanes: AlignedVec::new(),
+            trend_stride: TREND_GROUPS * np,
             mv_on,
             mv: AlignedVec::new(),
             mv_stride,
@@ -329,6 +360,7 @@ impl FleetScorer {
                 1.0 / params.drift_z,
                 1.0 / params.spike_baseline_z,
             ],
+            trend: TrendConsts::new(&params),
             // (`mvp == np`: the multivariate lanes share the feature padding.)
             one_chunk: np == LANE_CHUNK,
             np,
@@ -353,6 +385,13 @@ impl FleetScorer {
     pub fn add_asset(&mut self) -> usize {
         let idx = self.features.add_asset();
         self.det.grow(self.det_stride);
+        self.trend_lanes.grow(self.trend_stride);
+        let (n, np, t) = (self.n, self.np, self.trend);
+        let blk = &mut self.trend_lanes.as_mut_slice()[idx * self.trend_stride..];
+        // The trend's spread starts at its prior (padding lanes stay 0: inert).
+        blk[3 * np..][..n].fill(t.prior_var);
+        blk[4 * np..][..n].fill(t.prior_isd);
+        blk[5 * np..][..n].fill(t.prior_w);
         self.mv.grow(self.mv_stride);
         idx
     }
@@ -389,7 +428,9 @@ impl FleetScorer {
 
     /// Bytes of state per asset: features, detector lanes, covariance and precision.
     pub fn state_bytes_per_asset(&self) -> usize {
-        self.features.state_bytes_per_asset() + self.det_stride * 8 + self.mv_stride * 4
+        self.features.state_bytes_per_asset()
+            + (self.det_stride + self.trend_stride) * 8
+            + self.mv_stride * 4
     }
 
     /// Counters of special rows and values so far (O(assets × sensors), see
@@ -601,6 +642,79 @@ impl FleetScorer {
         Ok(())
     }
 
+    /// The slow trend of every sensor of `asset` (every [`TREND_EVERY`]
+    /// learned rows): a fast and a slow average of the robust median (both
+    /// held at it until the sensor's warm-up ends); their difference in
+    /// robust sigma, against its learned mean, over its learned sd (`ti`
+    /// tracks 1 / sd by a Newton step per update: no division or square
+    /// root). Mean and spread are learned, and the statistic counts, once
+    /// the slow average has settled (two slow half-lives); each update is
+    /// winsorised at the alarm level, so a drift teaches them little.
+    #[inline(always)]
+    fn update_trend(&mut self, asset: usize, np: usize) {
+        let (tc, gate) = (self.trend, self.gate);
+        let sc = &self.scratch;
+        let hdr = &mut self.det.as_mut_slice()[asset * self.det_stride..][..D_HDR];
+        let blk =
+            &mut self.trend_lanes.as_mut_slice()[asset * self.trend_stride..][..self.trend_stride];
+        let (t_fast, rest) = blk.split_at_mut(np);
+        let (t_slow, rest) = rest.split_at_mut(np);
+        let (t_mean, rest) = rest.split_at_mut(np);
+        let (t_var, rest) = rest.split_at_mut(np);
+        let (t_isd, t_w) = rest.split_at_mut(np);
+        let (mut best, mut top) = (0.0, 0.0);
+        let (valid, nvalid, med, inv) = (
+            &sc.valid()[..np],
+            &sc.n_valid()[..np],
+            &sc.median()[..np],
+            &sc.robust_inv_scale()[..np],
+        );
+        for c in 0..np / LANE_CHUNK {
+            let (g, nv, md, inv) = (
+                *chunk!(valid, c),
+                *chunk!(nvalid, c),
+                *chunk!(med, c),
+                *chunk!(inv, c),
+            );
+            let (mut tf, mut ts) = (*chunk!(t_fast, c), *chunk!(t_slow, c));
+            let (mut tm, mut tv) = (*chunk!(t_mean, c), *chunk!(t_var, c));
+            let (mut ti, mut tw) = (*chunk!(t_isd, c), *chunk!(t_w, c));
+            let mut st = [0.0f64; LANE_CHUNK];
+            for l in 0..LANE_CHUNK {
+                let warm = nv[l] > gate;
+                let f = tf[l] + tc.fast * g[l] * (md[l] - tf[l]);
+                let s = ts[l] + tc.slow * g[l] * (md[l] - ts[l]);
+                tf[l] = if warm { f } else { md[l] };
+                ts[l] = if warm { s } else { md[l] };
+                let gt = if nv[l] > tc.settle { g[l] } else { 0.0 };
+                let dev = (tf[l] - ts[l]) * inv[l] - tm[l];
+                st[l] = dev.abs() * ti[l] * gt * tc.inv_z;
+                let var = fmax(tv[l], tc.floor_var);
+                let lim = tc.z * var * ti[l];
+                let dw = fmin(fmax(dev, -lim), lim);
+                let w = tw[l] * gt;
+                tm[l] += w * dw;
+                tv[l] += w * (dw * dw - tv[l]);
+                let var = fmax(tv[l], tc.floor_var);
+                ti[l] *= 1.5 - 0.5 * var * ti[l] * ti[l];
+                tw[l] = fmax(tw[l] * (1.0 - gt * tc.w_decay), tc.w_min * gt);
+            }
+            *chunk!(mut t_fast, c) = tf;
+            *chunk!(mut t_slow, c) = ts;
+            *chunk!(mut t_mean, c) = tm;
+            *chunk!(mut t_var, c) = tv;
+            *chunk!(mut t_isd, c) = ti;
+            *chunk!(mut t_w, c) = tw;
+            let m = lane_max(st);
+            if m > best {
+                best = m;
+                top = (c * LANE_CHUNK + st.iter().position(|v| *v == m).unwrap_or(0)) as f64;
+            }
+        }
+        hdr[D_TREND_MAX] = best;
+        hdr[D_TREND_TOP] = top;
+    }
+
     /// Detectors for duplicate / out-of-order rows (rare): out of line so the
     /// hot row function holds one copy of the detector code.
     #[cold]
@@ -625,17 +739,21 @@ impl FleetScorer {
         let np = if NC > 0 { NC * LANE_CHUNK } else { self.np };
         let nc = np / LANE_CHUNK;
         let det_stride = if NC > 0 {
-            D_HDR + 4 * np
+            D_HDR + D_LANE_GROUPS * np
         } else {
             self.det_stride
         };
+        if LEARN && (self.scratch.n_rows as u64).is_multiple_of(TREND_EVERY) {
+            self.update_trend(asset, np);
+        }
         let p = &self.p;
         let sc = &self.scratch;
         let det = &mut self.det.as_mut_slice()[asset * det_stride..(asset + 1) * det_stride];
         let (hdr, lanes) = det.split_at_mut(D_HDR);
         let (cpos, rest) = lanes.split_at_mut(np);
         let (cneg, rest) = rest.split_at_mut(np);
-        let (runs, rmaxs) = rest.split_at_mut(np);
+        let (runs, rest) = rest.split_at_mut(np);
+        let rmaxs = &mut rest[..np];
         // The row's inputs: with one chunk, fixed-size arrays from one view
         // of the scratch (two checks); otherwise a slice per field.
         #[allow(clippy::type_complexity)]
@@ -723,16 +841,16 @@ impl FleetScorer {
                 // run has completed (a channel that never changed is normal).
                 let seen_change = if rmax[l] > 0.0 { g } else { 0.0 };
                 let stuck = run[l] * seen_change / (stuck_factor * rmax[l] + stuck_min);
-                st[l] = stuck;
                 let cus = fmax(cp[l], cn[l]);
                 // Drift against the robust scale from before the row (no extra division).
                 let drift = (mt[l] - md[l]).abs() * inv[l] * g;
+                st[l] = stuck;
                 ev[l] = fmax(
                     fmax(
                         fmin(rz[l].abs() * inv_spike, uz[l].abs() * inv_spike_base) * g,
                         cus * inv_h,
                     ),
-                    fmax(drift * inv_drift, st[l]),
+                    fmax(drift * inv_drift, stuck),
                 );
                 uc[l] = u as f32;
             }
@@ -747,6 +865,20 @@ impl FleetScorer {
         }
         if any_valid == 0.0 {
             self.rows_without_values += 1;
+        }
+        // The slow trend (updated every `TREND_EVERY` rows by
+        // `update_trend`), like the stuck run a self-calibrated statistic
+        // (its rate is set by its own definition), scored past the
+        // calibration. It joins the evidence (the top sensor, what the
+        // calibration learns) only at its alarm level: a slow statistic
+        // below it would move the calibration with it.
+        let trend = hdr[D_TREND_MAX] * f64::from(u8::from(any_valid > 0.0));
+        stuck_max = fmax(stuck_max, trend);
+        if trend >= 1.0 {
+            let s = hdr[D_TREND_TOP] as usize;
+            if s < np {
+                evidence[s] = fmax(evidence[s], trend);
+            }
         }
         let mut mv_raw = 0.0;
         if self.mv_on {
@@ -1050,18 +1182,77 @@ impl FleetScorer {
         let det =
             &mut self.det.as_mut_slice()[asset * self.det_stride..(asset + 1) * self.det_stride];
         det[D_ALARM_RUN] = 0.0;
+        det[D_TREND_MAX] = 0.0;
+        det[D_TREND_TOP] = 0.0;
         let lanes = &mut det[D_HDR..];
         lanes[..2 * np].fill(0.0);
         let (runs, rmaxs) = lanes[2 * np..].split_at_mut(np);
         for (run, rmax) in runs.iter().zip(rmaxs.iter_mut()) {
             *rmax = fmax(*rmax, *run);
         }
+        // The trend's averages restart at the re-anchored median (what it
+        // learned of their difference stays).
+        let median = self.features.view(asset).median();
+        let trend = &mut self.trend_lanes.as_mut_slice()[asset * self.trend_stride..];
+        trend[..np].copy_from_slice(&median[..np]);
+        trend[np..2 * np].copy_from_slice(&median[..np]);
         if self.mv_on {
             let (mvp, ms) = (self.mvp, self.mv_stride);
             let blk = &mut self.mv.as_mut_slice()[asset * ms..(asset + 1) * ms];
             blk[2 * mvp * mvp + mvp..].fill(0.0);
         }
         self.reanchors += 1;
+    }
+}
+
+/// Per-reading constants of the slow-trend statistic.
+#[derive(Debug, Clone, Copy)]
+struct TrendConsts {
+    /// EWMA weights of the fast and slow averages of the median (per update).
+    fast: f64,
+    slow: f64,
+    /// `1 / trend_z`, 0 when it is off.
+    inv_z: f64,
+    /// Valid readings after which the slow average has settled (the
+    /// warm-up gate plus two slow half-lives).
+    settle: f64,
+    /// `trend_z`.
+    z: f64,
+    /// Per-reading decay of the learning weight, and its floor (`trend_memory`).
+    w_decay: f64,
+    w_min: f64,
+    /// Floor of the learned variance (`trend_floor_sd^2`).
+    floor_var: f64,
+    /// The prior's variance, inverse sd and learning weight.
+    prior_var: f64,
+    prior_isd: f64,
+    prior_w: f64,
+}
+
+impl TrendConsts {
+    fn new(p: &DetectorValidParams) -> Self {
+        // Weights per update, one every `TREND_EVERY` rows.
+        let ewma =
+            |half_life: f64| 1.0 - (-std::f64::consts::LN_2 * TREND_EVERY_F / half_life).exp();
+        Self {
+            fast: ewma(p.trend_fast_half_life),
+            slow: ewma(p.trend_slow_half_life),
+            inv_z: if p.trend_z > 0.0 {
+                1.0 / p.trend_z
+            } else {
+                0.0
+            },
+            z: p.trend_z,
+            settle: f64::from(p.features.warmup_readings()) + 2.0 * p.trend_slow_half_life,
+            // The weight starts at 1 / prior rows (per row) and decays by e
+            // every 4 × prior rows (about a running mean's 1 / (prior + n)).
+            w_decay: (TREND_EVERY_F / (4.0 * p.trend_prior_rows)).min(1.0),
+            w_min: ewma(p.trend_memory),
+            floor_var: p.trend_floor_sd * p.trend_floor_sd,
+            prior_var: p.trend_prior_sd * p.trend_prior_sd,
+            prior_isd: 1.0 / p.trend_prior_sd,
+            prior_w: (TREND_EVERY_F / p.trend_prior_rows).min(1.0),
+        }
     }
 }
 

@@ -410,3 +410,33 @@ fn a_persistent_new_level_stops_alarming_within_the_relearn_horizon() {
     assert!(last_alarm(&alarms).unwrap() > 3_000 + 300);
     assert_eq!(counters.reanchors, 0);
 }
+
+#[test]
+fn a_slow_ramp_alarms_before_three_spreads_and_a_steady_slope_does_not() {
+    // Uniform noise of sd 1/sqrt(3); from row 10,000 a ramp of 5 sd over
+    // 2,000 rows, which the robust median follows within a fraction of a
+    // sd: the drift statistic misses it, the slow trend must see it before
+    // it has ramped to 3 sd (row 11,200), with no alarm before it starts.
+    let sd = 1.0 / 3f64.sqrt();
+    let ramp = |i: usize| 5.0 * sd * (i.saturating_sub(10_000) as f64 / 2_000.0).min(1.0);
+    let series: Vec<f64> = (0..12_000).map(|i| 20.0 + noise(i) + ramp(i)).collect();
+    let (alarms, _) = alarms_of(&series, DetectorParams::default());
+    let early: Vec<usize> = (0..10_000).filter(|&i| alarms[i]).collect();
+    assert!(early.is_empty(), "alarms before the ramp: {early:?}");
+    let first = (10_000..12_000).find(|&i| alarms[i]);
+    assert!(
+        first.is_some_and(|i| i < 11_200),
+        "ramp first alarm at {first:?}"
+    );
+    // Without the slow trend (what it adds): not seen by 3 sd.
+    let (alarms, _) = alarms_of(&series, DetectorParams::default().trend_z(0.0));
+    assert!(!alarms[10_000..11_200].iter().any(|a| *a));
+    // A series that has always had that slope (a wearing part): quiet
+    // once the trend has learned it.
+    let steady: Vec<f64> = (0..12_000)
+        .map(|i| 20.0 + noise(i) + 5.0 * sd * i as f64 / 2_000.0)
+        .collect();
+    let (alarms, _) = alarms_of(&steady, DetectorParams::default());
+    let late: Vec<usize> = (4_000..12_000).filter(|&i| alarms[i]).collect();
+    assert!(late.is_empty(), "a steady slope alarms: {late:?}");
+}

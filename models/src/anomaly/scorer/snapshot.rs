@@ -10,7 +10,7 @@
 //! weight, rows and rows since the last precision refresh, the alarm-rate
 //! width and the run of alarming rows, the tail model's anchor, exceedance
 //! flag and moments, the two CUSUMs, the current run of
-//! repeated values and the longest recent run per sensor) and, when the multivariate detector runs, its multivariate block
+//! repeated values, the longest recent run and the slow trend's six values per sensor, its largest statistic and the sensor holding it) and, when the multivariate detector runs, its multivariate block
 //! (covariance, precision, inverse conditional sigmas, per-sensor CUSUMs).
 //! Nothing else is kept per asset. Not in it: the scorer-global report
 //! counters of [`ScoreCounters`](super::ScoreCounters) (rows, warm-up rows,
@@ -18,8 +18,8 @@
 //! the fleet and do not affect any score, and the per-row scratch buffers,
 //! which every row overwrites before reading.
 //!
-//! # Byte format (magic `FPAS`, version 4; 3 had no tail model and an
-//! 8-slot header, and is refused)
+//! # Byte format (magic `FPAS`, version 5; 4 had no slow-trend lanes, 3 no
+//! tail model and an 8-slot header; both are refused)
 //! The envelope of [`fieldpulse_features::snapshot`] (magic, version, three
 //! zero bytes, total length; an FNV-1a 64 checksum last), then, all
 //! little-endian:
@@ -34,7 +34,7 @@
 //! | 32 | 8 | hash of the detector parameters and the feature spec (u64) |
 //! | 40 | 4 | `F`: bytes of the embedded feature snapshot (u32) |
 //! | 44 | F | the feature snapshot (`FPFS`, with its own header and checksum) |
-//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, 2 zero), then the positive and negative CUSUM, current run and longest recent run lanes (f64) |
+//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, largest slow-trend statistic, its sensor), then the positive and negative CUSUM, current run and longest recent run lanes, and the slow trend's fast and slow averages of the median, learned mean, variance and inverse sd of their difference, and learning weight lanes (f64) |
 //! | … | 4 × mv | the multivariate block: covariance and precision (lanes × lanes each), inverse conditional sigmas, CUSUM lanes (f32) |
 //! | … | 8 | checksum |
 //!
@@ -46,14 +46,14 @@ use fieldpulse_features::snapshot::{Fnv64, StateError, StateReader, StateWriter}
 
 use super::{
     FleetScorer, D_ALARM_RUN, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, D_TAIL_H, D_TAIL_H2,
-    D_TAIL_M, D_TAIL_PREV, D_TAIL_Q, D_TAIL_W, MAX_WIDEN,
+    D_TAIL_M, D_TAIL_PREV, D_TAIL_Q, D_TAIL_W, D_TREND_MAX, D_TREND_TOP, MAX_WIDEN,
 };
 use crate::anomaly::params::{AnomalyError, DetectorValidParams};
 
 /// Magic of a [`FleetScorer`] asset snapshot.
 pub const SCORER_STATE_MAGIC: [u8; 4] = *b"FPAS";
 /// Format version of a [`FleetScorer`] asset snapshot.
-pub const SCORER_STATE_VERSION: u8 = 4;
+pub const SCORER_STATE_VERSION: u8 = 5;
 
 /// Counts are f64 in the block: whole numbers up to 2^53 are exact.
 const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
@@ -72,6 +72,13 @@ fn detector_hash(p: &DetectorValidParams, feature_hash: u64) -> u64 {
         p.cusum_clip,
         p.cusum_cap,
         p.drift_z,
+        p.trend_z,
+        p.trend_fast_half_life,
+        p.trend_slow_half_life,
+        p.trend_memory,
+        p.trend_prior_rows,
+        p.trend_prior_sd,
+        p.trend_floor_sd,
         p.stuck_factor,
         p.stuck_min_run,
         p.stuck_memory,
@@ -126,21 +133,24 @@ impl FleetScorer {
     pub fn asset_state(&self, asset: usize) -> Vec<u8> {
         let features = self.features.asset_state(asset);
         let det = &self.det.as_slice()[asset * self.det_stride..(asset + 1) * self.det_stride];
+        let ts = self.trend_stride;
+        let trend = &self.trend_lanes.as_slice()[asset * ts..(asset + 1) * ts];
         let mv = &self.mv.as_slice()[asset * self.mv_stride..(asset + 1) * self.mv_stride];
         let mut w = StateWriter::new(
             SCORER_STATE_MAGIC,
             SCORER_STATE_VERSION,
-            32 + features.len() + 8 * det.len() + 4 * mv.len(),
+            32 + features.len() + 8 * (det.len() + trend.len()) + 4 * mv.len(),
         );
         w.put_len(self.n);
         w.put_len(self.np);
         w.put_len(self.mvp);
-        w.put_len(self.det_stride);
+        w.put_len(self.det_stride + ts);
         w.put_len(self.mv_stride);
         w.put_u64(self.state_hash());
         w.put_len(features.len());
         w.put_bytes(&features);
         w.put_f64s(det);
+        w.put_f64s(trend);
         w.put_f32s(mv);
         w.finish()
     }
@@ -168,8 +178,9 @@ impl FleetScorer {
         // Checks the feature snapshot before it writes; the blocks below
         // were checked by the decode, so nothing can fail after it.
         self.features.restore_asset_state(asset, d.features)?;
-        let (ds, ms) = (self.det_stride, self.mv_stride);
-        self.det.as_mut_slice()[asset * ds..(asset + 1) * ds].copy_from_slice(&d.det);
+        let (ds, ts, ms) = (self.det_stride, self.trend_stride, self.mv_stride);
+        self.det.as_mut_slice()[asset * ds..(asset + 1) * ds].copy_from_slice(&d.det[..ds]);
+        self.trend_lanes.as_mut_slice()[asset * ts..(asset + 1) * ts].copy_from_slice(&d.det[ds..]);
         self.mv.as_mut_slice()[asset * ms..(asset + 1) * ms].copy_from_slice(&d.mv);
         Ok(())
     }
@@ -183,12 +194,12 @@ impl FleetScorer {
         r.expect_len("sensors", self.n)?;
         r.expect_len("feature lanes", self.np)?;
         r.expect_len("multivariate lanes", self.mvp)?;
-        r.expect_len("detector block values", self.det_stride)?;
+        r.expect_len("detector block values", self.det_stride + self.trend_stride)?;
         r.expect_len("multivariate block values", self.mv_stride)?;
         r.expect_hash("detector parameters or feature spec", self.state_hash())?;
         let n_features = r.u32()? as usize;
         let features = r.bytes(n_features)?;
-        let mut det = vec![0.0; self.det_stride];
+        let mut det = vec![0.0; self.det_stride + self.trend_stride];
         r.f64s(&mut det)?;
         let mut mv = vec![0.0f32; self.mv_stride];
         r.f32s(&mut mv)?;
@@ -230,8 +241,13 @@ impl FleetScorer {
         if !(det[D_TAIL_PREV] == 0.0 || det[D_TAIL_PREV] == 1.0) {
             return corrupt(format!("tail exceedance flag {}", det[D_TAIL_PREV]));
         }
-        if det[D_TAIL_H2 + 1..D_HDR].iter().any(|v| *v != 0.0) {
-            return corrupt("padding of the detector header is set".into());
+        let trend = det[D_TREND_MAX];
+        if !(trend.is_finite() && trend >= 0.0) {
+            return corrupt(format!("largest slow trend {trend}"));
+        }
+        let top = det[D_TREND_TOP];
+        if !((0.0..self.n as f64).contains(&top) && top.fract() == 0.0) {
+            return corrupt(format!("slow trend sensor {top}"));
         }
         let (n, np, cap) = (self.n, self.np, self.cusum_cap_abs);
         for (side, lanes) in ["positive", "negative"]
@@ -254,6 +270,29 @@ impl FleetScorer {
             .zip(runs.chunks_exact(np))
         {
             if let Some(s) = (0..n).find(|s| !((0.0..=MAX_COUNT).contains(&lanes[*s]))) {
+                return corrupt(format!("sensor {s} {what} {}", lanes[s]));
+            }
+            if lanes[n..].iter().any(|v| *v != 0.0) {
+                return corrupt(format!("padding lanes of the {what} are set"));
+            }
+        }
+        let trend = &det[self.det_stride..];
+        for (i, (what, lanes)) in [
+            "trend fast average",
+            "trend slow average",
+            "trend mean",
+            "trend variance",
+            "trend inverse sd",
+            "trend weight",
+        ]
+        .into_iter()
+        .zip(trend.chunks_exact(np))
+        .enumerate()
+        {
+            // Averages and the mean: any finite value; the variance, the
+            // inverse sd and the weight are not negative (a weight is <= 1).
+            let ok = |v: f64| v.is_finite() && (i < 3 || v >= 0.0) && (i < 5 || v <= 1.0);
+            if let Some(s) = (0..n).find(|s| !ok(lanes[*s])) {
                 return corrupt(format!("sensor {s} {what} {}", lanes[s]));
             }
             if lanes[n..].iter().any(|v| *v != 0.0) {

@@ -45,6 +45,15 @@ fn fleet(sensors: usize) -> SynthFleet {
     f
 }
 
+/// The defaults, with the slow trend's horizons shortened so that it is
+/// learning and scoring well before the restore point (it settles after
+/// the warm-up plus two slow half-lives: 160 readings here, ~2,080 by default).
+fn params() -> DetectorParams {
+    DetectorParams::default()
+        .trend_fast_half_life(16.0)
+        .trend_slow_half_life(64.0)
+}
+
 fn scorer(f: &SynthFleet, params: DetectorParams) -> FleetScorer {
     FleetScorer::new(params.check().unwrap(), f.sensor_names.clone(), ASSETS).unwrap()
 }
@@ -73,22 +82,21 @@ fn bits(r: &RowScore) -> (u64, u64, Option<usize>, bool) {
 fn check_restore_continues_identically(sensors: usize, split: usize) {
     let f = fleet(sensors);
     let n = sensors;
-    let mut whole = scorer(&f, DetectorParams::default());
+    let mut whole = scorer(&f, params());
     assert!(whole.multivariate_enabled());
     let want: Vec<RowScore> = (0..f.n_rows()).map(|i| row(&f, &mut whole, i)).collect();
+    // The slow trend has been scoring (its lanes and header slots are live).
+    let trend_max = |a: usize| whole.det.as_slice()[a * whole.det_stride + super::D_TREND_MAX];
+    assert!((0..ASSETS).any(|a| trend_max(a) > 0.0));
 
-    let mut before = scorer(&f, DetectorParams::default());
+    let mut before = scorer(&f, params());
     for i in 0..split {
         row(&f, &mut before, i);
     }
     let snaps: Vec<Vec<u8>> = (0..ASSETS).map(|a| before.asset_state(a)).collect();
     let fresh = || {
-        let mut sc = FleetScorer::new(
-            DetectorParams::default().check().unwrap(),
-            f.sensor_names.clone(),
-            0,
-        )
-        .unwrap();
+        let mut sc =
+            FleetScorer::new(params().check().unwrap(), f.sensor_names.clone(), 0).unwrap();
         for (a, snap) in snaps.iter().enumerate() {
             assert_eq!(sc.add_asset(), a);
             sc.restore_asset_state(a, snap).unwrap();
