@@ -693,7 +693,10 @@ impl FleetScorer {
                 let lim = tc.z * var * ti[l];
                 let dw = fmin(fmax(dev, -lim), lim);
                 let w = tw[l] * gt;
-                tm[l] += w * dw;
+                // The mean learns at twice the variance's weight, so its
+                // own convergence (a steady slope learned as normal)
+                // inflates the variance less.
+                tm[l] += fmin(2.0 * w, 1.0) * dw;
                 tv[l] += w * (dw * dw - tv[l]);
                 let var = fmax(tv[l], tc.floor_var);
                 ti[l] *= 1.5 - 0.5 * var * ti[l] * ti[l];
