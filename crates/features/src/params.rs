@@ -132,6 +132,10 @@ impl FeatureValidParams {
     pub fn trend_horizon(&self) -> usize {
         self.trend_horizon
     }
+    /// The robust median's step per reading, in robust scales.
+    pub fn median_step(&self) -> f64 {
+        self.median_step
+    }
     /// Valid readings per sensor before robust statistics leave warm-up.
     pub fn warmup_readings(&self) -> u32 {
         self.warmup_readings

@@ -51,6 +51,7 @@
 pub mod snapshot;
 
 use fieldpulse_features::spec::LANE_CHUNK;
+use fieldpulse_features::state::MAD_TO_SIGMA;
 use fieldpulse_features::{AlignedVec, FeatureSpec, FleetFeatures, RowScratch, RowStatus};
 
 use super::gumbel::{gumbel_score, gumbel_scores, gumbel_surprise};
@@ -150,8 +151,9 @@ const D_LANE_GROUPS: usize = 4;
 /// Lane groups of an asset's slow-trend block (its own array, out of the
 /// row loop's cache lines): the fast and slow averages of the median, the
 /// learned mean and variance of their difference (robust sigma), its
-/// inverse standard deviation and the learning weight.
-const TREND_GROUPS: usize = 6;
+/// inverse standard deviation, the learning weight, the median at the last
+/// update and whether the median was catching up with a step then (0 / 1).
+const TREND_GROUPS: usize = 8;
 /// Learned rows per update of the slow trend: its horizons are hundreds of
 /// rows, so a median sampled every 16th row changes its averages by a
 /// rounding error, and the row loop only reads the detector header's
@@ -159,6 +161,9 @@ const TREND_GROUPS: usize = 6;
 const TREND_EVERY: u64 = 16;
 /// [`TREND_EVERY`] as a float, for the per-update weights.
 const TREND_EVERY_F: f64 = TREND_EVERY as f64;
+/// Robust z of a reading beyond which the median, walking fast, is taken
+/// to be catching up with a step (the CUSUM's reference `cusum_k`).
+const TREND_STEP_Z: f64 = 3.0;
 
 /// The score of one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -661,31 +666,54 @@ impl FleetScorer {
         let (t_slow, rest) = rest.split_at_mut(np);
         let (t_mean, rest) = rest.split_at_mut(np);
         let (t_var, rest) = rest.split_at_mut(np);
-        let (t_isd, t_w) = rest.split_at_mut(np);
+        let (t_isd, rest) = rest.split_at_mut(np);
+        let (t_w, rest) = rest.split_at_mut(np);
+        let (t_last, t_snap) = rest.split_at_mut(np);
         let (mut best, mut top) = (0.0, 0.0);
-        let (valid, nvalid, med, inv) = (
+        let (valid, nvalid, med, inv, uzs) = (
             &sc.valid()[..np],
             &sc.n_valid()[..np],
             &sc.median()[..np],
             &sc.robust_inv_scale()[..np],
+            &sc.robust_z()[..np],
         );
         for c in 0..np / LANE_CHUNK {
-            let (g, nv, md, inv) = (
+            let (g, nv, md, inv, uz) = (
                 *chunk!(valid, c),
                 *chunk!(nvalid, c),
                 *chunk!(med, c),
                 *chunk!(inv, c),
+                *chunk!(uzs, c),
             );
             let (mut tf, mut ts) = (*chunk!(t_fast, c), *chunk!(t_slow, c));
             let (mut tm, mut tv) = (*chunk!(t_mean, c), *chunk!(t_var, c));
             let (mut ti, mut tw) = (*chunk!(t_isd, c), *chunk!(t_w, c));
+            let (mut last, mut snap) = (*chunk!(t_last, c), *chunk!(t_snap, c));
             let mut st = [0.0f64; LANE_CHUNK];
             for l in 0..LANE_CHUNK {
                 let warm = nv[l] > gate;
-                let f = tf[l] + tc.fast * g[l] * (md[l] - tf[l]);
-                let s = ts[l] + tc.slow * g[l] * (md[l] - ts[l]);
+                // The median catching up with a step: a reading far off
+                // it (robust z over TREND_STEP_Z) while it walks at more
+                // than half its largest speed, and for as long as it keeps
+                // walking so. Both averages then move with it, their
+                // difference kept; otherwise they average it. (Averaged,
+                // the walk after a large step looked like a ramp and
+                // alarmed again, hundreds of readings after the step.)
+                let moved = md[l] - last[l];
+                let walking = moved.abs() * inv[l] > tc.walk;
+                let catching_up = walking && (uz[l].abs() > TREND_STEP_Z || snap[l] > 0.0);
+                let (f, s) = if catching_up {
+                    (tf[l] + moved, ts[l] + moved)
+                } else {
+                    (
+                        tf[l] + tc.fast * g[l] * (md[l] - tf[l]),
+                        ts[l] + tc.slow * g[l] * (md[l] - ts[l]),
+                    )
+                };
+                snap[l] = if catching_up { 1.0 } else { 0.0 };
                 tf[l] = if warm { f } else { md[l] };
                 ts[l] = if warm { s } else { md[l] };
+                last[l] = md[l];
                 let gt = if nv[l] > tc.settle { g[l] } else { 0.0 };
                 let dev = (tf[l] - ts[l]) * inv[l] - tm[l];
                 st[l] = dev.abs() * ti[l] * gt * tc.inv_z;
@@ -708,6 +736,8 @@ impl FleetScorer {
             *chunk!(mut t_var, c) = tv;
             *chunk!(mut t_isd, c) = ti;
             *chunk!(mut t_w, c) = tw;
+            *chunk!(mut t_last, c) = last;
+            *chunk!(mut t_snap, c) = snap;
             let m = lane_max(st);
             if m > best {
                 best = m;
@@ -1193,12 +1223,34 @@ impl FleetScorer {
         for (run, rmax) in runs.iter().zip(rmaxs.iter_mut()) {
             *rmax = fmax(*rmax, *run);
         }
-        // The trend's averages restart at the re-anchored median (what it
-        // learned of their difference stays).
-        let median = self.features.view(asset).median();
+        // The trend's averages restart where they would sit behind the
+        // re-anchored median on the slope their learned mean difference
+        // stands for (a steady slope stays normal; restarted at the median
+        // itself, a sloped series alarmed until the slow average had
+        // caught up again).
+        let view = self.features.view(asset);
+        let (median, mad) = (view.median(), view.mad());
         let trend = &mut self.trend_lanes.as_mut_slice()[asset * self.trend_stride..];
-        trend[..np].copy_from_slice(&median[..np]);
-        trend[np..2 * np].copy_from_slice(&median[..np]);
+        let (t_fast, rest) = trend.split_at_mut(np);
+        let (t_slow, rest) = rest.split_at_mut(np);
+        let (t_mean, rest) = rest.split_at_mut(np);
+        let (t_var, rest) = rest.split_at_mut(np);
+        let (t_isd, rest) = rest.split_at_mut(np);
+        let (t_w, rest) = rest.split_at_mut(np);
+        let (t_last, t_snap) = rest.split_at_mut(np);
+        let t = self.trend;
+        for s in 0..self.n {
+            let slope = t_mean[s] * MAD_TO_SIGMA * mad[s] / (t.lag_slow - t.lag_fast);
+            t_fast[s] = median[s] - slope * t.lag_fast;
+            t_slow[s] = median[s] - slope * t.lag_slow;
+            t_last[s] = median[s];
+            t_snap[s] = 0.0;
+            // Its spread is learned again from the prior: the median and
+            // the scales settle after a re-anchor.
+            t_var[s] = t.prior_var;
+            t_isd[s] = t.prior_isd;
+            t_w[s] = t.prior_w;
+        }
         if self.mv_on {
             let (mvp, ms) = (self.mvp, self.mv_stride);
             let blk = &mut self.mv.as_mut_slice()[asset * ms..(asset + 1) * ms];
@@ -1208,7 +1260,7 @@ impl FleetScorer {
     }
 }
 
-/// Per-reading constants of the slow-trend statistic.
+/// Per-update constants of the slow-trend statistic.
 #[derive(Debug, Clone, Copy)]
 struct TrendConsts {
     /// EWMA weights of the fast and slow averages of the median (per update).
@@ -1221,11 +1273,18 @@ struct TrendConsts {
     settle: f64,
     /// `trend_z`.
     z: f64,
-    /// Per-reading decay of the learning weight, and its floor (`trend_memory`).
+    /// Robust scales the median moves per update beyond which it walks at
+    /// more than half its largest speed.
+    walk: f64,
+    /// Per-update decay of the learning weight, and its floor (`trend_memory`).
     w_decay: f64,
     w_min: f64,
     /// Floor of the learned variance (`trend_floor_sd^2`).
     floor_var: f64,
+    /// Lags, in readings per unit of slope, of the fast and slow averages
+    /// behind a ramp (`TREND_EVERY (1 - w) / w` for an update weight `w`).
+    lag_fast: f64,
+    lag_slow: f64,
     /// The prior's variance, inverse sd and learning weight.
     prior_var: f64,
     prior_isd: f64,
@@ -1237,15 +1296,20 @@ impl TrendConsts {
         // Weights per update, one every `TREND_EVERY` rows.
         let ewma =
             |half_life: f64| 1.0 - (-std::f64::consts::LN_2 * TREND_EVERY_F / half_life).exp();
+        let (fast, slow) = (ewma(p.trend_fast_half_life), ewma(p.trend_slow_half_life));
+        let lag = |w: f64| TREND_EVERY_F * (1.0 - w) / w;
         Self {
-            fast: ewma(p.trend_fast_half_life),
-            slow: ewma(p.trend_slow_half_life),
+            fast,
+            slow,
+            lag_fast: lag(fast),
+            lag_slow: lag(slow),
             inv_z: if p.trend_z > 0.0 {
                 1.0 / p.trend_z
             } else {
                 0.0
             },
             z: p.trend_z,
+            walk: 0.5 * p.features.median_step() * TREND_EVERY_F,
             settle: f64::from(p.features.warmup_readings()) + 2.0 * p.trend_slow_half_life,
             // The weight starts at 1 / prior rows (per row) and decays by e
             // every 4 × prior rows (about a running mean's 1 / (prior + n)).

@@ -439,4 +439,22 @@ fn a_slow_ramp_alarms_before_three_spreads_and_a_steady_slope_does_not() {
     let (alarms, _) = alarms_of(&steady, DetectorParams::default());
     let late: Vec<usize> = (4_000..12_000).filter(|&i| alarms[i]).collect();
     assert!(late.is_empty(), "a steady slope alarms: {late:?}");
+    // The same slope with a setpoint step of 40 sd at row 8,000: one alarm
+    // run, within the re-learning horizon. The robust median walks to the
+    // new level for ~700 readings after it; the slow trend's averages move
+    // with that walk instead of averaging it (averaged, it looked like a
+    // ramp: a second alarm run, 8,879-9,598, ended only by a re-anchor).
+    let stepped: Vec<f64> = steady
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + if i >= 8_000 { 40.0 * sd } else { 0.0 })
+        .collect();
+    let (alarms, _) = alarms_of(&stepped, DetectorParams::default());
+    assert!(alarms[8_000..8_010].iter().any(|a| *a), "the step alarms");
+    let onsets: Vec<usize> = (8_001..12_000)
+        .filter(|&i| alarms[i] && !alarms[i - 1])
+        .collect();
+    assert!(onsets.is_empty(), "alarm runs after the step's: {onsets:?}");
+    let last = (8_000..12_000).rev().find(|&i| alarms[i]);
+    assert!(last.is_some_and(|i| i < 8_000 + 720), "last alarm {last:?}");
 }

@@ -10,7 +10,7 @@
 //! weight, rows and rows since the last precision refresh, the alarm-rate
 //! width and the run of alarming rows, the tail model's anchor, exceedance
 //! flag and moments, the two CUSUMs, the current run of
-//! repeated values, the longest recent run and the slow trend's six values per sensor, its largest statistic and the sensor holding it) and, when the multivariate detector runs, its multivariate block
+//! repeated values, the longest recent run and the slow trend's eight values per sensor, its largest statistic and the sensor holding it) and, when the multivariate detector runs, its multivariate block
 //! (covariance, precision, inverse conditional sigmas, per-sensor CUSUMs).
 //! Nothing else is kept per asset. Not in it: the scorer-global report
 //! counters of [`ScoreCounters`](super::ScoreCounters) (rows, warm-up rows,
@@ -34,7 +34,7 @@
 //! | 32 | 8 | hash of the detector parameters and the feature spec (u64) |
 //! | 40 | 4 | `F`: bytes of the embedded feature snapshot (u32) |
 //! | 44 | F | the feature snapshot (`FPFS`, with its own header and checksum) |
-//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, largest slow-trend statistic, its sensor), then the positive and negative CUSUM, current run and longest recent run lanes, and the slow trend's fast and slow averages of the median, learned mean, variance and inverse sd of their difference, and learning weight lanes (f64) |
+//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, largest slow-trend statistic, its sensor), then the positive and negative CUSUM, current run and longest recent run lanes, and the slow trend's fast and slow averages of the median, learned mean, variance and inverse sd of their difference, learning weight, median at the last update and catching-up flag lanes (f64) |
 //! | … | 4 × mv | the multivariate block: covariance and precision (lanes × lanes each), inverse conditional sigmas, CUSUM lanes (f32) |
 //! | … | 8 | checksum |
 //!
@@ -284,14 +284,22 @@ impl FleetScorer {
             "trend variance",
             "trend inverse sd",
             "trend weight",
+            "trend last median",
+            "trend catching-up flag",
         ]
         .into_iter()
         .zip(trend.chunks_exact(np))
         .enumerate()
         {
-            // Averages and the mean: any finite value; the variance, the
-            // inverse sd and the weight are not negative (a weight is <= 1).
-            let ok = |v: f64| v.is_finite() && (i < 3 || v >= 0.0) && (i < 5 || v <= 1.0);
+            // Averages, the mean and the last median: any finite value; the
+            // variance, the inverse sd and the weight are not negative; the
+            // weight at most 1, the flag 0 or 1.
+            let ok = |v: f64| match i {
+                0..=2 | 6 => v.is_finite(),
+                5 => (0.0..=1.0).contains(&v),
+                7 => v == 0.0 || v == 1.0,
+                _ => v.is_finite() && v >= 0.0,
+            };
             if let Some(s) = (0..n).find(|s| !ok(lanes[*s])) {
                 return corrupt(format!("sensor {s} {what} {}", lanes[s]));
             }
