@@ -191,11 +191,14 @@ impl DetectorValidParams {
 ///   scored past the calibration (its rate is its own definition's), and
 ///   below its alarm level it does not feed the calibration, which would
 ///   otherwise rise with a slow statistic and never alarm on it. Updated
-///   every 16th learned reading. Measured with `fieldpulse eval shapes`
-///   (seeds 13, 3, 1, 21): drifts found on sawtooth, Poisson, heavy-tailed
-///   and gappy series on every seed, slow ramps on three, seasonal on one;
-///   broken periods on square waves (all) and sawtooths (three); onset
-///   rates unchanged but random walks seed 13 (0.07 -> 0.09). Not kept: a
+///   every 16th learned reading; where the median catches up with a step
+///   (walking at over half its largest speed while a reading stands over 3
+///   robust sigma off it) the averages move with it instead of averaging
+///   its walk. Measured with `fieldpulse eval shapes` (seeds 13, 3, 1, 21):
+///   drifts found on sawtooth, Poisson, heavy-tailed and gappy series on
+///   every seed, slow ramps on three, seasonal on two; broken periods on
+///   sawtooths (three) and square waves (two); onset rates unchanged but
+///   random walks seed 13 (0.07 -> 0.09). Not kept: a
 ///   prior of 0.2-0.35 sigma or `trend_z` 4 (random walks 0.07 -> 0.15-0.32
 ///   onsets per 1,000), horizons 128 / 512 (random walks 0.00 -> 0.21 on
 ///   seed 21), the mean at 4 times the variance's weight (random walks
