@@ -261,38 +261,50 @@ fn every_compiled_vector_width_scores_bit_identically() {
     });
     let n = f.sensor_names.len();
     let rows = f.n_rows();
-    let mut runs = Vec::new();
-    for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
-        let Some(mut sc) = scorer(&f.sensor_names, 12).with_simd(simd) else {
-            continue;
+    // The defaults, and short slow-trend horizons so that the trend (which
+    // settles after ~2,080 readings by default) scores here too.
+    let short_trend = DetectorParams::default()
+        .trend_fast_half_life(16.0)
+        .trend_slow_half_life(64.0);
+    for params in [DetectorParams::default(), short_trend] {
+        let build = |simd| {
+            FleetScorer::new(params.clone().check().unwrap(), f.sensor_names.clone(), 12)
+                .unwrap()
+                .with_simd(simd)
         };
-        let (mut scores, mut top) = (vec![0.0; rows], vec![0u16; rows]);
-        sc.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)
-            .unwrap();
-        let mut single = scorer(&f.sensor_names, 12).with_simd(simd).unwrap();
-        for (i, want) in scores.iter().enumerate() {
-            let r = single.score_row(
-                f.asset_idx[i] as usize,
-                f.ts_ms[i],
-                &f.values[i * n..(i + 1) * n],
-            );
-            assert_eq!(r.score.to_bits(), want.to_bits(), "{simd:?} row {i}");
+        let mut runs = Vec::new();
+        for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
+            let Some(mut sc) = build(simd) else {
+                continue;
+            };
+            let (mut scores, mut top) = (vec![0.0; rows], vec![0u16; rows]);
+            sc.score_batch(&f.asset_idx, &f.ts_ms, &f.values, &mut scores, &mut top)
+                .unwrap();
+            let mut single = build(simd).unwrap();
+            for (i, want) in scores.iter().enumerate() {
+                let r = single.score_row(
+                    f.asset_idx[i] as usize,
+                    f.ts_ms[i],
+                    &f.values[i * n..(i + 1) * n],
+                );
+                assert_eq!(r.score.to_bits(), want.to_bits(), "{simd:?} row {i}");
+            }
+            runs.push((simd, scores, top));
         }
-        runs.push((simd, scores, top));
+        for (simd, scores, top) in &runs[1..] {
+            let base = &runs[0];
+            assert!(
+                scores
+                    .iter()
+                    .zip(&base.1)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{simd:?} scores differ from {:?}",
+                base.0
+            );
+            assert_eq!(top, &base.2, "{simd:?} top sensors");
+        }
+        eprintln!("compared {} vector widths", runs.len());
     }
-    for (simd, scores, top) in &runs[1..] {
-        let base = &runs[0];
-        assert!(
-            scores
-                .iter()
-                .zip(&base.1)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{simd:?} scores differ from {:?}",
-            base.0
-        );
-        assert_eq!(top, &base.2, "{simd:?} top sensors");
-    }
-    eprintln!("compared {} vector widths", runs.len());
 }
 
 /// More sensors than one lane chunk (12) take the generic detector copy: it
