@@ -202,7 +202,11 @@ impl DetectorValidParams {
 ///   prior of 0.2-0.35 sigma or `trend_z` 4 (random walks 0.07 -> 0.15-0.32
 ///   onsets per 1,000), horizons 128 / 512 (random walks 0.00 -> 0.21 on
 ///   seed 21), the mean at 4 times the variance's weight (random walks
-///   0.07 / 0.00 -> 0.16 / 0.07 on seeds 13 / 21). 0 turns it off.
+///   0.07 / 0.00 -> 0.16 / 0.07 on seeds 13 / 21), learning after one
+///   slow half-life instead of two (the trend speaks after ~1,060
+///   readings: slow ramps' and seasonal drifts lost on two seeds, random
+///   walks seed 21 0.00 -> 0.07; after half a half-life also square waves
+///   seed 13 0.02 -> 0.09). 0 turns it off.
 /// - `stuck_factor` 4, `stuck_min_run` 16, `stuck_memory` 10,000: a stuck
 ///   sensor. A *run* is a value and its exact repeats (within 1e-9
 ///   relative); the statistic is the current run's length over
