@@ -660,15 +660,8 @@ impl FleetScorer {
         let (tc, gate) = (self.trend, self.gate);
         let sc = &self.scratch;
         let hdr = &mut self.det.as_mut_slice()[asset * self.det_stride..][..D_HDR];
-        let blk =
-            &mut self.trend_lanes.as_mut_slice()[asset * self.trend_stride..][..self.trend_stride];
-        let (t_fast, rest) = blk.split_at_mut(np);
-        let (t_slow, rest) = rest.split_at_mut(np);
-        let (t_mean, rest) = rest.split_at_mut(np);
-        let (t_var, rest) = rest.split_at_mut(np);
-        let (t_isd, rest) = rest.split_at_mut(np);
-        let (t_w, rest) = rest.split_at_mut(np);
-        let (t_last, t_snap) = rest.split_at_mut(np);
+        let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =
+            trend_groups(&mut self.trend_lanes, asset, np);
         let (mut best, mut top) = (0.0, 0.0);
         let (valid, nvalid, med, inv, uzs) = (
             &sc.valid()[..np],
@@ -1230,14 +1223,8 @@ impl FleetScorer {
         // caught up again).
         let view = self.features.view(asset);
         let (median, mad) = (view.median(), view.mad());
-        let trend = &mut self.trend_lanes.as_mut_slice()[asset * self.trend_stride..];
-        let (t_fast, rest) = trend.split_at_mut(np);
-        let (t_slow, rest) = rest.split_at_mut(np);
-        let (t_mean, rest) = rest.split_at_mut(np);
-        let (t_var, rest) = rest.split_at_mut(np);
-        let (t_isd, rest) = rest.split_at_mut(np);
-        let (t_w, rest) = rest.split_at_mut(np);
-        let (t_last, t_snap) = rest.split_at_mut(np);
+        let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =
+            trend_groups(&mut self.trend_lanes, asset, np);
         let t = self.trend;
         for s in 0..self.n {
             let slope = t_mean[s] * MAD_TO_SIGMA * mad[s] / (t.lag_slow - t.lag_fast);
@@ -1258,6 +1245,20 @@ impl FleetScorer {
         }
         self.reanchors += 1;
     }
+}
+
+/// One asset's slow-trend lane groups (`TREND_GROUPS` of `np` lanes), in
+/// block order: fast and slow averages, mean, variance, inverse sd,
+/// learning weight, last median, catching-up flag.
+fn trend_groups(
+    lanes: &mut AlignedVec<f64>,
+    asset: usize,
+    np: usize,
+) -> [&mut [f64]; TREND_GROUPS] {
+    let stride = TREND_GROUPS * np;
+    let mut groups =
+        lanes.as_mut_slice()[asset * stride..(asset + 1) * stride].chunks_exact_mut(np);
+    std::array::from_fn(|_| groups.next().expect("a trend lane group"))
 }
 
 /// Per-update constants of the slow-trend statistic.
