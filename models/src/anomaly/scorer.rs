@@ -391,12 +391,12 @@ impl FleetScorer {
         let idx = self.features.add_asset();
         self.det.grow(self.det_stride);
         self.trend_lanes.grow(self.trend_stride);
-        let (n, np, t) = (self.n, self.np, self.trend);
-        let blk = &mut self.trend_lanes.as_mut_slice()[idx * self.trend_stride..];
+        let (n, t) = (self.n, self.trend);
+        let [_, _, _, t_var, t_isd, t_w, _, _] = trend_groups(&mut self.trend_lanes, idx, self.np);
         // The trend's spread starts at its prior (padding lanes stay 0: inert).
-        blk[3 * np..][..n].fill(t.prior_var);
-        blk[4 * np..][..n].fill(t.prior_isd);
-        blk[5 * np..][..n].fill(t.prior_w);
+        t_var[..n].fill(t.prior_var);
+        t_isd[..n].fill(t.prior_isd);
+        t_w[..n].fill(t.prior_w);
         self.mv.grow(self.mv_stride);
         idx
     }
@@ -1218,9 +1218,9 @@ impl FleetScorer {
         }
         // The trend's averages restart where they would sit behind the
         // re-anchored median on the slope their learned mean difference
-        // stands for (a steady slope stays normal; restarted at the median
-        // itself, a sloped series alarmed until the slow average had
-        // caught up again).
+        // stands for, so a steady slope stays normal (restarted at the
+        // median itself, a series sloping 10 sd per 2,000 readings alarmed
+        // again 7 readings after a re-anchor).
         let view = self.features.view(asset);
         let (median, mad) = (view.median(), view.mad());
         let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =

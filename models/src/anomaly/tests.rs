@@ -469,4 +469,24 @@ fn a_slow_ramp_alarms_before_three_spreads_and_a_steady_slope_does_not() {
     assert!(onsets.is_empty(), "alarm runs after the step's: {onsets:?}");
     let last = (8_000..12_000).rev().find(|&i| alarms[i]);
     assert!(last.is_some_and(|i| i < 8_000 + 720), "last alarm {last:?}");
+    // A steeper slope (10 sd per 2,000 readings) with the step re-anchored
+    // after 120 alarming rows: the trend's averages restart behind the new
+    // median on the learned slope, so no second alarm follows (restarted at
+    // the median itself, one came 7 readings after the re-anchor).
+    let steep: Vec<f64> = (0..12_000)
+        .map(|i| {
+            20.0 + noise(i)
+                + 10.0 * sd * i as f64 / 2_000.0
+                + if i >= 8_000 { 40.0 * sd } else { 0.0 }
+        })
+        .collect();
+    let (alarms, counters) = alarms_of(&steep, DetectorParams::default().relearn_after(120));
+    assert_eq!(counters.reanchors, 1);
+    let onsets: Vec<usize> = (8_001..12_000)
+        .filter(|&i| alarms[i] && !alarms[i - 1])
+        .collect();
+    assert!(
+        onsets.is_empty(),
+        "alarm runs after the re-anchor: {onsets:?}"
+    );
 }
