@@ -385,23 +385,22 @@ mod tests {
                 }
                 // A drift is seen before it has ramped to 3 spreads: on flat
                 // quantised signals by the drift statistic, on noisy,
-                // bursty, gappy and sawtooth ones by the slow trend. Not
-                // yet on square waves, random walks (whose own wander is
-                // as large), slow ramps (a steeper ramp: found on seed 3,
-                // not on 13) and seasonal series (found on seed 13, not on
-                // 3: the daily cycle moves the median as much).
-                if !matches!(
-                    shape,
-                    "square_wave" | "random_walk" | "slow_ramp" | "seasonal"
-                ) {
+                // bursty, gappy, sawtooth and slow-ramp ones by the slow
+                // trend (of the median or of the mean). Not yet on square
+                // waves, random walks (whose own wander is as large) and
+                // seasonal series (found on seed 13, not on 3: the daily
+                // cycle moves the median and the mean as much).
+                if !matches!(shape, "square_wave" | "random_walk" | "seasonal") {
                     assert!(detected("drift").is_some(), "seed {seed} {shape}: {r:?}");
                 }
                 // A broken period (the cycle stops, the signal holds its
-                // mean) on sawtooths: the slow trend sees the median leave
-                // the cycle's. (On square waves it is found on seed 13 only:
-                // their median sits at one level with a tiny scale, so it
-                // reads as catching up with a step.)
-                if shape == "sawtooth" {
+                // mean) on sawtooths and square waves: the slow trend of
+                // the median sees a sawtooth's median leave the cycle's;
+                // on square waves (whose median sits on one level, so the
+                // break reads as a step it catches up with) the trend of
+                // the mean finds it, within 250-310 rows on seeds 13, 3, 1
+                // and 21.
+                if matches!(shape, "sawtooth" | "square_wave") {
                     assert!(
                         detected("broken_period").is_some(),
                         "seed {seed} {shape}: {r:?}"

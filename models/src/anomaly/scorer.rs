@@ -148,12 +148,21 @@ const D_HDR: usize = 16;
 /// Lane groups of the detector block after the header: positive and
 /// negative CUSUM, current run, longest recent run.
 const D_LANE_GROUPS: usize = 4;
-/// Lane groups of an asset's slow-trend block (its own array, out of the
-/// row loop's cache lines): the fast and slow averages of the median, the
-/// learned mean and variance of their difference (robust sigma), its
-/// inverse standard deviation, the learning weight, the median at the last
-/// update and whether the median was catching up with a step then (0 / 1).
+/// Lane groups of one slow-trend set (its own array, out of the row loop's
+/// cache lines): the fast and slow averages of its input, the learned mean
+/// and variance of their difference (robust sigma), its inverse standard
+/// deviation, the learning weight, the input at the last update and whether
+/// the input was catching up with a step then (0 / 1).
 const TREND_GROUPS: usize = 8;
+/// Slow-trend sets per asset, by input: the robust median, then the
+/// trend-horizon mean (the features' level). The median resists outliers,
+/// so it sees a drift of a heavy-tailed or bursty signal and a period that
+/// breaks while its mean stays; the mean is defined where the median is not
+/// (a square wave's median wanders anywhere between its two levels) and
+/// follows a ramp without the median's speed limit, so it sees a square
+/// wave's broken period and a slow ramp's drift sooner. The statistic is
+/// the larger of the two.
+const TREND_SETS: usize = 2;
 /// Learned rows per update of the slow trend: its horizons are hundreds of
 /// rows, so a median sampled every 16th row changes its averages by a
 /// rounding error, and the row loop only reads the detector header's
@@ -223,7 +232,7 @@ pub struct FleetScorer {
     warmup: f64,
     det: AlignedVec<f64>,
     det_stride: usize,
-    /// Slow-trend lanes per asset (`TREND_GROUPS` lane groups).
+    /// Slow-trend lanes per asset (`TREND_SETS` sets of `TREND_GROUPS` lane groups).
     trend_lanes: AlignedVec<f64>,
     trend_stride: usize,
     mv_on: bool,
@@ -325,7 +334,7 @@ impl FleetScorer {
             det: AlignedVec::new(),
             det_stride,
             trend_lanes: AlignedVec::new(),
-            trend_stride: TREND_GROUPS * np,
+            trend_stride: TREND_SETS * TREND_GROUPS * np,
             mv_on,
             mv: AlignedVec::new(),
             mv_stride,
@@ -392,11 +401,14 @@ impl FleetScorer {
         self.det.grow(self.det_stride);
         self.trend_lanes.grow(self.trend_stride);
         let (n, t) = (self.n, self.trend);
-        let [_, _, _, t_var, t_isd, t_w, _, _] = trend_groups(&mut self.trend_lanes, idx, self.np);
-        // The trend's spread starts at its prior (padding lanes stay 0: inert).
-        t_var[..n].fill(t.prior_var);
-        t_isd[..n].fill(t.prior_isd);
-        t_w[..n].fill(t.prior_w);
+        for set in 0..TREND_SETS {
+            let [_, _, _, t_var, t_isd, t_w, _, _] =
+                trend_groups(&mut self.trend_lanes, idx, set, self.np);
+            // The trend's spread starts at its prior (padding lanes stay 0: inert).
+            t_var[..n].fill(t.prior_var);
+            t_isd[..n].fill(t.prior_isd);
+            t_w[..n].fill(t.prior_w);
+        }
         self.mv.grow(self.mv_stride);
         idx
     }
@@ -648,95 +660,100 @@ impl FleetScorer {
     }
 
     /// The slow trend of every sensor of `asset` (every [`TREND_EVERY`]
-    /// learned rows): a fast and a slow average of the robust median (both
-    /// held at it until the sensor's warm-up ends); their difference in
+    /// learned rows), one set per input ([`TREND_SETS`]: the robust median
+    /// and the trend-horizon mean): a fast and a slow average of the input
+    /// (both held at it until the sensor's warm-up ends); their difference in
     /// robust sigma, against its learned mean, over its learned sd (`ti`
     /// tracks 1 / sd by a Newton step per update: no division or square
     /// root). Mean and spread are learned, and the statistic counts, once
     /// the slow average has settled (two slow half-lives); each update is
-    /// winsorised at the alarm level, so a drift teaches them little.
+    /// winsorised at the alarm level, so a drift teaches them little. The
+    /// largest statistic of both sets and its sensor go to the header.
     #[inline(always)]
     fn update_trend(&mut self, asset: usize, np: usize) {
         let (tc, gate) = (self.trend, self.gate);
         let sc = &self.scratch;
-        let hdr = &mut self.det.as_mut_slice()[asset * self.det_stride..][..D_HDR];
-        let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =
-            trend_groups(&mut self.trend_lanes, asset, np);
         let (mut best, mut top) = (0.0, 0.0);
-        let (valid, nvalid, med, inv, uzs) = (
+        let (valid, nvalid, inv, uzs) = (
             &sc.valid()[..np],
             &sc.n_valid()[..np],
-            &sc.median()[..np],
             &sc.robust_inv_scale()[..np],
             &sc.robust_z()[..np],
         );
-        for c in 0..np / LANE_CHUNK {
-            let (g, nv, md, inv, uz) = (
-                *chunk!(valid, c),
-                *chunk!(nvalid, c),
-                *chunk!(med, c),
-                *chunk!(inv, c),
-                *chunk!(uzs, c),
-            );
-            let (mut tf, mut ts) = (*chunk!(t_fast, c), *chunk!(t_slow, c));
-            let (mut tm, mut tv) = (*chunk!(t_mean, c), *chunk!(t_var, c));
-            let (mut ti, mut tw) = (*chunk!(t_isd, c), *chunk!(t_w, c));
-            let (mut last, mut snap) = (*chunk!(t_last, c), *chunk!(t_snap, c));
-            let mut st = [0.0f64; LANE_CHUNK];
-            for l in 0..LANE_CHUNK {
-                let warm = nv[l] > gate;
-                // The median catching up with a step: a reading far off
-                // it (robust z over TREND_STEP_Z) while it walks at more
-                // than half its largest speed, and for as long as it keeps
-                // walking so. Both averages then move with it, their
-                // difference kept; otherwise they average it. (Averaged,
-                // the walk after a large step looked like a ramp and
-                // alarmed again, hundreds of readings after the step.)
-                let moved = md[l] - last[l];
-                let walking = moved.abs() * inv[l] > tc.walk;
-                let catching_up = walking && (uz[l].abs() > TREND_STEP_Z || snap[l] > 0.0);
-                let (f, s) = if catching_up {
-                    (tf[l] + moved, ts[l] + moved)
-                } else {
-                    (
-                        tf[l] + tc.fast * g[l] * (md[l] - tf[l]),
-                        ts[l] + tc.slow * g[l] * (md[l] - ts[l]),
-                    )
-                };
-                snap[l] = if catching_up { 1.0 } else { 0.0 };
-                tf[l] = if warm { f } else { md[l] };
-                ts[l] = if warm { s } else { md[l] };
-                last[l] = md[l];
-                let gt = if nv[l] > tc.settle { g[l] } else { 0.0 };
-                let dev = (tf[l] - ts[l]) * inv[l] - tm[l];
-                st[l] = dev.abs() * ti[l] * gt * tc.inv_z;
-                let var = fmax(tv[l], tc.floor_var);
-                let lim = tc.z * var * ti[l];
-                let dw = fmin(fmax(dev, -lim), lim);
-                let w = tw[l] * gt;
-                // The mean learns at twice the variance's weight, so its
-                // own convergence (a steady slope learned as normal)
-                // inflates the variance less.
-                tm[l] += fmin(2.0 * w, 1.0) * dw;
-                tv[l] += w * (dw * dw - tv[l]);
-                let var = fmax(tv[l], tc.floor_var);
-                ti[l] *= 1.5 - 0.5 * var * ti[l] * ti[l];
-                tw[l] = fmax(tw[l] * (1.0 - gt * tc.w_decay), tc.w_min * gt);
-            }
-            *chunk!(mut t_fast, c) = tf;
-            *chunk!(mut t_slow, c) = ts;
-            *chunk!(mut t_mean, c) = tm;
-            *chunk!(mut t_var, c) = tv;
-            *chunk!(mut t_isd, c) = ti;
-            *chunk!(mut t_w, c) = tw;
-            *chunk!(mut t_last, c) = last;
-            *chunk!(mut t_snap, c) = snap;
-            let m = lane_max(st);
-            if m > best {
-                best = m;
-                top = (c * LANE_CHUNK + st.iter().position(|v| *v == m).unwrap_or(0)) as f64;
+        let inputs: [&[f64]; TREND_SETS] = [&sc.median()[..np], &sc.level()[..np]];
+        for (set, med) in inputs.into_iter().enumerate() {
+            let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =
+                trend_groups(&mut self.trend_lanes, asset, set, np);
+            for c in 0..np / LANE_CHUNK {
+                let (g, nv, md, inv, uz) = (
+                    *chunk!(valid, c),
+                    *chunk!(nvalid, c),
+                    *chunk!(med, c),
+                    *chunk!(inv, c),
+                    *chunk!(uzs, c),
+                );
+                let (mut tf, mut ts) = (*chunk!(t_fast, c), *chunk!(t_slow, c));
+                let (mut tm, mut tv) = (*chunk!(t_mean, c), *chunk!(t_var, c));
+                let (mut ti, mut tw) = (*chunk!(t_isd, c), *chunk!(t_w, c));
+                let (mut last, mut snap) = (*chunk!(t_last, c), *chunk!(t_snap, c));
+                let mut st = [0.0f64; LANE_CHUNK];
+                for l in 0..LANE_CHUNK {
+                    let warm = nv[l] > gate;
+                    // The input catching up with a step: a reading far off
+                    // the median (robust z over TREND_STEP_Z) while the input
+                    // walks at more than half the median's largest speed, and
+                    // for as long as it keeps walking so. Both averages then
+                    // move with it, their difference kept; otherwise they
+                    // average it. (Averaged, the median's walk after a large
+                    // step looked like a ramp and alarmed again, hundreds of
+                    // readings after the step.)
+                    let moved = md[l] - last[l];
+                    let walking = moved.abs() * inv[l] > tc.walk;
+                    let catching_up = walking && (uz[l].abs() > TREND_STEP_Z || snap[l] > 0.0);
+                    let (f, s) = if catching_up {
+                        (tf[l] + moved, ts[l] + moved)
+                    } else {
+                        (
+                            tf[l] + tc.fast * g[l] * (md[l] - tf[l]),
+                            ts[l] + tc.slow * g[l] * (md[l] - ts[l]),
+                        )
+                    };
+                    snap[l] = if catching_up { 1.0 } else { 0.0 };
+                    tf[l] = if warm { f } else { md[l] };
+                    ts[l] = if warm { s } else { md[l] };
+                    last[l] = md[l];
+                    let gt = if nv[l] > tc.settle { g[l] } else { 0.0 };
+                    let dev = (tf[l] - ts[l]) * inv[l] - tm[l];
+                    st[l] = dev.abs() * ti[l] * gt * tc.inv_z;
+                    let var = fmax(tv[l], tc.floor_var);
+                    let lim = tc.z * var * ti[l];
+                    let dw = fmin(fmax(dev, -lim), lim);
+                    let w = tw[l] * gt;
+                    // The mean learns at twice the variance's weight, so its
+                    // own convergence (a steady slope learned as normal)
+                    // inflates the variance less.
+                    tm[l] += fmin(2.0 * w, 1.0) * dw;
+                    tv[l] += w * (dw * dw - tv[l]);
+                    let var = fmax(tv[l], tc.floor_var);
+                    ti[l] *= 1.5 - 0.5 * var * ti[l] * ti[l];
+                    tw[l] = fmax(tw[l] * (1.0 - gt * tc.w_decay), tc.w_min * gt);
+                }
+                *chunk!(mut t_fast, c) = tf;
+                *chunk!(mut t_slow, c) = ts;
+                *chunk!(mut t_mean, c) = tm;
+                *chunk!(mut t_var, c) = tv;
+                *chunk!(mut t_isd, c) = ti;
+                *chunk!(mut t_w, c) = tw;
+                *chunk!(mut t_last, c) = last;
+                *chunk!(mut t_snap, c) = snap;
+                let m = lane_max(st);
+                if m > best {
+                    best = m;
+                    top = (c * LANE_CHUNK + st.iter().position(|v| *v == m).unwrap_or(0)) as f64;
+                }
             }
         }
+        let hdr = &mut self.det.as_mut_slice()[asset * self.det_stride..][..D_HDR];
         hdr[D_TREND_MAX] = best;
         hdr[D_TREND_TOP] = top;
     }
@@ -1222,21 +1239,24 @@ impl FleetScorer {
         // median itself, a series sloping 10 sd per 2,000 readings alarmed
         // again 7 readings after a re-anchor).
         let view = self.features.view(asset);
-        let (median, mad) = (view.median(), view.mad());
-        let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =
-            trend_groups(&mut self.trend_lanes, asset, np);
+        let mad = view.mad();
+        let inputs = [view.median(), view.mean(self.p.features.trend_horizon())];
         let t = self.trend;
-        for s in 0..self.n {
-            let slope = t_mean[s] * MAD_TO_SIGMA * mad[s] / (t.lag_slow - t.lag_fast);
-            t_fast[s] = median[s] - slope * t.lag_fast;
-            t_slow[s] = median[s] - slope * t.lag_slow;
-            t_last[s] = median[s];
-            t_snap[s] = 0.0;
-            // Its spread is learned again from the prior: the median and
-            // the scales settle after a re-anchor.
-            t_var[s] = t.prior_var;
-            t_isd[s] = t.prior_isd;
-            t_w[s] = t.prior_w;
+        for (set, input) in inputs.into_iter().enumerate() {
+            let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =
+                trend_groups(&mut self.trend_lanes, asset, set, np);
+            for s in 0..self.n {
+                let slope = t_mean[s] * MAD_TO_SIGMA * mad[s] / (t.lag_slow - t.lag_fast);
+                t_fast[s] = input[s] - slope * t.lag_fast;
+                t_slow[s] = input[s] - slope * t.lag_slow;
+                t_last[s] = input[s];
+                t_snap[s] = 0.0;
+                // Its spread is learned again from the prior: the median and
+                // the scales settle after a re-anchor.
+                t_var[s] = t.prior_var;
+                t_isd[s] = t.prior_isd;
+                t_w[s] = t.prior_w;
+            }
         }
         if self.mv_on {
             let (mvp, ms) = (self.mvp, self.mv_stride);
@@ -1247,17 +1267,18 @@ impl FleetScorer {
     }
 }
 
-/// One asset's slow-trend lane groups (`TREND_GROUPS` of `np` lanes), in
-/// block order: fast and slow averages, mean, variance, inverse sd,
-/// learning weight, last median, catching-up flag.
+/// One asset's lane groups of slow-trend set `set` (`TREND_GROUPS` of `np`
+/// lanes), in block order: fast and slow averages, mean, variance, inverse
+/// sd, learning weight, last input, catching-up flag.
 fn trend_groups(
     lanes: &mut AlignedVec<f64>,
     asset: usize,
+    set: usize,
     np: usize,
 ) -> [&mut [f64]; TREND_GROUPS] {
     let stride = TREND_GROUPS * np;
-    let mut groups =
-        lanes.as_mut_slice()[asset * stride..(asset + 1) * stride].chunks_exact_mut(np);
+    let start = (asset * TREND_SETS + set) * stride;
+    let mut groups = lanes.as_mut_slice()[start..start + stride].chunks_exact_mut(np);
     std::array::from_fn(|_| groups.next().expect("a trend lane group"))
 }
 

@@ -18,8 +18,9 @@
 //! the fleet and do not affect any score, and the per-row scratch buffers,
 //! which every row overwrites before reading.
 //!
-//! # Byte format (magic `FPAS`, version 5; 4 had no slow-trend lanes, 3 no
-//! tail model and an 8-slot header; both are refused)
+//! # Byte format (magic `FPAS`, version 6; 5 had one slow-trend set (the
+//! median's), 4 no slow-trend lanes, 3 no tail model and an 8-slot header;
+//! all are refused)
 //! The envelope of [`fieldpulse_features::snapshot`] (magic, version, three
 //! zero bytes, total length; an FNV-1a 64 checksum last), then, all
 //! little-endian:
@@ -34,7 +35,7 @@
 //! | 32 | 8 | hash of the detector parameters and the feature spec (u64) |
 //! | 40 | 4 | `F`: bytes of the embedded feature snapshot (u32) |
 //! | 44 | F | the feature snapshot (`FPFS`, with its own header and checksum) |
-//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, largest slow-trend statistic, its sensor), then the positive and negative CUSUM, current run and longest recent run lanes, and the slow trend's fast and slow averages of the median, learned mean, variance and inverse sd of their difference, learning weight, median at the last update and catching-up flag lanes (f64) |
+//! | 44 + F | 8 × det | the detector block: 16 header slots (calibration weight, m1, m2, covariance weight, covariance rows, rows since refresh, width multiplier, alarming rows in a row, tail anchor, tail exceedance flag, tail weight, mean log ratio, tail alarm ratio, mean squared log ratio, largest slow-trend statistic, its sensor), then the positive and negative CUSUM, current run and longest recent run lanes, and the slow trend's two sets (on the median, then on the trend-horizon mean), each with the fast and slow averages of its input, learned mean, variance and inverse sd of their difference, learning weight, input at the last update and catching-up flag lanes (f64) |
 //! | … | 4 × mv | the multivariate block: covariance and precision (lanes × lanes each), inverse conditional sigmas, CUSUM lanes (f32) |
 //! | … | 8 | checksum |
 //!
@@ -46,14 +47,14 @@ use fieldpulse_features::snapshot::{Fnv64, StateError, StateReader, StateWriter}
 
 use super::{
     FleetScorer, D_ALARM_RUN, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, D_TAIL_H, D_TAIL_H2,
-    D_TAIL_M, D_TAIL_PREV, D_TAIL_Q, D_TAIL_W, D_TREND_MAX, D_TREND_TOP, MAX_WIDEN,
+    D_TAIL_M, D_TAIL_PREV, D_TAIL_Q, D_TAIL_W, D_TREND_MAX, D_TREND_TOP, MAX_WIDEN, TREND_GROUPS,
 };
 use crate::anomaly::params::{AnomalyError, DetectorValidParams};
 
 /// Magic of a [`FleetScorer`] asset snapshot.
 pub const SCORER_STATE_MAGIC: [u8; 4] = *b"FPAS";
 /// Format version of a [`FleetScorer`] asset snapshot.
-pub const SCORER_STATE_VERSION: u8 = 5;
+pub const SCORER_STATE_VERSION: u8 = 6;
 
 /// Counts are f64 in the block: whole numbers up to 2^53 are exact.
 const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
@@ -277,21 +278,21 @@ impl FleetScorer {
             }
         }
         let trend = &det[self.det_stride..];
-        for (i, (what, lanes)) in [
-            "trend fast average",
-            "trend slow average",
-            "trend mean",
-            "trend variance",
-            "trend inverse sd",
-            "trend weight",
-            "trend last median",
-            "trend catching-up flag",
-        ]
-        .into_iter()
-        .zip(trend.chunks_exact(np))
-        .enumerate()
-        {
-            // Averages, the mean and the last median: any finite value; the
+        let names = [
+            "fast average",
+            "slow average",
+            "mean",
+            "variance",
+            "inverse sd",
+            "weight",
+            "last input",
+            "catching-up flag",
+        ];
+        for (g, lanes) in trend.chunks_exact(np).enumerate() {
+            let (set, i) = (g / TREND_GROUPS, g % TREND_GROUPS);
+            let input = ["median", "mean"].get(set).copied().unwrap_or("?");
+            let what = format!("trend ({input}) {}", names[i]);
+            // Averages, the mean and the last input: any finite value; the
             // variance, the inverse sd and the weight are not negative; the
             // weight at most 1, the flag 0 or 1.
             let ok = |v: f64| match i {
