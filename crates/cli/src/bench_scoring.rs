@@ -76,9 +76,15 @@ struct QualitySummary {
     max_delay: usize,
     kinds: Vec<KindReport>,
     normal_rows: usize,
+    /// Flagged normal rows per 1,000: false episodes' rows and the rows of
+    /// detected anomalies' alarms that outlast their labels.
     false_alarms_per_1k: f64,
+    /// Rows of false episodes.
+    false_episode_rows: usize,
     episodes: usize,
     false_episodes: usize,
+    /// False episodes (alarm onsets on normal data) per 1,000 normal rows.
+    false_onsets_per_1k: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -231,8 +237,10 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
                 .collect(),
             normal_rows: q.normal_rows,
             false_alarms_per_1k: q.false_alarms_per_1k,
+            false_episode_rows: q.false_episode_rows,
             episodes: q.episodes,
             false_episodes: q.false_episodes,
+            false_onsets_per_1k: q.false_onsets_per_1k,
         }
     });
     let quality_by_kind = if args.csv.is_none() {
@@ -269,6 +277,18 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        if let Some(q) = &report.quality {
+            eprintln!(
+                "bench scoring: {:.3} false alarm onsets per 1,000 normal rows (nominal {:.3}); \
+                 {:.3} flagged normal rows per 1,000, {} of them in {} false episodes, \
+                 the rest alarms of labelled anomalies outlasting their labels",
+                q.false_onsets_per_1k,
+                1_000.0 * (1.0 - q.threshold),
+                q.false_alarms_per_1k,
+                q.false_episode_rows,
+                q.false_episodes,
+            );
+        }
         eprintln!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())

@@ -45,14 +45,20 @@ pub struct QualityReport {
     pub kinds: Vec<KindQuality>,
     /// Rows labelled 0.
     pub normal_rows: usize,
-    /// Alarmed rows labelled 0.
+    /// Alarmed rows labelled 0: the rows of false episodes, and the rows
+    /// of true episodes that outlast their anomaly's labels.
     pub false_alarm_rows: usize,
     /// `false_alarm_rows` per 1,000 normal rows.
     pub false_alarms_per_1k: f64,
+    /// Rows of false episodes (alarm runs overlapping no labelled row).
+    pub false_episode_rows: usize,
     /// Alarm episodes.
     pub episodes: usize,
     /// Alarm episodes overlapping no labelled row.
     pub false_episodes: usize,
+    /// `false_episodes` per 1,000 normal rows: false alarms counted as
+    /// onsets, the rate the default threshold's nominal 0.1 is about.
+    pub false_onsets_per_1k: f64,
 }
 
 /// Evaluates `alarms` (one per row, arrival order) against `labels` for rows of
@@ -78,6 +84,7 @@ pub fn evaluate(
     let mut events: Vec<(AnomalyKind, bool, usize)> = Vec::new();
     let mut true_episodes: Vec<AnomalyKind> = Vec::new();
     let mut false_episodes = 0;
+    let mut false_episode_rows = 0;
     for rows in &per_asset {
         let lab: Vec<u8> = rows.iter().map(|&i| labels[i]).collect();
         let al: Vec<bool> = rows.iter().map(|&i| alarms[i]).collect();
@@ -125,7 +132,10 @@ pub fn evaluate(
                 .and_then(AnomalyKind::from_label)
             {
                 Some(kind) => true_episodes.push(kind),
-                None => false_episodes += 1,
+                None => {
+                    false_episodes += 1;
+                    false_episode_rows += end + 1 - j;
+                }
             }
             j = end + 1;
         }
@@ -175,17 +185,22 @@ pub fn evaluate(
         .zip(alarms)
         .filter(|(l, a)| **l == 0 && **a)
         .count();
+    let per_1k = |n: usize| {
+        if normal_rows == 0 {
+            0.0
+        } else {
+            1000.0 * n as f64 / normal_rows as f64
+        }
+    };
     QualityReport {
         kinds,
         normal_rows,
         false_alarm_rows,
-        false_alarms_per_1k: if normal_rows == 0 {
-            0.0
-        } else {
-            1000.0 * false_alarm_rows as f64 / normal_rows as f64
-        },
+        false_alarms_per_1k: per_1k(false_alarm_rows),
+        false_episode_rows,
         episodes: true_episodes.len() + false_episodes,
         false_episodes,
+        false_onsets_per_1k: per_1k(false_episodes),
     }
 }
 
@@ -276,5 +291,20 @@ mod tests {
         assert_eq!(late.kinds[0].detected, 0);
         let on_time = evaluate(&asset, &labels, &[false, true, false, false], 10);
         assert_eq!(on_time.kinds[0].detected, 1);
+    }
+
+    #[test]
+    fn an_alarm_outlasting_its_anomaly_flags_normal_rows_but_is_no_false_onset() {
+        // A spike at 1 whose alarm lasts to 3, and a false two-row alarm at 6..=7.
+        let asset = vec![0u32; 10];
+        let labels = vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let alarms = [
+            false, true, true, true, false, false, true, true, false, false,
+        ];
+        let q = evaluate(&asset, &labels, &alarms, 10);
+        assert_eq!((q.normal_rows, q.false_alarm_rows), (9, 4));
+        assert_eq!((q.false_episodes, q.false_episode_rows), (1, 2));
+        assert!((q.false_onsets_per_1k - 1000.0 / 9.0).abs() < 1e-9);
+        assert!((q.false_alarms_per_1k - 4000.0 / 9.0).abs() < 1e-9);
     }
 }
