@@ -271,6 +271,9 @@ pub struct FleetScorer {
     trend: TrendConsts,
     /// Sensors fit one lane chunk (the const-shape detector copy applies).
     one_chunk: bool,
+    /// Per asset, the last stuck statistic and its [`stuck_neg_z`]: a memo,
+    /// not state (see [`stuck_nz_memo`]).
+    stuck_memo: Vec<[f64; 2]>,
     evidence: Vec<f64>,
     uc: Vec<f32>,
     pu: Vec<f32>,
@@ -368,6 +371,7 @@ impl FleetScorer {
             trend: TrendConsts::new(&params),
             // (`mvp == np`: the multivariate lanes share the feature padding.)
             one_chunk: np == LANE_CHUNK,
+            stuck_memo: Vec::new(),
             np,
             evidence: vec![0.0; np],
             mvp,
@@ -398,6 +402,7 @@ impl FleetScorer {
         t_isd[..n].fill(t.prior_isd);
         t_w[..n].fill(t.prior_w);
         self.mv.grow(self.mv_stride);
+        self.stuck_memo.push([0.0, f64::INFINITY]);
         idx
     }
 
@@ -1111,7 +1116,7 @@ impl FleetScorer {
             m1,
             m2,
             widen,
-            stuck_nz: stuck_neg_z(stuck, self.alarm_neg_z),
+            stuck_nz: stuck_nz_memo(&mut self.stuck_memo, asset, stuck, self.alarm_neg_z),
             in_warmup,
         };
         let mut relearn = false;
@@ -1395,6 +1400,29 @@ fn stuck_neg_z(s: f64, alarm_neg_z: f32) -> f64 {
         (-(-tail).ln_1p()).ln()
     } else {
         f64::INFINITY
+    }
+}
+
+/// [`stuck_neg_z`] of `asset`'s stuck statistic `s`, from a one-entry memo
+/// per asset. Usually `s` is the slow trend's statistic, which changes every
+/// [`TREND_EVERY`] rows (the stuck runs are 0 between repeated values), and
+/// the `exp`, `ln_1p` and `ln` cost about 50 instructions a row. A pure
+/// function of `s`: equal inputs give the same bits, so the memo needs no
+/// invalidation (restored asset states included).
+#[inline(always)]
+fn stuck_nz_memo(memo: &mut [[f64; 2]], asset: usize, s: f64, alarm_neg_z: f32) -> f64 {
+    // No statistic (warm-up, a settling trend) needs no memo.
+    if !(s > 0.0) {
+        return f64::INFINITY;
+    }
+    match memo.get_mut(asset) {
+        Some(m) if m[0] == s => m[1],
+        Some(m) => {
+            let nz = stuck_neg_z(s, alarm_neg_z);
+            *m = [s, nz];
+            nz
+        }
+        None => stuck_neg_z(s, alarm_neg_z),
     }
 }
 
