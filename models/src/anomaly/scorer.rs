@@ -323,7 +323,8 @@ impl FleetScorer {
             gate: f64::from(params.features.warmup_readings()),
             warmup: f64::from(params.warmup_readings),
             scratch: RowScratch::new(&spec),
-            features: FleetFeatures::new(spec, 0),
+            // Scores read no feature-only lanes (see `detector_only`).
+            features: FleetFeatures::new(spec, 0).detector_only(),
             n,
             det: AlignedVec::new(),
             det_stride,
