@@ -336,6 +336,9 @@ struct Kernel {
     skip_var: u32,
     /// The trend cross-moments (`ctx`, the time moments) are not kept.
     skip_ctx: bool,
+    /// The longest horizon's mean and variance are not kept once no sensor
+    /// of the asset is in warm-up (the steady-state kernel).
+    skip_long_steady: bool,
 }
 
 impl Kernel {
@@ -396,6 +399,7 @@ impl FleetFeatures {
             floor_quantum: p.scale_floor_quantum,
             skip_var: 0,
             skip_ctx: false,
+            skip_long_steady: false,
         };
         let default_shape = kernel.n_h == 3 && spec.lanes == LANE_CHUNK;
         let mut res = Self {
@@ -419,9 +423,9 @@ impl FleetFeatures {
 
     /// State for the anomaly detectors only: the learning pass stops
     /// keeping what only [`Self::write_features`] reads (the trend
-    /// cross-moment and time moments behind `slope_per_s`, and the variance
-    /// of every horizon but the trend's and the longest), about 50 of some
-    /// 500 instructions a row. Innovations, levels, robust scales, warm-up
+    /// cross-moment and time moments behind `slope_per_s`, the variance of
+    /// every horizon but the trend's and the longest, and the longest
+    /// horizon once the asset's sensors are past warm-up). Innovations, levels, robust scales, warm-up
     /// and [`Self::reanchor`] are unchanged, bit for bit; those lanes stay
     /// at their initial values, so this state's feature rows (and its
     /// snapshots' copies of those lanes) are not meaningful.
@@ -432,6 +436,11 @@ impl FleetFeatures {
             .filter(|&h| h != k.trend && h != long)
             .fold(0, |m, h| m | 1 << h);
         k.skip_ctx = true;
+        // Warm-up reads the longest horizon only for sensors in warm-up, and
+        // while any is the asset runs the warm-up kernel, which keeps it (a
+        // sensor's valid count never falls; one that has not joined yet
+        // counts as warming up).
+        k.skip_long_steady = long != k.trend;
         self
     }
 
@@ -1242,6 +1251,9 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(mut ctx, c) = cx;
         }
         for h in 0..n_h {
+            if !WARM && h == long && k.skip_long_steady {
+                continue;
+            }
             let w = weights(sc.a[h], &floor, &valid);
             let mut m = *chunk!(means[h * np..], c);
             if h >= 32 || k.skip_var >> h & 1 == 0 {
