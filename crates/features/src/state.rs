@@ -536,7 +536,7 @@ impl FleetFeatures {
         );
         let raw = values;
         let stride = self.spec.stride;
-        let blk = &mut self.data.as_mut_slice()[asset * stride..(asset + 1) * stride];
+        let blk = self.data.block_mut(asset, stride);
         let (blk, season) = match &self.spec.season {
             Some(layout) => {
                 let (core, region) = blk.split_at_mut(layout.offset);

@@ -780,7 +780,7 @@ impl FleetScorer {
         }
         let p = &self.p;
         let sc = &self.scratch;
-        let det = &mut self.det.as_mut_slice()[asset * det_stride..(asset + 1) * det_stride];
+        let det = self.det.block_mut(asset, det_stride);
         let (hdr, lanes) = det.split_at_mut(D_HDR);
         let (cpos, rest) = lanes.split_at_mut(np);
         let (cneg, rest) = rest.split_at_mut(np);
@@ -920,7 +920,7 @@ impl FleetScorer {
             } else {
                 self.mv_stride
             };
-            let blk = &mut self.mv.as_mut_slice()[asset * mv_stride..(asset + 1) * mv_stride];
+            let blk = self.mv.block_mut(asset, mv_stride);
             let mc = mvp / MV_CHUNK;
             let (cov, rest) = blk.split_at_mut(mvp * mvp);
             let (prec, rest) = rest.split_at_mut(mvp * mvp);
@@ -1091,8 +1091,7 @@ impl FleetScorer {
     #[inline(always)]
     fn calibrate(&mut self, asset: usize, raw: f64, stuck: f64, learn: bool) -> Moments {
         let rows = self.scratch.n_rows;
-        let hdr =
-            &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
+        let hdr = &mut self.det.block_mut(asset, self.det_stride)[..D_HDR];
         let in_warmup = rows <= self.warmup;
         self.warmup_rows += u64::from(in_warmup);
         let (m1, m2) = (hdr[D_CAL_M1], hdr[D_CAL_M2]);
@@ -1175,8 +1174,7 @@ impl FleetScorer {
     #[inline(always)]
     fn learn_tail(&mut self, asset: usize, raw: f64, gumbel_anchor: f64) {
         let min_beta = self.p.calib_min_beta;
-        let hdr =
-            &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
+        let hdr = &mut self.det.block_mut(asset, self.det_stride)[..D_HDR];
         let q = hdr[D_TAIL_Q];
         if q == 0.0 {
             let prior = self.p.calib_tail_prior;
