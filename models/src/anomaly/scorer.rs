@@ -1411,17 +1411,18 @@ fn stuck_neg_z(s: f64, alarm_neg_z: f32) -> f64 {
 #[inline(always)]
 fn stuck_nz_memo(memo: &mut [[f64; 2]], asset: usize, s: f64, alarm_neg_z: f32) -> f64 {
     // No statistic (warm-up, a settling trend) needs no memo.
-    if !(s > 0.0) {
-        return f64::INFINITY;
-    }
-    match memo.get_mut(asset) {
-        Some(m) if m[0] == s => m[1],
-        Some(m) => {
-            let nz = stuck_neg_z(s, alarm_neg_z);
-            *m = [s, nz];
-            nz
+    if s > 0.0 {
+        match memo.get_mut(asset) {
+            Some(m) if m[0] == s => m[1],
+            Some(m) => {
+                let nz = stuck_neg_z(s, alarm_neg_z);
+                *m = [s, nz];
+                nz
+            }
+            None => stuck_neg_z(s, alarm_neg_z),
         }
-        None => stuck_neg_z(s, alarm_neg_z),
+    } else {
+        f64::INFINITY
     }
 }
 
