@@ -331,6 +331,14 @@ struct Kernel {
     floor_rel: f64,
     floor_abs: f64,
     floor_quantum: f64,
+    /// Bit `h` set: horizon `h`'s variance is not kept (see
+    /// [`FleetFeatures::detector_only`]).
+    skip_var: u32,
+    /// The trend cross-moments (`ctx`, the time moments) are not kept.
+    skip_ctx: bool,
+    /// The longest horizon's mean and variance are not kept once no sensor
+    /// of the asset is in warm-up (the steady-state kernel).
+    skip_long_steady: bool,
 }
 
 impl Kernel {
@@ -389,6 +397,9 @@ impl FleetFeatures {
             floor_rel: p.scale_floor_rel,
             floor_abs: p.scale_floor_abs,
             floor_quantum: p.scale_floor_quantum,
+            skip_var: 0,
+            skip_ctx: false,
+            skip_long_steady: false,
         };
         let default_shape = kernel.n_h == 3 && spec.lanes == LANE_CHUNK;
         let mut res = Self {
@@ -408,6 +419,29 @@ impl FleetFeatures {
             res.add_asset();
         }
         res
+    }
+
+    /// State for the anomaly detectors only: the learning pass stops
+    /// keeping what only [`Self::write_features`] reads (the trend
+    /// cross-moment and time moments behind `slope_per_s`, the variance of
+    /// every horizon but the trend's and the longest, and the longest
+    /// horizon once the asset's sensors are past warm-up). Innovations, levels, robust scales, warm-up
+    /// and [`Self::reanchor`] are unchanged, bit for bit; those lanes stay
+    /// at their initial values, so this state's feature rows (and its
+    /// snapshots' copies of those lanes) are not meaningful.
+    pub fn detector_only(mut self) -> Self {
+        let k = &mut self.kernel;
+        let long = k.n_h - 1;
+        k.skip_var = (0..k.n_h.min(32))
+            .filter(|&h| h != k.trend && h != long)
+            .fold(0, |m, h| m | 1 << h);
+        k.skip_ctx = true;
+        // Warm-up reads the longest horizon only for sensors in warm-up, and
+        // while any is the asset runs the warm-up kernel, which keeps it (a
+        // sensor's valid count never falls; one that has not joined yet
+        // counts as warming up).
+        k.skip_long_steady = long != k.trend;
+        self
     }
 
     /// Adds one asset with empty state and returns its index.
@@ -502,7 +536,7 @@ impl FleetFeatures {
         );
         let raw = values;
         let stride = self.spec.stride;
-        let blk = &mut self.data.as_mut_slice()[asset * stride..(asset + 1) * stride];
+        let blk = self.data.block_mut(asset, stride);
         let (blk, season) = match &self.spec.season {
             Some(layout) => {
                 let (core, region) = blk.split_at_mut(layout.offset);
@@ -1088,11 +1122,14 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     hdr[H_LAST_TS] = ts;
     hdr[H_N_ROWS] += 1.0;
     sc.n_rows = hdr[H_N_ROWS];
-    let t = (ts - hdr[H_FIRST_TS]) * MS_TO_S;
     let a_t = sc.a[k.trend];
-    let dtm = t - hdr[H_MT];
-    hdr[H_MT] += a_t * dtm;
-    hdr[H_VTT] = (1.0 - a_t) * (hdr[H_VTT] + a_t * dtm * dtm);
+    let mut dtm = 0.0;
+    if !k.skip_ctx {
+        let t = (ts - hdr[H_FIRST_TS]) * MS_TO_S;
+        dtm = t - hdr[H_MT];
+        hdr[H_MT] += a_t * dtm;
+        hdr[H_VTT] = (1.0 - a_t) * (hdr[H_VTT] + a_t * dtm * dtm);
+    }
 
     let (means, rest) = lanes.split_at_mut(n_h * np);
     let (vars, rest) = rest.split_at_mut(n_h * np);
@@ -1204,7 +1241,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
         let floor = warm_floor(&nv);
         let rep = *chunk!(scl.repeat, c);
         // Trend cross-moment uses the trend mean before this row.
-        {
+        if !k.skip_ctx {
             let w = weights(a_t, &floor, &valid);
             let m_t = *chunk!(means[k.trend * np..], c);
             let mut cx = *chunk!(ctx, c);
@@ -1214,15 +1251,25 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
             *chunk!(mut ctx, c) = cx;
         }
         for h in 0..n_h {
+            if !WARM && h == long && k.skip_long_steady {
+                continue;
+            }
             let w = weights(sc.a[h], &floor, &valid);
-            let (mut m, mut v) = (*chunk!(means[h * np..], c), *chunk!(vars[h * np..], c));
-            for l in 0..LANE_CHUNK {
-                let d = xv[l] - m[l];
-                m[l] += w[l] * d;
-                v[l] = (1.0 - w[l]) * (v[l] + w[l] * d * d);
+            let mut m = *chunk!(means[h * np..], c);
+            if h >= 32 || k.skip_var >> h & 1 == 0 {
+                let mut v = *chunk!(vars[h * np..], c);
+                for l in 0..LANE_CHUNK {
+                    let d = xv[l] - m[l];
+                    m[l] += w[l] * d;
+                    v[l] = (1.0 - w[l]) * (v[l] + w[l] * d * d);
+                }
+                *chunk!(mut vars[h * np..], c) = v;
+            } else {
+                for l in 0..LANE_CHUNK {
+                    m[l] += w[l] * (xv[l] - m[l]);
+                }
             }
             *chunk!(mut means[h * np..], c) = m;
-            *chunk!(mut vars[h * np..], c) = v;
             if h == k.trend {
                 *chunk!(mut scl.level, c) = m;
             }

@@ -280,6 +280,9 @@ pub struct FleetScorer {
     trend: TrendConsts,
     /// Sensors fit one lane chunk (the const-shape detector copy applies).
     one_chunk: bool,
+    /// Per asset, the last stuck statistic and its [`stuck_neg_z`]: a memo,
+    /// not state (see [`stuck_nz_memo`]).
+    stuck_memo: Vec<[f64; 2]>,
     evidence: Vec<f64>,
     uc: Vec<f32>,
     pu: Vec<f32>,
@@ -329,7 +332,8 @@ impl FleetScorer {
             gate: f64::from(params.features.warmup_readings()),
             warmup: f64::from(params.warmup_readings),
             scratch: RowScratch::new(&spec),
-            features: FleetFeatures::new(spec, 0),
+            // Scores read no feature-only lanes (see `detector_only`).
+            features: FleetFeatures::new(spec, 0).detector_only(),
             n,
             det: AlignedVec::new(),
             det_stride,
@@ -377,6 +381,7 @@ impl FleetScorer {
             trend: TrendConsts::new(&params),
             // (`mvp == np`: the multivariate lanes share the feature padding.)
             one_chunk: np == LANE_CHUNK,
+            stuck_memo: Vec::new(),
             np,
             evidence: vec![0.0; np],
             mvp,
@@ -410,6 +415,7 @@ impl FleetScorer {
             t_w[..n].fill(t.prior_w);
         }
         self.mv.grow(self.mv_stride);
+        self.stuck_memo.push([0.0, f64::INFINITY]);
         idx
     }
 
@@ -786,12 +792,12 @@ impl FleetScorer {
         } else {
             self.det_stride
         };
-        if LEARN && (self.scratch.n_rows as u64).is_multiple_of(TREND_EVERY) {
+        if LEARN && every_nth_row(self.scratch.n_rows) {
             self.update_trend(asset, np);
         }
         let p = &self.p;
         let sc = &self.scratch;
-        let det = &mut self.det.as_mut_slice()[asset * det_stride..(asset + 1) * det_stride];
+        let det = self.det.block_mut(asset, det_stride);
         let (hdr, lanes) = det.split_at_mut(D_HDR);
         let (cpos, rest) = lanes.split_at_mut(np);
         let (cneg, rest) = rest.split_at_mut(np);
@@ -931,7 +937,7 @@ impl FleetScorer {
             } else {
                 self.mv_stride
             };
-            let blk = &mut self.mv.as_mut_slice()[asset * mv_stride..(asset + 1) * mv_stride];
+            let blk = self.mv.block_mut(asset, mv_stride);
             let mc = mvp / MV_CHUNK;
             let (cov, rest) = blk.split_at_mut(mvp * mvp);
             let (prec, rest) = rest.split_at_mut(mvp * mvp);
@@ -1102,8 +1108,7 @@ impl FleetScorer {
     #[inline(always)]
     fn calibrate(&mut self, asset: usize, raw: f64, stuck: f64, learn: bool) -> Moments {
         let rows = self.scratch.n_rows;
-        let hdr =
-            &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
+        let hdr = &mut self.det.block_mut(asset, self.det_stride)[..D_HDR];
         let in_warmup = rows <= self.warmup;
         self.warmup_rows += u64::from(in_warmup);
         let (m1, m2) = (hdr[D_CAL_M1], hdr[D_CAL_M2]);
@@ -1128,7 +1133,7 @@ impl FleetScorer {
             m1,
             m2,
             widen,
-            stuck_nz: stuck_neg_z(stuck, self.alarm_neg_z),
+            stuck_nz: stuck_nz_memo(&mut self.stuck_memo, asset, stuck, self.alarm_neg_z),
             in_warmup,
         };
         let mut relearn = false;
@@ -1186,8 +1191,7 @@ impl FleetScorer {
     #[inline(always)]
     fn learn_tail(&mut self, asset: usize, raw: f64, gumbel_anchor: f64) {
         let min_beta = self.p.calib_min_beta;
-        let hdr =
-            &mut self.det.as_mut_slice()[asset * self.det_stride..asset * self.det_stride + D_HDR];
+        let hdr = &mut self.det.block_mut(asset, self.det_stride)[..D_HDR];
         let q = hdr[D_TAIL_Q];
         if q == 0.0 {
             let prior = self.p.calib_tail_prior;
@@ -1419,6 +1423,30 @@ fn stuck_neg_z(s: f64, alarm_neg_z: f32) -> f64 {
     }
 }
 
+/// [`stuck_neg_z`] of `asset`'s stuck statistic `s`, from a one-entry memo
+/// per asset. Usually `s` is the slow trend's statistic, which changes every
+/// [`TREND_EVERY`] rows (the stuck runs are 0 between repeated values), and
+/// the `exp`, `ln_1p` and `ln` cost about 50 instructions a row. A pure
+/// function of `s`: equal inputs give the same bits, so the memo needs no
+/// invalidation (restored asset states included).
+#[inline(always)]
+fn stuck_nz_memo(memo: &mut [[f64; 2]], asset: usize, s: f64, alarm_neg_z: f32) -> f64 {
+    // No statistic (warm-up, a settling trend) needs no memo.
+    if s > 0.0 {
+        match memo.get_mut(asset) {
+            Some(m) if m[0] == s => m[1],
+            Some(m) => {
+                let nz = stuck_neg_z(s, alarm_neg_z);
+                *m = [s, nz];
+                nz
+            }
+            None => stuck_neg_z(s, alarm_neg_z),
+        }
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// The negated standardised score of one row ([`neg_z`]).
 #[inline(always)]
 fn standardised(m: Moments, min_beta: f64) -> f32 {
@@ -1577,6 +1605,18 @@ fn simd_level() -> Simd {
     Simd::Baseline
 }
 
+/// Whether the row count `n` (a whole number of rows, below 2^52) is a
+/// multiple of [`TREND_EVERY`]: adding 2^52 puts `n` in the low bits of the
+/// sum's mantissa, exactly. The same answer as `(n as u64) % TREND_EVERY ==
+/// 0` without the saturating float-to-integer conversion (about 14
+/// instructions a row).
+#[inline(always)]
+fn every_nth_row(n: f64) -> bool {
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    const _: () = assert!(TREND_EVERY.is_power_of_two());
+    (n + TWO_52).to_bits() & (TREND_EVERY - 1) == 0
+}
+
 /// The largest of a chunk's lanes, as a reduction tree (halves, quarters,
 /// pairs): shuffles and vector maxima instead of a chain of eight scalar ones.
 #[inline(always)]
@@ -1656,5 +1696,22 @@ mod tail_tests {
         let ratio = tail_ratio(h1, h1 * h1 + 1e-6, 64.0, SPAN);
         assert!(ratio < (h1 * 1.01).exp(), "{ratio}");
         assert!(ratio > (h1 * 0.99).exp(), "{ratio}");
+    }
+}
+
+#[cfg(test)]
+mod row_count_tests {
+    use super::*;
+
+    #[test]
+    fn every_nth_row_agrees_with_the_integer_remainder() {
+        let big = [1u64 << 40, (1 << 51) - 1, (1 << 51) + 16, (1 << 52) - 64];
+        for n in (0..100_000u64).chain(big.iter().flat_map(|&b| b..b + 64)) {
+            assert_eq!(
+                every_nth_row(n as f64),
+                n.is_multiple_of(TREND_EVERY),
+                "{n}"
+            );
+        }
     }
 }
