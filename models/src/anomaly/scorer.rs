@@ -687,14 +687,14 @@ impl FleetScorer {
             &sc.robust_z()[..np],
         );
         let inputs: [&[f64]; TREND_SETS] = [&sc.median()[..np], &sc.level()[..np]];
-        for (set, med) in inputs.into_iter().enumerate() {
+        for (set, input) in inputs.into_iter().enumerate() {
             let [t_fast, t_slow, t_mean, t_var, t_isd, t_w, t_last, t_snap] =
                 trend_groups(&mut self.trend_lanes, asset, set, np);
             for c in 0..np / LANE_CHUNK {
-                let (g, nv, md, inv, uz) = (
+                let (g, nv, x, inv, uz) = (
                     *chunk!(valid, c),
                     *chunk!(nvalid, c),
-                    *chunk!(med, c),
+                    *chunk!(input, c),
                     *chunk!(inv, c),
                     *chunk!(uzs, c),
                 );
@@ -713,21 +713,21 @@ impl FleetScorer {
                     // average it. (Averaged, the median's walk after a large
                     // step looked like a ramp and alarmed again, hundreds of
                     // readings after the step.)
-                    let moved = md[l] - last[l];
+                    let moved = x[l] - last[l];
                     let walking = moved.abs() * inv[l] > tc.walk;
                     let catching_up = walking && (uz[l].abs() > TREND_STEP_Z || snap[l] > 0.0);
                     let (f, s) = if catching_up {
                         (tf[l] + moved, ts[l] + moved)
                     } else {
                         (
-                            tf[l] + tc.fast * g[l] * (md[l] - tf[l]),
-                            ts[l] + tc.slow * g[l] * (md[l] - ts[l]),
+                            tf[l] + tc.fast * g[l] * (x[l] - tf[l]),
+                            ts[l] + tc.slow * g[l] * (x[l] - ts[l]),
                         )
                     };
                     snap[l] = if catching_up { 1.0 } else { 0.0 };
-                    tf[l] = if warm { f } else { md[l] };
-                    ts[l] = if warm { s } else { md[l] };
-                    last[l] = md[l];
+                    tf[l] = if warm { f } else { x[l] };
+                    ts[l] = if warm { s } else { x[l] };
+                    last[l] = x[l];
                     let gt = if nv[l] > tc.settle { g[l] } else { 0.0 };
                     let dev = (tf[l] - ts[l]) * inv[l] - tm[l];
                     st[l] = dev.abs() * ti[l] * gt * tc.inv_z;
