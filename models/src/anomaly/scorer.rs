@@ -163,6 +163,8 @@ const TREND_GROUPS: usize = 8;
 /// wave's broken period and a slow ramp's drift sooner. The statistic is
 /// the larger of the two.
 const TREND_SETS: usize = 2;
+/// The input of each slow-trend set, in block order (for messages).
+const TREND_INPUTS: [&str; TREND_SETS] = ["median", "mean"];
 /// Learned rows per update of the slow trend: its horizons are hundreds of
 /// rows, so a median sampled every 16th row changes its averages by a
 /// rounding error, and the row loop only reads the detector header's

@@ -48,6 +48,7 @@ use fieldpulse_features::snapshot::{Fnv64, StateError, StateReader, StateWriter}
 use super::{
     FleetScorer, D_ALARM_RUN, D_CAL_WIDEN, D_HDR, D_MV_N, D_MV_SINCE, D_TAIL_H, D_TAIL_H2,
     D_TAIL_M, D_TAIL_PREV, D_TAIL_Q, D_TAIL_W, D_TREND_MAX, D_TREND_TOP, MAX_WIDEN, TREND_GROUPS,
+    TREND_INPUTS,
 };
 use crate::anomaly::params::{AnomalyError, DetectorValidParams};
 
@@ -289,8 +290,7 @@ impl FleetScorer {
             "catching-up flag",
         ];
         for (g, lanes) in trend.chunks_exact(np).enumerate() {
-            let (set, i) = (g / TREND_GROUPS, g % TREND_GROUPS);
-            let input = ["median", "mean"].get(set).copied().unwrap_or("?");
+            let (input, i) = (TREND_INPUTS[g / TREND_GROUPS], g % TREND_GROUPS);
             let what = format!("trend ({input}) {}", names[i]);
             // Averages, the mean and the last input: any finite value; the
             // variance, the inverse sd and the weight are not negative; the
