@@ -191,6 +191,7 @@ impl FeatureSpec {
             p.scale_floor_rel,
             p.scale_floor_abs,
             p.scale_floor_quantum,
+            p.scale_floor_spread,
         ] {
             h.write_f64(v);
         }

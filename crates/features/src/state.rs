@@ -331,6 +331,8 @@ struct Kernel {
     floor_rel: f64,
     floor_abs: f64,
     floor_quantum: f64,
+    /// The square of `scale_floor_spread` (it multiplies a variance).
+    floor_spread_sq: f64,
     /// Bit `h` set: horizon `h`'s variance is not kept (see
     /// [`FleetFeatures::detector_only`]).
     skip_var: u32,
@@ -350,6 +352,21 @@ impl Kernel {
         fmax(
             fmax(self.floor_abs, self.floor_rel * med.abs()),
             self.floor_quantum * quantum,
+        )
+    }
+
+    /// The smallest scale a reading is measured in: [`Self::floor`], and a
+    /// fraction of the sensor's standard deviation over the trend horizon
+    /// (`var_t`), so a signal that is constant most of the time (a counter
+    /// at zero between bursts, a disk idle between writes) is measured
+    /// against the bursts it shows, not against a median absolute deviation
+    /// of zero. Only the z-scores use it; the robust level and scale learn
+    /// with [`Self::floor`].
+    #[inline(always)]
+    fn z_floor(&self, med: f64, quantum: f64, var_t: f64) -> f64 {
+        fmax(
+            self.floor(med, quantum),
+            (self.floor_spread_sq * var_t).sqrt(),
         )
     }
 }
@@ -397,6 +414,7 @@ impl FleetFeatures {
             floor_rel: p.scale_floor_rel,
             floor_abs: p.scale_floor_abs,
             floor_quantum: p.scale_floor_quantum,
+            floor_spread_sq: p.scale_floor_spread * p.scale_floor_spread,
             skip_var: 0,
             skip_ctx: false,
             skip_long_steady: false,
@@ -1006,6 +1024,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
     {
         let (means, rest) = lanes.split_at(n_h * np);
         let rest = &rest[n_h * np..];
+        let var_t = &lanes[field::var(n_h, k.trend) * np..][..np];
         let (med, mad, rs, nvalid, quantum) = (
             &rest[..np],
             &rest[np..2 * np],
@@ -1030,6 +1049,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 *chunk!(nvalid, c),
                 *chunk!(quantum, c),
             );
+            let vt = *chunk!(var_t, c);
             let (mut valid, mut xv, mut resid) =
                 ([0.0; LANE_CHUNK], [0.0; LANE_CHUNK], [0.0; LANE_CHUNK]);
             let (mut rz, mut uz, mut inv) =
@@ -1039,7 +1059,7 @@ fn update_block<const LEARN: bool, const WARM: bool, const NH: usize, const NC: 
                 let vf = if ok { 1.0 } else { 0.0 };
                 let seen = if nvalid[l] > 0.0 { 1.0 } else { 0.0 };
                 let xs = if ok { xin[l] } else { m0[l] };
-                let floor = k.floor(med[l], qu[l]);
+                let floor = k.z_floor(med[l], qu[l], vt[l]);
                 let r = (xs - m0[l]) * seen;
                 valid[l] = vf;
                 xv[l] = xs;

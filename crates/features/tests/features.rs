@@ -255,6 +255,74 @@ fn quantised_two_level_and_mostly_zero_signals_are_measured_in_their_own_resolut
     );
 }
 
+/// A disk idle between writes: 0 nine readings in ten, otherwise a write of
+/// 10^4 to 10^8 bytes with a resolution of one byte (SplitMix64 of `i`).
+fn idle_between_bursts(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let mut x = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            if u < 0.9 {
+                0.0
+            } else {
+                (10f64.powf(4.0 + 40.0 * (u - 0.9))).round()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_signal_idle_between_bursts_is_measured_against_its_bursts() {
+    // Its median absolute deviation is 0: without the spread floor a write
+    // is measured in the smallest change ever seen between two readings.
+    let xs = idle_between_bursts(4_000);
+    let bare = FeatureSpec::new(
+        FeatureParams::default()
+            .scale_floor_spread(0.0)
+            .check()
+            .unwrap(),
+        vec!["s0".into()],
+    )
+    .unwrap();
+    // The median |robust z| of the writes after the warm-up.
+    let typical_write_z = |spec: &FeatureSpec| {
+        let ts: Vec<i64> = (0..xs.len() as i64).map(|i| T0 + i * STEP).collect();
+        let m = compute_offline(spec, &ts, &xs).unwrap();
+        let c = col(spec, "s0.robust_z");
+        let mut z: Vec<f64> = (200..xs.len())
+            .filter(|&i| xs[i] > 0.0)
+            .map(|i| m.row(i)[c].abs())
+            .collect();
+        z.sort_by(f64::total_cmp);
+        z[z.len() / 2]
+    };
+    let (z_bare, z) = (typical_write_z(&bare), typical_write_z(&spec(1)));
+    // Measured: 117 without the floor, 1.4 with it.
+    assert!(z_bare > 50.0, "without the floor a write scored {z_bare}");
+    // With a tenth of the trend horizon's standard deviation as the floor, a
+    // typical write is a few sigma: what the sensor does every few readings.
+    assert!(z < 5.0, "a write scored {z} robust sigma");
+    // Where the robust scale and the spread agree (Gaussian-like noise) the
+    // floor never binds: the z-scores are those without it, bit for bit.
+    let noisy: Vec<f64> = (0..4_000)
+        .map(|i| 20.0 + ((i * 7_919) % 1_000) as f64 / 500.0)
+        .collect();
+    let ts: Vec<i64> = (0..noisy.len() as i64).map(|i| T0 + i * STEP).collect();
+    let with = compute_offline(&spec(1), &ts, &noisy).unwrap();
+    let without = compute_offline(&bare, &ts, &noisy).unwrap();
+    let c = col(&bare, "s0.robust_z");
+    for i in 0..noisy.len() {
+        assert_eq!(
+            with.row(i)[c].to_bits(),
+            without.row(i)[c].to_bits(),
+            "row {i}"
+        );
+    }
+}
+
 #[test]
 fn missing_values_leave_the_sensor_state_untouched_and_are_counted() {
     let spec = spec(2);
