@@ -312,7 +312,10 @@ mod tests {
     #[test]
     fn every_shape_is_reported_with_consistent_counts() {
         let report = evaluate(2_000, 1).unwrap();
-        assert_eq!(report.shapes.len(), 9);
+        assert_eq!(
+            report.shapes.len(),
+            fieldpulse_simulator::shapes::Shape::ALL.len()
+        );
         for r in &report.shapes {
             assert!(
                 r.normal_rows > 0 && r.false_alarms <= r.normal_rows,
@@ -334,9 +337,15 @@ mod tests {
         // 0.44) and bursty counters, whose first bursts after the warm-up
         // alarm before the tail model has seen enough of them (0.49 and
         // 0.46, unchanged). Bounded here against regressions.
+        // A disk idle between writes of 10^4-10^8 bytes (session 14): the
+        // largest writes after a stretch of small ones still reach the
+        // threshold (0.14 and 4.79 on these seeds); without the spread
+        // floor it raised 0.16 and 18.2, and flagged 0.19 and 279 clean
+        // rows per 1,000 (the storm NAB's disk-write files showed).
         let onsets = |shape: &str| match shape {
             "poisson_bursts" => 0.5,
             "heavy_tailed" => 0.25,
+            "idle_bursts" => 5.0,
             _ => 0.2,
         };
         // Flagged clean rows per 1,000: a random walk's wander holds alarms
@@ -344,6 +353,7 @@ mod tests {
         let flagged = |shape: &str| match shape {
             "random_walk" => 12.0,
             "poisson_bursts" => 4.0,
+            "idle_bursts" => 10.0,
             _ => 1.5,
         };
         for seed in [13, 3] {
@@ -361,8 +371,11 @@ mod tests {
                     r.flagged_normal_per_1000
                 );
                 let detected = |kind: &str| r.delays.get(kind).copied().flatten();
-                // Where the kind is visible against the shape's normal tail.
-                if !matches!(shape, "poisson_bursts" | "heavy_tailed") {
+                // Where the kind is visible against the shape's normal tail
+                // (on a disk idle between writes, a spike of 8 typical
+                // writes, a variance change and a level shift of 4 are
+                // within what its largest writes do).
+                if !matches!(shape, "poisson_bursts" | "heavy_tailed" | "idle_bursts") {
                     assert!(
                         detected("variance_change").is_some(),
                         "seed {seed} {shape}: {r:?}"
@@ -371,7 +384,7 @@ mod tests {
                         assert_eq!(detected("spike"), Some(0), "seed {seed} {shape}: {r:?}");
                     }
                 }
-                if shape != "poisson_bursts" {
+                if !matches!(shape, "poisson_bursts" | "idle_bursts") {
                     assert!(
                         detected("level_shift").is_some(),
                         "seed {seed} {shape}: {r:?}"
@@ -406,8 +419,13 @@ mod tests {
                         "seed {seed} {shape}: {r:?}"
                     );
                 }
-                // A stuck value is seen on every shape, within 480 rows.
-                assert!(detected("stuck_at").is_some(), "seed {seed} {shape}: {r:?}");
+                // A stuck value is seen on every shape within 480 rows, but
+                // on a disk idle between writes (held at 0, it is idle
+                // longer than it has been, and the stuck run's level is
+                // four times the longest idle stretch seen).
+                if shape != "idle_bursts" {
+                    assert!(detected("stuck_at").is_some(), "seed {seed} {shape}: {r:?}");
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
 //! A seeded, labelled corpus of single-value series in the shapes industrial telemetry takes
 //! (issue #13): quantised flat signals with rare steps, square waves with a jittered period,
 //! sawtooth, Poisson counts with bursts, heavy-tailed spikes, random walks, slow ramps, daily and
-//! weekly seasonality, gaps and irregular sampling — each clean or with one injected anomaly
+//! weekly seasonality, gaps and irregular sampling, and a signal idle between large bursts (a disk
+//! between writes) — each clean or with one injected anomaly
 //! (spike, level shift, variance change, stuck-at value, drift, broken periodicity).
 //!
 //! A series and its label are a pure function of `(shape, anomaly, rows, seed)`; the anomaly is
@@ -39,11 +40,14 @@ pub enum Shape {
     Seasonal,
     /// Noise around a level, sampled irregularly (30–90 s) with gaps of hours.
     Gappy,
+    /// A disk between writes: 0 about nine readings in ten, otherwise bursts of a few readings of
+    /// 10^4 to 10^8 bytes (log-uniform, whole bytes). Its median absolute deviation is 0.
+    IdleBursts,
 }
 
 impl Shape {
     /// Every shape.
-    pub const ALL: [Shape; 9] = [
+    pub const ALL: [Shape; 10] = [
         Shape::FlatQuantised,
         Shape::SquareWave,
         Shape::Sawtooth,
@@ -53,6 +57,7 @@ impl Shape {
         Shape::SlowRamp,
         Shape::Seasonal,
         Shape::Gappy,
+        Shape::IdleBursts,
     ];
 
     /// A short lowercase name (`flat_quantised`, …) for reports.
@@ -67,6 +72,7 @@ impl Shape {
             Shape::SlowRamp => "slow_ramp",
             Shape::Seasonal => "seasonal",
             Shape::Gappy => "gappy",
+            Shape::IdleBursts => "idle_bursts",
         }
     }
 
@@ -335,6 +341,22 @@ fn normal_values(shape: Shape, ts_ms: &[i64], rng: &mut StdRng) -> (Vec<f64>, f6
             }
             (values, 0.8)
         }
+        Shape::IdleBursts => {
+            let mut burst = 0;
+            for _ in 0..n {
+                if burst == 0 && rng.gen_bool(0.025) {
+                    burst = rng.gen_range(2..=6);
+                }
+                values.push(if burst > 0 {
+                    burst -= 1;
+                    10f64.powf(rng.gen_range(4.0..8.0)).round()
+                } else {
+                    0.0
+                });
+            }
+            // A typical write (the median of the log-uniform sizes).
+            (values, 1e6)
+        }
     }
 }
 
@@ -472,7 +494,7 @@ mod tests {
     fn the_corpus_has_every_shape_clean_and_every_applicable_anomaly() {
         let corpus = corpus(2_000, 5);
         let periodic = Shape::ALL.iter().filter(|s| s.is_periodic()).count();
-        assert_eq!(corpus.len(), 9 * 6 + periodic);
+        assert_eq!(corpus.len(), Shape::ALL.len() * 6 + periodic);
         assert!(corpus
             .iter()
             .all(|s| s.injected.is_none_or(|i| i.kind.applies_to(s.shape))));
