@@ -16,6 +16,11 @@ fn spec(n_sensors: usize) -> FeatureSpec {
     FeatureSpec::new(FeatureParams::default().check().unwrap(), names).unwrap()
 }
 
+/// One sensor, `s0`, with `params`.
+fn spec_with(params: FeatureParams) -> FeatureSpec {
+    FeatureSpec::new(params.check().unwrap(), vec!["s0".into()]).unwrap()
+}
+
 fn col(spec: &FeatureSpec, name: &str) -> usize {
     spec.names()
         .iter()
@@ -240,14 +245,7 @@ fn quantised_two_level_and_mostly_zero_signals_are_measured_in_their_own_resolut
     // Without the quantum floor the held readings still do not shrink the
     // scale (only fresh values teach it), so the step stays within a few
     // sigma: the two guards are independent.
-    let bare = FeatureSpec::new(
-        FeatureParams::default()
-            .scale_floor_quantum(0.0)
-            .check()
-            .unwrap(),
-        vec!["s0".into()],
-    )
-    .unwrap();
+    let bare = spec_with(FeatureParams::default().scale_floor_quantum(0.0));
     let z = max_robust_z(&bare, &flat, 200);
     assert!(
         z < 10.0,
@@ -279,14 +277,7 @@ fn a_signal_idle_between_bursts_is_measured_against_its_bursts() {
     // Its median absolute deviation is 0: without the spread floor a write
     // is measured in the smallest change ever seen between two readings.
     let xs = idle_between_bursts(4_000);
-    let bare = FeatureSpec::new(
-        FeatureParams::default()
-            .scale_floor_spread(0.0)
-            .check()
-            .unwrap(),
-        vec!["s0".into()],
-    )
-    .unwrap();
+    let bare = spec_with(FeatureParams::default().scale_floor_spread(0.0));
     // The median |robust z| of the writes after the warm-up.
     let typical_write_z = |spec: &FeatureSpec| {
         let ts: Vec<i64> = (0..xs.len() as i64).map(|i| T0 + i * STEP).collect();
