@@ -419,10 +419,10 @@ mod tests {
                         "seed {seed} {shape}: {r:?}"
                     );
                 }
-                // A stuck value is seen on every shape within 480 rows, but
-                // on a disk idle between writes (held at 0, it is idle
-                // longer than it has been, and the stuck run's level is
-                // four times the longest idle stretch seen).
+                // A stuck value is seen on every shape within 480 rows but
+                // a disk idle between writes: held at 0 on these seeds, it
+                // reads as a long idle stretch, and the stuck run alarms
+                // at four times the longest one seen.
                 if shape != "idle_bursts" {
                     assert!(detected("stuck_at").is_some(), "seed {seed} {shape}: {r:?}");
                 }

@@ -274,8 +274,9 @@ fn idle_between_bursts(n: usize) -> Vec<f64> {
 
 #[test]
 fn a_signal_idle_between_bursts_is_measured_against_its_bursts() {
-    // Its median absolute deviation is 0: without the spread floor a write
-    // is measured in the smallest change ever seen between two readings.
+    // Its median absolute deviation is 0, and repeated zeros teach the
+    // robust scale nothing: without the spread floor a typical write is
+    // over a hundred robust sigma.
     let xs = idle_between_bursts(4_000);
     let bare = spec_with(FeatureParams::default().scale_floor_spread(0.0));
     // The median |robust z| of the writes after the warm-up.

@@ -408,9 +408,9 @@ fn a_stuck_sensor_alarms_and_a_constant_channel_or_a_learned_off_period_does_not
 fn a_signal_idle_between_bursts_does_not_alarm_after_every_burst() {
     // A disk idle between writes (NAB's `ec2_disk_write_bytes` kind): 0 nine
     // readings in ten, otherwise 10^4 to 10^8 bytes. Its median absolute
-    // deviation is 0; measured against it, each write scored thousands of
-    // sigma and the mean it left behind kept alarming for hundreds of
-    // readings (67 % of that file's rows flagged).
+    // deviation is 0: without the spread floor a write scored far past any
+    // threshold and the zeros after it kept alarming for hundreds of
+    // readings (67 % of that NAB file's rows flagged).
     let xs: Vec<f64> = (0..8_000)
         .map(|i| {
             let u = (noise(i) + 1.0) / 2.0;
