@@ -43,7 +43,7 @@ pub enum WideCsvError {
     UnknownColumn {
         /// The requested name.
         name: String,
-        /// What it was requested for (`--time-col`, `--asset-col`, `--exclude`).
+        /// What it was requested for (`--time-col`, `--asset-col`, `--exclude`, `--label-col`).
         role: &'static str,
         /// The header, comma-joined.
         available: String,
@@ -65,6 +65,8 @@ pub struct WideCsvOptions {
     pub time_col: Option<String>,
     /// Columns never used as sensors.
     pub exclude: Vec<String>,
+    /// A column of ground-truth labels: never a sensor, located in the layout.
+    pub label_col: Option<String>,
     /// Rows inspected to decide which columns are numeric (0 means 1,000).
     pub sniff_rows: usize,
 }
@@ -91,6 +93,8 @@ pub struct WideCsvLayout {
     pub time_col: usize,
     /// Index of the asset column, if any.
     pub asset_col: Option<usize>,
+    /// Index of the label column, if one was asked for.
+    pub label_col: Option<usize>,
     /// Indexes of the sensor columns, in header order.
     pub sensor_cols: Vec<usize>,
     /// Time format, detected from the first time value (None if no rows).
@@ -259,6 +263,13 @@ impl<R: BufRead> WideCsvReader<R> {
         for name in &opts.exclude {
             excluded[named(name, "--exclude")?] = true;
         }
+        let label_col = match &opts.label_col {
+            Some(name) => Some(named(name, "--label-col")?),
+            None => None,
+        };
+        if let Some(c) = label_col {
+            excluded[c] = true;
+        }
         // Read ahead to decide which columns are numeric.
         let sniff = if opts.sniff_rows == 0 {
             1000
@@ -309,6 +320,7 @@ impl<R: BufRead> WideCsvReader<R> {
             columns,
             time_col,
             asset_col,
+            label_col,
             sensor_cols,
             time_format,
         };

@@ -13,9 +13,10 @@ use clap::Args;
 use fieldpulse_models::anomaly::{
     DetectorParams, FeatureParams, FleetScorer, ParamGuard, RowStatus, Seasonality,
 };
-use fieldpulse_models::wide_csv::{TimeFormat, WideCsvReader, WideRecord};
+use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader, WideRecord};
 use serde::Serialize;
 
+use crate::detect_labels::{parse_label, LabelReport, LabelScore};
 use crate::wide_csv_args::WideCsvArgs;
 
 /// Arguments of `fieldpulse detect`.
@@ -49,6 +50,13 @@ pub struct DetectArgs {
     /// three days instead of three weeks but takes a weekend for an anomaly.
     #[arg(long, default_value = "weekly", value_parser = crate::eval_shapes::parse_seasonality)]
     pub seasonal: Seasonality,
+    /// Column of ground-truth labels (0 normal, any other number anomalous;
+    /// empty means unlabelled): not scored as a sensor; the summary compares
+    /// the alarms with it row by row (precision, recall, F1, false- and
+    /// missed-alarm rates) and by event (labelled runs found, false alarm
+    /// onsets per 1,000 normal rows).
+    #[arg(long)]
+    pub label_col: Option<String>,
     /// Fail on the first rejected row or missing value instead of counting it.
     #[arg(long)]
     pub strict: bool,
@@ -75,6 +83,9 @@ struct DetectSummary {
     /// `relearn_after` readings in a row (a persistent new normal).
     reanchors: u64,
     anomalies: u64,
+    /// The alarms against `--label-col`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<LabelReport>,
     assets: usize,
     sensors: Vec<String>,
     time_col: String,
@@ -100,8 +111,19 @@ fn surprise_of_score(t: f64) -> f64 {
     -(1.0 - t).log10()
 }
 
-/// Runs `fieldpulse detect`.
+/// Runs `fieldpulse detect`: scores, writes the output and prints the summary.
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
+    let summary = detect(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+/// Scores the input and writes the output; returns the run's summary.
+fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     let started = Instant::now();
     let params = DetectorParams::default()
         .features(FeatureParams::default().seasonality(args.seasonal))
@@ -121,10 +143,15 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     let threshold = 1.0 - 10f64.powf(-min_surprise);
     let file =
         File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
-    let opts = args.columns.options();
+    let opts = WideCsvOptions {
+        label_col: args.label_col.clone(),
+        ..args.columns.options()
+    };
     let mut reader = WideCsvReader::new(BufReader::with_capacity(1 << 20, file), &opts)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let layout = reader.layout().clone();
+    let label_col = layout.label_col;
+    let mut label_score = LabelScore::default();
     let sensors = layout.sensor_names();
     let mut scorer =
         FleetScorer::new(params, sensors.clone(), 0).context("setting up the detectors")?;
@@ -195,6 +222,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         scored += 1;
         let is_anomaly = !r.in_warmup && r.surprise >= min_surprise;
         anomalies += u64::from(is_anomaly);
+        if let Some(c) = label_col {
+            label_score.add(asset, parse_label(rec.field(c)), is_anomaly);
+        }
         let top = match (r.in_warmup, r.top_sensor) {
             (false, Some(t)) => quoted_sensors[t].as_str(),
             _ => "",
@@ -242,6 +272,10 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         warmup_rows: sc.warmup_rows,
         reanchors: sc.reanchors,
         anomalies,
+        labels: args
+            .label_col
+            .as_deref()
+            .map(|name| label_score.report(name)),
         assets: assets.len(),
         sensors,
         time_col: layout.time_name().to_string(),
@@ -262,29 +296,47 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
             0.0
         },
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
+    Ok(summary)
+}
+
+/// The summary as lines for a person (on stderr; stdout stays for `--json`).
+fn print_summary(summary: &DetectSummary) {
+    eprintln!(
+        "detect: {} rows, {} scored, {} rejected (field count {}, bad time {}), {} missing values, {} duplicate and {} out-of-order timestamps, {} anomalies at surprise >= {} ({} baselines re-anchored) over {} assets × {} sensors; wrote {} in {:.1}s",
+        summary.rows,
+        summary.scored_rows,
+        summary.rejected_rows,
+        summary.rejected.field_count,
+        summary.rejected.bad_time,
+        summary.missing_values,
+        summary.duplicate_rows,
+        summary.out_of_order_rows,
+        summary.anomalies,
+        summary.min_surprise,
+        summary.reanchors,
+        summary.assets,
+        summary.sensors.len(),
+        summary.output,
+        summary.seconds
+    );
+    if let Some(l) = &summary.labels {
         eprintln!(
-            "detect: {} rows, {} scored, {} rejected (field count {}, bad time {}), {} missing values, {} duplicate and {} out-of-order timestamps, {} anomalies at surprise >= {} ({} baselines re-anchored) over {} assets × {} sensors; wrote {} in {:.1}s",
-            summary.rows,
-            summary.scored_rows,
-            summary.rejected_rows,
-            summary.rejected.field_count,
-            summary.rejected.bad_time,
-            summary.missing_values,
-            summary.duplicate_rows,
-            summary.out_of_order_rows,
-            summary.anomalies,
-            min_surprise,
-            summary.reanchors,
-            summary.assets,
-            summary.sensors.len(),
-            summary.output,
-            seconds
+            "detect: against {:?}: precision {:.3}, recall {:.3}, F1 {:.3}, false alarm rate {:.2} %, missed alarm rate {:.2} % ({} anomalous, {} normal, {} unlabelled rows); {} of {} labelled events alarmed, {} false alarm onsets ({:.3} per 1,000 normal rows)",
+            l.column,
+            l.precision,
+            l.recall,
+            l.f1,
+            100.0 * l.far,
+            100.0 * l.mar,
+            l.anomalous_rows,
+            l.normal_rows,
+            l.unlabelled_rows,
+            l.events_found,
+            l.events,
+            l.false_onsets,
+            l.false_onsets_per_1k
         );
     }
-    Ok(())
 }
 
 /// Writes `x` with 4 decimals, as `{:.4}` would (ties aside): integer
@@ -322,6 +374,7 @@ mod tests {
             threshold: None,
             min_surprise: None,
             seasonal: Seasonality::Weekly,
+            label_col: None,
             strict: false,
             json: false,
         }
@@ -397,6 +450,45 @@ mod tests {
             alarms <= 3,
             "{alarms} alarms on a quiet file with one spike"
         );
+    }
+
+    /// A label column is compared with the alarms, not scored: two labelled
+    /// spikes after the warm-up, one labelled normal stretch.
+    #[test]
+    fn a_label_column_is_compared_with_the_alarms_and_not_scored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("in.csv");
+        let mut text = String::from("ts,x,anomaly\n");
+        for i in 0..600u32 {
+            let spike = i == 300 || i == 450;
+            let x = if spike {
+                60.0
+            } else {
+                20.0 + 0.37 * f64::from(i % 7)
+            };
+            let label = if i == 500 {
+                String::new()
+            } else {
+                u8::from(spike).to_string()
+            };
+            text.push_str(&format!("{},{x},{label}\n", 1_767_225_600 + 60 * i));
+        }
+        std::fs::write(&input, text).expect("write input");
+        let mut a = args(input.clone(), dir.path().join("out.csv"));
+        a.columns.exclude.clear();
+        a.label_col = Some("anomaly".into());
+        let summary = detect(&a).expect("detect runs");
+        assert_eq!(summary.sensors, vec!["x".to_string()]);
+        let l = summary.labels.expect("a label report");
+        assert_eq!((l.anomalous_rows, l.unlabelled_rows), (2, 1));
+        assert_eq!(l.normal_rows, 600 - 3);
+        assert_eq!((l.events, l.events_found), (2, 2), "{l:?}");
+        assert_eq!(l.recall, 1.0);
+        assert_eq!(l.false_positives, summary.anomalies - 2);
+        // A missing label column is named with the file's columns.
+        a.label_col = Some("label".into());
+        let err = format!("{:#}", detect(&a).expect_err("no such column"));
+        assert!(err.contains("\"label\" for --label-col"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod bench_scoring;
 mod cloud;
 mod demo;
 mod detect;
+mod detect_labels;
 mod edge;
 mod eval;
 mod eval_shapes;

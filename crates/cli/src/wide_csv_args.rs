@@ -24,6 +24,7 @@ impl WideCsvArgs {
             asset_col: self.asset_col.clone(),
             time_col: self.time_col.clone(),
             exclude: self.exclude.clone(),
+            label_col: None,
             sniff_rows: 0,
         }
     }

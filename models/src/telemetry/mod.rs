@@ -424,6 +424,7 @@ fn read_wide_csv(
         asset_col: opts.asset_col.clone(),
         time_col: opts.time_col.clone(),
         exclude: opts.exclude.clone(),
+        label_col: None,
         sniff_rows: 0,
     };
     let (mut telemetry, counts, layout) =
