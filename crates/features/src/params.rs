@@ -104,6 +104,9 @@ pub struct FeatureValidParams {
     pub(crate) seasonal_periods: f64,
 }
 
+/// The default `scale_floor_spread` (see the defaults below).
+pub(crate) const DEFAULT_SCALE_FLOOR_SPREAD: f64 = 0.1;
+
 impl Default for FeatureValidParams {
     fn default() -> Self {
         Self {
@@ -118,7 +121,7 @@ impl Default for FeatureValidParams {
             scale_floor_rel: 1e-4,
             scale_floor_abs: 1e-9,
             scale_floor_quantum: 0.5,
-            scale_floor_spread: 0.1,
+            scale_floor_spread: DEFAULT_SCALE_FLOOR_SPREAD,
             seasonality: Seasonality::Off,
             seasonal_periods: 7.0,
         }
@@ -216,7 +219,8 @@ impl FeatureValidParams {
 ///   long-run spread, a state lane of its own, was tried in session 6 and
 ///   removed: it changed nothing on the corpus of that time and raised the
 ///   8-sensor fleets' false alarms. The trend horizon's variance is kept
-///   anyway, so this one costs no state.)
+///   anyway, so this one costs no state, and state saved before it
+///   restores: the default is left out of the spec's state hash.)
 /// - `seasonality` off: a profile costs state (2 KiB per asset for a daily
 ///   one at 8 sensors) and work per row; turn it on for signals with a daily
 ///   or weekly cycle (see [`crate::seasonal`], which applies a learned profile

@@ -2,7 +2,7 @@
 //! features, in a stable order, and where each piece of state lives in an
 //! asset's state block.
 
-use crate::params::{FeatureError, FeatureValidParams};
+use crate::params::{FeatureError, FeatureValidParams, DEFAULT_SCALE_FLOOR_SPREAD};
 use crate::seasonal::{SeasonLayout, Seasonality};
 use crate::snapshot::Fnv64;
 
@@ -191,9 +191,15 @@ impl FeatureSpec {
             p.scale_floor_rel,
             p.scale_floor_abs,
             p.scale_floor_quantum,
-            p.scale_floor_spread,
         ] {
             h.write_f64(v);
+        }
+        // The default spread floor (session 14) leaves the hash of earlier
+        // versions unchanged: the state is laid out as before, so saved
+        // state restores (and is scored with the floor from then on)
+        // instead of every asset warming up again after an upgrade.
+        if p.scale_floor_spread != DEFAULT_SCALE_FLOOR_SPREAD {
+            h.write_f64(p.scale_floor_spread);
         }
         // Off (the default) leaves the hash of earlier versions unchanged.
         if p.seasonality != Seasonality::Off {
@@ -251,6 +257,23 @@ mod tests {
             FeatureValidParams::default(),
             sensors.iter().map(|s| s.to_string()).collect(),
         )
+    }
+
+    #[test]
+    fn a_spread_floor_other_than_the_default_changes_the_state_hash() {
+        let hash = |spread: f64| {
+            let p = FeatureValidParams {
+                scale_floor_spread: spread,
+                ..FeatureValidParams::default()
+            };
+            FeatureSpec::new(p, vec!["a".into()]).unwrap().state_hash()
+        };
+        // The default is not hashed (state saved before it restores); any
+        // other value is.
+        let default = hash(DEFAULT_SCALE_FLOOR_SPREAD);
+        assert_ne!(default, hash(0.0));
+        assert_ne!(default, hash(0.2));
+        assert_ne!(hash(0.0), hash(0.2));
     }
 
     #[test]
