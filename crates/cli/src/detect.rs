@@ -53,8 +53,8 @@ pub struct DetectArgs {
     /// Column of ground-truth labels (0 normal, any other number anomalous;
     /// empty means unlabelled): not scored as a sensor; the summary compares
     /// the alarms with it row by row (precision, recall, F1, false- and
-    /// missed-alarm rates) and by event (labelled runs found, false alarm
-    /// onsets per 1,000 normal rows).
+    /// missed-alarm rates) and by event (labelled runs found; false
+    /// episodes, alarm runs touching no anomalous row, per 1,000 normal rows).
     #[arg(long)]
     pub label_col: Option<String>,
     /// Fail on the first rejected row or missing value instead of counting it.
@@ -321,7 +321,7 @@ fn print_summary(summary: &DetectSummary) {
     );
     if let Some(l) = &summary.labels {
         eprintln!(
-            "detect: against {:?}: precision {:.3}, recall {:.3}, F1 {:.3}, false alarm rate {:.2} %, missed alarm rate {:.2} % ({} anomalous, {} normal, {} unlabelled rows); {} of {} labelled events alarmed, {} false alarm onsets ({:.3} per 1,000 normal rows)",
+            "detect: against {:?}: precision {:.3}, recall {:.3}, F1 {:.3}, false alarm rate {:.2} %, missed alarm rate {:.2} % ({} anomalous, {} normal, {} unlabelled rows); {} of {} labelled events alarmed, {} false alarm episodes ({:.3} per 1,000 normal rows)",
             l.column,
             l.precision,
             l.recall,
@@ -333,7 +333,7 @@ fn print_summary(summary: &DetectSummary) {
             l.unlabelled_rows,
             l.events_found,
             l.events,
-            l.false_onsets,
+            l.false_episodes,
             l.false_onsets_per_1k
         );
     }
@@ -485,6 +485,7 @@ mod tests {
         assert_eq!((l.events, l.events_found), (2, 2), "{l:?}");
         assert_eq!(l.recall, 1.0);
         assert_eq!(l.false_positives, summary.anomalies - 2);
+        assert!(l.false_episodes <= l.false_positives, "{l:?}");
         // A missing label column is named with the file's columns.
         a.label_col = Some("label".into());
         let err = format!("{:#}", detect(&a).expect_err("no such column"));

@@ -2,17 +2,21 @@
 //! ground-truth labels in the input (0 normal, any other number anomalous),
 //! row by row as outlier benchmarks score it (precision, recall, F1, the
 //! false- and missed-alarm rates) and by event (a labelled run found when any
-//! of its rows alarms; false alarm onsets per 1,000 normal rows).
+//! of its rows alarms; false episodes, alarm runs touching no anomalous row,
+//! per 1,000 normal rows, as [`fieldpulse_models::anomaly::evaluate`] counts
+//! them for `bench scoring`). An unlabelled row ends a labelled run.
 
 use serde::Serialize;
 
-/// Per asset: the previous scored row's label and alarm, and whether the
-/// current labelled run has alarmed.
+/// Per asset, after its previous scored row: inside a labelled run, and
+/// whether it has alarmed; inside an alarm run, and whether it has touched
+/// an anomalous row.
 #[derive(Debug, Clone, Copy, Default)]
 struct AssetRun {
     label: bool,
-    alarm: bool,
     found: bool,
+    alarm: bool,
+    alarm_labelled: bool,
 }
 
 /// Accumulates the comparison while `detect` streams.
@@ -26,7 +30,8 @@ pub struct LabelScore {
     unlabelled: u64,
     events: u64,
     events_found: u64,
-    false_onsets: u64,
+    /// Ended alarm runs that touched no anomalous row.
+    false_episodes: u64,
 }
 
 /// The comparison, as `detect --json` reports it.
@@ -60,9 +65,10 @@ pub struct LabelReport {
     pub events: u64,
     /// Runs with at least one alarmed row.
     pub events_found: u64,
-    /// Alarm onsets (an alarm after a quiet row of the asset) on normal rows.
-    pub false_onsets: u64,
-    /// `false_onsets` per 1,000 normal rows.
+    /// Alarm runs (per asset) that touched no row labelled anomalous.
+    pub false_episodes: u64,
+    /// `false_episodes` per 1,000 normal rows: false alarms counted as
+    /// onsets, the rate the default threshold's nominal 0.1 is about.
     pub false_onsets_per_1k: f64,
 }
 
@@ -81,40 +87,31 @@ impl LabelScore {
             self.assets.resize(asset + 1, AssetRun::default());
         }
         let prev = self.assets[asset];
-        let Some(label) = label else {
-            self.unlabelled += 1;
-            self.assets[asset] = AssetRun {
-                alarm,
-                label: false,
-                found: false,
-            };
-            return;
-        };
-        match (alarm, label) {
-            (true, true) => self.tp += 1,
-            (true, false) => self.fp += 1,
-            (false, true) => self.fn_ += 1,
-            (false, false) => self.tn += 1,
+        if prev.alarm && !alarm && !prev.alarm_labelled {
+            self.false_episodes += 1;
         }
-        if alarm && !prev.alarm && !label {
-            self.false_onsets += 1;
+        let anomalous = label == Some(true);
+        let alarm_labelled = alarm && ((prev.alarm && prev.alarm_labelled) || anomalous);
+        match label {
+            None => self.unlabelled += 1,
+            Some(true) if alarm => self.tp += 1,
+            Some(true) => self.fn_ += 1,
+            Some(false) if alarm => self.fp += 1,
+            Some(false) => self.tn += 1,
         }
-        let found = if label {
-            if !prev.label {
-                self.events += 1;
-            }
-            let found = (prev.label && prev.found) || alarm;
-            if found && !(prev.label && prev.found) {
-                self.events_found += 1;
-            }
-            found
-        } else {
-            false
-        };
+        let carried = prev.label && prev.found;
+        if anomalous && !prev.label {
+            self.events += 1;
+        }
+        let found = anomalous && (carried || alarm);
+        if found && !carried {
+            self.events_found += 1;
+        }
         self.assets[asset] = AssetRun {
-            label,
-            alarm,
+            label: anomalous,
             found,
+            alarm,
+            alarm_labelled,
         };
     }
 
@@ -124,6 +121,13 @@ impl LabelScore {
         let precision = ratio(self.tp, self.tp + self.fp);
         let recall = ratio(self.tp, self.tp + self.fn_);
         let normal = self.fp + self.tn;
+        // Alarm runs still open at the end of the input count too.
+        let false_episodes = self.false_episodes
+            + self
+                .assets
+                .iter()
+                .filter(|a| a.alarm && !a.alarm_labelled)
+                .count() as u64;
         LabelReport {
             column: column.to_string(),
             anomalous_rows: self.tp + self.fn_,
@@ -143,8 +147,8 @@ impl LabelScore {
             mar: ratio(self.fn_, self.tp + self.fn_),
             events: self.events,
             events_found: self.events_found,
-            false_onsets: self.false_onsets,
-            false_onsets_per_1k: 1_000.0 * ratio(self.false_onsets, normal),
+            false_episodes,
+            false_onsets_per_1k: 1_000.0 * ratio(false_episodes, normal),
         }
     }
 }
@@ -152,6 +156,29 @@ impl LabelScore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alarm_run_touching_an_anomaly_is_no_false_episode() {
+        let mut s = LabelScore::default();
+        // An alarm from one row before an event to one row after it, then a
+        // run of two on normal rows, then one left open at the end.
+        for (label, alarm) in [
+            (false, true),
+            (true, true),
+            (false, true),
+            (false, false),
+            (false, true),
+            (false, true),
+            (false, false),
+            (false, true),
+        ] {
+            s.add(0, Some(label), alarm);
+        }
+        let r = s.report("anomaly");
+        assert_eq!((r.events, r.events_found), (1, 1));
+        assert_eq!(r.false_episodes, 2);
+        assert_eq!(r.false_positives, 5);
+    }
 
     #[test]
     fn labels_parse_as_numbers_and_anything_else_is_unlabelled() {
@@ -205,7 +232,7 @@ mod tests {
             (6, 8, 1)
         );
         assert_eq!((r.events, r.events_found), (3, 2));
-        assert_eq!(r.false_onsets, 2);
+        assert_eq!(r.false_episodes, 2);
         assert!((r.precision - 0.5).abs() < 1e-12 && (r.recall - 0.5).abs() < 1e-12);
         assert!((r.f1 - 0.5).abs() < 1e-12);
         assert!((r.far - 3.0 / 8.0).abs() < 1e-12 && (r.mar - 0.5).abs() < 1e-12);

@@ -431,7 +431,11 @@ fn a_signal_idle_between_bursts_does_not_alarm_after_every_burst() {
             .features(FeatureParams::default().scale_floor_spread(0.0))
             .unwrap(),
     );
-    // Measured: 0.25 % with the spread floor, 9 % without it.
+    // Measured: 0.25 % with the spread floor, 9 % without it. This draw (the
+    // features test's) is one where the robust scale collapses to the
+    // smallest changes; on others it stays near the writes' size and the
+    // floor changes little (the corpus's `idle_bursts`: seed 3 18.2 -> 4.8
+    // onsets per 1,000, seeds 13 and 21 0.16 / 0.14 -> 0.14).
     assert!(with < 0.01, "{:.1} % of rows flagged", 100.0 * with);
     assert!(without > 0.05, "without the floor {:.1} %", 100.0 * without);
 }
