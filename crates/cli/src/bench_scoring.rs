@@ -107,6 +107,8 @@ struct ScoringReport {
     shard_s: f64,
     peak_rss_bytes: u64,
     state_bytes_per_asset: usize,
+    /// The compiled copy of the row loop that ran (`avx512`, `avx2`, `baseline`).
+    vector_code: &'static str,
     rejected_rows: u64,
     missing_values: u64,
     anomalies: usize,
@@ -180,6 +182,7 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
     let mut top = vec![0u16; rows];
     let mut single = Vec::new();
     let mut state_bytes = 0;
+    let mut vector_code = "";
     for _ in 0..args.repeat {
         let start = Instant::now();
         let mut scorer =
@@ -193,10 +196,11 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
         )?;
         single.push(start.elapsed().as_secs_f64());
         state_bytes = scorer.state_bytes_per_asset();
+        vector_code = scorer.vector_code();
     }
     let single_s = median(&mut single);
     eprintln!(
-        "bench scoring: 1 thread: {:.2} M rows/s",
+        "bench scoring: 1 thread: {:.2} M rows/s ({vector_code} code)",
         rows as f64 / single_s / 1e6
     );
 
@@ -268,6 +272,7 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
         shard_s,
         peak_rss_bytes: peak_rss_bytes(),
         state_bytes_per_asset: state_bytes,
+        vector_code,
         rejected_rows,
         missing_values,
         anomalies: alarms.iter().filter(|a| **a).count(),

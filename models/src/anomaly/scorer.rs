@@ -430,10 +430,20 @@ impl FleetScorer {
     /// one (tests compare the compiled copies).
     #[cfg(test)]
     pub(crate) fn with_simd(mut self, simd: Simd) -> Option<Self> {
-        (simd <= simd_level()).then(|| {
+        (simd <= simd_supported()).then(|| {
             self.simd = simd;
             self
         })
+    }
+
+    /// Which compiled copy of the row loop runs: `"avx512"`, `"avx2"` or
+    /// `"baseline"` (see [`simd_level`]).
+    pub fn vector_code(&self) -> &'static str {
+        match self.simd {
+            Simd::Baseline => "baseline",
+            Simd::Avx2 => "avx2",
+            Simd::Avx512 => "avx512",
+        }
     }
 
     /// The sensor names, in lane order.
@@ -1591,7 +1601,7 @@ fn cov_pair(
 
 /// The widest compiled copy of the row loop this CPU can run.
 /// `FIELDPULSE_SIMD=avx2|baseline` caps it (to compare or to rule it out).
-fn simd_level() -> Simd {
+fn simd_supported() -> Simd {
     let cap = std::env::var("FIELDPULSE_SIMD").unwrap_or_default();
     #[cfg(target_arch = "x86_64")]
     {
@@ -1605,6 +1615,40 @@ fn simd_level() -> Simd {
     }
     let _ = cap;
     Simd::Baseline
+}
+
+/// The copy of the row loop that runs: the widest supported
+/// ([`simd_supported`]), but AVX2 rather than AVX-512 on Intel CPUs unless
+/// `FIELDPULSE_SIMD=avx512` asks for it. Intel cores run 512-bit vector
+/// code on fewer execution ports and at a lower clock; on a Xeon with
+/// AVX-512 the AVX2 copy scored 5-8 % more rows per second
+/// (docs/anomaly.md, "Speed"). The copies score bit-identically.
+fn simd_level() -> Simd {
+    let supported = simd_supported();
+    let asked = std::env::var("FIELDPULSE_SIMD").is_ok_and(|v| v == "avx512");
+    if supported == Simd::Avx512 && !asked && cpu_is_intel() {
+        Simd::Avx2
+    } else {
+        supported
+    }
+}
+
+/// Whether the CPU's vendor string is Intel's.
+fn cpu_is_intel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+        #[allow(unused_unsafe)]
+        let r = unsafe { std::arch::x86_64::__cpuid(0) };
+        // "GenuineIntel" is spread over EBX, EDX, ECX.
+        r.ebx == u32::from_le_bytes(*b"Genu")
+            && r.edx == u32::from_le_bytes(*b"ineI")
+            && r.ecx == u32::from_le_bytes(*b"ntel")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Whether the row count `n` (a whole number of rows, below 2^52) is a
