@@ -1718,6 +1718,36 @@ fn fmin32(a: f32, b: f32) -> f32 {
 }
 
 #[cfg(test)]
+mod simd_tests {
+    use super::*;
+    use fieldpulse_features::ParamGuard;
+
+    #[test]
+    fn the_copy_that_runs_is_one_the_cpu_supports_and_not_avx512_on_intel_unless_asked() {
+        let (level, supported) = (simd_level(), simd_supported());
+        assert!(level <= supported);
+        let asked = std::env::var("FIELDPULSE_SIMD").is_ok_and(|v| v == "avx512");
+        if cpu_is_intel() && !asked {
+            assert!(level <= Simd::Avx2, "{level:?} on an Intel CPU");
+        } else {
+            assert_eq!(level, supported);
+        }
+        let scorer = FleetScorer::new(
+            crate::anomaly::DetectorParams::default().check().unwrap(),
+            vec!["x".to_string()],
+            1,
+        )
+        .unwrap();
+        let want = match level {
+            Simd::Baseline => "baseline",
+            Simd::Avx2 => "avx2",
+            Simd::Avx512 => "avx512",
+        };
+        assert_eq!(scorer.vector_code(), want);
+    }
+}
+
+#[cfg(test)]
 mod tail_tests {
     use super::*;
 
