@@ -263,10 +263,11 @@ impl<R: BufRead> WideCsvReader<R> {
         for name in &opts.exclude {
             excluded[named(name, "--exclude")?] = true;
         }
-        let label_col = match &opts.label_col {
-            Some(name) => Some(named(name, "--label-col")?),
-            None => None,
-        };
+        let label_col = opts
+            .label_col
+            .as_ref()
+            .map(|name| named(name, "--label-col"))
+            .transpose()?;
         if let Some(c) = label_col {
             excluded[c] = true;
         }

@@ -1617,17 +1617,21 @@ fn simd_supported() -> Simd {
     Simd::Baseline
 }
 
-/// The copy of the row loop that runs: the widest supported
-/// ([`simd_supported`]), but AVX2 rather than AVX-512 on Intel CPUs unless
-/// `FIELDPULSE_SIMD=avx512` asks for it. Many Intel cores run 512-bit
-/// vector code on fewer execution ports and at a lower clock; on a Xeon
-/// with AVX-512 the AVX2 copy scored about 4 % more rows per second
-/// (medians of six alternated rounds, docs/anomaly.md, "Speed"). The copies
-/// score bit-identically.
+/// The copy of the row loop that runs ([`preferred_simd`] for this CPU and
+/// `FIELDPULSE_SIMD`).
 fn simd_level() -> Simd {
-    let supported = simd_supported();
     let asked = std::env::var("FIELDPULSE_SIMD").is_ok_and(|v| v == "avx512");
-    if supported == Simd::Avx512 && !asked && cpu_is_intel() {
+    preferred_simd(simd_supported(), cpu_is_intel(), asked)
+}
+
+/// The widest supported copy, but AVX2 rather than AVX-512 on Intel CPUs
+/// unless AVX-512 is asked for (`FIELDPULSE_SIMD=avx512`). Many Intel cores
+/// run 512-bit vector code on fewer execution ports and at a lower clock;
+/// on a Xeon with AVX-512 the AVX2 copy scored about 4 % more rows per
+/// second (medians of six alternated rounds, docs/anomaly.md, "Speed").
+/// The copies score bit-identically.
+fn preferred_simd(supported: Simd, intel: bool, avx512_asked: bool) -> Simd {
+    if supported == Simd::Avx512 && intel && !avx512_asked {
         Simd::Avx2
     } else {
         supported
@@ -1724,22 +1728,39 @@ mod simd_tests {
     use fieldpulse_features::ParamGuard;
 
     #[test]
-    fn the_copy_that_runs_is_one_the_cpu_supports_and_not_avx512_on_intel_unless_asked() {
-        let (level, supported) = (simd_level(), simd_supported());
-        assert!(level <= supported);
-        let asked = std::env::var("FIELDPULSE_SIMD").is_ok_and(|v| v == "avx512");
-        if cpu_is_intel() && !asked {
-            assert!(level <= Simd::Avx2, "{level:?} on an Intel CPU");
-        } else {
-            assert_eq!(level, supported);
+    fn avx2_runs_on_intel_unless_avx512_is_asked_for_and_the_widest_copy_elsewhere() {
+        use Simd::{Avx2, Avx512, Baseline};
+        // (supported, Intel, AVX-512 asked) -> the copy that runs.
+        for (supported, intel, asked, want) in [
+            (Avx512, true, false, Avx2),
+            (Avx512, true, true, Avx512),
+            (Avx512, false, false, Avx512),
+            (Avx512, false, true, Avx512),
+            (Avx2, true, false, Avx2),
+            (Avx2, true, true, Avx2),
+            (Baseline, true, false, Baseline),
+            (Baseline, false, true, Baseline),
+        ] {
+            assert_eq!(
+                preferred_simd(supported, intel, asked),
+                want,
+                "{supported:?}, Intel {intel}, asked {asked}"
+            );
         }
+    }
+
+    #[test]
+    fn the_scorer_reports_the_copy_it_runs() {
         let scorer = FleetScorer::new(
             crate::anomaly::DetectorParams::default().check().unwrap(),
             vec!["x".to_string()],
             1,
         )
         .unwrap();
+        let level = simd_level();
+        assert!(level <= simd_supported());
         assert_eq!(scorer.vector_code() == "avx512", level == Simd::Avx512);
+        assert_eq!(scorer.vector_code() == "baseline", level == Simd::Baseline);
     }
 }
 
