@@ -1,6 +1,7 @@
 //! `fieldpulse eval`: judge models. `eval cmapss` runs the public NASA
 //! C-MAPSS benchmark with the published protocol; `eval shapes` runs the anomaly
-//! detector on the shape corpus (`eval_shapes.rs`); `eval --model DIR --data
+//! detector on the shape corpus (`eval_shapes.rs`); `eval nab` on a checkout
+//! of the Numenta Anomaly Benchmark (`eval_nab.rs`); `eval --model DIR --data
 //! DIR` scores a trained failure-model artifact on held-out history.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,13 @@ enum EvalCommand {
         after_help = "Examples:\n  fieldpulse eval shapes\n  fieldpulse eval shapes --rows 50000 --json"
     )]
     Shapes(crate::eval_shapes::ShapesArgs),
+    /// The anomaly detector on a checkout of the Numenta Anomaly Benchmark (`--dir`, not
+    /// shipped), each file scored as `fieldpulse detect` scores it: labelled windows found,
+    /// false alarm onsets and flagged rows outside them.
+    #[command(
+        after_help = "Examples:\n  git clone https://github.com/numenta/NAB /srv/NAB\n  fieldpulse eval nab --dir /srv/NAB\n  fieldpulse eval nab --dir /srv/NAB --seasonal off --json"
+    )]
+    Nab(crate::eval_nab::NabArgs),
 }
 
 /// Which hyper-parameter grid `eval cmapss` searches.
@@ -204,6 +212,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     match args.command {
         Some(EvalCommand::Cmapss(cmd)) => run_cmapss(cmd),
         Some(EvalCommand::Shapes(cmd)) => crate::eval_shapes::run(cmd),
+        Some(EvalCommand::Nab(cmd)) => crate::eval_nab::run(cmd),
         None => crate::train::run_eval_model(args.artifact),
     }
 }

@@ -14,6 +14,7 @@ mod detect;
 mod detect_labels;
 mod edge;
 mod eval;
+mod eval_nab;
 mod eval_shapes;
 mod feedback;
 mod logging;
