@@ -1,7 +1,8 @@
 //! `fieldpulse eval`: judge models. `eval cmapss` runs the public NASA
 //! C-MAPSS benchmark with the published protocol; `eval shapes` runs the anomaly
 //! detector on the shape corpus (`eval_shapes.rs`); `eval nab` on a checkout
-//! of the Numenta Anomaly Benchmark (`eval_nab.rs`); `eval --model DIR --data
+//! of the Numenta Anomaly Benchmark (`eval_nab.rs`), `eval skab` on one of the
+//! Skoltech Anomaly Benchmark (`eval_skab.rs`); `eval --model DIR --data
 //! DIR` scores a trained failure-model artifact on held-out history.
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,13 @@ enum EvalCommand {
         after_help = "Examples:\n  git clone https://github.com/numenta/NAB /srv/NAB\n  fieldpulse eval nab --dir /srv/NAB\n  fieldpulse eval nab --dir /srv/NAB --seasonal off --json"
     )]
     Nab(crate::eval_nab::NabArgs),
+    /// The anomaly detector on a checkout of the Skoltech Anomaly Benchmark (`--dir`, not
+    /// shipped; a water pump test bench), each file scored as `fieldpulse detect` scores it:
+    /// alarmed rows against the `anomaly` column (F1, false and missed alarm rates).
+    #[command(
+        after_help = "Examples:\n  git clone https://github.com/waico/SKAB /srv/SKAB\n  fieldpulse eval skab --dir /srv/SKAB --json"
+    )]
+    Skab(crate::eval_skab::SkabArgs),
 }
 
 /// Which hyper-parameter grid `eval cmapss` searches.
@@ -213,6 +221,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         Some(EvalCommand::Cmapss(cmd)) => run_cmapss(cmd),
         Some(EvalCommand::Shapes(cmd)) => crate::eval_shapes::run(cmd),
         Some(EvalCommand::Nab(cmd)) => crate::eval_nab::run(cmd),
+        Some(EvalCommand::Skab(cmd)) => crate::eval_skab::run(cmd),
         None => crate::train::run_eval_model(args.artifact),
     }
 }

@@ -16,6 +16,7 @@ mod edge;
 mod eval;
 mod eval_nab;
 mod eval_shapes;
+mod eval_skab;
 mod feedback;
 mod logging;
 mod models_cmd;
