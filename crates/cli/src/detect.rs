@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fieldpulse_models::anomaly::{
-    DetectorParams, FeatureParams, FleetScorer, ParamGuard, RowStatus, Seasonality,
-};
+use fieldpulse_models::anomaly::{FleetScorer, RowStatus, Seasonality};
 use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader, WideRecord};
 use serde::Serialize;
 
@@ -125,11 +123,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
 /// Scores the input and writes the output; returns the run's summary.
 fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     let started = Instant::now();
-    let params = DetectorParams::default()
-        .features(FeatureParams::default().seasonality(args.seasonal))
-        .context("feature parameters")?
-        .check()
-        .context("default detector parameters")?;
+    let params = crate::eval_shapes::default_params(args.seasonal)?;
     let min_surprise = match (args.threshold, args.min_surprise) {
         (_, Some(s)) if s.is_nan() || s < 0.0 => {
             bail!("--min-surprise {s}: expected a number >= 0")

@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fieldpulse_models::anomaly::{
-    DetectorParams, DetectorValidParams, FeatureParams, FleetScorer, ParamGuard, Seasonality,
-};
+use fieldpulse_models::anomaly::{DetectorValidParams, FleetScorer, Seasonality};
 use fieldpulse_models::wide_csv::{parse_iso8601, WideCsvOptions, WideTable};
 use serde::Serialize;
 
@@ -90,11 +88,7 @@ pub struct NabReport {
 pub fn run(args: NabArgs) -> anyhow::Result<()> {
     let report = evaluate(&args.dir, args.seasonal)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).context("rendering JSON")?
-        );
-        return Ok(());
+        return crate::eval_shapes::print_json(&report);
     }
     println!(
         "NAB: {} files, threshold {}, seasonal {}; false alarms outside the labelled windows",
@@ -158,11 +152,7 @@ pub fn evaluate(dir: &Path, seasonal: Seasonality) -> anyhow::Result<NabReport> 
     if labels.is_empty() {
         bail!("{}: no labelled files", labels_path.display());
     }
-    let params = DetectorParams::default()
-        .features(FeatureParams::default().seasonality(seasonal))
-        .context("feature parameters")?
-        .check()
-        .context("default detector parameters")?;
+    let params = crate::eval_shapes::default_params(seasonal)?;
     let threshold = params.threshold();
     let mut files = Vec::with_capacity(labels.len());
     for (file, windows) in &labels {

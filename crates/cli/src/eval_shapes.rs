@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use clap::Args;
 use fieldpulse_models::anomaly::{
-    DetectorParams, FeatureParams, FleetScorer, ParamGuard, Seasonality,
+    DetectorParams, DetectorValidParams, FeatureParams, FleetScorer, ParamGuard, Seasonality,
 };
 use fieldpulse_simulator::shapes::{corpus, AnomalyKind, ShapeSeries, DRIFT_SPREADS};
 use serde::Serialize;
@@ -68,6 +68,25 @@ pub struct ShapesArgs {
     /// so the default 20,000 rows, about 14 days, score as with it off).
     #[arg(long, default_value = "weekly", value_parser = parse_seasonality)]
     pub seasonal: Seasonality,
+}
+
+/// The detector's defaults with `seasonal` profiles: what `detect` and the
+/// `eval` benchmarks score with.
+pub fn default_params(seasonal: Seasonality) -> anyhow::Result<DetectorValidParams> {
+    DetectorParams::default()
+        .features(FeatureParams::default().seasonality(seasonal))
+        .context("feature parameters")?
+        .check()
+        .context("default detector parameters")
+}
+
+/// Prints `report` as one JSON object on stdout (the `--json` of `eval`'s benchmarks).
+pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string(report).context("rendering JSON")?
+    );
+    Ok(())
 }
 
 /// Parses `--seasonal`.
@@ -134,11 +153,7 @@ pub fn evaluate_with(
     seed: u64,
     seasonality: Seasonality,
 ) -> anyhow::Result<ShapesReport> {
-    let params = DetectorParams::default()
-        .features(FeatureParams::default().seasonality(seasonality))
-        .context("feature parameters")?
-        .check()
-        .context("default detector parameters")?;
+    let params = default_params(seasonality)?;
     let threshold = params.threshold();
     let mut by_shape: Vec<ShapeResult> = Vec::new();
     for series in corpus(rows, seed) {
@@ -262,11 +277,7 @@ pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
     }
     let report = evaluate_with(args.rows, args.seed, args.seasonal)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).context("rendering JSON")?
-        );
-        return Ok(());
+        return print_json(&report);
     }
     println!(
         "shape corpus: {} rows per series, seed {}, threshold {} (nominal {:.2} false alarms per 1,000 rows); delays in rows, '-' = missed",

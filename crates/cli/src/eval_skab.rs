@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fieldpulse_models::anomaly::{
-    DetectorParams, DetectorValidParams, FeatureParams, FleetScorer, ParamGuard, Seasonality,
-};
+use fieldpulse_models::anomaly::{DetectorValidParams, FleetScorer, Seasonality};
 use fieldpulse_models::wide_csv::{WideCsvOptions, WideCsvReader, WideRecord};
 use serde::Serialize;
 
@@ -73,11 +71,7 @@ pub struct SkabReport {
 pub fn run(args: SkabArgs) -> anyhow::Result<()> {
     let report = evaluate(&args.dir, args.seasonal)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).context("rendering JSON")?
-        );
-        return Ok(());
+        return crate::eval_shapes::print_json(&report);
     }
     println!(
         "SKAB: {} files, threshold {}, seasonal {}; rows alarmed against the `anomaly` column",
@@ -121,11 +115,7 @@ pub fn run(args: SkabArgs) -> anyhow::Result<()> {
 /// No labelled file under `dir/data`, or a file that is unreadable or lacks
 /// the `anomaly` column.
 pub fn evaluate(dir: &Path, seasonal: Seasonality) -> anyhow::Result<SkabReport> {
-    let params = DetectorParams::default()
-        .features(FeatureParams::default().seasonality(seasonal))
-        .context("feature parameters")?
-        .check()
-        .context("default detector parameters")?;
+    let params = crate::eval_shapes::default_params(seasonal)?;
     let threshold = params.threshold();
     let mut paths = Vec::new();
     for folder in FOLDERS {
