@@ -14,6 +14,7 @@ use fieldpulse_models::anomaly::{FleetScorer, RowStatus, Seasonality};
 use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader, WideRecord};
 use serde::Serialize;
 
+use crate::anomaly_runs::{alarms, default_params, surprise_of_score};
 use crate::detect_labels::{parse_label, LabelReport, LabelScore};
 use crate::wide_csv_args::WideCsvArgs;
 
@@ -46,7 +47,7 @@ pub struct DetectArgs {
     /// alarm at their turning points nor hide anomalies at their peaks.
     /// Weekly also learns weekday/weekend patterns; daily applies after
     /// three days instead of three weeks but takes a weekend for an anomaly.
-    #[arg(long, default_value = "weekly", value_parser = crate::eval_shapes::parse_seasonality)]
+    #[arg(long, default_value = "weekly", value_parser = crate::anomaly_runs::parse_seasonality)]
     pub seasonal: Seasonality,
     /// Column of ground-truth labels (0 normal, any other number anomalous;
     /// empty means unlabelled): not scored as a sensor; the summary compares
@@ -104,11 +105,6 @@ struct Rejected {
     bad_time: u64,
 }
 
-/// The surprise a score threshold stands for: `-log10(1 - t)` (infinite for 1).
-fn surprise_of_score(t: f64) -> f64 {
-    -(1.0 - t).log10()
-}
-
 /// Runs `fieldpulse detect`: scores, writes the output and prints the summary.
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     let summary = detect(&args)?;
@@ -123,7 +119,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
 /// Scores the input and writes the output; returns the run's summary.
 fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     let started = Instant::now();
-    let params = crate::eval_shapes::default_params(args.seasonal)?;
+    let params = default_params(args.seasonal)?;
     let min_surprise = match (args.threshold, args.min_surprise) {
         (_, Some(s)) if s.is_nan() || s < 0.0 => {
             bail!("--min-surprise {s}: expected a number >= 0")
@@ -214,7 +210,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         };
         let r = scorer.score_row(asset, ts, &rec.values);
         scored += 1;
-        let is_anomaly = !r.in_warmup && r.surprise >= min_surprise;
+        let is_anomaly = alarms(&r, min_surprise);
         anomalies += u64::from(is_anomaly);
         if let Some(c) = label_col {
             label_score.add(asset, parse_label(rec.field(c)), is_anomaly);

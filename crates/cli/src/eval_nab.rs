@@ -10,15 +10,15 @@
 //! one) and as flagged rows, per 1,000 rows.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fieldpulse_models::anomaly::{DetectorValidParams, FleetScorer, Seasonality};
-use fieldpulse_models::wide_csv::{parse_iso8601, WideCsvOptions, WideTable};
+use fieldpulse_models::anomaly::{DetectorValidParams, Seasonality};
+use fieldpulse_models::wide_csv::{parse_iso8601, WideCsvOptions};
 use serde::Serialize;
+
+use crate::anomaly_runs::{default_params, print_json, score_csv, BenchmarkArgs};
 
 /// Arguments of `fieldpulse eval nab`.
 #[derive(Debug, Args)]
@@ -27,13 +27,8 @@ pub struct NabArgs {
     /// and `labels/combined_windows.json`.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
-    /// Seasonal profile the detector learns: off, daily or weekly (as
-    /// `fieldpulse detect`).
-    #[arg(long, default_value = "weekly", value_parser = crate::eval_shapes::parse_seasonality)]
-    pub seasonal: Seasonality,
-    /// Print one JSON object on stdout instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: BenchmarkArgs,
 }
 
 /// One file's result.
@@ -86,9 +81,9 @@ pub struct NabReport {
 
 /// Runs `fieldpulse eval nab`.
 pub fn run(args: NabArgs) -> anyhow::Result<()> {
-    let report = evaluate(&args.dir, args.seasonal)?;
-    if args.json {
-        return crate::eval_shapes::print_json(&report);
+    let report = evaluate(&args.dir, args.run.seasonal)?;
+    if args.run.json {
+        return print_json(&report);
     }
     println!(
         "NAB: {} files, threshold {}, seasonal {}; false alarms outside the labelled windows",
@@ -152,7 +147,7 @@ pub fn evaluate(dir: &Path, seasonal: Seasonality) -> anyhow::Result<NabReport> 
     if labels.is_empty() {
         bail!("{}: no labelled files", labels_path.display());
     }
-    let params = crate::eval_shapes::default_params(seasonal)?;
+    let params = default_params(seasonal)?;
     let threshold = params.threshold();
     let mut files = Vec::with_capacity(labels.len());
     for (file, windows) in &labels {
@@ -188,29 +183,23 @@ pub fn evaluate(dir: &Path, seasonal: Seasonality) -> anyhow::Result<NabReport> 
     })
 }
 
-/// One file, scored as `fieldpulse detect` would (one asset, every numeric
-/// column but the time a sensor), against its windows (inclusive epoch-ms
-/// spans).
+/// One file (`timestamp` the time column), scored as `fieldpulse detect`
+/// scores it, against its windows (inclusive epoch-ms spans).
 fn score_file(
     file: String,
     path: &Path,
     windows: &[(i64, i64)],
     params: DetectorValidParams,
 ) -> anyhow::Result<NabFile> {
-    let input = BufReader::with_capacity(1 << 20, File::open(path)?);
     let opts = WideCsvOptions {
         time_col: Some("timestamp".to_string()),
         ..WideCsvOptions::default()
     };
-    let table = WideTable::read(input, &opts)?;
-    let threshold = params.threshold();
-    let n = table.layout.sensor_cols.len();
-    let mut scorer = FleetScorer::new(params, table.layout.sensor_names(), 1)?;
     let mut found = vec![false; windows.len()];
     let mut r = NabFile {
         file,
-        rows: table.n_rows() as u64,
-        rejected_rows: table.counts.rejected_rows(),
+        rows: 0,
+        rejected_rows: 0,
         outside_rows: 0,
         windows: windows.len(),
         windows_found: 0,
@@ -218,23 +207,27 @@ fn score_file(
         false_onsets: 0,
         false_flagged_rows: 0,
     };
-    let mut was_flagged = false;
-    for (i, &ts) in table.ts_ms.iter().enumerate() {
-        let flagged = scorer
-            .score_row(0, ts, &table.values[i * n..(i + 1) * n])
-            .is_anomaly(threshold);
+    // Per asset (a benchmark file holds one series).
+    let mut was_flagged: Vec<bool> = Vec::new();
+    let scored = score_csv(path, &opts, params, |row| {
+        if was_flagged.len() <= row.asset {
+            was_flagged.resize(row.asset + 1, false);
+        }
+        let flagged = row.alarm;
+        r.rows += 1;
         r.flagged_rows += u64::from(flagged);
-        let inside = windows.iter().position(|&(a, b)| (a..=b).contains(&ts));
-        match inside {
+        let ts = row.ts_ms;
+        match windows.iter().position(|&(a, b)| (a..=b).contains(&ts)) {
             Some(w) => found[w] |= flagged,
             None => {
                 r.outside_rows += 1;
                 r.false_flagged_rows += u64::from(flagged);
-                r.false_onsets += u64::from(flagged && !was_flagged);
+                r.false_onsets += u64::from(flagged && !was_flagged[row.asset]);
             }
         }
-        was_flagged = flagged;
-    }
+        was_flagged[row.asset] = flagged;
+    })?;
+    r.rejected_rows = scored.rejected_rows;
     r.windows_found = found.iter().filter(|f| **f).count();
     Ok(r)
 }

@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::Args;
-use fieldpulse_models::anomaly::{
-    DetectorParams, DetectorValidParams, FeatureParams, FleetScorer, ParamGuard, Seasonality,
-};
+use fieldpulse_models::anomaly::{FleetScorer, Seasonality};
 use fieldpulse_simulator::shapes::{corpus, AnomalyKind, ShapeSeries, DRIFT_SPREADS};
 use serde::Serialize;
+
+use crate::anomaly_runs::{default_params, parse_seasonality, print_json};
 
 /// Unflagged rows in a row that count as an alarm having cleared.
 pub const QUIET_ROWS: usize = 120;
@@ -68,30 +68,6 @@ pub struct ShapesArgs {
     /// so the default 20,000 rows, about 14 days, score as with it off).
     #[arg(long, default_value = "weekly", value_parser = parse_seasonality)]
     pub seasonal: Seasonality,
-}
-
-/// The detector's defaults with `seasonal` profiles: what `detect` and the
-/// `eval` benchmarks score with.
-pub fn default_params(seasonal: Seasonality) -> anyhow::Result<DetectorValidParams> {
-    DetectorParams::default()
-        .features(FeatureParams::default().seasonality(seasonal))
-        .context("feature parameters")?
-        .check()
-        .context("default detector parameters")
-}
-
-/// Prints `report` as one JSON object on stdout (the `--json` of `eval`'s benchmarks).
-pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string(report).context("rendering JSON")?
-    );
-    Ok(())
-}
-
-/// Parses `--seasonal`.
-pub fn parse_seasonality(s: &str) -> Result<Seasonality, String> {
-    Seasonality::parse(s).ok_or_else(|| format!("{s:?}: expected off, daily or weekly"))
 }
 
 /// Results for one shape.

@@ -7,17 +7,16 @@
 //! outlier detection). The benchmark is not shipped: point `--dir` at a
 //! clone of `github.com/waico/SKAB`.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fieldpulse_models::anomaly::{DetectorValidParams, FleetScorer, Seasonality};
-use fieldpulse_models::wide_csv::{WideCsvOptions, WideCsvReader, WideRecord};
+use fieldpulse_models::anomaly::Seasonality;
+use fieldpulse_models::wide_csv::WideCsvOptions;
 use serde::Serialize;
 
-use crate::detect_labels::{parse_label, LabelReport, LabelScore};
+use crate::anomaly_runs::{default_params, print_json, score_csv, BenchmarkArgs};
+use crate::detect_labels::{LabelReport, LabelScore};
 
 /// The benchmark's folders of labelled files (`anomaly-free` has no labels).
 const FOLDERS: [&str; 3] = ["valve1", "valve2", "other"];
@@ -32,13 +31,8 @@ pub struct SkabArgs {
     /// (`;`-separated, a `datetime` column, 8 channels, `anomaly`, `changepoint`).
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
-    /// Seasonal profile the detector learns: off, daily or weekly (as
-    /// `fieldpulse detect`).
-    #[arg(long, default_value = "weekly", value_parser = crate::eval_shapes::parse_seasonality)]
-    pub seasonal: Seasonality,
-    /// Print one JSON object on stdout instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: BenchmarkArgs,
 }
 
 /// One file's comparison.
@@ -69,9 +63,9 @@ pub struct SkabReport {
 
 /// Runs `fieldpulse eval skab`.
 pub fn run(args: SkabArgs) -> anyhow::Result<()> {
-    let report = evaluate(&args.dir, args.seasonal)?;
-    if args.json {
-        return crate::eval_shapes::print_json(&report);
+    let report = evaluate(&args.dir, args.run.seasonal)?;
+    if args.run.json {
+        return print_json(&report);
     }
     println!(
         "SKAB: {} files, threshold {}, seasonal {}; rows alarmed against the `anomaly` column",
@@ -115,7 +109,7 @@ pub fn run(args: SkabArgs) -> anyhow::Result<()> {
 /// No labelled file under `dir/data`, or a file that is unreadable or lacks
 /// the `anomaly` column.
 pub fn evaluate(dir: &Path, seasonal: Seasonality) -> anyhow::Result<SkabReport> {
-    let params = crate::eval_shapes::default_params(seasonal)?;
+    let params = default_params(seasonal)?;
     let threshold = params.threshold();
     let mut paths = Vec::new();
     for folder in FOLDERS {
@@ -148,21 +142,32 @@ pub fn evaluate(dir: &Path, seasonal: Seasonality) -> anyhow::Result<SkabReport>
             FOLDERS.join(",")
         );
     }
+    let opts = WideCsvOptions {
+        exclude: vec![CHANGEPOINT.to_string()],
+        label_col: Some(LABEL.to_string()),
+        ..WideCsvOptions::default()
+    };
     let mut total = LabelScore::default();
     let mut files = Vec::with_capacity(paths.len());
-    let mut rejected_rows = 0;
-    for (i, (name, path)) in paths.into_iter().enumerate() {
+    let (mut rejected_rows, mut assets_before) = (0, 0);
+    for (name, path) in paths {
         let mut own = LabelScore::default();
-        let rejected = score_file(&path, params.clone(), |label, alarm| {
-            own.add(0, label, alarm);
-            // Each file its own asset: episodes never run from one file into the next.
-            total.add(i, label, alarm);
+        let scored = score_csv(&path, &opts, params.clone(), |row| {
+            own.add(row.asset, row.label, row.alarm);
+            // Each file's series its own: episodes never run from one file into the next.
+            total.add(assets_before + row.asset, row.label, row.alarm);
         })
-        .with_context(|| format!("scoring {}", path.display()))?;
-        rejected_rows += rejected;
+        .with_context(|| {
+            format!(
+                "scoring {} (a SKAB file: a time column, channels, `{LABEL}` and `{CHANGEPOINT}`)",
+                path.display()
+            )
+        })?;
+        assets_before += scored.assets;
+        rejected_rows += scored.rejected_rows;
         files.push(SkabFile {
             file: name,
-            rejected_rows: rejected,
+            rejected_rows: scored.rejected_rows,
             labels: own.report(LABEL),
         });
     }
@@ -173,37 +178,6 @@ pub fn evaluate(dir: &Path, seasonal: Seasonality) -> anyhow::Result<SkabReport>
         rejected_rows,
         total: total.report(LABEL),
     })
-}
-
-/// Scores one file with a fresh detector, handing each scored row's label
-/// and alarm to `row`; returns the rows left out.
-fn score_file(
-    path: &Path,
-    params: DetectorValidParams,
-    mut row: impl FnMut(Option<bool>, bool),
-) -> anyhow::Result<u64> {
-    let input = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let opts = WideCsvOptions {
-        exclude: vec![CHANGEPOINT.to_string()],
-        label_col: Some(LABEL.to_string()),
-        ..WideCsvOptions::default()
-    };
-    let mut reader = WideCsvReader::new(input, &opts).with_context(|| {
-        format!("expected a SKAB file (a time column, channels, `{LABEL}` and `{CHANGEPOINT}`)")
-    })?;
-    let layout = reader.layout().clone();
-    let label_col = layout.label_col.context("no label column")?;
-    let threshold = params.threshold();
-    let mut scorer = FleetScorer::new(params, layout.sensor_names(), 1)?;
-    let mut rec = WideRecord::default();
-    while reader.next_record(&mut rec)? {
-        let (None, Some(ts)) = (rec.reject, rec.ts_ms) else {
-            continue;
-        };
-        let alarm = scorer.score_row(0, ts, &rec.values).is_anomaly(threshold);
-        row(parse_label(rec.field(label_col)), alarm);
-    }
-    Ok(reader.counts().rejected_rows())
 }
 
 #[cfg(test)]

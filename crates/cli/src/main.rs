@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod anomaly_runs;
 mod bench;
 mod bench_cloud;
 mod bench_edge;

@@ -1,0 +1,135 @@
+//! What `fieldpulse detect` and the anomaly benchmarks (`eval shapes`, `eval
+//! nab`, `eval skab`) share: the detector's defaults with a seasonal
+//! profile, `--seasonal`, the alarm rule, one CSV scored as `detect` scores
+//! it, and `--json` output.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Args;
+use fieldpulse_models::anomaly::{
+    DetectorParams, DetectorValidParams, FeatureParams, FleetScorer, ParamGuard, RowScore,
+    Seasonality,
+};
+use fieldpulse_models::wide_csv::{WideCsvOptions, WideCsvReader, WideRecord};
+use serde::Serialize;
+
+use crate::detect_labels::parse_label;
+
+/// The detector's defaults with `seasonal` profiles.
+pub fn default_params(seasonal: Seasonality) -> anyhow::Result<DetectorValidParams> {
+    DetectorParams::default()
+        .features(FeatureParams::default().seasonality(seasonal))
+        .context("feature parameters")?
+        .check()
+        .context("default detector parameters")
+}
+
+/// Parses `--seasonal`.
+pub fn parse_seasonality(s: &str) -> Result<Seasonality, String> {
+    Seasonality::parse(s).ok_or_else(|| format!("{s:?}: expected off, daily or weekly"))
+}
+
+/// The surprise a score threshold stands for: `-log10(1 - t)` (infinite for 1).
+pub fn surprise_of_score(t: f64) -> f64 {
+    -(1.0 - t).log10()
+}
+
+/// Whether a scored row alarms: past its asset's warm-up, at or above
+/// `min_surprise` (the rule `detect` writes as `is_anomaly`).
+pub fn alarms(r: &RowScore, min_surprise: f64) -> bool {
+    !r.in_warmup && r.surprise >= min_surprise
+}
+
+/// Prints `report` as one JSON object on stdout.
+pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string(report).context("rendering JSON")?
+    );
+    Ok(())
+}
+
+/// The options every public-benchmark run takes.
+#[derive(Debug, Args)]
+pub struct BenchmarkArgs {
+    /// Seasonal profile the detector learns: off, daily or weekly (as
+    /// `fieldpulse detect`).
+    #[arg(long, default_value = "weekly", value_parser = parse_seasonality)]
+    pub seasonal: Seasonality,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One scored row, as [`score_csv`] hands it on.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoredRow {
+    /// The asset (numbered from 0 in order of appearance; 0 without an asset column).
+    pub asset: usize,
+    /// Epoch milliseconds.
+    pub ts_ms: i64,
+    /// The row's label (`opts.label_col`): `None` without one, or when empty
+    /// or not a number.
+    pub label: Option<bool>,
+    /// Whether it alarms at the default threshold.
+    pub alarm: bool,
+}
+
+/// What [`score_csv`] counted.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoredFile {
+    /// Assets seen.
+    pub assets: usize,
+    /// Rows left out: a wrong field count or an unreadable time.
+    pub rejected_rows: u64,
+}
+
+/// Scores the CSV at `path` as `fieldpulse detect` does (a fresh detector,
+/// each asset its own, rejected rows left out and counted), handing every
+/// scored row to `row`.
+///
+/// # Errors
+/// An unreadable file or header (as [`WideCsvReader::new`]) and read errors.
+pub fn score_csv(
+    path: &Path,
+    opts: &WideCsvOptions,
+    params: DetectorValidParams,
+    mut row: impl FnMut(ScoredRow),
+) -> anyhow::Result<ScoredFile> {
+    let input = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut reader = WideCsvReader::new(input, opts)?;
+    let layout = reader.layout().clone();
+    let min_surprise = surprise_of_score(params.threshold());
+    let mut scorer = FleetScorer::new(params, layout.sensor_names(), 0)?;
+    let mut assets: HashMap<String, usize> = HashMap::new();
+    let mut rec = WideRecord::default();
+    while reader.next_record(&mut rec)? {
+        let (None, Some(ts_ms)) = (rec.reject, rec.ts_ms) else {
+            continue;
+        };
+        let name = layout.asset_col.map_or("", |c| rec.field(c));
+        let asset = match assets.get(name) {
+            Some(a) => *a,
+            None => {
+                let a = scorer.add_asset();
+                assets.insert(name.to_string(), a);
+                a
+            }
+        };
+        let r = scorer.score_row(asset, ts_ms, &rec.values);
+        row(ScoredRow {
+            asset,
+            ts_ms,
+            label: layout.label_col.and_then(|c| parse_label(rec.field(c))),
+            alarm: alarms(&r, min_surprise),
+        });
+    }
+    Ok(ScoredFile {
+        assets: assets.len(),
+        rejected_rows: reader.counts().rejected_rows(),
+    })
+}
