@@ -1,13 +1,17 @@
 //! `fieldpulse eval shapes`: the anomaly detector on the shape corpus
 //! (`fieldpulse_simulator::shapes`): per shape, false alarms per 1,000 normal
-//! rows (an alarm is an onset: a flagged row after an unflagged one), flagged
-//! normal rows per 1,000, the fraction of all rows flagged, and for each
-//! injected anomaly kind whether an alarm came within the stated delay.
+//! rows (an alarm is an onset: a flagged row after an unflagged one), apart
+//! for the rows while the detectors settle and after, flagged normal rows
+//! per 1,000, the fraction of all rows flagged, and for each injected anomaly
+//! kind whether an alarm came within the stated delay.
 //!
 //! Every series is scored alone, univariate (the most common export), with the
-//! default detector parameters and threshold. Normal rows are the rows after
-//! the warm-up of the clean series and, in the others, before the anomaly
-//! starts (what follows an anomaly is the detector re-learning); an anomaly counts as detected when an alarm falls
+//! default detector parameters, flagged as `fieldpulse detect` flags a row.
+//! Normal rows are the rows of the shape's clean series after the warm-up:
+//! a series with an injected anomaly is the clean series itself up to the
+//! anomaly's start (the same seed), so its rows there are the same rows,
+//! scored the same, and counting them again would weigh a series' first
+//! thousands of rows several times over its last. An anomaly counts as detected when an alarm falls
 //! within `[start, start + max_delay]` rows of its start ([`max_delay`]: 0 for a
 //! spike; 480 rows, 8 hours at one row a minute, for a stuck value or a broken
 //! period, which a quantised or slow signal shows only once it outlasts its
@@ -21,11 +25,13 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::Args;
-use fieldpulse_models::anomaly::{FleetScorer, Seasonality};
+use fieldpulse_models::anomaly::{DetectorValidParams, FleetScorer, Seasonality};
 use fieldpulse_simulator::shapes::{corpus, AnomalyKind, ShapeSeries, DRIFT_SPREADS};
 use serde::Serialize;
 
-use crate::anomaly_runs::{default_params, parse_seasonality, print_json};
+use crate::anomaly_runs::{
+    alarms, default_params, parse_seasonality, print_json, surprise_of_score,
+};
 
 /// Unflagged rows in a row that count as an alarm having cleared.
 pub const QUIET_ROWS: usize = 120;
@@ -70,18 +76,58 @@ pub struct ShapesArgs {
     pub seasonal: Seasonality,
 }
 
+/// Alarm onsets on a stretch of normal rows.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct OnsetRate {
+    /// Normal rows scored (after the warm-up).
+    pub rows: u64,
+    /// Alarm onsets among them (a flagged row after an unflagged one).
+    pub onsets: u64,
+    /// `onsets` per 1,000 `rows`.
+    pub per_1000: f64,
+}
+
+impl OnsetRate {
+    fn count(&mut self, onset: bool) {
+        self.rows += 1;
+        self.onsets += u64::from(onset);
+    }
+
+    fn finish(&mut self) {
+        self.per_1000 = 1_000.0 * self.onsets as f64 / self.rows.max(1) as f64;
+    }
+
+    /// The rate of `rates` together (several seeds' runs of one shape).
+    pub fn pooled<'a>(rates: impl IntoIterator<Item = &'a OnsetRate>) -> OnsetRate {
+        let mut sum = OnsetRate::default();
+        for r in rates {
+            sum.rows += r.rows;
+            sum.onsets += r.onsets;
+        }
+        sum.finish();
+        sum
+    }
+}
+
 /// Results for one shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ShapeResult {
     /// The shape's name.
     pub shape: &'static str,
-    /// Normal rows scored after the warm-up, over all of the shape's series:
-    /// every row of the clean series, the rows before the anomaly of the others.
+    /// Normal rows scored after the warm-up: the clean series' rows (the
+    /// other series share them up to their anomaly).
     pub normal_rows: u64,
     /// Alarm onsets on those rows (a flagged normal row after an unflagged row).
     pub false_alarms: u64,
     /// `false_alarms` per 1,000 normal rows.
     pub false_alarms_per_1000: f64,
+    /// The onsets while the detectors settle: rows up to
+    /// `DetectorValidParams::settle_readings` (about 2,100), while the slow
+    /// trend settles and the calibration learns the sensor's tail from its
+    /// first bursts.
+    pub learning: OnsetRate,
+    /// The onsets after that: the detector's steady state.
+    pub steady: OnsetRate,
     /// Flagged normal rows per 1,000 normal rows (a run of flagged rows counts
     /// every row).
     pub flagged_normal_per_1000: f64,
@@ -107,6 +153,9 @@ pub struct ShapesReport {
     pub threshold: f64,
     /// The detector's nominal false-alarm rate per 1,000 rows at that threshold.
     pub nominal_per_1000: f64,
+    /// Readings after which a sensor's detectors have settled: onsets before
+    /// count as `learning`, after as `steady`.
+    pub settle_readings: f64,
     /// Per shape, in corpus order.
     pub shapes: Vec<ShapeResult>,
 }
@@ -131,9 +180,10 @@ pub fn evaluate_with(
 ) -> anyhow::Result<ShapesReport> {
     let params = default_params(seasonality)?;
     let threshold = params.threshold();
+    let settle = params.settle_readings();
     let mut by_shape: Vec<ShapeResult> = Vec::new();
     for series in corpus(rows, seed) {
-        let (alarms, scored) = score(&series, params.clone())?;
+        let (alarms, scored) = score(&series, &params)?;
         let name = series.shape.name();
         if by_shape.last().is_none_or(|r| r.shape != name) {
             by_shape.push(ShapeResult {
@@ -141,6 +191,8 @@ pub fn evaluate_with(
                 normal_rows: 0,
                 false_alarms: 0,
                 false_alarms_per_1000: 0.0,
+                learning: OnsetRate::default(),
+                steady: OnsetRate::default(),
                 flagged_normal_per_1000: 0.0,
                 flagged_fraction: 0.0,
                 delays: BTreeMap::new(),
@@ -148,17 +200,19 @@ pub fn evaluate_with(
             });
         }
         let result = by_shape.last_mut().expect("pushed above");
-        // Normal rows: every row of a clean series, and the rows before the
-        // anomaly of the others (after an anomaly the detector may still be
-        // re-learning what it saw; that is not a false alarm on normal data).
-        let normal_end = series.injected.map_or(alarms.len(), |i| i.start);
-        for (i, alarm) in alarms.iter().enumerate().take(normal_end) {
-            if scored[i] {
-                let onset = *alarm && (i == 0 || !alarms[i - 1]);
-                result.normal_rows += 1;
-                result.false_alarms += u64::from(onset);
-                // Accumulated as a count here, turned into a rate below.
-                result.flagged_normal_per_1000 += f64::from(u8::from(*alarm));
+        if series.injected.is_none() {
+            for (i, alarm) in alarms.iter().enumerate() {
+                if scored[i] {
+                    let onset = *alarm && (i == 0 || !alarms[i - 1]);
+                    // Row `i` is the sensor's reading `i + 1`.
+                    if (i + 1) as f64 <= settle {
+                        result.learning.count(onset);
+                    } else {
+                        result.steady.count(onset);
+                    }
+                    // Accumulated as a count here, turned into a rate below.
+                    result.flagged_normal_per_1000 += f64::from(u8::from(*alarm));
+                }
             }
         }
         // Accumulated as a count here, turned into a fraction below.
@@ -179,15 +233,20 @@ pub fn evaluate_with(
     for result in &mut by_shape {
         let series = 1 + result.delays.len();
         result.flagged_fraction /= (series * rows.max(2_000)) as f64;
-        let per_1000 = 1_000.0 / result.normal_rows.max(1) as f64;
-        result.false_alarms_per_1000 = result.false_alarms as f64 * per_1000;
-        result.flagged_normal_per_1000 *= per_1000;
+        result.learning.finish();
+        result.steady.finish();
+        let whole = OnsetRate::pooled([&result.learning, &result.steady]);
+        result.normal_rows = whole.rows;
+        result.false_alarms = whole.onsets;
+        result.false_alarms_per_1000 = whole.per_1000;
+        result.flagged_normal_per_1000 *= 1_000.0 / whole.rows.max(1) as f64;
     }
     Ok(ShapesReport {
         rows: rows.max(2_000),
         seed,
         threshold,
         nominal_per_1000: 1_000.0 * (1.0 - threshold),
+        settle_readings: settle,
         shapes: by_shape,
     })
 }
@@ -206,22 +265,23 @@ fn alarm_cleared(alarms: &[bool]) -> Option<usize> {
     None
 }
 
-/// Per row: alarmed, and scored after the warm-up.
+/// Per row: alarmed (as `fieldpulse detect` flags a row at the default
+/// threshold), and scored after the warm-up.
 fn score(
     series: &ShapeSeries,
-    params: fieldpulse_models::anomaly::DetectorValidParams,
+    params: &DetectorValidParams,
 ) -> anyhow::Result<(Vec<bool>, Vec<bool>)> {
-    let threshold = params.threshold();
-    let mut scorer = FleetScorer::new(params, vec!["value".to_string()], 1)
+    let min_surprise = surprise_of_score(params.threshold());
+    let mut scorer = FleetScorer::new(params.clone(), vec!["value".to_string()], 1)
         .context("setting up the detectors")?;
-    let mut alarms = Vec::with_capacity(series.values.len());
+    let mut flags = Vec::with_capacity(series.values.len());
     let mut scored = Vec::with_capacity(series.values.len());
     for (&ts, &value) in series.ts_ms.iter().zip(&series.values) {
         let r = scorer.score_row(0, ts, &[value]);
-        alarms.push(r.is_anomaly(threshold));
+        flags.push(alarms(&r, min_surprise));
         scored.push(!r.in_warmup);
     }
-    Ok((alarms, scored))
+    Ok((flags, scored))
 }
 
 /// Writes the corpus as one CSV per series.
@@ -259,10 +319,14 @@ pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
         "shape corpus: {} rows per series, seed {}, threshold {} (nominal {:.2} false alarms per 1,000 rows); delays in rows, '-' = missed",
         report.rows, report.seed, report.threshold, report.nominal_per_1000
     );
+    println!(
+        "false alarms (FA) on the clean series' rows after the warm-up; settling: its first {:.0} readings, steady: after",
+        report.settle_readings
+    );
     let kinds: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.name()).collect();
     print!(
-        "{:<16} {:>9} {:>12} {:>9}",
-        "shape", "FA/1000", "flagged/1000", "flagged"
+        "{:<16} {:>9} {:>9} {:>9} {:>12} {:>9}",
+        "shape", "FA/1000", "settling", "steady", "flagged/1000", "flagged"
     );
     for kind in &kinds {
         print!(" {kind:>15}");
@@ -270,9 +334,11 @@ pub fn run(args: ShapesArgs) -> anyhow::Result<()> {
     println!(" {:>15}", "shift_alarmed");
     for r in &report.shapes {
         print!(
-            "{:<16} {:>9.2} {:>12.2} {:>8.2}%",
+            "{:<16} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>8.2}%",
             r.shape,
             r.false_alarms_per_1000,
+            r.learning.per_1000,
+            r.steady.per_1000,
             r.flagged_normal_per_1000,
             100.0 * r.flagged_fraction
         );
@@ -298,7 +364,10 @@ mod tests {
 
     #[test]
     fn every_shape_is_reported_with_consistent_counts() {
-        let report = evaluate(2_000, 1).unwrap();
+        let report = evaluate(3_000, 1).unwrap();
+        // Each clean row once (the 128-reading warm-up is not scored),
+        // split at the settling point (2,080 readings).
+        assert_eq!(report.settle_readings, 2_080.0);
         assert_eq!(
             report.shapes.len(),
             fieldpulse_simulator::shapes::Shape::ALL.len()
@@ -308,50 +377,59 @@ mod tests {
                 r.normal_rows > 0 && r.false_alarms <= r.normal_rows,
                 "{r:?}"
             );
+            assert_eq!(r.normal_rows, 3_000 - 128, "{r:?}");
+            assert_eq!((r.learning.rows, r.steady.rows), (2_080 - 128, 920));
+            assert_eq!(r.false_alarms, r.learning.onsets + r.steady.onsets);
             assert!((0.0..=1.0).contains(&r.flagged_fraction), "{r:?}");
             // Every kind that applies was injected once.
             assert!(r.delays.len() >= 5, "{r:?}");
         }
     }
 
-    /// The bounds docs/anomaly.md states for the shape corpus (20,000 rows,
-    /// seeds 13 and 3), at the default threshold (nominal 0.1 per 1,000).
+    /// The bounds docs/anomaly.md states for the shape corpus (20,000 rows),
+    /// at the default threshold (nominal 0.1 false alarms per 1,000 rows):
+    /// false alarms over seeds 13, 3, 1 and 21 together (one seed's clean
+    /// series holds about 2 onsets at nominal, too few to tell 2x from
+    /// chance), detections on seeds 13 and 3.
     #[test]
     fn the_shape_corpus_meets_the_stated_bounds() {
-        // Alarm onsets per 1,000 clean rows: within 2x nominal (0.1) on
-        // every shape but two (issue #13 asks for all, per sensor type):
-        // heavy-tailed noise (0.15 and 0.21 on these seeds, from 0.37 and
-        // 0.44) and bursty counters, whose first bursts after the warm-up
-        // alarm before the tail model has seen enough of them (0.49 and
-        // 0.46, unchanged). Bounded here against regressions.
-        // A disk idle between writes of 10^4-10^8 bytes (session 14): the
-        // largest writes after a stretch of small ones still reach the
-        // threshold (0.14 and 4.79 on these seeds); without the spread
-        // floor it raised 0.16 and 18.2, and flagged 0.19 and 279 clean
-        // rows per 1,000 (the storm NAB's disk-write files showed).
-        let onsets = |shape: &str| match shape {
-            "poisson_bursts" => 0.5,
-            "heavy_tailed" => 0.25,
-            "idle_bursts" => 5.0,
-            _ => 0.2,
-        };
+        let reports: Vec<ShapesReport> = [13, 3, 1, 21]
+            .into_iter()
+            .map(|seed| evaluate(20_000, seed).unwrap())
+            .collect();
+        for (i, shape) in reports[0].shapes.iter().map(|r| r.shape).enumerate() {
+            let steady = OnsetRate::pooled(reports.iter().map(|r| &r.shapes[i].steady));
+            let learning = OnsetRate::pooled(reports.iter().map(|r| &r.shapes[i].learning));
+            // Once settled, within 2x nominal on every shape (issue #13):
+            // at most 0.15 over the four seeds (square waves, heavy-tailed
+            // noise, the idle disk).
+            assert!(steady.per_1000 <= 0.2, "{shape}: {steady:?} once settled");
+            // While settling (the first 2,080 readings), bursty signals
+            // alarm at their first bursts, before the calibration has seen
+            // any: bounded here against regressions (2.05 and 2.31 per
+            // 1,000 over the four seeds; heavy-tailed noise 0.51, random
+            // walks 0.26, every other shape 0).
+            let learning_bound = match shape {
+                "poisson_bursts" | "idle_bursts" => 3.0,
+                _ => 1.0,
+            };
+            assert!(
+                learning.per_1000 <= learning_bound,
+                "{shape}: {learning:?} while settling"
+            );
+        }
         // Flagged clean rows per 1,000: a random walk's wander holds alarms
         // for a while once raised.
         let flagged = |shape: &str| match shape {
             "random_walk" => 12.0,
             "poisson_bursts" => 4.0,
-            "idle_bursts" => 10.0,
+            "idle_bursts" => 4.0,
             _ => 1.5,
         };
-        for seed in [13, 3] {
-            let report = evaluate(20_000, seed).unwrap();
+        for report in &reports[..2] {
+            let seed = report.seed;
             for r in &report.shapes {
                 let shape = r.shape;
-                assert!(
-                    r.false_alarms_per_1000 <= onsets(shape),
-                    "seed {seed} {shape}: {} alarm onsets per 1,000 clean rows",
-                    r.false_alarms_per_1000
-                );
                 assert!(
                     r.flagged_normal_per_1000 <= flagged(shape),
                     "seed {seed} {shape}: {} flagged clean rows per 1,000",

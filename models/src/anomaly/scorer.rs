@@ -137,6 +137,14 @@ const D_TREND_MAX: usize = 14;
 const D_TREND_TOP: usize = 15;
 /// Largest width multiplier the alarm-rate feedback reaches.
 const MAX_WIDEN: f64 = 16.0;
+/// Largest width multiplier the tail model's alarm level reaches. Above the
+/// feedback's: a sensor whose normal readings span decades (a disk idle
+/// between writes of 10^4-10^8 bytes) has a tail model level up to ~100
+/// Gumbel scales out, which it learns from exceedances a hundred times more
+/// frequent than alarms; capped at 16 like the feedback, such a disk kept
+/// alarming at its largest writes (4 onsets per 1,000 rows on one seed of
+/// the shape corpus, session 17).
+const MAX_TAIL_WIDEN: f64 = 64.0;
 /// Largest log ratio one exceedance onset adds to the tail index (a raw
 /// score 7.4× the anchor): an anomaly teaches the tail little more than a
 /// large normal excursion.
@@ -1137,7 +1145,7 @@ impl FleetScorer {
             let level = hdr[D_TAIL_Q] * hdr[D_TAIL_M];
             widen = fmax(
                 widen,
-                fmin((level - m1) / (self.alarm_span * beta0), MAX_WIDEN),
+                fmin((level - m1) / (self.alarm_span * beta0), MAX_TAIL_WIDEN),
             );
         }
         let before = Moments {
@@ -1348,7 +1356,7 @@ impl TrendConsts {
             },
             z: p.trend_z,
             walk: 0.5 * p.features.median_step() * TREND_EVERY_F,
-            settle: f64::from(p.features.warmup_readings()) + 2.0 * p.trend_slow_half_life,
+            settle: p.settle_readings(),
             // The weight starts at 1 / prior rows (per row) and decays by e
             // every 4 × prior rows (about a running mean's 1 / (prior + n)).
             w_decay: (TREND_EVERY_F / (4.0 * p.trend_prior_rows)).min(1.0),
