@@ -126,10 +126,10 @@ pub struct ShapeResult {
     /// `false_alarms` per 1,000 normal rows.
     pub false_alarms_per_1000: f64,
     /// The onsets while the detectors settle: rows up to
-    /// `DetectorValidParams::settle_readings` (about 2,100), while the slow
+    /// `DetectorValidParams::settle_readings` (2,080 by default), while the slow
     /// trend settles and the calibration learns the sensor's tail from its
     /// first bursts.
-    pub learning: OnsetRate,
+    pub settling: OnsetRate,
     /// The onsets after that: the detector's steady state.
     pub steady: OnsetRate,
     /// Flagged normal rows per 1,000 normal rows (a run of flagged rows counts
@@ -158,7 +158,7 @@ pub struct ShapesReport {
     /// The detector's nominal false-alarm rate per 1,000 rows at that threshold.
     pub nominal_per_1000: f64,
     /// Readings after which a sensor's detectors have settled: onsets before
-    /// count as `learning`, after as `steady`.
+    /// count as `settling`, after as `steady`.
     pub settle_readings: f64,
     /// Per shape, in corpus order.
     pub shapes: Vec<ShapeResult>,
@@ -172,7 +172,7 @@ pub struct PooledShape {
     /// Onsets on every seed's normal rows.
     pub whole: OnsetRate,
     /// Onsets while the detectors settle.
-    pub learning: OnsetRate,
+    pub settling: OnsetRate,
     /// Onsets once settled.
     pub steady: OnsetRate,
     /// Flagged normal rows per 1,000 normal rows.
@@ -198,11 +198,10 @@ pub fn pool(reports: &[ShapesReport]) -> Vec<PooledShape> {
     };
     (0..first.shapes.len())
         .map(|i| {
-            let of = |r: &'_ ShapesReport| r.shapes[i].clone();
-            let shapes: Vec<ShapeResult> = reports.iter().map(of).collect();
-            let learning = OnsetRate::pooled(shapes.iter().map(|r| &r.learning));
+            let shapes: Vec<&ShapeResult> = reports.iter().map(|r| &r.shapes[i]).collect();
+            let settling = OnsetRate::pooled(shapes.iter().map(|r| &r.settling));
             let steady = OnsetRate::pooled(shapes.iter().map(|r| &r.steady));
-            let whole = OnsetRate::pooled([&learning, &steady]);
+            let whole = OnsetRate::pooled([&settling, &steady]);
             let flagged: f64 = shapes
                 .iter()
                 .map(|r| r.flagged_normal_per_1000 * r.normal_rows as f64)
@@ -216,7 +215,7 @@ pub fn pool(reports: &[ShapesReport]) -> Vec<PooledShape> {
             PooledShape {
                 shape: first.shapes[i].shape,
                 whole,
-                learning,
+                settling,
                 steady,
                 flagged_normal_per_1000: flagged / whole.rows.max(1) as f64,
                 detected,
@@ -256,7 +255,7 @@ pub fn evaluate_with(
                 normal_rows: 0,
                 false_alarms: 0,
                 false_alarms_per_1000: 0.0,
-                learning: OnsetRate::default(),
+                settling: OnsetRate::default(),
                 steady: OnsetRate::default(),
                 flagged_normal_per_1000: 0.0,
                 flagged_fraction: 0.0,
@@ -271,7 +270,7 @@ pub fn evaluate_with(
                     let onset = *alarm && (i == 0 || !alarms[i - 1]);
                     // Row `i` is the sensor's reading `i + 1`.
                     if (i + 1) as f64 <= settle {
-                        result.learning.count(onset);
+                        result.settling.count(onset);
                     } else {
                         result.steady.count(onset);
                     }
@@ -298,9 +297,9 @@ pub fn evaluate_with(
     for result in &mut by_shape {
         let series = 1 + result.delays.len();
         result.flagged_fraction /= (series * rows.max(2_000)) as f64;
-        result.learning.finish();
+        result.settling.finish();
         result.steady.finish();
-        let whole = OnsetRate::pooled([&result.learning, &result.steady]);
+        let whole = OnsetRate::pooled([&result.settling, &result.steady]);
         result.normal_rows = whole.rows;
         result.false_alarms = whole.onsets;
         result.false_alarms_per_1000 = whole.per_1000;
@@ -428,7 +427,7 @@ fn print_report(report: &ShapesReport) {
             "{:<16} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>8.2}%",
             r.shape,
             r.false_alarms_per_1000,
-            r.learning.per_1000,
+            r.settling.per_1000,
             r.steady.per_1000,
             r.flagged_normal_per_1000,
             100.0 * r.flagged_fraction
@@ -470,7 +469,7 @@ fn print_pooled(reports: &[ShapesReport]) {
             "{:<16} {:>18} {:>16} {:>18} {:>12.2}",
             p.shape,
             rate(&p.whole),
-            rate(&p.learning),
+            rate(&p.settling),
             rate(&p.steady),
             p.flagged_normal_per_1000
         );
@@ -505,8 +504,8 @@ mod tests {
                 "{r:?}"
             );
             assert_eq!(r.normal_rows, 3_000 - 128, "{r:?}");
-            assert_eq!((r.learning.rows, r.steady.rows), (2_080 - 128, 920));
-            assert_eq!(r.false_alarms, r.learning.onsets + r.steady.onsets);
+            assert_eq!((r.settling.rows, r.steady.rows), (2_080 - 128, 920));
+            assert_eq!(r.false_alarms, r.settling.onsets + r.steady.onsets);
             assert!((0.0..=1.0).contains(&r.flagged_fraction), "{r:?}");
             // Every kind that applies was injected once.
             assert!(r.delays.len() >= 5, "{r:?}");
@@ -546,7 +545,7 @@ mod tests {
             .map(|seed| evaluate(20_000, seed).unwrap())
             .collect();
         for pooled in pool(&reports) {
-            let (shape, steady, learning) = (pooled.shape, pooled.steady, pooled.learning);
+            let (shape, steady, settling) = (pooled.shape, pooled.steady, pooled.settling);
             // Once settled, within 2x nominal on every shape (issue #13):
             // at most 0.15 over the four seeds (square waves, heavy-tailed
             // noise, the idle disk).
@@ -556,13 +555,13 @@ mod tests {
             // any: bounded here against regressions (2.05 and 2.31 per
             // 1,000 over the four seeds; heavy-tailed noise 0.51, random
             // walks 0.26, every other shape 0).
-            let learning_bound = match shape {
+            let settling_bound = match shape {
                 "poisson_bursts" | "idle_bursts" => 3.0,
                 _ => 1.0,
             };
             assert!(
-                learning.per_1000 <= learning_bound,
-                "{shape}: {learning:?} while settling"
+                settling.per_1000 <= settling_bound,
+                "{shape}: {settling:?} while settling"
             );
         }
         // Flagged clean rows per 1,000: a random walk's wander holds alarms
