@@ -65,6 +65,28 @@ pub struct BenchmarkArgs {
     pub json: bool,
 }
 
+/// A file's asset names, numbered in order of appearance as the scorer's
+/// assets (each new name adds one to the scorer).
+#[derive(Debug, Default)]
+pub struct AssetIds(HashMap<String, usize>);
+
+impl AssetIds {
+    /// The scorer's asset for `name`, added on its first row.
+    pub fn get(&mut self, name: &str, scorer: &mut FleetScorer) -> usize {
+        if let Some(a) = self.0.get(name) {
+            return *a;
+        }
+        let a = scorer.add_asset();
+        self.0.insert(name.to_string(), a);
+        a
+    }
+
+    /// Assets seen.
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// One scored row, as [`score_csv`] hands it on.
 #[derive(Debug, Clone, Copy)]
 pub struct ScoredRow {
@@ -105,21 +127,13 @@ pub fn score_csv(
     let layout = reader.layout().clone();
     let min_surprise = surprise_of_score(params.threshold());
     let mut scorer = FleetScorer::new(params, layout.sensor_names(), 0)?;
-    let mut assets: HashMap<String, usize> = HashMap::new();
+    let mut assets = AssetIds::default();
     let mut rec = WideRecord::default();
     while reader.next_record(&mut rec)? {
         let (None, Some(ts_ms)) = (rec.reject, rec.ts_ms) else {
             continue;
         };
-        let name = layout.asset_col.map_or("", |c| rec.field(c));
-        let asset = match assets.get(name) {
-            Some(a) => *a,
-            None => {
-                let a = scorer.add_asset();
-                assets.insert(name.to_string(), a);
-                a
-            }
-        };
+        let asset = assets.get(layout.asset_col.map_or("", |c| rec.field(c)), &mut scorer);
         let r = scorer.score_row(asset, ts_ms, &rec.values);
         row(ScoredRow {
             asset,
@@ -129,7 +143,7 @@ pub fn score_csv(
         });
     }
     Ok(ScoredFile {
-        assets: assets.len(),
+        assets: assets.count(),
         rejected_rows: reader.counts().rejected_rows(),
     })
 }

@@ -2,7 +2,6 @@
 //! scores next to the input's time (and asset) column, in input order.
 //! Streaming: memory is O(assets), not O(rows).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -14,7 +13,7 @@ use fieldpulse_models::anomaly::{FleetScorer, RowStatus, Seasonality};
 use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader, WideRecord};
 use serde::Serialize;
 
-use crate::anomaly_runs::{alarms, default_params, surprise_of_score};
+use crate::anomaly_runs::{alarms, default_params, surprise_of_score, AssetIds};
 use crate::detect_labels::{parse_label, LabelReport, LabelScore};
 use crate::wide_csv_args::WideCsvArgs;
 
@@ -159,7 +158,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     writeln!(out, "{header}{d}score{d}surprise{d}is_anomaly{d}top_sensor")
         .context("writing the output header")?;
 
-    let mut assets: HashMap<String, usize> = HashMap::new();
+    let mut assets = AssetIds::default();
     let mut rec = WideRecord::default();
     let (mut rows, mut scored, mut anomalies) = (0u64, 0u64, 0u64);
     let mut last_progress = Instant::now();
@@ -200,14 +199,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
                 layout.columns[col]
             );
         }
-        let asset = match assets.get(asset_name) {
-            Some(i) => *i,
-            None => {
-                let i = scorer.add_asset();
-                assets.insert(asset_name.to_string(), i);
-                i
-            }
-        };
+        let asset = assets.get(asset_name, &mut scorer);
         let r = scorer.score_row(asset, ts, &rec.values);
         scored += 1;
         let is_anomaly = alarms(&r, min_surprise);
@@ -266,7 +258,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
             .label_col
             .as_deref()
             .map(|name| label_score.report(name)),
-        assets: assets.len(),
+        assets: assets.count(),
         sensors,
         time_col: layout.time_name().to_string(),
         asset_col: layout.asset_name().map(str::to_string),

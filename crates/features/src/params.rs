@@ -207,8 +207,9 @@ impl FeatureValidParams {
 ///   (surprises of 10^2 to 10^15) and the zero readings after it kept
 ///   alarming for hundreds of readings: on the NAB corpus's
 ///   `ec2_disk_write_bytes_1ef3de` 67 % of rows flagged,
-///   `art_load_balancer_spikes` 41 %, `ec2_network_in_5abac7` 51 %; with the floor 2.2 %, 1.5 %, 2.1 % (all 58 files: 3.9 % → 1.6 %
-///   of rows flagged, the same 68 of 116 labelled windows found). A
+///   `art_load_balancer_spikes` 41 %, `ec2_network_in_5abac7` 51 %; with
+///   the floor 2.2 %, 1.5 %, 2.1 % (all 58 files: 3.9 % → 1.6 % of rows
+///   flagged, the same 68 of 116 labelled windows found). A
 ///   Gaussian sensor's robust scale is about its standard deviation, so the
 ///   floor binds only where the two disagree tenfold: the shape corpus,
 ///   the generated fleet and the peers' fleet raise the same alarms as

@@ -148,7 +148,7 @@ impl DetectorValidParams {
     }
     /// Valid readings of a sensor after which every detector is learning
     /// and scoring: the feature warm-up plus two slow-trend half-lives, by
-    /// when the slow trend has settled (about 2,100 readings by default).
+    /// when the slow trend has settled (2,080 readings by default).
     /// Before it, the calibration is still learning the sensor's tail.
     pub fn settle_readings(&self) -> f64 {
         f64::from(self.features.warmup_readings()) + 2.0 * self.trend_slow_half_life

@@ -139,9 +139,9 @@ const D_TREND_TOP: usize = 15;
 const MAX_WIDEN: f64 = 16.0;
 /// Largest width multiplier the tail model's alarm level reaches. Above the
 /// feedback's: a sensor whose normal readings span decades (a disk idle
-/// between writes of 10^4-10^8 bytes) has a tail model level up to ~100
-/// Gumbel scales out, which it learns from exceedances a hundred times more
-/// frequent than alarms; capped at 16 like the feedback, such a disk kept
+/// between writes of 10^4-10^8 bytes) has a tail model level that needs
+/// 30-110× the Gumbel fit's width, which it learns from exceedances a
+/// hundred times more frequent than alarms; capped at 16 like the feedback, such a disk kept
 /// alarming at its largest writes (4 onsets per 1,000 rows on one seed of
 /// the shape corpus, session 17).
 const MAX_TAIL_WIDEN: f64 = 64.0;
