@@ -1043,7 +1043,7 @@ impl FleetScorer {
                 for l in 0..MV_CHUNK {
                     ev32[l] = fmax32(share[l] * inv_q, cs[l] * inv_h);
                 }
-                d2 += share.iter().sum::<f32>();
+                d2 += lane_sum32(share);
                 *mv_chunk!(mut cus, c) = cs;
                 let ev = <&mut [f64; MV_CHUNK]>::try_from(
                     &mut evidence[c * MV_CHUNK..(c + 1) * MV_CHUNK],
@@ -1158,8 +1158,14 @@ impl FleetScorer {
         };
         let mut relearn = false;
         if learn && !in_warmup && (self.rate_up > 0.0 || self.relearn_after.is_finite()) {
-            // The row alarms at the default threshold exactly when its score does.
-            let alarm = standardised(before, self.p.calib_min_beta) <= self.alarm_neg_z;
+            // The row alarms at the default threshold when its score does:
+            // `neg_z <= alarm_neg_z` is `raw` at or above the fit's level
+            // `mu - alarm_neg_z beta` (up to the last bit's rounding), or a
+            // stuck score at or below it. The level comes from the state
+            // alone, so the comparison waits for no division after `raw`.
+            let beta = beta0 * widen;
+            let level = m1 - EULER_GAMMA * beta - f64::from(self.alarm_neg_z) * beta;
+            let alarm = raw >= level || before.stuck_nz <= f64::from(self.alarm_neg_z);
             let run = if alarm { hdr[D_ALARM_RUN] + 1.0 } else { 0.0 };
             relearn = run >= self.relearn_after;
             // An alarm run ends at its first quiet row, or when it re-anchors.
@@ -1483,20 +1489,28 @@ fn standardised(m: Moments, min_beta: f64) -> f32 {
 
 /// `pu = P u` for up to [`MV_CHUNK`] sensors (`P` is `MV_CHUNK × MV_CHUNK`,
 /// zero outside the sensors, and symmetric, so `P u` is a sum of columns
-/// scaled by `u_j`). The portable form, run by the baseline copy; the AVX
+/// scaled by `u_j`), the eight products summed as a tree: three dependent
+/// additions, where a running sum made the row's score wait for eight (4 %
+/// of the row loop's time). The portable form, run by the baseline copy; the AVX
 /// copies call [`pu_one_chunk_avx`], because the compiler splits this loop
 /// into 2- and 4-lane operations however it is written.
 #[inline(always)]
 fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
-    let mut acc = [0.0f32; MV_CHUNK];
-    for (col, &uj) in prec[..MV_CHUNK * MV_CHUNK]
+    let mut t = [[0.0f32; MV_CHUNK]; MV_CHUNK];
+    for ((col, &uj), tj) in prec[..MV_CHUNK * MV_CHUNK]
         .chunks_exact(MV_CHUNK)
         .zip(&uc[..MV_CHUNK])
+        .zip(&mut t)
     {
         let col = <&[f32; MV_CHUNK]>::try_from(col).expect("mv column");
         for l in 0..MV_CHUNK {
-            acc[l] += col[l] * uj;
+            tj[l] = col[l] * uj;
         }
+    }
+    let mut acc = [0.0f32; MV_CHUNK];
+    for l in 0..MV_CHUNK {
+        acc[l] = ((t[0][l] + t[1][l]) + (t[2][l] + t[3][l]))
+            + ((t[4][l] + t[5][l]) + (t[6][l] + t[7][l]));
     }
     *<&mut [f32; MV_CHUNK]>::try_from(&mut pu[..MV_CHUNK]).expect("mv chunk") = acc;
 }
@@ -1538,8 +1552,8 @@ unsafe fn lanes_equal_mask_avx(lanes: &[f64; LANE_CHUNK], v: f64) -> u32 {
 }
 
 /// [`pu_one_chunk`] with explicit 8-lane AVX operations, in the same order
-/// (`acc = acc + col_j * u_j` for j = 0..8, no fused multiply-add), so the
-/// result is bit-identical. The compiler's own vectoriser splits this product
+/// (the same tree of sums, no fused multiply-add), so the result is
+/// bit-identical. The compiler's own vectoriser splits this product
 /// into 2- and 4-lane pieces whatever shape it is written in.
 ///
 /// # Safety
@@ -1555,13 +1569,17 @@ unsafe fn pu_one_chunk_avx(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
     let prec = &prec[..MV_CHUNK * MV_CHUNK];
     let u = &uc[..MV_CHUNK];
     let out = &mut pu[..MV_CHUNK];
-    let mut acc = _mm256_setzero_ps();
+    let mut t = [_mm256_setzero_ps(); MV_CHUNK];
     for (j, &uj) in u.iter().enumerate() {
         // SAFETY: `prec` holds MV_CHUNK × MV_CHUNK values, so column j's 8
         // lanes are in bounds; unaligned loads are allowed.
         let col = unsafe { _mm256_loadu_ps(prec.as_ptr().add(j * MV_CHUNK)) };
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(col, _mm256_set1_ps(uj)));
+        t[j] = _mm256_mul_ps(col, _mm256_set1_ps(uj));
     }
+    let acc = _mm256_add_ps(
+        _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3])),
+        _mm256_add_ps(_mm256_add_ps(t[4], t[5]), _mm256_add_ps(t[6], t[7])),
+    );
     // SAFETY: `out` holds MV_CHUNK values.
     unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
 }
@@ -1684,6 +1702,20 @@ fn lane_max(mut m: [f64; LANE_CHUNK]) -> f64 {
     while width > 0 {
         for l in 0..width {
             m[l] = fmax(m[l], m[l + width]);
+        }
+        width /= 2;
+    }
+    m[0]
+}
+
+/// The sum of a chunk's lanes as a tree (halves added lane by lane): three
+/// dependent additions, where a running sum takes seven.
+#[inline(always)]
+fn lane_sum32(mut m: [f32; MV_CHUNK]) -> f32 {
+    let mut width = MV_CHUNK / 2;
+    while width > 0 {
+        for l in 0..width {
+            m[l] += m[l + width];
         }
         width /= 2;
     }
