@@ -1496,6 +1496,8 @@ fn standardised(m: Moments, min_beta: f64) -> f32 {
 /// into 2- and 4-lane operations however it is written.
 #[inline(always)]
 fn pu_one_chunk(prec: &[f32], uc: &[f32], pu: &mut [f32]) {
+    // The tree below is written out for eight columns.
+    const _: () = assert!(MV_CHUNK == 8);
     let mut t = [[0.0f32; MV_CHUNK]; MV_CHUNK];
     for ((col, &uj), tj) in prec[..MV_CHUNK * MV_CHUNK]
         .chunks_exact(MV_CHUNK)
