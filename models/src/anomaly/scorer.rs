@@ -140,7 +140,7 @@ const MAX_WIDEN: f64 = 16.0;
 /// Largest width multiplier the tail model's alarm level reaches. Above the
 /// feedback's: a sensor whose normal readings span decades (a disk idle
 /// between writes of 10^4-10^8 bytes) has a tail model level that needs
-/// 30-110× the Gumbel fit's width, which it learns from exceedances a
+/// 31-109× the Gumbel fit's width, which it learns from exceedances a
 /// hundred times more frequent than alarms; capped at 16 like the feedback, such a disk kept
 /// alarming at its largest writes (4 onsets per 1,000 rows on one seed of
 /// the shape corpus, session 17).
@@ -1133,8 +1133,7 @@ impl FleetScorer {
         self.warmup_rows += u64::from(in_warmup);
         let (m1, m2) = (hdr[D_CAL_M1], hdr[D_CAL_M2]);
         let min_beta = self.p.calib_min_beta;
-        // The fitted Gumbel scale before widening (as `neg_z` computes it).
-        let beta0 = fmax(fmax(m2 - m1 * m1, 0.0).sqrt() * SQRT6_OVER_PI, min_beta);
+        let beta0 = gumbel_scale(m1, m2, min_beta);
         let feedback = fmax(hdr[D_CAL_WIDEN], 1.0);
         let mut widen = feedback;
         if self.tail_on {
@@ -1164,7 +1163,7 @@ impl FleetScorer {
             // stuck score at or below it. The level comes from the state
             // alone, so the comparison waits for no division after `raw`.
             let beta = beta0 * widen;
-            let level = m1 - EULER_GAMMA * beta - f64::from(self.alarm_neg_z) * beta;
+            let level = gumbel_location(m1, beta) - f64::from(self.alarm_neg_z) * beta;
             let alarm = raw >= level || before.stuck_nz <= f64::from(self.alarm_neg_z);
             let run = if alarm { hdr[D_ALARM_RUN] + 1.0 } else { 0.0 };
             relearn = run >= self.relearn_after;
@@ -1390,16 +1389,28 @@ struct Moments {
     in_warmup: bool,
 }
 
+/// The Gumbel law's scale fitted by moments to raw scores of mean `m1` and
+/// mean square `m2`, before widening: `sd sqrt(6) / pi`, at least `min_beta`.
+#[inline(always)]
+fn gumbel_scale(m1: f64, m2: f64, min_beta: f64) -> f64 {
+    fmax(fmax(m2 - m1 * m1, 0.0).sqrt() * SQRT6_OVER_PI, min_beta)
+}
+
+/// The Gumbel law's location for mean `m1` and (widened) scale `beta`:
+/// `m1 - gamma beta`.
+#[inline(always)]
+fn gumbel_location(m1: f64, beta: f64) -> f64 {
+    m1 - EULER_GAMMA * beta
+}
+
 /// The negated standardised score `(mu - raw) / beta` under the Gumbel law
 /// fitted by moments (`beta = widen × sd sqrt(6) / pi`, `mu = m1 - gamma beta`),
 /// or the stuck-run score `stuck_nz` when that is lower (more surprising), or
 /// `+inf` (score 0) in warm-up. Branch-free so a batch of rows vectorises.
 #[inline(always)]
 fn neg_z(raw: f64, m1: f64, m2: f64, warm: f64, min_beta: f64, widen: f64, stuck_nz: f64) -> f32 {
-    let sd = fmax(m2 - m1 * m1, 0.0).sqrt();
-    let beta = fmax(sd * SQRT6_OVER_PI, min_beta) * widen;
-    let mu = m1 - EULER_GAMMA * beta;
-    let z = fmin((mu - raw) / beta, stuck_nz) as f32;
+    let beta = gumbel_scale(m1, m2, min_beta) * widen;
+    let z = fmin((gumbel_location(m1, beta) - raw) / beta, stuck_nz) as f32;
     if warm > 0.0 {
         f32::INFINITY
     } else {
