@@ -10,6 +10,7 @@ mod bench_cloud;
 mod bench_edge;
 mod bench_scoring;
 mod cloud;
+mod cpu_info;
 mod demo;
 mod detect;
 mod detect_labels;
