@@ -438,7 +438,7 @@ impl FleetScorer {
     /// one (tests compare the compiled copies).
     #[cfg(test)]
     pub(crate) fn with_simd(mut self, simd: Simd) -> Option<Self> {
-        (simd <= simd_supported()).then(|| {
+        (simd <= simd_supported(&simd_env())).then(|| {
             self.simd = simd;
             self
         })
@@ -1638,10 +1638,14 @@ fn cov_pair(
     *rows = r;
 }
 
+/// `FIELDPULSE_SIMD`, empty when unset.
+fn simd_env() -> String {
+    std::env::var("FIELDPULSE_SIMD").unwrap_or_default()
+}
+
 /// The widest compiled copy of the row loop this CPU can run.
-/// `FIELDPULSE_SIMD=avx2|baseline` caps it (to compare or to rule it out).
-fn simd_supported() -> Simd {
-    let cap = std::env::var("FIELDPULSE_SIMD").unwrap_or_default();
+/// `cap` (`FIELDPULSE_SIMD`) `avx2` or `baseline` caps it (to compare or to rule it out).
+fn simd_supported(cap: &str) -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -1659,8 +1663,8 @@ fn simd_supported() -> Simd {
 /// The copy of the row loop that runs ([`preferred_simd`] for this CPU and
 /// `FIELDPULSE_SIMD`).
 fn simd_level() -> Simd {
-    let asked = std::env::var("FIELDPULSE_SIMD").is_ok_and(|v| v == "avx512");
-    preferred_simd(simd_supported(), cpu_is_intel(), asked)
+    let cap = simd_env();
+    preferred_simd(simd_supported(&cap), cpu_is_intel(), cap == "avx512")
 }
 
 /// The widest supported copy, but AVX2 rather than AVX-512 on Intel CPUs
@@ -1811,7 +1815,7 @@ mod simd_tests {
         )
         .unwrap();
         let level = simd_level();
-        assert!(level <= simd_supported());
+        assert!(level <= simd_supported(&simd_env()));
         assert_eq!(scorer.vector_code() == "avx512", level == Simd::Avx512);
         assert_eq!(scorer.vector_code() == "baseline", level == Simd::Baseline);
     }
