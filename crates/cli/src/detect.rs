@@ -142,6 +142,14 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     let label_col = layout.label_col;
     let mut label_score = LabelScore::default();
     let sensors = layout.sensor_names();
+    if label_col.is_none() {
+        for name in sensors.iter().filter(|s| looks_like_labels(s)) {
+            eprintln!(
+                "detect: warning: column {name:?} is scored as a sensor; if it holds ground truth, \
+                 pass --label-col {name:?} (the alarms are then compared with it)"
+            );
+        }
+    }
     let mut scorer =
         FleetScorer::new(params, sensors.clone(), 0).context("setting up the detectors")?;
     let out = File::create(&args.output)
@@ -281,6 +289,32 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     Ok(summary)
 }
 
+/// `x` with at most 4 decimals and no trailing zeros, for a person (the
+/// default threshold's surprise is 4.000000000000048 in floating point).
+fn short_number(x: f64) -> String {
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Whether a column's name says it holds ground-truth labels rather than a
+/// reading (`label`, `is_anomaly`, …; case and separators ignored).
+fn looks_like_labels(name: &str) -> bool {
+    let key: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    matches!(
+        key.as_str(),
+        "label" | "labels" | "isanomaly" | "anomaly" | "anomalylabel" | "groundtruth"
+    )
+}
+
 /// The summary as lines for a person (on stderr; stdout stays for `--json`).
 fn print_summary(summary: &DetectSummary) {
     eprintln!(
@@ -294,7 +328,7 @@ fn print_summary(summary: &DetectSummary) {
         summary.duplicate_rows,
         summary.out_of_order_rows,
         summary.anomalies,
-        summary.min_surprise,
+        short_number(summary.min_surprise),
         summary.reanchors,
         summary.assets,
         summary.sensors.len(),
@@ -344,6 +378,32 @@ fn quote(field: &str, delim: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_for_a_person_drop_float_noise_and_trailing_zeros() {
+        assert_eq!(short_number(4.000000000000048), "4");
+        assert_eq!(short_number(3.5), "3.5");
+        assert_eq!(short_number(12.34567), "12.3457");
+        assert_eq!(short_number(0.0), "0");
+        assert_eq!(short_number(-0.00001), "0");
+    }
+
+    #[test]
+    fn label_columns_are_told_from_readings_by_name() {
+        for name in [
+            "label",
+            "Label",
+            "is_anomaly",
+            "IS-ANOMALY",
+            "anomaly",
+            "ground_truth",
+        ] {
+            assert!(looks_like_labels(name), "{name}");
+        }
+        for name in ["value", "temp", "labelled_temp", "anomaly_score", "vib_rms"] {
+            assert!(!looks_like_labels(name), "{name}");
+        }
+    }
 
     fn args(input: PathBuf, output: PathBuf) -> DetectArgs {
         DetectArgs {

@@ -69,8 +69,9 @@ pub struct ShapesArgs {
     #[arg(long)]
     pub json: bool,
     /// Also write every series as `DIR/<shape>__<kind>.csv` (`ts,value,label`),
-    /// to score the same corpus with `fieldpulse detect` or another tool
-    /// (`DIR/seed-<S>/...` for each of several seeds).
+    /// to score the same corpus with `fieldpulse detect --time-col ts
+    /// --label-col label` or another tool (`DIR/seed-<S>/...` for each of
+    /// several seeds).
     #[arg(long, value_name = "DIR")]
     pub write_corpus: Option<std::path::PathBuf>,
     /// Seasonal profile the detector learns: off, daily or weekly (as
