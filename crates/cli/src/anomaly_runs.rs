@@ -33,9 +33,18 @@ pub fn parse_seasonality(s: &str) -> Result<Seasonality, String> {
     Seasonality::parse(s).ok_or_else(|| format!("{s:?}: expected off, daily or weekly"))
 }
 
-/// The surprise a score threshold stands for: `-log10(1 - t)` (infinite for 1).
+/// The surprise a score threshold stands for: `-log10(1 - t)` (infinite for
+/// 1), to 9 decimals. `1 - t` keeps only the binary rounding of `t`'s last
+/// digits (for 0.9999, a surprise of 4.000000000000048), so unrounded,
+/// `--threshold 0.9999` would be a hair stricter than `--min-surprise 4`,
+/// which the documentation says it is.
 pub fn surprise_of_score(t: f64) -> f64 {
-    -(1.0 - t).log10()
+    let s = -(1.0 - t).log10();
+    if s.is_finite() {
+        (s * 1e9).round() / 1e9
+    } else {
+        s
+    }
 }
 
 /// Whether a scored row alarms: past its asset's warm-up, at or above
@@ -146,4 +155,18 @@ pub fn score_csv(
         assets: assets.count(),
         rejected_rows: reader.counts().rejected_rows(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_score_threshold_is_the_surprise_its_digits_say() {
+        assert_eq!(surprise_of_score(0.9999), 4.0);
+        assert_eq!(surprise_of_score(0.99), 2.0);
+        assert_eq!(surprise_of_score(0.0), 0.0);
+        assert_eq!(surprise_of_score(1.0), f64::INFINITY);
+        assert!((surprise_of_score(0.99995) - 4.301_029_996).abs() < 1e-12);
+    }
 }

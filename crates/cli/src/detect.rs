@@ -289,18 +289,6 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     Ok(summary)
 }
 
-/// `x` with at most 4 decimals and no trailing zeros, for a person (the
-/// default threshold's surprise is 4.000000000000048 in floating point).
-fn short_number(x: f64) -> String {
-    let s = format!("{x:.4}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" {
-        "0".to_string()
-    } else {
-        s.to_string()
-    }
-}
-
 /// Whether a column's name says it holds ground-truth labels rather than a
 /// reading (`label`, `is_anomaly`, …; case and separators ignored).
 fn looks_like_labels(name: &str) -> bool {
@@ -328,7 +316,7 @@ fn print_summary(summary: &DetectSummary) {
         summary.duplicate_rows,
         summary.out_of_order_rows,
         summary.anomalies,
-        short_number(summary.min_surprise),
+        summary.min_surprise,
         summary.reanchors,
         summary.assets,
         summary.sensors.len(),
@@ -378,15 +366,6 @@ fn quote(field: &str, delim: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_for_a_person_drop_float_noise_and_trailing_zeros() {
-        assert_eq!(short_number(4.000000000000048), "4");
-        assert_eq!(short_number(3.5), "3.5");
-        assert_eq!(short_number(12.34567), "12.3457");
-        assert_eq!(short_number(0.0), "0");
-        assert_eq!(short_number(-0.00001), "0");
-    }
 
     #[test]
     fn label_columns_are_told_from_readings_by_name() {
