@@ -75,9 +75,11 @@ pub struct BenchmarkArgs {
 }
 
 /// A file's asset names, numbered in order of appearance as the scorer's
-/// assets (each new name adds one to the scorer).
+/// assets (each new name adds one to the scorer). Looked up once a row, so
+/// hashed with foldhash's fast hasher rather than SipHash (names come from the
+/// user's own file: no one to mount a collision attack).
 #[derive(Debug, Default)]
-pub struct AssetIds(HashMap<String, usize>);
+pub struct AssetIds(HashMap<String, usize, foldhash::fast::RandomState>);
 
 impl AssetIds {
     /// The scorer's asset for `name`, added on its first row.

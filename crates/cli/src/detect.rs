@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use fieldpulse_models::anomaly::{FleetScorer, RowStatus, Seasonality};
-use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader, WideRecord};
+use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader};
 use serde::Serialize;
 
 use crate::anomaly_runs::{alarms, default_params, surprise_of_score, AssetIds};
 use crate::detect_labels::{parse_label, LabelReport, LabelScore};
+use crate::read_ahead::{ReadAhead, ReadTotals};
 use crate::wide_csv_args::WideCsvArgs;
 
 /// Arguments of `fieldpulse detect`.
@@ -136,7 +137,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         label_col: args.label_col.clone(),
         ..args.columns.options()
     };
-    let mut reader = WideCsvReader::new(BufReader::with_capacity(1 << 20, file), &opts)
+    let reader = WideCsvReader::new(BufReader::with_capacity(1 << 20, file), &opts)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let layout = reader.layout().clone();
     let label_col = layout.label_col;
@@ -167,82 +168,99 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         .context("writing the output header")?;
 
     let mut assets = AssetIds::default();
-    let mut rec = WideRecord::default();
     let (mut rows, mut scored, mut anomalies) = (0u64, 0u64, 0u64);
     let mut last_progress = Instant::now();
-    let mut line = String::new();
-    while reader
-        .next_record(&mut rec)
-        .with_context(|| format!("reading {}", args.input.display()))?
-    {
-        rows += 1;
-        line.clear();
-        line.push_str(&quote(rec.field(layout.time_col), d));
-        let asset_name = layout.asset_col.map_or("", |c| rec.field(c));
-        if layout.asset_col.is_some() {
-            line.push(d);
-            line.push_str(&quote(asset_name, d));
-        }
-        let ts = match (rec.reject, rec.ts_ms) {
-            (None, Some(ts)) => ts,
-            (reason, _) => {
-                let why = reason.map_or("bad_time", |r| r.name());
-                if args.strict {
+    let db = layout.delimiter;
+    // Reading and parsing on a second thread, scoring and writing here.
+    let totals = std::thread::scope(|scope| -> anyhow::Result<ReadTotals> {
+        let mut ahead = ReadAhead::spawn(scope, reader);
+        while let Some(batch) = ahead.next_batch() {
+            let batch = batch.with_context(|| format!("reading {}", args.input.display()))?;
+            for rec in &batch {
+                rows += 1;
+                let asset_name = layout.asset_col.map_or("", |c| rec.field(c));
+                // The row's time (and asset) as read, quoted where needed.
+                let write_key = |out: &mut BufWriter<File>| -> std::io::Result<()> {
+                    write_field(out, rec.field(layout.time_col), db)?;
+                    if layout.asset_col.is_some() {
+                        out.write_all(&[db])?;
+                        write_field(out, asset_name, db)?;
+                    }
+                    Ok(())
+                };
+                let ts = match (rec.reject, rec.ts_ms) {
+                    (None, Some(ts)) => ts,
+                    (reason, _) => {
+                        let why = reason.map_or("bad_time", |r| r.name());
+                        if args.strict {
+                            bail!(
+                                "{}: line {}: rejected ({why}) and --strict is set",
+                                args.input.display(),
+                                rec.line_no
+                            );
+                        }
+                        write_key(&mut out)
+                            .and_then(|()| out.write_all(&[db, db, db, db, b'\n']))
+                            .context("writing scores")?;
+                        continue;
+                    }
+                };
+                if args.strict && rec.n_missing > 0 {
+                    let col =
+                        layout.sensor_cols[rec.values.iter().position(|v| v.is_nan()).unwrap_or(0)];
                     bail!(
-                        "{}: line {}: rejected ({why}) and --strict is set",
+                        "{}: line {}: column {:?} is empty or not a number and --strict is set",
                         args.input.display(),
-                        rec.line_no
+                        rec.line_no,
+                        layout.columns[col]
                     );
                 }
-                writeln!(out, "{line}{d}{d}{d}{d}").context("writing scores")?;
-                continue;
+                let asset = assets.get(asset_name, &mut scorer);
+                let r = scorer.score_row(asset, ts, &rec.values);
+                scored += 1;
+                let is_anomaly = alarms(&r, min_surprise);
+                anomalies += u64::from(is_anomaly);
+                if let Some(c) = label_col {
+                    label_score.add(asset, parse_label(rec.field(c)), is_anomaly);
+                }
+                let top = match (r.in_warmup, r.top_sensor) {
+                    (false, Some(t)) => quoted_sensors[t].as_bytes(),
+                    _ => b"",
+                };
+                if args.strict && r.status != RowStatus::InOrder && r.status != RowStatus::First {
+                    bail!(
+                        "{}: line {}: {:?} timestamp for this asset and --strict is set",
+                        args.input.display(),
+                        rec.line_no,
+                        r.status
+                    );
+                }
+                write_key(&mut out)
+                    .and_then(|()| out.write_all(&[db]))
+                    .and_then(|()| write!(out, "{}", r.score))
+                    .and_then(|()| out.write_all(&[db]))
+                    .and_then(|()| write_fixed4(&mut out, r.surprise))
+                    .and_then(|()| out.write_all(&[db, b'0' + u8::from(is_anomaly), db]))
+                    .and_then(|()| out.write_all(top))
+                    .and_then(|()| out.write_all(b"\n"))
+                    .context("writing scores")?;
+                if rows.is_multiple_of(65_536) && last_progress.elapsed() >= Duration::from_secs(2)
+                {
+                    last_progress = Instant::now();
+                    let rate = rows as f64 / started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "detect: {rows} rows, {anomalies} anomalies ({:.2} M rows/s)",
+                        rate / 1e6
+                    );
+                }
             }
-        };
-        if args.strict && rec.n_missing > 0 {
-            let col = layout.sensor_cols[rec.values.iter().position(|v| v.is_nan()).unwrap_or(0)];
-            bail!(
-                "{}: line {}: column {:?} is empty or not a number and --strict is set",
-                args.input.display(),
-                rec.line_no,
-                layout.columns[col]
-            );
+            ahead.recycle(batch);
         }
-        let asset = assets.get(asset_name, &mut scorer);
-        let r = scorer.score_row(asset, ts, &rec.values);
-        scored += 1;
-        let is_anomaly = alarms(&r, min_surprise);
-        anomalies += u64::from(is_anomaly);
-        if let Some(c) = label_col {
-            label_score.add(asset, parse_label(rec.field(c)), is_anomaly);
-        }
-        let top = match (r.in_warmup, r.top_sensor) {
-            (false, Some(t)) => quoted_sensors[t].as_str(),
-            _ => "",
-        };
-        if args.strict && r.status != RowStatus::InOrder && r.status != RowStatus::First {
-            bail!(
-                "{}: line {}: {:?} timestamp for this asset and --strict is set",
-                args.input.display(),
-                rec.line_no,
-                r.status
-            );
-        }
-        write!(out, "{line}{d}{}{d}", r.score)
-            .and_then(|()| write_fixed4(&mut out, r.surprise))
-            .and_then(|()| writeln!(out, "{d}{}{d}{top}", u8::from(is_anomaly)))
-            .context("writing scores")?;
-        if rows.is_multiple_of(65_536) && last_progress.elapsed() >= Duration::from_secs(2) {
-            last_progress = Instant::now();
-            let rate = rows as f64 / started.elapsed().as_secs_f64();
-            eprintln!(
-                "detect: {rows} rows, {anomalies} anomalies ({:.2} M rows/s)",
-                rate / 1e6
-            );
-        }
-    }
+        Ok(ahead.finish())
+    })?;
     out.flush()
         .with_context(|| format!("writing {}", args.output.display()))?;
-    let counts = reader.counts();
+    let counts = totals.counts;
     let sc = scorer.counters();
     let seconds = started.elapsed().as_secs_f64();
     let summary = DetectSummary {
@@ -271,7 +289,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         time_col: layout.time_name().to_string(),
         asset_col: layout.asset_name().map(str::to_string),
         delimiter: (layout.delimiter as char).to_string(),
-        time_format: reader.layout().time_format.map(|f| match f {
+        time_format: totals.time_format.map(|f| match f {
             TimeFormat::EpochMillis => "epoch_ms",
             TimeFormat::EpochSeconds => "epoch_s",
             TimeFormat::Iso8601 => "iso8601",
@@ -351,12 +369,36 @@ fn write_fixed4(out: &mut impl Write, x: f64) -> std::io::Result<()> {
         return write!(out, "{x:.4}");
     }
     let v = (x * 1e4).round() as u64;
-    write!(out, "{}.{:04}", v / 10_000, v % 10_000)
+    let f = (v % 10_000) as u16;
+    let digit = |d: u16| b'0' + (d % 10) as u8;
+    out.write_all(itoa::Buffer::new().format(v / 10_000).as_bytes())?;
+    out.write_all(&[
+        b'.',
+        digit(f / 1000),
+        digit(f / 100),
+        digit(f / 10),
+        digit(f),
+    ])
 }
 
-/// Quotes a field for CSV output when it holds the delimiter, a quote or a newline.
+/// Writes a field as it was read, quoted (see [`quote`]) only where needed.
+fn write_field(out: &mut impl Write, field: &str, delim: u8) -> std::io::Result<()> {
+    if field.bytes().any(|b| needs_quotes(b, delim)) {
+        out.write_all(quote(field, delim as char).as_bytes())
+    } else {
+        out.write_all(field.as_bytes())
+    }
+}
+
+/// Whether a field holding byte `b` must be quoted in CSV output.
+fn needs_quotes(b: u8, delim: u8) -> bool {
+    b == delim || matches!(b, b'"' | b'\n' | b'\r')
+}
+
+/// Quotes a field for CSV output when it holds the delimiter, a quote or a
+/// line break.
 fn quote(field: &str, delim: char) -> String {
-    if field.contains(delim) || field.contains('"') || field.contains('\n') {
+    if field.bytes().any(|b| needs_quotes(b, delim as u8)) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
         field.to_string()

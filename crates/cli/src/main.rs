@@ -23,6 +23,7 @@ mod feedback;
 mod logging;
 mod models_cmd;
 mod mosquitto;
+mod read_ahead;
 mod score;
 mod sf_emulator;
 mod simulate;
