@@ -12,12 +12,13 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use fieldpulse_models::anomaly::{
-    self, evaluate, generate, AnomalyKind, DetectorParams, DetectorValidParams, FleetScorer,
-    ParamGuard, SynthParams,
+    self, evaluate, generate, AnomalyKind, DetectorValidParams, FleetScorer, Seasonality,
+    SynthParams,
 };
 use fieldpulse_models::wide_csv::WideTable;
 use serde::Serialize;
 
+use crate::anomaly_runs::default_params;
 use crate::cpu_info;
 use crate::wide_csv_args::WideCsvArgs;
 
@@ -55,6 +56,10 @@ pub struct ScoringBenchArgs {
     /// Detection delay budget (readings) for the quality report.
     #[arg(long, default_value_t = 150)]
     pub max_delay: usize,
+    /// Seasonal profile the detectors learn (off, daily, weekly): off is the
+    /// cloud's scoring (`[scoring] seasonal`), weekly is `detect`'s default.
+    #[arg(long, default_value = "off", value_parser = crate::anomaly_runs::parse_seasonality)]
+    pub seasonal: Seasonality,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -117,6 +122,8 @@ struct ScoringReport {
     state_bytes_per_asset: usize,
     /// The compiled copy of the row loop that ran (`avx512`, `avx2`, `baseline`).
     vector_code: &'static str,
+    /// The seasonal profile learned (`--seasonal`).
+    seasonal: &'static str,
     /// The CPU the runs ran on (model name, family and model numbers).
     cpu: String,
     rejected_rows: u64,
@@ -149,9 +156,7 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
     if threads == 0 {
         bail!("--threads must be at least 1");
     }
-    let params = DetectorParams::default()
-        .check()
-        .context("default detector parameters")?;
+    let params = default_params(args.seasonal)?;
     let t0 = Instant::now();
     let (cols, labels, input, rejected_rows, missing_values) = match &args.csv {
         Some(path) => load_csv(&args, path)?,
@@ -215,11 +220,12 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
     let cpu = cpu_info::describe();
     eprintln!(
         "bench scoring: 1 thread: {:.2} M rows/s, median of {} (fastest {:.2}, slowest {:.2}); \
-         {vector_code} code on {cpu}",
+         {vector_code} code on {cpu}; seasonal profile {}",
         rows as f64 / single_s / 1e6,
         args.repeat,
         rows as f64 / best_s / 1e6,
         rows as f64 / slowest_s / 1e6,
+        args.seasonal,
     );
 
     // Sharded by asset.
@@ -293,6 +299,7 @@ pub fn run(args: ScoringBenchArgs) -> anyhow::Result<()> {
         peak_rss_bytes: peak_rss_bytes(),
         state_bytes_per_asset: state_bytes,
         vector_code,
+        seasonal: args.seasonal.name(),
         cpu,
         rejected_rows,
         missing_values,

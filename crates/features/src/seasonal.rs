@@ -43,6 +43,7 @@
 //! with its weight, then per bucket its visit weight. Daily profiles of 8
 //! sensors add 2.1 KiB per asset, weekly ones 12.5 KiB.
 
+use crate::spec::LANE_CHUNK;
 use crate::state::MAX_ABS_VALUE;
 
 /// Residuals are clipped at this many robust scales before the profile
@@ -207,7 +208,7 @@ impl SeasonLayout {
 
     /// Fills `sc.adjusted` (what the kernel sees) and `sc.profile` for the
     /// row at `ts_ms`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn adjust(
         &self,
         region: &[f64],
@@ -224,13 +225,24 @@ impl SeasonLayout {
         let b1 = if b0 + 1 == self.buckets { 0 } else { b0 + 1 };
         (sc.b0, sc.b1, sc.f) = (b0, b1, f);
         let inv_b = 1.0 / self.buckets as f64;
-        let (p0, p1) = (&region[b0 * self.np..], &region[b1 * self.np..]);
-        let sum = &region[self.sum()..];
-        let active = &region[self.active()..];
-        for (s, &x) in values.iter().enumerate() {
-            let p = (1.0 - f) * p0[s] + f * p1[s] - sum[s] * inv_b;
-            sc.profile[s] = p;
-            sc.adjusted[s] = if active[s] > 0.0 { x - p } else { x };
+        let np = self.np;
+        let (sum, active) = (self.sum(), self.active());
+        // Lane chunks, like the feature kernel's (one vector op per line);
+        // lanes past the sensors read NaN, so their adjusted value stays NaN
+        // (missing) and their profile 0.
+        for c in 0..np / LANE_CHUNK {
+            let lo = c * LANE_CHUNK;
+            let x = padded_chunk(values, lo);
+            let (p0, p1) = (lanes(region, b0 * np + lo), lanes(region, b1 * np + lo));
+            let (sm, on) = (lanes(region, sum + lo), lanes(region, active + lo));
+            let (mut prof, mut adj) = ([0.0; LANE_CHUNK], [0.0; LANE_CHUNK]);
+            for l in 0..LANE_CHUNK {
+                let p = (1.0 - f) * p0[l] + f * p1[l] - sm[l] * inv_b;
+                prof[l] = p;
+                adj[l] = if on[l] > 0.0 { x[l] - p } else { x[l] };
+            }
+            sc.profile[lo..lo + LANE_CHUNK].copy_from_slice(&prof);
+            sc.adjusted[lo..lo + LANE_CHUNK].copy_from_slice(&adj);
         }
     }
 
@@ -239,7 +251,7 @@ impl SeasonLayout {
     /// the asset's nominal interval (ms) and `span_ms` the time since its
     /// first row. Overwrites `repeat` with repeats of the raw values.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn learn(
         &self,
         region: &mut [f64],
@@ -276,65 +288,126 @@ impl SeasonLayout {
         let a0 = w0 * (1.0 / region[wi + b0].max(1e-12)).max(step_floor);
         let a1 = w1 * (1.0 / region[wi + b1].max(1e-12)).max(step_floor);
         let mature = span_ms >= MIN_PERIODS * period;
-        for (s, &x) in values.iter().enumerate() {
-            let raw_ok = x.is_finite() && x.abs() <= MAX_ABS_VALUE;
-            // Repeats of the raw value (the kernel compared adjusted ones).
-            let last = region[self.last_raw() + s];
-            let same = raw_ok
-                && n_valid[s] > 1.0
-                && (x - last).abs() <= 1e-9 * x.abs().max(last.abs()).max(1e-300);
-            repeat[s] = if same { 1.0 } else { 0.0 };
-            if !raw_ok || valid[s] == 0.0 {
-                continue;
+        let (i0, i1) = (b0 * np, b1 * np);
+        let (sum, v_with, v_without) = (self.sum(), self.v_with(), self.v_without());
+        let (active, last_raw, level, level_w) =
+            (self.active(), self.last_raw(), self.level(), self.level_w());
+        // Lane chunks with masks instead of a branch per sensor (each lane
+        // computes what the scalar rule would and keeps it only where the
+        // rule applies), so it vectorises like the feature kernel. Lanes past
+        // the sensors read NaN: never valid, their state untouched.
+        for c in 0..np / LANE_CHUNK {
+            let lo = c * LANE_CHUNK;
+            let x = padded_chunk(values, lo);
+            let (valid, isc, nv) = (lanes(valid, lo), lanes(inv_scale, lo), lanes(n_valid, lo));
+            let (mut p0, mut p1, mut sm) = (
+                lanes(region, i0 + lo),
+                lanes(region, i1 + lo),
+                lanes(region, sum + lo),
+            );
+            let (mut vw, mut vo, mut on) = (
+                lanes(region, v_with + lo),
+                lanes(region, v_without + lo),
+                lanes(region, active + lo),
+            );
+            let (mut last, mut lvl, mut lw) = (
+                lanes(region, last_raw + lo),
+                lanes(region, level + lo),
+                lanes(region, level_w + lo),
+            );
+            let prof = lanes(&sc.profile, lo);
+            let mut rep = [0.0; LANE_CHUNK];
+            for l in 0..LANE_CHUNK {
+                // Finite and in range (NaN and infinities fail the comparison).
+                let raw_ok = x[l].abs() <= MAX_ABS_VALUE;
+                // Repeats of the raw value (the kernel compared adjusted ones).
+                let same = raw_ok
+                    && nv[l] > 1.0
+                    && (x[l] - last[l]).abs() <= 1e-9 * x[l].abs().max(last[l].abs()).max(1e-300);
+                rep[l] = if same { 1.0 } else { 0.0 };
+                let learns = raw_ok && valid[l] != 0.0;
+                let p = prof[l];
+                // The de-seasonalised value's slow level: a debiased EWMA over
+                // about one period, which a cycle within the period cannot move
+                // (the robust median can: it tracks a slow cycle in part).
+                let w = (1.0 - alpha) * lw[l] + 1.0;
+                let before = lvl[l];
+                let next_level = before + (x[l] - p - before) / w;
+                // The profile learns from a sensor's second valid value on.
+                let fits = learns && nv[l] > 1.0;
+                // Residuals from the level without and with the profile.
+                let without = x[l] - before;
+                let with = without - p;
+                let scale = if isc[l] > 0.0 { 1.0 / isc[l] } else { 0.0 };
+                let clip = LEARN_CLIP * scale;
+                // Each bucket is a weighted mean of the residuals near its
+                // centre (its own error, so a step never overshoots).
+                let d0 = a0 * clamp(without - p0[l], clip);
+                let d1 = a1 * clamp(without - p1[l], clip);
+                let next_vw = vw[l] + alpha * (with * with - vw[l]);
+                let next_vo = vo[l] + alpha * (without * without - vo[l]);
+                let applies = mature
+                    && if on[l] > 0.0 {
+                        next_vo >= OFF_RATIO * next_vw
+                    } else {
+                        next_vo >= ON_RATIO * next_vw
+                    };
+                last[l] = if learns { x[l] } else { last[l] };
+                lw[l] = if learns { w } else { lw[l] };
+                lvl[l] = if learns { next_level } else { before };
+                p0[l] = if fits { p0[l] + d0 } else { p0[l] };
+                p1[l] = if fits { p1[l] + d1 } else { p1[l] };
+                sm[l] = if fits { sm[l] + (d0 + d1) } else { sm[l] };
+                vw[l] = if fits { next_vw } else { vw[l] };
+                vo[l] = if fits { next_vo } else { vo[l] };
+                let applied = if applies { 1.0 } else { 0.0 };
+                on[l] = if fits { applied } else { on[l] };
             }
-            region[self.last_raw() + s] = x;
-            let on = region[self.active() + s] > 0.0;
-            let p = sc.profile[s];
-            // The de-seasonalised value's slow level: a debiased EWMA over
-            // about one period, which a cycle within the period cannot move
-            // (the robust median can: it tracks a slow cycle in part).
-            let lw = &mut region[self.level_w() + s];
-            *lw = (1.0 - alpha) * *lw + 1.0;
-            let lw = *lw;
-            let level = &mut region[self.level() + s];
-            let before = *level;
-            *level += (x - p - *level) / lw;
-            if n_valid[s] <= 1.0 {
-                continue;
+            repeat[lo..lo + LANE_CHUNK].copy_from_slice(&rep);
+            for (off, v) in [
+                (i0, p0),
+                (i1, p1),
+                (sum, sm),
+                (v_with, vw),
+                (v_without, vo),
+                (active, on),
+                (last_raw, last),
+                (level, lvl),
+                (level_w, lw),
+            ] {
+                region[off + lo..off + lo + LANE_CHUNK].copy_from_slice(&v);
             }
-            // Residuals from the level without and with the profile.
-            let without = x - before;
-            let with = without - p;
-            let scale = if inv_scale[s] > 0.0 {
-                1.0 / inv_scale[s]
-            } else {
-                0.0
-            };
-            let clip = LEARN_CLIP * scale;
-            // Each bucket is a weighted mean of the residuals near its
-            // centre (its own error, so a step never overshoots).
-            let i0 = b0 * np + s;
-            let d0 = a0 * (without - region[i0]).clamp(-clip, clip);
-            region[i0] += d0;
-            let i1 = b1 * np + s;
-            let d1 = a1 * (without - region[i1]).clamp(-clip, clip);
-            region[i1] += d1;
-            region[self.sum() + s] += d0 + d1;
-            let vw = &mut region[self.v_with() + s];
-            *vw += alpha * (with * with - *vw);
-            let vw = *vw;
-            let vo = &mut region[self.v_without() + s];
-            *vo += alpha * (without * without - *vo);
-            let vo = *vo;
-            let next = if !mature {
-                false
-            } else if on {
-                vo >= OFF_RATIO * vw
-            } else {
-                vo >= ON_RATIO * vw
-            };
-            region[self.active() + s] = if next { 1.0 } else { 0.0 };
         }
+    }
+}
+
+/// `LANE_CHUNK` lanes of `v` from `lo`.
+#[inline(always)]
+fn lanes(v: &[f64], lo: usize) -> [f64; LANE_CHUNK] {
+    <[f64; LANE_CHUNK]>::try_from(&v[lo..lo + LANE_CHUNK]).expect("lane chunk")
+}
+
+/// The row's values from lane `lo`, NaN (missing) past its sensors.
+#[inline(always)]
+fn padded_chunk(values: &[f64], lo: usize) -> [f64; LANE_CHUNK] {
+    let mut x = [f64::NAN; LANE_CHUNK];
+    if values.len() >= lo + LANE_CHUNK {
+        x.copy_from_slice(&values[lo..lo + LANE_CHUNK]);
+    } else if values.len() > lo {
+        x[..values.len() - lo].copy_from_slice(&values[lo..]);
+    }
+    x
+}
+
+/// `v.clamp(-clip, clip)` as a select (the same result, signed zeros
+/// included; `clip` is never NaN), so a lane loop vectorises.
+#[inline(always)]
+fn clamp(v: f64, clip: f64) -> f64 {
+    let low = if v < -clip { -clip } else { v };
+    if low > clip {
+        clip
+    } else {
+        low
     }
 }
 
