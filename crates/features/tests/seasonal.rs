@@ -212,3 +212,55 @@ fn a_weekly_profile_learns_the_weekend_after_three_weeks() {
     let gap = p[hour_of_week(2, 18)] - p[hour_of_week(6, 18)];
     assert!((gap + 8.0).abs() < 1.0, "weekend gap {gap}");
 }
+
+/// The profile is learned lane by lane: a sensor beside nine others (two
+/// lane chunks, the second partly padding; some of the others missing now
+/// and then) learns the same profile, bit for bit, as it does alone, and has
+/// it applied on the same rows.
+#[test]
+fn each_sensor_learns_its_own_profile_whatever_sits_beside_it() {
+    let spec_of = |names: Vec<String>| {
+        let params = FeatureParams::default()
+            .seasonality(Seasonality::Daily)
+            .check()
+            .unwrap();
+        FeatureSpec::new(params, names).unwrap()
+    };
+    let alone = spec_of(vec!["temp".into()]);
+    let crowd = spec_of((0..10).map(|s| format!("s{s}")).collect());
+    let (mut a, mut sa) = (
+        FleetFeatures::new(alone.clone(), 1),
+        RowScratch::new(&alone),
+    );
+    let (mut b, mut sb) = (
+        FleetFeatures::new(crowd.clone(), 1),
+        RowScratch::new(&crowd),
+    );
+    let (mut rng, mut other) = (Rng(21), Rng(5));
+    let mut row = [0.0; 10];
+    for i in 0..5 * 1440 {
+        let (ts, v) = daily(i, 10.0, &mut rng);
+        row[0] = v[0];
+        for (s, x) in row.iter_mut().enumerate().skip(1) {
+            *x = if other.next() < 0.03 {
+                f64::NAN
+            } else {
+                100.0 * s as f64 + 20.0 * other.gauss()
+            };
+        }
+        a.update(0, ts, &v[..1], &mut sa);
+        b.update(0, ts, &row, &mut sb);
+        assert_eq!(a.seasonal_active(0, 0), b.seasonal_active(0, 0), "row {i}");
+        assert_eq!(
+            sa.robust_z()[0].to_bits(),
+            sb.robust_z()[0].to_bits(),
+            "row {i}"
+        );
+    }
+    assert!(a.seasonal_active(0, 0), "a 10-sigma daily cycle is applied");
+    let bits = |p: Vec<f64>| p.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+    assert_eq!(
+        bits(a.seasonal_profile(0, 0)),
+        bits(b.seasonal_profile(0, 0))
+    );
+}
