@@ -8,6 +8,7 @@
 //!
 //! `NO_MV=1` disables the multivariate detector, `FEATURES_ONLY=1` times the
 //! feature kernel alone (baseline ISA: no runtime dispatch there), `FIELDPULSE_SIMD=avx2|baseline` caps the vector width.
+//! `SEASONAL=daily|weekly` adds the seasonal profile (`detect`'s default is weekly).
 //! `HASH=1` prints an FNV-1a hash of the last run's scores (their bits) and
 //! top sensors, to check that a change keeps the output bit-identical.
 //! `SENSORS=n` sets the sensor count (default 8); `DIRTY=1` makes the data
@@ -17,7 +18,7 @@
 
 use std::time::Instant;
 
-use fieldpulse_features::{FeatureSpec, FleetFeatures, RowScratch};
+use fieldpulse_features::{FeatureParams, FeatureSpec, FleetFeatures, RowScratch, Seasonality};
 use fieldpulse_models::anomaly::{
     generate, DetectorParams, FleetScorer, ParamGuard, SynthFleet, SynthParams,
 };
@@ -44,8 +45,14 @@ fn main() {
         return;
     }
     let n = f.sensor_names.len();
+    let seasonality = std::env::var("SEASONAL")
+        .ok()
+        .map(|s| Seasonality::parse(&s).expect("SEASONAL: off, daily or weekly"))
+        .unwrap_or_default();
     let params = DetectorParams::default()
         .mv_enabled(std::env::var_os("NO_MV").is_none())
+        .features(FeatureParams::default().seasonality(seasonality))
+        .expect("feature params")
         .check()
         .expect("default params");
     let base = FleetScorer::new(params, f.sensor_names.clone(), assets).expect("sensors");

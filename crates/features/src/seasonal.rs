@@ -121,6 +121,8 @@ pub(crate) struct SeasonLayout {
     np: usize,
     /// Periods the profile remembers once its buckets are old.
     memory_periods: f64,
+    /// `1 / buckets`, the re-centring's weight.
+    inv_buckets: f64,
 }
 
 /// Buffers the adjustment hands to the learning step (one row's worth).
@@ -158,6 +160,7 @@ impl SeasonLayout {
             period_ms: seasonality.period_ms(),
             np,
             memory_periods,
+            inv_buckets: 1.0 / seasonality.buckets() as f64,
         })
     }
 
@@ -216,15 +219,32 @@ impl SeasonLayout {
         values: &[f64],
         sc: &mut SeasonScratch,
     ) {
-        let bucket_ms = (self.period_ms / self.buckets as i64) as f64;
+        // Buckets are hours in both periods. The time within the period
+        // with the period a constant of each branch: a multiply and shift
+        // instead of a 64-bit division, which sits on the path to the
+        // bucket loads and so to every feature of the row.
+        let in_period = match self.buckets {
+            24 => ts_ms.rem_euclid(24 * HOUR_MS),
+            168 => ts_ms.rem_euclid(168 * HOUR_MS),
+            _ => ts_ms.rem_euclid(self.period_ms),
+        };
         // Position in the period in buckets, relative to bucket centres.
-        let pos = ts_ms.rem_euclid(self.period_ms) as f64 / bucket_ms - 0.5;
+        let pos = in_period as f64 / HOUR_MS as f64 - 0.5;
         let fl = pos.floor();
         let f = pos - fl;
-        let b0 = (fl as i64).rem_euclid(self.buckets as i64) as usize;
+        // `pos` lies in [-0.5, buckets - 0.5): the floor's wrap-around
+        // without a division.
+        let (i, n) = (fl as i64, self.buckets as i64);
+        let b0 = if i < 0 {
+            i + n
+        } else if i >= n {
+            i - n
+        } else {
+            i
+        } as usize;
         let b1 = if b0 + 1 == self.buckets { 0 } else { b0 + 1 };
         (sc.b0, sc.b1, sc.f) = (b0, b1, f);
-        let inv_b = 1.0 / self.buckets as f64;
+        let inv_b = self.inv_buckets;
         let np = self.np;
         let (sum, active) = (self.sum(), self.active());
         // Lane chunks, like the feature kernel's (one vector op per line);
