@@ -507,7 +507,7 @@ listen = "127.0.0.1:{metrics_port}"
 }
 
 /// Reads a `Vm*:` line (kB) of `/proc/<pid>/status` as bytes.
-fn proc_status_bytes(pid: u32, key: &str) -> Option<u64> {
+pub(crate) fn proc_status_bytes(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -19,6 +19,7 @@ use fieldpulse_models::wide_csv::WideTable;
 use serde::Serialize;
 
 use crate::anomaly_runs::default_params;
+use crate::bench_edge::proc_status_bytes;
 use crate::cpu_info;
 use crate::wide_csv_args::WideCsvArgs;
 
@@ -489,13 +490,5 @@ fn median(xs: &mut [f64]) -> f64 {
 
 /// Peak resident set size (VmHWM) of this process, 0 if unavailable.
 fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc_status_bytes(std::process::id(), "VmHWM:").unwrap_or(0)
 }
