@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use fieldpulse_models::anomaly::{FleetScorer, RowStatus, Seasonality};
-use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions, WideCsvReader};
+use fieldpulse_models::wide_csv::{
+    TimeFormat, WideCsvLayout, WideCsvOptions, WideCsvReader, WideRecord,
+};
 use serde::Serialize;
 
 use crate::anomaly_runs::{alarms, default_params, surprise_of_score, AssetIds};
@@ -140,10 +142,8 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     let reader = WideCsvReader::new(BufReader::with_capacity(1 << 20, file), &opts)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let layout = reader.layout().clone();
-    let label_col = layout.label_col;
-    let mut label_score = LabelScore::default();
     let sensors = layout.sensor_names();
-    if label_col.is_none() {
+    if layout.label_col.is_none() {
         for name in sensors.iter().filter(|s| looks_like_labels(s)) {
             eprintln!(
                 "detect: warning: column {name:?} is scored as a sensor; if it holds ground truth, \
@@ -151,14 +151,12 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
             );
         }
     }
-    let mut scorer =
+    let scorer =
         FleetScorer::new(params, sensors.clone(), 0).context("setting up the detectors")?;
     let out = File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let d = layout.delimiter as char;
-    // Quoted once, not per row.
-    let quoted_sensors: Vec<String> = sensors.iter().map(|s| quote(s, d)).collect();
     let mut header = quote(layout.time_name(), d);
     if let Some(a) = layout.asset_name() {
         header.push(d);
@@ -166,98 +164,53 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
     }
     writeln!(out, "{header}{d}score{d}surprise{d}is_anomaly{d}top_sensor")
         .context("writing the output header")?;
-
-    let mut assets = AssetIds::default();
-    let (mut rows, mut scored, mut anomalies) = (0u64, 0u64, 0u64);
+    let mut run = Run {
+        args,
+        layout: &layout,
+        // Quoted once, not per row.
+        quoted_sensors: sensors.iter().map(|s| quote(s, d)).collect(),
+        min_surprise,
+        scorer,
+        assets: AssetIds::default(),
+        label_score: LabelScore::default(),
+        out,
+        rows: 0,
+        scored: 0,
+        anomalies: 0,
+    };
     let mut last_progress = Instant::now();
-    let db = layout.delimiter;
     // Reading and parsing on a second thread, scoring and writing here.
     let totals = std::thread::scope(|scope| -> anyhow::Result<ReadTotals> {
         let mut ahead = ReadAhead::spawn(scope, reader);
         while let Some(batch) = ahead.next_batch() {
             let batch = batch.with_context(|| format!("reading {}", args.input.display()))?;
             for rec in &batch {
-                rows += 1;
-                let asset_name = layout.asset_col.map_or("", |c| rec.field(c));
-                // The row's time (and asset) as read, quoted where needed.
-                let write_key = |out: &mut BufWriter<File>| -> std::io::Result<()> {
-                    write_field(out, rec.field(layout.time_col), db)?;
-                    if layout.asset_col.is_some() {
-                        out.write_all(&[db])?;
-                        write_field(out, asset_name, db)?;
-                    }
-                    Ok(())
-                };
-                let ts = match (rec.reject, rec.ts_ms) {
-                    (None, Some(ts)) => ts,
-                    (reason, _) => {
-                        let why = reason.map_or("bad_time", |r| r.name());
-                        if args.strict {
-                            bail!(
-                                "{}: line {}: rejected ({why}) and --strict is set",
-                                args.input.display(),
-                                rec.line_no
-                            );
-                        }
-                        write_key(&mut out)
-                            .and_then(|()| out.write_all(&[db, db, db, db, b'\n']))
-                            .context("writing scores")?;
-                        continue;
-                    }
-                };
-                if args.strict && rec.n_missing > 0 {
-                    let col =
-                        layout.sensor_cols[rec.values.iter().position(|v| v.is_nan()).unwrap_or(0)];
-                    bail!(
-                        "{}: line {}: column {:?} is empty or not a number and --strict is set",
-                        args.input.display(),
-                        rec.line_no,
-                        layout.columns[col]
-                    );
-                }
-                let asset = assets.get(asset_name, &mut scorer);
-                let r = scorer.score_row(asset, ts, &rec.values);
-                scored += 1;
-                let is_anomaly = alarms(&r, min_surprise);
-                anomalies += u64::from(is_anomaly);
-                if let Some(c) = label_col {
-                    label_score.add(asset, parse_label(rec.field(c)), is_anomaly);
-                }
-                let top = match (r.in_warmup, r.top_sensor) {
-                    (false, Some(t)) => quoted_sensors[t].as_bytes(),
-                    _ => b"",
-                };
-                if args.strict && r.status != RowStatus::InOrder && r.status != RowStatus::First {
-                    bail!(
-                        "{}: line {}: {:?} timestamp for this asset and --strict is set",
-                        args.input.display(),
-                        rec.line_no,
-                        r.status
-                    );
-                }
-                write_key(&mut out)
-                    .and_then(|()| out.write_all(&[db]))
-                    .and_then(|()| write!(out, "{}", r.score))
-                    .and_then(|()| out.write_all(&[db]))
-                    .and_then(|()| write_fixed4(&mut out, r.surprise))
-                    .and_then(|()| out.write_all(&[db, b'0' + u8::from(is_anomaly), db]))
-                    .and_then(|()| out.write_all(top))
-                    .and_then(|()| out.write_all(b"\n"))
-                    .context("writing scores")?;
-                if rows.is_multiple_of(65_536) && last_progress.elapsed() >= Duration::from_secs(2)
-                {
-                    last_progress = Instant::now();
-                    let rate = rows as f64 / started.elapsed().as_secs_f64();
-                    eprintln!(
-                        "detect: {rows} rows, {anomalies} anomalies ({:.2} M rows/s)",
-                        rate / 1e6
-                    );
-                }
+                run.record(rec)?;
             }
             ahead.recycle(batch);
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                last_progress = Instant::now();
+                let rate = run.rows as f64 / started.elapsed().as_secs_f64();
+                eprintln!(
+                    "detect: {} rows, {} anomalies ({:.2} M rows/s)",
+                    run.rows,
+                    run.anomalies,
+                    rate / 1e6
+                );
+            }
         }
         Ok(ahead.finish())
     })?;
+    let Run {
+        scorer,
+        assets,
+        label_score,
+        mut out,
+        rows,
+        scored,
+        anomalies,
+        ..
+    } = run;
     out.flush()
         .with_context(|| format!("writing {}", args.output.display()))?;
     let counts = totals.counts;
@@ -305,6 +258,104 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         },
     };
     Ok(summary)
+}
+
+/// One run's scorer and output: each record in, one output row out.
+struct Run<'a> {
+    args: &'a DetectArgs,
+    layout: &'a WideCsvLayout,
+    quoted_sensors: Vec<String>,
+    min_surprise: f64,
+    scorer: FleetScorer,
+    assets: AssetIds,
+    label_score: LabelScore,
+    out: BufWriter<File>,
+    rows: u64,
+    scored: u64,
+    anomalies: u64,
+}
+
+impl Run<'_> {
+    /// Scores a record and writes its row: a rejected record gets empty
+    /// scores, or ends the run under `--strict` (as does a missing value or
+    /// a timestamp out of order).
+    fn record(&mut self, rec: &WideRecord) -> anyhow::Result<()> {
+        let (args, layout) = (self.args, self.layout);
+        self.rows += 1;
+        let db = layout.delimiter;
+        let ts = match (rec.reject, rec.ts_ms) {
+            (None, Some(ts)) => ts,
+            (reason, _) => {
+                let why = reason.map_or("bad_time", |r| r.name());
+                if args.strict {
+                    bail!(
+                        "{}: line {}: rejected ({why}) and --strict is set",
+                        args.input.display(),
+                        rec.line_no
+                    );
+                }
+                let out = &mut self.out;
+                return write_key(out, layout, rec)
+                    .and_then(|()| out.write_all(&[db, db, db, db, b'\n']))
+                    .context("writing scores");
+            }
+        };
+        if args.strict && rec.n_missing > 0 {
+            let col = layout.sensor_cols[rec.values.iter().position(|v| v.is_nan()).unwrap_or(0)];
+            bail!(
+                "{}: line {}: column {:?} is empty or not a number and --strict is set",
+                args.input.display(),
+                rec.line_no,
+                layout.columns[col]
+            );
+        }
+        let asset_name = layout.asset_col.map_or("", |c| rec.field(c));
+        let asset = self.assets.get(asset_name, &mut self.scorer);
+        let r = self.scorer.score_row(asset, ts, &rec.values);
+        self.scored += 1;
+        let is_anomaly = alarms(&r, self.min_surprise);
+        self.anomalies += u64::from(is_anomaly);
+        if let Some(c) = layout.label_col {
+            self.label_score
+                .add(asset, parse_label(rec.field(c)), is_anomaly);
+        }
+        if args.strict && r.status != RowStatus::InOrder && r.status != RowStatus::First {
+            bail!(
+                "{}: line {}: {:?} timestamp for this asset and --strict is set",
+                args.input.display(),
+                rec.line_no,
+                r.status
+            );
+        }
+        let top = match (r.in_warmup, r.top_sensor) {
+            (false, Some(t)) => self.quoted_sensors[t].as_bytes(),
+            _ => b"",
+        };
+        let out = &mut self.out;
+        write_key(out, layout, rec)
+            .and_then(|()| out.write_all(&[db]))
+            .and_then(|()| write!(out, "{}", r.score))
+            .and_then(|()| out.write_all(&[db]))
+            .and_then(|()| write_fixed4(out, r.surprise))
+            .and_then(|()| out.write_all(&[db, b'0' + u8::from(is_anomaly), db]))
+            .and_then(|()| out.write_all(top))
+            .and_then(|()| out.write_all(b"\n"))
+            .context("writing scores")
+    }
+}
+
+/// Writes a row's time (and asset) as read, quoted where needed.
+fn write_key(
+    out: &mut impl Write,
+    layout: &WideCsvLayout,
+    rec: &WideRecord,
+) -> std::io::Result<()> {
+    write_field(out, rec.field(layout.time_col), layout.delimiter)?;
+    if let Some(c) = layout.asset_col {
+        out.write_all(&[layout.delimiter])?;
+        write_field(out, rec.field(c), layout.delimiter)?;
+    }
+    Ok(())
 }
 
 /// Whether a column's name says it holds ground-truth labels rather than a
