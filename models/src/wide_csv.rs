@@ -15,6 +15,10 @@
 //!   anything else ISO 8601 (`YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH[:MM]]`, no
 //!   offset means UTC).
 //!
+//! - numbers: Rust's float syntax; in a `;`-separated file a value with one
+//!   decimal comma (`21,5`, as spreadsheets write them in many locales)
+//!   reads as `21.5`.
+//!
 //! Bad input is data: a row with the wrong number of fields or an unreadable
 //! time is *rejected* (counted by reason, never scored); an empty or
 //! non-numeric sensor value is *missing* (NaN, counted). Quoted fields
@@ -45,6 +49,12 @@ pub enum WideCsvError {
         name: String,
         /// What it was requested for (`--time-col`, `--asset-col`, `--exclude`, `--label-col`).
         role: &'static str,
+        /// The header, comma-joined.
+        available: String,
+    },
+    /// The header is followed by no data rows.
+    #[error("the CSV has a header ({available}) but no data rows")]
+    NoRows {
         /// The header, comma-joined.
         available: String,
     },
@@ -302,7 +312,7 @@ impl<R: BufRead> WideCsvReader<R> {
                     continue;
                 }
                 non_empty[i] += 1;
-                numeric[i] += usize::from(text.parse::<f64>().is_ok());
+                numeric[i] += usize::from(parse_value(text, delimiter).is_some());
                 if i == time_col && time_format.is_none() {
                     time_format = Some(detect_time_format(text));
                 }
@@ -313,6 +323,9 @@ impl<R: BufRead> WideCsvReader<R> {
             .filter(|&c| c != time_col && Some(c) != asset_col && !excluded[c])
             .filter(|&c| numeric[c] > 0 && numeric[c] * 2 >= non_empty[c])
             .collect();
+        if ahead.is_empty() {
+            return Err(WideCsvError::NoRows { available });
+        }
         if sensor_cols.is_empty() {
             return Err(WideCsvError::NoSensorColumns { available });
         }
@@ -402,7 +415,7 @@ impl<R: BufRead> WideCsvReader<R> {
             return;
         }
         for &c in &l.sensor_cols {
-            let v = trim(rec.field(c)).parse::<f64>().unwrap_or(f64::NAN);
+            let v = parse_value(trim(rec.field(c)), l.delimiter).unwrap_or(f64::NAN);
             rec.n_missing += usize::from(v.is_nan());
             rec.values.push(v);
         }
@@ -559,6 +572,32 @@ fn trim(s: &str) -> &str {
     }
 }
 
+/// A sensor value: Rust's float syntax, or in a `;`-separated file
+/// (`delimiter`) a number with one decimal comma instead of a point.
+#[inline]
+pub(crate) fn parse_value(text: &str, delimiter: u8) -> Option<f64> {
+    match text.parse::<f64>() {
+        Ok(v) => Some(v),
+        Err(_) if delimiter == b';' => parse_decimal_comma(text),
+        Err(_) => None,
+    }
+}
+
+/// `21,5` as `21.5`: exactly one comma and no point (`1.234,5`, with a
+/// thousands separator, stays unreadable rather than being guessed at).
+#[cold]
+fn parse_decimal_comma(text: &str) -> Option<f64> {
+    let b = text.as_bytes();
+    let comma = memchr::memchr(b',', b)?;
+    if b.len() > 64 || b[comma + 1..].contains(&b',') || b.contains(&b'.') {
+        return None;
+    }
+    let mut buf = [0u8; 64];
+    buf[..b.len()].copy_from_slice(b);
+    buf[comma] = b'.';
+    std::str::from_utf8(&buf[..b.len()]).ok()?.parse().ok()
+}
+
 /// The time format a first time value implies (module docs).
 pub(crate) fn detect_time_format(text: &str) -> TimeFormat {
     match text.parse::<f64>() {
@@ -713,11 +752,42 @@ mod tests {
         assert_eq!(t.layout.sensor_names(), vec!["temp"]);
         assert_eq!(t.asset_names, vec!["a1", "a2"]);
         assert_eq!(t.ts_ms, vec![1_767_225_600_000, 1_767_225_660_000]);
-        assert!(
-            t.values[1].is_nan(),
-            "a decimal comma is not a number here: counted missing"
+        assert_eq!(
+            t.values,
+            vec![70.5, 71.0],
+            "a decimal comma reads as a point"
         );
-        assert_eq!(t.counts.missing_values, 1);
+        assert_eq!(t.counts.missing_values, 0);
+    }
+
+    #[test]
+    fn spreadsheet_exports_with_decimal_commas_are_numbers_but_thousands_separators_are_not_guessed(
+    ) {
+        let t = read(
+            "\u{feff}timestamp;value;flow\r\n\
+             2024-01-01T00:00:00Z;1,5;-0,25\r\n\
+             2024-01-01T00:01:00Z;2;1.234,5\r\n\
+             2024-01-01T00:02:00Z;1,2,3;3e-1\r\n",
+            &WideCsvOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(t.layout.sensor_names(), vec!["value", "flow"]);
+        let v = &t.values;
+        assert_eq!((v[0], v[1], v[2], v[5]), (1.5, -0.25, 2.0, 0.3));
+        assert!(v[3].is_nan() && v[4].is_nan(), "ambiguous: {v:?}");
+        assert_eq!(t.counts.missing_values, 2);
+        // With `,` separating fields a comma never reaches a value.
+        assert_eq!(parse_value("1,5", b','), None);
+    }
+
+    #[test]
+    fn a_header_without_rows_is_named_as_such() {
+        let err = read("ts,temp\n", &WideCsvOptions::default()).unwrap_err();
+        assert!(matches!(err, WideCsvError::NoRows { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the CSV has a header (ts,temp) but no data rows"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::wide_csv_args::WideCsvArgs;
     after_help = "Example:\n  fieldpulse detect --input pumps.csv --output scores.csv --asset-col pump_id --exclude site --json"
 )]
 pub struct DetectArgs {
-    /// Wide CSV: header row, `,` or `;`, a time column, numeric sensor columns.
+    /// Wide CSV: header row, `,` or `;` (then decimal commas are read), a time column, numeric sensor columns.
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write the scores (time, [asset], score, surprise, is_anomaly, top_sensor).

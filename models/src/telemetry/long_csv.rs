@@ -9,7 +9,7 @@ use std::path::Path;
 use super::chunked::Accept;
 use super::columns::{resolve_columns, Columns};
 use super::{Layout, ReadReport, TelemetryError, TelemetryOptions};
-use crate::wide_csv::{detect_time_format, parse_time, split_fields};
+use crate::wide_csv::{detect_time_format, parse_time, parse_value, split_fields};
 
 fn open(path: &Path, report: &mut ReadReport) -> Result<BufReader<File>, TelemetryError> {
     let file = File::open(path).map_err(|source| TelemetryError::Io {
@@ -142,7 +142,7 @@ pub(crate) fn read(path: &Path, accept: &mut Accept<'_>) -> Result<(), Telemetry
                 .get_or_insert_with(|| detect_time_format(t));
             parse_time(t, fmt)
         };
-        let v = field(value).trim().parse::<f64>().ok();
+        let v = parse_value(field(value).trim(), delimiter);
         accept.long_row(ts, asset.map(field), Some(field(tag)), v);
     }
     Ok(())
