@@ -6,7 +6,8 @@
 //! Detection rules (all overridable):
 //! - delimiter: whichever of `;` and `,` occurs more often in the header;
 //! - time column: `--time-col`, else the first header named `timestamp`,
-//!   `datetime`, `ts` or `time` (case-insensitive);
+//!   `datetime`, `ts`, `time` or `date` (case-insensitive), else the first
+//!   column whose first value is an ISO 8601 time (`Time (UTC)`, `Zeit`);
 //! - asset column: `--asset-col`, else a header named `asset` or `asset_id`;
 //! - sensors: every other column not excluded whose non-empty values in the
 //!   first `sniff_rows` rows mostly (≥ 50 %) parse as numbers;
@@ -37,7 +38,7 @@ pub enum WideCsvError {
     #[error("the CSV is empty (no header row)")]
     Empty,
     /// No time column was given or found.
-    #[error("no time column: none of timestamp, datetime, ts, time in the header ({available}); pass --time-col")]
+    #[error("no time column: none of timestamp, datetime, ts, time, date in the header ({available}) and no column of ISO 8601 times; pass --time-col")]
     NoTimeColumn {
         /// The header, comma-joined.
         available: String,
@@ -253,21 +254,15 @@ impl<R: BufRead> WideCsvReader<R> {
                 available: available.clone(),
             })
         };
-        let time_col = match &opts.time_col {
-            Some(name) => named(name, "--time-col")?,
-            None => ["timestamp", "datetime", "ts", "time"]
-                .iter()
-                .find_map(|n| find(n))
-                .ok_or_else(|| WideCsvError::NoTimeColumn {
-                    available: available.clone(),
-                })?,
+        // By name here; without one of the usual names, after the sniff
+        // below, the first column whose first value is an ISO 8601 time.
+        let named_time_col = match &opts.time_col {
+            Some(name) => Some(named(name, "--time-col")?),
+            None => TIME_NAMES.iter().find_map(|n| find(n)),
         };
-        let asset_col = match &opts.asset_col {
+        let asset_named = match &opts.asset_col {
             Some(name) => Some(named(name, "--asset-col")?),
-            None => ["asset", "asset_id"]
-                .iter()
-                .find_map(|n| find(n))
-                .filter(|c| *c != time_col),
+            None => None,
         };
         let mut excluded = vec![false; columns.len()];
         for name in &opts.exclude {
@@ -291,7 +286,7 @@ impl<R: BufRead> WideCsvReader<R> {
         let mut line_no = 1;
         let (mut numeric, mut non_empty) =
             (vec![0usize; columns.len()], vec![0usize; columns.len()]);
-        let mut time_format = None;
+        let mut first_value: Vec<Option<String>> = vec![None; columns.len()];
         while ahead.len() < sniff {
             let mut line = String::new();
             if input.read_line(&mut line)? == 0 {
@@ -313,12 +308,31 @@ impl<R: BufRead> WideCsvReader<R> {
                 }
                 non_empty[i] += 1;
                 numeric[i] += usize::from(parse_value(text, delimiter).is_some());
-                if i == time_col && time_format.is_none() {
-                    time_format = Some(detect_time_format(text));
+                if first_value[i].is_none() {
+                    first_value[i] = Some(text.to_string());
                 }
             }
             ahead.push_back((line_no, line));
         }
+        let time_col = match named_time_col {
+            Some(c) => c,
+            None => (0..columns.len())
+                .find(|&c| {
+                    !excluded[c]
+                        && Some(c) != asset_named
+                        && first_value[c].as_deref().and_then(parse_iso8601).is_some()
+                })
+                .ok_or_else(|| WideCsvError::NoTimeColumn {
+                    available: available.clone(),
+                })?,
+        };
+        let time_format = first_value[time_col].as_deref().map(detect_time_format);
+        let asset_col = asset_named.or_else(|| {
+            ["asset", "asset_id"]
+                .iter()
+                .find_map(|n| find(n))
+                .filter(|c| *c != time_col)
+        });
         let sensor_cols: Vec<usize> = (0..columns.len())
             .filter(|&c| c != time_col && Some(c) != asset_col && !excluded[c])
             .filter(|&c| numeric[c] > 0 && numeric[c] * 2 >= non_empty[c])
@@ -572,6 +586,10 @@ fn trim(s: &str) -> &str {
     }
 }
 
+/// Time column names found without `--time-col`, in order of preference
+/// (case-insensitive).
+pub(crate) const TIME_NAMES: [&str; 5] = ["timestamp", "datetime", "ts", "time", "date"];
+
 /// A sensor value: Rust's float syntax, or in a `;`-separated file
 /// (`delimiter`) a number with one decimal comma instead of a point.
 #[inline]
@@ -633,7 +651,8 @@ pub fn parse_iso8601(text: &str) -> Option<i64> {
         }
         std::str::from_utf8(s).ok()?.parse().ok()
     };
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+    // `2024-01-31`, or `2024/01/31` as some exporters write it.
+    if b.len() < 10 || !matches!(b[4], b'-' | b'/') || b[7] != b[4] {
         return None;
     }
     let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
@@ -778,6 +797,27 @@ mod tests {
         assert_eq!(t.counts.missing_values, 2);
         // With `,` separating fields a comma never reaches a value.
         assert_eq!(parse_value("1,5", b','), None);
+    }
+
+    #[test]
+    fn time_columns_are_found_by_name_or_by_their_iso_8601_values() {
+        let opts = WideCsvOptions::default();
+        let t = read("Date,temp\n2024-01-31,1\n2024-02-01,2\n", &opts).unwrap();
+        assert_eq!(t.layout.time_name(), "Date");
+        assert_eq!(t.ts_ms[1] - t.ts_ms[0], 86_400_000);
+        let t = read(
+            "site,Time (UTC),temp,runtime\nA,2024/01/31 12:00:00,1,5\nA,2024/01/31 12:01:00,2,6\n",
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(t.layout.time_name(), "Time (UTC)");
+        assert_eq!(t.layout.sensor_names(), vec!["temp", "runtime"]);
+        assert_eq!(t.ts_ms[0], parse_iso8601("2024-01-31T12:00:00Z").unwrap());
+        assert_eq!(t.ts_ms[1] - t.ts_ms[0], 60_000);
+        // Numbers alone do not say which column is the time.
+        let err = read("t,temp\n1700000000,1\n", &opts).unwrap_err();
+        assert!(matches!(err, WideCsvError::NoTimeColumn { .. }), "{err}");
+        assert!(parse_iso8601("2024/01-31").is_none(), "mixed separators");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub struct TelemetryArgs {
     /// Asset column (default: `asset` or `asset_id` if present).
     #[arg(long)]
     pub asset_col: Option<String>,
-    /// Time column (default: timestamp, datetime, ts or time).
+    /// Time column (default: timestamp, datetime, ts, time or date).
     #[arg(long)]
     pub time_col: Option<String>,
     /// Columns (wide) or tags (long) that are not sensors, comma separated.

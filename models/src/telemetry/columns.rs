@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{Layout, TelemetryError, TelemetryOptions};
+use crate::wide_csv::TIME_NAMES;
 
 /// The columns a layout reads.
 #[derive(Debug, Clone)]
@@ -17,7 +18,6 @@ pub(crate) struct Columns {
     pub(crate) sensors: Vec<String>,
 }
 
-const TIME_NAMES: [&str; 4] = ["timestamp", "datetime", "ts", "time"];
 const ASSET_NAMES: [&str; 2] = ["asset", "asset_id"];
 const TAG_NAMES: [&str; 6] = ["tag", "tag_name", "tagname", "sensor", "signal", "point"];
 const VALUE_NAMES: [&str; 2] = ["value", "val"];
@@ -44,7 +44,7 @@ pub(crate) fn resolve_columns(
         None => first_of(&TIME_NAMES).ok_or_else(|| TelemetryError::Columns {
             path: path.to_path_buf(),
             message: format!(
-                "no time column: none of timestamp, datetime, ts, time ({available}); pass --time-col"
+                "no time column: none of timestamp, datetime, ts, time, date ({available}); pass --time-col"
             ),
         })?,
     };
