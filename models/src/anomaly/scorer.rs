@@ -1049,9 +1049,15 @@ impl FleetScorer {
                     &mut evidence[c * MV_CHUNK..(c + 1) * MV_CHUNK],
                 )
                 .expect("mv chunk");
-                for l in 0..MV_CHUNK {
-                    ev[l] = fmax(ev[l], f64::from(ev32[l]));
+                #[cfg(target_arch = "x86_64")]
+                if self.simd != Simd::Baseline {
+                    // SAFETY: any level above the baseline means the CPU has AVX2.
+                    unsafe { max_into_avx(ev, &ev32) };
+                } else {
+                    max_into(ev, &ev32);
                 }
+                #[cfg(not(target_arch = "x86_64"))]
+                max_into(ev, &ev32);
             }
             let d2 = f64::from(d2.max(0.0));
             mv_raw = d2 * self.mv_inv_q;
@@ -1562,6 +1568,42 @@ unsafe fn lanes_equal_mask_avx(lanes: &[f64; LANE_CHUNK], v: f64) -> u32 {
     let lo = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(lo, vv)) as u32;
     let hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(hi, vv)) as u32;
     lo | (hi << 4)
+}
+
+/// `ev = max(ev, new)` lane by lane ([`fmax`]: `new` unless `ev` is larger).
+#[inline(always)]
+fn max_into(ev: &mut [f64; MV_CHUNK], new: &[f32; MV_CHUNK]) {
+    for l in 0..MV_CHUNK {
+        ev[l] = fmax(ev[l], f64::from(new[l]));
+    }
+}
+
+/// [`max_into`] as two 4-lane maxima and whole stores. Written as lane
+/// selects, the compiler turns it into masked stores (a lane keeps its old
+/// value), and the evidence's next load, right after, cannot take its value
+/// from a masked store in flight: it waits until the store reaches the
+/// cache. `vmaxpd` returns its second operand unless the first is larger,
+/// as [`fmax`] does, so the result is bit-identical.
+///
+/// # Safety
+/// The CPU must support AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn max_into_avx(ev: &mut [f64; MV_CHUNK], new: &[f32; MV_CHUNK]) {
+    use std::arch::x86_64::{
+        _mm256_cvtps_pd, _mm256_loadu_pd, _mm256_max_pd, _mm256_storeu_pd, _mm_loadu_ps,
+    };
+    const _: () = assert!(MV_CHUNK == 8);
+    // SAFETY: both arrays hold 8 lanes: the loads and stores touch lanes
+    // 0..4 and 4..8; unaligned access is allowed.
+    unsafe {
+        let p = ev.as_mut_ptr();
+        let lo = _mm256_cvtps_pd(_mm_loadu_ps(new.as_ptr()));
+        let hi = _mm256_cvtps_pd(_mm_loadu_ps(new.as_ptr().add(4)));
+        _mm256_storeu_pd(p, _mm256_max_pd(_mm256_loadu_pd(p), lo));
+        _mm256_storeu_pd(p.add(4), _mm256_max_pd(_mm256_loadu_pd(p.add(4)), hi));
+    }
 }
 
 /// [`pu_one_chunk`] with explicit 8-lane AVX operations, in the same order
