@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use fieldpulse_models::anomaly::{FleetScorer, RowStatus, Seasonality};
 use fieldpulse_models::wide_csv::{
-    TimeFormat, WideCsvLayout, WideCsvOptions, WideCsvReader, WideRecord,
+    RejectReason, TimeFormat, WideCsvLayout, WideCsvOptions, WideCsvReader, WideRecord,
 };
 use serde::Serialize;
 
@@ -177,6 +177,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         rows: 0,
         scored: 0,
         anomalies: 0,
+        first_bad_time: None,
     };
     let mut last_progress = Instant::now();
     // Reading and parsing on a second thread, scoring and writing here.
@@ -209,10 +210,22 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         rows,
         scored,
         anomalies,
+        first_bad_time,
         ..
     } = run;
     out.flush()
         .with_context(|| format!("writing {}", args.output.display()))?;
+    if let (0, Some((line, text))) = (scored, first_bad_time) {
+        // Every row was rejected, most likely all for the same reason: a
+        // time format this reader does not know (a US date, say).
+        bail!(
+            "{}: no row was scored: the times in column {:?} cannot be read (line {line}: {text:?}); \
+             times are epoch seconds or milliseconds, or ISO 8601 such as 2024-01-31T12:00:00Z or \
+             2024-01-31 12:00 (pass --time-col if this is not the time column)",
+            args.input.display(),
+            layout.time_name(),
+        );
+    }
     let counts = totals.counts;
     let sc = scorer.counters();
     let seconds = started.elapsed().as_secs_f64();
@@ -273,6 +286,8 @@ struct Run<'a> {
     rows: u64,
     scored: u64,
     anomalies: u64,
+    /// The first unreadable time (line, text), to name when no row scored.
+    first_bad_time: Option<(u64, String)>,
 }
 
 impl Run<'_> {
@@ -287,6 +302,10 @@ impl Run<'_> {
             (None, Some(ts)) => ts,
             (reason, _) => {
                 let why = reason.map_or("bad_time", |r| r.name());
+                if reason == Some(RejectReason::BadTime) && self.first_bad_time.is_none() {
+                    let text = rec.field(layout.time_col).trim().to_string();
+                    self.first_bad_time = Some((rec.line_no, text));
+                }
                 if args.strict {
                     bail!(
                         "{}: line {}: rejected ({why}) and --strict is set",
@@ -621,5 +640,33 @@ mod tests {
             .expect_err("strict rejects the bad value")
             .to_string();
         assert!(err.contains("line 3") && err.contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn a_file_whose_times_all_fail_to_parse_is_an_error_naming_the_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("in.csv");
+        std::fs::write(
+            &input,
+            "time,site_id,x\n01/31/2024 13:00,1,1.0\n01/31/2024 13:01,1,2.0\n",
+        )
+        .expect("write input");
+        let err = run(args(input.clone(), dir.path().join("out.csv")))
+            .expect_err("nothing could be scored");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("no row was scored")
+                && err.contains("line 2: \"01/31/2024 13:00\"")
+                && err.contains("ISO 8601"),
+            "{err}"
+        );
+        // One readable time is enough to score the file, the rest counted.
+        std::fs::write(
+            &input,
+            "time,site_id,x\n2024-01-31 13:00,1,1.0\n01/31/2024 13:01,1,2.0\n",
+        )
+        .expect("write input");
+        let summary = detect(&args(input, dir.path().join("out.csv"))).expect("scored");
+        assert_eq!((summary.scored_rows, summary.rejected.bad_time), (1, 1));
     }
 }
