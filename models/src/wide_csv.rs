@@ -8,14 +8,15 @@
 //! - time column: `--time-col`, else the first header named `timestamp`,
 //!   `datetime`, `ts`, `time` or `date` (case-insensitive), else the first
 //!   column whose first value is an ISO 8601 time (`Time (UTC)`, `Zeit`);
+//!   a time column of times of day (`13:05:00`) is joined with the first
+//!   column of dates (`Date;Time;…`, as data loggers export);
 //! - asset column: `--asset-col`, else a header named `asset` or `asset_id`;
 //! - sensors: every other column not excluded whose non-empty values in the
 //!   first `sniff_rows` rows mostly (≥ 50 %) parse as numbers;
 //! - time format, from the first non-empty time value: a number ≥ 1e11 is
 //!   epoch milliseconds, a smaller number epoch seconds (fractions allowed),
 //!   anything else ISO 8601 (`YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH[:MM]]`, no
-//!   offset means UTC).
-//!
+//!   offset means UTC);
 //! - numbers: Rust's float syntax; in a `;`-separated file a value with one
 //!   decimal comma (`21,5`, as spreadsheets write them in many locales)
 //!   reads as `21.5`.
@@ -110,6 +111,8 @@ pub struct WideCsvLayout {
     pub sensor_cols: Vec<usize>,
     /// Time format, detected from the first time value (None if no rows).
     pub time_format: Option<TimeFormat>,
+    /// The column of dates a time column of times of day belongs to.
+    pub date_col: Option<usize>,
 }
 
 impl WideCsvLayout {
@@ -314,6 +317,9 @@ impl<R: BufRead> WideCsvReader<R> {
             }
             ahead.push_back((line_no, line));
         }
+        if ahead.is_empty() {
+            return Err(WideCsvError::NoRows { available });
+        }
         let time_col = match named_time_col {
             Some(c) => c,
             None => (0..columns.len())
@@ -327,6 +333,20 @@ impl<R: BufRead> WideCsvReader<R> {
                 })?,
         };
         let time_format = first_value[time_col].as_deref().map(detect_time_format);
+        // Times of day (`13:05:00`, neither a number nor a date) take their
+        // date from the first column of dates.
+        let date_col = first_value[time_col]
+            .as_deref()
+            .filter(|t| t.parse::<f64>().is_err() && parse_iso8601(t).is_none())
+            .and_then(parse_time_of_day)
+            .and_then(|_| {
+                (0..columns.len()).find(|&c| {
+                    c != time_col
+                        && !excluded[c]
+                        && Some(c) != asset_named
+                        && first_value[c].as_deref().is_some_and(is_date)
+                })
+            });
         let asset_col = asset_named.or_else(|| {
             ["asset", "asset_id"]
                 .iter()
@@ -337,9 +357,6 @@ impl<R: BufRead> WideCsvReader<R> {
             .filter(|&c| c != time_col && Some(c) != asset_col && !excluded[c])
             .filter(|&c| numeric[c] > 0 && numeric[c] * 2 >= non_empty[c])
             .collect();
-        if ahead.is_empty() {
-            return Err(WideCsvError::NoRows { available });
-        }
         if sensor_cols.is_empty() {
             return Err(WideCsvError::NoSensorColumns { available });
         }
@@ -351,6 +368,7 @@ impl<R: BufRead> WideCsvReader<R> {
             label_col,
             sensor_cols,
             time_format,
+            date_col,
         };
         Ok(Self {
             input,
@@ -422,7 +440,13 @@ impl<R: BufRead> WideCsvReader<R> {
             .time_format
             .get_or_insert_with(|| detect_time_format(trim(rec.field(time_col))));
         let l = &self.layout;
-        rec.ts_ms = parse_time(trim(rec.field(l.time_col)), fmt);
+        let time = trim(rec.field(l.time_col));
+        rec.ts_ms = match l.date_col {
+            Some(d) => parse_iso8601(trim(rec.field(d)))
+                .zip(parse_time_of_day(time))
+                .map(|(day, t)| day + t),
+            None => parse_time(time, fmt),
+        };
         if rec.ts_ms.is_none() {
             rec.reject = Some(RejectReason::BadTime);
             self.counts.bad_time += 1;
@@ -642,6 +666,26 @@ pub fn parse_time(text: &str, fmt: TimeFormat) -> Option<i64> {
     }
 }
 
+/// A date alone (`2024-01-31` or `2024/01/31`).
+fn is_date(text: &str) -> bool {
+    text.len() == 10 && parse_iso8601(text).is_some()
+}
+
+/// A time of day, `HH:MM[:SS[.fff]][Z|±HH[:MM]]`, as milliseconds from
+/// midnight (negative or past a day with an offset).
+pub(crate) fn parse_time_of_day(text: &str) -> Option<i64> {
+    const EPOCH_DAY: &[u8] = b"1970-01-01T";
+    let b = text.as_bytes();
+    let mut buf = [0u8; 64];
+    let n = EPOCH_DAY.len() + b.len();
+    if n > buf.len() {
+        return None;
+    }
+    buf[..EPOCH_DAY.len()].copy_from_slice(EPOCH_DAY);
+    buf[EPOCH_DAY.len()..n].copy_from_slice(b);
+    parse_iso8601(std::str::from_utf8(&buf[..n]).ok()?)
+}
+
 /// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|±HH[:MM]]` to epoch milliseconds.
 pub fn parse_iso8601(text: &str) -> Option<i64> {
     let b = text.as_bytes();
@@ -821,12 +865,41 @@ mod tests {
     }
 
     #[test]
+    fn a_column_of_times_of_day_takes_its_dates_from_the_date_column() {
+        let t = read(
+            "Date;Time;Temp\n2024-01-31;23:59:30;1,5\n2024-02-01;00:00:30;2\n2024-02-01;x;3\n",
+            &WideCsvOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(t.layout.time_name(), "Time");
+        assert_eq!(t.layout.date_col, Some(0));
+        assert_eq!(t.layout.sensor_names(), vec!["Temp"]);
+        let midnight = parse_iso8601("2024-02-01").unwrap();
+        assert_eq!(t.ts_ms, vec![midnight - 30_000, midnight + 30_000]);
+        assert_eq!(
+            t.counts.bad_time, 1,
+            "an unreadable time of day is rejected"
+        );
+        assert_eq!(parse_time_of_day("01:30+01:00"), Some(30 * 60_000));
+        assert_eq!(parse_time_of_day("2024-01-31"), None);
+        // A time column of full date-times needs no date column.
+        let t = read(
+            "day,time,v\n2024-01-31,2024-01-31T10:00:00Z,1\n",
+            &WideCsvOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(t.layout.date_col, None);
+    }
+
+    #[test]
     fn a_header_without_rows_is_named_as_such() {
         let err = read("ts,temp\n", &WideCsvOptions::default()).unwrap_err();
         assert!(matches!(err, WideCsvError::NoRows { .. }), "{err}");
+        let err = read("Zeit,temp\n\n", &WideCsvOptions::default()).unwrap_err();
+        assert!(matches!(err, WideCsvError::NoRows { .. }), "{err}");
         assert_eq!(
             err.to_string(),
-            "the CSV has a header (ts,temp) but no data rows"
+            "the CSV has a header (Zeit,temp) but no data rows"
         );
     }
 

@@ -29,7 +29,7 @@ pub struct DetectArgs {
     /// Wide CSV: header row, `,` or `;` (then decimal commas are read), a time column, numeric sensor columns.
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write the scores (time, [asset], score, surprise, is_anomaly, top_sensor).
+    /// Where to write the scores ([date,] time, [asset], score, surprise, is_anomaly, top_sensor).
     #[arg(long)]
     pub output: PathBuf,
     #[command(flatten)]
@@ -90,6 +90,9 @@ struct DetectSummary {
     assets: usize,
     sensors: Vec<String>,
     time_col: String,
+    /// The column of dates the time column's times of day belong to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    date_col: Option<String>,
     asset_col: Option<String>,
     delimiter: String,
     time_format: Option<&'static str>,
@@ -157,7 +160,12 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let d = layout.delimiter as char;
-    let mut header = quote(layout.time_name(), d);
+    let mut header = String::new();
+    if let Some(c) = layout.date_col {
+        header.push_str(&quote(&layout.columns[c], d));
+        header.push(d);
+    }
+    header.push_str(&quote(layout.time_name(), d));
     if let Some(a) = layout.asset_name() {
         header.push(d);
         header.push_str(&quote(a, d));
@@ -253,6 +261,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         assets: assets.count(),
         sensors,
         time_col: layout.time_name().to_string(),
+        date_col: layout.date_col.map(|c| layout.columns[c].clone()),
         asset_col: layout.asset_name().map(str::to_string),
         delimiter: (layout.delimiter as char).to_string(),
         time_format: totals.time_format.map(|f| match f {
@@ -369,6 +378,10 @@ fn write_key(
     layout: &WideCsvLayout,
     rec: &WideRecord,
 ) -> std::io::Result<()> {
+    if let Some(c) = layout.date_col {
+        write_field(out, rec.field(c), layout.delimiter)?;
+        out.write_all(&[layout.delimiter])?;
+    }
     write_field(out, rec.field(layout.time_col), layout.delimiter)?;
     if let Some(c) = layout.asset_col {
         out.write_all(&[layout.delimiter])?;
@@ -668,5 +681,28 @@ mod tests {
         .expect("write input");
         let summary = detect(&args(input, dir.path().join("out.csv"))).expect("scored");
         assert_eq!((summary.scored_rows, summary.rejected.bad_time), (1, 1));
+    }
+
+    /// A logger's `Date;Time;…` export: the output keeps both columns.
+    #[test]
+    fn separate_date_and_time_columns_are_scored_and_written_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("in.csv");
+        let output = dir.path().join("out.csv");
+        std::fs::write(
+            &input,
+            "Date;Time;site_id;x\n2024-01-31;23:59;1;1,0\n2024-02-01;00:00;1;2,0\n",
+        )
+        .expect("write input");
+        let summary = detect(&args(input, output.clone())).expect("scored");
+        assert_eq!(summary.scored_rows, 2);
+        assert_eq!(
+            (summary.time_col.as_str(), summary.date_col.as_deref()),
+            ("Time", Some("Date"))
+        );
+        let out = std::fs::read_to_string(output).expect("output");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("Date;Time;score;"), "{out}");
+        assert!(lines[2].starts_with("2024-02-01;00:00;"), "{out}");
     }
 }
