@@ -185,7 +185,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         rows: 0,
         scored: 0,
         anomalies: 0,
-        first_bad_time: None,
+        first_reject: None,
     };
     let mut last_progress = Instant::now();
     // Reading and parsing on a second thread, scoring and writing here.
@@ -218,20 +218,32 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         rows,
         scored,
         anomalies,
-        first_bad_time,
+        first_reject,
         ..
     } = run;
     out.flush()
         .with_context(|| format!("writing {}", args.output.display()))?;
-    if let (0, Some((line, text))) = (scored, first_bad_time) {
+    if let (0, Some((reason, what))) = (scored, first_reject) {
         // Every row was rejected, most likely all for the same reason: a
-        // time format this reader does not know (a US date, say).
+        // time format this reader does not know (a US date, say), or
+        // another delimiter inside the values.
+        let why = match reason {
+            RejectReason::BadTime => format!(
+                "the times in column {:?} cannot be read; times are epoch seconds or \
+                 milliseconds, or ISO 8601 such as 2024-01-31T12:00:00Z or 2024-01-31 12:00 \
+                 (pass --time-col if this is not the time column)",
+                layout.time_name()
+            ),
+            RejectReason::FieldCount => format!(
+                "the rows do not have the header's {} fields (values holding the delimiter \
+                 {:?} unquoted?)",
+                layout.columns.len(),
+                layout.delimiter as char
+            ),
+        };
         bail!(
-            "{}: no row was scored: the times in column {:?} cannot be read (line {line}: {text:?}); \
-             times are epoch seconds or milliseconds, or ISO 8601 such as 2024-01-31T12:00:00Z or \
-             2024-01-31 12:00 (pass --time-col if this is not the time column)",
-            args.input.display(),
-            layout.time_name(),
+            "{}: no row was scored: {why} (the first rejected row: {what})",
+            args.input.display()
         );
     }
     let counts = totals.counts;
@@ -295,8 +307,9 @@ struct Run<'a> {
     rows: u64,
     scored: u64,
     anomalies: u64,
-    /// The first unreadable time (line, text), to name when no row scored.
-    first_bad_time: Option<(u64, String)>,
+    /// The first rejected row (why, and its line and offending part), to
+    /// name when no row is scored.
+    first_reject: Option<(RejectReason, String)>,
 }
 
 impl Run<'_> {
@@ -311,9 +324,8 @@ impl Run<'_> {
             (None, Some(ts)) => ts,
             (reason, _) => {
                 let why = reason.map_or("bad_time", |r| r.name());
-                if reason == Some(RejectReason::BadTime) && self.first_bad_time.is_none() {
-                    let text = rec.field(layout.time_col).trim().to_string();
-                    self.first_bad_time = Some((rec.line_no, text));
+                if self.first_reject.is_none() {
+                    self.first_reject = Some(describe_reject(reason, layout, rec));
                 }
                 if args.strict {
                     bail!(
@@ -373,6 +385,28 @@ impl Run<'_> {
 }
 
 /// Writes a row's time (and asset) as read, quoted where needed.
+/// A rejected record's reason, its line and the part that is wrong.
+fn describe_reject(
+    reason: Option<RejectReason>,
+    layout: &WideCsvLayout,
+    rec: &WideRecord,
+) -> (RejectReason, String) {
+    match reason {
+        Some(RejectReason::FieldCount) => (
+            RejectReason::FieldCount,
+            format!("line {}, {} fields", rec.line_no, rec.n_fields()),
+        ),
+        Some(RejectReason::BadTime) | None => (
+            RejectReason::BadTime,
+            format!(
+                "line {}, time {:?}",
+                rec.line_no,
+                rec.field(layout.time_col).trim()
+            ),
+        ),
+    }
+}
+
 fn write_key(
     out: &mut impl Write,
     layout: &WideCsvLayout,
@@ -669,8 +703,17 @@ mod tests {
         let err = format!("{err:#}");
         assert!(
             err.contains("no row was scored")
-                && err.contains("line 2: \"01/31/2024 13:00\"")
+                && err.contains("line 2, time \"01/31/2024 13:00\"")
                 && err.contains("ISO 8601"),
+            "{err}"
+        );
+        // Rows of another shape than the header's, the same.
+        std::fs::write(&input, "time,site_id,x\n1767225600,1,2.0,7\n").expect("write input");
+        let err = run(args(input.clone(), dir.path().join("out.csv")))
+            .expect_err("nothing could be scored");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("header's 3 fields") && err.contains("line 2, 4 fields"),
             "{err}"
         );
         // One readable time is enough to score the file, the rest counted.
