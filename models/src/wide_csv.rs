@@ -7,7 +7,7 @@
 //! - delimiter: whichever of `;` and `,` occurs more often in the header;
 //! - time column: `--time-col`, else the first header named `timestamp`,
 //!   `datetime`, `ts`, `time` or `date` (case-insensitive), else the first
-//!   column whose first value is an ISO 8601 time (`Time (UTC)`, `Zeit`);
+//!   column whose first value is a date (`Time (UTC)`, `Datum`);
 //!   a time column of times of day (`13:05:00`) is joined with the first
 //!   column of dates (`Date;Time;…`, as data loggers export);
 //! - asset column: `--asset-col`, else a header named `asset` or `asset_id`;
@@ -15,7 +15,8 @@
 //!   first `sniff_rows` rows mostly (≥ 50 %) parse as numbers;
 //! - time format, from the first non-empty time value: a number ≥ 1e11 is
 //!   epoch milliseconds, a smaller number epoch seconds (fractions allowed),
-//!   anything else ISO 8601 (`YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH[:MM]]`, no
+//!   `A/B/YYYY` or `A.B.YYYY` a spreadsheet date (day or month first as the
+//!   column shows, [`TimeFormat::MonthDayYear`]), anything else ISO 8601 (`YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH[:MM]]`, no
 //!   offset means UTC);
 //! - numbers: Rust's float syntax; in a `;`-separated file a value with one
 //!   decimal comma (`21,5`, as spreadsheets write them in many locales)
@@ -39,7 +40,7 @@ pub enum WideCsvError {
     #[error("the CSV is empty (no header row)")]
     Empty,
     /// No time column was given or found.
-    #[error("no time column: none of timestamp, datetime, ts, time, date in the header ({available}) and no column of ISO 8601 times; pass --time-col")]
+    #[error("no time column: none of timestamp, datetime, ts, time, date in the header ({available}) and no column of dates; pass --time-col")]
     NoTimeColumn {
         /// The header, comma-joined.
         available: String,
@@ -92,6 +93,23 @@ pub enum TimeFormat {
     EpochSeconds,
     /// ISO 8601 date-time.
     Iso8601,
+    /// `M/D/YYYY[ H:MM[:SS[.fff]][ AM|PM]]`, as US spreadsheets export.
+    MonthDayYear,
+    /// `D/M/YYYY` or `D.M.YYYY`, with the same optional clock time.
+    DayMonthYear,
+}
+
+impl TimeFormat {
+    /// Its name in reports (`epoch_ms`, `iso8601`, `m/d/y`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EpochMillis => "epoch_ms",
+            Self::EpochSeconds => "epoch_s",
+            Self::Iso8601 => "iso8601",
+            Self::MonthDayYear => "m/d/y",
+            Self::DayMonthYear => "d/m/y",
+        }
+    }
 }
 
 /// The detected layout of a wide CSV.
@@ -113,6 +131,8 @@ pub struct WideCsvLayout {
     pub time_format: Option<TimeFormat>,
     /// The column of dates a time column of times of day belongs to.
     pub date_col: Option<usize>,
+    /// How the date column writes its dates.
+    pub date_format: Option<TimeFormat>,
 }
 
 impl WideCsvLayout {
@@ -320,33 +340,45 @@ impl<R: BufRead> WideCsvReader<R> {
         if ahead.is_empty() {
             return Err(WideCsvError::NoRows { available });
         }
-        let time_col = match named_time_col {
+        let mut time_col = match named_time_col {
             Some(c) => c,
             None => (0..columns.len())
                 .find(|&c| {
                     !excluded[c]
                         && Some(c) != asset_named
-                        && first_value[c].as_deref().and_then(parse_iso8601).is_some()
+                        && first_value[c].as_deref().is_some_and(|v| {
+                            parse_iso8601(v).is_some() || numeric_date_fields(v).is_some()
+                        })
                 })
                 .ok_or_else(|| WideCsvError::NoTimeColumn {
                     available: available.clone(),
                 })?,
         };
-        let time_format = first_value[time_col].as_deref().map(detect_time_format);
-        // Times of day (`13:05:00`, neither a number nor a date) take their
-        // date from the first column of dates.
-        let date_col = first_value[time_col]
-            .as_deref()
-            .filter(|t| t.parse::<f64>().is_err() && parse_iso8601(t).is_none())
-            .and_then(parse_time_of_day)
-            .and_then(|_| {
-                (0..columns.len()).find(|&c| {
-                    c != time_col
-                        && !excluded[c]
-                        && Some(c) != asset_named
-                        && first_value[c].as_deref().is_some_and(is_date)
-                })
-            });
+        // Dates and times of day in two columns (`Date;Time;…`, as data
+        // loggers export): the times of day are the time column, the dates
+        // are joined to them. Either may be the one found above.
+        let first = |c: usize| first_value[c].as_deref().unwrap_or("");
+        let other = |c: usize, pred: fn(&str) -> bool| {
+            (0..columns.len())
+                .find(|&o| o != c && !excluded[o] && Some(o) != asset_named && pred(first(o)))
+        };
+        let mut date_col = None;
+        if is_clock(first(time_col)) {
+            date_col = other(time_col, is_date);
+        } else if is_date(first(time_col)) {
+            if let Some(clock) = other(time_col, is_clock) {
+                (date_col, time_col) = (Some(time_col), clock);
+            }
+        }
+        let format_of = |c: usize| {
+            if numeric_date_fields(first(c)).is_some() {
+                numeric_date_order(ahead.iter().map(|(_, line)| nth_field(line, delimiter, c)))
+            } else {
+                detect_time_format(first(c))
+            }
+        };
+        let time_format = first_value[time_col].as_ref().map(|_| format_of(time_col));
+        let date_format = date_col.map(format_of);
         let asset_col = asset_named.or_else(|| {
             ["asset", "asset_id"]
                 .iter()
@@ -369,6 +401,7 @@ impl<R: BufRead> WideCsvReader<R> {
             sensor_cols,
             time_format,
             date_col,
+            date_format,
         };
         Ok(Self {
             input,
@@ -442,9 +475,12 @@ impl<R: BufRead> WideCsvReader<R> {
         let l = &self.layout;
         let time = trim(rec.field(l.time_col));
         rec.ts_ms = match l.date_col {
-            Some(d) => parse_iso8601(trim(rec.field(d)))
-                .zip(parse_time_of_day(time))
-                .map(|(day, t)| day + t),
+            Some(d) => parse_time(
+                trim(rec.field(d)),
+                l.date_format.unwrap_or(TimeFormat::Iso8601),
+            )
+            .zip(parse_clock(time))
+            .map(|(day, t)| day + t),
             None => parse_time(time, fmt),
         };
         if rec.ts_ms.is_none() {
@@ -663,12 +699,145 @@ pub fn parse_time(text: &str, fmt: TimeFormat) -> Option<i64> {
             .filter(|v| v.is_finite() && v.abs() < 9e12)
             .map(|v| (v * 1000.0).round() as i64),
         TimeFormat::Iso8601 => parse_iso8601(text),
+        TimeFormat::MonthDayYear => parse_numeric_date(text, true),
+        TimeFormat::DayMonthYear => parse_numeric_date(text, false),
     }
 }
 
-/// A date alone (`2024-01-31` or `2024/01/31`).
+/// The `i`-th field of a line, unquoted and trimmed (empty if absent).
+fn nth_field(line: &str, delimiter: u8, i: usize) -> String {
+    let (mut spans, mut unq) = (Vec::new(), Vec::new());
+    split_fields(line, delimiter, &mut spans, &mut unq);
+    match (unq.get(i), spans.get(i)) {
+        (Some(Some(u)), _) => u.trim().to_string(),
+        (_, Some(&(a, b))) => line[a..b].trim().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A date written `A/B/YYYY` or `A.B.YYYY` (then a clock time, or nothing):
+/// `(A, B, separator)`, the order of day and month not yet known.
+fn numeric_date_fields(text: &str) -> Option<(i64, i64, u8)> {
+    let b = text.as_bytes();
+    let digits = |s: &[u8], at: usize| s[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let n1 = digits(b, 0);
+    let sep = *b.get(n1)?;
+    if !(1..=2).contains(&n1) || !matches!(sep, b'/' | b'.') {
+        return None;
+    }
+    let n2 = digits(b, n1 + 1);
+    let at_year = n1 + 1 + n2 + 1;
+    if !(1..=2).contains(&n2) || b.get(n1 + 1 + n2) != Some(&sep) || digits(b, at_year) != 4 {
+        return None;
+    }
+    if !matches!(b.get(at_year + 4), None | Some(b' ') | Some(b'T')) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| std::str::from_utf8(&b[r]).ok()?.parse::<i64>().ok();
+    Some((num(0..n1)?, num(n1 + 1..n1 + 1 + n2)?, sep))
+}
+
+/// Which of day and month comes first in a column of `A/B/YYYY` dates: the
+/// field above 12 is the day; without one, the order under which the times
+/// step back least often (a wrong order jumps between months); a tie reads
+/// month first, as US spreadsheets write. Dotted dates are day first.
+fn numeric_date_order(values: impl Iterator<Item = String>) -> TimeFormat {
+    let (mut day_first, mut month_first) = (false, false);
+    let mut kept = Vec::new();
+    for v in values {
+        if let Some((a, b, sep)) = numeric_date_fields(&v) {
+            day_first |= a > 12 || sep == b'.';
+            month_first |= b > 12;
+            kept.push(v);
+        }
+    }
+    if day_first != month_first {
+        return if day_first {
+            TimeFormat::DayMonthYear
+        } else {
+            TimeFormat::MonthDayYear
+        };
+    }
+    let back_steps = |month_first: bool| {
+        let ts: Vec<i64> = kept
+            .iter()
+            .filter_map(|v| parse_numeric_date(v, month_first))
+            .collect();
+        ts.windows(2).filter(|w| w[1] < w[0]).count()
+    };
+    if back_steps(false) < back_steps(true) {
+        TimeFormat::DayMonthYear
+    } else {
+        TimeFormat::MonthDayYear
+    }
+}
+
+/// Parses `M/D/YYYY` (`month_first`) or `D/M/YYYY` (`/` or `.`), then
+/// optionally a space and `H:MM[:SS[.fff]]` with an optional `AM`/`PM`.
+fn parse_numeric_date(text: &str, month_first: bool) -> Option<i64> {
+    let (a, b, _) = numeric_date_fields(text)?;
+    let (m, d) = if month_first { (a, b) } else { (b, a) };
+    let bytes = text.as_bytes();
+    let date_len = bytes
+        .iter()
+        .position(|c| *c == b' ' || *c == b'T')
+        .unwrap_or(bytes.len());
+    let y: i64 = text[date_len - 4..date_len].parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let day = days_from_civil(y, m, d) * 86_400_000;
+    let clock = text[date_len..].trim();
+    if clock.is_empty() {
+        return Some(day);
+    }
+    Some(day + parse_clock(clock)?)
+}
+
+/// `H:MM[:SS[.fff]]` with an optional ` AM`/` PM` (12-hour clock), as
+/// milliseconds from midnight.
+fn parse_clock(text: &str) -> Option<i64> {
+    let upper = text.to_ascii_uppercase();
+    let (clock, pm) = match upper
+        .strip_suffix("AM")
+        .or_else(|| upper.strip_suffix("A.M."))
+    {
+        Some(c) => (c.trim_end(), Some(false)),
+        None => match upper
+            .strip_suffix("PM")
+            .or_else(|| upper.strip_suffix("P.M."))
+        {
+            Some(c) => (c.trim_end(), Some(true)),
+            None => (upper.as_str(), None),
+        },
+    };
+    // A one-digit hour gets its leading zero; the rest is ISO's.
+    let padded = if clock.as_bytes().get(1) == Some(&b':') {
+        format!("0{clock}")
+    } else {
+        clock.to_string()
+    };
+    let ms = parse_time_of_day(&padded)?;
+    let hour = ms / 3_600_000;
+    match pm {
+        None => Some(ms),
+        Some(_) if !(1..=12).contains(&hour) => None,
+        Some(pm) => {
+            let h12 = if hour == 12 { 0 } else { hour };
+            Some(ms + (h12 - hour + if pm { 12 } else { 0 }) * 3_600_000)
+        }
+    }
+}
+
+/// A date alone (`2024-01-31`, `2024/01/31`, `1/31/2024`, `31.01.2024`).
 fn is_date(text: &str) -> bool {
-    text.len() == 10 && parse_iso8601(text).is_some()
+    (text.len() == 10 && parse_iso8601(text).is_some())
+        || (numeric_date_fields(text).is_some() && !text.contains([' ', 'T']))
+}
+
+/// A time of day alone (`13:05`, `1:05:30 PM`): not a number, not a date.
+fn is_clock(text: &str) -> bool {
+    text.parse::<f64>().is_err() && parse_iso8601(text).is_none() && parse_clock(text).is_some()
 }
 
 /// A time of day, `HH:MM[:SS[.fff]][Z|±HH[:MM]]`, as milliseconds from
@@ -889,6 +1058,63 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.layout.date_col, None);
+    }
+
+    #[test]
+    fn spreadsheet_dates_are_read_day_or_month_first_as_the_column_shows() {
+        let opts = WideCsvOptions::default();
+        let at = |t: &str| parse_iso8601(t).unwrap();
+        // US: the second field passes 12, a 12-hour clock.
+        let t = read("time,v\n1/31/2024 1:05 PM,1\n2/1/2024 12:00 AM,2\n", &opts).unwrap();
+        assert_eq!(t.layout.time_format, Some(TimeFormat::MonthDayYear));
+        assert_eq!(
+            t.ts_ms,
+            vec![at("2024-01-31T13:05"), at("2024-02-01T00:00")]
+        );
+        // Day first: the first field passes 12.
+        let t = read("time,v\n31/01/2024 13:05,1\n01/02/2024 00:00:30,2\n", &opts).unwrap();
+        assert_eq!(t.layout.time_format, Some(TimeFormat::DayMonthYear));
+        assert_eq!(
+            t.ts_ms,
+            vec![at("2024-01-31T13:05"), at("2024-02-01T00:00:30")]
+        );
+        // Nothing tells them apart: month first, as US spreadsheets write.
+        let t = read("time,v\n01/02/2024,1\n01/03/2024,2\n", &opts).unwrap();
+        assert_eq!(t.layout.time_format, Some(TimeFormat::MonthDayYear));
+        // German exports: dotted dates and times of day in two columns,
+        // decimal commas, no usual column names.
+        let t = read(
+            "Datum;Zeit;Wert\n31.01.2024;23:59;1,5\n01.02.2024;00:01;2\n",
+            &opts,
+        )
+        .unwrap();
+        assert_eq!((t.layout.time_name(), t.layout.date_col), ("Zeit", Some(0)));
+        assert_eq!(t.layout.sensor_names(), vec!["Wert"]);
+        assert_eq!(
+            t.ts_ms,
+            vec![at("2024-01-31T23:59"), at("2024-02-01T00:01")]
+        );
+        // US dates beside a 12-hour clock column.
+        let t = read(
+            "Date,Time,v\n1/31/2024,11:59 PM,1\n2/1/2024,12:01 AM,2\n",
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(t.layout.date_format, Some(TimeFormat::MonthDayYear));
+        assert_eq!(
+            t.ts_ms,
+            vec![at("2024-01-31T23:59"), at("2024-02-01T00:01")]
+        );
+        assert_eq!(
+            parse_clock("13:05 PM"),
+            None,
+            "no 13 o'clock on a 12-hour clock"
+        );
+        assert_eq!(
+            parse_numeric_date("12.05.2024", false),
+            Some(at("2024-05-12"))
+        );
+        assert_eq!(parse_numeric_date("13/13/2024", true), None);
     }
 
     #[test]

@@ -93,6 +93,9 @@ struct DetectSummary {
     /// The column of dates the time column's times of day belong to.
     #[serde(skip_serializing_if = "Option::is_none")]
     date_col: Option<String>,
+    /// How the date column writes its dates (`iso8601`, `m/d/y`, `d/m/y`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    date_format: Option<&'static str>,
     asset_col: Option<String>,
     delimiter: String,
     time_format: Option<&'static str>,
@@ -225,7 +228,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         .with_context(|| format!("writing {}", args.output.display()))?;
     if let (0, Some((reason, what))) = (scored, first_reject) {
         // Every row was rejected, most likely all for the same reason: a
-        // time format this reader does not know (a US date, say), or
+        // time format this reader does not know (`31-Jan-2024`, say), or
         // another delimiter inside the values.
         let why = match reason {
             RejectReason::BadTime => format!(
@@ -274,13 +277,10 @@ fn detect(args: &DetectArgs) -> anyhow::Result<DetectSummary> {
         sensors,
         time_col: layout.time_name().to_string(),
         date_col: layout.date_col.map(|c| layout.columns[c].clone()),
+        date_format: layout.date_format.map(TimeFormat::name),
         asset_col: layout.asset_name().map(str::to_string),
         delimiter: (layout.delimiter as char).to_string(),
-        time_format: totals.time_format.map(|f| match f {
-            TimeFormat::EpochMillis => "epoch_ms",
-            TimeFormat::EpochSeconds => "epoch_s",
-            TimeFormat::Iso8601 => "iso8601",
-        }),
+        time_format: totals.time_format.map(TimeFormat::name),
         threshold,
         min_surprise,
         seasonal: args.seasonal.name(),
@@ -695,7 +695,7 @@ mod tests {
         let input = dir.path().join("in.csv");
         std::fs::write(
             &input,
-            "time,site_id,x\n01/31/2024 13:00,1,1.0\n01/31/2024 13:01,1,2.0\n",
+            "time,site_id,x\n31-Jan-2024 13:00,1,1.0\n31-Jan-2024 13:01,1,2.0\n",
         )
         .expect("write input");
         let err = run(args(input.clone(), dir.path().join("out.csv")))
@@ -703,7 +703,7 @@ mod tests {
         let err = format!("{err:#}");
         assert!(
             err.contains("no row was scored")
-                && err.contains("line 2, time \"01/31/2024 13:00\"")
+                && err.contains("line 2, time \"31-Jan-2024 13:00\"")
                 && err.contains("ISO 8601"),
             "{err}"
         );
@@ -719,7 +719,7 @@ mod tests {
         // One readable time is enough to score the file, the rest counted.
         std::fs::write(
             &input,
-            "time,site_id,x\n2024-01-31 13:00,1,1.0\n01/31/2024 13:01,1,2.0\n",
+            "time,site_id,x\n2024-01-31 13:00,1,1.0\n31-Jan-2024 13:01,1,2.0\n",
         )
         .expect("write input");
         let summary = detect(&args(input, dir.path().join("out.csv"))).expect("scored");

@@ -9,7 +9,7 @@ pub struct WideCsvArgs {
     /// Asset column for multi-asset files (default: `asset` or `asset_id` if present).
     #[arg(long)]
     pub asset_col: Option<String>,
-    /// Time column (default: timestamp, datetime, ts, time or date, else the first column of ISO 8601 times).
+    /// Time column (default: timestamp, datetime, ts, time or date, else the first column of dates).
     #[arg(long)]
     pub time_col: Option<String>,
     /// Numeric columns that are not sensors, comma separated.

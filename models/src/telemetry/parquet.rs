@@ -335,6 +335,6 @@ fn numeric_time(v: f64, fmt: TimeFormat) -> Option<i64> {
         TimeFormat::EpochSeconds => {
             (v.is_finite() && v.abs() < 9e12).then(|| (v * 1000.0).round() as i64)
         }
-        TimeFormat::Iso8601 => None,
+        TimeFormat::Iso8601 | TimeFormat::MonthDayYear | TimeFormat::DayMonthYear => None,
     }
 }
