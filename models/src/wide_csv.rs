@@ -82,6 +82,10 @@ pub struct WideCsvOptions {
     pub label_col: Option<String>,
     /// Rows inspected to decide which columns are numeric (0 means 1,000).
     pub sniff_rows: usize,
+    /// The time format, when detection is not wanted: `m/d/y` or `d/m/y`
+    /// settle the order of spreadsheet dates (in the date column, when the
+    /// times are times of day), the others set the time column's format.
+    pub time_format: Option<TimeFormat>,
 }
 
 /// How time values are written.
@@ -100,6 +104,21 @@ pub enum TimeFormat {
 }
 
 impl TimeFormat {
+    /// Every format, in the order of [`TimeFormat::name`]'s list.
+    pub const ALL: [TimeFormat; 5] = [
+        Self::EpochMillis,
+        Self::EpochSeconds,
+        Self::Iso8601,
+        Self::MonthDayYear,
+        Self::DayMonthYear,
+    ];
+
+    /// The format of a name (`epoch_ms`, `epoch_s`, `iso8601`, `m/d/y`,
+    /// `d/m/y`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     /// Its name in reports (`epoch_ms`, `iso8601`, `m/d/y`, …).
     pub fn name(self) -> &'static str {
         match self {
@@ -377,8 +396,15 @@ impl<R: BufRead> WideCsvReader<R> {
                 detect_time_format(first(c))
             }
         };
-        let time_format = first_value[time_col].as_ref().map(|_| format_of(time_col));
-        let date_format = date_col.map(format_of);
+        let mut time_format = first_value[time_col].as_ref().map(|_| format_of(time_col));
+        let mut date_format = date_col.map(format_of);
+        match (opts.time_format, date_col) {
+            (Some(f @ (TimeFormat::MonthDayYear | TimeFormat::DayMonthYear)), Some(_)) => {
+                date_format = Some(f);
+            }
+            (Some(f), None) => time_format = Some(f),
+            _ => {}
+        }
         let asset_col = asset_named.or_else(|| {
             ["asset", "asset_id"]
                 .iter()
@@ -1081,6 +1107,18 @@ mod tests {
         // Nothing tells them apart: month first, as US spreadsheets write.
         let t = read("time,v\n01/02/2024,1\n01/03/2024,2\n", &opts).unwrap();
         assert_eq!(t.layout.time_format, Some(TimeFormat::MonthDayYear));
+        // Unless the user says otherwise.
+        let day_first = WideCsvOptions {
+            time_format: TimeFormat::parse("d/m/y"),
+            ..WideCsvOptions::default()
+        };
+        let t = read("time,v\n01/02/2024,1\n01/03/2024,2\n", &day_first).unwrap();
+        assert_eq!(t.ts_ms[0], at("2024-02-01"));
+        let t = read("Date,Time,v\n01/02/2024,10:00,1\n", &day_first).unwrap();
+        assert_eq!(t.ts_ms[0], at("2024-02-01T10:00"));
+        for f in TimeFormat::ALL {
+            assert_eq!(TimeFormat::parse(f.name()), Some(f));
+        }
         // German exports: dotted dates and times of day in two columns,
         // decimal commas, no usual column names.
         let t = read(

@@ -1,7 +1,7 @@
 //! The column options every command that reads a wide telemetry CSV takes.
 
 use clap::Args;
-use fieldpulse_models::wide_csv::WideCsvOptions;
+use fieldpulse_models::wide_csv::{TimeFormat, WideCsvOptions};
 
 /// Which columns of a wide CSV are the asset, the time, and not sensors.
 #[derive(Debug, Clone, Default, Args)]
@@ -15,6 +15,17 @@ pub struct WideCsvArgs {
     /// Numeric columns that are not sensors, comma separated.
     #[arg(long, value_delimiter = ',')]
     pub exclude: Vec<String>,
+    /// Time format instead of detecting it: epoch_ms, epoch_s, iso8601, or
+    /// m/d/y / d/m/y for spreadsheet dates whose order the data leaves open.
+    #[arg(long, value_parser = parse_time_format)]
+    pub time_format: Option<TimeFormat>,
+}
+
+fn parse_time_format(s: &str) -> Result<TimeFormat, String> {
+    TimeFormat::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = TimeFormat::ALL.iter().map(|f| f.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
 }
 
 impl WideCsvArgs {
@@ -26,6 +37,7 @@ impl WideCsvArgs {
             exclude: self.exclude.clone(),
             label_col: None,
             sniff_rows: 0,
+            time_format: self.time_format,
         }
     }
 }

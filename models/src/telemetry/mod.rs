@@ -426,6 +426,7 @@ fn read_wide_csv(
         exclude: opts.exclude.clone(),
         label_col: None,
         sniff_rows: 0,
+        time_format: None,
     };
     let (mut telemetry, counts, layout) =
         Telemetry::read_csv_counted(BufReader::with_capacity(1 << 20, file), &csv_opts).map_err(
