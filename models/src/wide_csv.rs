@@ -741,9 +741,19 @@ fn nth_field(line: &str, delimiter: u8, i: usize) -> String {
     }
 }
 
-/// A date written `A/B/YYYY` or `A.B.YYYY` (then a clock time, or nothing):
-/// `(A, B, separator)`, the order of day and month not yet known.
-fn numeric_date_fields(text: &str) -> Option<(i64, i64, u8)> {
+/// A date written `A/B/YYYY` or `A.B.YYYY` (then a clock time, or nothing),
+/// the order of day and month not yet known.
+struct NumericDate {
+    a: i64,
+    b: i64,
+    year: i64,
+    sep: u8,
+    /// Bytes up to the year's end (a clock time may follow).
+    len: usize,
+}
+
+/// The fields of `A/B/YYYY` or `A.B.YYYY` at the start of `text`.
+fn numeric_date_fields(text: &str) -> Option<NumericDate> {
     let b = text.as_bytes();
     let digits = |s: &[u8], at: usize| s[at..].iter().take_while(|c| c.is_ascii_digit()).count();
     let n1 = digits(b, 0);
@@ -760,7 +770,13 @@ fn numeric_date_fields(text: &str) -> Option<(i64, i64, u8)> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| std::str::from_utf8(&b[r]).ok()?.parse::<i64>().ok();
-    Some((num(0..n1)?, num(n1 + 1..n1 + 1 + n2)?, sep))
+    Some(NumericDate {
+        a: num(0..n1)?,
+        b: num(n1 + 1..n1 + 1 + n2)?,
+        year: num(at_year..at_year + 4)?,
+        sep,
+        len: at_year + 4,
+    })
 }
 
 /// Which of day and month comes first in a column of `A/B/YYYY` dates: the
@@ -771,9 +787,9 @@ fn numeric_date_order(values: impl Iterator<Item = String>) -> TimeFormat {
     let (mut day_first, mut month_first) = (false, false);
     let mut kept = Vec::new();
     for v in values {
-        if let Some((a, b, sep)) = numeric_date_fields(&v) {
-            day_first |= a > 12 || sep == b'.';
-            month_first |= b > 12;
+        if let Some(d) = numeric_date_fields(&v) {
+            day_first |= d.a > 12 || d.sep == b'.';
+            month_first |= d.b > 12;
             kept.push(v);
         }
     }
@@ -801,19 +817,18 @@ fn numeric_date_order(values: impl Iterator<Item = String>) -> TimeFormat {
 /// Parses `M/D/YYYY` (`month_first`) or `D/M/YYYY` (`/` or `.`), then
 /// optionally a space and `H:MM[:SS[.fff]]` with an optional `AM`/`PM`.
 fn parse_numeric_date(text: &str, month_first: bool) -> Option<i64> {
-    let (a, b, _) = numeric_date_fields(text)?;
-    let (m, d) = if month_first { (a, b) } else { (b, a) };
-    let bytes = text.as_bytes();
-    let date_len = bytes
-        .iter()
-        .position(|c| *c == b' ' || *c == b'T')
-        .unwrap_or(bytes.len());
-    let y: i64 = text[date_len - 4..date_len].parse().ok()?;
+    let date = numeric_date_fields(text)?;
+    let (m, d) = if month_first {
+        (date.a, date.b)
+    } else {
+        (date.b, date.a)
+    };
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    let day = days_from_civil(y, m, d) * 86_400_000;
-    let clock = text[date_len..].trim();
+    let day = days_from_civil(date.year, m, d) * 86_400_000;
+    // A `T` or spaces, then the clock time.
+    let clock = text[date.len..].trim_start_matches('T').trim();
     if clock.is_empty() {
         return Some(day);
     }
@@ -821,29 +836,21 @@ fn parse_numeric_date(text: &str, month_first: bool) -> Option<i64> {
 }
 
 /// `H:MM[:SS[.fff]]` with an optional ` AM`/` PM` (12-hour clock), as
-/// milliseconds from midnight.
+/// milliseconds from midnight. No allocation: it runs once a row.
 fn parse_clock(text: &str) -> Option<i64> {
-    let upper = text.to_ascii_uppercase();
-    let (clock, pm) = match upper
-        .strip_suffix("AM")
-        .or_else(|| upper.strip_suffix("A.M."))
-    {
-        Some(c) => (c.trim_end(), Some(false)),
-        None => match upper
-            .strip_suffix("PM")
-            .or_else(|| upper.strip_suffix("P.M."))
-        {
-            Some(c) => (c.trim_end(), Some(true)),
-            None => (upper.as_str(), None),
+    let strip = |suffix: &str| {
+        let n = text.len().checked_sub(suffix.len())?;
+        (text.is_char_boundary(n) && text[n..].eq_ignore_ascii_case(suffix))
+            .then(|| text[..n].trim_end())
+    };
+    let (clock, pm) = match strip("AM").or_else(|| strip("A.M.")) {
+        Some(c) => (c, Some(false)),
+        None => match strip("PM").or_else(|| strip("P.M.")) {
+            Some(c) => (c, Some(true)),
+            None => (text, None),
         },
     };
-    // A one-digit hour gets its leading zero; the rest is ISO's.
-    let padded = if clock.as_bytes().get(1) == Some(&b':') {
-        format!("0{clock}")
-    } else {
-        clock.to_string()
-    };
-    let ms = parse_time_of_day(&padded)?;
+    let ms = parse_time_of_day(clock)?;
     let hour = ms / 3_600_000;
     match pm {
         None => Some(ms),
@@ -858,7 +865,7 @@ fn parse_clock(text: &str) -> Option<i64> {
 /// A date alone (`2024-01-31`, `2024/01/31`, `1/31/2024`, `31.01.2024`).
 fn is_date(text: &str) -> bool {
     (text.len() == 10 && parse_iso8601(text).is_some())
-        || (numeric_date_fields(text).is_some() && !text.contains([' ', 'T']))
+        || numeric_date_fields(text).is_some_and(|d| d.len == text.len())
 }
 
 /// A time of day alone (`13:05`, `1:05:30 PM`): not a number, not a date.
@@ -871,13 +878,15 @@ fn is_clock(text: &str) -> bool {
 pub(crate) fn parse_time_of_day(text: &str) -> Option<i64> {
     const EPOCH_DAY: &[u8] = b"1970-01-01T";
     let b = text.as_bytes();
-    let mut buf = [0u8; 64];
-    let n = EPOCH_DAY.len() + b.len();
+    // A one-digit hour (`9:05`) gets its leading zero; the rest is ISO's.
+    let pad = usize::from(b.get(1) == Some(&b':'));
+    let mut buf = [b'0'; 64];
+    let n = EPOCH_DAY.len() + pad + b.len();
     if n > buf.len() {
         return None;
     }
     buf[..EPOCH_DAY.len()].copy_from_slice(EPOCH_DAY);
-    buf[EPOCH_DAY.len()..n].copy_from_slice(b);
+    buf[EPOCH_DAY.len() + pad..n].copy_from_slice(b);
     parse_iso8601(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
@@ -1148,6 +1157,8 @@ mod tests {
             None,
             "no 13 o'clock on a 12-hour clock"
         );
+        assert_eq!(parse_clock("9:05"), Some(9 * 3_600_000 + 5 * 60_000));
+        assert_eq!(parse_clock("12:00:30 am"), Some(30_000));
         assert_eq!(
             parse_numeric_date("12.05.2024", false),
             Some(at("2024-05-12"))
